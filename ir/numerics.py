@@ -1,0 +1,238 @@
+"""Integer-only numerics: the one place where attnflow's arithmetic is defined.
+
+Every function here is used three ways: by the golden interpreter (``ir.golden``), by the
+simulator's behavioural models (``sim.models``) and to generate constants and ROM contents
+of the RTL (``hdl.templates``). Functions take Python ints or numpy int64 arrays.
+
+Rounding modes
+--------------
+* ``requant(x, n)``: ``n > 0`` shifts right rounding half up (``(x + 2**(n-1)) >> n``, an
+  arithmetic shift, so ties go towards +inf); ``n <= 0`` shifts left exactly.
+* ``saturate(x, fmt)``: clips to the format's integer range (used on every narrowing).
+* ``exp_neg``: ``e**-z`` as ``2**-(z*log2 e)``: the fractional part indexes a ROM of
+  ``2**score_frac`` entries, the integer part shifts right (floor).
+* ``recip``: ``floor(2**R / l)``, exact integer division.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .types import FixedFormat
+
+#: fractional bits of the 1/sqrt(d) multiplier
+SCALE_BITS = 16
+#: fractional bits of the log2(e) multiplier inside exp
+LOG2E_BITS = 15
+#: extra precision bits of the reciprocal beyond the worst case of the row sum
+RECIP_PREC = 16
+#: widest intermediate value the int64 golden model and simulator can carry
+MAX_BITS = 62
+
+
+def clog2(n: int) -> int:
+    """Bits needed to count to ``n`` (0 for n <= 1)."""
+    return max(0, int(n - 1).bit_length())
+
+
+def requant(x, n: int):
+    """Shift right by ``n`` rounding half up (``n > 0``), or left by ``-n``."""
+    if n > 0:
+        return (x + (1 << (n - 1))) >> n
+    return x << (-n)
+
+
+def saturate(x, fmt: FixedFormat):
+    if isinstance(x, np.ndarray):
+        return np.clip(x, fmt.min_int, fmt.max_int)
+    return min(max(x, fmt.min_int), fmt.max_int)
+
+
+def quantize(values, fmt: FixedFormat) -> np.ndarray:
+    """Float -> stored integers of ``fmt`` (round half up, saturate)."""
+    scaled = np.floor(np.asarray(values, dtype=np.float64) * 2.0 ** fmt.frac + 0.5)
+    return saturate(scaled.astype(np.int64), fmt)
+
+
+def dequantize(ints, frac: int) -> np.ndarray:
+    return np.asarray(ints, dtype=np.float64) / 2.0 ** frac
+
+
+def signed_bits(max_abs: int) -> int:
+    """Two's-complement width holding every value in [-max_abs, max_abs]."""
+    return int(max_abs).bit_length() + 1
+
+
+@lru_cache(maxsize=None)
+def exp2_table(score_frac: int, prob_frac: int) -> tuple[int, ...]:
+    """ROM of 2**(-r / 2**score_frac) in ``prob_frac`` fractional bits, r in [0, 2**score_frac)."""
+    size = 1 << score_frac
+    return tuple(int(math.floor(2.0 ** prob_frac * 2.0 ** (-r / size) + 0.5)) for r in range(size))
+
+
+LOG2E_MULT = int(round(math.log2(math.e) * (1 << LOG2E_BITS)))
+
+
+def exp_neg(z, score_frac: int, prob_frac: int):
+    """``round(2**prob_frac * e**(-z / 2**score_frac))`` approximately, for integer z >= 0.
+
+    u = z * log2(e) (rounded to score_frac fractional bits); the fraction of u indexes the
+    ROM, the integer part shifts the ROM word right. Shifts of prob_frac + 1 or more give 0.
+    """
+    table = exp2_table(score_frac, prob_frac)
+    u = requant(z * LOG2E_MULT, LOG2E_BITS)
+    ipart = u >> score_frac
+    fpart = u & ((1 << score_frac) - 1)
+    limit = prob_frac + 1
+    if isinstance(u, np.ndarray):
+        word = np.asarray(table, dtype=np.int64)[fpart]
+        return np.where(ipart >= limit, 0, word >> np.minimum(ipart, limit))
+    return 0 if ipart >= limit else table[fpart] >> ipart
+
+
+def recip(l, recip_bits: int):
+    """``floor(2**recip_bits / l)`` for l >= 1."""
+    if isinstance(l, np.ndarray):
+        return np.floor_divide(np.int64(1) << recip_bits, l)
+    return (1 << recip_bits) // l
+
+
+@dataclass(frozen=True)
+class AttentionNumerics:
+    """Every constant and width of one attention head's integer datapath.
+
+    Derived once from the formats, N and d; read by the golden model, the simulator and
+    the HDL, so no back-end re-derives a width.
+    """
+    seq_len: int
+    head_dim: int
+    q: FixedFormat
+    k: FixedFormat
+    v: FixedFormat
+    out: FixedFormat
+    score_frac: int
+    prob_frac: int
+
+    # --- scores: x = requant(q.k * scale_mult, scale_shift), frac = score_frac
+    @property
+    def scale_mult(self) -> int:
+        return int(round(2.0 ** SCALE_BITS / math.sqrt(self.head_dim)))
+
+    @property
+    def scale_shift(self) -> int:
+        return self.q.frac + self.k.frac + SCALE_BITS - self.score_frac
+
+    @property
+    def dot_bits(self) -> int:
+        """Width of the raw dot product q.k (signed)."""
+        return signed_bits(self.head_dim * (-self.q.min_int) * (-self.k.min_int))
+
+    @property
+    def score_bits(self) -> int:
+        max_dot = self.head_dim * (-self.q.min_int) * (-self.k.min_int)
+        return signed_bits(requant(max_dot * self.scale_mult, self.scale_shift) + 1)
+
+    @property
+    def z_bits(self) -> int:
+        """Width of m - x >= 0 (unsigned)."""
+        return self.score_bits
+
+    # --- probabilities
+    @property
+    def one(self) -> int:
+        return 1 << self.prob_frac
+
+    @property
+    def exp_bits(self) -> int:
+        return self.prob_frac + 1
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of a row sum of N probabilities (unsigned)."""
+        return (self.seq_len * self.one).bit_length()
+
+    @property
+    def recip_bits(self) -> int:
+        """R in floor(2**R / l)."""
+        return self.prob_frac + clog2(self.seq_len) + RECIP_PREC
+
+    @property
+    def recip_width(self) -> int:
+        return self.recip_bits - self.prob_frac + 1
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of sum_j p_j * v_j with p in prob_frac (signed); frac = prob_frac + v.frac."""
+        return signed_bits(self.seq_len * self.one * (-self.v.min_int))
+
+    @property
+    def out_shift_online(self) -> int:
+        """out = requant(o * r, out_shift_online): o / l in the out format."""
+        return self.recip_bits + self.v.frac - self.out.frac
+
+    @property
+    def out_shift_naive(self) -> int:
+        return self.prob_frac + self.v.frac - self.out.frac
+
+    @property
+    def p_shift(self) -> int:
+        """naive: p = requant(e * r, p_shift), p in prob_frac."""
+        return self.recip_bits - self.prob_frac
+
+    def check(self) -> list[tuple[str, str]]:
+        """Problems as (spec field, message); empty when the datapath is implementable."""
+        problems = []
+        if self.scale_shift < 1:
+            problems.append(("formats.score_frac",
+                             f"must be below q.frac + k.frac + {SCALE_BITS} = "
+                             f"{self.q.frac + self.k.frac + SCALE_BITS}, got {self.score_frac}"))
+        widest = max(self.acc_bits + self.exp_bits, self.score_bits + 16 + LOG2E_BITS,
+                     self.dot_bits + SCALE_BITS + 1, self.sum_bits + self.exp_bits,
+                     self.recip_bits + self.v.bits, self.exp_bits + self.recip_width)
+        if widest > MAX_BITS:
+            problems.append(("formats.prob_frac",
+                             f"the datapath needs {widest}-bit intermediates (limit {MAX_BITS}); "
+                             "lower formats.prob_frac, the input formats' bits or model.seq_len"))
+        return problems
+
+    # --- the scalar/vector kernels, defined once
+    def scores(self, q_ints: np.ndarray, k_ints: np.ndarray) -> np.ndarray:
+        """x[i, j] = requant((q_i . k_j) * scale_mult, scale_shift)."""
+        dot = q_ints.astype(np.int64) @ k_ints.astype(np.int64).T
+        return requant(dot * self.scale_mult, self.scale_shift)
+
+    def exp(self, z):
+        return exp_neg(z, self.score_frac, self.prob_frac)
+
+    def recip(self, l):
+        return recip(l, self.recip_bits)
+
+    def online_step(self, first: bool, m, l, o, x, v):
+        """One score of the online softmax for a batch of rows (arrays over rows).
+
+        State (m, l, o): running max, running sum, running unnormalised output (rows x d).
+        first element of a row: m = x, l = 1, o = v.
+        x <= m: p = e^(x - m); l = l + p; o = o + p * v.
+        x > m:  a = e^(m - x); m = x; l = l * a + 1; o = o * a + v  (products rounded).
+        Only one exp per score: of |x - m|. ``first`` is a Python bool (same for all rows).
+        """
+        one = self.one
+        if first:
+            return x.copy(), np.full_like(x, one), v * one
+        le = x <= m
+        e = self.exp(np.where(le, m - x, x - m))
+        o_new = np.where(le[:, None], o + e[:, None] * v,
+                         requant(o * e[:, None], self.prob_frac) + v * one)
+        l_new = np.where(le, l + e, requant(l * e, self.prob_frac) + one)
+        return np.maximum(m, x), l_new, o_new
+
+    def normalize(self, o, l):
+        """Online variant's output: saturate(requant(o * floor(2**R / l), out_shift))."""
+        return saturate(requant(o * self.recip(l)[:, None], self.out_shift_online), self.out)
+
+
+def attention_numerics(seq_len, head_dim, q, k, v, out, score_frac, prob_frac) -> AttentionNumerics:
+    return AttentionNumerics(seq_len, head_dim, q, k, v, out, score_frac, prob_frac)

@@ -1,0 +1,152 @@
+"""The hardware graph: template instances connected by channels.
+
+Both back-ends (``sim`` and ``hdl``) read this and nothing else: the mapper decides every
+parameter (channel width, depth, latency; template parameters) once, here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .contracts import Contract
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a token: ``count`` elements of ``bits`` bits (count 1: a scalar)."""
+    name: str
+    bits: int
+    signed: bool = True
+    count: int = 1
+
+    @property
+    def width(self) -> int:
+        return self.bits * self.count
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A token's bit layout: fields packed LSB first in order; element i of a vector field
+    at offset ``i * bits`` within the field (the order of Amaranth's Struct/ArrayLayout)."""
+    fields: tuple[Field, ...]
+
+    @property
+    def width(self) -> int:
+        return sum(f.width for f in self.fields)
+
+    def pack(self, values: dict) -> list[int]:
+        """Token values (field -> array (ntok,) or (ntok, count)) -> packed unsigned ints."""
+        n = None
+        words = None
+        shift = 0
+        for f in self.fields:
+            arr = np.asarray(values[f.name], dtype=np.int64).reshape(-1, f.count)
+            if n is None:
+                n = arr.shape[0]
+                words = [0] * n
+            mask = (1 << f.bits) - 1
+            for t in range(n):
+                w = 0
+                for i, x in enumerate(arr[t].tolist()):
+                    w |= (x & mask) << (i * f.bits)
+                words[t] |= w << shift
+            shift += f.width
+        return words
+
+    def unpack(self, words) -> dict:
+        out = {}
+        shift = 0
+        for f in self.fields:
+            mask = (1 << f.bits) - 1
+            vals = []
+            for w in words:
+                row = []
+                for i in range(f.count):
+                    x = (w >> (shift + i * f.bits)) & mask
+                    if f.signed and x >> (f.bits - 1):
+                        x -= 1 << f.bits
+                    row.append(x)
+                vals.append(row)
+            arr = np.array(vals, dtype=np.int64).reshape(len(words), f.count)
+            out[f.name] = arr[:, 0] if f.count == 1 else arr
+            shift += f.width
+        return out
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A single-producer single-consumer FIFO: a token enqueued in cycle t is visible to
+    the consumer from cycle t + latency; a slot freed by a dequeue in cycle t can be
+    filled again from cycle t + 1. ``depth`` counts tokens in flight and stored.
+    ``src``/``dst`` are (instance, port); None marks a graph input / output."""
+    name: str
+    layout: Layout
+    depth: int
+    latency: int
+    src: tuple[str, str] | None
+    dst: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    template: str
+    contract: Contract
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, key, default=None):
+        return dict(self.params).get(key, default)
+
+
+@dataclass
+class HwGraph:
+    name: str
+    instances: dict[str, Instance] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    numerics: Any = None
+    variant: str = ""
+    #: channel name -> (why this depth, the minimum for full throughput)
+    depth_notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.src is None]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.dst is None]
+
+    def port_channels(self, inst: str) -> dict[str, Channel]:
+        """port -> channel for one instance."""
+        out = {}
+        for c in self.channels.values():
+            if c.src and c.src[0] == inst:
+                out[c.src[1]] = c
+            if c.dst and c.dst[0] == inst:
+                out[c.dst[1]] = c
+        return out
+
+    def validate(self):
+        for inst in self.instances.values():
+            ports = self.port_channels(inst.name)
+            for p in inst.contract.inputs + inst.contract.outputs:
+                if p not in ports:
+                    raise ValueError(f"{inst.name}: port {p} is not connected")
+        for c in self.channels.values():
+            if c.depth < 1:
+                raise ValueError(f"channel {c.name}: depth must be >= 1, got {c.depth}")
+            ntok = set()
+            if c.src:
+                ntok.add(self.instances[c.src[0]].contract.tokens(c.src[1]))
+            if c.dst:
+                ntok.add(self.instances[c.dst[0]].contract.tokens(c.dst[1]))
+            if len(ntok) > 1:
+                raise ValueError(f"channel {c.name}: producer and consumer disagree on "
+                                 f"token count {sorted(ntok)}")
+
+    def tokens(self, channel: str) -> int:
+        c = self.channels[channel]
+        end = c.src or c.dst
+        return self.instances[end[0]].contract.tokens(end[1])

@@ -1,0 +1,97 @@
+"""Mapping of a lowered attention head onto streaming templates, with FIFO sizing."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from .hwgraph import Channel, HwGraph, Instance
+from . import templates as T
+
+
+class MappingError(ValueError):
+    """A mapping request that cannot be honoured; ``field`` names the spec field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+#: depth of the channels that feed the design from outside
+INPUT_DEPTH = 2
+
+
+def full_rate_depth(producer_latency: int) -> int:
+    """A producer of latency L firing every cycle needs L + 1 slots downstream: the slot of
+    a token enqueued in cycle t is free again in t + L + 1 at the earliest."""
+    return producer_latency + 1
+
+
+def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
+    """A fork feeding a row reducer and a bypass: the bypass holds the whole row until the
+    reduction (visible fork_latency + reducer_latency after the row's last element) arrives."""
+    return n + fork_latency + reducer_latency
+
+
+def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnflow_top") -> HwGraph:
+    """Lowered IR of one head (see ``ir.lower``) -> HwGraph.
+
+    ``fifo_depths`` overrides the mapper's depth for named channels (experiments, e.g. the
+    naive variant's bypass deadlock)."""
+    nm = graph.numerics
+    n, d = nm.seq_len, nm.head_dim
+    expected = {"naive": "row_max", "online": "online_pv"}[variant]
+    if not graph.find(expected):
+        raise MappingError("model.attention.variant",
+                           f"graph was not lowered for the {variant} variant")
+    hw = HwGraph(name=name, numerics=nm, variant=variant)
+    overrides = dict(fifo_depths or {})
+    lat = T.LATENCY
+
+    def inst(name, contract, **params):
+        hw.instances[name] = Instance(name, contract.template, contract, tuple(sorted(params.items())))
+
+    def chan(name, layout, src, dst, depth, note):
+        latency = lat[hw.instances[src[0]].template] if src else 1
+        hw.channels[name] = Channel(name, layout, depth, latency, src, dst)
+        hw.depth_notes[name] = note
+
+    inst("qk", T.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b")))
+    inst("vstore", T.kv_replay(n))
+    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
+    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
+    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
+    fr = full_rate_depth
+    if variant == "online":
+        inst("softmax", T.online_softmax_pv(n))
+        inst("norm", T.normalize(n))
+        chan("s", T.score_layout(nm), ("qk", "s"), ("softmax", "s"), fr(lat["qk_scores"]), "L+1")
+        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
+             fr(lat["kv_replay"]), "L+1")
+        chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
+             fr(lat["online_softmax_pv"]), "L+1")
+        chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat["normalize"]), "L+1")
+    else:
+        inst("rowmax", T.row_max(n))
+        inst("exp", T.sub_exp(n))
+        inst("rowsum", T.row_sum(n))
+        inst("recip", T.recip_mul(n))
+        inst("pv", T.pv_accum(n))
+        chan("s_a", T.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat["qk_scores"]), "L+1")
+        chan("s_b", T.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
+             bypass_depth(n, lat["qk_scores"], lat["row_max"]), "row bypass: N + L(qk) + L(rowmax)")
+        chan("m", T.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat["row_max"]), "L+1")
+        chan("e_a", T.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat["sub_exp"]), "L+1")
+        chan("e_b", T.prob_layout(nm), ("exp", "e_b"), ("recip", "e"),
+             bypass_depth(n, lat["sub_exp"], lat["row_sum"]), "row bypass: N + L(exp) + L(rowsum)")
+        chan("l", T.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat["row_sum"]), "L+1")
+        chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat["recip_mul"]), "L+1")
+        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat["kv_replay"]), "L+1")
+        chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat["pv_accum"]), "L+1")
+    for cname, depth in overrides.items():
+        if cname not in hw.channels:
+            raise MappingError(f"hardware.fifo_depths.{cname}",
+                               f"no such channel; channels: {', '.join(hw.channels)}")
+        c = hw.channels[cname]
+        hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
+        hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"
+    hw.validate()
+    return hw

@@ -1,0 +1,114 @@
+"""The template catalogue: each template's timing contract and port layouts, as data.
+
+One function per template builds its :class:`~attnflow.mappers.contracts.Contract` from
+its parameters. Latencies are the cycles from a firing to the output being visible; the
+simulator and the HDL both take them from here.
+"""
+from __future__ import annotations
+
+from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .hwgraph import Field, Layout
+
+#: cycles from firing to visible output, per template
+LATENCY = {
+    "qk_scores": 3,          # d multipliers, adder tree, scale multiplier
+    "kv_replay": 1,          # memory read
+    "online_softmax_pv": 1,  # state update registered; row result written on the last score
+    "normalize": 4,          # reciprocal, d multipliers, rounding
+    "row_max": 1,
+    "sub_exp": 2,            # subtract, log2e multiply, ROM, shift
+    "row_sum": 1,
+    "recip_mul": 4,          # reciprocal (first score of a row), multiply, round
+    "pv_accum": 2,           # d multipliers, accumulate, round on the last score
+}
+
+
+def qk_scores(n: int, outs=("s",)) -> Contract:
+    """Loads K (n rows), then for each q row emits n scaled scores q.k_j, one per cycle."""
+    return Contract("qk_scores", ("k", "q"), tuple(outs), (
+        Phase("load", (("r", n),), (("k", ALWAYS),)),
+        Phase("scores", (("i", n), ("j", n)),
+              (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
+    ), latency=LATENCY["qk_scores"])
+
+
+def kv_replay(n: int) -> Contract:
+    """Stores n V rows, then replays all n rows once per query row (n * n tokens)."""
+    return Contract("kv_replay", ("v",), ("vr",), (
+        Phase("load", (("r", n),), (("v", ALWAYS),)),
+        Phase("replay", (("i", n), ("j", n)), (("vr", ALWAYS),)),
+    ), latency=LATENCY["kv_replay"])
+
+
+def online_softmax_pv(n: int) -> Contract:
+    """Running max m, sum l and output o over a row of scores; emits (o, l) per row."""
+    return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
+        Phase("rows", (("i", n), ("j", n)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
+    ), latency=LATENCY["online_softmax_pv"])
+
+
+def normalize(n: int) -> Contract:
+    """o / l per row: one reciprocal per row, d multipliers."""
+    return Contract("normalize", ("ol",), ("o",), (
+        Phase("rows", (("i", n),), (("ol", ALWAYS), ("o", ALWAYS))),
+    ), latency=LATENCY["normalize"])
+
+
+def row_max(n: int) -> Contract:
+    return Contract("row_max", ("s",), ("m",), (
+        Phase("rows", (("i", n), ("j", n)), (("s", ALWAYS), ("m", LAST))),
+    ), latency=LATENCY["row_max"])
+
+
+def sub_exp(n: int) -> Contract:
+    """e = exp(x - m): takes the row max once per row, forks e to the sum and the bypass."""
+    return Contract("sub_exp", ("m", "s"), ("e_a", "e_b"), (
+        Phase("rows", (("i", n), ("j", n)),
+              (("m", FIRST), ("s", ALWAYS), ("e_a", ALWAYS), ("e_b", ALWAYS))),
+    ), latency=LATENCY["sub_exp"])
+
+
+def row_sum(n: int) -> Contract:
+    return Contract("row_sum", ("e",), ("l",), (
+        Phase("rows", (("i", n), ("j", n)), (("e", ALWAYS), ("l", LAST))),
+    ), latency=LATENCY["row_sum"])
+
+
+def recip_mul(n: int) -> Contract:
+    """p = e * (1 / l): one reciprocal per row (on its first element), one multiply per e."""
+    return Contract("recip_mul", ("l", "e"), ("p",), (
+        Phase("rows", (("i", n), ("j", n)), (("l", FIRST), ("e", ALWAYS), ("p", ALWAYS))),
+    ), latency=LATENCY["recip_mul"])
+
+
+def pv_accum(n: int) -> Contract:
+    """o = sum_j p_j v_j, rounded to the output format on the row's last element."""
+    return Contract("pv_accum", ("p", "vr"), ("o",), (
+        Phase("rows", (("i", n), ("j", n)), (("p", ALWAYS), ("vr", ALWAYS), ("o", LAST))),
+    ), latency=LATENCY["pv_accum"])
+
+
+# ---- token layouts of the attention datapath (widths from AttentionNumerics)
+
+def vec_layout(fmt, d, name="x") -> Layout:
+    return Layout((Field(name, fmt.bits, True, d),))
+
+
+def score_layout(nm) -> Layout:
+    return Layout((Field("x", nm.score_bits, True),))
+
+
+def max_layout(nm) -> Layout:
+    return Layout((Field("m", nm.score_bits, True),))
+
+
+def prob_layout(nm, name="e") -> Layout:
+    return Layout((Field(name, nm.exp_bits, False),))
+
+
+def sum_layout(nm) -> Layout:
+    return Layout((Field("l", nm.sum_bits, False),))
+
+
+def ol_layout(nm) -> Layout:
+    return Layout((Field("o", nm.acc_bits, True, nm.head_dim), Field("l", nm.sum_bits, False)))

@@ -1,0 +1,270 @@
+"""Timing engine: the Dataflow Abstract Machine semantics over a HwGraph.
+
+Every template instance is a process with its own clock; channels are SPSC FIFOs with a
+capacity (``depth``, in-flight tokens included) and a latency; response latency is 1
+cycle (a slot freed in cycle t can be refilled in t + 1). A process fires at the earliest
+cycle that is at least ``ii`` after its previous firing, at which every input it uses has
+a visible token and every output it uses has a free slot (see ``mappers.contracts``).
+
+Only times are computed here: our templates have data-independent token rates, so the
+token values follow from the dataflow alone (``sim.models``) and cannot change a time.
+
+Processes only block (never test for emptiness), so the graph is a Kahn process network:
+the times do not depend on the order in which the scheduler runs the processes. When no
+process can move and some have not finished, that is a deadlock: reported, never a hang.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..mappers.hwgraph import HwGraph
+from .schedule import Schedule
+
+
+class Chan:
+    __slots__ = ("name", "depth", "lat", "push", "pop", "empty_wait", "full_wait")
+
+    def __init__(self, name, depth, lat):
+        self.name, self.depth, self.lat = name, depth, lat
+        self.push: list[int] = []   # cycle each token was enqueued
+        self.pop: list[int] = []    # cycle each token was dequeued
+        self.empty_wait = 0         # consumer cycles lost waiting for this channel's data
+        self.full_wait = 0          # producer cycles lost waiting for a slot
+
+    @property
+    def occupancy(self) -> int:
+        return len(self.push) - len(self.pop)
+
+
+class Proc:
+    kind = "process"
+
+    def __init__(self, name):
+        self.name = name
+        self.t = -1            # cycle of the last firing
+        self.fires = 0
+        self.starved = 0       # cycles lost waiting for input data
+        self.blocked = 0       # cycles lost waiting for output slots
+        self.first = None      # cycle of the first firing
+        self.waiting: tuple[Chan, str] | None = None
+        self.done = False
+
+
+class TemplateProc(Proc):
+    kind = "template"
+
+    def __init__(self, inst, chans: dict[str, Chan]):
+        super().__init__(inst.name)
+        c = inst.contract
+        self.ii = c.ii
+        self.t = -c.ii
+        self.plan = []
+        for ph in c.phases:
+            pattern = [(tuple(chans[p] for p in c.inputs if ph.uses(p, j)),
+                        tuple(chans[p] for p in c.outputs if ph.uses(p, j)))
+                       for j in range(ph.inner)]
+            self.plan.append((ph.fires, ph.inner, pattern))
+        self.phase = 0
+        self.f = 0
+
+    def step(self) -> int:
+        fired = 0
+        ii = self.ii
+        plan = self.plan
+        while self.phase < len(plan):
+            nf, inner, pat = plan[self.phase]
+            f, t_last = self.f, self.t
+            while f < nf:
+                ins, outs = pat[f % inner]
+                t = t0 = t_last + ii
+                late = None
+                for c in ins:
+                    k = len(c.pop)
+                    if k >= len(c.push):
+                        self.f, self.t, self.waiting = f, t_last, (c, "empty")
+                        self.fires += fired
+                        return fired
+                    v = c.push[k] + c.lat
+                    if v > t:
+                        t, late = v, c
+                if late is not None:
+                    late.empty_wait += t - t0
+                    self.starved += t - t0
+                t1 = t
+                late = None
+                for c in outs:
+                    k = len(c.push) - c.depth
+                    if k >= 0:
+                        if k >= len(c.pop):
+                            self.f, self.t, self.waiting = f, t_last, (c, "full")
+                            self.fires += fired
+                            return fired
+                        v = c.pop[k] + 1
+                        if v > t:
+                            t, late = v, c
+                if late is not None:
+                    late.full_wait += t - t1
+                    self.blocked += t - t1
+                for c in ins:
+                    c.pop.append(t)
+                for c in outs:
+                    c.push.append(t)
+                if self.first is None:
+                    self.first = t
+                t_last = t
+                f += 1
+                fired += 1
+            self.phase += 1
+            self.f, self.t = 0, t_last
+        self.fires += fired
+        self.done = True
+        self.waiting = None
+        return fired
+
+
+class SourceProc(Proc):
+    """The testbench driving an input stream: token k offered ``gap_k`` cycles after the
+    previous transfer (``gap_0`` cycles after reset), held until it moves."""
+    kind = "source"
+
+    def __init__(self, chan: Chan, gaps: list[int]):
+        super().__init__(f"<input {chan.name}>")
+        self.chan, self.gaps = chan, gaps
+
+    def step(self) -> int:
+        c, gaps = self.chan, self.gaps
+        n = len(gaps)
+        fired = 0
+        t_last = self.t
+        while len(c.push) < n:
+            k = len(c.push)
+            t = t_last + 1 + gaps[k]
+            j = k - c.depth
+            if j >= 0:
+                if j >= len(c.pop):
+                    self.t, self.waiting = t_last, (c, "full")
+                    self.fires += fired
+                    return fired
+                v = c.pop[j] + 1
+                if v > t:
+                    c.full_wait += v - t
+                    self.blocked += v - t
+                    t = v
+            c.push.append(t)
+            t_last = t
+            fired += 1
+        self.t = t_last
+        self.fires += fired
+        self.done = True
+        self.waiting = None
+        return fired
+
+
+class SinkProc(Proc):
+    """The testbench accepting an output stream with a ready pattern."""
+    kind = "sink"
+
+    def __init__(self, chan: Chan, ntok: int, ready):
+        super().__init__(f"<output {chan.name}>")
+        self.chan, self.ntok, self.ready = chan, ntok, ready
+
+    def step(self) -> int:
+        c = self.chan
+        fired = 0
+        t_last = self.t
+        first_ready = self.ready.first_ready
+        while len(c.pop) < self.ntok:
+            k = len(c.pop)
+            if k >= len(c.push):
+                self.t, self.waiting = t_last, (c, "empty")
+                self.fires += fired
+                return fired
+            t = c.push[k] + c.lat
+            if t <= t_last:
+                t = t_last + 1
+            t2 = first_ready(t)
+            self.blocked += t2 - t
+            c.pop.append(t2)
+            t_last = t2
+            fired += 1
+        self.t = t_last
+        self.fires += fired
+        self.done = True
+        self.waiting = None
+        return fired
+
+
+@dataclass
+class Deadlock:
+    cycle: int                      # no token moves after this cycle
+    blocked: list[tuple[str, int, str, str]]   # (process, local clock, channel, "full"/"empty")
+    channels: list[tuple[str, int, int]]        # (channel, occupancy, depth) at the deadlock
+
+    def describe(self) -> str:
+        procs = "; ".join(f"{p} (clock {t}) waits on {c} ({why})"
+                          for p, t, c, why in self.blocked)
+        full = [f"{c} {o}/{d}" for c, o, d in self.channels if o >= d]
+        empty = [c for c, o, d in self.channels if o == 0]
+        return (f"deadlock at cycle {self.cycle}: {procs}. Full channels: "
+                f"{', '.join(full) or 'none'}. Empty channels: {', '.join(empty) or 'none'}")
+
+
+@dataclass
+class Timing:
+    chans: dict[str, Chan]
+    procs: list[Proc]
+    deadlock: Deadlock | None = None
+    output_cycles: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def total_cycles(self) -> int:
+        """Cycles from reset to the last output transfer, inclusive."""
+        last = [cyc[-1] for cyc in self.output_cycles.values() if cyc]
+        return max(last) + 1 if last else 0
+
+
+def max_occupancy(push: list[int], pop: list[int]) -> int:
+    """Peak tokens held (in flight or stored): a token counts from the cycle after its
+    enqueue up to and including the cycle of its dequeue."""
+    if not push:
+        return 0
+    push_a = np.asarray(push, dtype=np.int64) + 1
+    pop_a = np.asarray(pop, dtype=np.int64) + 1
+    end = int(max(push_a.max(), pop_a.max() if len(pop_a) else 0)) + 1
+    occ = np.cumsum(np.bincount(push_a, minlength=end) - np.bincount(pop_a, minlength=end))
+    return int(occ.max())
+
+
+def run_timing(hw: HwGraph, schedule: Schedule, order: list[str] | None = None) -> Timing:
+    """Compute the cycle of every token on every channel. ``order`` (instance names) only
+    changes the scheduler's visiting order, never a result; tests use it to show that."""
+    chans = {c.name: Chan(c.name, c.depth, c.latency) for c in hw.channels.values()}
+    procs: list[Proc] = []
+    for name in hw.inputs:
+        procs.append(SourceProc(chans[name], schedule.gaps[name]))
+    for name in (order or list(hw.instances)):
+        inst = hw.instances[name]
+        ports = {p: chans[c.name] for p, c in hw.port_channels(name).items()}
+        procs.append(TemplateProc(inst, ports))
+    for name in hw.outputs:
+        procs.append(SinkProc(chans[name], hw.tokens(name), schedule.ready[name]))
+    active = list(procs)
+    deadlock = None
+    while active:
+        moved = 0
+        for p in active:
+            moved += p.step()
+        active = [p for p in active if not p.done]
+        if active and not moved:
+            last = max((max(c.push[-1] if c.push else -1, c.pop[-1] if c.pop else -1)
+                        for c in chans.values()), default=-1)
+            deadlock = Deadlock(
+                cycle=last + 1,
+                blocked=[(p.name, p.t, p.waiting[0].name, p.waiting[1]) for p in active],
+                channels=[(c.name, c.occupancy, c.depth) for c in chans.values()])
+            break
+    timing = Timing(chans, procs, deadlock)
+    timing.output_cycles = {name: list(chans[name].pop) for name in hw.outputs}
+    return timing

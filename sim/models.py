@@ -1,0 +1,70 @@
+"""Behavioural models: the token values each template produces, bit-exact.
+
+Each model maps the token values on a template's input ports (whole streams, in stream
+order) to the values on its output ports, using the arithmetic of ``ir.numerics``. A
+stream's values are a dict field -> array of shape (tokens,) or (tokens, count), with the
+field names of the channel's layout (``mappers.templates``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.numerics import requant, saturate
+
+
+def _rows(a, n):
+    return a.reshape((n, n) + a.shape[1:])
+
+
+def qk_scores(inst, nm, ins):
+    s = {"x": nm.scores(ins["q"]["x"], ins["k"]["x"]).reshape(-1)}
+    return {o: s for o in inst.contract.outputs}
+
+
+def kv_replay(inst, nm, ins):
+    v = ins["v"]["x"]
+    return {"vr": {"x": np.tile(v, (nm.seq_len, 1))}}
+
+
+def online_softmax_pv(inst, nm, ins):
+    n = nm.seq_len
+    x = _rows(ins["s"]["x"], n)
+    v = _rows(ins["vr"]["x"], n)
+    m = l = o = None
+    for j in range(n):  # one score per row per step, rows in parallel
+        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], v[:, j, :])
+    return {"ol": {"o": o, "l": l}}
+
+
+def normalize(inst, nm, ins):
+    return {"o": {"x": nm.normalize(ins["ol"]["o"], ins["ol"]["l"])}}
+
+
+def row_max(inst, nm, ins):
+    return {"m": {"m": _rows(ins["s"]["x"], nm.seq_len).max(axis=1)}}
+
+
+def sub_exp(inst, nm, ins):
+    e = nm.exp(ins["m"]["m"][:, None] - _rows(ins["s"]["x"], nm.seq_len)).reshape(-1)
+    return {"e_a": {"e": e}, "e_b": {"e": e}}
+
+
+def row_sum(inst, nm, ins):
+    return {"l": {"l": _rows(ins["e"]["e"], nm.seq_len).sum(axis=1)}}
+
+
+def recip_mul(inst, nm, ins):
+    e = _rows(ins["e"]["e"], nm.seq_len)
+    p = requant(e * nm.recip(ins["l"]["l"])[:, None], nm.p_shift)
+    return {"p": {"p": p.reshape(-1)}}
+
+
+def pv_accum(inst, nm, ins):
+    p = _rows(ins["p"]["p"], nm.seq_len)
+    v = _rows(ins["vr"]["x"], nm.seq_len)
+    acc = np.einsum("ij,ijd->id", p, v)
+    return {"o": {"x": saturate(requant(acc, nm.out_shift_naive), nm.out)}}
+
+
+MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
+                                  row_max, sub_exp, row_sum, recip_mul, pv_accum)}
