@@ -14,7 +14,8 @@ import random
 
 import pytest
 
-from attnflow.hdl.testbench import run_testbench, verilator_root, write_testbench
+from attnflow.hdl.tb_files.run_tb import verilator_root
+from attnflow.hdl.testbench import run_testbench, write_testbench
 
 TOP = "tbtest_top"
 WIDE = 200
