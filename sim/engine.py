@@ -153,6 +153,8 @@ class SourceProc(Proc):
                     self.blocked += v - t
                     t = v
             c.push.append(t)
+            if self.first is None:
+                self.first = t
             t_last = t
             fired += 1
         self.t = t_last
@@ -187,6 +189,8 @@ class SinkProc(Proc):
             t2 = first_ready(t)
             self.blocked += t2 - t
             c.pop.append(t2)
+            if self.first is None:
+                self.first = t2
             t_last = t2
             fired += 1
         self.t = t_last

@@ -1,0 +1,146 @@
+"""Command line: ``attnflow build | sim | verify``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .ir.spec import SpecError, load_spec
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _spec(args):
+    return load_spec(args.spec, args.set or ())
+
+
+def _stats_table(summary: dict) -> str:
+    rows = ["channel      depth  lat  tokens  max_occ  full_stall  empty_stall"]
+    for c in summary["channels"]:
+        rows.append(f"{c['name']:<12} {c['depth']:>5} {c['latency']:>4} {c['tokens']:>7} "
+                    f"{c['max_occupancy']:>8} {c['full_stall']:>11} {c['empty_stall']:>12}")
+    rows.append("process      template            fires   first    last  starved  blocked")
+    for p in summary["processes"]:
+        rows.append(f"{p['name']:<12} {p['template']:<17} {p['fires']:>7} {str(p['first']):>7} "
+                    f"{p['last']:>7} {p['starved']:>8} {p['blocked']:>8}")
+    return "\n".join(rows)
+
+
+def cmd_sim(args) -> int:
+    from .api import prepare
+    from .build import sim_summary
+    design = prepare(_spec(args))
+    result = design.simulate()
+    summary = sim_summary(design, result)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"design {summary['design']}: N={summary['seq_len']} d={summary['head_dim']} "
+              f"variant={summary['variant']}")
+        print(_stats_table(summary))
+        if result.deadlock:
+            print(result.deadlock.describe())
+        else:
+            acc = summary["accuracy"]
+            print(f"total cycles {summary['total_cycles']} (N*N+N = {summary['ideal_cycles']}), "
+                  f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
+                  f"golden mismatches {summary['golden_mismatches']}; "
+                  f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
+    if result.deadlock:
+        return EXIT_FAIL
+    return EXIT_OK if summary["golden_mismatches"] == 0 else EXIT_FAIL
+
+
+def cmd_build(args) -> int:
+    from .build import build
+    design, result, summary = build(_spec(args), args.output,
+                                    progress=lambda s: print(f"[attnflow] {s}", flush=True))
+    print(f"[attnflow] report: {Path(args.output) / 'report.md'}")
+    if result.deadlock:
+        print("error: the design deadlocks in simulation; no RTL written (see report.md)",
+              file=sys.stderr)
+        return EXIT_FAIL
+    if summary["golden_mismatches"]:
+        print(f"error: simulator differs from the golden model in "
+              f"{summary['golden_mismatches']} elements", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"[attnflow] verify with: attnflow verify {args.output}   "
+          f"(or: cd {args.output} && python run_tb.py)")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .hdl.testbench import run_testbench, write_testbench
+    out = Path(args.dir)
+    if not (out / "run_tb.py").is_file() or not (out / "spec.yaml").is_file():
+        print(f"error: {out}: not an attnflow build folder (no run_tb.py / spec.yaml); "
+              f"run 'attnflow build SPEC -o {out}' first", file=sys.stderr)
+        return EXIT_USAGE
+    vectors = None
+    if args.stall_seed is not None:
+        from .api import prepare
+        from .build import stall_schedule, vectors as make_vectors
+        design = prepare(load_spec(out / "spec.yaml"))
+        sched = stall_schedule(design.spec, args.stall_seed)
+        result = design.simulate(sched)
+        if result.deadlock:
+            print(f"error: {result.deadlock.describe()}", file=sys.stderr)
+            return EXIT_FAIL
+        vectors = write_testbench(out, make_vectors(design, result),
+                                  vectors_name=f"vectors_stall{args.stall_seed}.json")
+        print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
+              f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
+    print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
+    res = run_testbench(out, simulator=args.simulator, vectors=vectors)
+    print(res.message)
+    print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
+    return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="attnflow",
+        description="Transformer attention to verified streaming-dataflow hardware.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def add_spec(p):
+        p.add_argument("spec", help="YAML model spec (see README: spec fields)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a spec field, e.g. --set model.seq_len=64 (repeatable)")
+
+    b = sub.add_parser("build", help="spec -> simulation, Verilog, cocotb testbench, report",
+                       description="IR -> mapping -> simulation -> Verilog -> testbench -> "
+                                   "report.md and sim.json in the output folder.")
+    add_spec(b)
+    b.add_argument("-o", "--output", required=True, help="output folder")
+    b.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("sim", help="simulate and print cycles and channel/process statistics",
+                       description="Simulate the spec's design; exit 1 on deadlock or a "
+                                   "golden-model mismatch.")
+    add_spec(s)
+    s.add_argument("--json", action="store_true", help="print the sim.json summary instead")
+    s.set_defaults(fn=cmd_sim)
+
+    v = sub.add_parser("verify", help="run a build's testbench on Verilator (or Icarus)",
+                       description="Run the emitted cocotb testbench; exit 0 only when every "
+                                   "output bit and every output cycle match the simulator.")
+    v.add_argument("dir", help="folder written by 'attnflow build'")
+    v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
+                   help="re-simulate with random input gaps and output backpressure drawn "
+                        "from SEED (the spec's stall probabilities, or 0.3 gap / 0.7 ready) "
+                        "and check the RTL against that")
+    v.set_defaults(fn=cmd_verify)
+
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
