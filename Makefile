@@ -1,0 +1,35 @@
+# attnflow: the two commands of the README, each bootstrapping its own virtualenv from PyPI.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.attnflow-installed
+DEMO   ?= examples/sdpa_online.yaml
+OUT    ?= build/demo
+
+.PHONY: demo test test-full bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## demo: build the bundled example, then check its RTL bit- and cycle-exactly (no stalls, then random stalls)
+demo: $(STAMP)
+	$(BIN)/attnflow build $(DEMO) -o $(OUT)
+	$(BIN)/attnflow verify $(OUT)
+	$(BIN)/attnflow verify $(OUT) --stall-seed 1
+
+## test: everything except the full RTL matrix (that is `make test-full`)
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not rtl_full" -q
+
+## test-full: the full RTL matrix (both variants x N x d x stall seeds), ~tens of minutes
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -m rtl_full -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sim_vs_rtl.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,79 @@
+"""The command line: build outputs, determinism, error lines."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnflow.cli import main
+
+SPEC = "examples/sdpa_online.yaml"
+SMALL = ["--set", "model.seq_len=8", "--set", "model.head_dim=4"]
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_build_writes_everything_and_is_deterministic(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["build", SPEC, "-o", str(a), *SMALL]) == 0
+    assert main(["build", SPEC, "-o", str(b), *SMALL]) == 0
+    fa, fb = files(a), files(b)
+    assert set(fa) == {"spec.yaml", "sim.json", "report.md", "run_tb.py",
+                       "rtl/sdpa_online_n32.v", "tb/cocotb_test.py", "tb/vectors.json"}
+    assert fa == fb  # same spec + seed -> same bytes
+    sim = json.loads(fa["sim.json"])
+    assert sim["total_cycles"] == 8 * 8 + 8 + 9 and sim["golden_mismatches"] == 0
+    assert len(sim["output_cycles"]["o"]) == 8
+    assert {c["name"] for c in sim["channels"]} >= {"q", "k", "v", "s", "vr", "ol", "o"}
+    vec = json.loads(fa["tb/vectors.json"])
+    assert vec["outputs"][0]["cycles"] == sim["output_cycles"]["o"]
+    assert "| s | 4 | 3 | 64 |" in fa["report.md"].decode()
+
+
+def test_sim_prints_cycles(capsys):
+    assert main(["sim", SPEC, *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "total cycles 81" in out and "golden mismatches 0" in out
+
+
+def test_sim_reports_deadlock_with_exit_1(capsys):
+    rc = main(["sim", "examples/sdpa_naive.yaml", "--set", "hardware.fifo_depths.s_b=20"])
+    assert rc == 1
+    assert "deadlock at cycle" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--set", "model.seq_len=0"], "model.seq_len: must be an integer >= 1, got 0"),
+    (["--set", "model.seq_len=-4"], "model.seq_len"),
+    (["--set", "model.attention.variant=flash"], "allowed: naive, online"),
+    (["--set", "model.colour=red"], "model.colour: unknown field"),
+    (["--set", "model.head_dim=four"], "model.head_dim"),
+    (["--set", "inputs.range=100"], "formats.q"),
+    (["--set", "nonsense"], "--set"),
+])
+def test_bad_spec_is_one_line_exit_2(args, field, capsys):
+    assert main(["sim", SPEC, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ")
+    assert field in err
+
+
+def test_missing_spec_file(capsys):
+    assert main(["sim", "no/such/spec.yaml"]) == 2
+    assert "no/such/spec.yaml" in capsys.readouterr().err
+
+
+def test_verify_rejects_a_non_build_folder(tmp_path, capsys):
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "not an attnflow build folder" in capsys.readouterr().err
+
+
+def test_help_of_every_command():
+    for cmd in ([], ["build"], ["sim"], ["verify"]):
+        r = subprocess.run([sys.executable, "-m", "attnflow.cli", *cmd, "--help"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: attnflow" in r.stdout
