@@ -77,3 +77,15 @@ def test_help_of_every_command():
         r = subprocess.run([sys.executable, "-m", "attnflow.cli", *cmd, "--help"],
                            capture_output=True, text=True)
         assert r.returncode == 0 and "usage: attnflow" in r.stdout
+
+
+@pytest.mark.rtl
+def test_verify_relative_folder_with_and_without_stalls(tmp_path, monkeypatch, capsys):
+    spec = str(Path(SPEC).resolve())
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", spec, "-o", "out", "--set", "model.seq_len=4",
+                 "--set", "model.head_dim=2"]) == 0
+    assert main(["verify", "out"]) == 0
+    assert main(["verify", "out", "--stall-seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS 4 output tokens: bits and cycles match") == 2
