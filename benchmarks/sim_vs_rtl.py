@@ -57,15 +57,20 @@ def make_spec(args):
     return spec, path
 
 
-def best_of(fn, reps: int):
-    """(best seconds, last return value) over ``reps`` timed calls after one warm-up call."""
-    value = fn()
-    best = float("inf")
+def timed(fn, reps: int, setup=lambda: ()):
+    """One warm-up call, then ``reps`` timed calls ``fn(*setup())`` (``setup`` untimed).
+    Returns (best wall seconds, CPU seconds of that call, last return value)."""
+    value = fn(*setup())
+    best, cpu = float("inf"), None
     for _ in range(reps):
-        t0 = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
+        a = setup()
+        del value   # let the previous result go before the next run, as a single run would
+        c0, t0 = time.process_time(), time.perf_counter()
+        value = fn(*a)
+        t1, c1 = time.perf_counter(), time.process_time()
+        if t1 - t0 < best:
+            best, cpu = t1 - t0, c1 - c0
+    return best, cpu, value
 
 
 def bench_sim(spec, reps: int) -> dict:
@@ -79,7 +84,7 @@ def bench_sim(spec, reps: int) -> dict:
     t_prepare = time.perf_counter() - t0
 
     log(f"simulate(): warm-up + {reps} timed runs")
-    t_full, result = best_of(design.simulate, reps)
+    t_full, cpu_full, result = timed(design.simulate, reps)
     if result.deadlock:
         raise SystemExit(f"error: the design deadlocks: {result.deadlock.describe()}")
     cycles = result.total_cycles
@@ -87,13 +92,8 @@ def bench_sim(spec, reps: int) -> dict:
 
     log(f"run_timing(): warm-up + {reps} timed runs")
     # The schedule is drawn outside the timed region (simulate() draws it inside).
-    run_timing(design.hw, schedule_from_spec(design.spec.schedule, design.hw))  # warm-up
-    t_timing = float("inf")
-    for _ in range(reps):
-        sched = schedule_from_spec(design.spec.schedule, design.hw)
-        t0 = time.perf_counter()
-        timing = run_timing(design.hw, sched)
-        t_timing = min(t_timing, time.perf_counter() - t0)
+    t_timing, cpu_timing, timing = timed(
+        run_timing, reps, lambda: (design.hw, schedule_from_spec(design.spec.schedule, design.hw)))
     if timing.total_cycles != cycles:
         raise SystemExit(f"error: run_timing gave {timing.total_cycles} cycles, "
                          f"simulate() {cycles}")
@@ -104,8 +104,10 @@ def bench_sim(spec, reps: int) -> dict:
         "prepare_seconds": t_prepare,
         "full_seconds": t_full,
         "full_cycles_per_second": cycles / t_full,
+        "full_cpu_seconds": cpu_full,
         "timing_seconds": t_timing,
         "timing_cycles_per_second": cycles / t_timing,
+        "timing_cpu_seconds": cpu_timing,
         "firings": firings,
         "timing_firings_per_second": firings / t_timing,
         "reps": reps,
@@ -197,13 +199,16 @@ def table(res: dict) -> str:
         f"design {d['name']}: variant={d['variant']} N={d['seq_len']} d={d['head_dim']} "
         f"schedule={d['schedule']}",
         f"host: {res['host']['python']} on {res['host']['machine']}, "
-        f"{res['host']['cpus']} CPUs",
+        f"{res['host']['cpus']} CPUs, 1-min load average {res['host']['loadavg_start']:.2f} "
+        f"at start, {res['host']['loadavg_end']:.2f} at end (other load slows every figure)",
         "",
-        f"{'engine':<44} {'cycles':>9} {'seconds':>9} {'cycles/s':>11}",
+        f"{'engine':<44} {'cycles':>9} {'seconds':>9} {'cycles/s':>11} {'cpu s':>8}",
         f"{'python sim: simulate() (values + timing)':<44} {s['cycles']:>9} "
-        f"{s['full_seconds']:>9.4f} {_fmt_rate(s['full_cycles_per_second']):>11}",
+        f"{s['full_seconds']:>9.4f} {_fmt_rate(s['full_cycles_per_second']):>11} "
+        f"{s['full_cpu_seconds']:>8.4f}",
         f"{'python sim: run_timing() only':<44} {s['cycles']:>9} "
-        f"{s['timing_seconds']:>9.4f} {_fmt_rate(s['timing_cycles_per_second']):>11}",
+        f"{s['timing_seconds']:>9.4f} {_fmt_rate(s['timing_cycles_per_second']):>11} "
+        f"{s['timing_cpu_seconds']:>8.4f}",
     ]
     if r:
         lines += [
@@ -256,7 +261,7 @@ def main(argv=None) -> int:
                    "stall_seed": args.stall_seed,
                    "schedule": dataclasses.asdict(spec.schedule)},
         "host": {"python": platform.python_version(), "machine": platform.machine(),
-                 "cpus": os.cpu_count()},
+                 "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]},
     }
     res["sim"] = bench_sim(spec, args.reps)
     if not args.sim_only:
@@ -276,6 +281,7 @@ def main(argv=None) -> int:
         rtl_rate = res["rtl"]["cycles_per_second"]
         res["ratio_full"] = res["sim"]["full_cycles_per_second"] / rtl_rate
         res["ratio_timing"] = res["sim"]["timing_cycles_per_second"] / rtl_rate
+    res["host"]["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(res, indent=1) if args.json else table(res))
     return 0
 

@@ -89,3 +89,16 @@ def test_verify_relative_folder_with_and_without_stalls(tmp_path, monkeypatch, c
     assert main(["verify", "out", "--stall-seed", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS 4 output tokens: bits and cycles match") == 2
+
+
+def test_build_bytes_do_not_depend_on_python_hash_seed(tmp_path):
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        r = subprocess.run([sys.executable, "-m", "attnflow.cli", "build",
+                            "examples/sdpa_naive.yaml", "-o", str(out), *SMALL],
+                           capture_output=True, text=True, env={**__import__("os").environ,
+                                                                "PYTHONHASHSEED": seed})
+        assert r.returncode == 0, r.stderr
+        outs.append(files(out))
+    assert outs[0] == outs[1]
