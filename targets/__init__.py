@@ -1,0 +1,1 @@
+"""Device descriptions, resource estimates and synthesis checks (planned; see README: Limits)."""
