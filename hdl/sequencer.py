@@ -6,7 +6,7 @@ exactly the rule the simulator's timing engine applies to the same contract.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 
 from ..mappers.contracts import ALWAYS, FIRST, LAST, Contract
 
@@ -49,10 +49,7 @@ class Sequencer(Elaboratable):
             for p, when in ph.ports:
                 use_terms[p].append({ALWAYS: active, FIRST: is_first, LAST: is_last}[when])
         for p, terms in use_terms.items():
-            expr = 0
-            for t in terms:
-                expr = expr | t
-            m.d.comb += self.use[p].eq(expr)
+            m.d.comb += self.use[p].eq(_any(terms))
         m.d.comb += [self.first.eq(_any(first_terms)), self.last.eq(_any(last_terms))]
 
         ok = ~self.done
@@ -76,16 +73,11 @@ class Sequencer(Elaboratable):
                         ctr = self.counter[(ph.name, var)]
                         at_end = ctr == extent - 1
                         with m.If(wrap):
-                            m.d.sync += ctr.eq(0 if extent == 1 else _mux_wrap(ctr, at_end))
+                            m.d.sync += ctr.eq(0 if extent == 1 else Mux(at_end, 0, ctr + 1))
                         wrap = wrap & at_end
                     with m.If(wrap):
                         m.d.sync += self.phase.eq(k + 1)
         return m
-
-
-def _mux_wrap(ctr, at_end):
-    from amaranth.hdl import Mux
-    return Mux(at_end, 0, ctr + 1)
 
 
 def _any(terms):
