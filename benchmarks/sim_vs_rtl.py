@@ -253,6 +253,8 @@ def main(argv=None) -> int:
                     help="seconds allowed per run_tb.py run")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
 
     spec, path = make_spec(args)
     res = {

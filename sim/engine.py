@@ -89,10 +89,7 @@ class TemplateProc(Proc):
                     v = c.push[k] + c.lat
                     if v > t:
                         t, late = v, c
-                if late is not None:
-                    late.empty_wait += t - t0
-                    self.starved += t - t0
-                t1 = t
+                starve_ch, t1 = late, t
                 late = None
                 for c in outs:
                     k = len(c.push) - c.depth
@@ -104,6 +101,11 @@ class TemplateProc(Proc):
                         v = c.pop[k] + 1
                         if v > t:
                             t, late = v, c
+                # waits are booked only for a firing that happens (a blocked attempt
+                # is retried later and would otherwise count its input wait twice)
+                if starve_ch is not None:
+                    starve_ch.empty_wait += t1 - t0
+                    self.starved += t1 - t0
                 if late is not None:
                     late.full_wait += t - t1
                     self.blocked += t - t1

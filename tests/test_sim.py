@@ -147,3 +147,16 @@ def test_too_wide_datapath_is_rejected():
         prepare(spec("online", 1 << 20, 16, "formats.prob_frac=24",
                      "formats.v={bits: 32, frac: 4}", "formats.q={bits: 32, frac: 4}",
                      "formats.k={bits: 32, frac: 4}", "formats.out={bits: 32, frac: 8}"))
+
+
+@pytest.mark.parametrize("variant", ["naive", "online"])
+def test_idle_cycles_are_starved_plus_blocked_in_any_order(variant):
+    """Every cycle a template does not fire (from cycle 0 to its last firing) is booked
+    once, as starved (input empty) or blocked (output full), whatever the visiting order."""
+    design = prepare(spec(variant, 12, 4, "hardware.fifo_depths.s_a=1"))
+    sched = schedule_from_spec(stall_schedule(design.spec, 4), design.hw)
+    for order in (None, list(reversed(design.hw.instances))):
+        timing = run_timing(design.hw, sched, order)
+        for p in timing.procs:
+            if p.kind == "template":
+                assert p.t + 1 - p.fires == p.starved + p.blocked, p.name
