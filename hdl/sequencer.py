@@ -28,7 +28,8 @@ class Sequencer(Elaboratable):
         self.done = Signal()
         self.phase = Signal(range(len(c.phases) + 1))
         self.in_phase = {ph.name: Signal(name=f"in_{ph.name}") for ph in c.phases}
-        self.counter = {(ph.name, var): Signal(range(extent), name=f"{ph.name}_{var}")
+        # at least one bit: zero-width signals become [-1:0] vectors, which Verilator rejects
+        self.counter = {(ph.name, var): Signal(range(max(extent, 2)), name=f"{ph.name}_{var}")
                         for ph in c.phases for var, extent in ph.loops}
 
     def elaborate(self, platform):

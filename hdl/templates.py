@@ -101,7 +101,8 @@ class Template(wiring.Component):
 
 def _store(m, name, width, depth, seq, phase, data):
     """A row memory written once per firing of ``phase`` at its row counter."""
-    mem = Memory(shape=unsigned(width), depth=depth, init=[])
+    # depth >= 2 keeps the address at least one bit wide (see Sequencer.counter)
+    mem = Memory(shape=unsigned(width), depth=max(depth, 2), init=[])
     m.submodules[name] = mem
     wp = mem.write_port()
     rp = mem.read_port(domain="comb")
