@@ -33,7 +33,7 @@ import pytest
 from attnflow.build import build, stall_schedule, vectors
 from attnflow.hdl.tb_files.run_tb import verilator_root
 from attnflow.hdl.testbench import TestbenchResult, run_testbench, write_testbench
-from attnflow.ir.spec import load_spec
+from attnflow.ir.spec import ScheduleSpec, load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: per testbench run (the first run of a folder includes the Verilator compile)
@@ -195,4 +195,14 @@ FULL_CONFIGS = [(v, n, d) for v in ("naive", "online") for n in (8, 32, 128, 12)
 @pytest.mark.parametrize("variant,n,d", FULL_CONFIGS,
                          ids=[f"{v}-N{n}-d{d}" for v, n, d in FULL_CONFIGS])
 def test_rtl_full_matrix(rtl_builds, variant, n, d):
-    check_config(rtl_builds, variant, n, d, FULL_STALL_SEEDS)
+    b = check_config(rtl_builds, variant, n, d, FULL_STALL_SEEDS)
+    # harsh: the output is ready about once per two rows, so backpressure reaches
+    # the head of the pipeline (the score stage blocks on a full channel)
+    harsh = ScheduleSpec(seed=7, input_gap_prob=0.5, input_gap_max=6,
+                         output_ready_prob=min(0.5, 0.5 / n))
+    sr = b.design.simulate(harsh)
+    assert np.array_equal(sr.outputs[b.out_name]["x"], b.golden)
+    blocked = {p.name: p.blocked for p in sr.process_stats()}
+    assert blocked["qk"] > 0 or n < 12, blocked
+    vec_path = write_testbench(b.out_dir, vectors(b.design, sr), vectors_name="vectors_harsh.json")
+    _run(b, vec_path, "harsh backpressure", sr)
