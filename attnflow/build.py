@@ -10,6 +10,7 @@ import yaml
 
 from .api import Design, prepare
 from .hdl.emit import emit_verilog
+from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
 from .sim import SimResult
 
@@ -56,7 +57,7 @@ def sim_summary(design: Design, result: SimResult) -> dict:
         "variant": spec.model.attention.variant,
         "seq_len": n,
         "head_dim": nm.head_dim,
-        "schedule": dataclasses.asdict(result and design.spec.schedule),
+        "schedule": dataclasses.asdict(design.spec.schedule),
         "deadlock": result.deadlock.describe() if result.deadlock else None,
         "total_cycles": result.total_cycles,
         "ideal_cycles": n * n + n,
@@ -113,7 +114,6 @@ def write_json(path: Path, data):
 
 def build(spec, out_dir, progress=print) -> tuple[Design, SimResult, dict]:
     """Everything ``attnflow build`` writes. Returns (design, result, summary)."""
-    from .hdl.testbench import write_testbench
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     design = prepare(spec)
