@@ -45,9 +45,10 @@ class Design:
         """The graph input channels' token values."""
         return {name: {"x": self.inputs[name]} for name in self.hw.inputs}
 
-    def simulate(self, schedule: ScheduleSpec | None = None, order=None) -> SimResult:
+    def simulate(self, schedule: ScheduleSpec | None = None, order=None,
+                 engine: str = "auto") -> SimResult:
         sched = schedule_from_spec(schedule or self.spec.schedule, self.hw)
-        return simulate(self.hw, self.stream_inputs(), sched, order)
+        return simulate(self.hw, self.stream_inputs(), sched, order, engine)
 
 
 def random_inputs(spec: Spec) -> dict:

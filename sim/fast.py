@@ -1,72 +1,99 @@
 """Fast timing engine: the times and statistics of ``sim.engine.run_timing``, computed a
 whole process at a time with numpy.
 
-The engine's times are the least solution of monotone max-plus recurrences. A template
-firing ``f`` happens at
+The engine's times are the least solution of monotone max-plus recurrences. A template's
+firing f happens at
 
-    t_f = max(t_{f-1} + ii, push_c[k] + lat_c  (each input c it uses, k its next token),
-                            pop_c[k - depth_c] + 1  (each output c it uses, k >= depth_c))
+    t_f = max(t_{f-1} + ii,  push_c[k] + lat_c       for each input c it uses (k: its next token),
+                             pop_c[k - depth_c] + 1  for each output c it uses, k >= depth_c)
 
-with ``t_{-1} = -ii``; a source's token k at ``max(t_{k-1} + 1 + gap_k, pop[k - depth] + 1)``
-(``t_{-1} = -1``); a sink's pop at ``first_ready(max(push[k] + lat, t_{k-1} + 1))``. The
-reference evaluates these token by token in causal order; every value it computes is the
-right-hand side of its equation at values computed before, so by induction it is below
-every solution: the reference's result is *the least* solution (fixed point).
+with t_{-1} = -ii; a source's token k moves at max(t_{k-1} + 1 + gap_k, pop[k - depth] + 1)
+(t_{-1} = -1); a sink pops token k at first_ready(max(push[k] + lat, t_{k-1} + 1)). The
+reference evaluates these token by token in causal order; each value it computes is the
+right-hand side of its equation at values computed before, so by induction on that order
+it is below every solution: the reference's result is *the least* fixed point.
 
-Here every unknown time starts at -infinity (no constraint), below the least fixed point.
-Updating one process means: fold the current estimates of its neighbours' channels into a
-per-firing lower bound, then solve its own recurrence exactly in closed form,
-``t = R + running_max(max(bound - R, 0))`` (``R`` = ``ii * f`` for a template, the no-wait
-schedule ``k + cumsum(gap)`` for a source). Each update is monotone, so estimates only rise
-and never pass the least fixed point; processes are revisited while a neighbouring channel
-changed (only from the first changed token on). When nothing changes, the estimates are a
-fixed point at or below the least one: they are exactly the reference's times.
+Here every time starts unknown (-infinity: no constraint), below the least fixed point.
+Updating a process folds the current estimates of its channels into a per-firing lower
+bound and solves the process's own recurrence exactly, in closed form:
+``t = R + running_max(max(bound - R, 0))`` (``R = ii * f`` for a template, the no-wait
+schedule ``k + cumsum(gap)`` for a source, ``k`` for an always-ready sink). An update is
+monotone and gives values below the least fixed point when its inputs are, so estimates
+only rise and never pass it. A process is revisited when one of its channels changed,
+from the first changed token on, and the earliest pending work goes first. When nothing
+is pending, the estimates are a fixed point at or below the least: the reference's times.
 
-A deadlock is a least fixed point with unbounded times: the estimates of the stuck events
-rise forever. It is detected exactly with the untimed reachability of the Kahn network:
-for per-process firing counts ``n`` (taken as the firings that have stopped changing), if
-every process's firing ``n_P`` is disabled by tokens outside ``n`` (and some ``n_P`` is
-short of the end), then no execution fires past ``n``: a deadlock. Past ``max_rounds``
-rounds (updates / number of processes) without convergence it also gives up.
-``run_timing_fast`` then returns None and the caller runs the reference engine, which
-reports the deadlock.
+Two accelerations keep the number of updates small where a critical path crosses back
+and forth between processes (one update per crossing otherwise):
 
-The waits are then computed from the final times with the reference's booking rules:
-a firing's input wait (from ``t_{f-1} + ii`` to the latest visible input) goes to the first
-input, in contract port order, attaining that latest time; its output wait (from there to
-the firing) to the first output attaining the firing time.
+* a round trip over one channel, ``t(k) >= t(k - depth) + lat + 1`` at either end, is
+  implied by the equations (the least fixed point is unchanged) and solved inside the
+  update where it binds (``_lag_closure``): a FIFO too shallow for full rate settles at
+  once instead of once per token;
+* an update solves a window of firings; when a later update finds times moved inside the
+  last window (its tail was solved on estimates about to change), the window narrows
+  towards twice what stood, and widens again while windows stand: a path crossing at every
+  row (a FIFO just short of a row-long wait) costs a few rows per crossing, not the rest
+  of the run.
+
+When the times do not settle, ``run_timing_fast`` returns None (run ``run_timing``: same
+answer, and it describes a deadlock):
+
+* a deadlock is a least fixed point with unbounded times: the stuck estimates rise
+  forever. It is recognised exactly on the untimed Kahn network: if for firing counts n
+  (taken as the firings whose estimates stopped moving) every process's firing n_P needs a
+  token the counts do not push or a slot they do not free, and some n_P is short of the
+  end, then no execution fires past n (induction over any execution);
+* otherwise past a work budget (about 0.6 of the reference engine's estimated cost, so a
+  fallback costs at most ~1.6 times the reference alone), or ``max_rounds`` rounds.
+
+Every equation is checked at the final times (while computing the statistics). A finite
+solution is unique (evaluate the equations in the reference's order) and does not exist
+when the reference deadlocks, so a returned result is the reference's whatever the
+iteration did; a failed check (a bug) gives a RuntimeWarning and None.
+
+Waits are computed at the end from the final times with the reference's booking rules:
+a firing's input wait (``t_{f-1} + ii`` up to its latest visible input) goes to the first
+input in contract port order attaining that latest time; its output wait (from there up
+to the firing) to the first output, in port order, attaining the firing time.
 """
 from __future__ import annotations
 
 import heapq
+import warnings
 
 import numpy as np
 
+from ..mappers.contracts import ALWAYS, FIRST, LAST
 from ..mappers.hwgraph import HwGraph
-from .engine import Chan, SinkProc, SourceProc, TemplateProc, Timing
+from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Timing
 from .schedule import Schedule
 
 __all__ = ["run_timing_fast"]
 
 #: the estimate of a time nothing is known about yet (far below any constraint)
 _UNKNOWN = -(1 << 52)
+#: work units (~ firings solved, ~5-10 ns each) one process update costs beyond its arrays
+_UPDATE_COST = 1000
+#: default budget, in work units per firing of the design: the reference engine costs
+#: about 100 (0.75 us per firing), so giving up at 60 bounds a fallback at about 1.6
+#: times the reference's own time
+_WORK_PER_FIRING = 60
+#: ... plus this many rounds of update overheads (small designs)
+_MIN_ROUNDS = 50
+#: the narrowest window (firings) an update solves
+_MIN_WINDOW = 1024
+#: the first window (firings; None: the whole process)
+_FIRST_WINDOW = None
 
 
 class _Map:
     """The firing index of each of a port's tokens (increasing): an arithmetic progression
-    (numpy basic slicing, so views) or an index array."""
+    (used through numpy basic slicing, so views) or an index array."""
     __slots__ = ("n", "start", "step", "idx")
 
-    def __init__(self, idx: np.ndarray):
-        self.n = n = len(idx)
-        self.idx = None
-        self.start, self.step = (int(idx[0]) if n else 0), 1
-        if n >= 2:
-            d = np.diff(idx)
-            if d[0] >= 1 and np.all(d == d[0]):
-                self.step = int(d[0])
-            else:
-                self.idx = np.ascontiguousarray(idx, dtype=np.int64)
+    def __init__(self, n: int, start: int = 0, step: int = 1, idx: np.ndarray | None = None):
+        self.n, self.start, self.step, self.idx = n, start, step, idx
 
     def at(self, k: int) -> int:
         """Firing of token k (0 <= k < n)."""
@@ -82,29 +109,91 @@ class _Map:
             return min(self.n, (f - self.start + self.step - 1) // self.step)
         return int(np.searchsorted(self.idx, f, "left"))
 
-    def take(self, arr: np.ndarray, k0: int = 0) -> np.ndarray:
-        """``arr`` at the firings of tokens k0.. (a view when the map is a progression)."""
+    def take(self, arr: np.ndarray, k0: int = 0, shift: int = 0,
+             k1: int | None = None) -> np.ndarray:
+        """``arr[firing - shift]`` for the tokens k0..k1 (a view for a progression)."""
+        k1 = self.n if k1 is None else k1
         if self.idx is None:
-            if k0 >= self.n:
+            if k0 >= k1:
                 return arr[0:0]
-            return arr[self.start + self.step * k0:
-                       self.start + self.step * (self.n - 1) + 1:self.step]
-        return arr[self.idx[k0:]]
+            return arr[self.start + self.step * k0 - shift:
+                       self.start + self.step * (k1 - 1) + 1 - shift:self.step]
+        return arr[self.idx[k0:k1] - shift] if shift else arr[self.idx[k0:k1]]
 
-    def max_into(self, arr: np.ndarray, k0: int, vals: np.ndarray):
-        """arr[firing of token k0 + i] = max(itself, vals[i])."""
+    def max_into(self, arr: np.ndarray, k0: int, vals: np.ndarray, shift: int = 0):
+        """``arr[firing of token k0 + i - shift] = max(itself, vals[i])``."""
         if self.idx is None:
-            view = self.take(arr, k0)
+            view = self.take(arr, k0, shift, k0 + len(vals))
             np.maximum(view, vals, out=view)
         else:
-            sel = self.idx[k0:k0 + len(vals)]
+            sel = self.idx[k0:k0 + len(vals)] - shift
             arr[sel] = np.maximum(arr[sel], vals)
+
+    def take_list(self, values: list) -> list:
+        """The Python list ``values`` at the firings of all tokens."""
+        if self.idx is None:
+            if self.n == 0:
+                return []
+            return values[self.start:self.start + self.step * (self.n - 1) + 1:self.step]
+        return [values[i] for i in self.idx.tolist()]
+
+
+def _uses(ph, port: str) -> tuple[bool, bool, bool]:
+    """Whether ``port`` is used at the first, a middle and the last inner index of ``ph``."""
+    whens = {w for p, w in ph.ports if p == port}
+    always = ALWAYS in whens
+    return always or FIRST in whens, always, always or LAST in whens
+
+
+def _port_map(contract, port: str) -> _Map:
+    """Token -> firing map of one port, from the contract's phases."""
+    runs = []           # (start, step, count) per phase
+    base = 0
+    for ph in contract.phases:
+        inner, rows = ph.inner, ph.fires // ph.inner
+        first, mid, last = _uses(ph, port)
+        if inner == 1:
+            js = [0] if first or last else []
+        elif mid or (inner == 2 and first and last):
+            js = list(range(inner))
+        else:
+            js = ([0] if first else []) + ([inner - 1] if last else [])
+        if len(js) == inner:
+            runs.append((base, 1, ph.fires))
+        elif len(js) == 1:
+            runs.append((base + js[0], inner, rows))
+        elif js:
+            grid = np.arange(rows, dtype=np.int64)[:, None] * inner + \
+                np.asarray(js, dtype=np.int64)[None, :] + base
+            runs.append(grid.ravel())
+        base += ph.fires
+    # one progression when the runs line up, else an index array
+    start, step, n = 0, None, 0
+    for r in runs:
+        if not isinstance(r, tuple):
+            break
+        s, st, cnt = r
+        if cnt == 0:
+            continue
+        if n == 0:
+            start, step, n = s, (st if cnt > 1 else None), cnt
+            continue
+        nxt = step if step is not None else s - start
+        if nxt < 1 or s != start + nxt * n or (cnt > 1 and st != nxt):
+            break
+        step, n = nxt, n + cnt
+    else:
+        return _Map(n, start, step or 1)
+    idx = np.concatenate([np.arange(r[0], r[0] + r[1] * r[2], r[1], dtype=np.int64)
+                          if isinstance(r, tuple) else r for r in runs])
+    return _Map(len(idx), int(idx[0]), 1, idx)
 
 
 class _Ch:
-    """A channel's estimated push/pop times (views of the producer's/consumer's firing
-    times where the port map allows) and the first token changed since the other end
-    last looked (``push_dirty`` for the consumer, ``pop_dirty`` for the producer)."""
+    """A channel's estimated push and pop times (views of the producer's / consumer's
+    firing times where the port's map allows) and, per end, the first token changed since
+    the other end last read it (``push_dirty`` for the consumer, ``pop_dirty`` for the
+    producer)."""
     __slots__ = ("name", "depth", "lat", "n", "push", "pop", "push_view", "pop_view",
                  "push_dirty", "pop_dirty", "src", "dst")
 
@@ -113,12 +202,12 @@ class _Ch:
         self.push = self.pop = None
         self.push_view = self.pop_view = False
         self.push_dirty = self.pop_dirty = 0
-        self.src = self.dst = None      # (_Node, _End)
+        self.src = self.dst = None      # (node, end)
 
 
 class _End:
-    """One port of a node: its channel, token -> firing map and the offsets that turn a
-    neighbour's time into this node's normalised bound (``bound - R`` at that firing)."""
+    """One port of a node: its channel, its token -> firing map and the offsets turning the
+    other end's times into this node's normalised bounds (bound - R at the firing)."""
     __slots__ = ("ch", "map", "off")
 
     def __init__(self, ch: _Ch, pmap: _Map):
@@ -126,83 +215,191 @@ class _End:
 
 
 class _Node:
-    F = 0
+    name: str
+    F: int
     T: np.ndarray
     ins: list
     outs: list
-
-    def ends(self):
-        return self.ins + self.outs
+    work = 0
 
 
 class _Chain(_Node):
-    """A process whose firing f happens at max(t_{f-1} + R_f - R_{f-1}, bounds_f), with
-    t_{-1} = R_{-1} = R_0 - (R_1 - R_0) (templates: R = ii*f; sources: R = k + cumsum(gap);
-    always-ready sinks: R = k). Closed form: t = R + running_max(W), W = max(bounds - R, 0)."""
+    """A process whose firing f happens at max(t_{f-1} + R_f - R_{f-1}, bounds_f), the
+    first at R_0 at the earliest (templates: R = ii*f; sources: R = k + cumsum(gap);
+    always-ready sinks: R = k): t = R + running_max(W), W = max(bounds - R, 0). ``ii`` is
+    the constant step of R, or None."""
 
-    def __init__(self, name, ramp: np.ndarray, ins: list[_End], outs: list[_End]):
+    def __init__(self, name, ramp: np.ndarray, ii: int | None, ins: list, outs: list):
         self.name = name
         self.R = ramp
         self.F = len(ramp)
         self.T = np.full(self.F, _UNKNOWN, dtype=np.int64)
         self.W = np.zeros(self.F, dtype=np.int64)
         self.ins, self.outs = ins, outs
-        self.fresh = True
+        self.upto = 0                   # the firings from here on are not solved yet
+        self.L = max(1, self.F if _FIRST_WINDOW is None else _FIRST_WINDOW)   # window
+        self.wf0 = self.wf1 = 0         # the last window
         for e in ins:
             e.off = e.map.take(ramp) - e.ch.lat
         for e in outs:
             d = e.ch.depth
             e.off = (e.map.take(ramp, d) - 1) if e.ch.n > d else np.zeros(0, np.int64)
+        # A round trip over a channel: the producer's firing for token k follows the pop
+        # of token k - depth by 1, that pop follows the push of k - depth by lat at least,
+        # so t(k) >= t(k - depth) + lat + 1 at the producer; the consumer's pop of k
+        # likewise follows its pop of k - depth by lat + 1 at least. Kept where binding
+        # (and where R gains the same over every depth tokens, for the closed form).
+        self.throttles = []
+        for e in ins + outs:
+            c, m = e.ch, e.map
+            d = c.depth
+            if c.n <= d:
+                continue
+            if ii is not None and m.idx is None:
+                gain = ii * m.step * d
+            else:
+                r = m.take(ramp)
+                g = r[d:] - r[:-d]
+                if not np.all(g == g[0]):
+                    continue
+                gain = int(g[0])
+            if c.lat + 1 > gain:
+                self.throttles.append((e, d, c.lat + 1 - gain))
 
-    def update(self) -> int:
-        """Fold the channel changes into the bounds and re-solve; returns the first firing
-        whose time changed (``F`` if none)."""
-        W = self.W
+    def pending(self) -> int:
+        """The first firing whose time may be below this process's own equations at the
+        current channel estimates (``F``: none)."""
+        f = self.upto
+        for e in self.ins:
+            c = e.ch
+            if c.push_dirty < c.n:
+                f = min(f, e.map.at(c.push_dirty))
+        for e in self.outs:
+            c = e.ch
+            k = c.pop_dirty + c.depth
+            if k < c.n:
+                f = min(f, e.map.at(k))
+        return f
+
+    def update(self) -> tuple[int, int]:
+        """Re-solve the firings from ``pending()`` on, a window of ``L`` firings at most:
+        fold the unseen channel times of the window into the bounds, solve. Returns (first
+        firing whose time changed, end of the window); the times change in between only."""
         F = self.F
-        f0 = 0 if self.fresh else F
-        self.fresh = False
+        f0 = self.pending()
+        if f0 >= F:
+            return F, F
+        f1 = min(F, f0 + self.L)
+        W = self.W
+        work = _UPDATE_COST + (f1 - f0)
         for e in self.ins:
             c = e.ch
             k0 = c.push_dirty
             if k0 >= c.n:
                 continue
-            c.push_dirty = c.n
-            e.map.max_into(W, k0, c.push[k0:] - e.off[k0:])
-            f = e.map.at(k0)
-            if f < f0:
-                f0 = f
+            k1 = e.map.count_before(f1)
+            if k1 > k0:
+                e.map.max_into(W, k0, c.push[k0:k1] - e.off[k0:k1])
+                work += k1 - k0
+                c.push_dirty = k1 if k1 < c.n else c.n
         for e in self.outs:
             c = e.ch
             j0 = c.pop_dirty
-            if j0 >= c.n:
-                continue
-            c.pop_dirty = c.n
             m = c.n - c.depth
             if j0 >= m:
+                c.pop_dirty = c.n
                 continue
-            e.map.max_into(W, j0 + c.depth, c.pop[j0:m] - e.off[j0:])
-            f = e.map.at(j0 + c.depth)
-            if f < f0:
-                f0 = f
-        if f0 >= F:
-            return F
-        a = np.maximum.accumulate(W[f0:])
+            j1 = min(m, e.map.count_before(f1) - c.depth)
+            if j1 > j0:
+                e.map.max_into(W, j0 + c.depth, c.pop[j0:j1] - e.off[j0:j1])
+                work += j1 - j0
+                c.pop_dirty = j1 if j1 < m else c.n
+        self.work += work
+        a = np.maximum.accumulate(W[f0:f1])
         if f0 > 0:
             carry = self.T[f0 - 1] - self.R[f0 - 1]
             if carry > a[0]:
                 np.maximum(a, carry, out=a)
-        a += self.R[f0:]
-        diff = a != self.T[f0:]
+        if self.throttles:
+            self._throttle(a, f0, f1)
+        a += self.R[f0:f1]
+        old = self.T[f0:f1]
+        moved_end = a[-1] != old[-1]
+        diff = a != old
         i = int(diff.argmax())
-        if not diff[i]:
-            return F
-        self.T[f0 + i:] = a[i:]
-        return f0 + i
+        fc = F
+        if diff[i]:
+            fc = f0 + i
+            old[i:] = a[i:]
+        # window width: a change inside the last window means its tail was solved on
+        # estimates that moved since (a critical path crossing to another process and
+        # back): narrow towards twice what stood; otherwise widen
+        if fc < self.wf1:
+            self.L = max(_MIN_WINDOW, 2 * (fc - self.wf0), self.L // 4)
+        else:
+            self.L = min(F, 2 * self.L)
+        # the firings after the window are up to date unless the carry into them moved
+        if f1 >= F:
+            self.upto = F
+        elif moved_end or self.upto < f1:
+            self.upto = f1
+        self.wf0, self.wf1 = f0, f1
+        return fc, f1
+
+    def _throttle(self, a: np.ndarray, f0: int, f1: int) -> None:
+        """Raise ``a`` (normalised times of the firings f0..f1) to the least values that
+        also meet the round trips (the times before f0 are fixed and meet them)."""
+        T, R = self.T, self.R
+        again = True
+        while again:
+            again = False
+            for e, d, delta in self.throttles:
+                m = e.map
+                k1 = m.count_before(f0)
+                k2 = m.count_before(f1)
+                if k1 >= k2:
+                    continue
+                base = max(0, k1 - d)
+                head = [int(T[m.at(i)] - R[m.at(i)]) for i in range(base, k1)]
+                tail = m.take(a, k1, f0, k2)
+                c = np.concatenate([np.asarray(head, dtype=np.int64), tail]) if head else tail
+                b = _lag_closure(c, d, delta)[k1 - base:]
+                self.work += 2 * len(b)
+                if np.any(b != tail):
+                    m.max_into(a, k1, b, f0)
+                    np.maximum.accumulate(a, out=a)
+                    again = len(self.throttles) > 1
+
+
+def _lag_closure(c: np.ndarray, d: int, delta: int) -> np.ndarray:
+    """The least b >= c with b_k >= b_{k-1} and b_k >= b_{k-d} + delta, for c nondecreasing:
+    b_k = max over j <= k of c_j + delta * floor((k - j) / d)."""
+    n = len(c)
+    if d == 1:
+        ramp = np.arange(n, dtype=np.int64) * delta
+        b = c - ramp
+        np.maximum.accumulate(b, out=b)
+        b += ramp
+        return b
+    rows = -(-n // d)
+    v = np.full(rows * d, _UNKNOWN, dtype=np.int64)
+    v[:n] = c
+    v = v.reshape(rows, d)
+    lift = (np.arange(rows, dtype=np.int64) * delta)[:, None]
+    v -= lift                       # v[a, r] = c[a*d + r] - delta * a, nondecreasing in r
+    # what a whole row brings to column r: its entries up to r as they are, the ones after
+    # r one jump (delta) short; then the best of all earlier rows
+    g = np.maximum(v, v[:, -1:] - delta)
+    np.maximum.accumulate(g, axis=0, out=g)
+    b = v.copy()
+    np.maximum(b[1:], g[:-1], out=b[1:])
+    b += lift
+    return b.ravel()[:n]
 
 
 class _ReadySink(_Node):
     """An output stream with a ready pattern: t_k = first_ready(max(push_k + lat,
-    t_{k-1} + 1)), evaluated token by token (one token per output row: few)."""
+    t_{k-1} + 1)), token by token (one token per output row: few)."""
 
     def __init__(self, name, end: _End, ready):
         self.name = name
@@ -210,15 +407,19 @@ class _ReadySink(_Node):
         self.T = np.full(self.F, _UNKNOWN, dtype=np.int64)
         self.ins, self.outs = [end], []
         self.ready = ready
-        self.fresh = True
+        self.upto = 0
 
-    def update(self) -> int:
+    def pending(self) -> int:
+        return min(self.upto, self.ins[0].ch.push_dirty)
+
+    def update(self) -> tuple[int, int]:
         c = self.ins[0].ch
-        k0 = 0 if self.fresh else c.push_dirty
-        self.fresh = False
+        k0 = self.pending()
         c.push_dirty = c.n
+        self.upto = self.F
         if k0 >= c.n:
-            return self.F
+            return self.F, self.F
+        self.work += _UPDATE_COST + 50 * (c.n - k0)
         T = self.T
         last = int(T[k0 - 1]) if k0 else -1
         first_ready = self.ready.first_ready
@@ -232,31 +433,14 @@ class _ReadySink(_Node):
         diff = a != T[k0:]
         i = int(diff.argmax())
         if not diff[i]:
-            return self.F
+            return self.F, self.F
         T[k0 + i:] = a[i:]
-        return k0 + i
-
-
-def _port_map(contract, port: str) -> _Map:
-    parts, base = [], 0
-    for ph in contract.phases:
-        js = [j for j in range(ph.inner) if ph.uses(port, j)]
-        if js:
-            rows = ph.fires // ph.inner
-            if len(js) == ph.inner:
-                parts.append(np.arange(base, base + ph.fires, dtype=np.int64))
-            else:
-                grid = np.arange(rows, dtype=np.int64)[:, None] * ph.inner + \
-                    np.asarray(js, dtype=np.int64)[None, :]
-                parts.append(grid.ravel() + base)
-        base += ph.fires
-    idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return _Map(idx)
+        return k0 + i, self.F
 
 
 def _topo(hw: HwGraph) -> list[str]:
-    """Instances, producers before consumers where the data flow allows (any order is
-    correct; this one converges fastest)."""
+    """Instances, producers before consumers (any order gives the same result; this one
+    settles fastest)."""
     preds = {n: set() for n in hw.instances}
     for c in hw.channels.values():
         if c.src and c.dst:
@@ -264,96 +448,368 @@ def _topo(hw: HwGraph) -> list[str]:
     order, done = [], set()
     pending = list(hw.instances)
     while pending:
-        for name in pending:
-            if preds[name] <= done:
-                break
-        else:
-            name = pending[0]
+        name = next((n for n in pending if preds[n] <= done), pending[0])
         order.append(name)
         done.add(name)
         pending.remove(name)
     return order
 
 
-def _stuck(nodes: list[_Node], n: dict) -> bool:
-    """True if the firing counts ``n`` (node -> firings) are a deadlock certificate: some
-    process short of its end and every process's next firing ``n_P`` needs a token that
-    the counts do not produce (input) or a slot they do not free (output)."""
-    if all(n[id(p)] >= p.F for p in nodes):
+def _stuck(nodes: list[_Node], n: list[int]) -> bool:
+    """True if the firing counts ``n`` (per node) prove a deadlock: some process is short
+    of its end and every process's firing n_P needs a token that the counts do not push
+    (input) or a slot they do not free (output). Then, by induction on any execution, no
+    process ever fires past n (the least fixed point of the reachable counts is below n)."""
+    if all(k >= p.F for k, p in zip(n, nodes)):
         return False
-    for p in nodes:
+    for i, p in enumerate(nodes):
         h = p.F
         for e in p.ins:
             c = e.ch
             src, src_end = c.src
-            avail = src_end.map.count_before(n[id(src)])
+            avail = src_end.map.count_before(n[src.index])
             if avail < c.n:
                 h = min(h, e.map.at(avail))
         for e in p.outs:
             c = e.ch
             dst, dst_end = c.dst
-            k = dst_end.map.count_before(n[id(dst)]) + c.depth
+            k = dst_end.map.count_before(n[dst.index]) + c.depth
             if k < c.n:
                 h = min(h, e.map.at(k))
-        if h > n[id(p)]:
+        if h > n[i]:
             return False
     return True
 
 
-def _solve(nodes: list[_Node], max_rounds: int) -> bool:
-    """Iterate to the least fixed point. False on a deadlock or past ``max_rounds``."""
-    pos = {id(p): i for i, p in enumerate(nodes)}
-    heap = list(range(len(nodes)))
-    queued = [True] * len(nodes)
+def _solve(nodes: list[_Node], max_rounds: int | None) -> bool:
+    """Iterate to the least fixed point. The pending work of the process whose first stale
+    firing is earliest (by its current estimate; upstream first on ties) goes first: close
+    to causal order, so a window is rarely solved on estimates about to move. False on a
+    deadlock or when the budget runs out."""
+    for i, p in enumerate(nodes):
+        p.index, p.version = i, 0
+    heap = []
+
+    def schedule(p):
+        f = p.pending()
+        if f < p.F:
+            p.version += 1
+            heapq.heappush(heap, (int(p.T[f]), p.index, p.version))
+
+    for p in nodes:
+        schedule(p)
     period = len(nodes)
-    budget = max_rounds * period
-    recent = {id(p): p.F for p in nodes}
-    previous = dict(recent)
+    if max_rounds is None:
+        budget = _WORK_PER_FIRING * sum(p.F for p in nodes) + \
+            _MIN_ROUNDS * period * _UPDATE_COST
+        max_updates = None
+    else:
+        budget, max_updates = None, max_rounds * period
+    recent = [p.F for p in nodes]      # first firing changed, this period and the last
+    previous = list(recent)
     updates = 0
     while heap:
-        i = heapq.heappop(heap)
-        queued[i] = False
+        _, i, version = heapq.heappop(heap)
         p = nodes[i]
-        fc = p.update()
+        if version != p.version:
+            continue
+        fc, f1 = p.update()
         updates += 1
         if fc < p.F:
-            if fc < recent[id(p)]:
-                recent[id(p)] = fc
+            if fc < recent[i]:
+                recent[i] = fc
             for e in p.outs:
                 c = e.ch
-                k = e.map.count_before(fc)
-                if k >= c.n:
+                m = e.map
+                k, k1 = m.count_before(fc), m.count_before(f1)
+                if k >= k1:
                     continue
                 if not c.push_view:
-                    c.push[k:] = e.map.take(p.T, k)
+                    c.push[k:k1] = m.take(p.T, k, 0, k1)
                 if k < c.push_dirty:
                     c.push_dirty = k
-                j = pos[id(c.dst[0])]
-                if not queued[j]:
-                    queued[j] = True
-                    heapq.heappush(heap, j)
+                schedule(c.dst[0])
             for e in p.ins:
                 c = e.ch
-                k = e.map.count_before(fc)
-                if k >= c.n:
+                m = e.map
+                k, k1 = m.count_before(fc), m.count_before(f1)
+                if k >= k1:
                     continue
                 if not c.pop_view:
-                    c.pop[k:] = e.map.take(p.T, k)
+                    c.pop[k:k1] = m.take(p.T, k, 0, k1)
                 if k < c.pop_dirty:
                     c.pop_dirty = k
                 if k + c.depth < c.n:
-                    j = pos[id(c.src[0])]
-                    if not queued[j]:
-                        queued[j] = True
-                        heapq.heappush(heap, j)
+                    schedule(c.src[0])
+        schedule(p)
         if updates % period == 0 and heap:
-            # the firings that kept still over the last two periods as a candidate
-            cand = {k: min(v, previous[k]) for k, v in recent.items()}
-            if updates >= 2 * period and (_stuck(nodes, cand) or _stuck(nodes, recent)):
+            if updates >= 2 * period:
+                # candidates: the firings that kept still over the last one or two periods
+                if _stuck(nodes, [min(a, b) for a, b in zip(recent, previous)]) or \
+                        _stuck(nodes, recent):
+                    return False
+            previous, recent = recent, [p.F for p in nodes]
+            if max_updates is not None and updates >= max_updates:
                 return False
-            previous, recent = recent, {id(p): p.F for p in nodes}
-            if updates >= budget:
+            if budget is not None and sum(p.work for p in nodes) > budget:
                 return False
     return True
 
 
+def _book(vis: list, top: np.ndarray, gap: np.ndarray, total: int, waits: dict) -> None:
+    """Book each firing's wait (``gap`` > 0, ``total`` in all) to the first port, in
+    ``vis`` order, whose visible time attains ``top`` at that firing (the reference's
+    ``if v > t: t, late = v, c`` scan). ``vis``: (end, first token, visible times)."""
+    if total == 0:
+        return
+    open_ = gap > 0 if len(vis) > 1 else None
+    for n, (e, k0, v) in enumerate(vis):
+        if n == len(vis) - 1:
+            # every open firing is attained by some port: the rest is the last one's
+            waits[e.ch.name] += total
+            return
+        sel = e.map.take(open_, k0) & (v == e.map.take(top, k0))
+        if not sel.any():
+            continue
+        w = int(e.map.take(gap, k0)[sel].sum())
+        waits[e.ch.name] += w
+        total -= w
+        if total == 0:
+            return
+        if e.map.idx is None:
+            e.map.take(open_, k0)[sel] = False     # a view: closes those firings
+        else:
+            open_[e.map.idx[k0:][sel]] = False
+
+
+class _NotFixed(Exception):
+    """The final times break an equation: a bug here (never a wrong answer)."""
+
+
+def _template_stats(p: _Chain, ii: int, empty: dict, full: dict) -> tuple[int, int]:
+    """(starved, blocked) of a template; its channels' waits added to ``empty``/``full``.
+    Checks the template's equation at every firing on the way."""
+    T, F = p.T, p.F
+    if F == 0:
+        return 0, 0
+    t0 = np.empty(F, dtype=np.int64)        # t_{f-1} + ii
+    t0[0] = 0
+    np.add(T[:-1], ii, out=t0[1:])
+    m = t0.copy()                           # + the latest visible input
+    vis = []
+    for e in p.ins:
+        c = e.ch
+        if c.n:
+            v = c.push + c.lat
+            vis.append((e, 0, v))
+            e.map.max_into(m, 0, v)
+    gap = m - t0
+    starved = int(gap.sum())
+    _book(vis, m, gap, starved, empty)
+    np.subtract(T, m, out=gap)              # output waits, from the input-bound time
+    # idle cycles from 0 to the last firing: sum of T_f - (T_{f-1} + ii), T_{-1} = -ii
+    blocked = int(T[-1]) + ii - F * ii - starved
+    vis = []
+    for e in p.outs:
+        c = e.ch
+        if c.n > c.depth:
+            v = c.pop[:c.n - c.depth] + 1
+            vis.append((e, c.depth, v))
+            e.map.max_into(m, c.depth, v)
+    if not np.array_equal(m, T):
+        raise _NotFixed(p.name)
+    _book(vis, T, gap, blocked, full)
+    return starved, blocked
+
+
+def _source_stats(p: _Chain, gaps: np.ndarray, full: dict) -> int:
+    c = p.outs[0].ch
+    T, d = p.T, c.depth
+    t0 = np.empty_like(T)                   # t_{k-1} + 1 + gap_k, t_{-1} = -1
+    if len(t0):
+        t0[0] = gaps[0]
+        np.add(T[:-1] + 1, gaps[1:], out=t0[1:])
+    w = np.zeros_like(t0)
+    if c.n > d:
+        w[d:] = c.pop[:c.n - d] + 1 - t0[d:]
+        np.maximum(w, 0, out=w)
+    if not np.array_equal(t0 + w, T):
+        raise _NotFixed(p.name)
+    blocked = int(w.sum())
+    full[c.name] += blocked
+    return blocked
+
+
+def _sink_stats(p: _Node) -> int:
+    c = p.ins[0].ch
+    T = p.T
+    if c.n == 0:
+        return 0
+    t = c.push + c.lat                    # max(push + lat, t_{k-1} + 1), then first_ready
+    np.maximum(t[1:], T[:-1] + 1, out=t[1:])
+    np.maximum(t[:1], 0, out=t[:1])
+    if isinstance(p, _ReadySink):
+        first_ready = p.ready.first_ready
+        ok = all(first_ready(a) == b for a, b in zip(t.tolist(), T.tolist()))
+    else:
+        ok = np.array_equal(t, T)
+    if not ok:
+        raise _NotFixed(p.name)
+    return int((T - t).sum())
+
+
+def _template_proc(inst, chans: dict) -> TemplateProc:
+    """A finished TemplateProc without the reference constructor's per-index port scan
+    (same plan: which channels each inner index uses)."""
+    p = TemplateProc.__new__(TemplateProc)
+    Proc.__init__(p, inst.name)
+    con = inst.contract
+    p.ii = con.ii
+    plan = []
+    for ph in con.phases:
+        uses = {q: _uses(ph, q) for q in con.inputs + con.outputs}
+
+        def pattern(cls, ph=ph, uses=uses):
+            return (tuple(chans[q] for q in con.inputs if uses[q][cls]),
+                    tuple(chans[q] for q in con.outputs if uses[q][cls]))
+        inner = ph.inner
+        pat = [pattern(1)] * inner if inner > 2 else [None] * inner
+        pat[-1] = pattern(2)
+        pat[0] = pattern(0) if inner > 1 else tuple(
+            tuple(chans[q] for q in ports if uses[q][0] or uses[q][2])
+            for ports in (con.inputs, con.outputs))
+        plan.append((ph.fires, inner, pat))
+    p.plan = plan
+    p.phase, p.f = len(plan), 0
+    return p
+
+
+def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = None,
+                    order: list[str] | None = None) -> Timing | None:
+    """``sim.engine.run_timing(hw, schedule, order)`` computed with numpy: the same Timing
+    (every channel's push/pop lists and waits, every process's statistics, processes in
+    the same order, ``output_cycles``; ``deadlock`` None), or None when the design
+    deadlocks or the times do not settle within the budget. On None, call ``run_timing``:
+    it computes the same answer and describes a deadlock.
+
+    Budget: by default about 0.6 of the reference engine's estimated cost (so a fallback
+    costs at most ~1.6x the reference alone); ``max_rounds`` instead allows that many
+    rounds (one round: as many process updates as processes) whatever they cost. A
+    deadlock is recognised within a few rounds either way."""
+    if any(c.latency < 1 or c.depth < 1 for c in hw.channels.values()):
+        return None     # the argument above needs every wait cycle to cost a cycle
+    fch: dict[str, _Ch] = {}
+    for c in hw.channels.values():
+        fch[c.name] = _Ch(c.name, c.depth, c.latency, hw.tokens(c.name))
+
+    sources = []
+    for name in hw.inputs:
+        ch = fch[name]
+        gaps = np.asarray(schedule.gaps[name], dtype=np.int64)
+        if len(gaps) != ch.n:
+            raise ValueError(f"schedule: {len(gaps)} gaps for the {ch.n} tokens of {name}")
+        end = _End(ch, _Map(ch.n))
+        node = _Chain(f"<input {name}>", np.arange(ch.n, dtype=np.int64) + np.cumsum(gaps),
+                      None if gaps.any() else 1, [], [end])
+        ch.src = (node, end)
+        sources.append((node, gaps))
+
+    templates = {}
+    for name in _topo(hw):
+        con = hw.instances[name].contract
+        ports = hw.port_channels(name)
+        ins = [_End(fch[ports[q].name], _port_map(con, q)) for q in con.inputs]
+        outs = [_End(fch[ports[q].name], _port_map(con, q)) for q in con.outputs]
+        for e in ins + outs:
+            if e.map.n != e.ch.n:
+                raise ValueError(f"{name}: {e.map.n} tokens on {e.ch.name}, expected {e.ch.n}")
+        node = _Chain(name, np.arange(0, con.fires * con.ii, con.ii, dtype=np.int64),
+                      con.ii, ins, outs)
+        for e in outs:
+            e.ch.src = (node, e)
+        for e in ins:
+            e.ch.dst = (node, e)
+        templates[name] = node
+
+    sinks = []
+    for name in hw.outputs:
+        ch = fch[name]
+        end = _End(ch, _Map(ch.n))
+        ready = schedule.ready[name]
+        if ready.prob >= 1.0:
+            node = _Chain(f"<output {name}>", np.arange(ch.n, dtype=np.int64), 1, [end], [])
+        else:
+            node = _ReadySink(f"<output {name}>", end, ready)
+        ch.dst = (node, end)
+        sinks.append(node)
+
+    # channel estimates: views of the producer's / consumer's firing times when possible
+    for ch in fch.values():
+        if ch.src is None or ch.dst is None:
+            raise ValueError(f"channel {ch.name}: needs a producer and a consumer")
+        for attr, (node, end) in (("push", ch.src), ("pop", ch.dst)):
+            if end.map.idx is None:
+                setattr(ch, attr, end.map.take(node.T))
+                setattr(ch, attr + "_view", True)
+            else:
+                setattr(ch, attr, np.full(ch.n, _UNKNOWN, dtype=np.int64))
+
+    nodes = [n for n, _ in sources] + list(templates.values()) + sinks
+    if not _solve(nodes, max_rounds):
+        return None
+    for ch in fch.values():             # the gathered estimates, afresh for the checks
+        for attr, (node, end) in (("push", ch.src), ("pop", ch.dst)):
+            if not getattr(ch, attr + "_view"):
+                setattr(ch, attr, end.map.take(node.T))
+
+    # the reference's objects: lists share one conversion per process
+    lists = {id(n): n.T.tolist() for n in nodes}
+    chans = {}
+    for c in hw.channels.values():
+        ch = fch[c.name]
+        out = Chan(c.name, c.depth, c.latency)
+        out.push = ch.src[1].map.take_list(lists[id(ch.src[0])])
+        out.pop = ch.dst[1].map.take_list(lists[id(ch.dst[0])])
+        chans[c.name] = out
+
+    empty = {name: 0 for name in fch}
+    full = {name: 0 for name in fch}
+    procs = []
+    try:
+        for (node, gaps), name in zip(sources, hw.inputs):
+            p = SourceProc(chans[name], schedule.gaps[name])
+            p.blocked = _source_stats(node, gaps, full)
+            _finish(p, node, -1)
+            procs.append(p)
+        for name in (order or list(hw.instances)):
+            inst = hw.instances[name]
+            node = templates[name]
+            p = _template_proc(inst, {q: chans[c.name]
+                                      for q, c in hw.port_channels(name).items()})
+            p.starved, p.blocked = _template_stats(node, inst.contract.ii, empty, full)
+            _finish(p, node, -inst.contract.ii)
+            procs.append(p)
+        for node, name in zip(sinks, hw.outputs):
+            p = SinkProc(chans[name], hw.tokens(name), schedule.ready[name])
+            p.blocked = _sink_stats(node)
+            _finish(p, node, -1)
+            procs.append(p)
+    except _NotFixed as e:
+        # every equation is checked: a finite solution is the reference's (the least,
+        # and the only one); a failed check is a bug here, so fall back, loudly
+        warnings.warn(f"fast timing engine: {e} breaks its equation; use run_timing",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    for name, out in chans.items():
+        out.empty_wait, out.full_wait = empty[name], full[name]
+
+    timing = Timing(chans, procs, None)
+    timing.output_cycles = {name: list(chans[name].pop) for name in hw.outputs}
+    return timing
+
+
+def _finish(p, node: _Node, t_init: int) -> None:
+    p.fires = node.F
+    p.t = int(node.T[-1]) if node.F else t_init
+    p.first = int(node.T[0]) if node.F else None
+    p.done, p.waiting = True, None

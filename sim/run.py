@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..mappers.hwgraph import HwGraph
 from .engine import Deadlock, Timing, max_occupancy, run_timing
+from .fast import run_timing_fast
 from .models import MODELS
 from .schedule import Schedule
 
@@ -101,8 +102,26 @@ def compute_values(hw: HwGraph, inputs: dict) -> dict:
     return values
 
 
-def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None) -> SimResult:
-    """``inputs``: input channel -> {field: array}. Values and times of every token."""
+ENGINES = ("auto", "reference", "fast")
+
+
+def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None,
+             engine: str = "auto") -> SimResult:
+    """``inputs``: input channel -> {field: array}. Values and times of every token.
+
+    ``engine``: ``reference`` steps every firing (``sim.engine``); ``fast`` solves whole
+    firing-time arrays (``sim.fast``) and gives the identical result, or None when the
+    design deadlocks or does not settle within its budget; ``auto`` uses fast and falls
+    back to the reference, which then also reports any deadlock."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     values = compute_values(hw, inputs)
-    timing = run_timing(hw, schedule, order)
+    timing = None
+    if engine != "reference":
+        timing = run_timing_fast(hw, schedule, order=order)
+        if timing is None and engine == "fast":
+            raise RuntimeError("fast engine gave no result (deadlock or budget); "
+                               "use engine='auto' or 'reference'")
+    if timing is None:
+        timing = run_timing(hw, schedule, order)
     return SimResult(hw, values, timing, schedule)
