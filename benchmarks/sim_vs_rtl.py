@@ -3,9 +3,11 @@
 
 One run measures, on one design (an example spec with ``--set``-style overrides):
 
-* the Python simulator, ``Design.simulate()`` (token values + timing) and the timing
-  engine alone (``attnflow.sim.engine.run_timing``): best of ``--reps`` runs after one
-  warm-up run, cycles = ``total_cycles`` (reset to last output, inclusive);
+* the Python simulator, ``Design.simulate()`` (token values + timing, with the fast
+  engine and its fallback, as ``attnflow sim``/``build`` run it), and each timing engine
+  alone: the fast one (``attnflow.sim.fast.run_timing_fast``) and the reference one
+  (``attnflow.sim.engine.run_timing``); best of ``--reps`` runs after one warm-up run,
+  cycles = ``total_cycles`` (reset to last output, inclusive);
 * cocotb + Verilator on the emitted RTL (unless ``--sim-only``): ``attnflow.build.build``
   then ``run_testbench`` once (compiles the Verilator model; its build time is reported)
   and once more, timed. The RTL rate is the testbench's own figure: cycles simulated
@@ -78,6 +80,7 @@ def bench_sim(spec, reps: int) -> dict:
     from attnflow.build import check_golden
     from attnflow.sim import schedule_from_spec
     from attnflow.sim.engine import run_timing
+    from attnflow.sim.fast import run_timing_fast
 
     t0 = time.perf_counter()
     design = prepare(spec)
@@ -98,7 +101,17 @@ def bench_sim(spec, reps: int) -> dict:
         raise SystemExit(f"error: run_timing gave {timing.total_cycles} cycles, "
                          f"simulate() {cycles}")
     firings = sum(p.fires for p in timing.procs)
+
+    log(f"run_timing_fast(): warm-up + {reps} timed runs")
+    t_fast, cpu_fast, fast = timed(
+        run_timing_fast, reps,
+        lambda: (design.hw, schedule_from_spec(design.spec.schedule, design.hw)))
+    if fast is None or fast.total_cycles != cycles:
+        raise SystemExit("error: the fast engine gave no result or different cycles")
     return {
+        "fast_seconds": t_fast,
+        "fast_cycles_per_second": cycles / t_fast,
+        "fast_cpu_seconds": cpu_fast,
         "cycles": cycles,
         "golden_mismatches": mismatches,
         "prepare_seconds": t_prepare,
@@ -206,7 +219,10 @@ def table(res: dict) -> str:
         f"{'python sim: simulate() (values + timing)':<44} {s['cycles']:>9} "
         f"{s['full_seconds']:>9.4f} {_fmt_rate(s['full_cycles_per_second']):>11} "
         f"{s['full_cpu_seconds']:>8.4f}",
-        f"{'python sim: run_timing() only':<44} {s['cycles']:>9} "
+        f"{'python sim: fast engine only':<44} {s['cycles']:>9} "
+        f"{s['fast_seconds']:>9.4f} {_fmt_rate(s['fast_cycles_per_second']):>11} "
+        f"{s['fast_cpu_seconds']:>8.4f}",
+        f"{'python sim: reference engine only':<44} {s['cycles']:>9} "
         f"{s['timing_seconds']:>9.4f} {_fmt_rate(s['timing_cycles_per_second']):>11} "
         f"{s['timing_cpu_seconds']:>8.4f}",
     ]
@@ -221,7 +237,7 @@ def table(res: dict) -> str:
             f"{r['run_wall_seconds']:>9.3f} {_fmt_rate(r['run_wall_cycles_per_second']):>11}",
             "",
             f"ratio sim/RTL (stream-loop rate): simulate() {res['ratio_full']:.1f}x, "
-            f"run_timing() {res['ratio_timing']:.1f}x",
+            f"fast engine {res['ratio_fast']:.1f}x, reference engine {res['ratio_timing']:.1f}x",
             f"Verilator model compile (first run_tb.py): {r['verilator_build_seconds']} s; "
             f"first run wall {r['first_run_wall_seconds']:.1f} s; "
             f"re-build check on the timed run: {r['rebuild_check_seconds']} s",
@@ -229,7 +245,7 @@ def table(res: dict) -> str:
         ]
     lines.append(f"simulator vs golden model: {s['golden_mismatches']} mismatches; "
                  f"best of {s['reps']} after a warm-up; "
-                 f"{_fmt_rate(s['timing_firings_per_second'])}process firings/s in run_timing")
+                 f"{_fmt_rate(s['timing_firings_per_second'])}process firings/s in the reference engine")
     return "\n".join(lines)
 
 
@@ -283,6 +299,7 @@ def main(argv=None) -> int:
         rtl_rate = res["rtl"]["cycles_per_second"]
         res["ratio_full"] = res["sim"]["full_cycles_per_second"] / rtl_rate
         res["ratio_timing"] = res["sim"]["timing_cycles_per_second"] / rtl_rate
+        res["ratio_fast"] = res["sim"]["fast_cycles_per_second"] / rtl_rate
     res["host"]["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(res, indent=1) if args.json else table(res))
     return 0
