@@ -1,4 +1,5 @@
-"""The build flow: spec -> simulation -> Verilog -> testbench -> report.md + sim.json."""
+"""The build flow: spec -> simulation -> Verilog -> testbench -> report.md, report.html,
+sim.json and channels.vcd."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,9 @@ from .api import Design, prepare
 from .hdl.emit import emit_verilog
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
+from .report_html import write_html_report
 from .sim import SimResult
+from .sim.vcd import write_vcd
 
 #: stall pattern used by ``verify --stall-seed`` when the spec has none
 DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
@@ -123,6 +126,8 @@ def build(spec, out_dir, progress=print) -> tuple[Design, SimResult, dict]:
     summary = sim_summary(design, result)
     write_json(out / "sim.json", summary)
     (out / "report.md").write_text(report_md(summary))
+    write_html_report(summary, result, out)
+    write_vcd(result, out / "channels.vcd", clock_mhz=design.spec.hardware.clock_mhz)
     if result.deadlock:
         progress(result.deadlock.describe())
         return design, result, summary

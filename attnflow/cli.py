@@ -56,7 +56,9 @@ def cmd_build(args) -> int:
     from .build import build
     design, result, summary = build(_spec(args), args.output,
                                     progress=lambda s: print(f"[attnflow] {s}", flush=True))
-    print(f"[attnflow] report: {Path(args.output) / 'report.md'}")
+    out = Path(args.output)
+    print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
+          f"waveform {out / 'channels.vcd'} (GTKWave)")
     if result.deadlock:
         print("error: the design deadlocks in simulation; no RTL written (see report.md)",
               file=sys.stderr)
