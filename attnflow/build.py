@@ -77,6 +77,34 @@ def sim_summary(design: Design, result: SimResult) -> dict:
     return out
 
 
+def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, str]:
+    """Estimate and fit check on a target device: (summary entry, Markdown section)."""
+    from .targets import estimate, fit, load_device
+    from .targets.estimate import capacity
+    device = load_device(target)
+    est = estimate(design.hw, device)
+    over = fit(est)
+    need, have = est.totals, capacity(device)
+    cycles = result.total_cycles
+    entry = {
+        "device": device.name, "part": device.part, "clock_mhz": device.clock_mhz,
+        "fits": not over, "overflows": [str(o) for o in over],
+        "latency_us_at_device_clock": cycles / device.clock_mhz if cycles else None,
+        "sequences_per_second_at_device_clock":
+            device.clock_mhz * 1e6 / cycles if cycles else None,
+        "rows": [{"resource": r, "estimate": need.get(r, 0), "measured": None,
+                  "ratio": None, "budget": have.get(r)} for r in need],
+    }
+    md = ["", "## Resources", "", est.table().rstrip("\n"), ""]
+    md.append(f"Fit on {device.name} ({device.part}): " +
+              ("fits." if not over else "DOES NOT FIT: " + "; ".join(entry["overflows"])))
+    if cycles:
+        md.append(f"At the device's planning clock {device.clock_mhz:g} MHz: "
+                  f"{entry['latency_us_at_device_clock']:.3f} us per sequence, "
+                  f"{entry['sequences_per_second_at_device_clock']:.0f} sequences/s.")
+    return entry, "\n".join(md) + "\n"
+
+
 def report_md(summary: dict) -> str:
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
@@ -115,18 +143,28 @@ def write_json(path: Path, data):
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
-def build(spec, out_dir, progress=print) -> tuple[Design, SimResult, dict]:
-    """Everything ``attnflow build`` writes. Returns (design, result, summary)."""
+def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult, dict]:
+    """Everything ``attnflow build`` writes. Returns (design, result, summary).
+    ``target``: a device name or file: adds the resource estimate and fit check."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     design = prepare(spec)
+    if target is not None:
+        from .targets import load_device
+        load_device(target)   # a bad target fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(design.spec), sort_keys=False))
     progress(f"mapped: {len(design.hw.instances)} templates, {len(design.hw.channels)} channels")
     result = design.simulate()
     summary = sim_summary(design, result)
+    md = report_md(summary)
+    if target is not None:
+        summary["resources"], section = resources_summary(design, result, target)
+        md += section
+        for line in summary["resources"]["overflows"]:
+            progress(f"does not fit: {line}")
     write_json(out / "sim.json", summary)
-    (out / "report.md").write_text(report_md(summary))
-    write_html_report(summary, result, out)
+    (out / "report.md").write_text(md)
+    write_html_report(summary, result, out, resources=summary.get("resources"))
     write_vcd(result, out / "channels.vcd", clock_mhz=design.spec.hardware.clock_mhz)
     if result.deadlock:
         progress(result.deadlock.describe())

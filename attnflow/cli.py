@@ -27,12 +27,26 @@ def _stats_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def _fits(summary: dict) -> bool:
+    """False (after one error line per overflowing resource) when a --target fit fails."""
+    res = summary.get("resources")
+    if not res or res["fits"]:
+        return True
+    for line in res["overflows"]:
+        print(f"error: does not fit on {res['device']}: {line}", file=sys.stderr)
+    return False
+
+
 def cmd_sim(args) -> int:
     from .api import prepare
     from .build import sim_summary
     design = prepare(_spec(args))
     result = design.simulate()
     summary = sim_summary(design, result)
+    section = ""
+    if args.target:
+        from .build import resources_summary
+        summary["resources"], section = resources_summary(design, result, args.target)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -47,7 +61,8 @@ def cmd_sim(args) -> int:
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
-    if result.deadlock:
+        print(section, end="")
+    if result.deadlock or not _fits(summary):
         return EXIT_FAIL
     return EXIT_OK if summary["golden_mismatches"] == 0 else EXIT_FAIL
 
@@ -55,7 +70,8 @@ def cmd_sim(args) -> int:
 def cmd_build(args) -> int:
     from .build import build
     design, result, summary = build(_spec(args), args.output,
-                                    progress=lambda s: print(f"[attnflow] {s}", flush=True))
+                                    progress=lambda s: print(f"[attnflow] {s}", flush=True),
+                                    target=args.target)
     out = Path(args.output)
     print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
           f"waveform {out / 'channels.vcd'} (GTKWave)")
@@ -66,6 +82,8 @@ def cmd_build(args) -> int:
     if summary["golden_mismatches"]:
         print(f"error: simulator differs from the golden model in "
               f"{summary['golden_mismatches']} elements", file=sys.stderr)
+        return EXIT_FAIL
+    if not _fits(summary):
         return EXIT_FAIL
     print(f"[attnflow] verify with: attnflow verify {args.output}   "
           f"(or: cd {args.output} && python run_tb.py)")
@@ -151,11 +169,17 @@ def main(argv=None) -> int:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a spec field, e.g. --set model.seq_len=64 (repeatable)")
 
+    def add_target(p):
+        p.add_argument("--target", default=None, metavar="DEVICE",
+                       help="estimate resources and check the fit on a device (u280, vu13p, "
+                            "zcu102, ice40up5k, ecp5_85f, or a device .yaml)")
+
     b = sub.add_parser("build", help="spec -> simulation, Verilog, cocotb testbench, report",
                        description="IR -> mapping -> simulation -> Verilog -> testbench -> "
                                    "report.md and sim.json in the output folder.")
     add_spec(b)
     b.add_argument("-o", "--output", required=True, help="output folder")
+    add_target(b)
     b.set_defaults(fn=cmd_build)
 
     s = sub.add_parser("sim", help="simulate and print cycles and channel/process statistics",
@@ -163,6 +187,7 @@ def main(argv=None) -> int:
                                    "golden-model mismatch.")
     add_spec(s)
     s.add_argument("--json", action="store_true", help="print the sim.json summary instead")
+    add_target(s)
     s.set_defaults(fn=cmd_sim)
 
     v = sub.add_parser("verify", help="run a build's testbench on Verilator (or Icarus)",

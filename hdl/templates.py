@@ -261,6 +261,8 @@ class PVAccum(Template):
         m.d.comb += self.o.payload.eq(Cat(*outs))
 
 
+#: template name -> component class (templates defined in other modules are added in
+#: ``hdl.top``, which imports them all, to keep this module free of import cycles)
 COMPONENTS = {
     "qk_scores": QKScores, "kv_replay": KVReplay, "online_softmax_pv": OnlineSoftmaxPV,
     "normalize": Normalize, "row_max": RowMax, "sub_exp": SubExp, "row_sum": RowSum,

@@ -8,7 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..mappers.hwgraph import HwGraph
 from .channel import Channel
-from .templates import COMPONENTS
+from . import templates
+from .linear import Linear
+
+COMPONENTS = {**templates.COMPONENTS, "linear": Linear}
 
 
 def port_names(stream_name: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.numerics import requant, saturate
+from .models_linear import linear
 
 
 def _rows(a, n):
@@ -67,4 +68,4 @@ def pv_accum(inst, nm, ins):
 
 
 MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
-                                  row_max, sub_exp, row_sum, recip_mul, pv_accum)}
+                                  row_max, sub_exp, row_sum, recip_mul, pv_accum, linear)}

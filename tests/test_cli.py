@@ -103,3 +103,17 @@ def test_build_bytes_do_not_depend_on_python_hash_seed(tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append(files(out))
     assert outs[0] == outs[1]
+
+
+def test_target_fit_check(tmp_path, capsys):
+    assert main(["sim", SPEC, "--target", "u280"]) == 0
+    out = capsys.readouterr().out
+    assert "Fit on u280 (xcu280-fsvh2892-2L-e): fits." in out
+    assert main(["build", SPEC, "-o", str(tmp_path), "--target", "ice40up5k"]) == 1
+    err = capsys.readouterr().err
+    assert "error: does not fit on ice40up5k: DSP: needs 131, ice40up5k has 8 (+123, 1638%)" in err
+    sim = json.loads((tmp_path / "sim.json").read_text())
+    assert sim["resources"]["fits"] is False
+    assert "DOES NOT FIT" in (tmp_path / "report.md").read_text()
+    assert main(["sim", SPEC, "--target", "xc7z020"]) == 2
+    assert "unknown device; known devices: ecp5_85f, ice40up5k" in capsys.readouterr().err

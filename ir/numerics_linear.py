@@ -1,0 +1,239 @@
+"""Integer arithmetic of the linear layer (matrix-vector product), defined once.
+
+Used three ways, like ``ir.numerics``: by golden models and tests (:func:`linear_golden`),
+by the simulator's behavioural model (``sim.models_linear``) and to generate the weight
+and bias ROMs of the RTL (:func:`weight_rom`, :func:`bias_rom`, read by ``hdl.linear``).
+
+For one input row x (K stored integers of format ``x``) and the weights W (M x K stored
+integers of format ``w``) and bias b (M stored integers in *accumulator scale*, i.e. with
+``x.frac + w.frac`` fractional bits), output element j is
+
+    acc_j = sum_k x_k * W[j, k] + b_j                         (exact, acc_bits wide)
+    y_j   = saturate(requant(acc_j * mult, shift), y)         (round half up, then clip)
+
+The real value it stands for is ``y_real = scale * (x_real . W_real[j] + b_real[j])``:
+``mult * 2**-shift`` approximates ``scale * 2**(y.frac - x.frac - w.frac)``. When that
+factor is a power of two (e.g. ``scale = 1``) it is exact: ``mult = 1`` and ``shift`` is
+the exponent (negative: an exact left shift). Otherwise ``mult`` is normalised to
+``mult_bits`` bits (``2**(mult_bits-1) <= mult < 2**mult_bits``), so its relative error is
+at most ``2**-mult_bits``.
+
+Error against the float reference (:func:`linear_float`), for outputs that do not
+saturate: ``|y - acc * factor| <= 0.5 + |acc| * |mult * 2**-shift - factor|`` output LSBs
+(``<= 0.5`` LSB with a power-of-two factor).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numerics import MAX_BITS, quantize, requant, saturate, signed_bits
+from .types import FixedFormat
+
+
+@dataclass(frozen=True)
+class LinearNumerics:
+    """Every constant and width of one linear layer's integer datapath.
+
+    ``k``/``m``: input/output features; ``x``, ``w``, ``y``: signed formats of the input
+    elements, weights and outputs; ``scale``: real factor applied to ``x.W + b``;
+    ``bias_bits``: width of the bias (accumulator scale; None: as wide as the largest
+    dot product); ``mult_bits``: width of the requantization multiplier when the factor
+    is not a power of two. Frozen and hashable: it travels in ``Instance.params``.
+    """
+    k: int
+    m: int
+    x: FixedFormat
+    w: FixedFormat
+    y: FixedFormat
+    scale: float = 1.0
+    bias_bits: int | None = None
+    mult_bits: int = 16
+
+    def __post_init__(self):
+        for name in ("k", "m"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"linear: {name} must be an integer >= 1, got {v!r}")
+        for name in ("x", "w", "y"):
+            f = getattr(self, name)
+            if not isinstance(f, FixedFormat) or not f.signed or f.bits < 2:
+                raise ValueError(f"linear: format {name} must be a signed FixedFormat of "
+                                 f">= 2 bits, got {f!r}")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
+                and self.scale > 0):
+            raise ValueError(f"linear: scale must be a finite number > 0, got {self.scale!r}")
+        if not 1 <= self.mult_bits <= 31:
+            raise ValueError(f"linear: mult_bits must be in 1..31, got {self.mult_bits}")
+        if self.bias_bits is not None and not 2 <= self.bias_bits <= MAX_BITS:
+            raise ValueError(f"linear: bias_bits must be in 2..{MAX_BITS}, got {self.bias_bits}")
+        if self.scaled_bits > MAX_BITS:
+            raise ValueError(f"linear: the requantization product needs {self.scaled_bits} bits "
+                             f"(limit {MAX_BITS}); use narrower formats, fewer input features "
+                             "or a smaller mult_bits")
+
+    # --- accumulator
+    @property
+    def acc_frac(self) -> int:
+        """Fractional bits of the accumulator (and of the bias)."""
+        return self.x.frac + self.w.frac
+
+    @property
+    def dot_max(self) -> int:
+        """Largest |x . w_j| (min_int * min_int, K times)."""
+        return self.k * (-self.x.min_int) * (-self.w.min_int)
+
+    @property
+    def bias(self) -> FixedFormat:
+        """Format of the bias: accumulator scale."""
+        bits = self.bias_bits if self.bias_bits is not None else signed_bits(self.dot_max)
+        return FixedFormat(bits, self.acc_frac)
+
+    @property
+    def acc_max(self) -> int:
+        return self.dot_max - self.bias.min_int
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of the signed accumulator: holds every partial sum, bias included."""
+        return signed_bits(self.acc_max)
+
+    # --- requantization
+    @property
+    def factor(self) -> float:
+        """The exact real factor from accumulator integers to output integers."""
+        return math.ldexp(float(self.scale), self.y.frac - self.acc_frac)
+
+    @property
+    def mult_shift(self) -> tuple[int, int]:
+        mant, exp = math.frexp(self.factor)     # factor = mant * 2**exp, 0.5 <= mant < 1
+        if mant == 0.5:                          # a power of two: exact
+            return 1, 1 - exp
+        shift = self.mult_bits - exp             # factor * 2**shift in [2**(mb-1), 2**mb)
+        mult = int(math.floor(math.ldexp(self.factor, shift) + 0.5))
+        if mult >> self.mult_bits:               # rounded up to 2**mult_bits
+            mult, shift = mult >> 1, shift - 1
+        return mult, shift
+
+    @property
+    def mult(self) -> int:
+        return self.mult_shift[0]
+
+    @property
+    def shift(self) -> int:
+        """requant shift: > 0 shifts right rounding half up, <= 0 shifts left exactly."""
+        return self.mult_shift[1]
+
+    @property
+    def factor_error(self) -> float:
+        """|mult * 2**-shift - factor|: 0 for a power-of-two factor."""
+        return abs(math.ldexp(self.mult, -self.shift) - self.factor)
+
+    @property
+    def scaled_bits(self) -> int:
+        """Width of acc * mult (before the shift; shifted left when shift < 0), + rounding."""
+        mag = self.acc_max * self.mult
+        mag = mag << -self.shift if self.shift < 0 else mag + (1 << (self.shift - 1))
+        return signed_bits(mag)
+
+
+def linear_numerics(k: int, m: int, x: FixedFormat, w: FixedFormat, y: FixedFormat,
+                    scale: float = 1.0, bias_bits: int | None = None,
+                    mult_bits: int = 16) -> LinearNumerics:
+    return LinearNumerics(k, m, x, w, y, scale, bias_bits, mult_bits)
+
+
+# ---------------------------------------------------------------- the kernels
+
+def _check_shapes(x, w, b, num: LinearNumerics):
+    x = np.asarray(x, dtype=np.int64).reshape(-1, num.k)
+    w = np.asarray(w, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64).reshape(-1)
+    if w.shape != (num.m, num.k):
+        raise ValueError(f"linear: weights must have shape (M, K) = {(num.m, num.k)}, got {w.shape}")
+    if b.shape != (num.m,):
+        raise ValueError(f"linear: bias must have shape (M,) = ({num.m},), got {b.shape}")
+    return x, w, b
+
+
+def linear_acc(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
+    """acc[i, j] = sum_k x[i, k] * w[j, k] + b[j], exact int64, shape (N, M)."""
+    x, w, b = _check_shapes(x_ints, w_ints, b_ints, num)
+    return x @ w.T + b[None, :]
+
+
+def linear_golden(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
+    """y[i, j] = saturate(requant(acc[i, j] * mult, shift), y): (N, K) -> (N, M) int64."""
+    acc = linear_acc(x_ints, w_ints, b_ints, num)
+    return saturate(requant(acc * num.mult, num.shift), num.y)
+
+
+def linear_float(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
+    """The float reference, in real units: scale * (x_real @ W_real.T + b_real)."""
+    x, w, b = _check_shapes(x_ints, w_ints, b_ints, num)
+    xr = x.astype(np.float64) * 2.0 ** -num.x.frac
+    wr = w.astype(np.float64) * 2.0 ** -num.w.frac
+    br = b.astype(np.float64) * 2.0 ** -num.acc_frac
+    return num.scale * (xr @ wr.T + br[None, :])
+
+
+def quantize_weights(w_float, num: LinearNumerics) -> np.ndarray:
+    """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate)."""
+    return quantize(np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k), num.w)
+
+
+def quantize_bias(b_float, num: LinearNumerics) -> np.ndarray:
+    """Float bias of ``y = scale * x.W + b_float`` -> accumulator-scale integers (b / scale)."""
+    return quantize(np.asarray(b_float, dtype=np.float64).reshape(num.m) / num.scale, num.bias)
+
+
+# ---------------------------------------------------------------- ROM contents
+
+def _folds(num: LinearNumerics, pe: int, simd: int) -> tuple[int, int]:
+    if pe < 1 or num.m % pe or simd < 1 or num.k % simd:
+        raise ValueError(f"linear: PE {pe} must divide M = {num.m} and SIMD {simd} must "
+                         f"divide K = {num.k}")
+    return num.m // pe, num.k // simd
+
+
+def weight_rom(w_ints, pe: int, simd: int, num: LinearNumerics) -> list[int]:
+    """The weight ROM: word f = p * (K/SIMD) + s (the firing index within a row) holds
+    W[p*PE + j, s*SIMD + t] at bits [(j*SIMD + t) * w.bits, +w.bits), two's complement."""
+    groups, chunks = _folds(num, pe, simd)
+    w = np.asarray(w_ints, dtype=np.int64).reshape(num.m, num.k)
+    # (groups, pe, chunks, simd) -> (groups, chunks, pe, simd): one word per (p, s)
+    blocks = w.reshape(groups, pe, chunks, simd).transpose(0, 2, 1, 3).reshape(groups * chunks, -1)
+    return _pack_rows(blocks, num.w.bits)
+
+
+def bias_rom(b_ints, pe: int, num: LinearNumerics) -> list[int]:
+    """The bias ROM: word p holds b[p*PE + j] at bits [j * bias.bits, +bias.bits)."""
+    groups, _ = _folds(num, pe, 1)
+    b = np.asarray(b_ints, dtype=np.int64).reshape(groups, pe)
+    return _pack_rows(b, num.bias.bits)
+
+
+def unpack_weight_rom(words, pe: int, simd: int, num: LinearNumerics) -> np.ndarray:
+    """Inverse of :func:`weight_rom`: the (M, K) weight matrix."""
+    groups, chunks = _folds(num, pe, simd)
+    blocks = _unpack_rows(words, pe * simd, num.w.bits)
+    return blocks.reshape(groups, chunks, pe, simd).transpose(0, 2, 1, 3).reshape(num.m, num.k)
+
+
+def _pack_rows(rows: np.ndarray, bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    words = []
+    for row in rows.tolist():
+        word = 0
+        for i, v in enumerate(row):
+            word |= (v & mask) << (i * bits)
+        words.append(word)
+    return words
+
+
+def _unpack_rows(words, count: int, bits: int) -> np.ndarray:
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+    out = [[(((w >> (i * bits)) & mask) ^ sign) - sign for i in range(count)] for w in words]
+    return np.asarray(out, dtype=np.int64).reshape(len(words), count)
