@@ -112,7 +112,8 @@ def cmd_verify(args) -> int:
         print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
-    res = run_testbench(out, simulator=args.simulator, vectors=vectors)
+    res = run_testbench(out, simulator=args.simulator, vectors=vectors,
+                        progress=lambda s: print(f"[attnflow] {s}", flush=True))
     print(res.message)
     print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
     return EXIT_OK if res.ok else EXIT_FAIL

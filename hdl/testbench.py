@@ -152,12 +152,30 @@ def _parse_stats(text: str) -> dict[str, str]:
     return stats
 
 
+def _wait(proc, timeout, progress, every, log_path):
+    """proc.wait(timeout), telling ``progress`` every ``every`` seconds that it still runs."""
+    if progress is None:
+        return proc.wait(timeout=timeout)
+    t0 = time.perf_counter()
+    while True:
+        left = None if timeout is None else timeout - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.wait(timeout=every if left is None else min(every, left))
+        except subprocess.TimeoutExpired:
+            progress(f"testbench: still running (simulator build, then the cocotb run), "
+                     f"{time.perf_counter() - t0:.0f} s; log {log_path}")
+
+
 def run_testbench(
     out_dir,
     simulator: str = "verilator",
     vectors=None,
     build_dir=None,
     timeout: float | None = None,
+    progress=None,
+    progress_every: float = 10.0,
 ) -> TestbenchResult:
     """Run ``python run_tb.py`` in *out_dir* and return its verdict.
 
@@ -165,7 +183,9 @@ def run_testbench(
     ``tb/vectors.json``) or a vectors dict, which is first written with
     :func:`write_testbench` as ``tb/vectors.json``.  *build_dir* defaults to
     ``sim_build/<simulator>`` in *out_dir*.  All output goes to
-    ``out_dir/tb/<vectors stem>.log``.
+    ``out_dir/tb/<vectors stem>.log``. ``progress`` (a callable taking a line) is told
+    every ``progress_every`` seconds that the run is still going, so a long Verilator
+    compile is never silent.
     """
     out_dir = Path(out_dir).resolve()
     if vectors is None:
@@ -194,7 +214,7 @@ def run_testbench(
             start_new_session=True,
         )
         try:
-            returncode = proc.wait(timeout=timeout)
+            returncode = _wait(proc, timeout, progress, progress_every, log_path)
         except subprocess.TimeoutExpired:
             # The simulator is a grandchild: end the whole process group we started.
             try:
