@@ -25,14 +25,17 @@ class Channel(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.store = store = SyncFIFO(width=self.width, depth=self.depth)
+        # storage of at least 2 entries: a 1-entry SyncFIFO has a zero-width address,
+        # which becomes a [-1:0] vector that Verilator rejects; the credit below still
+        # allows only ``depth`` tokens
+        m.submodules.store = store = SyncFIFO(width=self.width, depth=max(self.depth, 2))
         write = self.i.valid & self.i.ready
         m.d.comb += [
             self.o.valid.eq(store.r_rdy),
             self.o.payload.eq(store.r_data),
             store.r_en.eq(self.o.ready),
         ]
-        if self.latency == 1:
+        if self.latency == 1 and self.depth >= 2:
             m.d.comb += [
                 self.i.ready.eq(store.w_rdy),
                 store.w_en.eq(write),

@@ -10,8 +10,11 @@ from ..mappers.hwgraph import HwGraph
 from .channel import Channel
 from . import templates
 from .linear import Linear
+from .rowops import Activation, Fork, LayerNorm, ResidualAdd
 
-COMPONENTS = {**templates.COMPONENTS, "linear": Linear}
+COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
+              "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
+              "residual_add": ResidualAdd, "fork": Fork}
 
 
 def port_names(stream_name: str) -> dict[str, str]:

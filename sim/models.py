@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ir.numerics import requant, saturate
 from .models_linear import linear
+from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
 
 
 def _rows(a, n):
@@ -68,4 +69,5 @@ def pv_accum(inst, nm, ins):
 
 
 MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
-                                  row_max, sub_exp, row_sum, recip_mul, pv_accum, linear)}
+                                  row_max, sub_exp, row_sum, recip_mul, pv_accum, linear,
+                                  layernorm, rmsnorm, activation, residual_add, fork)}
