@@ -1,17 +1,22 @@
 """Model specs: the YAML file that says what hardware to build and how to test it.
 
-A spec is a YAML mapping with the sections below. Every section and field is optional
-except ``model.seq_len`` and ``model.head_dim``; the value shown is the default.
+A spec is a YAML mapping with the sections below. ``model.type`` chooses what to build:
+one attention head (``attention_head``, the default) or a whole transformer encoder
+(``encoder``). The value shown is the default; ``<required>`` marks the fields without
+one.
+
+One attention head
+------------------
 
 .. code-block:: yaml
 
     name: attnflow_top        # identifier [A-Za-z_][A-Za-z0-9_]*, used as the Verilog name prefix
     model:
-      type: attention_head    # what to build; only attention_head (one attention head) for now
+      type: attention_head    # attention_head (one attention head) | encoder (below)
       seq_len: <required>     # N, number of tokens: integer >= 1
       head_dim: <required>    # d, width of each Q/K/V row: integer >= 1
       attention:
-        kind: full            # which keys each query sees; only full for now
+        kind: full            # which keys each query sees; an attention head supports only full
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -36,9 +41,135 @@ Cross-field rules: ``formats.q``, ``formats.k``, ``formats.v`` and ``formats.out
 each hold every value in ``[-inputs.range, inputs.range]`` (the attention output is a
 convex combination of V rows, so it stays in that range too).
 
+A transformer encoder
+---------------------
+
+``model.type: encoder`` builds ``layers`` identical encoder layers (own weights each) on
+a sequence of ``seq_len`` tokens of width ``d_model``. The input is the sequence *after*
+the embeddings (token, position and segment embeddings, patch projection and the like are
+not part of the encoder); the output is the last layer's output. ``name``, ``inputs``,
+``schedule`` and ``hardware.clock_mhz``/``fifo_depths`` mean what they mean above
+(``inputs`` draws the encoder input X, ``seq_len x d_model``); the sections differ in:
+
+.. code-block:: yaml
+
+    model:
+      type: encoder
+      layers: <required>      # L, encoder layers: integer >= 1
+      d_model: <required>     # model width: integer >= 1
+      heads: <required>       # attention heads: integer >= 1 dividing d_model (head width d_model / heads)
+      d_ff: <required>        # width of the feed-forward hidden layer: integer >= 1
+      seq_len: <required>     # N, tokens: integer >= 1
+      attention:
+        kind: full            # full | window | causal (see below); downstream builds only full so far
+        variant: online       # online | naive, as for one head
+        window: <required for kind window, not allowed otherwise>   # integer >= 1
+      norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)
+      norm_position: post     # post (BERT: x = norm(x + sublayer(x))) | pre (ViT: x = x + sublayer(norm(x)))
+      final_norm: false       # true: one more norm after the last layer (pre-norm models such as ViT)
+      norm_eps: 1.0e-05       # epsilon under the norm's square root: number > 0
+      activation: gelu        # gelu (exact, erf-based GELU) | relu: the feed-forward activation
+      weights:                # where the weights come from: random ...
+        source: random        # random | file
+        seed: 0               # RNG seed: integer >= 0
+        std: null             # standard deviation of linear weights and biases: number > 0;
+                              # null: 1/sqrt(fan_in) of each linear layer
+      # ... or a file:  weights: {source: file, path: weights.npz}   (.npz or .safetensors;
+      #                 a relative path is relative to the spec file's folder)
+    formats:                  # q, k, v, out, score_frac, prob_frac as for one head, plus:
+      act:    {bits: 16, frac: 8}   # activations between ops (encoder input, residual stream,
+                                    # norm outputs, projections, FFN hidden values, layer outputs)
+      weight: {bits: 8, frac: 6}    # linear-layer weights (biases are kept at accumulator scale)
+      gamma:  {bits: 16, frac: 12}  # norm scale gamma
+      beta:   {bits: 16, frac: 12}  # norm shift beta (LayerNorm only)
+      acc_bits: null                # linear accumulators: integer in 2..62; null: wide enough for every sum
+    hardware:                 # clock_mhz and fifo_depths as for one head, plus:
+      parallelism: {}         # PE x SIMD folding hints of the linear layers (below)
+      target_cycles: null     # integer >= 1: automatic folding aims at this many cycles for the encoder
+      multiplier_budget: null # integer >= 1: automatic folding uses at most this many multipliers
+
+Encoder layer (``norm_position: post``, BERT, RoBERTa, DistilBERT)::
+
+    h = norm1(x + attn_out(MHA(attn_q(x), attn_k(x), attn_v(x))))
+    y = norm2(h + ffn_down(activation(ffn_up(h))))
+
+and with ``norm_position: pre`` (ViT, DeiT)::
+
+    h = x + attn_out(MHA(attn_q(norm1(x)), attn_k(norm1(x)), attn_v(norm1(x))))
+    y = h + ffn_down(activation(ffn_up(norm2(h))))
+
+where every ``attn_*``/``ffn_*`` is a linear layer ``W x + b`` and MHA splits Q, K and V
+into ``heads`` slices of ``d_model / heads`` columns, runs scaled dot-product attention
+(scale ``1/sqrt(d_model / heads)``) on each and concatenates the results. In the encoder,
+``formats.q``/``k``/``v`` are the formats of the Q, K, V projections and ``formats.out``
+that of the concatenated attention output (before ``attn_out``); ``formats.act`` must hold
+``[-inputs.range, inputs.range]``.
+
+Attention kinds (query i, key j, both 0-based token positions): ``full``: every j;
+``causal``: j <= i; ``window``: |i - j| <= window (a band of 2 * window + 1 keys, fewer at
+the ends).
+
+Weights (``model.weights``). ``source: file`` reads a numpy ``.npz`` archive or a
+``.safetensors`` file (loaded by :func:`attnflow.ir.weights.load_weights`; the path is
+resolved when the spec is read and must exist; extra tensors in the file are ignored).
+Tensors are real values (float16/32/64, or BF16 in safetensors); linear weights are
+``[out_features, in_features]`` as in PyTorch's ``nn.Linear``. For every layer i in
+0..layers-1:
+
+=================================  ====================  =================================
+tensor                             shape                 what
+=================================  ====================  =================================
+``layers.{i}.attn.q.weight``       [d_model, d_model]    query projection (``attn_q``)
+``layers.{i}.attn.q.bias``         [d_model]
+``layers.{i}.attn.k.weight/bias``  as q                  key projection (``attn_k``)
+``layers.{i}.attn.v.weight/bias``  as q                  value projection (``attn_v``)
+``layers.{i}.attn.out.weight``     [d_model, d_model]    attention output projection
+``layers.{i}.attn.out.bias``       [d_model]
+``layers.{i}.ln1.gamma``           [d_model]             norm1 (after attention when post)
+``layers.{i}.ln1.beta``            [d_model]             LayerNorm only
+``layers.{i}.ffn.up.weight``       [d_ff, d_model]       feed-forward up projection
+``layers.{i}.ffn.up.bias``         [d_ff]
+``layers.{i}.ffn.down.weight``     [d_model, d_ff]       feed-forward down projection
+``layers.{i}.ffn.down.bias``       [d_model]
+``layers.{i}.ln2.gamma``           [d_model]             norm2
+``layers.{i}.ln2.beta``            [d_model]             LayerNorm only
+``final_norm.gamma`` / ``.beta``   [d_model]             only with ``final_norm: true``
+=================================  ====================  =================================
+
+Heads are column slices of the Q/K/V outputs: head h uses outputs
+``h * d_model/heads .. (h + 1) * d_model/heads - 1`` (rows of the q/k/v weights) and the
+same columns of ``attn.out.weight``. ``source: random`` draws every tensor from its own
+generator, seeded with (seed, layer, tensor index), so layer 0's weights do not change
+with ``layers``: linear weights and biases from N(0, std**2) (std: ``weights.std`` or
+1/sqrt(in_features) of that layer), gamma from 1 + N(0, 0.1**2), beta from N(0, 0.1**2).
+
+Parallelism (``hardware.parallelism``): a mapping from a linear layer to ``{pe, simd}``
+(integers >= 1): PE output features and SIMD input features per cycle, so the layer
+takes (out / PE) * (in / SIMD) cycles per token. Keys: ``default`` (every linear layer),
+an op ``attn_q``, ``attn_k``, ``attn_v``, ``attn_out``, ``ffn_up``, ``ffn_down`` (that op
+in every layer; its weight is ``layers.{i}.<op with _ as .>.weight``), or
+``layers_<i>_<op>`` (that op in layer i only). The most specific key wins, and a missing
+``pe`` or ``simd`` is taken from the next more general key (``layers_<i>_<op>``, then
+``<op>``, then ``default``, then 1). PE must divide the op's output features and SIMD its
+input features (d_model or d_ff). Ops no key covers are folded by the mapper: to meet
+``target_cycles`` and/or ``multiplier_budget`` when given, else with PE = SIMD = 1.
+
+Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``,
+``target_cycles``, ``multiplier_budget``) are rejected in an ``attention_head`` spec,
+and ``head_dim`` in an encoder spec.
+
+General rules
+-------------
+
 Integers are accepted where numbers are expected; booleans are never accepted as
-integers. ``--set key.sub=value`` overrides (see :func:`parse_override`) are applied to
-the raw YAML data before validation, so they are checked like the file itself.
+integers. Exponent-only floats such as ``1e-12`` are read as numbers (YAML 1.2 style; plain
+YAML 1.1 would read them as strings). ``--set key.sub=value`` overrides (see
+:func:`parse_override`) are applied to the raw YAML data before validation, so they are
+checked like the file itself. :func:`load_spec` also reads a Hugging Face ``config.json``
+(a ``.json`` file without a top-level ``model`` mapping, or a folder holding
+``config.json``) through
+:func:`attnflow.ir.hf_config.spec_from_hf_config`; ``--set model.seq_len=N`` then gives
+the sequence length.
 
 Every problem raises :class:`SpecError` with a one-line message
 ``<source>: <dotted.field>: <what is wrong and what is allowed>``.
@@ -47,27 +178,55 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Union
 
 import yaml
 
 from .types import FixedFormat
 
 __all__ = [
-    "AttentionSpec", "ModelSpec", "FormatsSpec", "InputsSpec", "ScheduleSpec",
-    "HardwareSpec", "Spec", "SpecError", "load_spec", "parse_override",
-    "spec_from_dict", "spec_to_dict",
+    "AttentionSpec", "ModelSpec", "EncoderSpec", "WeightsSpec", "FormatsSpec", "InputsSpec",
+    "ScheduleSpec", "Folding", "HardwareSpec", "Spec", "SpecError", "LINEAR_OPS",
+    "load_spec", "parse_override", "spec_from_dict", "spec_to_dict",
 ]
 
 DEFAULT_NAME = "attnflow_top"
-MODEL_TYPES = ("attention_head",)
-ATTENTION_KINDS = ("full",)
+MODEL_TYPES = ("attention_head", "encoder")
+ATTENTION_KINDS = ("full",)                       # one attention head
+ENCODER_ATTENTION_KINDS = ("full", "window", "causal")
 ATTENTION_VARIANTS = ("naive", "online")
+NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("post", "pre")
+ACTIVATIONS = ("gelu", "relu")
+WEIGHT_SOURCES = ("random", "file")
+WEIGHT_SUFFIXES = (".npz", ".safetensors")
+MAX_ACC_BITS = 62                                 # int64 golden model and simulator
+#: the linear layers of an encoder layer: op name -> (output features, input features),
+#: named by the model dimension they equal
+LINEAR_OPS: dict[str, tuple[str, str]] = {
+    "attn_q": ("d_model", "d_model"),
+    "attn_k": ("d_model", "d_model"),
+    "attn_v": ("d_model", "d_model"),
+    "attn_out": ("d_model", "d_model"),
+    "ffn_up": ("d_ff", "d_model"),
+    "ffn_down": ("d_model", "d_ff"),
+}
 _NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+_HEAD_FIELDS = ("type", "seq_len", "head_dim", "attention")
+_ENCODER_FIELDS = ("type", "layers", "d_model", "heads", "d_ff", "seq_len", "attention",
+                   "norm", "norm_position", "final_norm", "norm_eps", "activation", "weights")
+_ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
+_FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
+_ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
+_HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
+_ENCODER_HARDWARE_FIELDS = ("parallelism", "target_cycles", "multiplier_budget")
+_LAYER_OP_RE = re.compile(r"layers_(\d+)_(" + "|".join(LINEAR_OPS) + r")")
 
 
 class SpecError(ValueError):
@@ -87,14 +246,57 @@ class SpecError(ValueError):
 class AttentionSpec:
     kind: str = "full"
     variant: str = "online"
+    window: int | None = None  # only (and always) set for kind "window"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """``model.type: attention_head``: one attention head."""
     type: str
     seq_len: int
     head_dim: int
     attention: AttentionSpec = AttentionSpec()
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where an encoder's weights come from. ``path`` is absolute (resolved at load)."""
+    source: str = "random"
+    seed: int = 0              # source random
+    std: float | None = None   # source random; None: 1/sqrt(fan_in) per linear layer
+    path: str | None = None    # source file
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """``model.type: encoder``: ``layers`` transformer encoder layers."""
+    layers: int
+    d_model: int
+    heads: int
+    d_ff: int
+    seq_len: int
+    attention: AttentionSpec = AttentionSpec()
+    norm: str = "layernorm"
+    norm_position: str = "post"
+    final_norm: bool = False
+    norm_eps: float = 1e-5
+    activation: str = "gelu"
+    weights: WeightsSpec = WeightsSpec()
+    type: str = field(default="encoder", init=False)
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head's Q/K/V rows: d_model / heads."""
+        return self.d_model // self.heads
+
+    def linear_dims(self, op: str) -> tuple[int, int]:
+        """(output features M, input features K) of linear op ``op`` (a LINEAR_OPS key)."""
+        m, k = LINEAR_OPS[op]
+        return getattr(self, m), getattr(self, k)
+
+
+#: what ``Spec.model`` holds; dispatch on ``spec.model.type`` (or isinstance)
+Model = Union[ModelSpec, EncoderSpec]
 
 
 @dataclass(frozen=True)
@@ -105,6 +307,12 @@ class FormatsSpec:
     out: FixedFormat = FixedFormat(16, 8)
     score_frac: int = 8
     prob_frac: int = 15
+    # encoder only (an attention_head spec keeps these defaults and never reads them)
+    act: FixedFormat = FixedFormat(16, 8)
+    weight: FixedFormat = FixedFormat(8, 6)
+    gamma: FixedFormat = FixedFormat(16, 12)
+    beta: FixedFormat = FixedFormat(16, 12)
+    acc_bits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,24 +334,49 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class Folding:
+    """PE output features x SIMD input features per cycle of one linear layer."""
+    pe: int
+    simd: int
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     clock_mhz: float = 200.0
     fifo_depths: tuple[tuple[str, int], ...] = ()  # sorted by channel name
+    # encoder only: hardware.parallelism keys with pe and simd both resolved, sorted by key
+    parallelism: tuple[tuple[str, Folding], ...] = ()
+    target_cycles: int | None = None
+    multiplier_budget: int | None = None
 
     def fifo_depth(self, name: str) -> int | None:
         """The depth the spec forces for channel ``name``, or None to let the mapper choose."""
         return dict(self.fifo_depths).get(name)
 
+    def folding(self, op: str, layer: int) -> Folding | None:
+        """The folding the spec fixes for linear ``op`` (a LINEAR_OPS key) of layer
+        ``layer``: from ``layers_<layer>_<op>``, ``<op>`` or ``default``, the most specific
+        present; None when no key covers it (the mapper chooses)."""
+        par = dict(self.parallelism)
+        for key in (f"layers_{layer}_{op}", op, "default"):
+            if key in par:
+                return par[key]
+        return None
+
 
 @dataclass(frozen=True)
 class Spec:
     name: str
-    model: ModelSpec
+    model: Model
     formats: FormatsSpec
     inputs: InputsSpec
     schedule: ScheduleSpec
     hardware: HardwareSpec
     source: str = field(default="<dict>", compare=False)  # where the spec came from
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.model.type == "encoder"
 
 
 # ----------------------------------------------------------------------------- checking
@@ -168,6 +401,10 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 class _Checker:
     """Validation helpers that raise SpecError tagged with the spec's source."""
 
@@ -177,8 +414,10 @@ class _Checker:
     def fail(self, field: str, message: str):
         raise SpecError(self.source, field, message)
 
-    def section(self, data: Any, path: str, allowed: Iterable[str]) -> dict:
-        """``data`` as a mapping with only ``allowed`` keys (None counts as empty)."""
+    def section(self, data: Any, path: str, allowed: Iterable[str],
+                hints: Mapping[str, str] | None = None) -> dict:
+        """``data`` as a mapping with only ``allowed`` keys (None counts as empty).
+        ``hints``: key -> message for keys known to belong elsewhere."""
         allowed = list(allowed)
         if data is None:
             return {}
@@ -186,6 +425,8 @@ class _Checker:
             self.fail(path, f"must be a mapping with fields {', '.join(allowed)}; got {_show(data)}")
         for key in data:
             if key not in allowed:
+                if hints and key in hints:
+                    self.fail(_join(path, key), f"{hints[key]}; allowed fields: {', '.join(allowed)}")
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 maybe = f" did you mean '{hint[0]}'?" if hint else ""
                 self.fail(_join(path, key), f"unknown field;{maybe} allowed fields: {', '.join(allowed)}")
@@ -220,6 +461,16 @@ class _Checker:
             self.fail(path, f"unsupported value {shown}; allowed: {', '.join(allowed)}")
         return value
 
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {_show(value)}")
+        return value
+
+    def required(self, d: Mapping, path: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in d:
+                self.fail(_join(path, key), "required field is missing; give an integer >= 1")
+
 
 def _parse_format(c: _Checker, data: Any, path: str, default: FixedFormat) -> FixedFormat:
     d = c.section(data, path, ("bits", "frac"))
@@ -229,22 +480,25 @@ def _parse_format(c: _Checker, data: Any, path: str, default: FixedFormat) -> Fi
     return FixedFormat(bits, frac)
 
 
-def _parse(c: _Checker, data: Mapping) -> Spec:
-    top = c.section(data, "", ("name", "model", "formats", "inputs", "schedule", "hardware"))
+def _elsewhere(keys: Iterable[str], what: str) -> dict[str, str]:
+    return {k: what for k in keys}
 
-    name = top.get("name", DEFAULT_NAME)
-    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
-        c.fail("name", f"must be an identifier matching {_NAME_RE} (it prefixes Verilog names), "
-                       f"got {_show(name)}")
 
-    m = c.section(top.get("model"), "model", ("type", "seq_len", "head_dim", "attention"))
+_ONLY_ENCODER = "only for model.type encoder"
+
+
+def _parse_attention_head(c: _Checker, m: Mapping) -> ModelSpec:
+    m = c.section(m, "model", _HEAD_FIELDS, hints=_elsewhere(
+        [k for k in _ENCODER_FIELDS if k not in _HEAD_FIELDS],
+        "an encoder field: set model.type: encoder"))
     for key in ("seq_len", "head_dim"):
         if key not in m:
             c.fail(f"model.{key}", "required field is missing; give an integer >= 1")
-    a = c.section(m.get("attention"), "model.attention", ("kind", "variant"))
+    a = c.section(m.get("attention"), "model.attention", ("kind", "variant"),
+                  hints={"window": "only for model.type encoder with kind window"})
     dflt_att = AttentionSpec()
-    model = ModelSpec(
-        type=c.choice(m.get("type", MODEL_TYPES[0]), "model.type", MODEL_TYPES),
+    return ModelSpec(
+        type="attention_head",
         seq_len=c.integer(m["seq_len"], "model.seq_len", 1),
         head_dim=c.integer(m["head_dim"], "model.head_dim", 1),
         attention=AttentionSpec(
@@ -254,8 +508,170 @@ def _parse(c: _Checker, data: Mapping) -> Spec:
         ),
     )
 
-    f = c.section(top.get("formats"), "formats", ("q", "k", "v", "out", "score_frac", "prob_frac"))
+
+def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
+    path = "model.weights"
+    w = c.section(data, path, ("source", "seed", "std", "path"))
+    source = c.choice(w.get("source", "random"), f"{path}.source", WEIGHT_SOURCES)
+    if source == "random":
+        if w.get("path") is not None:
+            c.fail(f"{path}.path", "only for source file; set model.weights.source: file "
+                                   "to read weights from a file")
+        std = w.get("std")
+        return WeightsSpec(
+            source="random",
+            seed=c.integer(w.get("seed", WeightsSpec().seed), f"{path}.seed", 0),
+            std=None if std is None else c.number(std, f"{path}.std", 0, lo_open=True))
+    for key in ("seed", "std"):
+        if w.get(key) is not None:
+            c.fail(f"{path}.{key}", "only for source random (a weights file fixes every value)")
+    p = w.get("path")
+    if p is None:
+        c.fail(f"{path}.path", "required for source file: the .npz or .safetensors file "
+                               "(relative to the spec file's folder)")
+    if not isinstance(p, str) or not p.strip():
+        c.fail(f"{path}.path", f"must be a file path (text), got {_show(p)}")
+    if not p.lower().endswith(WEIGHT_SUFFIXES):
+        c.fail(f"{path}.path", f"unsupported file type {Path(p).suffix or '(none)'!r} of {p!r}; "
+                               "allowed: .npz, .safetensors")
+    full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(p)))
+    if not os.path.isfile(full):
+        c.fail(f"{path}.path", f"file not found: {full}")
+    return WeightsSpec(source="file", path=full)
+
+
+def _parse_encoder(c: _Checker, m: Mapping, base_dir: Path) -> EncoderSpec:
+    m = c.section(m, "model", _ENCODER_FIELDS, hints={
+        "head_dim": "not an encoder field: an encoder's head width is d_model / heads"})
+    c.required(m, "model", _ENCODER_REQUIRED)
+    layers = c.integer(m["layers"], "model.layers", 1)
+    d_model = c.integer(m["d_model"], "model.d_model", 1)
+    heads = c.integer(m["heads"], "model.heads", 1)
+    if d_model % heads:
+        c.fail("model.heads", f"{heads} heads do not divide model.d_model = {d_model}; "
+                              f"valid head counts: {', '.join(map(str, _divisors(d_model)))}")
+    d_ff = c.integer(m["d_ff"], "model.d_ff", 1)
+    seq_len = c.integer(m["seq_len"], "model.seq_len", 1)
+
+    a = c.section(m.get("attention"), "model.attention", ("kind", "variant", "window"))
+    dflt = EncoderSpec(1, 1, 1, 1, 1)
+    kind = c.choice(a.get("kind", dflt.attention.kind), "model.attention.kind",
+                    ENCODER_ATTENTION_KINDS)
+    window = a.get("window")
+    if kind == "window":
+        if window is None:
+            c.fail("model.attention.window", "required for kind window: give an integer >= 1 "
+                   "(query i sees keys j with |i - j| <= window)")
+        window = c.integer(window, "model.attention.window", 1)
+    elif window is not None:
+        c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
+                                         "remove it or set model.attention.kind: window")
+    attention = AttentionSpec(
+        kind=kind,
+        variant=c.choice(a.get("variant", dflt.attention.variant), "model.attention.variant",
+                         ATTENTION_VARIANTS),
+        window=window)
+
+    return EncoderSpec(
+        layers=layers, d_model=d_model, heads=heads, d_ff=d_ff, seq_len=seq_len,
+        attention=attention,
+        norm=c.choice(m.get("norm", dflt.norm), "model.norm", NORMS),
+        norm_position=c.choice(m.get("norm_position", dflt.norm_position),
+                               "model.norm_position", NORM_POSITIONS),
+        final_norm=c.boolean(m.get("final_norm", dflt.final_norm), "model.final_norm"),
+        norm_eps=c.number(m.get("norm_eps", dflt.norm_eps), "model.norm_eps", 0, lo_open=True),
+        activation=c.choice(m.get("activation", dflt.activation), "model.activation", ACTIVATIONS),
+        weights=_parse_weights(c, m.get("weights"), base_dir),
+    )
+
+
+def _parse_model(c: _Checker, data: Any, base_dir: Path) -> Model:
+    if data is not None and not isinstance(data, Mapping):
+        c.fail("model", f"must be a mapping with fields {', '.join(_HEAD_FIELDS)} "
+                        f"(or, with type encoder, {', '.join(_ENCODER_FIELDS[1:])}); "
+                        f"got {_show(data)}")
+    m = dict(data or {})
+    mtype = c.choice(m.get("type", MODEL_TYPES[0]), "model.type", MODEL_TYPES)
+    if mtype == "encoder":
+        return _parse_encoder(c, m, base_dir)
+    return _parse_attention_head(c, m)
+
+
+def _parse_parallelism(c: _Checker, data: Any, model: EncoderSpec) -> tuple:
+    path = "hardware.parallelism"
+    if data is None:
+        return ()
+    ops = list(LINEAR_OPS)
+    allowed = ["default", *ops]
+    if not isinstance(data, Mapping):
+        c.fail(path, f"must be a mapping of layer op -> {{pe, simd}} with keys "
+                     f"{', '.join(allowed)} or layers_<i>_<op>; got {_show(data)}")
+    raw: dict[str, dict] = {}
+    for key, entry in data.items():
+        if not isinstance(key, str):
+            c.fail(path, f"keys must be layer op names ({', '.join(allowed)} or "
+                         f"layers_<i>_<op>), got {_show(key)}")
+        mt = _LAYER_OP_RE.fullmatch(key)
+        if key not in allowed and not mt:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            maybe = f" did you mean '{hint[0]}'?" if hint else ""
+            c.fail(_join(path, key), f"unknown layer op;{maybe} allowed: {', '.join(allowed)}, "
+                                     f"or layers_<i>_<op> with i in 0..{model.layers - 1}")
+        if mt and int(mt.group(1)) >= model.layers:
+            c.fail(_join(path, key), f"layer {int(mt.group(1))} does not exist: model.layers = "
+                                     f"{model.layers} (layers 0..{model.layers - 1})")
+        e = c.section(entry, _join(path, key), ("pe", "simd"))
+        raw[key] = {f: c.integer(e[f], f"{path}.{key}.{f}", 1) for f in ("pe", "simd")
+                    if e.get(f) is not None}
+
+    def chain(key: str) -> list[str]:
+        mt = _LAYER_OP_RE.fullmatch(key)
+        if mt:
+            return [key, mt.group(2), "default"]
+        return [key, "default"] if key != "default" else ["default"]
+
+    def resolve(key: str, fld: str) -> tuple[int, str | None]:
+        for k in chain(key):
+            if fld in raw.get(k, {}):
+                return raw[k][fld], k
+        return 1, None
+
+    # every (layer, op) a key decides: check that its PE and SIMD divide the op's sizes
+    for layer in range(model.layers):
+        for op in ops:
+            key = next((k for k in (f"layers_{layer}_{op}", op, "default") if k in raw), None)
+            if key is None:
+                continue
+            m, k = model.linear_dims(op)
+            mname, kname = LINEAR_OPS[op]
+            for fld, total, tname, dname in (("pe", m, "M", mname), ("simd", k, "K", kname)):
+                value, origin = resolve(key, fld)
+                if total % value:
+                    c.fail(f"{path}.{origin}.{fld}",
+                           f"{fld.upper()} {value} does not divide {tname} = {total} ({dname}) "
+                           f"of {op}{f' in layer {layer}' if origin != op and origin != 'default' else ''}"
+                           f"; allowed {fld.upper()} values for {op}: "
+                           f"{', '.join(map(str, _divisors(total)))}")
+    return tuple(sorted((key, Folding(resolve(key, "pe")[0], resolve(key, "simd")[0]))
+                        for key in raw))
+
+
+def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
+    top = c.section(data, "", ("name", "model", "formats", "inputs", "schedule", "hardware"))
+
+    name = top.get("name", DEFAULT_NAME)
+    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
+        c.fail("name", f"must be an identifier matching {_NAME_RE} (it prefixes Verilog names), "
+                       f"got {_show(name)}")
+
+    model = _parse_model(c, top.get("model"), base_dir)
+    encoder = model.type == "encoder"
+
+    fields = _FORMAT_FIELDS + (_ENCODER_FORMAT_FIELDS if encoder else ())
+    f = c.section(top.get("formats"), "formats", fields,
+                  hints=None if encoder else _elsewhere(_ENCODER_FORMAT_FIELDS, _ONLY_ENCODER))
     df = FormatsSpec()
+    acc_bits = f.get("acc_bits")
     formats = FormatsSpec(
         q=_parse_format(c, f.get("q"), "formats.q", df.q),
         k=_parse_format(c, f.get("k"), "formats.k", df.k),
@@ -263,6 +679,12 @@ def _parse(c: _Checker, data: Mapping) -> Spec:
         out=_parse_format(c, f.get("out"), "formats.out", df.out),
         score_frac=c.integer(f.get("score_frac", df.score_frac), "formats.score_frac", 1, 12),
         prob_frac=c.integer(f.get("prob_frac", df.prob_frac), "formats.prob_frac", 4, 24),
+        act=_parse_format(c, f.get("act"), "formats.act", df.act),
+        weight=_parse_format(c, f.get("weight"), "formats.weight", df.weight),
+        gamma=_parse_format(c, f.get("gamma"), "formats.gamma", df.gamma),
+        beta=_parse_format(c, f.get("beta"), "formats.beta", df.beta),
+        acc_bits=None if acc_bits is None else c.integer(acc_bits, "formats.acc_bits", 2,
+                                                         MAX_ACC_BITS),
     )
 
     i = c.section(top.get("inputs"), "inputs", ("seed", "range"))
@@ -284,7 +706,9 @@ def _parse(c: _Checker, data: Mapping) -> Spec:
                                   "schedule.output_ready_prob", 0, 1, lo_open=True),
     )
 
-    h = c.section(top.get("hardware"), "hardware", ("clock_mhz", "fifo_depths"))
+    fields = _HARDWARE_FIELDS + (_ENCODER_HARDWARE_FIELDS if encoder else ())
+    h = c.section(top.get("hardware"), "hardware", fields,
+                  hints=None if encoder else _elsewhere(_ENCODER_HARDWARE_FIELDS, _ONLY_ENCODER))
     depths = h.get("fifo_depths")
     if depths is not None and not isinstance(depths, Mapping):
         c.fail("hardware.fifo_depths", f"must be a mapping of channel name -> depth, got {_show(depths)}")
@@ -292,22 +716,66 @@ def _parse(c: _Checker, data: Mapping) -> Spec:
         if not isinstance(chan, str) or not chan:
             c.fail("hardware.fifo_depths", f"channel names must be non-empty strings, got {_show(chan)}")
         c.integer(depth, f"hardware.fifo_depths.{chan}", 1)
+    optional = {key: None if h.get(key) is None else c.integer(h[key], f"hardware.{key}", 1)
+                for key in ("target_cycles", "multiplier_budget")}
     hardware = HardwareSpec(
         clock_mhz=c.number(h.get("clock_mhz", HardwareSpec().clock_mhz), "hardware.clock_mhz", 0,
                           lo_open=True),
         fifo_depths=tuple(sorted((depths or {}).items())),
+        parallelism=_parse_parallelism(c, h.get("parallelism"), model) if encoder else (),
+        **optional,
     )
 
     r = inputs.range
-    for key in ("q", "k", "v", "out"):
-        fmt = getattr(formats, key)
+    if encoder:
+        fmt = formats.act
         if not fmt.holds(-r, r):
-            why = " (the output is a convex combination of V rows)" if key == "out" else ""
-            c.fail(f"formats.{key}",
+            c.fail("formats.act",
                    f"{fmt} holds [{_num(fmt.min_value)}, {_num(fmt.max_value)}]; inputs.range {r!r} "
-                   f"does not fit{why}: raise formats.{key}.bits or lower formats.{key}.frac")
+                   "does not fit (the encoder input X is in formats.act): raise formats.act.bits "
+                   "or lower formats.act.frac")
+    else:
+        for key in ("q", "k", "v", "out"):
+            fmt = getattr(formats, key)
+            if not fmt.holds(-r, r):
+                why = " (the output is a convex combination of V rows)" if key == "out" else ""
+                c.fail(f"formats.{key}",
+                       f"{fmt} holds [{_num(fmt.min_value)}, {_num(fmt.max_value)}]; inputs.range "
+                       f"{r!r} does not fit{why}: raise formats.{key}.bits or lower "
+                       f"formats.{key}.frac")
 
     return Spec(name, model, formats, inputs, schedule, hardware, source=c.source)
+
+
+# ----------------------------------------------------------------------------- YAML
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last,
+    and reads exponent floats without a dot (``1e-12``) as numbers, as YAML 1.2 does."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable key: let SafeLoader report it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -320,7 +788,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise SpecError("<command line>", "--set",
                         f"expected key.sub=value (e.g. model.seq_len=64), got {text!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = _yaml_load(raw)
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or e
         raise SpecError("<command line>", "--set",
@@ -349,35 +817,46 @@ def _apply_overrides(data: dict, overrides: Iterable, source: str) -> dict:
     return data
 
 
-def spec_from_dict(d: Any, source: str = "<dict>", overrides: Iterable = ()) -> Spec:
-    """Validate raw spec data (as read from YAML) after applying ``overrides``."""
+def spec_from_dict(d: Any, source: str = "<dict>", overrides: Iterable = (),
+                   base_dir: str | Path | None = None) -> Spec:
+    """Validate raw spec data (as read from YAML) after applying ``overrides``.
+
+    ``base_dir``: the folder a relative ``model.weights.path`` is relative to (default:
+    the current directory); :func:`load_spec` passes the spec file's folder.
+    """
     c = _Checker(source)
     if not isinstance(d, Mapping):
         c.fail("<file>", "top level must be a mapping with sections name, model, formats, inputs, "
                          f"schedule, hardware; got {_show(d)}")
-    return _parse(c, _apply_overrides(dict(d), overrides, source))
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return _parse(c, _apply_overrides(dict(d), overrides, source), Path(os.path.abspath(base)))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable key: let SafeLoader report it
-                break
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep)
+def _is_hf_config(path: Path) -> bool:
+    """A folder, or a .json file that is not an attnflow spec written as JSON (one with a
+    top-level ``model`` mapping)."""
+    if path.is_dir():
+        return True
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return True  # let the config reader report it
+    return not (isinstance(data, dict) and isinstance(data.get("model"), dict))
 
 
 def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
-    """Read, override and validate the YAML spec at ``path``."""
+    """Read, override and validate the YAML spec at ``path``.
+
+    A folder, or a ``.json`` file without a top-level ``model`` mapping, is a Hugging Face
+    ``config.json`` (or the folder holding one): see
+    :func:`attnflow.ir.hf_config.spec_from_hf_config`; the sequence length then comes from
+    the override ``model.seq_len``. (JSON is YAML, so a spec may be written as JSON.)
+    """
+    if _is_hf_config(Path(path)):
+        from .hf_config import spec_from_hf_config
+        return spec_from_hf_config(path, None, overrides)
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -388,7 +867,7 @@ def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
     except OSError as e:
         raise SpecError(source, "<file>", f"cannot read file: {e.strerror or e}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = _yaml_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -397,21 +876,47 @@ def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
     if data is None:
         raise SpecError(source, "<file>", "file is empty; a spec needs at least model.seq_len "
                                           "and model.head_dim")
-    return spec_from_dict(data, source, overrides)
+    return spec_from_dict(data, source, overrides, base_dir=Path(path).parent)
+
+
+def _fmt(f: FixedFormat) -> dict:
+    return {"bits": f.bits, "frac": f.frac}
+
+
+def _model_to_dict(m: Model) -> dict:
+    att = {"kind": m.attention.kind, "variant": m.attention.variant}
+    if m.attention.kind == "window":
+        att["window"] = m.attention.window
+    if m.type != "encoder":
+        return {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim, "attention": att}
+    w = m.weights
+    weights = ({"source": "random", "seed": w.seed, "std": w.std} if w.source == "random"
+               else {"source": "file", "path": w.path})
+    return {"type": "encoder", "layers": m.layers, "d_model": m.d_model, "heads": m.heads,
+            "d_ff": m.d_ff, "seq_len": m.seq_len, "attention": att, "norm": m.norm,
+            "norm_position": m.norm_position, "final_norm": m.final_norm,
+            "norm_eps": m.norm_eps, "activation": m.activation, "weights": weights}
 
 
 def spec_to_dict(spec: Spec) -> dict:
-    """The fully resolved spec as plain YAML-able data (``source`` is not included)."""
-    fmt = lambda f: {"bits": f.bits, "frac": f.frac}  # noqa: E731
-    m, f, i, s, h = spec.model, spec.formats, spec.inputs, spec.schedule, spec.hardware
+    """The fully resolved spec as plain YAML-able data (``source`` is not included).
+    Encoder-only fields appear only in encoder specs."""
+    f, i, s, h = spec.formats, spec.inputs, spec.schedule, spec.hardware
+    encoder = spec.model.type == "encoder"
+    formats = {"q": _fmt(f.q), "k": _fmt(f.k), "v": _fmt(f.v), "out": _fmt(f.out),
+               "score_frac": f.score_frac, "prob_frac": f.prob_frac}
+    hardware = {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths)}
+    if encoder:
+        formats.update(act=_fmt(f.act), weight=_fmt(f.weight), gamma=_fmt(f.gamma),
+                       beta=_fmt(f.beta), acc_bits=f.acc_bits)
+        hardware.update(parallelism={k: {"pe": v.pe, "simd": v.simd} for k, v in h.parallelism},
+                        target_cycles=h.target_cycles, multiplier_budget=h.multiplier_budget)
     return {
         "name": spec.name,
-        "model": {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim,
-                  "attention": {"kind": m.attention.kind, "variant": m.attention.variant}},
-        "formats": {"q": fmt(f.q), "k": fmt(f.k), "v": fmt(f.v), "out": fmt(f.out),
-                    "score_frac": f.score_frac, "prob_frac": f.prob_frac},
+        "model": _model_to_dict(spec.model),
+        "formats": formats,
         "inputs": {"seed": i.seed, "range": i.range},
         "schedule": {"seed": s.seed, "input_gap_prob": s.input_gap_prob,
                      "input_gap_max": s.input_gap_max, "output_ready_prob": s.output_ready_prob},
-        "hardware": {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths)},
+        "hardware": hardware,
     }

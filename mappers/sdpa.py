@@ -50,7 +50,7 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         hw.instances[name] = Instance(name, contract.template, contract, tuple(sorted(params.items())))
 
     def chan(name, layout, src, dst, depth, note):
-        latency = lat[hw.instances[src[0]].template] if src else 1
+        latency = hw.instances[src[0]].contract.latency if src else 1
         hw.channels[name] = Channel(name, layout, depth, latency, src, dst)
         hw.depth_notes[name] = note
 
