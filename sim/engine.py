@@ -58,6 +58,8 @@ class TemplateProc(Proc):
     def __init__(self, inst, chans: dict[str, Chan]):
         super().__init__(inst.name)
         c = inst.contract
+        self.ins = [chans[p] for p in c.inputs]
+        self.outs = [chans[p] for p in c.outputs]
         self.ii = c.ii
         self.t = -c.ii
         self.plan = []
@@ -134,6 +136,7 @@ class SourceProc(Proc):
     def __init__(self, chan: Chan, gaps: list[int]):
         super().__init__(f"<input {chan.name}>")
         self.chan, self.gaps = chan, gaps
+        self.outs = [chan]
 
     def step(self) -> int:
         c, gaps = self.chan, self.gaps
@@ -173,6 +176,7 @@ class SinkProc(Proc):
     def __init__(self, chan: Chan, ntok: int, ready):
         super().__init__(f"<output {chan.name}>")
         self.chan, self.ntok, self.ready = chan, ntok, ready
+        self.ins = [chan]
 
     def step(self) -> int:
         c = self.chan
@@ -207,14 +211,45 @@ class Deadlock:
     cycle: int                      # no token moves after this cycle
     blocked: list[tuple[str, int, str, str]]   # (process, local clock, channel, "full"/"empty")
     channels: list[tuple[str, int, int]]        # (channel, occupancy, depth) at the deadlock
+    #: a cycle of processes each waiting for the next (through a full channel: for its
+    #: consumer; through an empty one: for its producer), and the full channels on it
+    wait_cycle: list[str] = field(default_factory=list)
+    culprits: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         procs = "; ".join(f"{p} (clock {t}) waits on {c} ({why})"
                           for p, t, c, why in self.blocked)
         full = [f"{c} {o}/{d}" for c, o, d in self.channels if o >= d]
         empty = [c for c, o, d in self.channels if o == 0]
-        return (f"deadlock at cycle {self.cycle}: {procs}. Full channels: "
+        text = (f"deadlock at cycle {self.cycle}: {procs}. Full channels: "
                 f"{', '.join(full) or 'none'}. Empty channels: {', '.join(empty) or 'none'}")
+        if self.culprits:
+            text += (f". Wait cycle: {' -> '.join(self.wait_cycle)}, closed by full "
+                     f"channel(s) {', '.join(self.culprits)}: make them deeper "
+                     f"(hardware.fifo_depths)")
+        return text
+
+
+def wait_cycle(blocked: dict[str, tuple[str, str]], ends: dict[str, tuple[str, str]]):
+    """blocked: process -> (channel, "full"/"empty"); ends: channel -> (producer, consumer).
+    Returns (processes on a wait-for cycle, full channels on it), or ([], [])."""
+    nxt = {}
+    for p, (c, why) in blocked.items():
+        prod, cons = ends[c]
+        nxt[p] = (cons if why == "full" else prod, c if why == "full" else None)
+    for start in nxt:
+        path, seen = [start], {start: 0}
+        while True:
+            q = nxt.get(path[-1], (None, None))[0]
+            if q is None or q not in nxt:
+                break
+            if q in seen:
+                loop = path[seen[q]:]
+                full = [nxt[p][1] for p in loop if nxt[p][1] is not None]
+                return loop + [q], full
+            seen[q] = len(path)
+            path.append(q)
+    return [], []
 
 
 @dataclass
@@ -266,10 +301,19 @@ def run_timing(hw: HwGraph, schedule: Schedule, order: list[str] | None = None) 
         if active and not moved:
             last = max((max(c.push[-1] if c.push else -1, c.pop[-1] if c.pop else -1)
                         for c in chans.values()), default=-1)
+            ends = {}
+            for p in procs:
+                for c in getattr(p, "outs", ()):
+                    ends.setdefault(c.name, [None, None])[0] = p.name
+                for c in getattr(p, "ins", ()):
+                    ends.setdefault(c.name, [None, None])[1] = p.name
+            loop, culprits = wait_cycle(
+                {p.name: (p.waiting[0].name, p.waiting[1]) for p in active}, ends)
             deadlock = Deadlock(
                 cycle=last + 1,
                 blocked=[(p.name, p.t, p.waiting[0].name, p.waiting[1]) for p in active],
-                channels=[(c.name, c.occupancy, c.depth) for c in chans.values()])
+                channels=[(c.name, c.occupancy, c.depth) for c in chans.values()],
+                wait_cycle=loop, culprits=culprits)
             break
     timing = Timing(chans, procs, deadlock)
     timing.output_cycles = {name: list(chans[name].pop) for name in hw.outputs}

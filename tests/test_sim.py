@@ -92,6 +92,16 @@ def test_naive_shallow_bypass_deadlocks_and_names_the_fifo():
     assert f"s_b {n - 1}/{n - 1}" in msg
     assert "rowmax" in msg and "waits on s_a (empty)" in msg
     assert dl.cycle > 0
+    # the root cause: the wait cycle qk -> exp -> rowmax -> qk is closed by s_b alone
+    assert dl.culprits == ["s_b"]
+    assert "Wait cycle: qk -> exp -> rowmax -> qk, closed by full channel(s) s_b" in msg
+
+
+def test_deadlock_culprit_is_the_second_bypass_when_only_it_is_short():
+    n = 16
+    dl = prepare(spec("naive", n, 4, f"hardware.fifo_depths.e_b={n - 2}")).simulate().deadlock
+    assert dl is not None and dl.culprits == ["e_b"]
+    assert dl.wait_cycle == ["exp", "recip", "rowsum", "exp"]
     assert res.total_cycles == 0 or len(res.output_cycles["o"]) < n
 
 
