@@ -95,6 +95,7 @@ def test_naive_shallow_bypass_deadlocks_and_names_the_fifo():
     # the root cause: the wait cycle qk -> exp -> rowmax -> qk is closed by s_b alone
     assert dl.culprits == ["s_b"]
     assert "Wait cycle: qk -> exp -> rowmax -> qk, closed by full channel(s) s_b" in msg
+    assert len(res.output_cycles["o"]) < n
 
 
 def test_deadlock_culprit_is_the_second_bypass_when_only_it_is_short():
@@ -102,7 +103,6 @@ def test_deadlock_culprit_is_the_second_bypass_when_only_it_is_short():
     dl = prepare(spec("naive", n, 4, f"hardware.fifo_depths.e_b={n - 2}")).simulate().deadlock
     assert dl is not None and dl.culprits == ["e_b"]
     assert dl.wait_cycle == ["exp", "recip", "rowsum", "exp"]
-    assert res.total_cycles == 0 or len(res.output_cycles["o"]) < n
 
 
 def test_naive_bypass_depth_thresholds():
