@@ -64,6 +64,11 @@ def prepare(spec: Spec | str) -> Design:
     Raises SpecError (one line, naming the field) for anything the spec asks that can't be built."""
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    if spec.model.type != "attention_head":
+        raise SpecError(spec.source, "model.type",
+                        f"{spec.model.type!r} specs load and validate, but only "
+                        "attention_head can be built yet (whole-encoder lowering and "
+                        "mapping are not implemented)")
     nm = numerics_from_spec(spec)
     for fld, msg in nm.check():
         raise SpecError(spec.source, fld, msg)

@@ -173,6 +173,17 @@ the sequence length.
 
 Every problem raises :class:`SpecError` with a one-line message
 ``<source>: <dotted.field>: <what is wrong and what is allowed>``.
+
+Python objects: :func:`load_spec` returns a frozen, hashable :class:`Spec`.
+``Spec.model`` is a :class:`ModelSpec` (attention_head) or an :class:`EncoderSpec`
+(encoder); dispatch on ``spec.model.type`` (or ``spec.is_encoder``). Both have ``type``,
+``seq_len`` and ``attention``; only an encoder has ``layers``, ``d_model``, ``heads``,
+``d_ff``, ``d_head`` (= d_model / heads), ``linear_dims(op)`` and the rest, so
+attention-head code given an encoder fails loudly instead of building the wrong thing.
+``FormatsSpec`` and ``HardwareSpec`` are shared; their encoder-only fields keep their
+defaults in an attention-head spec. ``HardwareSpec.folding(op, layer)`` answers the
+parallelism lookup. :func:`spec_to_dict` writes the fully resolved spec (the weights path
+absolute), which :func:`spec_from_dict` reads back to an equal spec.
 """
 from __future__ import annotations
 

@@ -117,3 +117,11 @@ def test_target_fit_check(tmp_path, capsys):
     assert "DOES NOT FIT" in (tmp_path / "report.md").read_text()
     assert main(["sim", SPEC, "--target", "xc7z020"]) == 2
     assert "unknown device; known devices: ecp5_85f, ice40up5k" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", ["examples/encoder_tiny.yaml", "examples/hf_bert_tiny/config.json"])
+def test_encoder_specs_validate_but_say_they_cannot_be_built_yet(spec, capsys):
+    assert main(["sim", spec, "--set", "model.seq_len=16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "model.type: 'encoder' specs load and validate, but only attention_head" in err

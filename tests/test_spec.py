@@ -245,9 +245,9 @@ def test_unsupported_kind():
 
 
 def test_unsupported_model_type():
-    err = spec_error({"model": {"type": "encoder", "seq_len": 4, "head_dim": 4}})
+    err = spec_error({"model": {"type": "decoder", "seq_len": 4, "head_dim": 4}})
     assert err.field == "model.type"
-    assert err.message == "unsupported value 'encoder'; allowed: attention_head"
+    assert err.message == "unsupported value 'decoder'; allowed: attention_head, encoder"
 
 
 def test_input_format_cannot_hold_range():

@@ -1,0 +1,278 @@
+"""Encoder specs from a local Hugging Face ``config.json`` (nothing is downloaded).
+
+:func:`spec_from_hf_config` reads the ``config.json`` of a BERT-, RoBERTa-, DistilBERT- or
+ViT-style encoder (or the folder holding it) and returns a validated
+:class:`~attnflow.ir.spec.Spec` with ``model.type: encoder``; every other spec section
+keeps its defaults unless ``overrides`` (``--set``-style, as for YAML specs) say
+otherwise. ``attnflow.ir.spec.load_spec`` calls it for a folder or a ``.json`` file
+without a top-level ``model`` mapping. The spec's ``name`` is the config's folder name made an identifier
+(``examples/hf_bert_tiny/config.json`` -> ``hf_bert_tiny``), else the model type.
+
+Mapping
+-------
+
+* ``model.d_model``: ``hidden_size`` (DistilBERT: ``dim``), required
+* ``model.heads``: ``num_attention_heads`` (DistilBERT: ``n_heads``), required, must
+  divide d_model
+* ``model.d_ff``: ``intermediate_size`` (DistilBERT: ``hidden_dim``), required
+* ``model.layers``: ``num_hidden_layers`` (DistilBERT: ``n_layers``), required
+* ``model.activation``: ``hidden_act`` (DistilBERT: ``activation``), default gelu (below)
+* ``model.norm_eps``: ``layer_norm_eps``, default 1e-12 (DistilBERT has no key: 1e-12)
+* ``model.norm``: layernorm; ``model.norm_position``: post (BERT-style, DistilBERT) or
+  pre (ViT-style); ``model.final_norm``: true only for ViT-style (ViT's ``layernorm``)
+* ``model.seq_len``: the ``seq_len`` argument (or ``--set model.seq_len=N``); for
+  ViT/DeiT it defaults to the patch count (``image_size`` / ``patch_size``, squared) + 1
+  class token (DeiT: + 2, with the distillation token)
+
+``model_type`` picks the family: ``bert``, ``roberta``, ``xlm-roberta``, ``camembert``,
+``electra`` (BERT-style: post-norm); ``distilbert``; ``vit``, ``deit`` (ViT-style:
+pre-norm, LayerNorm after the last layer, sequence = image patches + class token (+
+distillation token for DeiT)). Without ``model_type`` (old configs), the family is
+inferred from the keys: ``dim`` and ``n_heads`` -> DistilBERT, ``patch_size`` -> ViT,
+``hidden_size`` -> BERT. Every model uses LayerNorm.
+
+Activations: ``gelu`` and ``gelu_python`` are the exact (erf) GELU, which our GELU
+implements (a ROM exact to half an output LSB, or I-BERT's polynomial for wide inputs,
+see ``ir.numerics_norm``). ``gelu_new``, ``gelu_pytorch_tanh`` and ``gelu_fast`` are the
+tanh approximation of that GELU; they differ from it by less than 4.8e-4 (at x ~= +-2.7),
+below half an LSB for activations with up to 10 fractional bits, so they map to ``gelu``
+too. ``relu`` maps to ``relu``. Anything else (``quick_gelu``, 0.02 away from GELU;
+``silu``/``swish``, ``tanh``, ``mish``, ...) is rejected.
+
+Rejected (one error line names every such field): an activation not listed above;
+``position_embedding_type`` ``relative_key``/``relative_key_query`` (they add a learned
+distance term *inside* the attention scores, which our attention does not compute;
+``absolute`` position embeddings are added before the encoder and so are outside it);
+``is_decoder``, ``add_cross_attention`` or ``is_encoder_decoder`` true (decoders and
+cross-attention); ``qkv_bias`` false (ViT without Q/K/V biases: every spec layer has
+biases). A ``seq_len`` above the model's positions (``max_position_embeddings``; for the
+RoBERTa family less ``pad_token_id + 1``) is rejected on ``model.seq_len``.
+
+Ignored, because they do not change the encoder layers' arithmetic on post-embedding
+inputs at inference time: embedding settings (``vocab_size``, ``type_vocab_size``,
+``max_position_embeddings`` beyond the check above, ``position_embedding_type:
+absolute``, ``pad_token_id``, ``embedding_size``, ``sinusoidal_pos_embds``,
+``image_size``/``patch_size``/``num_channels`` beyond the ViT sequence length,
+``encoder_stride``); dropout (``*dropout*``: inactive at inference); training settings
+(``initializer_range``, ``gradient_checkpointing``); task heads and pooler
+(``architectures``, ``num_labels``, ``id2label``, ``label2id``, ``pooler_*``,
+``classifier_dropout``); run-time and bookkeeping keys (``torch_dtype``, ``use_cache``,
+``chunk_size_feed_forward`` (the same arithmetic in chunks), ``output_*``,
+``transformers_version``, ``tie_*``, token ids). Weights are random by default; set
+``model.weights`` to a file with the tensor names of ``ir.weights`` (HF checkpoints use
+other names).
+
+Errors are :class:`~attnflow.ir.spec.SpecError` lines ``<config path>: <key>: <message>``
+naming the config's own keys (and spec fields for problems found after the mapping,
+e.g. from ``overrides``).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from .spec import Spec, SpecError, _Checker, _divisors, _show, parse_override, spec_from_dict
+
+__all__ = ["spec_from_hf_config", "HF_MODEL_TYPES", "HF_ACTIVATIONS"]
+
+#: model_type -> family
+HF_MODEL_TYPES = {
+    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
+    "electra": "bert", "distilbert": "distilbert", "vit": "vit", "deit": "vit",
+}
+_ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
+#: HF activation name -> spec activation
+HF_ACTIVATIONS = {
+    "gelu": "gelu", "gelu_python": "gelu",
+    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
+    "relu": "relu",
+}
+#: family -> spec field -> config key
+_KEYS = {
+    "bert": {"d_model": "hidden_size", "heads": "num_attention_heads",
+             "d_ff": "intermediate_size", "layers": "num_hidden_layers",
+             "activation": "hidden_act", "norm_eps": "layer_norm_eps"},
+    "distilbert": {"d_model": "dim", "heads": "n_heads", "d_ff": "hidden_dim",
+                   "layers": "n_layers", "activation": "activation", "norm_eps": None},
+}
+_KEYS["vit"] = _KEYS["bert"]
+DEFAULT_EPS = 1e-12          # BERT, ViT and DistilBERT (DistilBERT has no config key)
+DEFAULT_ACTIVATION = "gelu"
+
+
+def _read_config(path: Path, source: str) -> dict:
+    def no_duplicates(pairs):
+        out = {}
+        for key, value in pairs:
+            if key in out:
+                raise SpecError(source, "<file>", f"invalid JSON: duplicate key {key!r}")
+            out[key] = value
+        return out
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, "<file>", "file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(source, "<file>", "file is not UTF-8 text") from None
+    except OSError as e:
+        raise SpecError(source, "<file>", f"cannot read file: {e.strerror or e}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as e:
+        raise SpecError(source, "<file>", f"invalid JSON: {e.msg} at line {e.lineno}, "
+                                          f"column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise SpecError(source, "<file>", f"a Hugging Face config is a JSON object, got {_show(data)}")
+    return data
+
+
+def _family(c: _Checker, cfg: dict) -> tuple[str, str]:
+    """(model_type, family)."""
+    mt = cfg.get("model_type")
+    allowed = ", ".join(sorted(HF_MODEL_TYPES))
+    if mt is None:
+        if "dim" in cfg and "n_heads" in cfg:
+            return "distilbert", "distilbert"
+        if "patch_size" in cfg:
+            return "vit", "vit"
+        if "hidden_size" in cfg:
+            return "bert", "bert"
+        c.fail("model_type", f"missing, and the keys are not those of a supported encoder; "
+                             f"allowed model types: {allowed}")
+    if not isinstance(mt, str) or mt not in HF_MODEL_TYPES:
+        shown = repr(mt) if isinstance(mt, str) else _show(mt)
+        c.fail("model_type", f"unsupported value {shown}; allowed: {allowed} (encoders only)")
+    return mt, HF_MODEL_TYPES[mt]
+
+
+def _unsupported(cfg: dict, family: str, act_key: str) -> list[tuple[str, str]]:
+    """(config key, message) for every setting we cannot build."""
+    problems = []
+    act = cfg.get(act_key, DEFAULT_ACTIVATION)
+    if not isinstance(act, str) or act not in HF_ACTIVATIONS:
+        shown = repr(act) if isinstance(act, str) else _show(act)
+        problems.append((act_key, f"unsupported value {shown}; allowed: "
+                                  f"{', '.join(sorted(HF_ACTIVATIONS))}"))
+    pos = cfg.get("position_embedding_type")
+    if family == "bert" and pos not in (None, "absolute"):  # HF reads null as absolute
+        problems.append(("position_embedding_type",
+                         f"{pos!r} adds relative-position terms inside the attention scores, "
+                         "which are not built; allowed: absolute"))
+    for key, what in (("is_decoder", "decoders"), ("add_cross_attention", "cross-attention"),
+                      ("is_encoder_decoder", "encoder-decoder models")):
+        if cfg.get(key) is True:
+            problems.append((key, f"true: {what} are not supported, only encoders"))
+    if family == "vit" and cfg.get("qkv_bias", True) is not True:
+        problems.append(("qkv_bias", f"{_show(cfg.get('qkv_bias'))}: Q/K/V without biases are "
+                                     "not supported (every encoder layer has biases)"))
+    return problems
+
+
+def _vit_seq_len(c: _Checker, cfg: dict, model_type: str) -> int:
+    def pair(key: str, default: int) -> tuple[int, int]:
+        v = cfg.get(key, default)
+        if isinstance(v, (list, tuple)) and len(v) == 2:
+            return c.integer(v[0], key, 1), c.integer(v[1], key, 1)
+        v = c.integer(v, key, 1)
+        return v, v
+
+    (ih, iw), (ph, pw) = pair("image_size", 224), pair("patch_size", 16)
+    extra = 2 if model_type == "deit" else 1   # class token (+ distillation token)
+    return (ih // ph) * (iw // pw) + extra
+
+
+def _position_limit(cfg: dict, model_type: str, family: str) -> tuple[int, str] | None:
+    if family == "vit":
+        return None
+    mpe = cfg.get("max_position_embeddings", 512)
+    if not isinstance(mpe, int) or isinstance(mpe, bool) or mpe < 1:
+        return None
+    if model_type in _ROBERTA_FAMILY:
+        pad = cfg.get("pad_token_id", 1)
+        if isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad < mpe:
+            return mpe - pad - 1, (f"max_position_embeddings {mpe} less pad_token_id + 1 = "
+                                   f"{pad + 1} (RoBERTa positions start after the padding index)")
+    return mpe, f"max_position_embeddings {mpe}"
+
+
+def _spec_name(path: Path, model_type: str) -> str:
+    name = re.sub(r"\W", "_", path.parent.name or "", flags=re.ASCII)
+    if not name or not re.search(r"[A-Za-z0-9]", name):
+        name = re.sub(r"\W", "_", model_type, flags=re.ASCII)
+    return name if re.match(r"[A-Za-z_]", name) else f"m_{name}"
+
+
+def _override_keys(overrides: Iterable) -> set[str]:
+    return {(parse_override(ov) if isinstance(ov, str) else ov)[0].replace(" ", "")
+            for ov in overrides}
+
+
+def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
+                        overrides: Iterable = ()) -> Spec:
+    """The encoder spec of the Hugging Face ``config.json`` at ``path`` (or in the folder
+    ``path``) for sequences of ``seq_len`` tokens, with ``--set``-style ``overrides``.
+
+    ``seq_len`` may be None when ``overrides`` set ``model.seq_len``, or for ViT/DeiT
+    (their patch count). Raises SpecError (one line) for what cannot be built.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    source = str(path)
+    overrides = list(overrides)
+    c = _Checker(source)
+    cfg = _read_config(path, source)
+    model_type, family = _family(c, cfg)
+    keys = _KEYS[family]
+
+    problems = _unsupported(cfg, family, keys["activation"])
+    if len(problems) == 1:
+        c.fail(*problems[0])
+    if problems:
+        c.fail(", ".join(k for k, _ in problems),
+               "cannot build: " + "; ".join(f"{k}: {m}" for k, m in problems))
+
+    dims = {}
+    for fld in ("d_model", "heads", "d_ff", "layers"):
+        key = keys[fld]
+        if key not in cfg:
+            c.fail(key, f"required for model_type {model_type} (the encoder's "
+                        f"{fld}); give an integer >= 1")
+        dims[fld] = c.integer(cfg[key], key, 1)
+    if dims["d_model"] % dims["heads"]:
+        c.fail(keys["heads"], f"{dims['heads']} heads do not divide {keys['d_model']} = "
+                              f"{dims['d_model']}; valid head counts: "
+                              f"{', '.join(map(str, _divisors(dims['d_model'])))}")
+    eps = DEFAULT_EPS
+    if keys["norm_eps"] is not None and cfg.get(keys["norm_eps"]) is not None:
+        eps = c.number(cfg[keys["norm_eps"]], keys["norm_eps"], 0, lo_open=True)
+
+    model: dict[str, Any] = {
+        "type": "encoder", **dims,
+        "norm": "layernorm",
+        "norm_position": "pre" if family == "vit" else "post",
+        "final_norm": family == "vit",
+        "norm_eps": eps,
+        "activation": HF_ACTIVATIONS[cfg.get(keys["activation"], DEFAULT_ACTIVATION)],
+    }
+    limit = _position_limit(cfg, model_type, family)
+    if seq_len is None and family == "vit":
+        seq_len = _vit_seq_len(c, cfg, model_type)
+    if seq_len is not None:
+        model["seq_len"] = seq_len
+    elif not _override_keys(overrides) & {"model.seq_len", "model"}:
+        most = f" (this model has at most {limit[0]} positions)" if limit else ""
+        raise SpecError(source, "model.seq_len",
+                        f"a {model_type} config has no sequence length: give one, e.g. "
+                        f"--set model.seq_len=128{most}")
+
+    spec = spec_from_dict({"name": _spec_name(path, model_type), "model": model}, source,
+                          overrides, base_dir=path.parent)
+    if limit and spec.model.type == "encoder" and spec.model.seq_len > limit[0]:
+        raise SpecError(source, "model.seq_len",
+                        f"{spec.model.seq_len} tokens exceed this model's {limit[0]} positions "
+                        f"({limit[1]}); use at most {limit[0]}")
+    return spec

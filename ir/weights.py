@@ -1,0 +1,249 @@
+"""Encoder weights: the tensor names and shapes, random weights, and weight files.
+
+:func:`load_weights` returns every weight tensor of an encoder spec as a float64 numpy
+array, by name (:func:`weight_shapes` gives the names in order and their shapes; the
+table is in ``attnflow.ir.spec``'s docstring). Linear weights are ``[out, in]`` as in
+PyTorch's ``nn.Linear``::
+
+    layers.{i}.attn.{q,k,v,out}.weight  [d_model, d_model]   .bias [d_model]
+    layers.{i}.ln1.gamma, .beta          [d_model]            (beta: LayerNorm only)
+    layers.{i}.ffn.up.weight             [d_ff, d_model]      .bias [d_ff]
+    layers.{i}.ffn.down.weight           [d_model, d_ff]      .bias [d_model]
+    layers.{i}.ln2.gamma, .beta          [d_model]
+    final_norm.gamma, .beta              [d_model]            (only with final_norm: true)
+
+``model.weights.source``:
+
+* ``random``: tensor j of layer i (in the order above) comes from
+  ``numpy.random.default_rng([seed, i, j])`` (the final norm from ``[seed, layers, j]``),
+  so a layer's weights do not depend on how many layers there are. Linear weights and
+  biases: N(0, std**2) with std = ``weights.std``, or 1/sqrt(in_features) of that layer
+  when it is null; gamma: 1 + N(0, 0.1**2); beta: N(0, 0.1**2).
+* ``file``: a numpy ``.npz`` archive (``numpy.savez``; float16, float32 or float64 arrays)
+  or a ``.safetensors`` file (F16, BF16, F32 or F64 tensors). Extra tensors are ignored.
+  The safetensors format is read here, not through the ``safetensors`` package (which is
+  not a dependency, and whose numpy API cannot return BF16): an 8-byte little-endian
+  header length n, n bytes of JSON mapping each tensor name to ``{"dtype", "shape",
+  "data_offsets": [begin, end]}`` (byte offsets into the data that follows the header;
+  an optional ``"__metadata__"`` entry is skipped), then the little-endian, row-major
+  tensor data. Only the tensors the spec needs are read.
+
+Every problem is one :class:`~attnflow.ir.spec.SpecError` line on field
+``model.weights.path``: a missing file, a missing tensor (named, with the file), a tensor
+of the wrong shape (name, expected and found shape), an unsupported dtype, non-finite
+values, or a malformed file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+
+import numpy as np
+
+from .spec import EncoderSpec, Spec, SpecError
+
+__all__ = ["weight_shapes", "load_weights", "random_weights", "read_npz", "read_safetensors",
+           "GAMMA_STD", "BETA_STD"]
+
+FIELD = "model.weights.path"
+#: spread of random norm parameters: gamma = 1 + N(0, GAMMA_STD**2), beta = N(0, BETA_STD**2)
+GAMMA_STD = 0.1
+BETA_STD = 0.1
+
+#: safetensors dtype -> (numpy little-endian dtype, item size); BF16 is widened by hand
+_ST_DTYPES = {"F16": ("<f2", 2), "F32": ("<f4", 4), "F64": ("<f8", 8), "BF16": ("<u2", 2)}
+_NPZ_DTYPES = ("float16", "float32", "float64")
+_DTYPES_ALLOWED = "float16, float32, float64 (safetensors: F16, BF16, F32, F64)"
+_MAX_HEADER = 100 << 20
+
+
+def _layer_tensors(m: EncoderSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """(suffix, shape) of one layer's tensors, in the documented order."""
+    d, f = m.d_model, m.d_ff
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for proj in ("q", "k", "v", "out"):
+        out += [(f"attn.{proj}.weight", (d, d)), (f"attn.{proj}.bias", (d,))]
+    out += _norm_tensors(m, "ln1")
+    out += [("ffn.up.weight", (f, d)), ("ffn.up.bias", (f,)),
+            ("ffn.down.weight", (d, f)), ("ffn.down.bias", (d,))]
+    out += _norm_tensors(m, "ln2")
+    return out
+
+
+def _norm_tensors(m: EncoderSpec, prefix: str) -> list[tuple[str, tuple[int, ...]]]:
+    names = [(f"{prefix}.gamma", (m.d_model,))]
+    if m.norm == "layernorm":
+        names.append((f"{prefix}.beta", (m.d_model,)))
+    return names
+
+
+def weight_shapes(model: EncoderSpec) -> dict[str, tuple[int, ...]]:
+    """Every weight tensor of ``model`` -> its shape, in the documented order."""
+    shapes = {f"layers.{i}.{suffix}": shape
+              for i in range(model.layers) for suffix, shape in _layer_tensors(model)}
+    if model.final_norm:
+        shapes.update(_norm_tensors(model, "final_norm"))
+    return shapes
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+# ----------------------------------------------------------------------------- random
+
+def _random_tensor(rng: np.random.Generator, suffix: str, shape, std: float | None):
+    if suffix.endswith(".gamma"):
+        return 1.0 + rng.normal(0.0, GAMMA_STD, shape)
+    if suffix.endswith(".beta"):
+        return rng.normal(0.0, BETA_STD, shape)
+    return rng.normal(0.0, std, shape)
+
+
+def random_weights(model: EncoderSpec) -> dict[str, np.ndarray]:
+    """The weights of ``model.weights.source: random`` (see the module docstring)."""
+    w = model.weights
+    out: dict[str, np.ndarray] = {}
+    groups = [(i, f"layers.{i}.", _layer_tensors(model)) for i in range(model.layers)]
+    if model.final_norm:
+        groups.append((model.layers, "", _norm_tensors(model, "final_norm")))
+    for i, prefix, tensors in groups:
+        for j, (suffix, shape) in enumerate(tensors):
+            fan_in = model.d_ff if suffix.startswith("ffn.down") else model.d_model
+            std = w.std if w.std is not None else 1.0 / math.sqrt(fan_in)
+            rng = np.random.default_rng([w.seed, i, j])
+            out[prefix + suffix] = _random_tensor(rng, suffix, shape, std)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+class _FileProblem(Exception):
+    """A problem in a weights file; turned into a SpecError by load_weights."""
+
+
+def read_npz(path: str, names) -> dict[str, tuple[str, tuple[int, ...], object]]:
+    """name -> (dtype text, shape, loader) for the ``names`` present in the .npz file."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise _FileProblem(f"cannot read {path} as a numpy .npz archive: {e}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _FileProblem(f"{path} holds a single array, not a .npz archive of named arrays")
+    found = {}
+    with archive:
+        present = set(archive.files)
+        for name in names:
+            if name not in present:
+                continue
+            try:
+                arr = archive[name]
+            except ValueError:  # object arrays need pickle, which we never allow
+                found[name] = ("object", (), None)
+                continue
+            found[name] = (str(arr.dtype), tuple(arr.shape), arr)
+    return found
+
+
+def _safetensors_header(f, path: str, size: int) -> tuple[dict, int]:
+    raw = f.read(8)
+    if len(raw) < 8:
+        raise _FileProblem(f"{path} is not a safetensors file: shorter than its 8-byte header length")
+    (n,) = struct.unpack("<Q", raw)
+    if n > min(size - 8, _MAX_HEADER):
+        raise _FileProblem(f"{path} is not a safetensors file: header length {n} exceeds the file")
+    try:
+        header = json.loads(f.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _FileProblem(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _FileProblem(f"{path} is not a safetensors file: its header is not a JSON object")
+    return header, 8 + n
+
+
+def read_safetensors(path: str, names) -> dict[str, tuple[str, tuple[int, ...], object]]:
+    """name -> (dtype text, shape, loader) for the ``names`` present in the file; the
+    loader reads the tensor (float64) when called."""
+    try:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+    except OSError as e:
+        raise _FileProblem(f"cannot read {path}: {e.strerror or e}") from None
+    with f:
+        header, data_start = _safetensors_header(f, path, size)
+        found = {}
+        for name in names:
+            info = header.get(name)
+            if info is None or name == "__metadata__":
+                continue
+            bad = f"{path} is not a valid safetensors file: entry {name!r}"
+            if not isinstance(info, dict):
+                raise _FileProblem(f"{bad} is not a JSON object")
+            dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+            if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
+                    or not isinstance(offsets, list) or len(offsets) != 2
+                    or not all(isinstance(o, int) for o in offsets)):
+                raise _FileProblem(f"{bad} needs an integer shape and two data_offsets")
+            shape = tuple(shape)
+            if dtype not in _ST_DTYPES:
+                found[name] = (str(dtype), shape, None)
+                continue
+            np_dtype, item = _ST_DTYPES[dtype]
+            begin, end = offsets
+            if not 0 <= begin <= end or data_start + end > size:
+                raise _FileProblem(f"{bad} has data_offsets {offsets} outside the file")
+            if end - begin != item * math.prod(shape):
+                raise _FileProblem(f"{bad}: data_offsets {offsets} hold {end - begin} bytes, "
+                                   f"{dtype} {_shape_text(shape)} needs {item * math.prod(shape)}")
+            f.seek(data_start + begin)
+            arr = np.frombuffer(f.read(end - begin), dtype=np_dtype).reshape(shape)
+            if dtype == "BF16":  # the top half of a float32
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            found[name] = (dtype, shape, arr)
+    return found
+
+
+def load_weights(spec: Spec) -> dict[str, np.ndarray]:
+    """Every weight tensor of the encoder ``spec`` -> float64 array of its documented
+    shape, from ``model.weights`` (random or file). Raises SpecError on field
+    ``model.weights.path`` (one line) for anything wrong with the file."""
+    model = spec.model
+    if not isinstance(model, EncoderSpec):
+        raise SpecError(spec.source, "model.type", "weights exist only for model.type encoder")
+    if model.weights.source == "random":
+        return random_weights(model)
+
+    def fail(message: str):
+        raise SpecError(spec.source, FIELD, message)
+
+    path = model.weights.path
+    shapes = weight_shapes(model)
+    if not os.path.isfile(path):
+        fail(f"file not found: {path}")
+    reader = read_npz if path.lower().endswith(".npz") else read_safetensors
+    try:
+        found = reader(path, list(shapes))
+    except _FileProblem as e:
+        fail(str(e))
+    missing = [n for n in shapes if n not in found]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        fail(f"tensor {missing[0]!r} {_shape_text(shapes[missing[0]])} is missing from "
+             f"{path}{more}")
+    out = {}
+    for name, shape in shapes.items():
+        dtype, got, arr = found[name]
+        allowed = _NPZ_DTYPES if reader is read_npz else tuple(_ST_DTYPES)
+        if arr is None or dtype not in allowed:
+            fail(f"tensor {name!r} in {path} has unsupported dtype {dtype}; "
+                 f"allowed: {_DTYPES_ALLOWED}")
+        if got != shape:
+            fail(f"tensor {name!r} in {path} has shape {_shape_text(got)}, "
+                 f"expected {_shape_text(shape)}")
+        arr = np.asarray(arr, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            fail(f"tensor {name!r} in {path} holds non-finite values (nan or inf)")
+        out[name] = arr
+    return out
