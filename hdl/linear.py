@@ -19,7 +19,7 @@ from ``hw.numerics``; the ROM words from ``ir.numerics_linear``.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.numerics_linear import bias_rom, weight_rom

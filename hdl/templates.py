@@ -116,7 +116,7 @@ class QKScores(Template):
 
     def datapath(self, m, seq):
         nm = self.nm
-        n, d = nm.seq_len, nm.head_dim
+        n = nm.seq_len
         kl = self.layout("k")
         rp = _store(m, "kmem", kl.width, n, seq, "load", self.k.payload)
         m.d.comb += rp.addr.eq(seq.counter[("scores", "j")])

@@ -1,5 +1,4 @@
 """Simulator: bit-exact against the golden model, exact cycles, deadlock, statistics."""
-import dataclasses
 
 import numpy as np
 import pytest

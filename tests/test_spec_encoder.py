@@ -1,7 +1,6 @@
 """Encoder specs (attnflow.ir.spec), weight files (attnflow.ir.weights) and Hugging Face
 configs (attnflow.ir.hf_config)."""
 import json
-import math
 import struct
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Targets: device files, resource estimates (hand-derived expectations), the fit check,
 and (marker ``synth``) a real Yosys + nextpnr run."""
-from pathlib import Path
 
 import pytest
 import yaml
