@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.numerics import requant, saturate
+from .models_encoder import concat
 from .models_linear import linear
 from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
 
@@ -70,4 +71,5 @@ def pv_accum(inst, nm, ins):
 
 MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
                                   row_max, sub_exp, row_sum, recip_mul, pv_accum, linear,
-                                  layernorm, rmsnorm, activation, residual_add, fork)}
+                                  layernorm, rmsnorm, activation, residual_add, fork,
+                                  concat)}

@@ -1,0 +1,235 @@
+"""Integer golden model and float reference of one transformer encoder layer (post-norm).
+
+The layer (``norm_position: post``, BERT)::
+
+    h = norm1(x + attn_out(concat_h SDPA(attn_q(x)_h, attn_k(x)_h, attn_v(x)_h)))
+    y = norm2(h + ffn_down(act(ffn_up(h))))
+
+:func:`layer_plan` fixes the integer datapath once from the spec: every format, every
+numerics object and every quantized weight. :func:`layer_golden` composes the existing
+golden kernels on whole (N, D) arrays -- ``linear_golden``, the attention head's
+``AttentionNumerics.scores / online_step / normalize`` (the online variant's arithmetic,
+the one the streaming templates implement), ``layernorm_golden`` / ``rmsnorm_golden``,
+``gelu_golden`` / ``relu_golden``, ``residual_golden`` -- and knows nothing about the
+HwGraph wiring (which channel, which fork output, which FIFO). :func:`layer_float` is the
+float reference (float weights, float softmax attention, float norm, exact GELU) used
+to report accuracy.
+
+Formats: the encoder input, the residual stream, the projections and the FFN values are
+``formats.act``; Q, K, V projections write ``formats.q/k/v`` (the attention head's
+input formats), the concatenated attention output is ``formats.out`` and is the
+out-projection's input format; weights ``formats.weight``, biases at accumulator scale;
+norm parameters ``formats.gamma/beta``. One :class:`AttentionNumerics` serves every head
+(same formats, same head width ``d_model / heads``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numerics import AttentionNumerics, quantize
+from .numerics_linear import LinearNumerics, linear_golden, quantize_bias, quantize_weights
+from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics, gelu_float,
+                            gelu_golden, layernorm_float, layernorm_golden, relu_golden,
+                            rmsnorm_float, rmsnorm_golden)
+from .types import FixedFormat
+
+#: the linear ops of one layer, in data order
+OPS = ("attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down")
+#: op -> weight tensor name stem (``layers.{i}.<stem>.weight``)
+STEM = {"attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v", "attn_out": "attn.out",
+        "ffn_up": "ffn.up", "ffn_down": "ffn.down"}
+
+
+@dataclass(frozen=True)
+class QLinear:
+    """A quantized linear layer: numerics plus stored-integer weights (M, K) and bias (M,)."""
+    numerics: LinearNumerics
+    w: np.ndarray
+    b: np.ndarray
+    w_float: np.ndarray
+    b_float: np.ndarray
+
+    def golden(self, x):
+        return linear_golden(x, self.w, self.b, self.numerics)
+
+    def rows(self, lo: int, hi: int) -> "QLinear":
+        """Output features lo..hi-1 only (a head's slice of Q/K/V)."""
+        n = self.numerics
+        num = LinearNumerics(n.k, hi - lo, n.x, n.w, n.y, n.scale, n.bias_bits, n.mult_bits)
+        return QLinear(num, self.w[lo:hi], self.b[lo:hi], self.w_float[lo:hi],
+                       self.b_float[lo:hi])
+
+
+@dataclass(frozen=True)
+class QNorm:
+    numerics: LayerNormNumerics
+    gamma: np.ndarray
+    beta: np.ndarray
+    gamma_float: np.ndarray
+    beta_float: np.ndarray
+    rms: bool
+
+    def golden(self, x):
+        if self.rms:
+            return rmsnorm_golden(x, self.gamma, self.numerics)
+        return layernorm_golden(x, self.gamma, self.beta, self.numerics)
+
+    def float(self, x):
+        if self.rms:
+            return rmsnorm_float(x, self.gamma_float, self.numerics.eps)
+        return layernorm_float(x, self.gamma_float, self.beta_float, self.numerics.eps)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Everything the integer layer needs (shared by the golden model and the mapper)."""
+    n: int
+    d_model: int
+    heads: int
+    d_head: int
+    d_ff: int
+    act_fmt: FixedFormat
+    attn: AttentionNumerics
+    lin: dict            # op -> QLinear (full width)
+    norm1: QNorm
+    norm2: QNorm
+    act_fn: str          # gelu | relu
+    act_num: object      # GeluNumerics | RescaleNumerics
+    res1: object         # ResidualNumerics (mappers.rowops)
+    res2: object
+
+    def head_linear(self, op: str, h: int) -> QLinear:
+        return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
+
+
+def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
+    """The integer datapath of encoder layer ``layer`` of ``spec`` (post-norm only)."""
+    from ..mappers.rowops import ResidualNumerics   # the residual numerics live there
+    m, f = spec.model, spec.formats
+    if m.norm_position != "post":
+        raise ValueError("model.norm_position: only post is mapped so far, got "
+                         f"{m.norm_position}")
+    if m.attention.kind != "full" or m.attention.variant != "online":
+        raise ValueError("model.attention: only kind full, variant online is mapped so far")
+    n, d, dff = m.seq_len, m.d_model, m.d_ff
+    act = f.act
+    attn = AttentionNumerics(n, m.d_head, f.q, f.k, f.v, f.out, f.score_frac, f.prob_frac)
+    problems = attn.check()
+    if problems:
+        raise ValueError(f"{problems[0][0]}: {problems[0][1]}")
+    io = {"attn_q": (act, f.q), "attn_k": (act, f.k), "attn_v": (act, f.v),
+          "attn_out": (f.out, act), "ffn_up": (act, act), "ffn_down": (act, act)}
+    lin = {}
+    for op in OPS:
+        mm, kk = m.linear_dims(op)
+        xf, yf = io[op]
+        num = LinearNumerics(kk, mm, xf, f.weight, yf, 1.0, f.acc_bits)
+        wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"], dtype=np.float64)
+        bf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.bias"], dtype=np.float64)
+        lin[op] = QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
+    rms = m.norm == "rmsnorm"
+
+    def norm(prefix):
+        num = LayerNormNumerics(d, act, f.gamma, f.beta, act, m.norm_eps)
+        g = np.asarray(weights[f"layers.{layer}.{prefix}.gamma"], dtype=np.float64)
+        b = np.zeros(d) if rms else \
+            np.asarray(weights[f"layers.{layer}.{prefix}.beta"], dtype=np.float64)
+        return QNorm(num, quantize(g, f.gamma), quantize(b, f.beta), g, b, rms)
+
+    if m.activation == "gelu":
+        act_num = GeluNumerics(act, act)
+    else:
+        act_num = RescaleNumerics(act, act, 1.0)
+    res = ResidualNumerics(act, act, act)
+    return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
+                     m.activation, act_num, res, res)
+
+
+# ---------------------------------------------------------------- integer golden
+
+def attention_golden(nm: AttentionNumerics, q, k, v) -> np.ndarray:
+    """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``."""
+    x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
+    v = np.asarray(v, np.int64)
+    m = l = o = None
+    n = nm.seq_len
+    for j in range(n):  # score j of every row: key/value row j for every query row
+        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], np.tile(v[j], (n, 1)))
+    return nm.normalize(o, l)
+
+
+def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarray:
+    """(N, d_model) stored ints of ``formats.act`` -> the layer output, bit-exact.
+    ``trace`` (a dict), when given, receives every intermediate by name."""
+    from ..mappers.rowops import residual_golden
+    t = trace if trace is not None else {}
+    x = np.asarray(x_ints, dtype=np.int64).reshape(plan.n, plan.d_model)
+    heads = []
+    for h in range(plan.heads):
+        q = plan.head_linear("attn_q", h).golden(x)
+        k = plan.head_linear("attn_k", h).golden(x)
+        v = plan.head_linear("attn_v", h).golden(x)
+        o = attention_golden(plan.attn, q, k, v)
+        t.update({f"q{h}": q, f"k{h}": k, f"v{h}": v, f"o{h}": o})
+        heads.append(o)
+    att = np.concatenate(heads, axis=1)
+    proj = plan.lin["attn_out"].golden(att)
+    r1 = residual_golden(x, proj, plan.res1)
+    h1 = plan.norm1.golden(r1)
+    up = plan.lin["ffn_up"].golden(h1)
+    a = gelu_golden(up, plan.act_num) if plan.act_fn == "gelu" else relu_golden(up, plan.act_num)
+    down = plan.lin["ffn_down"].golden(a)
+    r2 = residual_golden(h1, down, plan.res2)
+    y = plan.norm2.golden(r2)
+    t.update({"att": att, "proj": proj, "r1": r1, "h1": h1, "up": up, "act": a,
+              "down": down, "r2": r2, "y": y})
+    return y
+
+
+# ---------------------------------------------------------------- float reference
+
+def _softmax(s):
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layer_float(plan: LayerPlan, x) -> np.ndarray:
+    """The float layer on real inputs x (N, d_model) with the float weights."""
+    x = np.asarray(x, dtype=np.float64)
+    L = plan.lin
+
+    def lin(op, v):
+        return v @ L[op].w_float.T + L[op].b_float
+
+    q, k, v = lin("attn_q", x), lin("attn_k", x), lin("attn_v", x)
+    dh = plan.d_head
+    heads = []
+    for h in range(plan.heads):
+        sl = slice(h * dh, (h + 1) * dh)
+        p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
+        heads.append(p @ v[:, sl])
+    h1 = plan.norm1.float(x + lin("attn_out", np.concatenate(heads, axis=1)))
+    u = lin("ffn_up", h1)
+    a = gelu_float(u) if plan.act_fn == "gelu" else np.maximum(u, 0.0)
+    return plan.norm2.float(h1 + lin("ffn_down", a))
+
+
+def accuracy(plan: LayerPlan, x_ints, y_ints) -> dict:
+    """Integer layer output vs the float layer on the same (dequantized) input."""
+    xr = np.asarray(x_ints, dtype=np.float64) * 2.0 ** -plan.act_fmt.frac
+    ref = layer_float(plan, xr)
+    got = np.asarray(y_ints, dtype=np.float64) * 2.0 ** -plan.act_fmt.frac
+    cos = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
+    return {"max_abs_error": float(np.abs(ref - got).max()), "cosine": cos,
+            "out_lsb": 2.0 ** -plan.act_fmt.frac}
+
+
+def random_input(spec) -> np.ndarray:
+    """The encoder input X (N, d_model) from ``spec.inputs``, as stored ints of act."""
+    rng = np.random.default_rng(spec.inputs.seed)
+    r = spec.inputs.range
+    x = rng.uniform(-r, r, (spec.model.seq_len, spec.model.d_model))
+    return quantize(x, spec.formats.act)

@@ -1,0 +1,250 @@
+"""Mapping of one post-norm encoder layer onto existing streaming templates, with FIFO
+sizing from the timing contracts.
+
+The HwGraph (H heads; one row of d_model elements per token unless noted)::
+
+    x -> fork_in --y0----------------------------- skip1 (N deep) --------------> res1.a
+                 --y{1+3h}-> lin_q{h} --q{h} (N deep)--> qk{h}.q
+                 --y{2+3h}-> lin_k{h} --k{h}-----------> qk{h}.k   --s{h}--> softmax{h}
+                 --y{3+3h}-> lin_v{h} --v{h}-----------> vstore{h} --vr{h}-> softmax{h}
+         softmax{h} --ol{h}--> norm{h} --o{h}--> [concat.x{h} --att-->] lin_out --proj--> res1.b
+    res1 --r1--> ln1 --h1--> fork_ffn --y0--> lin_up --up--> act --a--> lin_down --down--> res2.b
+                                      --y1-- skip2 (skip_depth) -----------------------> res2.a
+    res2 --r2--> ln2 --y-->
+
+Numerics: every template carries its own numerics in its params (``linear``,
+``layernorm``, ``activation``, ``residual_add``, ``fork``, ``concat``) except the
+attention templates, which read the graph-level ``hw.numerics``: the one
+:class:`~attnflow.ir.numerics.AttentionNumerics` of the layer (``ir.encoder_golden``
+plan), shared by every head (same formats and head width). The Q/K/V linears write exactly
+its q/k/v formats, and its out format is the out-projection's x format.
+
+FIFO depths (analytic, from the contracts; the mapper records the reason per channel in
+``hw.depth_notes``):
+
+* producer-consumer channels: L + 1 (``sdpa.full_rate_depth``), inputs 2.
+* ``q{h}``: N. ``qk_scores`` takes all N K rows before its first Q row; ``lin_q{h}`` and
+  ``lin_k{h}`` are fed by the same fork firing, row for row, so when the last K row is
+  loaded ``lin_q{h}`` has produced all N Q rows, none taken yet: the channel holds N.
+  Shallower only throttles ``lin_q`` until the fork itself stops; the deadlock bound is
+  ``depth(q) + depth(x_lin_q) + (1 if F_q > 1) >= N`` (the 1: the row a folded ``lin_q``
+  holds while it waits to emit), :func:`q_deadlock_bound`.
+* ``skip1``: N. The fork pushes a row on every output at once, and ``res1`` takes no skip
+  row before the first attention row, which needs all N K rows, hence all N fork firings:
+  fewer than N slots deadlock (the fork waits on the full skip, ``lin_k`` on the fork,
+  ``qk`` on ``lin_k``, ``res1`` on ``qk``); N never fills (the fork pushes N rows in all).
+* ``skip2``: ``rowops.skip_depth(P, F)`` with P = fork + lin_up (L + F_up - 1) + act +
+  lin_down (L + F_down - 1) and F = max(F_up, F_down): the usual residual rule.
+"""
+from __future__ import annotations
+
+from ..ir.encoder_golden import LayerPlan
+from ..ir.types import FixedFormat
+from . import linear as lin_mod
+from . import templates as T
+from .contracts import ALWAYS, Contract, Phase
+from .hwgraph import Channel, HwGraph, Instance
+from .linear import LinearParams
+from .rowops import (LATENCY as RL, ActivationParams, ForkParams, NormParams, ResidualParams,
+                     skip_depth)
+from .sdpa import INPUT_DEPTH, MappingError, full_rate_depth
+
+#: the concat template (heads -> one row): a register
+CONCAT_LATENCY = 1
+
+
+def concat_contract(n: int, ways: int) -> Contract:
+    """N rows; each firing takes one row from each of x0..x{ways-1}, emits one row y."""
+    ins = tuple(f"x{h}" for h in range(ways))
+    return Contract("concat", ins, ("y",), (
+        Phase("rows", (("i", n),), tuple((p, ALWAYS) for p in ins + ("y",))),
+    ), latency=CONCAT_LATENCY)
+
+
+def concat_instance(name: str, n: int, ways: int, dim: int, fmt: FixedFormat) -> Instance:
+    params = {"N": n, "ways": ways, "D": dim, "fmt": fmt}
+    return Instance(name, "concat", concat_contract(n, ways), tuple(sorted(params.items())))
+
+
+def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:
+    """(PE, SIMD) of a linear op from ``hardware.parallelism``; (1, 1) when unset."""
+    f = spec.hardware.folding(op, layer) if spec is not None else None
+    return (f.pe, f.simd) if f is not None else (1, 1)
+
+
+def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=None,
+                      name: str = "encoder_layer") -> HwGraph:
+    """One encoder layer -> HwGraph. ``folding``: op -> (PE, SIMD) (missing: (1, 1));
+    for Q/K/V, PE must divide d_head. ``fifo_depths``: channel -> depth overrides."""
+    folding = dict(folding or {})
+    n, d, H, dh = plan.n, plan.d_model, plan.heads, plan.d_head
+    act = plan.act_fmt
+    nm = plan.attn
+    hw = HwGraph(name=name, numerics=nm, variant="encoder_online")
+    fr = full_rate_depth
+
+    def add(inst: Instance):
+        hw.instances[inst.name] = inst
+        return inst.name
+
+    def chan(cname, layout, src, dst, depth, note):
+        latency = hw.instances[src[0]].contract.latency if src else 1
+        hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
+        hw.depth_notes[cname] = note
+
+    def linear(iname, op, q):
+        pe, simd = folding.get(op, (1, 1))
+        p = LinearParams.make(n, pe, simd, q.numerics, q.w, q.b)
+        add(p.instance(iname))
+        return p
+
+    lin_lat = lin_mod.LATENCY
+    # ---- input fork: skip + (q, k, v) per head
+    fk = ForkParams(n, d, act, ways=1 + 3 * H)
+    add(fk.instance("fork_in"))
+    chan("x", fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input")
+    for h in range(H):
+        lq = linear(f"lin_q{h}", "attn_q", plan.head_linear("attn_q", h))
+        lk = linear(f"lin_k{h}", "attn_k", plan.head_linear("attn_k", h))
+        lv = linear(f"lin_v{h}", "attn_v", plan.head_linear("attn_v", h))
+        for port, lname in ((1, f"lin_q{h}"), (2, f"lin_k{h}"), (3, f"lin_v{h}")):
+            chan(f"x_{lname}", fk.layout(), ("fork_in", f"y{port + 3 * h}"), (lname, "x"),
+                 fr(RL["fork"]), "L+1")
+        add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n)))
+        add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n)))
+        add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n)))
+        add(Instance(f"norm{h}", "normalize", T.normalize(n)))
+        chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"), n,
+             "whole sequence: qk takes all N K rows before its first Q row")
+        chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
+             fr(lin_lat), "L+1")
+        chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"), (f"vstore{h}", "v"),
+             fr(lin_lat), "L+1")
+        chan(f"s{h}", T.score_layout(nm), (f"qk{h}", "s"), (f"softmax{h}", "s"),
+             fr(T.LATENCY["qk_scores"]), "L+1")
+        chan(f"vr{h}", T.vec_layout(nm.v, dh), (f"vstore{h}", "vr"), (f"softmax{h}", "vr"),
+             fr(T.LATENCY["kv_replay"]), "L+1")
+        chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
+             fr(T.LATENCY["online_softmax_pv"]), "L+1")
+    lo = linear("lin_out", "attn_out", plan.lin["attn_out"])
+    if H == 1:
+        chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
+             fr(T.LATENCY["normalize"]), "L+1")
+    else:
+        add(concat_instance("concat", n, H, dh, nm.out))
+        for h in range(H):
+            chan(f"o{h}", T.vec_layout(nm.out, dh), (f"norm{h}", "o"), ("concat", f"x{h}"),
+                 fr(T.LATENCY["normalize"]), "L+1")
+        chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
+             fr(CONCAT_LATENCY), "L+1")
+    r1 = ResidualParams(n, d, plan.res1)
+    add(r1.instance("res1"))
+    chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
+         "whole sequence: res1 takes no row before qk has all N K rows")
+    chan("proj", lin_mod.y_layout(lo.numerics), ("lin_out", "y"), ("res1", "b"),
+         fr(lin_lat), "L+1")
+    n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
+                         rms=plan.norm1.rms)
+    add(n1.instance("ln1"))
+    chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(RL["residual_add"]), "L+1")
+    fk2 = ForkParams(n, d, act, ways=2)
+    add(fk2.instance("fork_ffn"))
+    chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(RL[n1.template]), "L+1")
+    lu = linear("lin_up", "ffn_up", plan.lin["ffn_up"])
+    chan("x_lin_up", fk2.layout(), ("fork_ffn", "y0"), ("lin_up", "x"), fr(RL["fork"]), "L+1")
+    ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num)
+    add(ap.instance("act"))
+    chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"), fr(lin_lat), "L+1")
+    ld = linear("lin_down", "ffn_down", plan.lin["ffn_down"])
+    chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"), fr(RL["activation"]), "L+1")
+    r2 = ResidualParams(n, d, plan.res2)
+    add(r2.instance("res2"))
+    chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
+         fr(lin_lat), "L+1")
+    p2, per2 = ffn_path(lu.fold, ld.fold)
+    chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
+         f"residual skip: skip_depth(P={p2}, F={per2})")
+    n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
+                         rms=plan.norm2.rms)
+    add(n2.instance("ln2"))
+    chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
+    chan("y", n2.y_layout(), ("ln2", "y"), None, fr(RL[n2.template]), "L+1")
+    for cname, depth in dict(fifo_depths or {}).items():
+        if cname not in hw.channels:
+            raise MappingError(f"hardware.fifo_depths.{cname}",
+                               f"no such channel; channels: {', '.join(hw.channels)}")
+        c = hw.channels[cname]
+        hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
+        hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"
+    hw.validate()
+    return hw
+
+
+def ffn_path(f_up: int, f_down: int) -> tuple[int, int]:
+    """(P, row period) of the FFN block between fork_ffn and res2 (see rowops.skip_depth)."""
+    lat = lin_mod.LATENCY
+    p = RL["fork"] + (lat + f_up - 1) + RL["activation"] + (lat + f_down - 1)
+    return p, max(f_up, f_down)
+
+
+def spec_folding(spec, layer: int = 0) -> dict:
+    """op -> (PE, SIMD) for every linear op of the layer, from the spec ((1, 1) unset)."""
+    from ..ir.encoder_golden import OPS
+    return {op: folding_of(spec, op, layer) for op in OPS}
+
+
+def layer_inputs(x_ints) -> dict:
+    """The simulator's input dict for the layer's single input channel ``x``."""
+    return {"x": {"x": x_ints}}
+
+
+def critical_latency(heads: int, rms: bool = False) -> int:
+    """Sum of the output latencies on the layer's critical path (input channel, fork,
+    lin_k, qk load -> first score, qk, softmax, normalize, [concat], lin_out, res1, ln1,
+    fork_ffn, lin_up, act, lin_down, res2, ln2)."""
+    lin, norm = lin_mod.LATENCY, RL["rmsnorm" if rms else "layernorm"]
+    tl = T.LATENCY
+    return (1 + RL["fork"] + lin + 1 + tl["qk_scores"] + tl["online_softmax_pv"]
+            + tl["normalize"] + (CONCAT_LATENCY if heads > 1 else 0) + lin
+            + RL["residual_add"] + norm + RL["fork"] + lin + RL["activation"] + lin
+            + RL["residual_add"] + norm)
+
+
+def expected_cycles(hw: HwGraph) -> dict:
+    """Analytic total cycles (reset to last output, inclusive) of a layer mapped with the
+    mapper's depths, no stalls. Two phases:
+
+    * barrier: no score before the last K row: ``N * F_qkv`` (F_qkv: the slowest of the
+      Q/K/V linears' firings per row; they share the fork, row for row);
+    * then a row pipeline of stages with periods ``N`` (qk/softmax: N scores per row),
+      ``F_out``, ``F_up``, ``F_down``: the first row passes every stage, the other N - 1
+      rows leave at the bottleneck period ``B``: ``sum(periods) + (N - 1) * B``;
+
+    plus the critical-path latencies, minus one per folded stage (its row leaves on its
+    last firing, F - 1 after its first: 5 stages), plus one (inclusive count).
+    Exact (checked by the simulator) when Q, K and V have the same folding; with unequal
+    folding the barrier's latency path differs (a slow V: kv_replay instead of qk) and
+    the estimate is off by a few cycles."""
+    inst = hw.instances
+    n = inst["fork_in"].param("N")
+    heads = sum(1 for k in inst if k.startswith("qk"))
+    fold = {k: LinearParams.of(v).fold for k, v in inst.items() if v.template == "linear"}
+    f_qkv = max(v for k, v in fold.items() if k[:5] in ("lin_q", "lin_k", "lin_v"))
+    periods = (n, fold["lin_out"], fold["lin_up"], fold["lin_down"])
+    bottleneck = max(periods)
+    rms = inst["ln1"].template == "rmsnorm"
+    total = n * f_qkv + sum(periods) + (n - 1) * bottleneck + critical_latency(heads, rms) - 5 + 1
+    slowest = max(inst.values(), key=lambda i: i.contract.fires)
+    return {"total": total, "barrier": n * f_qkv, "bottleneck_period": bottleneck,
+            "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}
+
+
+def q_deadlock_bound(hw: HwGraph, head: int = 0) -> int:
+    """Least depth of ``q{head}`` that does not deadlock. The fork must put all N rows on
+    the Q path before ``qk`` takes the first: they sit in ``x_lin_q`` (its depth), inside
+    ``lin_q`` (one row taken on its first firing and held until the last one can emit,
+    only when folded, F > 1; unfolded it takes and emits in the same firing) and in
+    ``q``: N - depth(x_lin_q) - (1 if F > 1 else 0), at least 1."""
+    n = hw.instances["fork_in"].param("N")
+    held = 1 if LinearParams.of(hw.instances[f"lin_q{head}"]).fold > 1 else 0
+    return max(1, n - hw.channels[f"x_lin_q{head}"].depth - held)
