@@ -34,8 +34,9 @@ def check_golden(design: Design, result: SimResult) -> int:
     return int(np.count_nonzero(got != design.golden()))
 
 
-def vectors(design: Design, result: SimResult) -> dict:
-    """The testbench's stimulus and expectations: exactly what the simulator saw and did."""
+def vectors(result: SimResult) -> dict:
+    """The testbench's stimulus and expectations: exactly what the simulator saw and did
+    (any HwGraph: the inputs, gaps, outputs, output cycles and ready pattern of the run)."""
     hw = result.hw
     total = result.total_cycles
     vec = {"top": hw.name, "clock_period_ns": 10,
@@ -172,6 +173,6 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
     progress(f"simulated: {result.total_cycles} cycles, "
              f"{summary['golden_mismatches']} mismatches against the golden model")
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
-    write_testbench(out, vectors(design, result))
+    write_testbench(out, vectors(result))
     progress(f"wrote {out / 'rtl' / (design.hw.name + '.v')} and testbench {out / 'run_tb.py'}")
     return design, result, summary

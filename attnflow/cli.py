@@ -107,7 +107,7 @@ def cmd_verify(args) -> int:
         if result.deadlock:
             print(f"error: {result.deadlock.describe()}", file=sys.stderr)
             return EXIT_FAIL
-        vectors = write_testbench(out, make_vectors(design, result),
+        vectors = write_testbench(out, make_vectors(result),
                                   vectors_name=f"vectors_stall{args.stall_seed}.json").resolve()
         print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")

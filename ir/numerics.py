@@ -45,6 +45,20 @@ def requant(x, n: int):
     return x << (-n)
 
 
+def mult_shift(factor: float, mult_bits: int) -> tuple[int, int]:
+    """An integer multiplier and shift with ``requant(x * mult, shift) ~= x * factor``:
+    exact (mult 1) when ``factor`` is a power of two, else ``mult`` normalised to
+    ``mult_bits`` bits (relative error <= 2**-mult_bits), rounded half up."""
+    mant, exp = math.frexp(factor)           # factor = mant * 2**exp, 0.5 <= mant < 1
+    if mant == 0.5:
+        return 1, 1 - exp
+    shift = mult_bits - exp                  # factor * 2**shift in [2**(mb-1), 2**mb)
+    mult = int(math.floor(math.ldexp(factor, shift) + 0.5))
+    if mult >> mult_bits:                    # rounded up to 2**mult_bits
+        mult, shift = mult >> 1, shift - 1
+    return mult, shift
+
+
 def saturate(x, fmt: FixedFormat):
     if isinstance(x, np.ndarray):
         return np.clip(x, fmt.min_int, fmt.max_int)

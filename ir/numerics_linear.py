@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics import MAX_BITS, quantize, requant, saturate, signed_bits
+from .numerics import MAX_BITS, mult_shift, quantize, requant, saturate, signed_bits
 from .types import FixedFormat
 
 
@@ -108,14 +108,7 @@ class LinearNumerics:
 
     @property
     def mult_shift(self) -> tuple[int, int]:
-        mant, exp = math.frexp(self.factor)     # factor = mant * 2**exp, 0.5 <= mant < 1
-        if mant == 0.5:                          # a power of two: exact
-            return 1, 1 - exp
-        shift = self.mult_bits - exp             # factor * 2**shift in [2**(mb-1), 2**mb)
-        mult = int(math.floor(math.ldexp(self.factor, shift) + 0.5))
-        if mult >> self.mult_bits:               # rounded up to 2**mult_bits
-            mult, shift = mult >> 1, shift - 1
-        return mult, shift
+        return mult_shift(self.factor, self.mult_bits)
 
     @property
     def mult(self) -> int:

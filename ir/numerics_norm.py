@@ -100,7 +100,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .numerics import MAX_BITS, requant, saturate, signed_bits
+from .numerics import MAX_BITS, mult_shift, requant, saturate, signed_bits
 from .types import FixedFormat
 
 #: significant bits of the normalized square root (its input has 2 * ROOT_BITS bits)
@@ -630,15 +630,8 @@ class RescaleNumerics:
 
     @property
     def mult_shift(self) -> tuple[int, int]:
-        factor = math.ldexp(float(self.scale), self.out.frac - self.x.frac)
-        mant, exp = math.frexp(factor)          # factor = mant * 2**exp, 0.5 <= mant < 1
-        if mant == 0.5:
-            return 1, 1 - exp
-        shift = RESCALE_MULT_BITS - exp
-        mult = _round_half_up(math.ldexp(factor, shift))
-        if mult >> RESCALE_MULT_BITS:            # rounded up to 2**RESCALE_MULT_BITS
-            mult, shift = mult >> 1, shift - 1
-        return mult, shift
+        return mult_shift(math.ldexp(float(self.scale), self.out.frac - self.x.frac),
+                          RESCALE_MULT_BITS)
 
     @property
     def mult(self) -> int:

@@ -47,7 +47,7 @@ from .hwgraph import Channel, HwGraph, Instance
 from .linear import LinearParams
 from .rowops import (LATENCY as RL, ActivationParams, ForkParams, NormParams, ResidualParams,
                      skip_depth)
-from .sdpa import INPUT_DEPTH, MappingError, full_rate_depth
+from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
 #: the concat template (heads -> one row): a register
 CONCAT_LATENCY = 1
@@ -169,13 +169,7 @@ def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=
     add(n2.instance("ln2"))
     chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
     chan("y", n2.y_layout(), ("ln2", "y"), None, fr(RL[n2.template]), "L+1")
-    for cname, depth in dict(fifo_depths or {}).items():
-        if cname not in hw.channels:
-            raise MappingError(f"hardware.fifo_depths.{cname}",
-                               f"no such channel; channels: {', '.join(hw.channels)}")
-        c = hw.channels[cname]
-        hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
-        hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"
+    apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw
 

@@ -19,6 +19,17 @@ class MappingError(ValueError):
 INPUT_DEPTH = 2
 
 
+def apply_fifo_overrides(hw: HwGraph, overrides) -> None:
+    """Replace the mapper's depth of each named channel (``hardware.fifo_depths``)."""
+    for cname, depth in dict(overrides or {}).items():
+        if cname not in hw.channels:
+            raise MappingError(f"hardware.fifo_depths.{cname}",
+                               f"no such channel; channels: {', '.join(hw.channels)}")
+        c = hw.channels[cname]
+        hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
+        hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"
+
+
 def full_rate_depth(producer_latency: int) -> int:
     """A producer of latency L firing every cycle needs L + 1 slots downstream: the slot of
     a token enqueued in cycle t is free again in t + L + 1 at the earliest."""
@@ -43,7 +54,6 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         raise MappingError("model.attention.variant",
                            f"graph was not lowered for the {variant} variant")
     hw = HwGraph(name=name, numerics=nm, variant=variant)
-    overrides = dict(fifo_depths or {})
     lat = T.LATENCY
 
     def inst(name, contract, **params):
@@ -86,12 +96,6 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat["recip_mul"]), "L+1")
         chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat["kv_replay"]), "L+1")
         chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat["pv_accum"]), "L+1")
-    for cname, depth in overrides.items():
-        if cname not in hw.channels:
-            raise MappingError(f"hardware.fifo_depths.{cname}",
-                               f"no such channel; channels: {', '.join(hw.channels)}")
-        c = hw.channels[cname]
-        hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
-        hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"
+    apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw

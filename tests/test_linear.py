@@ -19,6 +19,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from attnflow.build import vectors
 from attnflow.hdl.emit import emit_verilog
 from attnflow.hdl.tb_files.run_tb import verilator_root
 from attnflow.hdl.testbench import run_testbench, write_testbench
@@ -70,24 +71,6 @@ def run(params, xi, seed=0, gap=0.0, gap_max=1, ready=1.0, engine="auto"):
 
 def golden(params, xi):
     return linear_golden(xi, params.w_array(), params.b_array(), params.numerics)
-
-
-def tb_vectors(res) -> dict:
-    """The testbench's stimulus and expectations (format: hdl/tb_files/cocotb_test.py),
-    exactly what the simulator saw and did."""
-    hw, total = res.hw, res.total_cycles
-    vec = {"top": hw.name, "clock_period_ns": 10, "max_cycles": total + 64 + total // 8,
-           "inputs": [], "outputs": []}
-    for name in hw.inputs:
-        vec["inputs"].append({"name": name,
-                              "tokens": [str(t) for t in hw.channels[name].layout.pack(res.values[name])],
-                              "gaps": list(res.schedule.gaps[name])})
-    for name in hw.outputs:
-        vec["outputs"].append({"name": name,
-                               "tokens": [str(t) for t in hw.channels[name].layout.pack(res.values[name])],
-                               "cycles": list(res.output_cycles[name]),
-                               "ready": res.schedule.ready[name].as_string(total)})
-    return vec
 
 
 # ---------------------------------------------------------------- numerics
@@ -366,7 +349,7 @@ def test_rtl_matches_simulator(rtl_available, tmp_path, k, m, pe, simd, scale, y
         lin = next(p for p in res.process_stats() if p.name == "lin")
         if label == "stall":
             assert lin.starved > 1 and lin.blocked > 0, lin
-        path = write_testbench(tmp_path, tb_vectors(res), vectors_name=f"vectors_{label}.json")
+        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
         tb = run_testbench(tmp_path, vectors=path, timeout=900)
         print(f"[rtl] {name} {label}: {res.total_cycles} cycles, "
               f"testbench {tb.wall_seconds:.1f} s: {tb.message}")

@@ -29,6 +29,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from attnflow.build import vectors
 from attnflow.hdl.emit import emit_verilog
 from attnflow.hdl.tb_files.run_tb import verilator_root
 from attnflow.hdl.testbench import run_testbench, write_testbench
@@ -148,23 +149,6 @@ def throttled_total(n, p, depth):
     """Total cycles of a period-1 chain with a skip shallower than P + 1 (no stalls)."""
     tau = 1 + ((n - 1) // depth) * (p + 1) + (n - 1) % depth
     return tau + p + 2
-
-
-def tb_vectors(res) -> dict:
-    """Stimulus and expectations for the cocotb testbench: what the simulator saw and did."""
-    hw, total = res.hw, res.total_cycles
-    vec = {"top": hw.name, "clock_period_ns": 10, "max_cycles": total + 64 + total // 8,
-           "inputs": [], "outputs": []}
-    for c in hw.inputs:
-        words = hw.channels[c].layout.pack(res.values[c])
-        vec["inputs"].append({"name": c, "tokens": [str(w) for w in words],
-                              "gaps": list(res.schedule.gaps[c])})
-    for c in hw.outputs:
-        words = hw.channels[c].layout.pack(res.values[c])
-        vec["outputs"].append({"name": c, "tokens": [str(w) for w in words],
-                               "cycles": list(res.output_cycles[c]),
-                               "ready": res.schedule.ready[c].as_string(total)})
-    return vec
 
 
 # ---------------------------------------------------------------- residual numerics
@@ -534,7 +518,7 @@ def test_rtl_chain_matches_simulator(rtl_available, tmp_path, which):
         assert res.deadlock is None
         assert np.array_equal(res.outputs["y"]["x"], gold)
         totals[label] = res.total_cycles
-        path = write_testbench(tmp_path, tb_vectors(res), vectors_name=f"vectors_{label}.json")
+        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
         tb = run_testbench(tmp_path, vectors=path, timeout=900)
         print(f"[rtl] {name} skip {depth} {label}: {res.total_cycles} cycles, "
               f"testbench {tb.wall_seconds:.1f} s: {tb.message}")

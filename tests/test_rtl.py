@@ -141,7 +141,7 @@ def check_config(builds: RtlBuilds, variant: str, n: int, d: int, seeds) -> Buil
             f"{b.label} seed {seed}: {sr.total_cycles} cycles with stalls, "
             f"{base} without -- no stall took effect")
         b.cycles[f"seed{seed}"] = sr.total_cycles
-        vec_path = write_testbench(b.out_dir, vectors(b.design, sr),
+        vec_path = write_testbench(b.out_dir, vectors(sr),
                                    vectors_name=f"vectors_stall{seed}.json")
         _run(b, vec_path, f"stall seed {seed}", sr)
     print(f"[rtl] {b.label}: cycles {b.cycles}: RTL PASS")
@@ -169,7 +169,7 @@ def test_rtl_corrupted_expectation_fails(rtl_builds):
     """Flip one bit of one expected output token: the testbench must fail and name it."""
     b = rtl_builds.get("online", 8, 4)
     _ensure_nostall(b)     # the unmodified vectors pass on this very build
-    vec = copy.deepcopy(vectors(b.design, b.result))
+    vec = copy.deepcopy(vectors(b.result))
     stream = next(s for s in vec["outputs"] if s["name"] == b.out_name)
     idx = len(stream["tokens"]) // 2 + 1
     good = int(stream["tokens"][idx])
@@ -204,5 +204,5 @@ def test_rtl_full_matrix(rtl_builds, variant, n, d):
     assert np.array_equal(sr.outputs[b.out_name]["x"], b.golden)
     blocked = {p.name: p.blocked for p in sr.process_stats()}
     assert blocked["qk"] > 0 or n < 12, blocked
-    vec_path = write_testbench(b.out_dir, vectors(b.design, sr), vectors_name="vectors_harsh.json")
+    vec_path = write_testbench(b.out_dir, vectors(sr), vectors_name="vectors_harsh.json")
     _run(b, vec_path, "harsh backpressure", sr)

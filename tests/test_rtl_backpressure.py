@@ -28,6 +28,6 @@ def test_backpressure_reaches_the_pipeline_in_sim(variant):
 def test_backpressure_rtl(variant, tmp_path):
     design, _, _ = build(spec(variant, 12, 2), tmp_path, progress=lambda s: None)
     res = design.simulate(HARSH)
-    path = write_testbench(tmp_path, vectors(design, res), vectors_name="vectors_harsh.json")
+    path = write_testbench(tmp_path, vectors(res), vectors_name="vectors_harsh.json")
     tb = run_testbench(tmp_path, vectors=path)
     assert tb.ok, tb.message

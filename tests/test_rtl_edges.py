@@ -15,7 +15,7 @@ def test_single_token_single_dim(variant, tmp_path):
     assert summary["golden_mismatches"] == 0
     assert run_testbench(tmp_path).ok
     res = design.simulate(stall_schedule(design.spec, 2))
-    path = write_testbench(tmp_path, vectors(design, res), vectors_name="vectors_stall2.json")
+    path = write_testbench(tmp_path, vectors(res), vectors_name="vectors_stall2.json")
     tb = run_testbench(tmp_path, vectors=path)
     assert tb.ok, tb.message
 
