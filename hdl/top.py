@@ -8,13 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..mappers.hwgraph import HwGraph
 from .channel import Channel
+from .encoder_ops import Concat
 from . import templates
 from .linear import Linear
 from .rowops import Activation, Fork, LayerNorm, ResidualAdd
 
 COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
               "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
-              "residual_add": ResidualAdd, "fork": Fork}
+              "residual_add": ResidualAdd, "fork": Fork, "concat": Concat}
 
 
 def port_names(stream_name: str) -> dict[str, str]:
