@@ -73,7 +73,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .spec import Spec, SpecError, _Checker, _divisors, _show, parse_override, spec_from_dict
+from .spec import (Spec, SpecError, _Checker, _divisors, _show, parse_override,
+                   read_text_file, spec_from_dict)
 
 __all__ = ["spec_from_hf_config", "HF_MODEL_TYPES", "HF_ACTIVATIONS"]
 
@@ -111,14 +112,7 @@ def _read_config(path: Path, source: str) -> dict:
             out[key] = value
         return out
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(source, "<file>", "file not found") from None
-    except UnicodeDecodeError:
-        raise SpecError(source, "<file>", "file is not UTF-8 text") from None
-    except OSError as e:
-        raise SpecError(source, "<file>", f"cannot read file: {e.strerror or e}") from None
+    text = read_text_file(path, source)
     try:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as e:

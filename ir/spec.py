@@ -857,6 +857,18 @@ def _is_hf_config(path: Path) -> bool:
     return not (isinstance(data, dict) and isinstance(data.get("model"), dict))
 
 
+def read_text_file(path, source: str) -> str:
+    """A spec or config file's text; problems become one-line SpecErrors on ``<file>``."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, "<file>", "file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(source, "<file>", "file is not UTF-8 text") from None
+    except OSError as e:
+        raise SpecError(source, "<file>", f"cannot read file: {e.strerror or e}") from None
+
+
 def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
     """Read, override and validate the YAML spec at ``path``.
 
@@ -869,14 +881,7 @@ def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
         from .hf_config import spec_from_hf_config
         return spec_from_hf_config(path, None, overrides)
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(source, "<file>", "file not found") from None
-    except UnicodeDecodeError:
-        raise SpecError(source, "<file>", "file is not UTF-8 text") from None
-    except OSError as e:
-        raise SpecError(source, "<file>", f"cannot read file: {e.strerror or e}") from None
+    text = read_text_file(path, source)
     try:
         data = _yaml_load(text)
     except yaml.YAMLError as e:
