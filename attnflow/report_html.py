@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .sim.engine import occupancy_series
+
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
 
 #: the occupancy plot draws at most this many points per channel; longer runs are binned
@@ -62,17 +64,6 @@ def bottleneck(summary: dict, result) -> dict | None:
             best = (key, {"name": p["name"], "template": p["template"], "busy": busy,
                           "fraction": busy / total})
     return best[1] if best else None
-
-
-def occupancy_series(push, pop, end: int) -> np.ndarray:
-    """Occupancy at cycles 0 .. end-1: a token counts from the cycle after its push up to
-    and including its pop cycle (``sim.engine.max_occupancy``'s count)."""
-    push = np.asarray(push, dtype=np.int64) + 1
-    pop = np.asarray(pop, dtype=np.int64) + 1
-    n = max(end, 1)
-    d = (np.bincount(push[push < n], minlength=n) -
-         np.bincount(pop[pop < n], minlength=n))
-    return np.cumsum(d)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 ALWAYS, FIRST, LAST = "always", "first", "last"
 WHENS = (ALWAYS, FIRST, LAST)
 
@@ -78,6 +80,12 @@ class Contract:
     @property
     def fires(self) -> int:
         return sum(ph.fires for ph in self.phases)
+
+    def port_firings(self, port: str) -> np.ndarray:
+        """Indices of the firings (over the whole run) that use ``port``, in order."""
+        return np.flatnonzero(np.concatenate([
+            np.tile(np.array([ph.uses(port, j) for j in range(ph.inner)], bool),
+                    ph.fires // ph.inner) for ph in self.phases]))
 
     def tokens(self, port: str) -> int:
         """How many tokens the port carries over the whole run."""

@@ -266,16 +266,22 @@ class Timing:
         return max(last) + 1 if last else 0
 
 
+def occupancy_series(push, pop, end: int | None = None) -> np.ndarray:
+    """Tokens held (in flight or stored) in cycles 0 .. end-1 (default: until the last
+    change): a token counts from the cycle after its enqueue up to and including the
+    cycle of its dequeue. The one definition of occupancy (stats, plots, waveforms)."""
+    push = np.asarray(push, dtype=np.int64) + 1
+    pop = np.asarray(pop, dtype=np.int64) + 1
+    if end is None:
+        end = int(max(push.max(initial=0), pop.max(initial=0))) + 1
+    n = max(end, 1)
+    return np.cumsum(np.bincount(push[push < n], minlength=n) -
+                     np.bincount(pop[pop < n], minlength=n))
+
+
 def max_occupancy(push: list[int], pop: list[int]) -> int:
-    """Peak tokens held (in flight or stored): a token counts from the cycle after its
-    enqueue up to and including the cycle of its dequeue."""
-    if not push:
-        return 0
-    push_a = np.asarray(push, dtype=np.int64) + 1
-    pop_a = np.asarray(pop, dtype=np.int64) + 1
-    end = int(max(push_a.max(), pop_a.max() if len(pop_a) else 0)) + 1
-    occ = np.cumsum(np.bincount(push_a, minlength=end) - np.bincount(pop_a, minlength=end))
-    return int(occ.max())
+    """Peak of :func:`occupancy_series`."""
+    return int(occupancy_series(push, pop).max()) if push else 0
 
 
 def run_timing(hw: HwGraph, schedule: Schedule, order: list[str] | None = None) -> Timing:

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from vcd import VCDWriter
 
+from .engine import occupancy_series
+
 __all__ = ["write_vcd", "fire_cycles", "occupancy_changes", "strobe_changes"]
 
 
@@ -52,19 +54,11 @@ def strobe_changes(cycles) -> tuple[np.ndarray, np.ndarray]:
 def occupancy_changes(push, pop) -> tuple[np.ndarray, np.ndarray]:
     """Value changes (times, values) of a channel's occupancy, 0 before the first change:
     a token counts from the cycle after its push up to and including its pop cycle."""
-    push = np.asarray(push, dtype=np.int64)
-    pop = np.asarray(pop, dtype=np.int64)
-    t = np.concatenate([push + 1, pop + 1])
-    if t.size == 0:
+    if len(push) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d = np.concatenate([np.ones(push.size, np.int64), -np.ones(pop.size, np.int64)])
-    order = np.argsort(t, kind="stable")
-    t, d = t[order], d[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(t)) + 1]
-    times = t[starts]
-    delta = np.add.reduceat(d, starts)
-    keep = delta != 0                       # a push and a pop in one cycle: no change
-    return times[keep], np.cumsum(delta)[keep]
+    series = occupancy_series(push, pop)
+    times = np.flatnonzero(np.diff(series, prepend=0))
+    return times, series[times]
 
 
 def _template_fires(inst, chans: dict, ports: dict, nfires: int) -> np.ndarray:
@@ -76,10 +70,7 @@ def _template_fires(inst, chans: dict, ports: dict, nfires: int) -> np.ndarray:
     times = np.zeros(con.fires, np.int64)
     known = np.zeros(con.fires, bool)
     for q in con.inputs + con.outputs:
-        mask = np.concatenate([
-            np.tile(np.array([ph.uses(q, j) for j in range(ph.inner)], bool),
-                    ph.fires // ph.inner) for ph in con.phases])
-        idx = np.flatnonzero(mask)
+        idx = con.port_firings(q)
         ch = chans[ports[q].name]
         arr = ch.pop if q in con.inputs else ch.push
         k = min(len(arr), idx.size)

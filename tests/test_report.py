@@ -11,7 +11,8 @@ from vcd.reader import TokenKind, tokenize
 import attnflow.build
 from attnflow.api import prepare
 from attnflow.ir.spec import ScheduleSpec, load_spec
-from attnflow.report_html import bottleneck, occupancy_series, write_html_report
+from attnflow.report_html import bottleneck, write_html_report
+from attnflow.sim.engine import occupancy_series
 from attnflow.sim.engine import max_occupancy
 from attnflow.sim.vcd import fire_cycles, write_vcd
 
