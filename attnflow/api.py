@@ -59,16 +59,77 @@ def random_inputs(spec: Spec) -> dict:
             for name, fmt in (("q", f.q), ("k", f.k), ("v", f.v))}
 
 
-def prepare(spec: Spec | str) -> Design:
+@dataclass
+class EncoderDesign:
+    """A whole encoder (``model.type: encoder``): the per-layer integer plans (formats,
+    numerics, quantized weights), the folding, the HwGraph and the input X."""
+    spec: Spec
+    plans: list           # ir.encoder_golden.LayerPlan per layer
+    folding: object       # mappers.folding.FoldPlan
+    hw: HwGraph
+    x: np.ndarray         # (N, d_model) stored ints of formats.act
+
+    @property
+    def numerics(self) -> AttentionNumerics:
+        """The attention numerics every head of every layer shares."""
+        return self.hw.numerics
+
+    def golden(self, traces: list | None = None) -> np.ndarray:
+        """Bit-exact integer output of the stacked layers."""
+        from .ir.encoder_golden import encoder_golden
+        return encoder_golden(self.plans, self.x, traces)
+
+    def accuracy(self) -> dict:
+        """The integer design against the float model, after the last layer (the
+        figures) and after every layer (``layers``)."""
+        from .ir.encoder_golden import encoder_accuracy
+        per = encoder_accuracy(self.plans, self.x)
+        return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
+                "layers": per}
+
+    def stream_inputs(self) -> dict:
+        return {"x": {"x": self.x}}
+
+    def simulate(self, schedule: ScheduleSpec | None = None, order=None,
+                 engine: str = "auto") -> SimResult:
+        sched = schedule_from_spec(schedule or self.spec.schedule, self.hw)
+        return simulate(self.hw, self.stream_inputs(), sched, order, engine)
+
+
+def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> EncoderDesign:
+    """Encoder spec -> per-layer plans, folding (automatic where the spec leaves it open;
+    ``multiplier_budget``: a device's, used when the spec sets none), HwGraph, input."""
+    from .ir.encoder_golden import encoder_plans, random_input
+    from .ir.weights import load_weights
+    from .mappers.encoder import map_encoder
+    from .mappers.folding import FoldingError, plan_folding
+    m = spec.model
+    if m.norm_position != "post":
+        raise SpecError(spec.source, "model.norm_position",
+                        f"{m.norm_position!r} specs load and validate, but only post-norm "
+                        "(BERT) encoders can be built yet; use norm_position: post")
+    if m.attention.kind != "full" or m.attention.variant != "online":
+        raise SpecError(spec.source, "model.attention",
+                        f"kind {m.attention.kind!r} variant {m.attention.variant!r}: encoder "
+                        "layers are built with kind full, variant online only so far")
+    plans = encoder_plans(spec, load_weights(spec))
+    for fld, msg in plans[0].attn.check():
+        raise SpecError(spec.source, fld, msg)
+    try:
+        fold = plan_folding(spec, multiplier_budget)
+        hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name)
+    except (FoldingError, MappingError) as e:
+        raise SpecError(spec.source, e.field, e.message) from None
+    return EncoderDesign(spec, plans, fold, hw, random_input(spec))
+
+
+def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | EncoderDesign:
     """Spec (object or YAML path) -> IR, lowered IR, HwGraph and random inputs.
     Raises SpecError (one line, naming the field) for anything the spec asks that can't be built."""
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    if spec.model.type != "attention_head":
-        raise SpecError(spec.source, "model.type",
-                        f"{spec.model.type!r} specs load and validate, but only "
-                        "attention_head can be built yet (whole-encoder lowering and "
-                        "mapping are not implemented)")
+    if spec.model.type == "encoder":
+        return prepare_encoder(spec, multiplier_budget)
     nm = numerics_from_spec(spec)
     for fld, msg in nm.check():
         raise SpecError(spec.source, fld, msg)
@@ -80,3 +141,30 @@ def prepare(spec: Spec | str) -> Design:
     except MappingError as e:
         raise SpecError(spec.source, e.field, e.message) from None
     return Design(spec, nm, graph, lowered, hw, random_inputs(spec))
+
+
+def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
+    """:func:`prepare` for a device: an encoder's automatic folding stays within the
+    device's hard multipliers (DSP blocks) unless the spec sets its own
+    ``hardware.multiplier_budget``. ``target``: None, a bundled device name or a file."""
+    if target is None:
+        return prepare(spec)
+    from .targets import load_device
+    device = load_device(target)
+    return prepare(spec, multiplier_budget=device.dsp.count if device.dsp else None)
+
+
+def resolved_spec(design) -> Spec:
+    """The design's spec with every linear's folding written out
+    (``hardware.parallelism.layers_<i>_<op>``), so it rebuilds the same design whatever
+    chose the folding (a --target budget, target_cycles)."""
+    import dataclasses
+    from .ir.spec import Folding
+    if not isinstance(design, EncoderDesign):
+        return design.spec
+    par = dict(design.spec.hardware.parallelism)
+    for i, fl in enumerate(design.folding.foldings):
+        for op, (pe, simd) in fl.items():
+            par[f"layers_{i}_{op}"] = Folding(pe, simd)
+    hw = dataclasses.replace(design.spec.hardware, parallelism=tuple(sorted(par.items())))
+    return dataclasses.replace(design.spec, hardware=hw)

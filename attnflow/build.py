@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .api import Design, prepare
+from .api import Design, EncoderDesign, prepare_for, resolved_spec
 from .hdl.emit import emit_verilog
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
-from .report_html import write_html_report
+from .report_html import bottleneck, write_html_report
 from .sim import SimResult
 from .sim.vcd import write_vcd
 
@@ -53,25 +53,81 @@ def vectors(result: SimResult) -> dict:
     return vec
 
 
-def sim_summary(design: Design, result: SimResult) -> dict:
-    spec, nm = design.spec, design.numerics
-    n = nm.seq_len
-    out = {
-        "design": spec.name,
-        "variant": spec.model.attention.variant,
-        "seq_len": n,
-        "head_dim": nm.head_dim,
-        "schedule": dataclasses.asdict(design.spec.schedule),
-        "deadlock": result.deadlock.describe() if result.deadlock else None,
-        "total_cycles": result.total_cycles,
-        "ideal_cycles": n * n + n,
-        "clock_mhz": spec.hardware.clock_mhz,
-        "latency_us": result.total_cycles / spec.hardware.clock_mhz,
-        "output_cycles": result.output_cycles,
-        "channels": [dataclasses.asdict(c) | {"why": design.hw.depth_notes.get(c.name, "")}
-                     for c in result.channel_stats()],
-        "processes": [dataclasses.asdict(p) for p in result.process_stats()],
-    }
+def node_costs(hw) -> dict:
+    """name -> {multipliers, memory_bits} per template instance and channel (multipliers:
+    variable products, not constant or shift ones; memory bits: ROMs, RAMs, FIFO storage),
+    from the resource models of ``targets.estimate``."""
+    from .targets.estimate import channel_model, template_model
+    out = {}
+    for name, inst in hw.instances.items():
+        m = template_model(inst, hw)
+        out[name] = {"multipliers": sum(x.count for x in m.mults if x.const is None),
+                     "memory_bits": sum(x.bits for x in m.mems)}
+    for name, c in hw.channels.items():
+        m = channel_model(c)
+        out[name] = {"multipliers": 0, "memory_bits": sum(x.bits for x in m.mems)}
+    return out
+
+
+def _model_fields(design) -> dict:
+    """What the summary says about the model and the cycles to expect, per design kind."""
+    spec = design.spec
+    if getattr(design, "plans", None) is None:
+        nm = design.numerics
+        n = nm.seq_len
+        return {"kind": "attention_head", "variant": spec.model.attention.variant,
+                "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": n * n + n,
+                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
+                              f"SDPA variant {spec.model.attention.variant}",
+                "expected_cycles": n * n + n,
+                "expected_text": "N*N + N: K/V load plus one score per cycle"}
+    from .ir.spec import HEAD_OPS
+    from .mappers.folding import fires
+    m = spec.model
+    fold = design.folding
+    layers = []
+    for i, fl in enumerate(fold.foldings):
+        for op, (pe, simd) in fl.items():
+            mm, kk = m.fold_dims(op)
+            auto = (i, op) in fold.auto_ops
+            layers.append({"layer": i, "op": op, "instances": m.heads if op in HEAD_OPS
+                           else 1, "M": mm, "K": kk, "pe": pe,
+                "simd": simd, "fires_per_token": fires(m, op, (pe, simd)),
+                "chosen": "auto" if auto else "spec"})
+    return {"kind": "encoder", "seq_len": m.seq_len, "layers": m.layers,
+            "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
+            "model_text": f"encoder, {m.layers} layer(s) ({m.norm_position}-norm "
+                          f"{m.norm}, {m.activation}), N = {m.seq_len}, d_model = "
+                          f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}",
+            "folding": {"mode": fold.mode, "period": fold.period, "text": fold.describe(),
+                        "linears": layers},
+            "expected_cycles": fold.cycles,
+            "expected_text": "cycle model mappers.folding.stack_cycles"}
+
+
+def sim_summary(design, result: SimResult) -> dict:
+    spec = design.spec
+    clock = spec.hardware.clock_mhz
+    total = result.total_cycles
+    out = {"design": spec.name, **_model_fields(design),
+           "schedule": dataclasses.asdict(design.spec.schedule),
+           "deadlock": result.deadlock.describe() if result.deadlock else None,
+           "total_cycles": total, "clock_mhz": clock,
+           "latency_us": total / clock if total else None,
+           "sequences_per_second": clock * 1e6 / total if total else None}
+    costs = node_costs(design.hw)
+    out["multipliers"] = sum(c["multipliers"] for c in costs.values())
+    out["memory_bits"] = sum(c["memory_bits"] for c in costs.values())
+    out["output_cycles"] = result.output_cycles
+    out["channels"] = [dataclasses.asdict(c) | {"why": design.hw.depth_notes.get(c.name, ""),
+                                                "memory_bits": costs[c.name]["memory_bits"]}
+                       for c in result.channel_stats()]
+    out["processes"] = [dataclasses.asdict(p) | costs.get(p.name, {})
+                        for p in result.process_stats()]
+    b = bottleneck(out, result)
+    if b and total:
+        b["cycles_over_bound"] = total / b["busy"]
+    out["bottleneck"] = b
     if not result.deadlock:
         out["golden_mismatches"] = check_golden(design, result)
         out["accuracy"] = design.accuracy()
@@ -109,8 +165,7 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
 def report_md(summary: dict) -> str:
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
-             f"- model: one attention head, N = {s['seq_len']}, d = {s['head_dim']}, "
-             f"SDPA variant `{s['variant']}`",
+             f"- model: {s['model_text']}",
              f"- schedule: {s['schedule']}"]
     if s["deadlock"]:
         lines += ["", f"**DEADLOCK**: {s['deadlock']}", ""]
@@ -118,25 +173,51 @@ def report_md(summary: dict) -> str:
         acc = s["accuracy"]
         lines += [
             f"- total cycles (reset to last output): **{s['total_cycles']}** "
-            f"(N*N + N = {s['ideal_cycles']}: K/V load plus one score per cycle)",
-            f"- latency at {s['clock_mhz']:g} MHz: {s['latency_us']:.3f} us",
+            f"(expected {s['expected_cycles']}: {s['expected_text']})",
+            f"- latency at {s['clock_mhz']:g} MHz: {s['latency_us']:.3f} us, "
+            f"{s['sequences_per_second']:.0f} sequences/s (one sequence at a time)",
             f"- simulator vs golden model: {s['golden_mismatches']} mismatching output elements",
-            f"- integer vs float attention: max abs error {acc['max_abs_error']:.3g} "
+            f"- integer vs float model: max abs error {acc['max_abs_error']:.3g} "
             f"(output LSB {acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}",
         ]
+        b = s["bottleneck"]
+        if b:
+            lines.append(f"- bottleneck (busiest node): {b['name']} ({b['template']}), busy "
+                         f"{b['busy']} cycles; total / bottleneck = "
+                         f"{b['cycles_over_bound']:.2f}")
+    lines.append(f"- multipliers: {s['multipliers']}; memory: {s['memory_bits']} bits "
+                 f"(ROMs, RAMs and FIFO storage)")
+    if s["kind"] == "encoder":
+        f = s["folding"]
+        lines += ["", "## Folding", "", f["text"], "",
+                  "| layer | op | instances | M x K | PE | SIMD | firings per token | chosen |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in f["linears"]:
+            lines.append(f"| {r['layer']} | {r['op']} | {r['instances']} | {r['M']} x {r['K']} "
+                         f"| {r['pe']} | {r['simd']} | {r['fires_per_token']} | {r['chosen']} |")
+        if not s["deadlock"] and "layers" in s["accuracy"]:
+            lines += ["", "## Accuracy per layer (integer stack vs float stack)", "",
+                      "| layer | max abs error | cosine | max abs float value |",
+                      "|---|---|---|---|"]
+            for a in s["accuracy"]["layers"]:
+                lines.append(f"| {a['layer']} | {a['max_abs_error']:.4g} | {a['cosine']:.6f} | "
+                             f"{a['max_abs_float']:.4g} |")
     lines += ["", "## Channels", "",
               "| channel | depth | latency | tokens | max occupancy | producer stalled (full) | "
-              "consumer stalled (empty) | depth chosen as |",
-              "|---|---|---|---|---|---|---|---|"]
+              "consumer stalled (empty) | memory bits | depth chosen as |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in s["channels"]:
         lines.append(f"| {c['name']} | {c['depth']} | {c['latency']} | {c['tokens']} | "
-                     f"{c['max_occupancy']} | {c['full_stall']} | {c['empty_stall']} | {c['why']} |")
+                     f"{c['max_occupancy']} | {c['full_stall']} | {c['empty_stall']} | "
+                     f"{c['memory_bits']} | {c['why']} |")
     lines += ["", "## Processes", "",
-              "| process | template | firings | first | last | starved | blocked |",
-              "|---|---|---|---|---|---|---|"]
+              "| process | template | firings | first | last | starved | blocked | "
+              "multipliers | memory bits |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for p in s["processes"]:
         lines.append(f"| {p['name']} | {p['template']} | {p['fires']} | {p['first']} | "
-                     f"{p['last']} | {p['starved']} | {p['blocked']} |")
+                     f"{p['last']} | {p['starved']} | {p['blocked']} | {p.get('multipliers', '')} | "
+                     f"{p.get('memory_bits', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -148,13 +229,13 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
     """Everything ``attnflow build`` writes. Returns (design, result, summary).
     ``target``: a device name or file: adds the resource estimate and fit check."""
     out = Path(out_dir)
-    design = prepare(spec)
-    if target is not None:
-        from .targets import load_device
-        load_device(target)   # a bad target fails before anything is written
+    design = prepare_for(spec, target)   # a bad target fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(design.spec), sort_keys=False))
+    (out / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(resolved_spec(design)),
+                                                  sort_keys=False))
     progress(f"mapped: {len(design.hw.instances)} templates, {len(design.hw.channels)} channels")
+    if isinstance(design, EncoderDesign):
+        progress(design.folding.describe())
     result = design.simulate()
     summary = sim_summary(design, result)
     md = report_md(summary)

@@ -12,7 +12,10 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _spec(args):
-    return load_spec(args.spec, args.set or ())
+    overrides = list(args.set or ())
+    if getattr(args, "seq_len", None) is not None:
+        overrides.insert(0, f"model.seq_len={args.seq_len}")
+    return load_spec(args.spec, overrides)
 
 
 def _stats_table(summary: dict) -> str:
@@ -38,9 +41,9 @@ def _fits(summary: dict) -> bool:
 
 
 def cmd_sim(args) -> int:
-    from .api import prepare
+    from .api import prepare_for
     from .build import sim_summary
-    design = prepare(_spec(args))
+    design = prepare_for(_spec(args), args.target)
     result = design.simulate()
     summary = sim_summary(design, result)
     section = ""
@@ -50,14 +53,16 @@ def cmd_sim(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"design {summary['design']}: N={summary['seq_len']} d={summary['head_dim']} "
-              f"variant={summary['variant']}")
+        print(f"design {summary['design']}: {summary['model_text']}")
+        if summary["kind"] == "encoder":
+            print(summary["folding"]["text"])
         print(_stats_table(summary))
         if result.deadlock:
             print(result.deadlock.describe())
         else:
             acc = summary["accuracy"]
-            print(f"total cycles {summary['total_cycles']} (N*N+N = {summary['ideal_cycles']}), "
+            print(f"total cycles {summary['total_cycles']} (expected "
+                  f"{summary['expected_cycles']}), "
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
@@ -120,10 +125,10 @@ def cmd_verify(args) -> int:
 
 
 def cmd_resources(args) -> int:
-    from .api import prepare
+    from .api import prepare_for
     from .targets import estimate, fit, load_device
     device = load_device(args.target)
-    design = prepare(_spec(args))
+    design = prepare_for(_spec(args), args.target)
     est = estimate(design.hw, device)
     print(device.summary())
     print(est.table(), end="")
@@ -166,9 +171,13 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def add_spec(p):
-        p.add_argument("spec", help="YAML model spec (see README: spec fields)")
+        p.add_argument("spec", help="YAML model spec (see README: spec fields), or a Hugging "
+                                    "Face config.json (or its folder)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a spec field, e.g. --set model.seq_len=64 (repeatable)")
+        p.add_argument("--seq-len", type=int, default=None, metavar="N",
+                       help="tokens per sequence (= --set model.seq_len=N); needed for a "
+                            "config.json")
 
     def add_target(p):
         p.add_argument("--target", default=None, metavar="DEVICE",

@@ -253,28 +253,30 @@ def _table(head: list[str], rows: list[list], hot: set[int] = frozenset(),
 
 def _summary_html(s: dict, result, bneck: dict | None, total: int) -> str:
     kv = [("design", f"<code>{_e(s['design'])}</code>"),
-          ("model", f"one attention head, N = {s['seq_len']}, d = {s['head_dim']}, "
-                    f"SDPA variant <code>{_e(s['variant'])}</code>")]
+          ("model", _e(s["model_text"]))]
     sched = s["schedule"]
     kv.append(("schedule", _e(", ".join(f"{k} {v}" for k, v in sched.items()))))
     out = []
     if s["deadlock"]:
         out.append(f'<div class="dead"><b>DEADLOCK</b>\n{_e(s["deadlock"])}</div>')
         kv += [("total cycles", f'<span class="bad">none: deadlock at cycle '
-                                f'{result.deadlock.cycle}</span> (N*N + N = '
-                                f'{s["ideal_cycles"]} expected)'),
+                                f'{result.deadlock.cycle}</span> ({s["expected_cycles"]} '
+                                f'expected)'),
                ("clock", f"{s['clock_mhz']:g} MHz")]
     else:
         mism = s["golden_mismatches"]
         acc = s["accuracy"]
         kv += [("total cycles", f"<b>{s['total_cycles']}</b> (reset to last output; "
-                                f"N*N + N = {s['ideal_cycles']}: K/V load plus one score "
-                                f"per cycle)"),
-               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz"),
+                                f"expected {s['expected_cycles']}: "
+                                f"{_e(s['expected_text'])})"),
+               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz, "
+                           f"{s['sequences_per_second']:.0f} sequences/s"),
+               ("multipliers, memory", f"{s['multipliers']} multipliers, "
+                                       f"{s['memory_bits']} memory bits"),
                ("simulator vs golden model",
                 f'<span class="{"ok" if mism == 0 else "bad"}">{mism} mismatching output '
                 f'elements</span>'),
-               ("integer vs float attention",
+               ("integer vs float model",
                 f"max abs error {acc['max_abs_error']:.3g} (output LSB "
                 f"{acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}")]
     if bneck:
@@ -285,6 +287,27 @@ def _summary_html(s: dict, result, bneck: dict | None, total: int) -> str:
         kv.append(("bottleneck", "none (no template fired)"))
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in kv)
     out.append(f'<table class="kv">{rows}</table>')
+    return "\n".join(out)
+
+
+def _encoder_html(s: dict) -> str:
+    """Folding and per-layer accuracy of an encoder design ("" for other designs)."""
+    if s.get("kind") != "encoder":
+        return ""
+    f = s["folding"]
+    rows = [[r["layer"], _e(r["op"]), r["instances"], f"{r['M']} x {r['K']}", r["pe"],
+             r["simd"], _num(r["fires_per_token"]), r["chosen"]] for r in f["linears"]]
+    out = ["<h2>Folding</h2>", f"<p>{_e(f['text'])}</p>",
+           _table(["layer", "op", "instances", "M x K", "PE", "SIMD", "firings per token",
+                   "chosen"], rows, left=(1,))]
+    acc = s.get("accuracy") or {}
+    if acc.get("layers"):
+        rows = [[a["layer"], f"{a['max_abs_error']:.4g}", f"{a['cosine']:.6f}",
+                 f"{a['max_abs_float']:.4g}"] for a in acc["layers"]]
+        out += ["<h2>Accuracy per layer</h2>",
+                "<p>The integer stack against the float stack on the same input, after "
+                "each layer (errors accumulate).</p>",
+                _table(["layer", "max abs error", "cosine", "max abs float value"], rows)]
     return "\n".join(out)
 
 
@@ -345,7 +368,8 @@ def render_html(summary: dict, result, resources=None) -> str:
         busy = p["fires"] * inst.contract.ii if inst else p["fires"]
         pr_rows.append([f"<b>{_e(p['name'])}</b>", _e(p["template"]), _num(p["fires"]),
                         f"{100 * busy / total:.1f}%", _num(p["first"]), _num(p["last"]),
-                        _num(p["starved"]), _num(p["blocked"])])
+                        _num(p["starved"]), _num(p["blocked"]), _num(p.get("multipliers")),
+                        _num(p.get("memory_bits"))])
         if bneck and p["name"] == bneck["name"]:
             pr_hot.add(i)
 
@@ -356,7 +380,7 @@ def render_html(summary: dict, result, resources=None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">One attention head mapped to streaming dataflow templates; '
+        f'<p class="sub">{_e(s["model_text"])}, mapped to streaming dataflow templates; '
         f"cycle-accurate simulation ({len(result.hw.instances)} templates, "
         f"{len(result.hw.channels)} channels).</p>",
         "<h2>Summary</h2>", _summary_html(s, result, bneck, total),
@@ -367,7 +391,7 @@ def render_html(summary: dict, result, resources=None) -> str:
         f"testbench.</p>",
         f'<img alt="per-process firings, starved and blocked cycles" src="{proc_png}">',
         _table(["process", "template", "firings", "busy", "first", "last", "starved",
-                "blocked"], pr_rows, pr_hot, left=(0, 1)),
+                "blocked", "multipliers", "memory bits"], pr_rows, pr_hot, left=(0, 1)),
         "<h2>FIFO occupancy</h2>",
         '<p class="note">Tokens held by each internal channel, in flight or stored: a '
         "token counts from the cycle after its enqueue up to and including its dequeue "
@@ -384,6 +408,7 @@ def render_html(summary: dict, result, resources=None) -> str:
                ch_rows, ch_hot, left=(0, 1, 8)),
         ('<p class="note">Highlighted channels are full at the deadlock.</p>'
          if ch_hot else ""),
+        _encoder_html(s),
         "<h2>Resources</h2>", _resources_html(resources),
         "<footer>Generated by attnflow. Waveform of every channel and process: "
         "<code>channels.vcd</code> (GTKWave); machine-readable numbers: "

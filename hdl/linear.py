@@ -24,7 +24,7 @@ from amaranth.lib.memory import Memory
 
 from ..ir.numerics_linear import bias_rom, weight_rom
 from ..mappers.linear import LinearParams
-from .templates import Template, elems, requant_hw, saturate_hw
+from .templates import Template, elems, requant_hw, saturate_hw, tree_sum
 
 
 def _rom(m, name, width, words):
@@ -83,7 +83,11 @@ class Linear(Template):
         x_reg = Signal(xl.width)
         with m.If(fire & seq.use["x"]):
             m.d.sync += x_reg.eq(self.x.payload)
-        xs = elems(Mux(seq.first, self.x.payload, x_reg), xl, "x")
+        # one named row (slicing the Mux expression per element would copy the whole
+        # row-wide mux once per element in the emitted Verilog)
+        x_row = Signal(xl.width)
+        m.d.comb += x_row.eq(Mux(seq.first, self.x.payload, x_reg))
+        xs = elems(x_row, xl, "x")
         xc = _select(m, s, [xs[c * simd:(c + 1) * simd] for c in range(chunks)],
                      signed(num.x.bits), "xc")
 
@@ -101,9 +105,7 @@ class Linear(Template):
             bias = brp.data[j * bb:(j + 1) * bb].as_signed()
             acc = Signal(signed(num.acc_bits), name=f"acc{j}")
             acc_new = Signal(signed(num.acc_bits), name=f"acc{j}_new")
-            dot = 0
-            for a, w in zip(xc, ws):
-                dot = dot + a * w
+            dot = tree_sum(a * w for a, w in zip(xc, ws))
             m.d.comb += acc_new.eq(Mux(s_first, bias, acc) + dot)
             with m.If(fire):
                 m.d.sync += acc.eq(acc_new)

@@ -15,14 +15,7 @@ from amaranth.lib.memory import Memory
 
 from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                                 gelu_table)
-from .templates import requant_hw, saturate_hw
-
-
-def _sum(values):
-    total = 0
-    for v in values:
-        total = total + v
-    return total
+from .templates import requant_hw, saturate_hw, tree_sum
 
 
 def isqrt_hw(m, n, bits: int | None = None, name: str = "isqrt"):
@@ -112,8 +105,8 @@ def layernorm_row_hw(m, num: LayerNormNumerics, xs, gammas, betas, name: str = "
     s2 = Signal(num.sumsq_bits, name=f"{name}_s2")
     u = Signal(num.u_bits, name=f"{name}_u")
     m.d.comb += [
-        s1.eq(_sum(xs)),
-        s2.eq(_sum(x * x for x in xs)),
+        s1.eq(tree_sum(xs)),
+        s2.eq(tree_sum(x * x for x in xs)),
         u.eq((d * s2 - s1 * s1).shift_left(2 * num.eps_frac) + num.eps_int),
     ]
     cs = []
@@ -131,7 +124,7 @@ def rmsnorm_row_hw(m, num: LayerNormNumerics, xs, gammas, name: str = "rms"):
     s2 = Signal(num.sumsq_bits, name=f"{name}_s2")
     u = Signal(num.u_bits, name=f"{name}_u")
     m.d.comb += [
-        s2.eq(_sum(x * x for x in xs)),
+        s2.eq(tree_sum(x * x for x in xs)),
         u.eq((d * s2).shift_left(2 * num.eps_frac) + num.eps_int),
     ]
     cs = []

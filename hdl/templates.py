@@ -30,6 +30,18 @@ def saturate_hw(x, fmt):
     return Mux(x > fmt.max_int, fmt.max_int, Mux(x < fmt.min_int, fmt.min_int, x))
 
 
+def tree_sum(values):
+    """Sum of Values as a balanced adder tree: log2(n) adder levels, and each level widens
+    the result by one bit (a chain would add one bit per term: n - 1 for n terms)."""
+    vals = list(values)
+    if not vals:
+        return 0
+    while len(vals) > 1:
+        vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i]
+                for i in range(0, len(vals), 2)]
+    return vals[0]
+
+
 def elems(payload, layout, field):
     """Elements of one field of a flat payload, as Values (signed when the field is)."""
     off = 0
@@ -123,14 +135,12 @@ class QKScores(Template):
         q_reg = Signal(self.layout("q").width)
         with m.If(seq.fire & seq.use["q"]):
             m.d.sync += q_reg.eq(self.q.payload)
-        q_cur = Mux(seq.first, self.q.payload, q_reg)
+        q_cur = Signal(len(q_reg))          # named: see hdl.linear's x_row
+        m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
         qs = elems(q_cur, self.layout("q"), "x")
         ks = elems(rp.data, kl, "x")
         dot = Signal(signed(nm.dot_bits))
-        total = 0
-        for a, b in zip(qs, ks):
-            total = total + a * b
-        m.d.comb += dot.eq(total)
+        m.d.comb += dot.eq(tree_sum(a * b for a, b in zip(qs, ks)))
         x = Signal(signed(nm.score_bits))
         m.d.comb += x.eq(requant_hw(dot * nm.scale_mult, nm.scale_shift))
         for p in self.contract.outputs:

@@ -233,3 +233,41 @@ def random_input(spec) -> np.ndarray:
     r = spec.inputs.range
     x = rng.uniform(-r, r, (spec.model.seq_len, spec.model.d_model))
     return quantize(x, spec.formats.act)
+
+
+# ---------------------------------------------------------------- whole encoder
+
+def encoder_plans(spec, weights: dict) -> list:
+    """One :class:`LayerPlan` per layer of ``spec``."""
+    return [layer_plan(spec, weights, i) for i in range(spec.model.layers)]
+
+
+def encoder_golden(plans: list, x_ints, traces: list | None = None) -> np.ndarray:
+    """The stacked layers, bit-exact; ``traces`` (a list), when given, receives one
+    intermediate dict per layer (see :func:`layer_golden`)."""
+    y = np.asarray(x_ints, dtype=np.int64)
+    for plan in plans:
+        t = {}
+        y = layer_golden(plan, y, t)
+        if traces is not None:
+            traces.append(t)
+    return y
+
+
+def encoder_accuracy(plans: list, x_ints) -> list:
+    """Per layer: the integer stack's output after that layer against the float stack's
+    (float weights, float softmax and norm, exact GELU) on the same dequantized input.
+    Errors accumulate: layer i's figures include every earlier layer's."""
+    lsb = 2.0 ** -plans[0].act_fmt.frac
+    y_int = np.asarray(x_ints, dtype=np.int64)
+    y_flt = y_int * lsb
+    out = []
+    for i, plan in enumerate(plans):
+        y_int = layer_golden(plan, y_int)
+        y_flt = layer_float(plan, y_flt)
+        got = y_int * lsb
+        cos = float((y_flt * got).sum() / (np.linalg.norm(y_flt) * np.linalg.norm(got)))
+        out.append({"layer": i, "max_abs_error": float(np.abs(y_flt - got).max()),
+                    "cosine": cos, "out_lsb": lsb,
+                    "max_abs_float": float(np.abs(y_flt).max())})
+    return out

@@ -151,8 +151,13 @@ in every layer; its weight is ``layers.{i}.<op with _ as .>.weight``), or
 ``layers_<i>_<op>`` (that op in layer i only). The most specific key wins, and a missing
 ``pe`` or ``simd`` is taken from the next more general key (``layers_<i>_<op>``, then
 ``<op>``, then ``default``, then 1). PE must divide the op's output features and SIMD its
-input features (d_model or d_ff). Ops no key covers are folded by the mapper: to meet
-``target_cycles`` and/or ``multiplier_budget`` when given, else with PE = SIMD = 1.
+input features (d_model or d_ff); Q, K and V are built as one linear per head, so their
+PE must divide d_model / heads. Ops no key covers are folded automatically
+(``mappers.folding``): the cheapest folding (fewest multipliers) whose firings per token
+fit one period, with the period chosen to meet ``target_cycles`` (cycles per sequence) or
+``multiplier_budget`` (all multipliers of the design), or, with neither, equal to the
+attention's own period (N cycles per token: one score per cycle), which balances the
+pipeline.
 
 Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``,
 ``target_cycles``, ``multiplier_budget``) are rejected in an ``attention_head`` spec,
@@ -228,6 +233,8 @@ LINEAR_OPS: dict[str, tuple[str, str]] = {
     "ffn_up": ("d_ff", "d_model"),
     "ffn_down": ("d_model", "d_ff"),
 }
+#: linear ops mapped as one instance per head
+HEAD_OPS = ("attn_q", "attn_k", "attn_v")
 _NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 _HEAD_FIELDS = ("type", "seq_len", "head_dim", "attention")
 _ENCODER_FIELDS = ("type", "layers", "d_model", "heads", "d_ff", "seq_len", "attention",
@@ -304,6 +311,12 @@ class EncoderSpec:
         """(output features M, input features K) of linear op ``op`` (a LINEAR_OPS key)."""
         m, k = LINEAR_OPS[op]
         return getattr(self, m), getattr(self, k)
+
+    def fold_dims(self, op: str) -> tuple[int, int]:
+        """(M, K) of one hardware instance of ``op``: Q/K/V are mapped as one linear per
+        head (M = d_head), the others whole."""
+        m, k = self.linear_dims(op)
+        return (self.d_head if op in HEAD_OPS else m), k
 
 
 #: what ``Spec.model`` holds; dispatch on ``spec.model.type`` (or isinstance)
@@ -653,8 +666,10 @@ def _parse_parallelism(c: _Checker, data: Any, model: EncoderSpec) -> tuple:
             key = next((k for k in (f"layers_{layer}_{op}", op, "default") if k in raw), None)
             if key is None:
                 continue
-            m, k = model.linear_dims(op)
+            m, k = model.fold_dims(op)
             mname, kname = LINEAR_OPS[op]
+            if op in HEAD_OPS:
+                mname = "d_model / heads: one linear per head"
             for fld, total, tname, dname in (("pe", m, "M", mname), ("simd", k, "K", kname)):
                 value, origin = resolve(key, fld)
                 if total % value:

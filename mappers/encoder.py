@@ -46,7 +46,7 @@ from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
 from .linear import LinearParams
 from .rowops import (LATENCY as RL, ActivationParams, ForkParams, NormParams, ResidualParams,
-                     skip_depth)
+                     elementwise_fires, skip_depth)
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
 #: the concat template (heads -> one row): a register
@@ -74,35 +74,81 @@ def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:
 
 def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=None,
                       name: str = "encoder_layer") -> HwGraph:
-    """One encoder layer -> HwGraph. ``folding``: op -> (PE, SIMD) (missing: (1, 1));
-    for Q/K/V, PE must divide d_head. ``fifo_depths``: channel -> depth overrides."""
+    """One encoder layer -> HwGraph with unprefixed names (input ``x``, output ``y``).
+    ``folding``: op -> (PE, SIMD) (missing: (1, 1)); for Q/K/V, PE must divide d_head.
+    ``fifo_depths``: channel -> depth overrides."""
+    return map_encoder([plan], [folding], fifo_depths, name, prefix=lambda i: "")
+
+
+def layer_prefix(i: int) -> str:
+    """Name prefix of layer ``i``'s instances and channels in a whole-encoder HwGraph."""
+    return f"l{i}_"
+
+
+def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
+                name: str = "encoder", prefix=layer_prefix) -> HwGraph:
+    """A stack of encoder layers -> one HwGraph. Layer i's instances and channels are named
+    ``prefix(i) + <layer name>``; the design input is ``x``, the output ``y``, and layer
+    i + 1 reads layer i's output over ``l{i+1}_x`` (its last norm's output channel)."""
+    if not plans:
+        raise ValueError("map_encoder: no layers")
+    attn = plans[0].attn
+    if any(p.attn != attn for p in plans):
+        raise ValueError("map_encoder: every layer must share one AttentionNumerics")
+    foldings = list(foldings or [None] * len(plans))
+    hw = HwGraph(name=name, numerics=attn, variant="encoder_online")
+    src = None
+    for i, plan in enumerate(plans):
+        last = i == len(plans) - 1
+        src = _add_layer(hw, plan, foldings[i], prefix(i), src,
+                         "x" if i == 0 else f"{prefix(i)}x", "y" if last else None)
+    apply_fifo_overrides(hw, fifo_depths)
+    hw.validate()
+    return hw
+
+
+def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str,
+               y_name: str | None):
+    """Add one layer (names prefixed ``p``) fed by ``x_src`` ((instance, port), None: a
+    design input) over channel ``x_name``. Its output goes to the design output
+    ``y_name``, or, when None, is returned as the (instance, port) the next layer reads."""
     folding = dict(folding or {})
     n, d, H, dh = plan.n, plan.d_model, plan.heads, plan.d_head
     act = plan.act_fmt
     nm = plan.attn
-    hw = HwGraph(name=name, numerics=nm, variant="encoder_online")
     fr = full_rate_depth
 
     def add(inst: Instance):
+        inst = Instance(p + inst.name, inst.template, inst.contract, inst.params)
         hw.instances[inst.name] = inst
         return inst.name
 
-    def chan(cname, layout, src, dst, depth, note):
+    def chan(cname, layout, src, dst, depth, note, raw_src=False):
+        src = src if raw_src or src is None else (p + src[0], src[1])
+        dst = None if dst is None else (p + dst[0], dst[1])
         latency = hw.instances[src[0]].contract.latency if src else 1
+        cname = cname if raw_src or dst is None else p + cname
         hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
         hw.depth_notes[cname] = note
 
     def linear(iname, op, q):
         pe, simd = folding.get(op, (1, 1))
-        p = LinearParams.make(n, pe, simd, q.numerics, q.w, q.b)
-        add(p.instance(iname))
-        return p
+        lp = LinearParams.make(n, pe, simd, q.numerics, q.w, q.b)
+        add(lp.instance(iname))
+        return lp
 
     lin_lat = lin_mod.LATENCY
+    # element-wise templates fold to the layer's row period (see layer_fires)
+    fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding)
     # ---- input fork: skip + (q, k, v) per head
     fk = ForkParams(n, d, act, ways=1 + 3 * H)
     add(fk.instance("fork_in"))
-    chan("x", fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input")
+    if x_src is None:
+        chan(x_name, fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input", raw_src=True)
+    else:
+        prev = hw.instances[x_src[0]]
+        chan(x_name, fk.layout(), x_src, ("fork_in", "x"), fr(prev.contract.latency),
+             "L+1", raw_src=True)
     for h in range(H):
         lq = linear(f"lin_q{h}", "attn_q", plan.head_linear("attn_q", h))
         lk = linear(f"lin_k{h}", "attn_k", plan.head_linear("attn_k", h))
@@ -137,7 +183,7 @@ def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=
                  fr(T.LATENCY["normalize"]), "L+1")
         chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
              fr(CONCAT_LATENCY), "L+1")
-    r1 = ResidualParams(n, d, plan.res1)
+    r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
     add(r1.instance("res1"))
     chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
          "whole sequence: res1 takes no row before qk has all N K rows")
@@ -152,33 +198,55 @@ def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=
     chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(RL[n1.template]), "L+1")
     lu = linear("lin_up", "ffn_up", plan.lin["ffn_up"])
     chan("x_lin_up", fk2.layout(), ("fork_ffn", "y0"), ("lin_up", "x"), fr(RL["fork"]), "L+1")
-    ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num)
+    ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num, plan.d_ff // fe["act"])
     add(ap.instance("act"))
     chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"), fr(lin_lat), "L+1")
     ld = linear("lin_down", "ffn_down", plan.lin["ffn_down"])
     chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"), fr(RL["activation"]), "L+1")
-    r2 = ResidualParams(n, d, plan.res2)
+    r2 = ResidualParams(n, d, plan.res2, d // fe["res2"])
     add(r2.instance("res2"))
     chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
          fr(lin_lat), "L+1")
-    p2, per2 = ffn_path(lu.fold, ld.fold)
+    p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"])
     chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
          f"residual skip: skip_depth(P={p2}, F={per2})")
     n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
                          rms=plan.norm2.rms)
     add(n2.instance("ln2"))
     chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
-    chan("y", n2.y_layout(), ("ln2", "y"), None, fr(RL[n2.template]), "L+1")
-    apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
-    return hw
+    if y_name is None:
+        return (p + "ln2", "y")
+    chan(y_name, n2.y_layout(), ("ln2", "y"), None, fr(RL[n2.template]), "L+1")
+    return None
 
 
-def ffn_path(f_up: int, f_down: int) -> tuple[int, int]:
-    """(P, row period) of the FFN block between fork_ffn and res2 (see rowops.skip_depth)."""
+
+
+def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1) -> tuple[int, int]:
+    """(P, row period) of the FFN block between fork_ffn and res2 (see rowops.skip_depth):
+    each folded stage holds a row F - 1 cycles between taking it and emitting it."""
     lat = lin_mod.LATENCY
-    p = RL["fork"] + (lat + f_up - 1) + RL["activation"] + (lat + f_down - 1)
-    return p, max(f_up, f_down)
+    p = (RL["fork"] + (lat + f_up - 1) + (RL["activation"] + f_act - 1)
+         + (lat + f_down - 1))
+    return p, max(f_up, f_down, f_act, f_res)
+
+
+def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict) -> dict:
+    """Firings per token row of every multi-firing stage of a layer: the linears (from
+    ``folding``: op -> (PE, SIMD), missing (1, 1)), ``qk`` (N: one score per cycle) and
+    the element-wise ``res1``, ``act``, ``res2``, folded to the layer's row period
+    B = max(N, linears other than Q/K/V) by :func:`rowops.elementwise_fires`."""
+    dims = {"attn_q": (d_head, d_model), "attn_k": (d_head, d_model),
+            "attn_v": (d_head, d_model), "attn_out": (d_model, d_model),
+            "ffn_up": (d_ff, d_model), "ffn_down": (d_model, d_ff)}
+    f = {}
+    for op, (m, k) in dims.items():
+        pe, simd = (folding or {}).get(op, (1, 1))
+        f[op] = (m // pe) * (k // simd)
+    b = max(n, f["attn_out"], f["ffn_up"], f["ffn_down"])
+    f.update(qk=n, res1=elementwise_fires(d_model, b), act=elementwise_fires(d_ff, b),
+             res2=elementwise_fires(d_model, b))
+    return f
 
 
 def spec_folding(spec, layer: int = 0) -> dict:
@@ -204,32 +272,24 @@ def critical_latency(heads: int, rms: bool = False) -> int:
             + RL["residual_add"] + norm)
 
 
-def expected_cycles(hw: HwGraph) -> dict:
-    """Analytic total cycles (reset to last output, inclusive) of a layer mapped with the
-    mapper's depths, no stalls. Two phases:
-
-    * barrier: no score before the last K row: ``N * F_qkv`` (F_qkv: the slowest of the
-      Q/K/V linears' firings per row; they share the fork, row for row);
-    * then a row pipeline of stages with periods ``N`` (qk/softmax: N scores per row),
-      ``F_out``, ``F_up``, ``F_down``: the first row passes every stage, the other N - 1
-      rows leave at the bottleneck period ``B``: ``sum(periods) + (N - 1) * B``;
-
-    plus the critical-path latencies, minus one per folded stage (its row leaves on its
-    last firing, F - 1 after its first: 5 stages), plus one (inclusive count).
-    Exact (checked by the simulator) when Q, K and V have the same folding; with unequal
-    folding the barrier's latency path differs (a slow V: kv_replay instead of qk) and
-    the estimate is off by a few cycles."""
-    inst = hw.instances
+def expected_cycles(hw: HwGraph, p: str = "") -> dict:
+    """Analytic total cycles (reset to last output, inclusive) of the layer prefixed ``p``
+    of ``hw`` standing alone, mapped with the mapper's depths, no stalls
+    (:func:`mappers.folding.layer_cycles` on the instances' own firings per row)."""
+    from .folding import layer_cycles
+    inst = {k[len(p):]: v for k, v in hw.instances.items() if k.startswith(p)}
     n = inst["fork_in"].param("N")
     heads = sum(1 for k in inst if k.startswith("qk"))
-    fold = {k: LinearParams.of(v).fold for k, v in inst.items() if v.template == "linear"}
-    f_qkv = max(v for k, v in fold.items() if k[:5] in ("lin_q", "lin_k", "lin_v"))
-    periods = (n, fold["lin_out"], fold["lin_up"], fold["lin_down"])
-    bottleneck = max(periods)
-    rms = inst["ln1"].template == "rmsnorm"
-    total = n * f_qkv + sum(periods) + (n - 1) * bottleneck + critical_latency(heads, rms) - 5 + 1
+    per_row = {k: v.contract.fires // n for k, v in inst.items()}
+    f = {"attn_q": max(per_row[f"lin_q{h}"] for h in range(heads)),
+         "attn_k": max(per_row[f"lin_k{h}"] for h in range(heads)),
+         "attn_v": max(per_row[f"lin_v{h}"] for h in range(heads)),
+         "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
+         "ffn_down": per_row["lin_down"], "qk": n, "res1": per_row["res1"],
+         "act": per_row["act"], "res2": per_row["res2"]}
+    total, f_qkv, b = layer_cycles(n, heads, inst["ln1"].template == "rmsnorm", f)
     slowest = max(inst.values(), key=lambda i: i.contract.fires)
-    return {"total": total, "barrier": n * f_qkv, "bottleneck_period": bottleneck,
+    return {"total": total, "barrier": n * f_qkv, "bottleneck_period": b,
             "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}
 
 

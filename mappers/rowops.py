@@ -42,7 +42,7 @@ from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics
                                 gelu_golden, layernorm_golden, relu_golden, rescale_golden,
                                 rmsnorm_golden)
 from ..ir.types import FixedFormat
-from .contracts import ALWAYS, Contract, Phase
+from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Field, Instance, Layout
 
 #: cycles from a firing to its output being visible (carried by the output channel)
@@ -92,12 +92,30 @@ def row_layout(fmt: FixedFormat, dim: int) -> Layout:
     return Layout((Field("x", fmt.bits, True, dim),))
 
 
-def rows_contract(template: str, n: int, inputs, outputs) -> Contract:
-    """One firing per row: every port used on every firing."""
+def rows_contract(template: str, n: int, inputs, outputs, fires: int = 1) -> Contract:
+    """``fires`` firings per row (an element-wise template folded to D / fires lanes);
+    with one, every port is used on every firing; with more, the inputs are taken on a
+    row's first firing and the output row leaves on its last (as ``linear``)."""
     _check_int(template, "N", n)
+    if fires == 1:
+        return Contract(template, tuple(inputs), tuple(outputs), (
+            Phase("rows", (("i", int(n)),), tuple((p, ALWAYS) for p in (*inputs, *outputs))),
+        ), latency=LATENCY[template])
     return Contract(template, tuple(inputs), tuple(outputs), (
-        Phase("rows", (("i", int(n)),), tuple((p, ALWAYS) for p in (*inputs, *outputs))),
+        Phase("rows", (("i", int(n)), ("f", int(fires))),
+              tuple((p, FIRST) for p in inputs) + tuple((p, LAST) for p in outputs)),
     ), latency=LATENCY[template])
+
+
+def check_lanes(template: str, dim: int, lanes) -> int:
+    """The lanes of an element-wise template (None: all D); must divide D."""
+    if lanes is None:
+        return dim
+    _check_int(template, "lanes", lanes)
+    if dim % lanes:
+        raise ValueError(f"{template}: lanes {lanes} must divide D = {dim}; allowed: "
+                         f"{', '.join(str(v) for v in range(1, dim + 1) if dim % v == 0)}")
+    return int(lanes)
 
 
 def skip_depth(path_latency: int, row_period: int = 1) -> int:
@@ -213,11 +231,19 @@ class ActivationParams:
     dim: int
     fn: str
     numerics: GeluNumerics | RescaleNumerics
+    #: elements computed per firing (None: the whole row in one firing)
+    lanes: int | None = None
+
+    @property
+    def fires(self) -> int:
+        """Firings per row: D / lanes."""
+        return self.dim // check_lanes("activation", self.dim, self.lanes)
 
     def __post_init__(self):
         t = "activation"
         _check_int(t, "N", self.n)
         _check_int(t, "D", self.dim)
+        check_lanes(t, self.dim, self.lanes)
         if self.fn not in ACTIVATION_FNS:
             raise ValueError(f"{t}: fn must be one of {', '.join(ACTIVATION_FNS)}, got {self.fn!r}")
         want = GeluNumerics if self.fn == "gelu" else RescaleNumerics
@@ -249,16 +275,18 @@ class ActivationParams:
         return rescale_golden(x, self.numerics)
 
     def contract(self) -> Contract:
-        return rows_contract("activation", self.n, ("x",), ("y",))
+        return rows_contract("activation", self.n, ("x",), ("y",), self.fires)
 
     def instance(self, name: str) -> Instance:
-        params = {"N": self.n, "D": self.dim, "fn": self.fn, "numerics": self.numerics}
+        params = {"N": self.n, "D": self.dim, "fn": self.fn, "numerics": self.numerics,
+                  "lanes": self.lanes}
         return Instance(name, "activation", self.contract(), tuple(sorted(params.items())))
 
     @classmethod
     def of(cls, inst: Instance) -> "ActivationParams":
         _template_of(inst, ("activation",))
-        return cls(inst.param("N"), inst.param("D"), inst.param("fn"), inst.param("numerics"))
+        return cls(inst.param("N"), inst.param("D"), inst.param("fn"), inst.param("numerics"),
+                   inst.param("lanes"))
 
 
 # ---------------------------------------------------------------- residual_add
@@ -352,10 +380,18 @@ class ResidualParams:
     n: int
     dim: int
     numerics: ResidualNumerics
+    #: elements added per firing (None: the whole row in one firing)
+    lanes: int | None = None
+
+    @property
+    def fires(self) -> int:
+        """Firings per row: D / lanes."""
+        return self.dim // check_lanes("residual_add", self.dim, self.lanes)
 
     def __post_init__(self):
         _check_int("residual_add", "N", self.n)
         _check_int("residual_add", "D", self.dim)
+        check_lanes("residual_add", self.dim, self.lanes)
         if not isinstance(self.numerics, ResidualNumerics):
             raise ValueError(f"residual_add: numerics must be a ResidualNumerics, got "
                              f"{type(self.numerics).__name__}")
@@ -375,16 +411,17 @@ class ResidualParams:
                                self.numerics)
 
     def contract(self) -> Contract:
-        return rows_contract("residual_add", self.n, ("a", "b"), ("y",))
+        return rows_contract("residual_add", self.n, ("a", "b"), ("y",), self.fires)
 
     def instance(self, name: str) -> Instance:
-        params = {"N": self.n, "D": self.dim, "numerics": self.numerics}
+        params = {"N": self.n, "D": self.dim, "numerics": self.numerics, "lanes": self.lanes}
         return Instance(name, "residual_add", self.contract(), tuple(sorted(params.items())))
 
     @classmethod
     def of(cls, inst: Instance) -> "ResidualParams":
         _template_of(inst, ("residual_add",))
-        return cls(inst.param("N"), inst.param("D"), inst.param("numerics"))
+        return cls(inst.param("N"), inst.param("D"), inst.param("numerics"),
+                   inst.param("lanes"))
 
 
 # ---------------------------------------------------------------- fork
@@ -422,3 +459,10 @@ class ForkParams:
     def of(cls, inst: Instance) -> "ForkParams":
         _template_of(inst, ("fork",))
         return cls(inst.param("N"), inst.param("D"), inst.param("fmt"), inst.param("ways"))
+
+
+def elementwise_fires(dim: int, period: int) -> int:
+    """Firings per row of an element-wise template between stages of row period
+    ``period``: the largest divisor F of D with F <= period (lanes = D / F), so the
+    template never becomes the bottleneck and uses the fewest lanes that keep up."""
+    return max(f for f in range(1, min(dim, max(1, period)) + 1) if dim % f == 0)

@@ -25,6 +25,16 @@ What is modelled, node by node (template instances and channels):
   shifters, dividers and ROMs in each template's datapath (``hdl/templates.py``), with
   per-flow costs (LUT6 or LUT4). Adders that a DSP block's post-adder absorbs are not
   counted on Xilinx when the product fits one block. The LUT model is within a small factor, not exact (see ``compare``).
+* **encoder templates** (``linear``, ``layernorm``/``rmsnorm``, ``activation``,
+  ``residual_add``, ``fork``, ``concat``): widths from the numerics in each instance's
+  params (``LinearParams``, ``NormParams``, ...), the objects the HDL reads. The linear
+  weight and bias ROMs and the GELU tables (combinational reads: logic, never LUT RAM or
+  block RAM) are costed from their words (:func:`rom_content_luts`). Checked on one
+  encoder layer (d_model 16, 2 heads, d_ff 32, PE = SIMD = 4; activation and residual
+  adds unfolded and folded to one lane) against Yosys 0.70 ``synth_xilinx``, module by
+  module: DSP and FF exact, LUT within 15% per encoder template. There Yosys merges
+  products and their adders into one ``$macc`` before DSP mapping, so no adder reaches a
+  DSP post-adder, and a constant-operand adder costs a carry chain but no LUT.
 """
 from __future__ import annotations
 
@@ -98,6 +108,9 @@ class Mult:
     post_add: int = 0        # width of an adder fed by the product (DSP post-adder candidate)
     #: name of a product in the same node that is never active in the same cycle
     exclusive_with: str = ""
+    #: count the LUT adders that sum the partial products of a product split over several
+    #: blocks (the encoder templates' models; the attention templates' models predate it)
+    split_adders: bool = False
 
     @property
     def is_shift(self) -> bool:
@@ -134,10 +147,14 @@ class Mem:
     width: int
     rom: bool = False          # initialised, never written (the exp table)
     async_read: bool = True    # every read port in attnflow's RTL today
+    #: a ROM's words when known (the LUTs then follow its contents: :func:`rom_content_luts`)
+    init: tuple | None = field(default=None, repr=False, compare=False)
+    #: identical ROMs side by side, each with its own address (one per lane)
+    copies: int = 1
 
     @property
     def bits(self) -> int:
-        return self.depth * self.width
+        return self.depth * self.width * self.copies
 
 
 #: Xilinx UltraScale(+) simple-dual-port LUT RAM (Yosys lutrams_xcu.txt): depth, width, LUTs
@@ -155,8 +172,12 @@ def map_memory(mem: Mem, device: Device, k: int) -> dict:
     'bram': blocks, 'cells': str}."""
     out = {"lutram": 0, "ff": 0, "lut": 0, "bram": 0, "uram": 0, "cells": ""}
     if mem.rom:
-        out["lut"] = rom_luts(mem.depth, mem.width, device.flow, k)
-        out["cells"] = f"ROM {mem.depth}x{mem.width} as logic ({out['lut']} LUT)"
+        if mem.init is None:
+            out["lut"] = rom_luts(mem.depth, mem.width, device.flow, k)
+        else:
+            out["lut"] = mem.copies * rom_content_luts(mem.init, mem.width, device.flow, k)
+        n = f"{mem.copies} x " if mem.copies > 1 else ""
+        out["cells"] = f"{n}ROM {mem.depth}x{mem.width} as logic ({out['lut']} LUT)"
         return out
     if not mem.async_read:   # not produced today; block RAM when the read is registered
         out["bram"] = bram_blocks(mem, device)
@@ -202,6 +223,51 @@ def rom_luts(depth: int, width: int, flow: str, k: int) -> int:
     return per_bit * width
 
 
+def rom_columns(words, width: int) -> set:
+    """The bit columns of a ROM (its words padded with zeros to at least 2, as
+    ``hdl.linear`` pads them) that need logic: not constant, not an address bit, each
+    once (ABC shares equal columns) and up to inversion (an INV cell, not a LUT)."""
+    words = list(words)
+    depth = max(2, len(words))
+    words += [0] * (depth - len(words))
+    addr = set()
+    for k in range(clog2(depth)):
+        col = tuple((a >> k) & 1 for a in range(depth))
+        addr |= {col, tuple(1 - b for b in col)}
+    cols = set()
+    for b in range(width):
+        col = tuple((w >> b) & 1 for w in words)
+        if len(set(col)) > 1 and col not in addr:
+            cols.add(col if col[0] == 0 else tuple(1 - v for v in col))
+    return cols
+
+
+def rom_logic_bits(words, width: int) -> int:
+    """Output bits of a ROM with contents ``words`` that need logic (:func:`rom_columns`)."""
+    return len(rom_columns(words, width))
+
+
+def rom_content_luts(words, width: int, flow: str, k: int) -> int:
+    """A ROM of known contents as logic: each column of :func:`rom_columns` in pieces of
+    2**k words, a LUT per distinct non-constant piece, then a multiplexer over the pieces
+    (LUT6: a tree of 4:1 muxes, ABC9 leaves MUXF7/F8 mostly unused; iCE40: 2:1 muxes;
+    ECP5: PFUMX/L6MUX combine four). Yosys 0.70 synth_xilinx: a 256 x 8 GELU table 26 LUT
+    (this: 28), 1024 x 16 96 (130); linear weight ROMs of 8 and 32 words exact."""
+    size = 1 << k
+    total = 0
+    for col in rom_columns(words, width):
+        pieces = [col[i:i + size] for i in range(0, len(col), size)]
+        total += len({pc for pc in pieces if len(set(pc)) > 1})
+        n = len(pieces)
+        if flow == "xilinx":
+            total += math.ceil((n - 1) / 3)
+        elif flow == "ice40":
+            total += n - 1
+        else:
+            total += max(0, math.ceil(n / 4) - 1)
+    return total
+
+
 @dataclass
 class Logic:
     """The datapath of one node, as a list of (kind, width, count)."""
@@ -223,6 +289,21 @@ class Logic:
                 c = math.ceil(w / 3) if k >= 6 else math.ceil(w / 2)
             elif kind == "mux":        # 2:1 multiplexer
                 c = w
+            elif kind == "addc":       # adder with a constant operand (rounding, C - x, -x):
+                c = 0 if flow == "xilinx" else w   # the carry chain's propagate input is the
+                # other operand (or an INV cell, not a LUT); LUT4 flows pay a LUT a bit
+            elif kind == "macc":       # sum of extra[0] operands (Yosys alumacc + maccmap: a
+                ops = extra[0]         # carry-save tree of full adders, then one adder);
+                if ops <= 2:           # fitted to Yosys 0.70 synth_xilinx, 3 to 17 operands
+                    c = w
+                elif k >= 6:
+                    c = w + round(w * (ops - 2) * (1 + ops / 30))
+                else:
+                    c = w + 2 * w * (ops - 2)
+            elif kind == "muxn":       # extra[0]:1 multiplexer: ABC9 spends about a LUT6 per
+                ins = extra[0]         # two data inputs (Yosys 0.70 synth_xilinx, a bit:
+                c = w * (1 if ins <= 4 and k >= 6 else math.ceil((ins - 1) / 2) if k >= 6
+                         else ins - 1)  # 8:1 3 LUT, 16:1 5.8, 32:1 14.7, 64:1 30); 2:1 a LUT4
             elif kind == "shift":      # barrel shifter by an extra[0]-bit amount
                 c = w * (math.ceil(extra[0] / 2) if k >= 6 else extra[0])
             elif kind == "div":        # Yosys' array divider: w-bit dividend, extra[0]-bit divisor
@@ -274,12 +355,247 @@ def _sequencer(model: NodeModel, contract):
         model.ffs += clog2(contract.ii)
 
 
+# ----------------------------------------------------------------------------- encoder templates
+#
+# ``linear`` (hdl/linear.py), ``layernorm``/``rmsnorm``, ``activation``, ``residual_add``,
+# ``fork`` (hdl/rowops.py on hdl/norm_hw.py) and ``concat`` (hdl/encoder_ops.py). Every
+# width comes from the numerics object in the instance params (``LinearParams``,
+# ``NormParams``, ``ActivationParams``, ``ResidualParams``), the one the HDL reads; signal
+# widths are Amaranth's (a product of a signed and an unsigned operand is one bit wider
+# than the sum of their widths; ``requant_hw`` of a W-bit value gives W + 1 - shift bits).
+# Measured against Yosys 0.70 synth_xilinx (one encoder layer, per module):
+#
+# * products and the adders that sum them become one ``$macc`` (alumacc) before DSP
+#   mapping, so no adder goes into a DSP post-adder: a dot product is the "macc" kind;
+# * an adder with a constant operand (rounding, ``C - x``, negation) costs no LUT on
+#   Xilinx ("addc"); a comparison with a format's bound is a check of the top bits.
+
+
+def _requant(model: NodeModel, width: int, shift: int, count: int = 1) -> int:
+    """``hdl.templates.requant_hw`` of a ``width``-bit value: the rounding adder (a
+    constant operand; its carry chain starts at bit shift - 1) and a free shift. Returns
+    the result's width."""
+    if shift > 0:
+        model.logic.add("addc", width - shift + 1, count)
+        return width + 1 - shift
+    return width - shift
+
+
+def _saturate(model: NodeModel, width: int, fmt, count: int = 1):
+    """``hdl.templates.saturate_hw`` of a ``width``-bit value to ``fmt``: the comparisons
+    with fmt's bounds are one check that the top width - bits + 1 bits agree, and each
+    output bit is a LUT of (overflow, sign, bit); nothing when the value fits ``fmt``
+    (the comparisons are constant and Yosys drops them)."""
+    if width > fmt.bits:
+        model.logic.add("gate", math.ceil((width - fmt.bits + 1) / 5), count)
+        model.logic.add("mux", fmt.bits, count)
+
+
+def _const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, consts):
+    """``a * c`` for each integer constant ``c`` (as ``Value.cast`` makes it: unsigned of
+    its bit length when >= 0, else signed), one Mult per distinct (width, sign, shift)."""
+    groups = {}
+    for c in consts:
+        c = int(c)
+        if c == 0:
+            continue                    # a product by 0 is the constant 0
+        key = (c.bit_length() + (c < 0), c < 0, c > 0 and c & (c - 1) == 0)
+        groups.setdefault(key, []).append(c)
+    for (bits, signed, _), cs in sorted(groups.items()):
+        model.mults.append(Mult(what, a_bits, a_signed, bits, signed, len(cs), const=cs[0],
+                                split_adders=True))
+
+
+def _rescale(model: NodeModel, num, count: int) -> int:
+    """``hdl.norm_hw.rescale_hw``: ``saturate(requant(x * mult, shift), out)``. Returns the
+    width of the significant bits of the result (<= ``num.out.bits``)."""
+    w = num.x.bits
+    if num.mult != 1:
+        model.mults.append(Mult("x*mult", w, True, num.mult.bit_length(), False, count,
+                                const=num.mult, split_adders=True))
+        w += num.mult.bit_length() + 1
+    w = _requant(model, w, num.shift, count)
+    _saturate(model, w, num.out, count)
+    return min(w, num.out.bits)
+
+
+def _isqrt(model: NodeModel, bits: int) -> None:
+    """``hdl.norm_hw.isqrt_hw``: ceil(bits / 2) steps; step i subtracts a trial value whose
+    bits below 2i are zero (those remainder bits pass through), so its compare-and-subtract
+    (one ``$alu``: alumacc shares the ``>=`` and the ``-``) and its remainder multiplexer
+    are bits - 2i wide (32 bits: 544 LUT; Yosys 0.70 synth_xilinx: 444)."""
+    for i in range((bits + 1) // 2):
+        model.logic.add("add", bits - 2 * i).add("mux", bits - 2 * i)
+
+
+def _lanes(m: NodeModel, inst, hw, p, ports) -> int:
+    """``hdl.rowops.lane_rows``: a template folded to D / fires lanes registers its input
+    rows, selects the chunk (a counter), and registers fires - 1 chunks of the output row.
+    Returns the lanes (elements computed a firing)."""
+    fires = getattr(p, "fires", 1)
+    lanes = p.dim // fires
+    if fires > 1:
+        # the chunk counter steps like the sequencer's f counter: Yosys merges the two
+        ch = hw.port_channels(inst.name)
+        for port in ports:
+            lay = ch[port].layout
+            # the row register: its chunk 0 is never read (firing 0 takes the live row)
+            m.ffs += lay.width - lay.width // fires
+            m.logic.add("muxn", lay.width // fires, 1, 2 * fires)
+        m.ffs += (fires - 1) * lanes * p.y_layout().fields[0].bits
+        m.logic.add("gate", fires - 1)                  # their write enables
+    return lanes
+
+
+def _linear_model(m: NodeModel, inst, hw) -> None:
+    """``hdl.linear.Linear``: PE x SIMD products of x by a weight from ROM a firing, PE
+    accumulators, the requantization of the finished group and the output row registers."""
+    from ..ir.numerics_linear import bias_rom, weight_rom
+    from ..mappers.linear import LinearParams
+    p = LinearParams.of(inst)
+    num = p.numerics
+    pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
+    # the chunk and group counters; one that steps like the sequencer's f counter (the
+    # only one of the two with extent > 1) is merged with it by Yosys
+    if chunks > 1 and groups > 1:
+        for extent in (chunks, groups):
+            bits = clog2(extent)
+            m.ffs += bits
+            m.logic.add("add", bits).add("cmpc", bits)
+    xw = hw.port_channels(inst.name)["x"].layout.width
+    if p.fold > 1:      # the input row register; with one group its chunk 0 is never read
+        m.ffs += xw if groups > 1 else xw - xw // chunks
+    # the live payload or the register, then the chunk: one (2 x chunks):1 mux per bit
+    m.logic.add("muxn", simd * num.x.bits, 1, 2 * chunks if p.fold > 1 else 1)
+    words = weight_rom(p.w_array(), pe, simd, num)
+    width = pe * simd * num.w.bits
+    m.mems.append(Mem("weight ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
+    words = bias_rom(p.b_array(), pe, num)
+    width = pe * num.bias.bits
+    m.mems.append(Mem("bias ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
+    ab = num.acc_bits
+    # per PE: SIMD products and (bias or accumulator) summed by one $macc
+    m.mults.append(Mult("x*w", num.x.bits, True, num.w.bits, True, pe * simd,
+                        split_adders=True))
+    m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
+    m.ffs += pe * ab                                    # accumulators
+    w = ab
+    if num.mult != 1:
+        m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
+                            const=num.mult, split_adders=True))
+        w += num.mult.bit_length() + 1
+    _saturate(m, _requant(m, w, num.shift, pe), num.y, pe)
+    m.ffs += (groups - 1) * pe * num.y.bits             # the output row, last group live
+    m.logic.add("gate", groups - 1)                     # its write enables
+
+
+def _norm_model(m: NodeModel, inst, hw) -> None:
+    """``hdl.norm_hw.layernorm_row_hw`` / ``rmsnorm_row_hw``: a whole row a firing."""
+    from ..mappers.rowops import NormParams
+    p = NormParams.of(inst)
+    num = p.numerics
+    d, xb = num.dim, num.x.bits
+    # row statistics: S2 = sum X**2 (D squares, one $macc), S1 = sum X (one $macc)
+    m.mults.append(Mult("x*x", xb, True, xb, True, d, split_adders=True))
+    m.logic.add("macc", num.sumsq_bits, 1, d)
+    _const_mults(m, "D*x", xb, True, [d] * d)           # D * X_i (a shift for D = 2**k)
+    _const_mults(m, "D*S2", num.sumsq_bits, False, [d])
+    if not p.rms:
+        m.logic.add("macc", num.sum_bits, 1, d)
+        m.mults.append(Mult("s1*s1", num.sum_bits, True, num.sum_bits, True,
+                            split_adders=True))
+        m.logic.add("add", num.u_bits - 2 * num.eps_frac)   # D * S2 - S1**2
+        m.logic.add("add", num.c_bits, d)               # c_i = D * X_i - S1
+    m.logic.add("addc", num.u_bits)                     # << 2P, + E
+    # normalized 1/sqrt(u): bit length, shift, isqrt, reciprocal
+    m.logic.add("gate", num.u_bits)                     # bit length: a priority encoder
+    m.logic.add("addc", num.shift_bits + 1)             # W + 2 K0 - n
+    # un = (u << 2 sh)[2 K0:]: a log shifter narrowing from u_bits to W bits
+    m.logic.add("shift", (num.u_bits + num.root_in_bits) // 2, 1, num.shift_bits)
+    _isqrt(m, num.root_in_bits)
+    m.logic.add("div", num.recip_bits + 1, 1, num.root_bits)    # inv = floor(2**R / r)
+    # per element: cn = requant(c << sh) (c_bits in, the cn bits out), cn * inv * gamma
+    # + (beta << beta_shift), round, saturate
+    cn_w = num.cn_bits + (1 if num.cn_shift > 0 else 0)
+    m.logic.add("shift", (num.c_bits + cn_w) // 2, d, num.shift_bits)
+    _requant(m, cn_w, min(num.cn_shift, 1), d)
+    m.mults.append(Mult("cn*inv", num.cn_bits, True, num.inv_bits, False, d,
+                        split_adders=True))
+    prod = num.cn_bits + num.inv_bits + 1
+    _const_mults(m, "*gamma", prod, True, p.gamma)
+    m.logic.add("addc", num.acc_bits - num.beta_shift, sum(1 for b in p.beta if b))
+    _saturate(m, _requant(m, num.acc_bits, num.out_shift, d), num.out, d)
+
+
+def _activation_model(m: NodeModel, inst, hw) -> None:
+    """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
+    ``rescale_hw`` on each lane (all D elements unless folded)."""
+    from ..ir.numerics_norm import gelu_table
+    from ..mappers.rowops import ActivationParams
+    p = ActivationParams.of(inst)
+    num = p.numerics
+    n = _lanes(m, inst, hw, p, ("x",))
+    if p.fn == "gelu" and num.kind == "rom":
+        mask = (1 << num.out.bits) - 1
+        words = [w & mask for w in gelu_table(num.x, num.out)]
+        m.mems.append(Mem("GELU ROM", 1 << num.x.bits, num.out.bits, rom=True,
+                          init=tuple(words), copies=n))
+    elif p.fn == "gelu":
+        xb = num.x.bits
+        m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
+        _requant(m, xb + 1, num.x.frac - num.poly_frac, n)
+        m.logic.add("cmpc", num.ax_bits, n)                            # ax < C
+        m.logic.add("addc", num.mt_bits, n).add("mux", num.mt_bits, n)   # C - ax or 0
+        m.mults.append(Mult("mt*mt", num.mt_bits, False, num.mt_bits, False, n,
+                            split_adders=True))
+        m.logic.add("addc", num.s_bits, n)                             # 2K - mt**2
+        m.logic.add("cmpc", xb, n).add("mux", num.s_bits, n)         # x > 0 ? : x < 0 ? : K
+        mb = num.gate_mult.bit_length()
+        m.mults.append(Mult("s*M", num.s_bits, False, mb, False, n, const=num.gate_mult,
+                            split_adders=True))
+        _requant(m, num.s_bits + mb, num.gate_shift, n)
+        m.mults.append(Mult("x*h", xb, True, num.gate_bits, False, n, split_adders=True))
+        w = _requant(m, xb + num.gate_bits + 1, num.out_shift, n)
+        _saturate(m, w, num.out, n)
+    else:
+        if p.fn == "relu":
+            m.logic.add("cmpc", num.x.bits, n).add("mux", num.x.bits, n)   # max(x, 0)
+        _rescale(m, num, n)
+
+
+def _residual_model(m: NodeModel, inst, hw) -> None:
+    """``hdl.rowops.ResidualAdd``: per lane two rescales into formats that never saturate,
+    one adder (as wide as its significant operand bits, + 1), the saturation of the sum."""
+    from ..mappers.rowops import ResidualParams
+    p = ResidualParams.of(inst)
+    num = p.numerics
+    n = _lanes(m, inst, hw, p, ("a", "b"))
+    wa = _rescale(m, num.rescale_a, n)
+    wb = _rescale(m, num.rescale_b, n)
+    m.logic.add("add", min(num.sum_bits, max(wa, wb) + 1), n)
+    _saturate(m, num.sum_bits, num.out, n)
+
+
+def _wires_model(m: NodeModel, inst, hw) -> None:
+    """``fork`` (hdl.rowops.Fork) and ``concat`` (hdl.encoder_ops.Concat): the payloads
+    are wires; only the sequencer costs anything."""
+
+
+#: encoder template -> model; their numerics come from the instance params
+ENCODER_MODELS = {"linear": _linear_model, "layernorm": _norm_model, "rmsnorm": _norm_model,
+                  "activation": _activation_model, "residual_add": _residual_model,
+                  "fork": _wires_model, "concat": _wires_model}
+
+
 def template_model(inst, hw) -> NodeModel:
-    nm = hw.numerics
-    n, d = nm.seq_len, nm.head_dim
     t = inst.template
     m = NodeModel()
     _sequencer(m, inst.contract)
+    if t in ENCODER_MODELS:       # numerics from the instance params, not hw.numerics
+        ENCODER_MODELS[t](m, inst, hw)
+        return m
+    nm = hw.numerics
+    n, d = nm.seq_len, nm.head_dim
     ch = hw.port_channels(inst.name)
     if t == "qk_scores":
         kw = ch["k"].layout.width
@@ -433,6 +749,12 @@ def _row(name, kind, template, model: NodeModel, device: Device) -> Row:
         a, b = mu.operands(rules.signed_only)
         if blocks == 0:
             model.logic.add("soft_mul", a, mu.count, b)
+        elif blocks > 1 and mu.split_adders:
+            # mul2dsp's partial products meet in LUT adders as wide as the product above
+            # the first slice (Yosys 0.70 synth_xilinx: 20x20 -> 2 DSP48E2 + 22 LUT,
+            # 40x14 -> 2 + 36, 21x21 -> 2 + 25)
+            step = rules.a_partial - (1 if rules.signed_only else 0)
+            model.logic.add("add", a + b - step, (blocks - 1) * mu.count)
         elif rules.post_add and mu.post_add and blocks == 1:
             absorbed += mu.post_add * mu.count
         mults.append(f"{mu.describe()}: {blocks} {device.dsp.primitive} each")

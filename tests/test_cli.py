@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import re
+
 import pytest
 
 from attnflow.cli import main
@@ -120,8 +122,18 @@ def test_target_fit_check(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("spec", ["examples/encoder_tiny.yaml", "examples/hf_bert_tiny/config.json"])
-def test_encoder_specs_validate_but_say_they_cannot_be_built_yet(spec, capsys):
-    assert main(["sim", spec, "--set", "model.seq_len=16"]) == 2
+def test_encoder_sim_from_spec_and_hf_config(spec, capsys):
+    """An encoder spec and a Hugging Face config.json (--seq-len) simulate: the cycle
+    model's count is met exactly and the output equals the golden model."""
+    assert main(["sim", spec, "--seq-len", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "design " in out and "N = 16" in out
+    m = re.search(r"total cycles (\d+) \(expected (\d+)\)", out)
+    assert m and m.group(1) == m.group(2), out[-400:]
+    assert "golden mismatches 0" in out
+
+
+def test_hf_config_needs_a_sequence_length(capsys):
+    assert main(["sim", "examples/hf_bert_tiny/config.json"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0
-    assert "model.type: 'encoder' specs load and validate, but only attention_head" in err
+    assert err.count("\n") == 0 and "model.seq_len" in err

@@ -16,7 +16,7 @@ from attnflow.ir.graph import interpret
 from attnflow.ir.lower import attention_head_graph, lower_attention
 from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.weights import load_weights
-from attnflow.mappers.encoder import (expected_cycles, ffn_path, layer_inputs,
+from attnflow.mappers.encoder import (expected_cycles, ffn_path, layer_fires, layer_inputs,
                                       map_encoder_layer, q_deadlock_bound, spec_folding)
 from attnflow.mappers.rowops import skip_depth
 from attnflow.sim.engine import run_timing
@@ -187,18 +187,24 @@ def test_ffn_skip_throttles_below_skip_depth_never_deadlocks():
     _, plan, x = setup()
     fold = uniform(4, 4)
     hw = map_encoder_layer(plan, fold)
-    p, per = ffn_path(32, 32)          # F_up = (32/4)(16/4), F_down = (16/4)(32/4)
-    assert hw.channels["skip2"].depth == skip_depth(p, per) == 3
+    # F_up = (32/4)(16/4), F_down = (16/4)(32/4); the activation (d_ff 32) folded to the
+    # layer period max(N, 32) = 32 firings per row, one lane
+    fe = layer_fires(N, D, DFF, D, fold)
+    assert (fe["ffn_up"], fe["ffn_down"], fe["act"], fe["res2"]) == (32, 32, 32, 16)
+    assert hw.instances["act"].contract.fires == N * 32
+    p, per = ffn_path(32, 32, 32, 16)
+    assert (p, per) == (1 + 33 + 33 + 33, 32)
+    assert hw.channels["skip2"].depth == skip_depth(p, per) == 4
     base = run(hw, x).total_cycles
     totals = {}
-    for depth in (1, 2, 3, 6):
+    for depth in (1, 2, 3, 4, 8):
         res = run(map_encoder_layer(plan, fold, {"skip2": depth}), x)
         assert res.deadlock is None
         assert np.array_equal(res.outputs["y"]["x"], layer_golden(plan, x))
         totals[depth] = res.total_cycles
     print("[skip2] total cycles by depth:", totals)
-    assert totals[3] == totals[6] == base
-    assert totals[1] > totals[2] > totals[3]
+    assert totals[4] == totals[8] == base
+    assert totals[1] > totals[2] > totals[3] > totals[4]
 
 
 @pytest.mark.parametrize("extra", [{"norm": "rmsnorm"}, {"activation": "relu"},

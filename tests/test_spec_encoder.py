@@ -76,10 +76,9 @@ def test_encoder_tiny_example():
     assert s.model == EncoderSpec(2, 64, 2, 256, 32)
     assert s.model.d_head == 32 and s.model.type == "encoder"
     assert s.formats == FormatsSpec()
-    assert s.hardware.parallelism == (("default", Folding(4, 8)), ("ffn_down", Folding(4, 32)),
-                                      ("ffn_up", Folding(16, 8)))
-    assert s.hardware.folding("attn_q", 0) == Folding(4, 8)
-    assert s.hardware.folding("ffn_up", 1) == Folding(16, 8)
+    # every linear folded automatically (mappers.folding)
+    assert s.hardware.parallelism == ()
+    assert s.hardware.folding("attn_q", 0) is None
 
 
 def test_encoder_bert_tiny_example_matches_hf_config():
@@ -119,7 +118,7 @@ def test_encoder_all_fields():
          "weights": {"source": "random", "seed": 7, "std": 0.25}},
         formats={"act": {"bits": 12, "frac": 6}, "weight": {"bits": 6, "frac": 5},
                  "gamma": {"bits": 14}, "beta": {"frac": 4}, "acc_bits": 40},
-        hardware={"parallelism": {"layers_1_attn_q": {"pe": 8}, "attn_q": {"simd": 2}},
+        hardware={"parallelism": {"layers_1_attn_q": {"pe": 4}, "attn_q": {"simd": 2}},
                   "target_cycles": 1000, "multiplier_budget": 64}))
     m = s.model
     assert m.attention == AttentionSpec("window", "naive", 3)
@@ -132,9 +131,9 @@ def test_encoder_all_fields():
     h = s.hardware
     assert (h.target_cycles, h.multiplier_budget) == (1000, 64)
     # layers_1_attn_q inherits simd from attn_q; attn_q's pe defaults to 1
-    assert h.parallelism == (("attn_q", Folding(1, 2)), ("layers_1_attn_q", Folding(8, 2)))
+    assert h.parallelism == (("attn_q", Folding(1, 2)), ("layers_1_attn_q", Folding(4, 2)))
     assert h.folding("attn_q", 0) == Folding(1, 2)
-    assert h.folding("attn_q", 1) == Folding(8, 2)
+    assert h.folding("attn_q", 1) == Folding(4, 2)
     assert h.folding("attn_k", 1) is None
 
 
@@ -171,9 +170,10 @@ def test_overrides_on_encoder():
                    "hardware.parallelism.layers_2_ffn_down.simd=256",
                    "model.attention.kind=window", "model.attention.window=4"])
     assert s.model.layers == 3 and s.model.attention.window == 4
-    assert s.hardware.folding("ffn_up", 0) == Folding(32, 8)
-    assert s.hardware.folding("ffn_down", 2) == Folding(4, 256)
-    assert s.hardware.folding("ffn_down", 1) == Folding(4, 32)
+    # the example leaves parallelism empty: missing pe/simd default to 1
+    assert s.hardware.folding("ffn_up", 0) == Folding(32, 1)
+    assert s.hardware.folding("ffn_down", 2) == Folding(1, 256)
+    assert s.hardware.folding("ffn_down", 1) is None
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -352,8 +352,12 @@ def test_act_must_hold_input_range():
 
 def test_parallelism_must_divide():
     err = spec_error(enc(hardware={"parallelism": {"default": {"pe": 3}}}))
-    assert str(err) == ("<dict>: hardware.parallelism.default.pe: PE 3 does not divide M = 8 "
-                        "(d_model) of attn_q; allowed PE values for attn_q: 1, 2, 4, 8")
+    # Q/K/V are one linear per head: PE divides d_model / heads = 4
+    assert str(err) == ("<dict>: hardware.parallelism.default.pe: PE 3 does not divide M = 4 "
+                        "(d_model / heads: one linear per head) of attn_q; allowed PE values "
+                        "for attn_q: 1, 2, 4")
+    err = spec_error(enc(hardware={"parallelism": {"attn_k": {"pe": 8}}}))
+    assert err.field == "hardware.parallelism.attn_k.pe" and "M = 4" in err.message
     err = spec_error(enc(hardware={"parallelism": {"ffn_down": {"simd": 32}}}))
     assert str(err) == ("<dict>: hardware.parallelism.ffn_down.simd: SIMD 32 does not divide "
                         "K = 16 (d_ff) of ffn_down; allowed SIMD values for ffn_down: 1, 2, 4, 8, 16")
@@ -362,7 +366,7 @@ def test_parallelism_must_divide():
     assert err.field == "hardware.parallelism.default.simd" and "of attn_q" in err.message
     # an op covered by its own key does not check default against it
     s = spec_from_dict(enc(hardware={"parallelism": {
-        "default": {"pe": 16}, **{op: {"pe": 8} for op in LINEAR_OPS if op != "ffn_up"}}}))
+        "default": {"pe": 16}, **{op: {"pe": 4} for op in LINEAR_OPS if op != "ffn_up"}}}))
     assert s.hardware.folding("ffn_up", 0) == Folding(16, 1)
 
 

@@ -1,0 +1,73 @@
+"""Pipeline balance of the automatic folding: measured cycles per sequence against the
+bound set by the slowest node, for the bundled encoder examples.
+
+For each example (its hardware.parallelism dropped, so every linear is folded
+automatically) and each folding goal (balanced; a cycle target; a multiplier budget),
+simulate one sequence and print:
+
+* the folding's modelled cycles and the simulated cycles (they must agree);
+* the slowest node (most firings: busy cycles at one firing per cycle) and its firings,
+  the bound a perfectly overlapped pipeline would approach for back-to-back sequences;
+* measured / slowest-node bound;
+* the layer-serial bound: every layer's attention needs all N K rows before its first
+  score, so one sequence costs at least, per layer, the K barrier plus N*N scores
+  (layers cannot overlap beyond one row), which is what the ratio mostly reflects.
+
+Usage: python benchmarks/encoder_balance.py [--examples PATH ...]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from attnflow.api import prepare
+from attnflow.ir.spec import HEAD_OPS, load_spec
+from attnflow.mappers.folding import fires
+
+EXAMPLES = ["examples/encoder_tiny.yaml", "examples/encoder_bert_tiny.yaml"]
+
+
+def goals(spec_path: str) -> list[tuple[str, list[str]]]:
+    base = prepare(load_spec(spec_path, ["hardware.parallelism={}"]))
+    fast = base.folding.cycles
+    return [("balanced", []),
+            ("target 1.5x balanced", [f"hardware.target_cycles={int(1.5 * fast)}"]),
+            ("budget 1/2 balanced", [f"hardware.multiplier_budget="
+                                     f"{base.folding.multipliers // 2}"])]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--examples", nargs="*", default=EXAMPLES)
+    args = ap.parse_args()
+    print("example | goal | period (P, P0) | multipliers | model cycles | simulated | "
+          "slowest node (firings) | measured / slowest | layer-serial bound | "
+          "measured / layer-serial")
+    print("|".join(["---"] * 10))
+    for path in args.examples:
+        for label, extra in goals(path):
+            t = time.time()
+            d = prepare(load_spec(path, ["hardware.parallelism={}", *extra]))
+            r = d.simulate()
+            if r.deadlock:
+                print(f"{path} | {label} | DEADLOCK: {r.deadlock.describe()}")
+                continue
+            m = d.spec.model
+            n, L = m.seq_len, m.layers
+            fires = {p.name: p.fires for p in r.process_stats() if p.name in d.hw.instances}
+            slow = max(fires, key=fires.get)
+            f = d.folding
+            # one sequence, layers in series: layer 0's K barrier (N rows at F_qkv each),
+            # then per layer N*N scores, plus nothing else (an unreachable floor)
+            f_qkv0 = max(fires(m, op, f.foldings[0][op]) for op in HEAD_OPS)
+            serial = n * f_qkv0 + L * n * n
+            print(f"{d.spec.name} | {label} | ({f.period}, {f.barrier or f.period}) | "
+                  f"{f.multipliers} | {f.cycles} | {r.total_cycles} | {slow} "
+                  f"({fires[slow]}) | {r.total_cycles / fires[slow]:.2f} | {serial} | "
+                  f"{r.total_cycles / serial:.2f}   [{time.time() - t:.1f} s]")
+            assert r.total_cycles == f.cycles, "cycle model and simulator disagree"
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

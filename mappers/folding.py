@@ -1,0 +1,206 @@
+"""Folding of an encoder's linear layers (PE x SIMD per instance) and the cycle model
+that drives the automatic choice.
+
+A linear instance of M outputs and K inputs folded (PE, SIMD) fires
+``F = (M / PE) * (K / SIMD)`` times per token row with ``PE * SIMD`` multipliers. The
+automatic choice fixes a *period* P (cycles per token row) for every op the spec leaves
+open, and a second one, P0 <= P, for layer 0's Q/K/V (their N rows are the K barrier
+that every later stage waits for, so they weigh N times in the cycle count), and gives
+each op the cheapest folding (fewest multipliers; then the smaller PE) with ``F <=``
+its period. (P, P0) is, over every candidate pair (the ops' possible F values):
+
+* with ``hardware.target_cycles`` T: the pair with the fewest multipliers whose
+  modelled cycles per sequence (:func:`stack_cycles`) are <= T;
+* with ``hardware.multiplier_budget`` B (or a ``--target`` device's DSP count): the
+  pair with the fewest cycles whose design multiplier count is <= B;
+* with both: the budget's choice, which must also meet T;
+* with neither: P = P0 = N, the attention's own period (``qk_scores`` makes one score
+  per cycle, N per row), below which a faster linear shortens no row: the balanced
+  pipeline.
+
+:func:`stack_cycles` is the analytic cycle count of the stacked layers with the mapper's
+FIFO depths and no stalls (``mappers.encoder.expected_cycles`` per layer, chained): the
+simulator checks it (tests/test_encoder_stack.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.encoder_golden import OPS
+from ..ir.spec import HEAD_OPS
+from .linear import divisors
+
+
+class FoldingError(ValueError):
+    """No folding meets the request; ``field`` names the spec field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def options(m: int, k: int) -> list[tuple[int, int, int]]:
+    """Every (F, PE, SIMD) of an M x K linear, by F, then multipliers, then PE."""
+    return sorted(((m // pe) * (k // simd), pe, simd)
+                  for pe in divisors(m) for simd in divisors(k))
+
+
+def cheapest(m: int, k: int, period: int) -> tuple[int, int]:
+    """(PE, SIMD) with the fewest multipliers whose firings per row are <= ``period``
+    (the full-parallel (M, K) when none is)."""
+    best = None
+    for f, pe, simd in options(m, k):
+        if f <= period and (best is None or (pe * simd, pe) < (best[0] * best[1], best[0])):
+            best = (pe, simd)
+    return best or (m, k)
+
+
+@dataclass
+class FoldPlan:
+    """The folding of every layer: ``foldings[i][op] = (PE, SIMD)``."""
+    foldings: list
+    mode: str               # spec | balanced | target_cycles | multiplier_budget
+    period: int | None      # the period P of the automatic ops (None: all from the spec)
+    auto_ops: list          # (layer, op) folded automatically
+    cycles: int             # modelled cycles per sequence (stack_cycles)
+    multipliers: int        # linear + attention multipliers of the whole design
+    barrier: int | None = None   # the period of layer 0's Q/K/V when it differs
+
+    def describe(self) -> str:
+        if self.mode == "spec":
+            return "folding: every linear from hardware.parallelism"
+        b = (f", layer 0 Q/K/V {self.barrier}" if self.barrier not in (None, self.period)
+             else "")
+        return (f"folding: {len(self.auto_ops)} linears chosen automatically "
+                f"({self.mode}, period {self.period} cycles per token{b}): model "
+                f"{self.cycles} cycles per sequence, {self.multipliers} multipliers")
+
+
+def fires(model, op: str, pe_simd) -> int:
+    m, k = model.fold_dims(op)
+    pe, simd = pe_simd
+    return (m // pe) * (k // simd)
+
+
+#: the stages a token row passes after the K barrier, each holding a row F - 1 cycles
+ROW_STAGES = ("qk", "attn_out", "res1", "ffn_up", "act", "ffn_down", "res2")
+
+
+def layer_cycles(n: int, heads: int, rms: bool, f: dict) -> tuple[int, int, int]:
+    """(total, F_qkv, B) of one layer standing alone, fed at full rate, no stalls; ``f``:
+    firings per token row of every multi-firing stage (``mappers.encoder.layer_fires``).
+
+    * barrier: no score before the last K row: ``N * F_qkv`` (F_qkv: the slowest of the
+      Q/K/V linears; they share the fork, row for row);
+    * then the rows flow through the stages of :data:`ROW_STAGES`: the first row spends
+      ``F - 1`` cycles in each (taken on its first firing, emitted on its last), the other
+      N - 1 leave at the bottleneck period ``B = max F``;
+    * plus the critical-path latencies (``mappers.encoder.critical_latency``).
+
+    Exact (the simulator checks it) when Q, K and V have the same folding; a slower V
+    moves the barrier's latency path (kv_replay instead of qk) by a few cycles."""
+    from .encoder import critical_latency
+    f_qkv = max(f["attn_q"], f["attn_k"], f["attn_v"])
+    b = max(f[s] for s in ROW_STAGES)
+    total = (n * f_qkv + sum(f[s] - 1 for s in ROW_STAGES) + (n - 1) * b
+             + critical_latency(heads, rms))
+    return total, f_qkv, b
+
+
+def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list) -> int:
+    """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls.
+    Layer i > 0 starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``):
+    its K stream ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the
+    previous layer's output ends, then its own row pipeline runs as in one layer."""
+    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0])
+    for f in layer_fires[1:]:
+        single, f_qkv, b = layer_cycles(n, heads, rms, f)
+        total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
+        b_prev = b
+    return total
+
+
+def attention_multipliers(model) -> int:
+    """Multipliers of one head's online attention templates (qk: d; softmax: l*e shared
+    with e*v, e*v d, o*e d; normalize: d), not counting constant multiplies."""
+    d = model.d_head
+    return d + (2 * d + 1) + d
+
+
+def multipliers(model, foldings: list) -> int:
+    """All variable multipliers of the design: the linear PE x SIMD arrays (Q/K/V once per
+    head) and the attention templates."""
+    total = 0
+    for fold in foldings:
+        for op in OPS:
+            pe, simd = fold[op]
+            total += pe * simd * (model.heads if op in HEAD_OPS else 1)
+        total += model.heads * attention_multipliers(model)
+    return total
+
+
+def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
+    """The folding of ``spec``'s encoder: spec entries as given, the rest automatic.
+    ``multiplier_budget`` (a device's, from ``--target``) applies when the spec sets none."""
+    from .encoder import layer_fires
+    model, hwspec = spec.model, spec.hardware
+    n, L = model.seq_len, model.layers
+    rms = model.norm == "rmsnorm"
+    fixed, auto = {}, []
+    for i in range(L):
+        for op in OPS:
+            f = hwspec.folding(op, i)
+            if f is None:
+                auto.append((i, op))
+            else:
+                fixed[(i, op)] = (f.pe, f.simd)
+    target = hwspec.target_cycles
+    budget = hwspec.multiplier_budget or multiplier_budget
+
+    def at(period, barrier):
+        """Auto ops at ``period``, layer 0's Q/K/V at ``barrier`` (their N firings per
+        row are the K barrier every later stage waits for)."""
+        folds = [{op: fixed.get((i, op)) or cheapest(
+            *model.fold_dims(op), barrier if i == 0 and op in HEAD_OPS else period)
+            for op in OPS} for i in range(L)]
+        fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl) for fl in folds]
+        return folds, stack_cycles(n, model.heads, rms, fi), multipliers(model, folds)
+
+    if not auto:
+        folds, cyc, mul = at(1, 1)
+        return FoldPlan(folds, "spec", None, [], cyc, mul)
+    periods = sorted({f for _, op in auto for f, _, _ in options(*model.fold_dims(op))})
+    if budget is None and target is None:
+        folds, cyc, mul = at(n, n)
+        return FoldPlan(folds, "balanced", n, auto, cyc, mul)
+    # (period, barrier period, folds, cycles, multipliers); barrier <= period
+    evals = [(p, b, *at(p, b)) for p in periods for b in periods if b <= p]
+    if budget is not None:
+        ok = [e for e in evals if e[4] <= budget]
+        if not ok:
+            least = min(e[4] for e in evals)
+            raise FoldingError("hardware.multiplier_budget",
+                               f"{budget} multipliers are too few: the most folded design "
+                               f"needs {least} (attention alone: {L} layers x {model.heads} heads x "
+                               f"{attention_multipliers(model)}); raise the budget or "
+                               f"fold the fixed hardware.parallelism entries further")
+        best = min(ok, key=lambda e: (e[3], e[4], -e[0]))
+        mode = "multiplier_budget"
+        if target is not None and best[3] > target:
+            raise FoldingError("hardware.target_cycles",
+                               f"{target} cycles per sequence can't be met within "
+                               f"{budget} multipliers: the fastest folding that fits takes "
+                               f"{best[3]} cycles (model); raise the budget or the target")
+    else:
+        ok = [e for e in evals if e[3] <= target]
+        if not ok:
+            fastest = min(e[3] for e in evals)
+            raise FoldingError("hardware.target_cycles",
+                               f"{target} cycles per sequence are out of reach: the "
+                               f"fastest folding takes {fastest} cycles (model; the "
+                               f"attention's N*N = {n * n} scores per head and layer "
+                               f"are the floor); raise target_cycles")
+        best = min(ok, key=lambda e: (e[4], e[3], -e[0]))
+        mode = "target_cycles"
+    p, b, folds, cyc, mul = best
+    return FoldPlan(folds, mode, p, auto, cyc, mul, barrier=b)

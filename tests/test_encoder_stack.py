@@ -1,0 +1,192 @@
+"""Whole encoders (stacked layers) through the public API (``attnflow.api.prepare``):
+the bundled examples simulate bit-exactly against the golden model, the cycle model of
+the automatic folding is met exactly, the folding honours its target or budget, the
+integer design stays within a stated error of the float model after every layer, and the
+residual skip FIFOs are sized right (a shallower one deadlocks, named; the mapper's is
+not oversized).
+
+Simulator only; the RTL of the tiny example is tests/test_encoder_rtl.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from attnflow.api import prepare, resolved_spec
+from attnflow.ir.spec import SpecError, load_spec
+from attnflow.mappers.folding import multipliers, stack_cycles
+
+TINY = "examples/encoder_tiny.yaml"
+BERT = "examples/encoder_bert_tiny.yaml"
+
+
+def auto(path, *overrides):
+    """The example with every linear folded automatically (its parallelism dropped)."""
+    return load_spec(path, ["hardware.parallelism={}", *overrides])
+
+
+def sim(design, schedule=None):
+    r = design.simulate(schedule)
+    assert r.deadlock is None, r.deadlock.describe()
+    return r
+
+
+# ---------------------------------------------------------------- golden == simulator
+
+@pytest.mark.parametrize("path", [TINY, BERT])
+def test_example_golden_equals_simulator_and_cycle_model(path):
+    """Each bundled example, as written: 2 layers, every output element equal to the
+    golden model, total cycles equal to the folding's cycle model."""
+    d = prepare(path)
+    assert d.spec.model.layers == 2
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles == d.folding.cycles
+    # the first output row leaves after both layers' K barriers; the last N - 1 rows
+    # leave one per bottleneck period of the last layer
+    assert len(r.output_cycles["y"]) == d.spec.model.seq_len
+    print(f"[{d.spec.name}] {d.folding.describe()}; simulated {r.total_cycles} cycles")
+
+
+@pytest.mark.parametrize("overrides", [
+    [],                                           # balanced
+    ["hardware.target_cycles=6000"],
+    ["hardware.multiplier_budget=2000"],
+    ["model.layers=3", "hardware.target_cycles=20000"],
+    ["model.norm=rmsnorm", "model.activation=relu", "model.heads=4"],
+])
+def test_tiny_automatic_folding_meets_its_model_exactly(overrides):
+    d = prepare(auto(TINY, *overrides))
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles == d.folding.cycles
+    hw = d.spec.hardware
+    if hw.target_cycles:
+        assert r.total_cycles <= hw.target_cycles
+    if hw.multiplier_budget:
+        assert d.folding.multipliers <= hw.multiplier_budget
+    print(f"[tiny {overrides}] {d.folding.describe()}")
+
+
+def test_tiny_with_stalls_equals_golden():
+    """Input gaps and output backpressure change the cycles, never the values."""
+    s = load_spec(TINY, ["schedule.input_gap_prob=0.4", "schedule.output_ready_prob=0.3",
+                         "schedule.seed=7"])
+    d = prepare(s)
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles > d.folding.cycles
+
+
+def test_budget_and_target_choices_are_the_cheapest_that_qualify():
+    """target_cycles: no candidate meeting the target uses fewer multipliers; budget: no
+    candidate within the budget is faster (checked against a wider uniform sweep)."""
+    base = prepare(auto(TINY))
+    fast = base.folding.cycles
+    t = prepare(auto(TINY, f"hardware.target_cycles={2 * fast}"))
+    assert t.folding.cycles <= 2 * fast and t.folding.multipliers < base.folding.multipliers
+    b = prepare(auto(TINY, f"hardware.multiplier_budget={t.folding.multipliers}"))
+    assert b.folding.multipliers <= t.folding.multipliers
+    assert b.folding.cycles <= t.folding.cycles
+
+
+def test_folding_requests_out_of_reach_are_one_line_errors():
+    with pytest.raises(SpecError) as e:
+        prepare(auto(TINY, "hardware.target_cycles=100"))
+    assert e.value.field == "hardware.target_cycles" and "out of reach" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(SpecError) as e:
+        prepare(auto(TINY, "hardware.multiplier_budget=100"))
+    assert e.value.field == "hardware.multiplier_budget" and "too few" in str(e.value)
+
+
+def test_resolved_spec_rebuilds_the_same_design():
+    d = prepare(auto(TINY, "hardware.target_cycles=9000"))
+    again = prepare(resolved_spec(d))
+    assert again.folding.mode == "spec"
+    assert again.folding.foldings == d.folding.foldings
+    assert again.folding.cycles == d.folding.cycles
+
+
+def test_multiplier_count_of_a_folding():
+    """multipliers(): PE x SIMD per linear instance (Q/K/V once per head) plus the
+    attention templates' 4 d_head + 1 per head."""
+    d = prepare(TINY)
+    m = d.spec.model
+    f = d.folding.foldings
+    lin = sum(pe * simd * (m.heads if op in ("attn_q", "attn_k", "attn_v") else 1)
+              for layer in f for op, (pe, simd) in layer.items())
+    assert multipliers(m, f) == lin + m.layers * m.heads * (4 * m.d_head + 1)
+
+
+# ---------------------------------------------------------------- BERT-tiny
+
+def test_bert_tiny_golden_equals_simulator_balanced():
+    """The BERT-tiny-sized example (2 layers, d_model 128, 2 heads, d_ff 512, N 128) with
+    the balanced automatic folding: bit-exact, cycles as modelled."""
+    d = prepare(auto(BERT))
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles == d.folding.cycles == 50866
+    n = d.spec.model.seq_len
+    slowest = max(p.fires for p in r.process_stats() if p.name in d.hw.instances)
+    assert slowest == n * n + n                      # qk_scores: N K loads + N*N scores
+    print(f"[bert-tiny balanced] {r.total_cycles} cycles, slowest node {slowest} firings, "
+          f"ratio {r.total_cycles / slowest:.2f}")
+
+
+# ---------------------------------------------------------------- accuracy per layer
+
+#: bounds of the integer design against the float model, per layer, on the examples'
+#: random inputs (uniform in [-2, 2]) and random weights; formats.act has LSB 1/256
+ACCURACY_BOUNDS = {TINY: (0.995, 0.35), BERT: (0.99, 0.6)}   # cosine >=, max abs error <=
+
+
+@pytest.mark.parametrize("path", [TINY, BERT])
+def test_accuracy_per_layer_against_float(path):
+    d = prepare(path)
+    acc = d.accuracy()
+    cos_min, err_max = ACCURACY_BOUNDS[path]
+    for a in acc["layers"]:
+        print(f"[{d.spec.name}] layer {a['layer']}: max abs error {a['max_abs_error']:.4f} "
+              f"(LSB {a['out_lsb']}, |float| <= {a['max_abs_float']:.2f}), "
+              f"cosine {a['cosine']:.6f}")
+        assert a["cosine"] >= cos_min
+        assert a["max_abs_error"] <= err_max
+    assert len(acc["layers"]) == d.spec.model.layers
+    assert acc["cosine"] == acc["layers"][-1]["cosine"]
+
+
+# ---------------------------------------------------------------- residual FIFOs
+
+def test_too_shallow_residual_skip_deadlocks_and_is_named():
+    """l1_skip1 (layer 1's attention residual) one row short of N: the fork of layer 1
+    waits on the full skip, the report names it; the mapper's depth N runs."""
+    n = 32
+    d = prepare(load_spec(TINY, [f"hardware.fifo_depths={{l1_skip1: {n - 1}}}"]))
+    r = d.simulate()
+    assert r.deadlock is not None
+    text = r.deadlock.describe()
+    print("[l1_skip1 = N - 1]", text)
+    assert "l1_skip1" in r.deadlock.culprits
+    assert "waits on l1_skip1 (full)" in text
+
+
+@pytest.mark.parametrize("path", [TINY, BERT])
+def test_mapper_skip_depths_are_not_oversized(path):
+    """Measured max occupancy of every residual skip against the mapper's depth: skip1
+    fills to N exactly (the whole sequence must pass before the first attention row),
+    skip2 to its analytic full-rate depth (within one row)."""
+    d = prepare(path)
+    r = sim(d)
+    stats = {c.name: c for c in r.channel_stats()}
+    n = d.spec.model.seq_len
+    for i in range(d.spec.model.layers):
+        s1, s2 = stats[f"l{i}_skip1"], stats[f"l{i}_skip2"]
+        print(f"[{d.spec.name}] l{i}_skip1 depth {s1.depth} max occupancy "
+              f"{s1.max_occupancy}; l{i}_skip2 depth {s2.depth} max occupancy "
+              f"{s2.max_occupancy}")
+        assert s1.depth == n and s1.max_occupancy == n
+        assert s2.max_occupancy >= s2.depth - 1 and s2.full_stall == 0
