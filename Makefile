@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.attnflow-installed
-DEMO   ?= examples/sdpa_online.yaml
+DEMO   ?= examples/encoder_tiny.yaml
 OUT    ?= build/demo
+HEAD   ?= examples/sdpa_online.yaml
 
 .PHONY: demo test test-full bench clean
 
@@ -14,11 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: build the bundled example, then check its RTL bit- and cycle-exactly (no stalls, then random stalls)
+## demo: build the bundled tiny encoder (2 layers) and check its RTL bit- and cycle-exactly
+## (no stalls, then random stalls); then the same for one attention head (~5 min in all)
 demo: $(STAMP)
 	$(BIN)/attnflow build $(DEMO) -o $(OUT)
 	$(BIN)/attnflow verify $(OUT)
 	$(BIN)/attnflow verify $(OUT) --stall-seed 1
+	$(BIN)/attnflow build $(HEAD) -o $(OUT)_head
+	$(BIN)/attnflow verify $(OUT)_head --stall-seed 1
 
 ## test: everything except the full RTL matrix (that is `make test-full`)
 test: $(STAMP)
@@ -30,6 +34,7 @@ test-full: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_vs_rtl.py
+	$(BIN)/python benchmarks/encoder_balance.py
 
 clean:
 	rm -rf build .pytest_cache

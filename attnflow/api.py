@@ -144,14 +144,50 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
 
 
 def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
-    """:func:`prepare` for a device: an encoder's automatic folding stays within the
-    device's hard multipliers (DSP blocks) unless the spec sets its own
-    ``hardware.multiplier_budget``. ``target``: None, a bundled device name or a file."""
+    """:func:`prepare` for a device (None, a bundled device name or a device file).
+
+    An encoder whose folding is (partly) automatic and whose spec sets no
+    ``hardware.multiplier_budget`` is folded to fit the device: the largest multiplier
+    budget whose design passes the resource estimate's fit check (every resource, not
+    only DSPs), found by bisection; the fastest folding within it is built. When even the
+    most folded design does not fit, the error names what overflows."""
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
     if target is None:
         return prepare(spec)
-    from .targets import load_device
+    from .targets import estimate, fit, load_device
     device = load_device(target)
-    return prepare(spec, multiplier_budget=device.dsp.count if device.dsp else None)
+    design = prepare(spec)
+    if (not isinstance(design, EncoderDesign) or design.folding.mode == "spec"
+            or spec.hardware.multiplier_budget is not None):
+        return design
+    if not fit(estimate(design.hw, device)):
+        return design
+
+    def attempt(budget):
+        try:
+            d = prepare(spec, multiplier_budget=budget)
+        except SpecError as e:
+            if e.field == "hardware.multiplier_budget":
+                return None, None
+            raise
+        return d, fit(estimate(d.hw, device))
+
+    # budgets below the most folded design's count raise (too few): search upwards
+    lo, hi = 0, design.folding.multipliers       # lo: fits or too few; hi: overflows
+    best, smallest = None, None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        d, over = attempt(mid)
+        if d is None or not over:
+            lo, best = mid, d or best
+        else:
+            hi, smallest = mid, over
+    if best is None:
+        raise SpecError(spec.source, "--target",
+                        f"no folding of this encoder fits {device.name}; the most folded "
+                        f"design tried overflows: {'; '.join(str(o) for o in smallest or [])}")
+    return best
 
 
 def resolved_spec(design) -> Spec:

@@ -21,11 +21,29 @@ from .sim.vcd import write_vcd
 DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
 
 
-def stall_schedule(spec, seed: int) -> ScheduleSpec:
+def row_period(hw) -> int:
+    """Cycles per output token of the slowest template at full rate (its firings per
+    token row): 1 for an attention head's streams, F (the folded stages' firings per row)
+    for an encoder."""
+    n = {i.param("N") for i in hw.instances.values() if i.param("N")}
+    if len(n) != 1:
+        return 1
+    return max(1, max(i.contract.fires for i in hw.instances.values()) // n.pop())
+
+
+def stall_schedule(spec, seed: int, period: int = 1) -> ScheduleSpec:
+    """The stall pattern of ``verify --stall-seed``: the spec's own if it has stalls, else
+    :data:`DEFAULT_STALLS` scaled to a design whose tokens leave every ``period`` cycles
+    (gaps of up to period / 2 cycles, output ready 0.5 / period of the cycles, so output
+    backpressure outlasts a period and reaches inside the pipeline)."""
     s = spec.schedule
     if s.has_stalls:
         return dataclasses.replace(s, seed=seed)
-    return ScheduleSpec(seed=seed, **DEFAULT_STALLS)
+    if period <= 1:
+        return ScheduleSpec(seed=seed, **DEFAULT_STALLS)
+    return ScheduleSpec(seed=seed, input_gap_prob=DEFAULT_STALLS["input_gap_prob"],
+                        input_gap_max=max(3, period // 2),
+                        output_ready_prob=min(0.7, 0.5 / period))
 
 
 def check_golden(design: Design, result: SimResult) -> int:

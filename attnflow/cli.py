@@ -105,9 +105,9 @@ def cmd_verify(args) -> int:
     vectors = None
     if args.stall_seed is not None:
         from .api import prepare
-        from .build import stall_schedule, vectors as make_vectors
+        from .build import row_period, stall_schedule, vectors as make_vectors
         design = prepare(load_spec(out / "spec.yaml"))
-        sched = stall_schedule(design.spec, args.stall_seed)
+        sched = stall_schedule(design.spec, args.stall_seed, row_period(design.hw))
         result = design.simulate(sched)
         if result.deadlock:
             print(f"error: {result.deadlock.describe()}", file=sys.stderr)

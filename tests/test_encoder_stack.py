@@ -190,3 +190,33 @@ def test_mapper_skip_depths_are_not_oversized(path):
               f"{s2.max_occupancy}")
         assert s1.depth == n and s1.max_occupancy == n
         assert s2.max_occupancy >= s2.depth - 1 and s2.full_stall == 0
+
+
+# ---------------------------------------------------------------- folding to a device
+
+def test_target_device_fit_check_then_automatic_folding_that_fits():
+    """The balanced tiny encoder overflows a ZCU102 (the fit check names DSP and LUT and
+    by how much); folding for the device (--target) finds the fastest design that fits;
+    an ECP5-85F can't hold any folding and the error says what overflows."""
+    from attnflow.api import prepare_for
+    from attnflow.targets import estimate, fit, load_device
+    zcu = load_device("zcu102")
+    s = auto(TINY, "hardware.multiplier_budget=null")
+    big = prepare(s)
+    over = {o.resource: o for o in fit(estimate(big.hw, zcu))}
+    assert {"DSP", "LUT"} <= set(over)
+    print("[balanced on zcu102]", "; ".join(str(o) for o in over.values()))
+    assert str(over["DSP"]).startswith("DSP: needs ") and "zcu102 has 2520" in str(over["DSP"])
+    d = prepare_for(s, "zcu102")
+    est = estimate(d.hw, zcu)
+    assert fit(est) == []
+    assert d.folding.mode == "multiplier_budget" and d.folding.cycles > big.folding.cycles
+    r = sim(d)
+    assert r.total_cycles == d.folding.cycles
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    print(f"[zcu102] {d.folding.describe()}; DSP {est.totals['DSP']} / 2520, "
+          f"LUT {est.totals['LUT']} / {zcu.luts}")
+    with pytest.raises(SpecError) as e:
+        prepare_for(s, "ecp5_85f")
+    assert e.value.field == "--target" and "LUT: needs" in str(e.value)
+    assert "\n" not in str(e.value)

