@@ -203,8 +203,9 @@ def report_md(summary: dict) -> str:
             lines.append(f"- bottleneck (busiest node): {b['name']} ({b['template']}), busy "
                          f"{b['busy']} cycles; total / bottleneck = "
                          f"{b['cycles_over_bound']:.2f}")
-    lines.append(f"- multipliers: {s['multipliers']}; memory: {s['memory_bits']} bits "
-                 f"(ROMs, RAMs and FIFO storage)")
+    lines.append(f"- multipliers (variable products of every template, from the resource "
+                 f"models): {s['multipliers']}; memory: {s['memory_bits']} bits (ROMs, RAMs "
+                 f"and FIFO storage)")
     if s["kind"] == "encoder":
         f = s["folding"]
         lines += ["", "## Folding", "", f["text"], "",

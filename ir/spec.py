@@ -86,7 +86,8 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
     hardware:                 # clock_mhz and fifo_depths as for one head, plus:
       parallelism: {}         # PE x SIMD folding hints of the linear layers (below)
       target_cycles: null     # integer >= 1: automatic folding aims at this many cycles for the encoder
-      multiplier_budget: null # integer >= 1: automatic folding uses at most this many multipliers
+      multiplier_budget: null # integer >= 1: automatic folding uses at most this many linear +
+                              # attention multipliers (mappers.folding.multipliers)
 
 Encoder layer (``norm_position: post``, BERT, RoBERTa, DistilBERT)::
 
@@ -155,7 +156,8 @@ input features (d_model or d_ff); Q, K and V are built as one linear per head, s
 PE must divide d_model / heads. Ops no key covers are folded automatically
 (``mappers.folding``): the cheapest folding (fewest multipliers) whose firings per token
 fit one period, with the period chosen to meet ``target_cycles`` (cycles per sequence) or
-``multiplier_budget`` (all multipliers of the design), or, with neither, equal to the
+``multiplier_budget`` (the linear PE x SIMD arrays plus the attention's 4 d_head + 1 per
+head; norms, GELU lanes and constant rescales are not counted), or, with neither, equal to the
 attention's own period (N cycles per token: one score per cycle), which balances the
 pipeline.
 

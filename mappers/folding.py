@@ -73,7 +73,8 @@ class FoldPlan:
              else "")
         return (f"folding: {len(self.auto_ops)} linears chosen automatically "
                 f"({self.mode}, period {self.period} cycles per token{b}): model "
-                f"{self.cycles} cycles per sequence, {self.multipliers} multipliers")
+                f"{self.cycles} cycles per sequence, {self.multipliers} linear + attention "
+                f"multipliers")
 
 
 def fires(model, op: str, pe_simd) -> int:
