@@ -9,22 +9,22 @@ Simulator only; the RTL of the tiny example is tests/test_encoder_rtl.py.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from attnflow.api import prepare, resolved_spec
 from attnflow.ir.spec import SpecError, load_spec
-from attnflow.mappers.folding import multipliers, stack_cycles
+from attnflow.mappers.folding import multipliers
 
 TINY = "examples/encoder_tiny.yaml"
 BERT = "examples/encoder_bert_tiny.yaml"
 
 
 def auto(path, *overrides):
-    """The example with every linear folded automatically (its parallelism dropped)."""
-    return load_spec(path, ["hardware.parallelism={}", *overrides])
+    """The example with every linear folded automatically and no goal (its parallelism and
+    multiplier budget dropped), then ``overrides``."""
+    return load_spec(path, ["hardware.parallelism={}", "hardware.multiplier_budget=null",
+                            *overrides])
 
 
 def sim(design, schedule=None):
