@@ -68,6 +68,7 @@ class EncoderDesign:
     folding: object       # mappers.folding.FoldPlan
     hw: HwGraph
     x: np.ndarray         # (N, d_model) stored ints of formats.act
+    final: object = None  # ir.encoder_golden.QNorm after the last layer (final_norm), or None
 
     @property
     def numerics(self) -> AttentionNumerics:
@@ -77,13 +78,13 @@ class EncoderDesign:
     def golden(self, traces: list | None = None) -> np.ndarray:
         """Bit-exact integer output of the stacked layers."""
         from .ir.encoder_golden import encoder_golden
-        return encoder_golden(self.plans, self.x, traces)
+        return encoder_golden(self.plans, self.x, traces, self.final)
 
     def accuracy(self) -> dict:
         """The integer design against the float model, after the last layer (the
         figures) and after every layer (``layers``)."""
         from .ir.encoder_golden import encoder_accuracy
-        per = encoder_accuracy(self.plans, self.x)
+        per = encoder_accuracy(self.plans, self.x, self.final)
         return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
                 "layers": per}
 
@@ -99,28 +100,27 @@ class EncoderDesign:
 def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> EncoderDesign:
     """Encoder spec -> per-layer plans, folding (automatic where the spec leaves it open;
     ``multiplier_budget``: a device's, used when the spec sets none), HwGraph, input."""
-    from .ir.encoder_golden import encoder_plans, random_input
+    from .ir.encoder_golden import encoder_plans, final_norm_plan, random_input
     from .ir.weights import load_weights
     from .mappers.encoder import map_encoder
     from .mappers.folding import FoldingError, plan_folding
     m = spec.model
-    if m.norm_position != "post":
-        raise SpecError(spec.source, "model.norm_position",
-                        f"{m.norm_position!r} specs load and validate, but only post-norm "
-                        "(BERT) encoders can be built yet; use norm_position: post")
     if m.attention.kind != "full" or m.attention.variant != "online":
         raise SpecError(spec.source, "model.attention",
                         f"kind {m.attention.kind!r} variant {m.attention.variant!r}: encoder "
                         "layers are built with kind full, variant online only so far")
-    plans = encoder_plans(spec, load_weights(spec))
+    weights = load_weights(spec)
+    plans = encoder_plans(spec, weights)
+    final = final_norm_plan(spec, weights)
     for fld, msg in plans[0].attn.check():
         raise SpecError(spec.source, fld, msg)
     try:
         fold = plan_folding(spec, multiplier_budget)
-        hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name)
+        hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name,
+                         final=final)
     except (FoldingError, MappingError) as e:
         raise SpecError(spec.source, e.field, e.message) from None
-    return EncoderDesign(spec, plans, fold, hw, random_input(spec))
+    return EncoderDesign(spec, plans, fold, hw, random_input(spec), final)
 
 
 def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | EncoderDesign:

@@ -1,9 +1,17 @@
-"""Integer golden model and float reference of one transformer encoder layer (post-norm).
+"""Integer golden model and float reference of transformer encoder layers.
 
-The layer (``norm_position: post``, BERT)::
+A post-norm layer (``norm_position: post``, BERT)::
 
     h = norm1(x + attn_out(concat_h SDPA(attn_q(x)_h, attn_k(x)_h, attn_v(x)_h)))
     y = norm2(h + ffn_down(act(ffn_up(h))))
+
+A pre-norm layer (``norm_position: pre``, ViT), with ``a = norm1(x)``::
+
+    h = x + attn_out(concat_h SDPA(attn_q(a)_h, attn_k(a)_h, attn_v(a)_h))
+    y = h + ffn_down(act(ffn_up(norm2(h))))
+
+and, with ``final_norm: true``, one more norm (``final_norm.*`` weights) after the last
+layer (:func:`final_norm_plan`).
 
 :func:`layer_plan` fixes the integer datapath once from the spec: every format, every
 numerics object and every quantized weight. :func:`layer_golden` composes the existing
@@ -100,18 +108,16 @@ class LayerPlan:
     act_num: object      # GeluNumerics | RescaleNumerics
     res1: object         # ResidualNumerics (mappers.rowops)
     res2: object
+    pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
 
     def head_linear(self, op: str, h: int) -> QLinear:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
 
 
 def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
-    """The integer datapath of encoder layer ``layer`` of ``spec`` (post-norm only)."""
+    """The integer datapath of encoder layer ``layer`` of ``spec``."""
     from ..mappers.rowops import ResidualNumerics   # the residual numerics live there
     m, f = spec.model, spec.formats
-    if m.norm_position != "post":
-        raise ValueError("model.norm_position: only post is mapped so far, got "
-                         f"{m.norm_position}")
     if m.attention.kind != "full" or m.attention.variant != "online":
         raise ValueError("model.attention: only kind full, variant online is mapped so far")
     n, d, dff = m.seq_len, m.d_model, m.d_ff
@@ -130,14 +136,9 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
         wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"], dtype=np.float64)
         bf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.bias"], dtype=np.float64)
         lin[op] = QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
-    rms = m.norm == "rmsnorm"
 
     def norm(prefix):
-        num = LayerNormNumerics(d, act, f.gamma, f.beta, act, m.norm_eps)
-        g = np.asarray(weights[f"layers.{layer}.{prefix}.gamma"], dtype=np.float64)
-        b = np.zeros(d) if rms else \
-            np.asarray(weights[f"layers.{layer}.{prefix}.beta"], dtype=np.float64)
-        return QNorm(num, quantize(g, f.gamma), quantize(b, f.beta), g, b, rms)
+        return norm_plan(spec, weights, f"layers.{layer}.{prefix}")
 
     if m.activation == "gelu":
         act_num = GeluNumerics(act, act)
@@ -145,7 +146,22 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
         act_num = RescaleNumerics(act, act, 1.0)
     res = ResidualNumerics(act, act, act)
     return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
-                     m.activation, act_num, res, res)
+                     m.activation, act_num, res, res, m.norm_position == "pre")
+
+
+def norm_plan(spec, weights: dict, prefix: str) -> QNorm:
+    """The norm whose weights are ``<prefix>.gamma`` (and ``.beta`` for LayerNorm)."""
+    m, f = spec.model, spec.formats
+    d, rms = m.d_model, m.norm == "rmsnorm"
+    num = LayerNormNumerics(d, f.act, f.gamma, f.beta, f.act, m.norm_eps)
+    g = np.asarray(weights[f"{prefix}.gamma"], dtype=np.float64)
+    b = np.zeros(d) if rms else np.asarray(weights[f"{prefix}.beta"], dtype=np.float64)
+    return QNorm(num, quantize(g, f.gamma), quantize(b, f.beta), g, b, rms)
+
+
+def final_norm_plan(spec, weights: dict) -> QNorm | None:
+    """The norm after the last layer (``model.final_norm``), or None."""
+    return norm_plan(spec, weights, "final_norm") if spec.model.final_norm else None
 
 
 # ---------------------------------------------------------------- integer golden
@@ -167,24 +183,26 @@ def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarr
     from ..mappers.rowops import residual_golden
     t = trace if trace is not None else {}
     x = np.asarray(x_ints, dtype=np.int64).reshape(plan.n, plan.d_model)
+    a = plan.norm1.golden(x) if plan.pre else x         # the attention's input
     heads = []
     for h in range(plan.heads):
-        q = plan.head_linear("attn_q", h).golden(x)
-        k = plan.head_linear("attn_k", h).golden(x)
-        v = plan.head_linear("attn_v", h).golden(x)
+        q = plan.head_linear("attn_q", h).golden(a)
+        k = plan.head_linear("attn_k", h).golden(a)
+        v = plan.head_linear("attn_v", h).golden(a)
         o = attention_golden(plan.attn, q, k, v)
         t.update({f"q{h}": q, f"k{h}": k, f"v{h}": v, f"o{h}": o})
         heads.append(o)
     att = np.concatenate(heads, axis=1)
     proj = plan.lin["attn_out"].golden(att)
     r1 = residual_golden(x, proj, plan.res1)
-    h1 = plan.norm1.golden(r1)
-    up = plan.lin["ffn_up"].golden(h1)
-    a = gelu_golden(up, plan.act_num) if plan.act_fn == "gelu" else relu_golden(up, plan.act_num)
-    down = plan.lin["ffn_down"].golden(a)
+    h1 = r1 if plan.pre else plan.norm1.golden(r1)      # the residual stream
+    f = plan.norm2.golden(h1) if plan.pre else h1        # the FFN's input
+    up = plan.lin["ffn_up"].golden(f)
+    g = gelu_golden(up, plan.act_num) if plan.act_fn == "gelu" else relu_golden(up, plan.act_num)
+    down = plan.lin["ffn_down"].golden(g)
     r2 = residual_golden(h1, down, plan.res2)
-    y = plan.norm2.golden(r2)
-    t.update({"att": att, "proj": proj, "r1": r1, "h1": h1, "up": up, "act": a,
+    y = r2 if plan.pre else plan.norm2.golden(r2)
+    t.update({"att": att, "proj": proj, "r1": r1, "h1": h1, "up": up, "act": g,
               "down": down, "r2": r2, "y": y})
     return y
 
@@ -204,17 +222,20 @@ def layer_float(plan: LayerPlan, x) -> np.ndarray:
     def lin(op, v):
         return v @ L[op].w_float.T + L[op].b_float
 
-    q, k, v = lin("attn_q", x), lin("attn_k", x), lin("attn_v", x)
+    a = plan.norm1.float(x) if plan.pre else x
+    q, k, v = lin("attn_q", a), lin("attn_k", a), lin("attn_v", a)
     dh = plan.d_head
     heads = []
     for h in range(plan.heads):
         sl = slice(h * dh, (h + 1) * dh)
         p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
         heads.append(p @ v[:, sl])
-    h1 = plan.norm1.float(x + lin("attn_out", np.concatenate(heads, axis=1)))
-    u = lin("ffn_up", h1)
-    a = gelu_float(u) if plan.act_fn == "gelu" else np.maximum(u, 0.0)
-    return plan.norm2.float(h1 + lin("ffn_down", a))
+    r1 = x + lin("attn_out", np.concatenate(heads, axis=1))
+    h1 = r1 if plan.pre else plan.norm1.float(r1)
+    u = lin("ffn_up", plan.norm2.float(h1) if plan.pre else h1)
+    g = gelu_float(u) if plan.act_fn == "gelu" else np.maximum(u, 0.0)
+    r2 = h1 + lin("ffn_down", g)
+    return r2 if plan.pre else plan.norm2.float(r2)
 
 
 def accuracy(plan: LayerPlan, x_ints, y_ints) -> dict:
@@ -242,22 +263,25 @@ def encoder_plans(spec, weights: dict) -> list:
     return [layer_plan(spec, weights, i) for i in range(spec.model.layers)]
 
 
-def encoder_golden(plans: list, x_ints, traces: list | None = None) -> np.ndarray:
-    """The stacked layers, bit-exact; ``traces`` (a list), when given, receives one
-    intermediate dict per layer (see :func:`layer_golden`)."""
+def encoder_golden(plans: list, x_ints, traces: list | None = None,
+                   final: QNorm | None = None) -> np.ndarray:
+    """The stacked layers (then the ``final`` norm, if any), bit-exact; ``traces`` (a
+    list), when given, receives one intermediate dict per layer (see
+    :func:`layer_golden`)."""
     y = np.asarray(x_ints, dtype=np.int64)
     for plan in plans:
         t = {}
         y = layer_golden(plan, y, t)
         if traces is not None:
             traces.append(t)
-    return y
+    return final.golden(y) if final is not None else y
 
 
-def encoder_accuracy(plans: list, x_ints) -> list:
+def encoder_accuracy(plans: list, x_ints, final: QNorm | None = None) -> list:
     """Per layer: the integer stack's output after that layer against the float stack's
-    (float weights, float softmax and norm, exact GELU) on the same dequantized input.
-    Errors accumulate: layer i's figures include every earlier layer's."""
+    (float weights, float softmax and norm, exact GELU) on the same dequantized input;
+    the ``final`` norm, if any, is applied to the last layer's figures. Errors
+    accumulate: layer i's figures include every earlier layer's."""
     lsb = 2.0 ** -plans[0].act_fmt.frac
     y_int = np.asarray(x_ints, dtype=np.int64)
     y_flt = y_int * lsb
@@ -265,6 +289,8 @@ def encoder_accuracy(plans: list, x_ints) -> list:
     for i, plan in enumerate(plans):
         y_int = layer_golden(plan, y_int)
         y_flt = layer_float(plan, y_flt)
+        if final is not None and i == len(plans) - 1:
+            y_int, y_flt = final.golden(y_int), final.float(y_flt)
         got = y_int * lsb
         cos = float((y_flt * got).sum() / (np.linalg.norm(y_flt) * np.linalg.norm(got)))
         out.append({"layer": i, "max_abs_error": float(np.abs(y_flt - got).max()),

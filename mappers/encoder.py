@@ -86,10 +86,12 @@ def layer_prefix(i: int) -> str:
 
 
 def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
-                name: str = "encoder", prefix=layer_prefix) -> HwGraph:
+                name: str = "encoder", prefix=layer_prefix, final=None) -> HwGraph:
     """A stack of encoder layers -> one HwGraph. Layer i's instances and channels are named
     ``prefix(i) + <layer name>``; the design input is ``x``, the output ``y``, and layer
-    i + 1 reads layer i's output over ``l{i+1}_x`` (its last norm's output channel)."""
+    i + 1 reads layer i's output over ``l{i+1}_x``. ``final``: the norm after the last
+    layer (``ir.encoder_golden.final_norm_plan``), instance ``final_ln`` fed by
+    ``final_x``."""
     if not plans:
         raise ValueError("map_encoder: no layers")
     attn = plans[0].attn
@@ -99,9 +101,19 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
     hw = HwGraph(name=name, numerics=attn, variant="encoder_online")
     src = None
     for i, plan in enumerate(plans):
-        last = i == len(plans) - 1
+        last = i == len(plans) - 1 and final is None
         src = _add_layer(hw, plan, foldings[i], prefix(i), src,
                          "x" if i == 0 else f"{prefix(i)}x", "y" if last else None)
+    if final is not None:
+        n = plans[0].n
+        fn = NormParams.make(n, final.numerics, final.gamma, final.beta, rms=final.rms)
+        hw.instances["final_ln"] = fn.instance("final_ln")
+        prev = hw.instances[src[0]]
+        hw.channels["final_x"] = Channel("final_x", fn.x_layout(), full_rate_depth(
+            prev.contract.latency), prev.contract.latency, src, ("final_ln", "x"))
+        hw.channels["y"] = Channel("y", fn.y_layout(), full_rate_depth(RL[fn.template]),
+                                   RL[fn.template], ("final_ln", "y"), None)
+        hw.depth_notes["final_x"] = hw.depth_notes["y"] = "L+1"
     apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw
@@ -140,8 +152,12 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
     lin_lat = lin_mod.LATENCY
     # element-wise templates fold to the layer's row period (see layer_fires)
     fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding)
-    # ---- input fork: skip + (q, k, v) per head
-    fk = ForkParams(n, d, act, ways=1 + 3 * H)
+    n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
+                         rms=plan.norm1.rms)
+    n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
+                         rms=plan.norm2.rms)
+    # ---- input fork: skip + (q, k, v) per head; pre-norm: skip + ln1 -> fork_attn
+    fk = ForkParams(n, d, act, ways=2 if plan.pre else 1 + 3 * H)
     add(fk.instance("fork_in"))
     if x_src is None:
         chan(x_name, fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input", raw_src=True)
@@ -149,13 +165,23 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         prev = hw.instances[x_src[0]]
         chan(x_name, fk.layout(), x_src, ("fork_in", "x"), fr(prev.contract.latency),
              "L+1", raw_src=True)
+    if plan.pre:
+        add(n1.instance("ln1"))
+        chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(RL["fork"]), "L+1")
+        fa = ForkParams(n, d, act, ways=3 * H)
+        add(fa.instance("fork_attn"))
+        chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"), fr(RL[n1.template]),
+             "L+1")
+        qkv_fork, qkv_base = "fork_attn", 0
+    else:
+        qkv_fork, qkv_base = "fork_in", 1
     for h in range(H):
         lq = linear(f"lin_q{h}", "attn_q", plan.head_linear("attn_q", h))
         lk = linear(f"lin_k{h}", "attn_k", plan.head_linear("attn_k", h))
         lv = linear(f"lin_v{h}", "attn_v", plan.head_linear("attn_v", h))
-        for port, lname in ((1, f"lin_q{h}"), (2, f"lin_k{h}"), (3, f"lin_v{h}")):
-            chan(f"x_{lname}", fk.layout(), ("fork_in", f"y{port + 3 * h}"), (lname, "x"),
-                 fr(RL["fork"]), "L+1")
+        for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
+            chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
+                 (lname, "x"), fr(RL["fork"]), "L+1")
         add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n)))
         add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n)))
         add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n)))
@@ -189,15 +215,22 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
          "whole sequence: res1 takes no row before qk has all N K rows")
     chan("proj", lin_mod.y_layout(lo.numerics), ("lin_out", "y"), ("res1", "b"),
          fr(lin_lat), "L+1")
-    n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
-                         rms=plan.norm1.rms)
-    add(n1.instance("ln1"))
-    chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(RL["residual_add"]), "L+1")
     fk2 = ForkParams(n, d, act, ways=2)
     add(fk2.instance("fork_ffn"))
-    chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(RL[n1.template]), "L+1")
+    if plan.pre:   # res1 -> fork_ffn -> (skip2, ln2 -> lin_up)
+        chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"), fr(RL["residual_add"]),
+             "L+1")
+        add(n2.instance("ln2"))
+        chan("x_ln2", fk2.layout(), ("fork_ffn", "y0"), ("ln2", "x"), fr(RL["fork"]), "L+1")
+        up_src, up_lat = ("ln2", "y"), RL[n2.template]
+    else:          # res1 -> ln1 -> fork_ffn -> (skip2, lin_up)
+        add(n1.instance("ln1"))
+        chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(RL["residual_add"]), "L+1")
+        chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(RL[n1.template]),
+             "L+1")
+        up_src, up_lat = ("fork_ffn", "y0"), RL["fork"]
     lu = linear("lin_up", "ffn_up", plan.lin["ffn_up"])
-    chan("x_lin_up", fk2.layout(), ("fork_ffn", "y0"), ("lin_up", "x"), fr(RL["fork"]), "L+1")
+    chan("x_lin_up", fk2.layout(), up_src, ("lin_up", "x"), fr(up_lat), "L+1")
     ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num, plan.d_ff // fe["act"])
     add(ap.instance("act"))
     chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"), fr(lin_lat), "L+1")
@@ -207,26 +240,29 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
     add(r2.instance("res2"))
     chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
          fr(lin_lat), "L+1")
-    p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"])
+    p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
+                        RL[n2.template] if plan.pre else 0)
     chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
          f"residual skip: skip_depth(P={p2}, F={per2})")
-    n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
-                         rms=plan.norm2.rms)
-    add(n2.instance("ln2"))
-    chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
+    if plan.pre:   # the layer's output is the residual stream
+        out, out_lat, out_layout = ("res2", "y"), RL["residual_add"], r2.y_layout()
+    else:
+        add(n2.instance("ln2"))
+        chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
+        out, out_lat, out_layout = ("ln2", "y"), RL[n2.template], n2.y_layout()
     if y_name is None:
-        return (p + "ln2", "y")
-    chan(y_name, n2.y_layout(), ("ln2", "y"), None, fr(RL[n2.template]), "L+1")
+        return (p + out[0], out[1])
+    chan(y_name, out_layout, out, None, fr(out_lat), "L+1")
     return None
 
 
-
-
-def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1) -> tuple[int, int]:
+def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1,
+             norm_latency: int = 0) -> tuple[int, int]:
     """(P, row period) of the FFN block between fork_ffn and res2 (see rowops.skip_depth):
-    each folded stage holds a row F - 1 cycles between taking it and emitting it."""
+    each folded stage holds a row F - 1 cycles between taking it and emitting it;
+    ``norm_latency``: a pre-norm layer's ln2 in the block."""
     lat = lin_mod.LATENCY
-    p = (RL["fork"] + (lat + f_up - 1) + (RL["activation"] + f_act - 1)
+    p = (RL["fork"] + norm_latency + (lat + f_up - 1) + (RL["activation"] + f_act - 1)
          + (lat + f_down - 1))
     return p, max(f_up, f_down, f_act, f_res)
 
@@ -260,13 +296,15 @@ def layer_inputs(x_ints) -> dict:
     return {"x": {"x": x_ints}}
 
 
-def critical_latency(heads: int, rms: bool = False) -> int:
+def critical_latency(heads: int, rms: bool = False, pre: bool = False) -> int:
     """Sum of the output latencies on the layer's critical path (input channel, fork,
     lin_k, qk load -> first score, qk, softmax, normalize, [concat], lin_out, res1, ln1,
-    fork_ffn, lin_up, act, lin_down, res2, ln2)."""
+    fork_ffn, lin_up, act, lin_down, res2, ln2; a pre-norm layer has the same stages in
+    another order plus its fork_attn)."""
     lin, norm = lin_mod.LATENCY, RL["rmsnorm" if rms else "layernorm"]
     tl = T.LATENCY
-    return (1 + RL["fork"] + lin + 1 + tl["qk_scores"] + tl["online_softmax_pv"]
+    return ((RL["fork"] if pre else 0)
+            + 1 + RL["fork"] + lin + 1 + tl["qk_scores"] + tl["online_softmax_pv"]
             + tl["normalize"] + (CONCAT_LATENCY if heads > 1 else 0) + lin
             + RL["residual_add"] + norm + RL["fork"] + lin + RL["activation"] + lin
             + RL["residual_add"] + norm)
@@ -287,7 +325,8 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
          "ffn_down": per_row["lin_down"], "qk": n, "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
-    total, f_qkv, b = layer_cycles(n, heads, inst["ln1"].template == "rmsnorm", f)
+    total, f_qkv, b = layer_cycles(n, heads, inst["ln1"].template == "rmsnorm", f,
+                                   "fork_attn" in inst)
     slowest = max(inst.values(), key=lambda i: i.contract.fires)
     return {"total": total, "barrier": n * f_qkv, "bottleneck_period": b,
             "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}

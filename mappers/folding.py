@@ -87,7 +87,8 @@ def fires(model, op: str, pe_simd) -> int:
 ROW_STAGES = ("qk", "attn_out", "res1", "ffn_up", "act", "ffn_down", "res2")
 
 
-def layer_cycles(n: int, heads: int, rms: bool, f: dict) -> tuple[int, int, int]:
+def layer_cycles(n: int, heads: int, rms: bool, f: dict,
+                 pre: bool = False) -> tuple[int, int, int]:
     """(total, F_qkv, B) of one layer standing alone, fed at full rate, no stalls; ``f``:
     firings per token row of every multi-firing stage (``mappers.encoder.layer_fires``).
 
@@ -104,20 +105,24 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict) -> tuple[int, int, int]
     f_qkv = max(f["attn_q"], f["attn_k"], f["attn_v"])
     b = max(f[s] for s in ROW_STAGES)
     total = (n * f_qkv + sum(f[s] - 1 for s in ROW_STAGES) + (n - 1) * b
-             + critical_latency(heads, rms))
+             + critical_latency(heads, rms, pre))
     return total, f_qkv, b
 
 
-def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list) -> int:
+def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = False,
+                 final_norm: bool = False) -> int:
     """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls.
     Layer i > 0 starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``):
     its K stream ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the
     previous layer's output ends, then its own row pipeline runs as in one layer."""
-    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0])
+    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
     for f in layer_fires[1:]:
-        single, f_qkv, b = layer_cycles(n, heads, rms, f)
+        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre)
         total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
         b_prev = b
+    if final_norm:
+        from .rowops import LATENCY as RL
+        total += RL["rmsnorm" if rms else "layernorm"]
     return total
 
 
@@ -165,7 +170,8 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
             *model.fold_dims(op), barrier if i == 0 and op in HEAD_OPS else period)
             for op in OPS} for i in range(L)]
         fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl) for fl in folds]
-        return folds, stack_cycles(n, model.heads, rms, fi), multipliers(model, folds)
+        return folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
+                                   model.final_norm), multipliers(model, folds)
 
     if not auto:
         folds, cyc, mul = at(1, 1)

@@ -68,10 +68,9 @@ def rtl_available():
 
 @pytest.mark.parametrize("heads", [
     # one Verilator build (~50 s here) + both runs: about a minute per layer; CI runs the
-    # 2-head layer (concat) and the whole tiny example below, the 1-head layer is in
-    # the full RTL suite
+    # whole tiny example (2 layers, 2 heads: concat) and a small pre-norm encoder below
     pytest.param(1, marks=pytest.mark.rtl_full),
-    pytest.param(2, marks=pytest.mark.rtl),
+    pytest.param(2, marks=pytest.mark.rtl_full),
 ])
 def test_rtl_encoder_layer_matches_simulator(rtl_available, tmp_path, heads):
     plan, x = layer(heads)
@@ -155,3 +154,12 @@ def test_rtl_bert_tiny_example(rtl_available, tmp_path):
     """examples/encoder_bert_tiny.yaml (2 layers, d_model 128, 2 heads, d_ff 512,
     N 128): golden == simulator == RTL with and without stalls (long: see the README)."""
     build_and_verify("examples/encoder_bert_tiny.yaml", tmp_path)
+
+
+@pytest.mark.rtl
+def test_rtl_small_pre_norm_encoder_with_final_norm(rtl_available, tmp_path):
+    """A ViT-style encoder (pre-norm, final LayerNorm), 2 layers of d_model 16, 2 heads,
+    d_ff 32, N 8, balanced folding: golden == simulator == RTL with and without stalls."""
+    build_and_verify("examples/encoder_tiny.yaml", tmp_path, [
+        "model.d_model=16", "model.d_ff=32", "model.seq_len=8", "model.norm_position=pre",
+        "model.final_norm=true", "hardware.multiplier_budget=null", "inputs.range=1.0"])

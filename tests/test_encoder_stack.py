@@ -220,3 +220,51 @@ def test_target_device_fit_check_then_automatic_folding_that_fits():
         prepare_for(s, "ecp5_85f")
     assert e.value.field == "--target" and "LUT: needs" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- pre-norm (ViT)
+
+@pytest.mark.parametrize("overrides", [
+    ["model.norm_position=pre"],
+    ["model.norm_position=pre", "model.final_norm=true"],
+    ["model.norm_position=pre", "model.final_norm=true", "model.norm=rmsnorm",
+     "model.layers=3", "hardware.target_cycles=15000"],
+])
+def test_pre_norm_encoder_golden_equals_simulator(overrides):
+    """Pre-norm layers (ln1 before the attention, ln2 before the FFN, the residual stream
+    as the output) and the final norm: bit-exact, the cycle model exact (one more fork
+    per layer than post-norm, plus the final norm's latency), skips as in post-norm."""
+    d = prepare(auto(TINY, *overrides))
+    assert ("l0_fork_attn" in d.hw.instances) and ("l0_ln1" in d.hw.instances)
+    assert ("final_ln" in d.hw.instances) == d.spec.model.final_norm
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles == d.folding.cycles
+    post = prepare(auto(TINY, *[o for o in overrides if "norm" not in o]))
+    extra = d.spec.model.layers * 1 + (4 if d.spec.model.final_norm else 0)
+    assert d.folding.cycles == post.folding.cycles + extra
+    stats = {c.name: c for c in r.channel_stats()}
+    assert stats["l0_skip1"].max_occupancy == d.spec.model.seq_len
+    assert stats["l0_skip2"].full_stall == 0
+    # the pre-norm residual stream is not normalised and grows layer by layer: the error
+    # bound is relative to the largest float value
+    for a in d.accuracy()["layers"]:
+        print(f"[pre {overrides}] layer {a['layer']}: max abs error "
+              f"{a['max_abs_error']:.3f} of {a['max_abs_float']:.2f}, cosine {a['cosine']:.5f}")
+        assert a["cosine"] > 0.995 and a["max_abs_error"] < 0.1 * a["max_abs_float"]
+
+
+def test_vit_hf_config_builds(tmp_path):
+    """A ViT-style config.json (pre-norm, final LayerNorm) becomes a buildable design."""
+    import json
+    cfg = {"model_type": "vit", "hidden_size": 32, "num_attention_heads": 2,
+           "intermediate_size": 64, "num_hidden_layers": 2, "hidden_act": "gelu",
+           "layer_norm_eps": 1e-12, "image_size": 16, "patch_size": 4, "num_channels": 3,
+           "qkv_bias": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    d = prepare(load_spec(tmp_path / "config.json"))
+    m = d.spec.model
+    assert (m.seq_len, m.norm_position, m.final_norm) == (17, "pre", True)  # 16 patches + CLS
+    r = sim(d)
+    assert np.array_equal(r.outputs["y"]["x"], d.golden())
+    assert r.total_cycles == d.folding.cycles
