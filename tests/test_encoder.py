@@ -223,7 +223,14 @@ def test_rmsnorm_and_relu_layers(extra):
 
 
 def test_unsupported_layer_kinds_are_refused():
+    """Window and causal attention validate in the spec, but no layer is built with them
+    (the API turns this into a one-line SpecError on model.attention)."""
+    from attnflow.api import prepare
+    from attnflow.ir.spec import SpecError
     s = spec_from_dict({"model": {"type": "encoder", "layers": 1, "d_model": D, "heads": 1,
-                                  "d_ff": DFF, "seq_len": N, "norm_position": "pre"}})
-    with pytest.raises(ValueError, match="norm_position"):
+                                  "d_ff": DFF, "seq_len": N, "attention": {"kind": "causal"}}})
+    with pytest.raises(ValueError, match="model.attention"):
         layer_plan(s, load_weights(s))
+    with pytest.raises(SpecError) as e:
+        prepare(s)
+    assert e.value.field == "model.attention" and "\n" not in str(e.value)
