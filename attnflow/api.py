@@ -51,6 +51,26 @@ class Design:
         return simulate(self.hw, self.stream_inputs(), sched, order, engine)
 
 
+@dataclass
+class WindowDesign(Design):
+    """One sliding-window attention head (``attention.kind: window``, ``ir.window``):
+    ``graph``/``lowered`` are the full head's (the IR has no window op); the golden model
+    and the float reference are ``ir.window``'s."""
+    window: int = 1
+
+    def golden(self) -> np.ndarray:
+        from .ir.window import window_golden
+        return window_golden(self.numerics, self.inputs["q"], self.inputs["k"],
+                             self.inputs["v"], self.window)
+
+    def reference(self) -> np.ndarray:
+        from .ir.window import window_float
+        nm = self.numerics
+        fl = [dequantize(self.inputs[n], fmt.frac)
+              for n, fmt in (("q", nm.q), ("k", nm.k), ("v", nm.v))]
+        return window_float(*fl, self.window)
+
+
 def random_inputs(spec: Spec) -> dict:
     m, f = spec.model, spec.formats
     rng = np.random.default_rng(spec.inputs.seed)
@@ -135,6 +155,18 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
         raise SpecError(spec.source, fld, msg)
     graph = attention_head_graph(nm, spec.name)
     variant = spec.model.attention.variant
+    if spec.model.attention.kind == "window":
+        from .mappers.window import map_window_head
+        if variant != "online":
+            raise SpecError(spec.source, "model.attention.variant",
+                            f"{variant!r}: window attention is built with the online variant "
+                            "only; set variant: online")
+        w = spec.model.attention.window
+        try:
+            hw = map_window_head(nm, w, dict(spec.hardware.fifo_depths), spec.name)
+        except MappingError as e:
+            raise SpecError(spec.source, e.field, e.message) from None
+        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=w)
     lowered = lower_attention(graph, variant)
     try:
         hw = map_attention_head(lowered, variant, dict(spec.hardware.fifo_depths), spec.name)

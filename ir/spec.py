@@ -16,7 +16,8 @@ One attention head
       seq_len: <required>     # N, number of tokens: integer >= 1
       head_dim: <required>    # d, width of each Q/K/V row: integer >= 1
       attention:
-        kind: full            # which keys each query sees; an attention head supports only full
+        kind: full            # which keys each query sees: full | window (|i - j| <= window)
+        window: <required for kind window, not allowed otherwise>   # integer >= 1
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -61,7 +62,7 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       d_ff: <required>        # width of the feed-forward hidden layer: integer >= 1
       seq_len: <required>     # N, tokens: integer >= 1
       attention:
-        kind: full            # full | window | causal (see below); downstream builds only full so far
+        kind: full            # full | window | causal (see below); encoders build only full so far
         variant: online       # online | naive, as for one head
         window: <required for kind window, not allowed otherwise>   # integer >= 1
       norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)
@@ -216,7 +217,7 @@ __all__ = [
 
 DEFAULT_NAME = "attnflow_top"
 MODEL_TYPES = ("attention_head", "encoder")
-ATTENTION_KINDS = ("full",)                       # one attention head
+ATTENTION_KINDS = ("full", "window")              # one attention head
 ENCODER_ATTENTION_KINDS = ("full", "window", "causal")
 ATTENTION_VARIANTS = ("naive", "online")
 NORMS = ("layernorm", "rmsnorm")
@@ -520,19 +521,33 @@ def _parse_attention_head(c: _Checker, m: Mapping) -> ModelSpec:
     for key in ("seq_len", "head_dim"):
         if key not in m:
             c.fail(f"model.{key}", "required field is missing; give an integer >= 1")
-    a = c.section(m.get("attention"), "model.attention", ("kind", "variant"),
-                  hints={"window": "only for model.type encoder with kind window"})
-    dflt_att = AttentionSpec()
     return ModelSpec(
         type="attention_head",
         seq_len=c.integer(m["seq_len"], "model.seq_len", 1),
         head_dim=c.integer(m["head_dim"], "model.head_dim", 1),
-        attention=AttentionSpec(
-            kind=c.choice(a.get("kind", dflt_att.kind), "model.attention.kind", ATTENTION_KINDS),
-            variant=c.choice(a.get("variant", dflt_att.variant), "model.attention.variant",
-                             ATTENTION_VARIANTS),
-        ),
+        attention=_parse_attention(c, m.get("attention"), ATTENTION_KINDS),
     )
+
+
+def _parse_attention(c: _Checker, data: Any, kinds: tuple) -> AttentionSpec:
+    """``model.attention``: kind (one of ``kinds``), variant, and window (kind window)."""
+    a = c.section(data, "model.attention", ("kind", "variant", "window"))
+    dflt = AttentionSpec()
+    kind = c.choice(a.get("kind", dflt.kind), "model.attention.kind", kinds)
+    window = a.get("window")
+    if kind == "window":
+        if window is None:
+            c.fail("model.attention.window", "required for kind window: give an integer >= 1 "
+                   "(query i sees keys j with |i - j| <= window)")
+        window = c.integer(window, "model.attention.window", 1)
+    elif window is not None:
+        c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
+                                         "remove it or set model.attention.kind: window")
+    return AttentionSpec(
+        kind=kind,
+        variant=c.choice(a.get("variant", dflt.variant), "model.attention.variant",
+                         ATTENTION_VARIANTS),
+        window=window)
 
 
 def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
@@ -579,24 +594,8 @@ def _parse_encoder(c: _Checker, m: Mapping, base_dir: Path) -> EncoderSpec:
     d_ff = c.integer(m["d_ff"], "model.d_ff", 1)
     seq_len = c.integer(m["seq_len"], "model.seq_len", 1)
 
-    a = c.section(m.get("attention"), "model.attention", ("kind", "variant", "window"))
+    attention = _parse_attention(c, m.get("attention"), ENCODER_ATTENTION_KINDS)
     dflt = EncoderSpec(1, 1, 1, 1, 1)
-    kind = c.choice(a.get("kind", dflt.attention.kind), "model.attention.kind",
-                    ENCODER_ATTENTION_KINDS)
-    window = a.get("window")
-    if kind == "window":
-        if window is None:
-            c.fail("model.attention.window", "required for kind window: give an integer >= 1 "
-                   "(query i sees keys j with |i - j| <= window)")
-        window = c.integer(window, "model.attention.window", 1)
-    elif window is not None:
-        c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
-                                         "remove it or set model.attention.kind: window")
-    attention = AttentionSpec(
-        kind=kind,
-        variant=c.choice(a.get("variant", dflt.attention.variant), "model.attention.variant",
-                         ATTENTION_VARIANTS),
-        window=window)
 
     return EncoderSpec(
         layers=layers, d_model=d_model, heads=heads, d_ff=d_ff, seq_len=seq_len,

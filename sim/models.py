@@ -13,6 +13,7 @@ from ..ir.numerics import requant, saturate
 from .models_encoder import concat
 from .models_linear import linear
 from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
+from .models_window import kv_window, qk_window, softmax_window
 
 
 def _rows(a, n):
@@ -72,4 +73,4 @@ def pv_accum(inst, nm, ins):
 MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
                                   row_max, sub_exp, row_sum, recip_mul, pv_accum, linear,
                                   layernorm, rmsnorm, activation, residual_add, fork,
-                                  concat)}
+                                  concat, qk_window, kv_window, softmax_window)}

@@ -241,7 +241,18 @@ def test_unsupported_variant():
 
 def test_unsupported_kind():
     err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"kind": "causal"}}})
-    assert str(err) == "<dict>: model.attention.kind: unsupported value 'causal'; allowed: full"
+    assert str(err) == ("<dict>: model.attention.kind: unsupported value 'causal'; "
+                        "allowed: full, window")
+
+
+def test_window_kind_needs_a_window():
+    err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"kind": "window"}}})
+    assert err.field == "model.attention.window" and "required for kind window" in err.message
+    err = spec_error({"model": {"seq_len": 4, "head_dim": 4,
+                                "attention": {"kind": "window", "window": 0}}})
+    assert err.field == "model.attention.window" and ">= 1" in err.message
+    err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"window": 2}}})
+    assert err.field == "model.attention.window" and "only for kind window" in err.message
 
 
 def test_unsupported_model_type():

@@ -1,0 +1,84 @@
+"""Sliding-window attention (``attention.kind: window``): query i attends to the keys j
+with ``|i - j| <= w``, a band of ``2 w + 1`` keys, fewer at the sequence ends.
+
+Streaming order (SWAT-style, row-wise, input-stationary): row i's scores are produced
+over a fixed number ``W = 2 w' + 1`` of slots (``w' = min(w, N - 1)``: a window wider
+than the sequence is the whole sequence), slot t holding key ``j = i + offset(t)`` with
+the offsets ``0, -1, +1, -2, +2, ..., -w', +w'``. Slot 0 is the query's own position, so
+it is always a real key and starts the online softmax; slots whose key falls outside
+``0..N-1`` are *masked*: they take a cycle but leave the running state unchanged. The
+values are therefore exactly softmax over the real keys of the band, accumulated in the
+slot order above (the order is part of the bit-exact definition, as for the full online
+variant).
+
+One source of truth for the integer arithmetic: :class:`~.numerics.AttentionNumerics`
+(``scores``, ``online_step``, ``normalize``), shared with the full online head.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .numerics import AttentionNumerics
+
+
+def effective_window(w: int, n: int) -> int:
+    """The half-width actually iterated: ``min(w, N - 1)``."""
+    return max(0, min(int(w), int(n) - 1))
+
+
+def offsets(w: int, n: int) -> list[int]:
+    """Key offsets of the W = 2 w' + 1 slots of a row, slot order (0 first)."""
+    we = effective_window(w, n)
+    out = [0]
+    for k in range(1, we + 1):
+        out += [-k, k]
+    return out
+
+
+def slot_keys(w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, valid): arrays (N, W) of the key index of every (row, slot) (clipped into
+    range where masked) and whether it is a real key."""
+    off = np.array(offsets(w, n))
+    j = np.arange(n)[:, None] + off[None, :]
+    valid = (j >= 0) & (j < n)
+    return np.clip(j, 0, n - 1), valid
+
+
+def window_online(nm: AttentionNumerics, xs, ok, vs) -> tuple[np.ndarray, np.ndarray]:
+    """The masked online softmax over the slots: scores ``xs`` (N, W), ``ok`` (N, W)
+    booleans, values ``vs`` (N, W, d) -> the final (o, l) of every row. A masked slot
+    leaves (m, l, o) as they were; slot 0 is never masked and starts the row."""
+    m = l = o = None
+    for t in range(xs.shape[1]):
+        if t == 0:
+            m, l, o = nm.online_step(True, m, l, o, xs[:, 0], vs[:, 0])
+            continue
+        m2, l2, o2 = nm.online_step(False, m, l, o, xs[:, t], vs[:, t])
+        keep = ok[:, t]
+        m, l = np.where(keep, m2, m), np.where(keep, l2, l)
+        o = np.where(keep[:, None], o2, o)
+    return o, l
+
+
+def window_golden(nm: AttentionNumerics, q, k, v, w: int) -> np.ndarray:
+    """Bit-exact window attention of one head: (N, d) stored ints each -> (N, d) of
+    ``nm.out``."""
+    n = nm.seq_len
+    x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
+    v = np.asarray(v, np.int64)
+    keys, valid = slot_keys(w, n)
+    xs = x[np.arange(n)[:, None], keys]
+    return nm.normalize(*window_online(nm, xs, valid, v[keys]))
+
+
+def window_float(q, k, v, w: int) -> np.ndarray:
+    """Float reference: softmax(q k^T / sqrt(d)) over the band |i - j| <= w, times v."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    n, d = q.shape
+    s = q @ k.T / math.sqrt(d)
+    i, j = np.indices((n, n))
+    s = np.where(np.abs(i - j) <= w, s, -np.inf)
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)) @ v

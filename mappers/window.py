@@ -1,0 +1,111 @@
+"""Sliding-window attention of one head on streaming templates (``ir.window``): K and V
+held in ring buffers of W = 2 w' + 1 rows (memory independent of N), one score per
+cycle over the W slots of each query row, masked at the sequence ends.
+
+Templates (timing contracts; the values are ``sim.models_window``):
+
+* ``qk_window``: inputs k, q; output s (score + valid bit). Phases: ``fill`` takes K rows
+  0 .. w'-1; ``main`` (rows 0 .. N-w'-1) takes K row i + w' and the Q row on the row's
+  first of W firings; ``tail`` (the last w' rows) takes only the Q row. One score per
+  firing, slot order ``ir.window.offsets``.
+* ``kv_window``: input v, output vr: the same phases for V; one V row per firing (the
+  slot's key row).
+* ``softmax_window``: inputs s, vr; output ol on the row's last firing: the online
+  softmax of ``online_softmax_pv`` that skips masked slots.
+* ``normalize``: as in the full head.
+
+Cycles without stalls: ``w' + N * W`` firings of qk_window plus the pipeline's latency
+(tests/test_window.py checks the exact count); on-chip memory: two rings of W rows.
+"""
+from __future__ import annotations
+
+from ..ir.numerics import AttentionNumerics
+from ..ir.window import effective_window
+from . import templates as T
+from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .hwgraph import Channel, Field, HwGraph, Instance, Layout
+from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
+
+#: the window templates' latencies: the datapaths of their full-head counterparts plus
+#: ring addressing in the same cycle
+LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_replay"],
+           "softmax_window": T.LATENCY["online_softmax_pv"]}
+
+
+def _phases(n: int, w: int, load: str | None, extra_first: tuple, always: tuple):
+    """fill / main / tail phases of a ring-buffered stream template."""
+    we = effective_window(w, n)
+    slots = 2 * we + 1
+    ph = []
+    if we and load:
+        ph.append(Phase("fill", (("r", we),), ((load, ALWAYS),)))
+    first = ((load, FIRST),) if load else ()
+    ph.append(Phase("main", (("i", n - we), ("t", slots)),
+                    first + tuple((p, FIRST) for p in extra_first)
+                    + tuple((p, ALWAYS) for p in always)))
+    if we:
+        ph.append(Phase("tail", (("i", we), ("t", slots)),
+                        tuple((p, FIRST) for p in extra_first)
+                        + tuple((p, ALWAYS) for p in always)))
+    return tuple(ph)
+
+
+def qk_window(n: int, w: int) -> Contract:
+    return Contract("qk_window", ("k", "q"), ("s",), _phases(n, w, "k", ("q",), ("s",)),
+                    latency=LATENCY["qk_window"])
+
+
+def kv_window(n: int, w: int) -> Contract:
+    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, "v", (), ("vr",)),
+                    latency=LATENCY["kv_window"])
+
+
+def softmax_window(n: int, w: int) -> Contract:
+    slots = 2 * effective_window(w, n) + 1
+    return Contract("softmax_window", ("s", "vr"), ("ol",), (
+        Phase("rows", (("i", n), ("t", slots)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
+    ), latency=LATENCY["softmax_window"])
+
+
+def window_score_layout(nm: AttentionNumerics) -> Layout:
+    """A score and its valid bit (0: a masked slot outside the sequence)."""
+    return Layout((Field("x", nm.score_bits, True), Field("ok", 1, False)))
+
+
+def check_window(w) -> int:
+    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        raise MappingError("model.attention.window",
+                           f"must be an integer >= 1 (query i sees keys |i - j| <= window), "
+                           f"got {w!r}")
+    return w
+
+
+def map_window_head(nm: AttentionNumerics, w: int, fifo_depths=None,
+                    name: str = "attnflow_top") -> HwGraph:
+    """One window-attention head -> HwGraph (inputs q, k, v; output o)."""
+    w = check_window(w)
+    n, d = nm.seq_len, nm.head_dim
+    hw = HwGraph(name=name, numerics=nm, variant="window")
+    for iname, c in (("qk", qk_window(n, w)), ("vstore", kv_window(n, w)),
+                     ("softmax", softmax_window(n, w)), ("norm", T.normalize(n))):
+        hw.instances[iname] = Instance(iname, c.template, c, (("N", n), ("window", w)))
+
+    def chan(cname, layout, src, dst, depth, note):
+        latency = hw.instances[src[0]].contract.latency if src else 1
+        hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
+        hw.depth_notes[cname] = note
+
+    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
+    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
+    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
+    chan("s", window_score_layout(nm), ("qk", "s"), ("softmax", "s"),
+         full_rate_depth(LATENCY["qk_window"]), "L+1")
+    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
+         full_rate_depth(LATENCY["kv_window"]), "L+1")
+    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
+         full_rate_depth(LATENCY["softmax_window"]), "L+1")
+    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
+         full_rate_depth(T.LATENCY["normalize"]), "L+1")
+    apply_fifo_overrides(hw, fifo_depths)
+    hw.validate()
+    return hw

@@ -1,0 +1,97 @@
+"""Sliding-window attention of one head (``attention.kind: window``, ``ir.window``,
+``mappers.window``): golden == simulator bit for bit with and without stalls, the cycle
+count ``w' + N*W + 9`` exactly, windows wider than the sequence, memory independent of
+N, bad specs as one line. Simulator only (the window templates have no HDL yet)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnflow.api import WindowDesign, prepare
+from attnflow.build import WINDOW_FILL, node_costs
+from attnflow.cli import main
+from attnflow.ir.numerics import dequantize
+from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
+from attnflow.ir.window import effective_window, offsets, slot_keys, window_float
+
+
+def head(n, d, w, **extra):
+    return prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d, "attention": {
+        "kind": "window", "window": w}}, **extra}))
+
+
+def test_slot_order_and_masks():
+    assert offsets(2, 10) == [0, -1, 1, -2, 2]
+    assert offsets(5, 3) == [0, -1, 1, -2, 2]          # w' = N - 1 = 2
+    keys, ok = slot_keys(1, 4)
+    assert keys.tolist() == [[0, 0, 1], [1, 0, 2], [2, 1, 3], [3, 2, 3]]
+    assert ok.tolist() == [[True, False, True], [True, True, True], [True, True, True],
+                           [True, True, False]]
+
+
+@pytest.mark.parametrize("n, d, w", [(16, 4, 3), (16, 4, 1), (8, 4, 20), (1, 2, 1),
+                                     (5, 3, 2), (33, 8, 4)])
+@pytest.mark.parametrize("stalls", [False, True])
+def test_golden_equals_simulator_and_cycles(n, d, w, stalls):
+    design = head(n, d, w)
+    assert isinstance(design, WindowDesign)
+    sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
+                         output_ready_prob=0.5) if stalls else None
+    for engine in ("reference", "fast"):
+        r = design.simulate(sched, engine=engine)
+        assert r.deadlock is None
+        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+        we = effective_window(w, n)
+        if not stalls:
+            assert r.total_cycles == we + n * (2 * we + 1) + WINDOW_FILL
+        else:
+            assert r.total_cycles >= we + n * (2 * we + 1) + WINDOW_FILL
+
+
+def test_window_covering_the_sequence_equals_full_attention_in_float():
+    """w >= N - 1: every key is in the band; the float references agree and the integer
+    result is within a few output LSBs of the full online head's (a different but fixed
+    accumulation order)."""
+    w_design = head(16, 8, 100)
+    full = prepare(spec_from_dict({"model": {"seq_len": 16, "head_dim": 8}}))
+    nm = w_design.numerics
+    qkv = [dequantize(w_design.inputs[k], f.frac) for k, f in (("q", nm.q), ("k", nm.k),
+                                                               ("v", nm.v))]
+    assert np.allclose(window_float(*qkv, 100), full.reference())
+    diff = np.abs(w_design.golden() - full.golden()).max()
+    assert diff <= 4
+
+
+def test_accuracy_against_float_band_softmax():
+    acc = head(64, 16, 8).accuracy()
+    assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
+
+
+def test_memory_independent_of_n():
+    bits = {}
+    for n in (64, 256):
+        d = head(n, 16, 8)
+        c = node_costs(d.hw)
+        bits[n] = (c["qk"]["memory_bits"], c["vstore"]["memory_bits"])
+    assert bits[64] == bits[256] == (17 * 16 * 8, 17 * 16 * 8)      # two rings of 2w+1 rows
+
+
+def test_bad_window_specs_are_one_line(capsys):
+    for att, field in (({"kind": "window", "window": 0}, "model.attention.window"),
+                       ({"kind": "window"}, "model.attention.window"),
+                       ({"kind": "window", "window": 2, "variant": "naive"},
+                        "model.attention.variant")):
+        with pytest.raises(SpecError) as e:
+            prepare(spec_from_dict({"model": {"seq_len": 8, "head_dim": 4,
+                                              "attention": att}}))
+        assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_build_says_there_is_no_rtl_yet(tmp_path, capsys):
+    spec = tmp_path / "w.yaml"
+    spec.write_text("model: {seq_len: 8, head_dim: 4, attention: {kind: window, window: 2}}\n")
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no HDL yet for templates kv_window, qk_window" in err
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert not (tmp_path / "out" / "rtl").exists()
