@@ -160,10 +160,16 @@ class OnlineSoftmaxPV(Template):
     """Running max, sum and output; one exp (of |x - m|) per score; emits (o, l) per row."""
 
     def datapath(self, m, seq):
+        self.online(m, seq, self.s.payload.as_signed(),
+                    elems(self.vr.payload, self.layout("vr"), "x"))
+
+    def online(self, m, seq, x, vs, take=None):
+        """The online-softmax step on score ``x`` and V row ``vs``; ``take`` (a 1-bit
+        Value, or None: always) says whether this score counts: when it does not (a
+        masked window slot, never a row's first), the state is kept and the row's (o, l)
+        output is the kept state."""
         nm = self.nm
         pf, one = nm.prob_frac, nm.one
-        x = self.s.payload.as_signed()
-        vs = elems(self.vr.payload, self.layout("vr"), "x")
         mx = Signal(signed(nm.score_bits))
         l = Signal(nm.sum_bits)
         o = [Signal(signed(nm.acc_bits), name=f"o{i}") for i in range(nm.head_dim)]
@@ -174,13 +180,19 @@ class OnlineSoftmaxPV(Template):
         m_new = Signal.like(mx)
         l_new = Signal.like(l)
         o_new = [Signal.like(oi, name=f"o{i}_new") for i, oi in enumerate(o)]
+        use = None if take is None else (seq.first | take)
+
+        def keep(new, old):
+            return new if use is None else Mux(use, new, old)
+
         m.d.comb += [
-            m_new.eq(Mux(seq.first | ~le, x, mx)),
-            l_new.eq(Mux(seq.first, one, Mux(le, l + e, requant_hw(l * e, pf) + one))),
+            m_new.eq(keep(Mux(seq.first | ~le, x, mx), mx)),
+            l_new.eq(keep(Mux(seq.first, one, Mux(le, l + e, requant_hw(l * e, pf) + one)), l)),
         ]
         for oi, on, v in zip(o, o_new, vs):
-            m.d.comb += on.eq(Mux(seq.first, v * one,
-                                  Mux(le, oi + e * v, requant_hw(oi * e, pf) + v * one)))
+            m.d.comb += on.eq(keep(Mux(seq.first, v * one,
+                                       Mux(le, oi + e * v, requant_hw(oi * e, pf) + v * one)),
+                                   oi))
         with m.If(seq.fire):
             m.d.sync += [mx.eq(m_new), l.eq(l_new)] + [oi.eq(on) for oi, on in zip(o, o_new)]
         m.d.comb += self.ol.payload.eq(Cat(*[on[:nm.acc_bits] for on in o_new], l_new))

@@ -12,10 +12,12 @@ from .encoder_ops import Concat
 from . import templates
 from .linear import Linear
 from .rowops import Activation, Fork, LayerNorm, ResidualAdd
+from .window import COMPONENTS as WINDOW_COMPONENTS
 
 COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
               "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
-              "residual_add": ResidualAdd, "fork": Fork, "concat": Concat}
+              "residual_add": ResidualAdd, "fork": Fork, "concat": Concat,
+              **WINDOW_COMPONENTS}
 
 
 def port_names(stream_name: str) -> dict[str, str]:

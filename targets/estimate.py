@@ -62,6 +62,13 @@ class DspRules:
     post_add: bool          # the flow packs an adder fed by the product into the block
 
 
+#: the "macc" LUT rule's growth per operand was fitted on 3 to 17 operands; wider sums
+#: (the encoder's 33..129-operand dot products, measured per module by
+#: benchmarks/synth_modules.py) grow no further: without this cap the rule gave 1.4-2.3x
+#: the measured LUTs on them
+MACC_FIT_OPS = 17
+
+
 def dsp_rules(device: Device) -> DspRules:
     d = device.dsp
     if device.flow == "xilinx":   # synth_xilinx: 27x18 signed, 17-bit cascade steps
@@ -297,7 +304,7 @@ class Logic:
                 if ops <= 2:           # fitted to Yosys 0.70 synth_xilinx, 3 to 17 operands
                     c = w
                 elif k >= 6:
-                    c = w + round(w * (ops - 2) * (1 + ops / 30))
+                    c = w + round(w * (ops - 2) * (1 + min(ops, MACC_FIT_OPS) / 30))
                 else:
                     c = w + 2 * w * (ops - 2)
             elif kind == "muxn":       # extra[0]:1 multiplexer: ABC9 spends about a LUT6 per

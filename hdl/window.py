@@ -1,0 +1,105 @@
+"""Amaranth components of the window-attention templates (``mappers.window``).
+
+K and V live in rings of W = 2 w' + 1 rows. Loads (phase ``fill``, then the first firing
+of every ``main`` row) write the next row at a write pointer that steps mod W. Row i's
+slot t reads key row ``j = i + offset(t)`` (``ir.window.offsets``: 0, -1, +1, -2, ...)
+at ring index ``(base + offset(t)) mod W``, ``base`` being i mod W (a pointer stepping at
+every row end); the slot is valid when ``0 <= j < N``. A read of the slot written in the
+same firing (only when w' = 0) takes the live input row instead of the memory.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
+
+from ..ir.window import effective_window
+from .templates import OnlineSoftmaxPV, Template, elems, requant_hw, tree_sum
+
+
+class _Ring:
+    """The ring of one stream (port ``load``) and the addressing of the current slot."""
+
+    def __init__(self, tpl: Template, m, seq, load: str):
+        n = tpl.nm.seq_len
+        we = effective_window(tpl.inst.param("window"), n)
+        self.slots = slots = 2 * we + 1
+        width = tpl.layout(load).width
+        mem = Memory(shape=unsigned(width), depth=max(slots, 2), init=[])
+        m.submodules[f"{load}_ring"] = mem
+        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        port = getattr(tpl, load)
+        write = seq.fire & seq.use[load]
+        wptr = Signal(range(max(slots, 2)), name=f"{load}_wptr")
+        with m.If(write):
+            m.d.sync += wptr.eq(Mux(wptr == slots - 1, 0, wptr + 1))
+        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(port.payload), wp.en.eq(write)]
+
+        # the current query row i (row) and its ring index (base), stepping at row ends
+        phases = [p for p in ("main", "tail") if p in seq.in_phase]
+        scoring = Signal(name="scoring")
+        m.d.comb += scoring.eq(Cat(*[seq.in_phase[p] for p in phases]).any())
+        row_end = seq.fire & seq.last & scoring
+        row = Signal(range(n + 1), name="row")
+        base = Signal(range(max(slots, 2)), name="base")
+        with m.If(row_end):
+            m.d.sync += [row.eq(row + 1), base.eq(Mux(base == slots - 1, 0, base + 1))]
+        # slot t of the active scoring phase -> offset 0, -1, +1, -2, +2, ...
+        t = Signal(range(max(slots, 2)), name="slot")
+        for p in phases:
+            with m.If(seq.in_phase[p]):
+                m.d.comb += t.eq(seq.counter[(p, "t")])
+        half = Signal(range(we + 2), name="half")
+        m.d.comb += half.eq((t + 1) >> 1)
+        off = Signal(signed(half.shape().width + 1), name="offset")
+        m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
+        at = Signal(signed(max(slots, n).bit_length() + 2), name="at")
+        m.d.comb += at.eq(base + off)
+        idx = Signal(range(max(slots, 2)), name="ring_idx")
+        m.d.comb += idx.eq(Mux(at < 0, at + slots, Mux(at >= slots, at - slots, at)))
+        key = Signal(signed(n.bit_length() + 2), name="key")
+        m.d.comb += key.eq(row + off)
+        self.valid = Signal(name="valid")
+        m.d.comb += [self.valid.eq((key >= 0) & (key < n)), rp.addr.eq(idx)]
+        self.data = Signal(width, name=f"{load}_slot")
+        m.d.comb += self.data.eq(Mux(write & (idx == wptr), port.payload, rp.data))
+
+
+class QKWindow(Template):
+    """Scores of the query row against its window's K rows, one slot per firing."""
+
+    def datapath(self, m, seq):
+        nm = self.nm
+        ring = _Ring(self, m, seq, "k")
+        q_reg = Signal(self.layout("q").width)
+        with m.If(seq.fire & seq.use["q"]):
+            m.d.sync += q_reg.eq(self.q.payload)
+        q_cur = Signal(len(q_reg))
+        m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
+        qs = elems(q_cur, self.layout("q"), "x")
+        ks = elems(ring.data, self.layout("k"), "x")
+        dot = Signal(signed(nm.dot_bits))
+        m.d.comb += dot.eq(tree_sum(a * b for a, b in zip(qs, ks)))
+        x = Signal(signed(nm.score_bits))
+        m.d.comb += x.eq(requant_hw(dot * nm.scale_mult, nm.scale_shift))
+        m.d.comb += self.s.payload.eq(Cat(x, ring.valid))
+
+
+class KVWindow(Template):
+    """The V row of every slot, from the V ring."""
+
+    def datapath(self, m, seq):
+        ring = _Ring(self, m, seq, "v")
+        m.d.comb += self.vr.payload.eq(ring.data)
+
+
+class SoftmaxWindow(OnlineSoftmaxPV):
+    """``online_softmax_pv`` that skips masked slots (the score's valid bit)."""
+
+    def datapath(self, m, seq):
+        bits = self.nm.score_bits
+        x = self.s.payload[:bits].as_signed()
+        ok = self.s.payload[bits]
+        self.online(m, seq, x, elems(self.vr.payload, self.layout("vr"), "x"), take=ok)
+
+
+COMPONENTS = {"qk_window": QKWindow, "kv_window": KVWindow, "softmax_window": SoftmaxWindow}
