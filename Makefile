@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/attnflow verify $(OUT)
 	$(BIN)/attnflow verify $(OUT) --stall-seed 1
 	$(BIN)/attnflow build $(HEAD) -o $(OUT)_head
+	$(BIN)/attnflow verify $(OUT)_head
 	$(BIN)/attnflow verify $(OUT)_head --stall-seed 1
 
 ## test: everything except the full RTL matrix (that is `make test-full`)

@@ -197,11 +197,16 @@ def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
         return design
 
     def attempt(budget):
+        """(design, overflows) within ``budget``; (None, None) when the budget is below
+        the most folded design; (None, [...]) when the spec's target_cycles can't be met
+        within it (a larger budget might)."""
         try:
             d = prepare(spec, multiplier_budget=budget)
         except SpecError as e:
             if e.field == "hardware.multiplier_budget":
                 return None, None
+            if e.field == "hardware.target_cycles":
+                return None, [e.message]
             raise
         return d, fit(estimate(d.hw, device))
 
@@ -211,14 +216,17 @@ def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
     while hi - lo > 1:
         mid = (lo + hi) // 2
         d, over = attempt(mid)
-        if d is None or not over:
+        if over is None or (d is not None and not over):
             lo, best = mid, d or best
+        elif d is None:                    # target_cycles needs more multipliers
+            lo, smallest = mid, over
         else:
             hi, smallest = mid, over
     if best is None:
+        what = ("meets hardware.target_cycles and " if spec.hardware.target_cycles else "")
         raise SpecError(spec.source, "--target",
-                        f"no folding of this encoder fits {device.name}; the most folded "
-                        f"design tried overflows: {'; '.join(str(o) for o in smallest or [])}")
+                        f"no folding of this encoder {what}fits {device.name}; the last "
+                        f"design tried: {'; '.join(str(o) for o in smallest or [])}")
     return best
 
 

@@ -27,8 +27,9 @@ DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7
 
 def row_period(hw) -> int:
     """Cycles per output token of the slowest template at full rate (its firings per
-    token row): 1 for an attention head's streams, F (the folded stages' firings per row)
-    for an encoder."""
+    token row, rounded down), from the templates' row count ``N`` param: W for a window
+    head, the slowest folded stage's F for an encoder; 1 when the templates carry no
+    row count (a full attention head's, whose default stalls stay the original ones)."""
     n = {i.param("N") for i in hw.instances.values() if i.param("N")}
     if len(n) != 1:
         return 1

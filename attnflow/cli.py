@@ -210,8 +210,9 @@ def main(argv=None) -> int:
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
-                        "from SEED (the spec's stall probabilities, or 0.3 gap / 0.7 ready) "
-                        "and check the RTL against that")
+                        "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "
+                        "scaled to the design's row period P as gaps up to P/2 and ready "
+                        "0.5/P) and check the RTL against that")
     v.set_defaults(fn=cmd_verify)
 
     r = sub.add_parser("resources", help="estimate resources on a device and check the fit",

@@ -1,7 +1,9 @@
-"""Mapping of one post-norm encoder layer onto existing streaming templates, with FIFO
-sizing from the timing contracts.
+"""Mapping of encoder layers onto the streaming templates, with FIFO sizing from the
+timing contracts. :func:`map_encoder` stacks layers (layer i's names prefixed ``l{i}_``,
+layer i + 1 fed by ``l{i+1}_x``, an optional ``final_ln`` after the last);
+:func:`map_encoder_layer` maps one layer with unprefixed names.
 
-The HwGraph (H heads; one row of d_model elements per token unless noted)::
+One post-norm layer (H heads; one row of d_model elements per token unless noted)::
 
     x -> fork_in --y0----------------------------- skip1 (N deep) --------------> res1.a
                  --y{1+3h}-> lin_q{h} --q{h} (N deep)--> qk{h}.q
@@ -11,6 +13,11 @@ The HwGraph (H heads; one row of d_model elements per token unless noted)::
     res1 --r1--> ln1 --h1--> fork_ffn --y0--> lin_up --up--> act --a--> lin_down --down--> res2.b
                                       --y1-- skip2 (skip_depth) -----------------------> res2.a
     res2 --r2--> ln2 --y-->
+
+A pre-norm layer moves the norms to the sublayer inputs: ``fork_in`` (y0: skip1, y1:
+``ln1`` -> ``fork_attn`` -> the Q/K/V linears), ``res1 -> fork_ffn`` (y0: ``ln2`` ->
+``lin_up``, y1: skip2), and the layer's output is ``res2``'s. ``act``, ``res1`` and
+``res2`` are folded to the layer's row period (:func:`layer_fires`).
 
 Numerics: every template carries its own numerics in its params (``linear``,
 ``layernorm``, ``activation``, ``residual_add``, ``fork``, ``concat``) except the
@@ -33,8 +40,9 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
   row before the first attention row, which needs all N K rows, hence all N fork firings:
   fewer than N slots deadlock (the fork waits on the full skip, ``lin_k`` on the fork,
   ``qk`` on ``lin_k``, ``res1`` on ``qk``); N never fills (the fork pushes N rows in all).
-* ``skip2``: ``rowops.skip_depth(P, F)`` with P = fork + lin_up (L + F_up - 1) + act +
-  lin_down (L + F_down - 1) and F = max(F_up, F_down): the usual residual rule.
+* ``skip2``: ``rowops.skip_depth(P, F)`` with P and F from :func:`ffn_path`: P = fork
+  (+ ln2 in a pre-norm layer) + lin_up (L + F_up - 1) + act (L + F_act - 1) + lin_down
+  (L + F_down - 1), F = max(F_up, F_down, F_act, F_res2): the usual residual rule.
 """
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ its period. (P, P0) is, over every candidate pair (the ops' possible F values):
 
 * with ``hardware.target_cycles`` T: the pair with the fewest multipliers whose
   modelled cycles per sequence (:func:`stack_cycles`) are <= T;
-* with ``hardware.multiplier_budget`` B (or a ``--target`` device's DSP count): the
-  pair with the fewest cycles whose design multiplier count is <= B;
+* with ``hardware.multiplier_budget`` B: the pair with the fewest cycles whose design
+  multiplier count is <= B (``attnflow.api.prepare_for`` bisects B against a device's
+  full fit check for ``--target``);
 * with both: the budget's choice, which must also meet T;
 * with neither: P = P0 = N, the attention's own period (``qk_scores`` makes one score
   per cycle, N per row), below which a faster linear shortens no row: the balanced
@@ -147,7 +148,8 @@ def multipliers(model, foldings: list) -> int:
 
 def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     """The folding of ``spec``'s encoder: spec entries as given, the rest automatic.
-    ``multiplier_budget`` (a device's, from ``--target``) applies when the spec sets none."""
+    ``multiplier_budget`` applies when the spec sets none (``prepare_for`` passes the
+    budgets of its bisection against a device's fit check)."""
     from .encoder import layer_fires
     model, hwspec = spec.model, spec.hardware
     n, L = model.seq_len, model.layers
@@ -180,8 +182,12 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     if budget is None and target is None:
         folds, cyc, mul = at(n, n)
         return FoldPlan(folds, "balanced", n, auto, cyc, mul)
-    # (period, barrier period, folds, cycles, multipliers); barrier <= period
-    evals = [(p, b, *at(p, b)) for p in periods for b in periods if b <= p]
+    # (period, barrier period, folds, cycles, multipliers); barrier <= period, searched
+    # only when one of layer 0's Q/K/V is folded automatically
+    if any(i == 0 and op in HEAD_OPS for i, op in auto):
+        evals = [(p, b, *at(p, b)) for p in periods for b in periods if b <= p]
+    else:
+        evals = [(p, p, *at(p, p)) for p in periods]
     if budget is not None:
         ok = [e for e in evals if e[4] <= budget]
         if not ok:
@@ -210,4 +216,4 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         best = min(ok, key=lambda e: (e[4], e[3], -e[0]))
         mode = "target_cycles"
     p, b, folds, cyc, mul = best
-    return FoldPlan(folds, mode, p, auto, cyc, mul, barrier=b)
+    return FoldPlan(folds, mode, p, auto, cyc, mul, barrier=b if b != p else None)

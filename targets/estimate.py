@@ -436,13 +436,13 @@ def _isqrt(model: NodeModel, bits: int) -> None:
 
 
 def _lanes(m: NodeModel, inst, hw, p, ports) -> int:
-    """``hdl.rowops.lane_rows``: a template folded to D / fires lanes registers its input
-    rows, selects the chunk (a counter), and registers fires - 1 chunks of the output row.
-    Returns the lanes (elements computed a firing)."""
+    """``hdl.rowops.lane_rows``: a template folded to D / fires lanes keeps each input
+    row but its first chunk in a shift register (a 2:1 mux per bit: load or shift; costed
+    here as a fires-way select, which comes out similar) and shifts the results into
+    fires - 1 chunks of the output row. Returns the lanes (elements computed a firing)."""
     fires = getattr(p, "fires", 1)
     lanes = p.dim // fires
     if fires > 1:
-        # the chunk counter steps like the sequencer's f counter: Yosys merges the two
         ch = hw.port_channels(inst.name)
         for port in ports:
             lay = ch[port].layout

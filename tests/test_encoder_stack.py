@@ -44,8 +44,6 @@ def test_example_golden_equals_simulator_and_cycle_model(path):
     r = sim(d)
     assert np.array_equal(r.outputs["y"]["x"], d.golden())
     assert r.total_cycles == d.folding.cycles
-    # the first output row leaves after both layers' K barriers; the last N - 1 rows
-    # leave one per bottleneck period of the last layer
     assert len(r.output_cycles["y"]) == d.spec.model.seq_len
     print(f"[{d.spec.name}] {d.folding.describe()}; simulated {r.total_cycles} cycles")
 
@@ -81,8 +79,8 @@ def test_tiny_with_stalls_equals_golden():
 
 
 def test_budget_and_target_choices_are_the_cheapest_that_qualify():
-    """target_cycles: no candidate meeting the target uses fewer multipliers; budget: no
-    candidate within the budget is faster (checked against a wider uniform sweep)."""
+    """A cycle target of twice the balanced cycles needs fewer multipliers than the
+    balanced folding; a budget of that many multipliers is at least as fast."""
     base = prepare(auto(TINY))
     fast = base.folding.cycles
     t = prepare(auto(TINY, f"hardware.target_cycles={2 * fast}"))
@@ -268,3 +266,22 @@ def test_vit_hf_config_builds(tmp_path):
     r = sim(d)
     assert np.array_equal(r.outputs["y"]["x"], d.golden())
     assert r.total_cycles == d.folding.cycles
+
+
+def test_target_device_with_a_cycle_target():
+    """--target with hardware.target_cycles: a target the fitting foldings can't reach is
+    one line naming both; a reachable one gives the cheapest folding meeting it."""
+    from attnflow.api import prepare_for
+    from attnflow.targets import estimate, fit, load_device
+    with pytest.raises(SpecError) as e:
+        prepare_for(auto(TINY, "hardware.target_cycles=4000"), "zcu102")
+    assert e.value.field == "--target" and "target_cycles" in str(e.value)
+    d = prepare_for(auto(TINY, "hardware.target_cycles=90000"), "zcu102")
+    assert d.folding.cycles <= 90000 and fit(estimate(d.hw, load_device("zcu102"))) == []
+
+
+def test_fixed_layer0_qkv_has_no_separate_barrier_period():
+    d = prepare(auto(TINY, "hardware.target_cycles=20000", "hardware.parallelism="
+                     "{layers_0_attn_q: {simd: 8}, layers_0_attn_k: {simd: 8}, "
+                     "layers_0_attn_v: {simd: 8}}"))
+    assert d.folding.barrier is None and "layer 0 Q/K/V" not in d.folding.describe()
