@@ -53,22 +53,23 @@ class Design:
 
 @dataclass
 class WindowDesign(Design):
-    """One sliding-window attention head (``attention.kind: window``, ``ir.window``):
-    ``graph``/``lowered`` are the full head's (the IR has no window op); the golden model
-    and the float reference are ``ir.window``'s."""
-    window: int = 1
+    """One sliding-window or causal attention head (``attention.kind: window | causal``,
+    ``ir.window``): ``graph``/``lowered`` are the full head's (the IR has no masked
+    attention op); the golden model and the float reference are ``ir.window``'s."""
+    window: int | None = 1
+    attn_kind: str = "window"
 
     def golden(self) -> np.ndarray:
         from .ir.window import window_golden
         return window_golden(self.numerics, self.inputs["q"], self.inputs["k"],
-                             self.inputs["v"], self.window)
+                             self.inputs["v"], self.window, self.attn_kind)
 
     def reference(self) -> np.ndarray:
         from .ir.window import window_float
         nm = self.numerics
         fl = [dequantize(self.inputs[n], fmt.frac)
               for n, fmt in (("q", nm.q), ("k", nm.k), ("v", nm.v))]
-        return window_float(*fl, self.window)
+        return window_float(*fl, self.window, self.attn_kind)
 
 
 def random_inputs(spec: Spec) -> dict:
@@ -155,18 +156,20 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
         raise SpecError(spec.source, fld, msg)
     graph = attention_head_graph(nm, spec.name)
     variant = spec.model.attention.variant
-    if spec.model.attention.kind == "window":
+    kind = spec.model.attention.kind
+    if kind in ("window", "causal"):
         from .mappers.window import map_window_head
         if variant != "online":
             raise SpecError(spec.source, "model.attention.variant",
-                            f"{variant!r}: window attention is built with the online variant "
+                            f"{variant!r}: {kind} attention is built with the online variant "
                             "only; set variant: online")
         w = spec.model.attention.window
         try:
-            hw = map_window_head(nm, w, dict(spec.hardware.fifo_depths), spec.name)
+            hw = map_window_head(nm, w, dict(spec.hardware.fifo_depths), spec.name, kind)
         except MappingError as e:
             raise SpecError(spec.source, e.field, e.message) from None
-        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=w)
+        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=w,
+                            attn_kind=kind)
     lowered = lower_attention(graph, variant)
     try:
         hw = map_attention_head(lowered, variant, dict(spec.hardware.fifo_depths), spec.name)

@@ -95,19 +95,19 @@ def node_costs(hw) -> dict:
 def _model_fields(design) -> dict:
     """What the summary says about the model and the cycles to expect, per design kind."""
     spec = design.spec
-    if getattr(design, "window", None) is not None:
-        from .ir.window import effective_window
+    if getattr(design, "attn_kind", None) is not None:
+        from .ir.window import lookahead, offsets
         nm = design.numerics
-        n, we = nm.seq_len, effective_window(design.window, nm.seq_len)
-        slots = 2 * we + 1
-        return {"kind": "window_head", "variant": "online", "seq_len": n,
-                "head_dim": nm.head_dim, "window": design.window,
-                "model_text": f"one window-attention head, N = {n}, d = {nm.head_dim}, "
-                              f"window {design.window} (|i - j| <= {design.window}, "
-                              f"{slots} slots per row)",
-                "expected_cycles": we + n * slots + WINDOW_FILL,
-                "expected_text": f"w' + N*W + {WINDOW_FILL}: K/V ring fill, then one slot "
-                                 f"per cycle"}
+        n, kind, w = nm.seq_len, design.attn_kind, design.window
+        slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
+        what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i")
+        return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
+                "head_dim": nm.head_dim, "window": w,
+                "model_text": f"one {kind}-attention head, N = {n}, d = {nm.head_dim}, "
+                              f"{what}, {slots} slots per row)",
+                "expected_cycles": ahead + n * slots + WINDOW_FILL,
+                "expected_text": f"{'w' + chr(39) + ' + ' if ahead else ''}N*W + "
+                                 f"{WINDOW_FILL}: one slot per cycle"}
     if getattr(design, "plans", None) is None:
         nm = design.numerics
         n = nm.seq_len

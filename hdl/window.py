@@ -1,18 +1,20 @@
 """Amaranth components of the window-attention templates (``mappers.window``).
 
-K and V live in rings of W = 2 w' + 1 rows. Loads (phase ``fill``, then the first firing
+K and V live in rings of W rows (window: 2 w' + 1; causal: N). Loads (phase ``fill``, then the first firing
 of every ``main`` row) write the next row at a write pointer that steps mod W. Row i's
-slot t reads key row ``j = i + offset(t)`` (``ir.window.offsets``: 0, -1, +1, -2, ...)
+slot t reads key row ``j = i + offset(t)`` (``ir.window.offsets``: 0, -1, +1, -2, ...;
+causal 0, -1, -2, ...)
 at ring index ``(base + offset(t)) mod W``, ``base`` being i mod W (a pointer stepping at
 every row end); the slot is valid when ``0 <= j < N``. A read of the slot written in the
-same firing (only when w' = 0) takes the live input row instead of the memory.
+same firing (w' = 0, and every causal row's slot 0) takes the live input row instead of
+the memory.
 """
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from ..ir.window import effective_window
+from ..ir.window import offsets
 from .templates import OnlineSoftmaxPV, Template, elems, requant_hw, tree_sum
 
 
@@ -21,8 +23,9 @@ class _Ring:
 
     def __init__(self, tpl: Template, m, seq, load: str):
         n = tpl.nm.seq_len
-        we = effective_window(tpl.inst.param("window"), n)
-        self.slots = slots = 2 * we + 1
+        kind = tpl.inst.param("kind", "window")
+        offs = offsets(tpl.inst.param("window"), n, kind)
+        self.slots = slots = len(offs)
         width = tpl.layout(load).width
         mem = Memory(shape=unsigned(width), depth=max(slots, 2), init=[])
         m.submodules[f"{load}_ring"] = mem
@@ -48,10 +51,14 @@ class _Ring:
         for p in phases:
             with m.If(seq.in_phase[p]):
                 m.d.comb += t.eq(seq.counter[(p, "t")])
-        half = Signal(range(we + 2), name="half")
-        m.d.comb += half.eq((t + 1) >> 1)
-        off = Signal(signed(half.shape().width + 1), name="offset")
-        m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
+        span = max(abs(o) for o in offs) + 1
+        off = Signal(signed(span.bit_length() + 1), name="offset")
+        if kind == "causal":                   # 0, -1, ..., -(N-1)
+            m.d.comb += off.eq(-t)
+        else:                                  # 0, -1, +1, -2, +2, ...
+            half = Signal(range(span + 1), name="half")
+            m.d.comb += half.eq((t + 1) >> 1)
+            m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
         at = Signal(signed(max(slots, n).bit_length() + 2), name="at")
         m.d.comb += at.eq(base + off)
         idx = Signal(range(max(slots, 2)), name="ring_idx")

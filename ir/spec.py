@@ -16,7 +16,7 @@ One attention head
       seq_len: <required>     # N, number of tokens: integer >= 1
       head_dim: <required>    # d, width of each Q/K/V row: integer >= 1
       attention:
-        kind: full            # which keys each query sees: full | window (|i - j| <= window)
+        kind: full            # which keys each query sees: full | window (|i - j| <= window) | causal (j <= i)
         window: <required for kind window, not allowed otherwise>   # integer >= 1
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
@@ -217,7 +217,7 @@ __all__ = [
 
 DEFAULT_NAME = "attnflow_top"
 MODEL_TYPES = ("attention_head", "encoder")
-ATTENTION_KINDS = ("full", "window")              # one attention head
+ATTENTION_KINDS = ("full", "window", "causal")    # one attention head
 ENCODER_ATTENTION_KINDS = ("full", "window", "causal")
 ATTENTION_VARIANTS = ("naive", "online")
 NORMS = ("layernorm", "rmsnorm")

@@ -1,5 +1,8 @@
 """Sliding-window attention (``attention.kind: window``): query i attends to the keys j
-with ``|i - j| <= w``, a band of ``2 w + 1`` keys, fewer at the sequence ends.
+with ``|i - j| <= w``, a band of ``2 w + 1`` keys, fewer at the sequence ends; and causal
+attention (``kind: causal``, keys ``j <= i``) on the same slot machinery with one-sided
+offsets 0, -1, ..., -(N-1) (N slots per row, the ones before the sequence start masked:
+N*N cycles like full attention, not the N(N+1)/2 a variable-length row would take).
 
 Streaming order (SWAT-style, row-wise, input-stationary): row i's scores are produced
 over a fixed number ``W = 2 w' + 1`` of slots (``w' = min(w, N - 1)``: a window wider
@@ -23,13 +26,21 @@ import numpy as np
 from .numerics import AttentionNumerics
 
 
+#: the attention kinds built on the slot machinery below
+KINDS = ("window", "causal")
+
+
 def effective_window(w: int, n: int) -> int:
     """The half-width actually iterated: ``min(w, N - 1)``."""
     return max(0, min(int(w), int(n) - 1))
 
 
-def offsets(w: int, n: int) -> list[int]:
-    """Key offsets of the W = 2 w' + 1 slots of a row, slot order (0 first)."""
+def offsets(w: int | None, n: int, kind: str = "window") -> list[int]:
+    """Key offsets of a row's slots, slot order (0 first): ``window``: 0, -1, +1, ...,
+    -w', +w' (W = 2 w' + 1); ``causal`` (keys j <= i, ``w`` unused): 0, -1, ..., -(N-1)
+    (W = N, the first i + 1 of row i real)."""
+    if kind == "causal":
+        return [-k for k in range(n)]
     we = effective_window(w, n)
     out = [0]
     for k in range(1, we + 1):
@@ -37,10 +48,15 @@ def offsets(w: int, n: int) -> list[int]:
     return out
 
 
-def slot_keys(w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def lookahead(w: int | None, n: int, kind: str = "window") -> int:
+    """K/V rows beyond the query row a row needs: w' for a window, 0 for causal."""
+    return 0 if kind == "causal" else effective_window(w, n)
+
+
+def slot_keys(w: int | None, n: int, kind: str = "window") -> tuple[np.ndarray, np.ndarray]:
     """(keys, valid): arrays (N, W) of the key index of every (row, slot) (clipped into
     range where masked) and whether it is a real key."""
-    off = np.array(offsets(w, n))
+    off = np.array(offsets(w, n, kind))
     j = np.arange(n)[:, None] + off[None, :]
     valid = (j >= 0) & (j < n)
     return np.clip(j, 0, n - 1), valid
@@ -62,23 +78,25 @@ def window_online(nm: AttentionNumerics, xs, ok, vs) -> tuple[np.ndarray, np.nda
     return o, l
 
 
-def window_golden(nm: AttentionNumerics, q, k, v, w: int) -> np.ndarray:
-    """Bit-exact window attention of one head: (N, d) stored ints each -> (N, d) of
-    ``nm.out``."""
+def window_golden(nm: AttentionNumerics, q, k, v, w: int | None,
+                  kind: str = "window") -> np.ndarray:
+    """Bit-exact window (or causal) attention of one head: (N, d) stored ints each ->
+    (N, d) of ``nm.out``."""
     n = nm.seq_len
     x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
     v = np.asarray(v, np.int64)
-    keys, valid = slot_keys(w, n)
+    keys, valid = slot_keys(w, n, kind)
     xs = x[np.arange(n)[:, None], keys]
     return nm.normalize(*window_online(nm, xs, valid, v[keys]))
 
 
-def window_float(q, k, v, w: int) -> np.ndarray:
-    """Float reference: softmax(q k^T / sqrt(d)) over the band |i - j| <= w, times v."""
+def window_float(q, k, v, w: int | None, kind: str = "window") -> np.ndarray:
+    """Float reference: softmax(q k^T / sqrt(d)) over the band |i - j| <= w (causal:
+    j <= i), times v."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     n, d = q.shape
     s = q @ k.T / math.sqrt(d)
     i, j = np.indices((n, n))
-    s = np.where(np.abs(i - j) <= w, s, -np.inf)
+    s = np.where((j <= i) if kind == "causal" else (np.abs(i - j) <= w), s, -np.inf)
     p = np.exp(s - s.max(axis=1, keepdims=True))
     return (p / p.sum(axis=1, keepdims=True)) @ v

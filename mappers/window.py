@@ -16,11 +16,14 @@ Templates (timing contracts; the values are ``sim.models_window``):
 
 Cycles without stalls: ``w' + N * W`` firings of qk_window plus the pipeline's latency
 (tests/test_window.py checks the exact count); on-chip memory: two rings of W rows.
+``kind: causal`` uses the same templates with the one-sided slots of ``ir.window``
+(lookahead 0, W = N: each K row is loaded on its own row's first firing and read in that
+firing, through the ring's bypass).
 """
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from ..ir.window import effective_window
+from ..ir.window import lookahead, offsets
 from . import templates as T
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
@@ -32,10 +35,10 @@ LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_repla
            "softmax_window": T.LATENCY["online_softmax_pv"]}
 
 
-def _phases(n: int, w: int, load: str | None, extra_first: tuple, always: tuple):
+def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple):
     """fill / main / tail phases of a ring-buffered stream template."""
-    we = effective_window(w, n)
-    slots = 2 * we + 1
+    we = lookahead(w, n, kind)
+    slots = len(offsets(w, n, kind))
     ph = []
     if we and load:
         ph.append(Phase("fill", (("r", we),), ((load, ALWAYS),)))
@@ -50,18 +53,18 @@ def _phases(n: int, w: int, load: str | None, extra_first: tuple, always: tuple)
     return tuple(ph)
 
 
-def qk_window(n: int, w: int) -> Contract:
-    return Contract("qk_window", ("k", "q"), ("s",), _phases(n, w, "k", ("q",), ("s",)),
-                    latency=LATENCY["qk_window"])
+def qk_window(n: int, w, kind: str = "window") -> Contract:
+    return Contract("qk_window", ("k", "q"), ("s",),
+                    _phases(n, w, kind, "k", ("q",), ("s",)), latency=LATENCY["qk_window"])
 
 
-def kv_window(n: int, w: int) -> Contract:
-    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, "v", (), ("vr",)),
+def kv_window(n: int, w, kind: str = "window") -> Contract:
+    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, kind, "v", (), ("vr",)),
                     latency=LATENCY["kv_window"])
 
 
-def softmax_window(n: int, w: int) -> Contract:
-    slots = 2 * effective_window(w, n) + 1
+def softmax_window(n: int, w, kind: str = "window") -> Contract:
+    slots = len(offsets(w, n, kind))
     return Contract("softmax_window", ("s", "vr"), ("ol",), (
         Phase("rows", (("i", n), ("t", slots)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
     ), latency=LATENCY["softmax_window"])
@@ -80,15 +83,18 @@ def check_window(w) -> int:
     return w
 
 
-def map_window_head(nm: AttentionNumerics, w: int, fifo_depths=None,
-                    name: str = "attnflow_top") -> HwGraph:
-    """One window-attention head -> HwGraph (inputs q, k, v; output o)."""
-    w = check_window(w)
+def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
+                    name: str = "attnflow_top", kind: str = "window") -> HwGraph:
+    """One window-attention head (``kind: causal``: causal attention, ``w`` unused) ->
+    HwGraph (inputs q, k, v; output o)."""
+    if kind == "window":
+        w = check_window(w)
     n, d = nm.seq_len, nm.head_dim
-    hw = HwGraph(name=name, numerics=nm, variant="window")
-    for iname, c in (("qk", qk_window(n, w)), ("vstore", kv_window(n, w)),
-                     ("softmax", softmax_window(n, w)), ("norm", T.normalize(n))):
-        hw.instances[iname] = Instance(iname, c.template, c, (("N", n), ("window", w)))
+    hw = HwGraph(name=name, numerics=nm, variant=kind)
+    params = (("N", n), ("kind", kind), ("window", w))
+    for iname, c in (("qk", qk_window(n, w, kind)), ("vstore", kv_window(n, w, kind)),
+                     ("softmax", softmax_window(n, w, kind)), ("norm", T.normalize(n))):
+        hw.instances[iname] = Instance(iname, c.template, c, params)
 
     def chan(cname, layout, src, dst, depth, note):
         latency = hw.instances[src[0]].contract.latency if src else 1

@@ -8,7 +8,7 @@ from ..ir.window import slot_keys, window_online
 
 
 def _slots(inst, nm):
-    return slot_keys(inst.param("window"), nm.seq_len)
+    return slot_keys(inst.param("window"), nm.seq_len, inst.param("kind", "window"))
 
 
 def qk_window(inst, nm, ins):

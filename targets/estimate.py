@@ -607,8 +607,8 @@ def template_model(inst, hw) -> NodeModel:
     # window templates (mappers.window): the same datapaths on rings of W rows
     rows = n
     if t in ("qk_window", "kv_window", "softmax_window"):
-        from ..ir.window import effective_window
-        rows = 2 * effective_window(inst.param("window"), n) + 1
+        from ..ir.window import offsets
+        rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
         t = {"qk_window": "qk_scores", "kv_window": "kv_replay",
              "softmax_window": "online_softmax_pv"}[t]
     if t == "qk_scores":

@@ -240,9 +240,9 @@ def test_unsupported_variant():
 
 
 def test_unsupported_kind():
-    err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"kind": "causal"}}})
-    assert str(err) == ("<dict>: model.attention.kind: unsupported value 'causal'; "
-                        "allowed: full, window")
+    err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"kind": "sparse"}}})
+    assert str(err) == ("<dict>: model.attention.kind: unsupported value 'sparse'; "
+                        "allowed: causal, full, window")
 
 
 def test_window_kind_needs_a_window():

