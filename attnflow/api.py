@@ -72,6 +72,19 @@ class WindowDesign(Design):
         return window_float(*fl, self.window, self.attn_kind)
 
 
+@dataclass
+class SplitDesign(Design):
+    """One split-context head (``attention.split: P``, ``ir.split``): P online-softmax
+    engines over K/V slices and a combine tree; the golden model is ``ir.split``'s, the
+    float reference plain attention."""
+    split: int = 2
+
+    def golden(self) -> np.ndarray:
+        from .ir.split import split_golden
+        return split_golden(self.numerics, self.inputs["q"], self.inputs["k"],
+                            self.inputs["v"], self.split)
+
+
 def random_inputs(spec: Spec) -> dict:
     m, f = spec.model, spec.formats
     rng = np.random.default_rng(spec.inputs.seed)
@@ -157,6 +170,19 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
     graph = attention_head_graph(nm, spec.name)
     variant = spec.model.attention.variant
     kind = spec.model.attention.kind
+    if spec.model.attention.split is not None:
+        from .mappers.split import map_split_head
+        if variant != "online":
+            raise SpecError(spec.source, "model.attention.variant",
+                            f"{variant!r}: split-context attention is built with the online "
+                            "variant only; set variant: online")
+        p = spec.model.attention.split
+        try:
+            hw = map_split_head(nm, p, dict(spec.hardware.fifo_depths), spec.name)
+        except MappingError as e:
+            raise SpecError(spec.source, e.field, e.message) from None
+        return SplitDesign(spec, nm, graph, lower_attention(graph, "online"), hw,
+                           random_inputs(spec), split=p)
     if kind in ("window", "causal"):
         from .mappers.window import map_window_head
         if variant != "online":

@@ -21,6 +21,9 @@ from .sim.vcd import write_vcd
 #: same 9 cycles as the full online head's N*N + N + 9)
 WINDOW_FILL = 9
 
+#: a split-context head's cycles beyond N + N*N/P, before its combines (2 cycles each)
+SPLIT_FILL = 10
+
 #: stall pattern used by ``verify --stall-seed`` when the spec has none
 DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
 
@@ -95,6 +98,23 @@ def node_costs(hw) -> dict:
 def _model_fields(design) -> dict:
     """What the summary says about the model and the cycles to expect, per design kind."""
     spec = design.spec
+    if getattr(design, "split", None) is not None and not hasattr(design, "plans"):
+        from .ir.split import leaf_depth
+        nm = design.numerics
+        n, p = nm.seq_len, design.split
+        longest = -(-n // p)
+        exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
+        fill = SPLIT_FILL + 2 * leaf_depth(p, p - 1)
+        return {"kind": "split_head", "variant": "online", "seq_len": n,
+                "head_dim": nm.head_dim, "split": p,
+                "model_text": f"one split-context attention head, N = {n}, d = "
+                              f"{nm.head_dim}, {p} engines over K/V slices, combine tree",
+                "expected_cycles": n + n * longest + fill if exact else None,
+                "expected_text": (f"N + N*N/P + {fill}: the K rows stream in, then the "
+                                  f"engines run in lockstep; the last engine's state passes "
+                                  f"{leaf_depth(p, p - 1)} combines" if exact else
+                                  "closed form only for P a power of two dividing N: other "
+                                  "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
         from .ir.window import lookahead, offsets
         nm = design.numerics

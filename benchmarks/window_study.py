@@ -1,10 +1,12 @@
-"""Sliding-window vs full attention on one head, in the simulator: cycles and on-chip
-memory bits for N in {256, 1024, 4096} and window w in {32, 128} (``|i - j| <= w``).
+"""Sliding-window, split-context and full attention on one head, in the simulator:
+cycles and on-chip memory bits for N in {256, 1024, 4096}, window w in {32, 128}
+(``|i - j| <= w``) and split-context with P in {2, 4} engines.
 
 Full online attention loads all N K/V rows, then makes N*N scores: cycles ~ N*N, K/V
 memory ~ N rows. Window attention keeps W = 2w + 1 rows in rings and makes N*W scores:
 cycles ~ N*W, memory independent of N. Every run is checked against the golden model,
-and its cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9).
+and its cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9;
+split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
 
 Usage: python benchmarks/window_study.py [--n 256 1024 4096] [--w 32 128] [--d 16]
 """
@@ -16,13 +18,15 @@ import time
 import numpy as np
 
 from attnflow.api import prepare
-from attnflow.build import WINDOW_FILL, node_costs
+from attnflow.build import SPLIT_FILL, WINDOW_FILL, node_costs
 from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.window import effective_window
 
 
-def run(n: int, d: int, window: int | None) -> dict:
+def run(n: int, d: int, window: int | None, split: int | None = None) -> dict:
     att = {"kind": "window", "window": window} if window else {"kind": "full"}
+    if split:
+        att["split"] = split
     design = prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d,
                                                "attention": att}}))
     t = time.time()
@@ -33,6 +37,8 @@ def run(n: int, d: int, window: int | None) -> dict:
     if window:
         we = effective_window(window, n)
         expect = we + n * (2 * we + 1) + WINDOW_FILL
+    elif split:
+        expect = n + n * n // split + SPLIT_FILL + 2 * (split.bit_length() - 1)
     else:
         expect = n * n + n + 9
     costs = node_costs(design.hw)
@@ -46,6 +52,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="*", default=[256, 1024, 4096])
     ap.add_argument("--w", type=int, nargs="*", default=[32, 128])
+    ap.add_argument("--p", type=int, nargs="*", default=[2, 4], help="split engines")
     ap.add_argument("--d", type=int, default=16)
     args = ap.parse_args()
     print(f"one head, d = {args.d}, 8-bit Q/K/V; memory = template memories (K/V stores or "
@@ -55,7 +62,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for n in args.n:
         full = run(n, args.d, None)
-        rows = [("full", full)] + [(f"window w={w}", run(n, args.d, w)) for w in args.w]
+        rows = ([("full", full)] + [(f"window w={w}", run(n, args.d, w)) for w in args.w]
+                + [(f"split P={p}", run(n, args.d, None, p)) for p in args.p])
         for label, r in rows:
             assert r["cycles"] == r["expect"] and r["mism"] == 0, (n, label, r)
             print(f"| {n} | {label} | {r['cycles']} | {r['expect']} | {r['mism']} | "

@@ -18,6 +18,7 @@ One attention head
       attention:
         kind: full            # which keys each query sees: full | window (|i - j| <= window) | causal (j <= i)
         window: <required for kind window, not allowed otherwise>   # integer >= 1
+        split: null           # kind full, online: P >= 2 engines over K/V slices, combined (<= N)
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -268,6 +269,7 @@ class AttentionSpec:
     kind: str = "full"
     variant: str = "online"
     window: int | None = None  # only (and always) set for kind "window"
+    split: int | None = None   # one head, kind full: P engines over K/V slices (ir.split)
 
 
 @dataclass(frozen=True)
@@ -525,13 +527,17 @@ def _parse_attention_head(c: _Checker, m: Mapping) -> ModelSpec:
         type="attention_head",
         seq_len=c.integer(m["seq_len"], "model.seq_len", 1),
         head_dim=c.integer(m["head_dim"], "model.head_dim", 1),
-        attention=_parse_attention(c, m.get("attention"), ATTENTION_KINDS),
+        attention=_parse_attention(c, m.get("attention"), ATTENTION_KINDS, split_ok=True),
     )
 
 
-def _parse_attention(c: _Checker, data: Any, kinds: tuple) -> AttentionSpec:
-    """``model.attention``: kind (one of ``kinds``), variant, and window (kind window)."""
-    a = c.section(data, "model.attention", ("kind", "variant", "window"))
+def _parse_attention(c: _Checker, data: Any, kinds: tuple,
+                     split_ok: bool = False) -> AttentionSpec:
+    """``model.attention``: kind (one of ``kinds``), variant, window (kind window) and,
+    for one head (``split_ok``), split."""
+    fields = ("kind", "variant", "window", "split") if split_ok else ("kind", "variant", "window")
+    a = c.section(data, "model.attention", fields,
+                  hints={} if split_ok else {"split": "only for model.type attention_head"})
     dflt = AttentionSpec()
     kind = c.choice(a.get("kind", dflt.kind), "model.attention.kind", kinds)
     window = a.get("window")
@@ -543,11 +549,17 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple) -> AttentionSpec:
     elif window is not None:
         c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
                                          "remove it or set model.attention.kind: window")
+    split = a.get("split")
+    if split is not None:
+        split = c.integer(split, "model.attention.split", 2)
+        if kind != "full":
+            c.fail("model.attention.split", f"only for kind full (kind is {kind}); remove it "
+                                            "or set model.attention.kind: full")
     return AttentionSpec(
         kind=kind,
         variant=c.choice(a.get("variant", dflt.variant), "model.attention.variant",
                          ATTENTION_VARIANTS),
-        window=window)
+        window=window, split=split)
 
 
 def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
@@ -919,6 +931,8 @@ def _model_to_dict(m: Model) -> dict:
     att = {"kind": m.attention.kind, "variant": m.attention.variant}
     if m.attention.kind == "window":
         att["window"] = m.attention.window
+    if m.attention.split is not None:
+        att["split"] = m.attention.split
     if m.type != "encoder":
         return {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim, "attention": att}
     w = m.weights

@@ -13,6 +13,7 @@ from ..ir.numerics import requant, saturate
 from .models_encoder import concat
 from .models_linear import linear
 from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
+from .models_split import combine, kv_slice, qk_slice, softmax_slice, split_rows
 from .models_window import kv_window, qk_window, softmax_window
 
 
@@ -73,4 +74,5 @@ def pv_accum(inst, nm, ins):
 MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
                                   row_max, sub_exp, row_sum, recip_mul, pv_accum, linear,
                                   layernorm, rmsnorm, activation, residual_add, fork,
-                                  concat, qk_window, kv_window, softmax_window)}
+                                  concat, qk_window, kv_window, softmax_window,
+                                  split_rows, qk_slice, kv_slice, softmax_slice, combine)}

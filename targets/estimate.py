@@ -604,16 +604,20 @@ def template_model(inst, hw) -> NodeModel:
     nm = hw.numerics
     n, d = nm.seq_len, nm.head_dim
     ch = hw.port_channels(inst.name)
-    # window templates (mappers.window): the same datapaths on rings of W rows
+    # window templates (mappers.window): the same datapaths on rings of W rows; split
+    # templates (mappers.split): on slices of n_p keys
     rows = n
     if t in ("qk_window", "kv_window", "softmax_window"):
         from ..ir.window import offsets
         rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
-        t = {"qk_window": "qk_scores", "kv_window": "kv_replay",
-             "softmax_window": "online_softmax_pv"}[t]
+    elif t in ("qk_slice", "kv_slice", "softmax_slice"):
+        rows = inst.param("keys")
+    t = {"qk_window": "qk_scores", "kv_window": "kv_replay",
+         "softmax_window": "online_softmax_pv", "qk_slice": "qk_scores",
+         "kv_slice": "kv_replay", "softmax_slice": "online_softmax_pv"}.get(t, t)
     if t == "qk_scores":
         kw = ch["k"].layout.width
-        m.mems.append(Mem("K store" if rows == n else "K ring", rows, kw))
+        m.mems.append(Mem("K store" if rows == n else "K ring/slice", rows, kw))
         m.ffs += ch["q"].layout.width                               # the current q row
         m.logic.add("mux", ch["q"].layout.width)
         m.mults.append(Mult("q*k", nm.q.bits, True, nm.k.bits, True, d))
@@ -622,7 +626,8 @@ def template_model(inst, hw) -> NodeModel:
                             const=nm.scale_mult, post_add=nm.dot_bits + 17))
         m.logic.add("add", nm.score_bits)                           # rounding
     elif t == "kv_replay":
-        m.mems.append(Mem("V store" if rows == n else "V ring", rows, ch["v"].layout.width))
+        m.mems.append(Mem("V store" if rows == n else "V ring/slice", rows,
+                          ch["v"].layout.width))
     elif t == "online_softmax_pv":
         sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
         m.ffs += sb + lb + d * ab                                   # m, l, o

@@ -1,0 +1,104 @@
+"""Split-context attention of one head (``attention.split: P``, ``ir.split``,
+``mappers.split``): P online-softmax engines over contiguous K/V slices and a tree of
+the associative (m, l, O) combine; golden == simulator bit for bit with and without
+stalls, N not a multiple of P, P = N, exact cycles when P divides N, bad specs as one
+line. Simulator only: the split templates have no HDL yet."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnflow.api import SplitDesign, prepare
+from attnflow.build import SPLIT_FILL, node_costs
+from attnflow.cli import main
+from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
+from attnflow.ir.split import combine, leaf_depth, slice_bounds, tree_pairs
+
+
+def head(n, d, p, **att):
+    return prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d, "attention": {
+        "kind": "full", "split": p, **att}}}))
+
+
+def test_slices_and_tree():
+    assert slice_bounds(17, 4) == [0, 5, 9, 13, 17]
+    assert tree_pairs(5) == [[(0, 1), (2, 3), (4, None)], [(0, 1), (2, None)], [(0, 1)]]
+    assert [leaf_depth(5, i) for i in range(5)] == [3, 3, 3, 3, 1]
+
+
+def test_combine_is_the_online_step_on_a_one_key_state():
+    """Combining a row state with a one-key slice's state (m = x, l = 1.0, O = v) is
+    exactly the online step on that key."""
+    d = head(8, 4, 2)
+    nm = d.numerics
+    rng = np.random.default_rng(0)
+    m, l, o = None, None, None
+    x = rng.integers(-300, 300, (5, 6))
+    v = rng.integers(-100, 100, (5, 6, 4))
+    for j in range(6):
+        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], v[:, j])
+    m2, l2, o2 = None, None, None
+    for j in range(5):
+        m2, l2, o2 = nm.online_step(j == 0, m2, l2, o2, x[:, j], v[:, j])
+    one = (x[:, 5], np.full(5, nm.one), v[:, 5] * nm.one)
+    mc, lc, oc = combine(nm, (m2, l2, o2), one)
+    assert np.array_equal(mc, m) and np.array_equal(lc, l) and np.array_equal(oc, o)
+
+
+@pytest.mark.parametrize("n, d, p", [(16, 4, 2), (17, 4, 4), (5, 3, 5), (33, 8, 3),
+                                     (2, 2, 2), (64, 8, 4)])
+@pytest.mark.parametrize("stalls", [False, True])
+def test_golden_equals_simulator(n, d, p, stalls):
+    design = head(n, d, p)
+    assert isinstance(design, SplitDesign)
+    sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
+                         output_ready_prob=0.5) if stalls else None
+    for engine in ("reference", "fast"):
+        r = design.simulate(sched, engine=engine)
+        assert r.deadlock is None
+        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+        if stalls:
+            continue
+        base = n + n * (-(-n // p)) + SPLIT_FILL
+        levels = len(tree_pairs(p))
+        if n % p == 0 and p & (p - 1) == 0:   # equal slices, every leaf log2(P) deep
+            assert r.total_cycles == base + 2 * levels
+            assert r.total_cycles == design_expected(design)
+        else:                                 # early engines may run a little ahead
+            assert base - n <= r.total_cycles <= base + 2 * levels
+
+
+def design_expected(design):
+    from attnflow.build import _model_fields
+    return _model_fields(design)["expected_cycles"]
+
+
+def test_accuracy_and_memory():
+    d = head(64, 16, 4)
+    acc = d.accuracy()
+    assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
+    c = node_costs(d.hw)
+    assert [c[f"qk{i}"]["memory_bits"] for i in range(4)] == [16 * 16 * 8] * 4
+
+
+def test_bad_split_specs_are_one_line():
+    for att, field in (({"split": 1}, "model.attention.split"),
+                       ({"split": 9}, "model.attention.split"),       # P > N = 8
+                       ({"split": 2, "variant": "naive"}, "model.attention.variant"),
+                       ({"kind": "window", "window": 2, "split": 2}, "model.attention.split")):
+        with pytest.raises(SpecError) as e:
+            prepare(spec_from_dict({"model": {"seq_len": 8, "head_dim": 4,
+                                              "attention": {"kind": "full", **att}}}))
+        assert e.value.field == field and "\n" not in str(e.value), str(e.value)
+    with pytest.raises(SpecError) as e:
+        spec_from_dict({"model": {"type": "encoder", "layers": 1, "d_model": 8, "heads": 2,
+                                  "d_ff": 16, "seq_len": 4, "attention": {"split": 2}}})
+    assert e.value.field == "model.attention.split" and "attention_head" in str(e.value)
+
+
+def test_build_says_there_is_no_rtl(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: {seq_len: 8, head_dim: 4, attention: {kind: full, split: 2}}\n")
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no HDL yet for templates combine" in err
