@@ -128,7 +128,7 @@ class QKScores(Template):
 
     def datapath(self, m, seq):
         nm = self.nm
-        n = nm.seq_len
+        n = self.inst.param("keys") or nm.seq_len       # a split-context slice: its keys
         kl = self.layout("k")
         rp = _store(m, "kmem", kl.width, n, seq, "load", self.k.payload)
         m.d.comb += rp.addr.eq(seq.counter[("scores", "j")])
@@ -152,7 +152,8 @@ class KVReplay(Template):
 
     def datapath(self, m, seq):
         vl = self.layout("v")
-        rp = _store(m, "vmem", vl.width, self.nm.seq_len, seq, "load", self.v.payload)
+        rows = self.inst.param("keys") or self.nm.seq_len   # a split-context slice: its keys
+        rp = _store(m, "vmem", vl.width, rows, seq, "load", self.v.payload)
         m.d.comb += [rp.addr.eq(seq.counter[("replay", "j")]), self.vr.payload.eq(rp.data)]
 
 
@@ -162,6 +163,9 @@ class OnlineSoftmaxPV(Template):
     def datapath(self, m, seq):
         self.online(m, seq, self.s.payload.as_signed(),
                     elems(self.vr.payload, self.layout("vr"), "x"))
+
+    #: the output port of the row's state (``softmax_slice``: "st", with m)
+    out_port = "ol"
 
     def online(self, m, seq, x, vs, take=None):
         """The online-softmax step on score ``x`` and V row ``vs``; ``take`` (a 1-bit
@@ -195,7 +199,10 @@ class OnlineSoftmaxPV(Template):
                                    oi))
         with m.If(seq.fire):
             m.d.sync += [mx.eq(m_new), l.eq(l_new)] + [oi.eq(on) for oi, on in zip(o, o_new)]
-        m.d.comb += self.ol.payload.eq(Cat(*[on[:nm.acc_bits] for on in o_new], l_new))
+        fields = [on[:nm.acc_bits] for on in o_new] + [l_new]
+        if self.out_port == "st":                          # (o, l, m): a partial state
+            fields.append(m_new)
+        m.d.comb += getattr(self, self.out_port).payload.eq(Cat(*fields))
 
 
 class Normalize(Template):

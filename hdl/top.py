@@ -12,12 +12,13 @@ from .encoder_ops import Concat
 from . import templates
 from .linear import Linear
 from .rowops import Activation, Fork, LayerNorm, ResidualAdd
+from .split import COMPONENTS as SPLIT_COMPONENTS
 from .window import COMPONENTS as WINDOW_COMPONENTS
 
 COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
               "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
               "residual_add": ResidualAdd, "fork": Fork, "concat": Concat,
-              **WINDOW_COMPONENTS}
+              **WINDOW_COMPONENTS, **SPLIT_COMPONENTS}
 
 
 def port_names(stream_name: str) -> dict[str, str]:

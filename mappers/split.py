@@ -13,8 +13,8 @@
 * ``normalize``: as in the full head; it reads the root state's o and l fields.
 
 The K and V streams deliver one row per cycle, so the last engine starts after all N K
-rows; the engines then run in lockstep: about ``N + N * ceil(N / P)`` cycles. Simulator
-only: these templates have no HDL yet (``attnflow build`` says so).
+rows; the engines then run in lockstep: about ``N + N * ceil(N / P)`` cycles. HDL:
+``hdl/split.py``.
 """
 from __future__ import annotations
 
