@@ -85,6 +85,30 @@ class SplitDesign(Design):
                             self.inputs["v"], self.split)
 
 
+@dataclass
+class DecodeDesign(Design):
+    """Decode mode of one causal head (``attention.decode: S``, ``ir.decode``): the KV
+    cache holds all N positions' K/V rows (prefill, then one per step); ``inputs["q"]``
+    holds only the S new tokens' queries (the last S rows of the random Q)."""
+    steps: int = 1
+
+    def golden(self) -> np.ndarray:
+        from .ir.decode import decode_golden
+        return decode_golden(self.numerics, self.inputs["q"], self.inputs["k"],
+                             self.inputs["v"], self.steps)
+
+    def reference(self) -> np.ndarray:
+        import math
+        nm = self.numerics
+        q, k, v = (dequantize(self.inputs[n], f.frac)
+                   for n, f in (("q", nm.q), ("k", nm.k), ("v", nm.v)))
+        n, c = nm.seq_len, nm.seq_len - self.steps
+        s = q @ k.T / math.sqrt(nm.head_dim)
+        s = np.where(np.arange(n)[None, :] <= (c + np.arange(self.steps))[:, None], s, -np.inf)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        return (p / p.sum(axis=1, keepdims=True)) @ v
+
+
 def random_inputs(spec: Spec) -> dict:
     m, f = spec.model, spec.formats
     rng = np.random.default_rng(spec.inputs.seed)
@@ -183,6 +207,20 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
             raise SpecError(spec.source, e.field, e.message) from None
         return SplitDesign(spec, nm, graph, lower_attention(graph, "online"), hw,
                            random_inputs(spec), split=p)
+    if spec.model.attention.decode is not None:
+        from .mappers.decode import map_decode_head
+        if variant != "online":
+            raise SpecError(spec.source, "model.attention.variant",
+                            f"{variant!r}: decode is built with the online variant only; set "
+                            "variant: online")
+        steps = spec.model.attention.decode
+        try:
+            hw = map_decode_head(nm, steps, dict(spec.hardware.fifo_depths), spec.name)
+        except MappingError as e:
+            raise SpecError(spec.source, e.field, e.message) from None
+        inputs = random_inputs(spec)
+        inputs["q"] = inputs["q"][nm.seq_len - steps:]
+        return DecodeDesign(spec, nm, graph, graph, hw, inputs, steps=steps)
     if kind in ("window", "causal"):
         from .mappers.window import map_window_head
         if variant != "online":

@@ -98,6 +98,18 @@ def node_costs(hw) -> dict:
 def _model_fields(design) -> dict:
     """What the summary says about the model and the cycles to expect, per design kind."""
     spec = design.spec
+    if getattr(design, "steps", None) is not None:
+        nm = design.numerics
+        n, steps = nm.seq_len, design.steps
+        c = n - steps
+        return {"kind": "decode_head", "variant": "online", "seq_len": n,
+                "head_dim": nm.head_dim, "decode": steps,
+                "model_text": f"one causal head in decode mode, d = {nm.head_dim}: a "
+                              f"{c}-token prefill into the KV cache, then {steps} generated "
+                              f"tokens (context {c + 1}..{n})",
+                "expected_cycles": c + sum(c + t + 1 for t in range(steps)) + WINDOW_FILL,
+                "expected_text": f"C + sum over steps of (C + t + 1) + {WINDOW_FILL}: one "
+                                 f"score per cycle, C + t + 1 per generated token"}
     if getattr(design, "split", None) is not None and not hasattr(design, "plans"):
         from .ir.split import leaf_depth
         nm = design.numerics

@@ -12,13 +12,14 @@ from .encoder_ops import Concat
 from . import templates
 from .linear import Linear
 from .rowops import Activation, Fork, LayerNorm, ResidualAdd
+from .decode import COMPONENTS as DECODE_COMPONENTS
 from .split import COMPONENTS as SPLIT_COMPONENTS
 from .window import COMPONENTS as WINDOW_COMPONENTS
 
 COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
               "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
               "residual_add": ResidualAdd, "fork": Fork, "concat": Concat,
-              **WINDOW_COMPONENTS, **SPLIT_COMPONENTS}
+              **WINDOW_COMPONENTS, **SPLIT_COMPONENTS, **DECODE_COMPONENTS}
 
 
 def port_names(stream_name: str) -> dict[str, str]:

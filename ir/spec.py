@@ -19,6 +19,7 @@ One attention head
         kind: full            # which keys each query sees: full | window (|i - j| <= window) | causal (j <= i)
         window: <required for kind window, not allowed otherwise>   # integer >= 1
         split: null           # kind full, online: P >= 2 engines over K/V slices, combined (<= N)
+        decode: null          # kind causal: S generated tokens after an N - S prefill (KV cache)
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -270,6 +271,7 @@ class AttentionSpec:
     variant: str = "online"
     window: int | None = None  # only (and always) set for kind "window"
     split: int | None = None   # one head, kind full: P engines over K/V slices (ir.split)
+    decode: int | None = None  # one head, kind causal: generated tokens S (ir.decode)
 
 
 @dataclass(frozen=True)
@@ -535,9 +537,10 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
                      split_ok: bool = False) -> AttentionSpec:
     """``model.attention``: kind (one of ``kinds``), variant, window (kind window) and,
     for one head (``split_ok``), split."""
-    fields = ("kind", "variant", "window", "split") if split_ok else ("kind", "variant", "window")
+    fields = ("kind", "variant", "window") + (("split", "decode") if split_ok else ())
     a = c.section(data, "model.attention", fields,
-                  hints={} if split_ok else {"split": "only for model.type attention_head"})
+                  hints={} if split_ok else {"split": "only for model.type attention_head",
+                                             "decode": "only for model.type attention_head"})
     dflt = AttentionSpec()
     kind = c.choice(a.get("kind", dflt.kind), "model.attention.kind", kinds)
     window = a.get("window")
@@ -555,11 +558,17 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
         if kind != "full":
             c.fail("model.attention.split", f"only for kind full (kind is {kind}); remove it "
                                             "or set model.attention.kind: full")
+    decode = a.get("decode")
+    if decode is not None:
+        decode = c.integer(decode, "model.attention.decode", 1)
+        if kind != "causal":
+            c.fail("model.attention.decode", f"only for kind causal (kind is {kind}); remove "
+                                             "it or set model.attention.kind: causal")
     return AttentionSpec(
         kind=kind,
         variant=c.choice(a.get("variant", dflt.variant), "model.attention.variant",
                          ATTENTION_VARIANTS),
-        window=window, split=split)
+        window=window, split=split, decode=decode)
 
 
 def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
@@ -933,6 +942,8 @@ def _model_to_dict(m: Model) -> dict:
         att["window"] = m.attention.window
     if m.attention.split is not None:
         att["split"] = m.attention.split
+    if m.attention.decode is not None:
+        att["decode"] = m.attention.decode
     if m.type != "encoder":
         return {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim, "attention": att}
     w = m.weights

@@ -612,7 +612,9 @@ def template_model(inst, hw) -> NodeModel:
         rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
     elif t in ("qk_slice", "kv_slice", "softmax_slice"):
         rows = inst.param("keys")
-    t = {"qk_window": "qk_scores", "kv_window": "kv_replay",
+    t = {"qk_decode": "qk_scores", "kv_decode": "kv_replay",
+         "softmax_decode": "online_softmax_pv",
+         "qk_window": "qk_scores", "kv_window": "kv_replay",
          "softmax_window": "online_softmax_pv", "qk_slice": "qk_scores",
          "kv_slice": "kv_replay", "softmax_slice": "online_softmax_pv"}.get(t, t)
     if t == "qk_scores":

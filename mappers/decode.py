@@ -1,0 +1,92 @@
+"""Decode mode of one causal head on streaming templates (``ir.decode``): a KV cache of N
+rows filled by a prefill phase, then one phase per generated token.
+
+* ``qk_decode`` (k, q -> s): ``prefill`` takes the C context K rows; ``step{t}`` (C + t + 1
+  firings) takes the new K row and the token's Q row on its first firing (the K row is
+  appended to the cache) and emits the score of key j on firing j;
+* ``kv_decode`` (v -> vr): the same for V, one cached V row per firing;
+* ``softmax_decode`` (s, vr -> ol): the online softmax over each step's scores;
+* ``normalize`` over the S steps.
+
+Cycles per generated token: C + t + 1 (one score per cycle), read from the output
+cycles. Memory: the cache, N rows of K and of V.
+"""
+from __future__ import annotations
+
+from ..ir.numerics import AttentionNumerics
+from . import templates as T
+from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .hwgraph import Channel, HwGraph, Instance
+from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
+
+LATENCY = {"qk_decode": T.LATENCY["qk_scores"], "kv_decode": T.LATENCY["kv_replay"],
+           "softmax_decode": T.LATENCY["online_softmax_pv"]}
+
+
+def _phases(n: int, steps: int, load: str | None, first: tuple, always: tuple,
+            last: tuple = ()) -> tuple:
+    c = n - steps
+    ph = []
+    if load and c:
+        ph.append(Phase("prefill", (("r", c),), ((load, ALWAYS),)))
+    for t in range(steps):
+        ph.append(Phase(f"step{t}", (("j", c + t + 1),),
+                        (((load, FIRST),) if load else ()) + tuple((p, FIRST) for p in first)
+                        + tuple((p, ALWAYS) for p in always)
+                        + tuple((p, LAST) for p in last)))
+    return tuple(ph)
+
+
+def qk_decode(n: int, steps: int) -> Contract:
+    return Contract("qk_decode", ("k", "q"), ("s",), _phases(n, steps, "k", ("q",), ("s",)),
+                    latency=LATENCY["qk_decode"])
+
+
+def kv_decode(n: int, steps: int) -> Contract:
+    return Contract("kv_decode", ("v",), ("vr",), _phases(n, steps, "v", (), ("vr",)),
+                    latency=LATENCY["kv_decode"])
+
+
+def softmax_decode(n: int, steps: int) -> Contract:
+    return Contract("softmax_decode", ("s", "vr"), ("ol",),
+                    _phases(n, steps, None, (), ("s", "vr"), ("ol",)),
+                    latency=LATENCY["softmax_decode"])
+
+
+def check_decode(steps, n: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= n:
+        raise MappingError("model.attention.decode",
+                           f"must be an integer in 1..N = {n} (generated tokens; the first "
+                           f"N - decode positions are the prefill context), got {steps!r}")
+    return steps
+
+
+def map_decode_head(nm: AttentionNumerics, steps: int, fifo_depths=None,
+                    name: str = "attnflow_top") -> HwGraph:
+    n, d = nm.seq_len, nm.head_dim
+    steps = check_decode(steps, n)
+    hw = HwGraph(name=name, numerics=nm, variant="decode")
+    params = (("N", n), ("steps", steps))
+    for iname, c in (("qk", qk_decode(n, steps)), ("vstore", kv_decode(n, steps)),
+                     ("softmax", softmax_decode(n, steps)), ("norm", T.normalize(steps))):
+        hw.instances[iname] = Instance(iname, c.template, c, params)
+
+    def chan(cname, layout, src, dst, depth, note):
+        latency = hw.instances[src[0]].contract.latency if src else 1
+        hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
+        hw.depth_notes[cname] = note
+
+    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
+    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
+    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
+    chan("s", T.score_layout(nm), ("qk", "s"), ("softmax", "s"),
+         full_rate_depth(LATENCY["qk_decode"]), "L+1")
+    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
+         full_rate_depth(LATENCY["kv_decode"]), "L+1")
+    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
+         full_rate_depth(LATENCY["softmax_decode"]), "L+1")
+    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
+         full_rate_depth(T.LATENCY["normalize"]), "L+1")
+    apply_fifo_overrides(hw, fifo_depths)
+    hw.validate()
+    return hw

