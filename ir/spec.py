@@ -536,7 +536,7 @@ def _parse_attention_head(c: _Checker, m: Mapping) -> ModelSpec:
 def _parse_attention(c: _Checker, data: Any, kinds: tuple,
                      split_ok: bool = False) -> AttentionSpec:
     """``model.attention``: kind (one of ``kinds``), variant, window (kind window) and,
-    for one head (``split_ok``), split."""
+    for one head (``split_ok``), split (kind full) and decode (kind causal)."""
     fields = ("kind", "variant", "window") + (("split", "decode") if split_ok else ())
     a = c.section(data, "model.attention", fields,
                   hints={} if split_ok else {"split": "only for model.type attention_head",
@@ -552,18 +552,19 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
     elif window is not None:
         c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
                                          "remove it or set model.attention.kind: window")
-    split = a.get("split")
-    if split is not None:
-        split = c.integer(split, "model.attention.split", 2)
-        if kind != "full":
-            c.fail("model.attention.split", f"only for kind full (kind is {kind}); remove it "
-                                            "or set model.attention.kind: full")
-    decode = a.get("decode")
-    if decode is not None:
-        decode = c.integer(decode, "model.attention.decode", 1)
-        if kind != "causal":
-            c.fail("model.attention.decode", f"only for kind causal (kind is {kind}); remove "
-                                             "it or set model.attention.kind: causal")
+
+    def only_for(key: str, needed: str, lo: int) -> int | None:
+        """An optional integer field (>= lo) allowed only with kind ``needed``."""
+        value = a.get(key)
+        if value is None:
+            return None
+        value = c.integer(value, f"model.attention.{key}", lo)
+        if kind != needed:
+            c.fail(f"model.attention.{key}", f"only for kind {needed} (kind is {kind}); "
+                                             f"remove it or set model.attention.kind: {needed}")
+        return value
+
+    split, decode = only_for("split", "full", 2), only_for("decode", "causal", 1)
     return AttentionSpec(
         kind=kind,
         variant=c.choice(a.get("variant", dflt.variant), "model.attention.variant",
