@@ -167,6 +167,11 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
         raise SpecError(spec.source, "model.attention",
                         f"kind {m.attention.kind!r} variant {m.attention.variant!r}: encoder "
                         "layers are built with kind full, variant online only so far")
+    if (m.attention.lanes or 1) > 1:
+        raise SpecError(spec.source, "model.attention.lanes",
+                        f"{m.attention.lanes} lanes: encoder layers are built with one score "
+                        "per cycle per head so far (lanes: 1); lanes are built for one "
+                        "attention head (model.type attention_head)")
     weights = load_weights(spec)
     plans = encoder_plans(spec, weights)
     final = final_norm_plan(spec, weights)
@@ -208,6 +213,13 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
         except MappingError as e:
             raise SpecError(spec.source, e.field, e.message) from None
 
+    goal = next((k for k in ("target_cycles", "multiplier_budget")
+                 if getattr(spec.hardware, k) is not None), None)
+    if goal and (att.kind != "full" or att.split is not None):
+        what = f"split {att.split}" if att.split is not None else f"kind {att.kind}"
+        raise SpecError(spec.source, f"hardware.{goal}",
+                        f"chooses the lanes of a full attention head; {what} has no lanes: "
+                        f"remove hardware.{goal}")
     if att.split is not None:
         from .mappers.split import map_split_head
         hw = online_only("split-context attention", map_split_head, att.split)
@@ -226,10 +238,39 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
                             attn_kind=att.kind)
     lowered = lower_attention(graph, variant)
     try:
-        hw = map_attention_head(lowered, variant, depths, spec.name)
+        hw = map_attention_head(lowered, variant, depths, spec.name,
+                                lanes=head_lanes(spec, lowered))
     except MappingError as e:
         raise SpecError(spec.source, e.field, e.message) from None
     return Design(spec, nm, graph, lowered, hw, random_inputs(spec))
+
+
+def head_lanes(spec: Spec, lowered) -> int:
+    """A full head's lanes: the spec's, else chosen for ``hardware.target_cycles`` or
+    ``multiplier_budget`` (``mappers.sdpa.choose_lanes``, multipliers counted as the
+    report counts them), else 1."""
+    from .build import node_costs
+    from .mappers.sdpa import choose_lanes
+    att, h = spec.model.attention, spec.hardware
+    goal = ("target_cycles" if h.target_cycles is not None else
+            "multiplier_budget" if h.multiplier_budget is not None else None)
+    if goal is None:
+        return att.lanes or 1
+    if h.target_cycles is not None and h.multiplier_budget is not None:
+        raise MappingError("hardware.multiplier_budget", "a head's lanes follow one goal: "
+                           "set target_cycles or multiplier_budget, not both")
+    if att.lanes is not None:
+        raise MappingError(f"hardware.{goal}", f"model.attention.lanes is given "
+                           f"({att.lanes}); remove one of the two")
+    if att.variant != "online":
+        raise MappingError(f"hardware.{goal}", "chooses lanes, which only the online "
+                           "variant has; set model.attention.variant: online")
+    n = spec.model.seq_len
+
+    def multipliers(lanes):
+        hw = map_attention_head(lowered, "online", name=spec.name, lanes=lanes)
+        return sum(c["multipliers"] for c in node_costs(hw).values())
+    return choose_lanes(n, multipliers, h.target_cycles, h.multiplier_budget)
 
 
 def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
@@ -294,7 +335,15 @@ def resolved_spec(design) -> Spec:
     import dataclasses
     from .ir.spec import Folding
     if not isinstance(design, EncoderDesign):
-        return design.spec
+        lanes = design.hw.instances["qk"].param("lanes") if "qk" in design.hw.instances else None
+        if lanes is None or design.spec.model.attention.lanes is not None:
+            return design.spec
+        # a goal chose the lanes: write them out instead of the goal
+        att = dataclasses.replace(design.spec.model.attention, lanes=lanes)
+        hw = dataclasses.replace(design.spec.hardware, target_cycles=None,
+                                 multiplier_budget=None)
+        return dataclasses.replace(design.spec, hardware=hw, model=dataclasses.replace(
+            design.spec.model, attention=att))
     par = dict(design.spec.hardware.parallelism)
     for i, fl in enumerate(design.folding.foldings):
         for op, (pe, simd) in fl.items():

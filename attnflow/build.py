@@ -141,14 +141,22 @@ def _model_fields(design) -> dict:
                 "expected_text": f"{'w' + chr(39) + ' + ' if ahead else ''}N*W + "
                                  f"{WINDOW_FILL}: one slot per cycle"}
     if getattr(design, "plans", None) is None:
+        from .mappers.templates import groups
         nm = design.numerics
         n = nm.seq_len
-        return {"kind": "attention_head", "variant": spec.model.attention.variant,
-                "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": n * n + n,
-                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
-                              f"SDPA variant {spec.model.attention.variant}",
-                "expected_cycles": n * n + n,
-                "expected_text": "N*N + N: K/V load plus one score per cycle"}
+        lanes = design.hw.instances["qk"].param("lanes") or 1
+        ideal = n * groups(n, lanes) + n
+        out = {"kind": "attention_head", "variant": spec.model.attention.variant,
+               "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": ideal,
+               "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
+                             f"SDPA variant {spec.model.attention.variant}",
+               "expected_cycles": ideal,
+               "expected_text": "N*N + N: K/V load plus one score per cycle"}
+        if lanes > 1:
+            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
+                       expected_text=f"N*ceil(N/{lanes}) + N: K/V load plus {lanes} "
+                                     "scores per cycle")
+        return out
     from .ir.spec import HEAD_OPS
     from .mappers.folding import fires
     m = spec.model

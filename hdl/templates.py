@@ -123,30 +123,73 @@ def _store(m, name, width, depth, seq, phase, data):
     return rp
 
 
+def _lane_store(m, name, width, n, lanes, seq, phase, data, group):
+    """n rows in ``lanes`` banks (row r in bank r % lanes, at address r // lanes), written
+    once per firing of ``phase``; read a key group a cycle (``mappers.templates.groups``).
+    Returns lane k's row of group ``group`` (row group * lanes + k), 0 for a padding lane
+    of the last group. ``lanes`` = 1 is :func:`_store`."""
+    if lanes == 1:
+        rp = _store(m, name, width, n, seq, phase, data)
+        m.d.comb += rp.addr.eq(group)
+        return [rp.data]
+    g = -(-n // lanes)
+    r = seq.counter[(phase, "r")]
+    bank, addr = Signal(range(lanes), name=f"{name}_bank"), Signal(range(max(g, 2)),
+                                                                   name=f"{name}_addr")
+    bank_cur = Signal.like(bank, name=f"{name}_bank_cur")
+    addr_cur = Signal.like(addr, name=f"{name}_addr_cur")
+    m.d.comb += [bank_cur.eq(Mux(r == 0, 0, bank)), addr_cur.eq(Mux(r == 0, 0, addr))]
+    write = seq.fire & seq.in_phase[phase]
+    wrap = bank_cur == lanes - 1
+    with m.If(write):
+        m.d.sync += [bank.eq(Mux(wrap, 0, bank_cur + 1)), addr.eq(addr_cur + wrap)]
+    last = group == g - 1
+    rows = []
+    for k in range(lanes):
+        mem = Memory(shape=unsigned(width), depth=max(g, 2), init=[])
+        m.submodules[f"{name}{k}"] = mem
+        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        m.d.comb += [wp.addr.eq(addr_cur), wp.data.eq(data), wp.en.eq(write & (bank_cur == k)),
+                     rp.addr.eq(group)]
+        row = Signal(width, name=f"{name}_row{k}")
+        # padding lanes exist only in the last group (keys (g-1)*lanes + k >= n)
+        m.d.comb += row.eq(rp.data if k < n - (g - 1) * lanes else Mux(last, 0, rp.data))
+        rows.append(row)
+    return rows
+
+
+def lanes_of(inst) -> int:
+    return inst.param("lanes") or 1
+
+
 class QKScores(Template):
-    """Stores K; for each q row emits the scaled scores q.k_j, one per cycle."""
+    """Stores K; for each q row emits the scaled scores q.k_j, ``lanes`` per cycle (padding
+    lanes of a row's last key group: 0)."""
 
     def datapath(self, m, seq):
         nm = self.nm
         n = self.inst.param("keys") or nm.seq_len       # a split-context slice: its keys
+        lanes = lanes_of(self.inst)
         kl = self.layout("k")
-        rp = _store(m, "kmem", kl.width, n, seq, "load", self.k.payload)
-        m.d.comb += rp.addr.eq(seq.counter[("scores", "j")])
-        x = self.score(m, seq, rp.data)
+        rows = _lane_store(m, "kmem", kl.width, n, lanes, seq, "load", self.k.payload,
+                           seq.counter[("scores", "j")])
+        xs = [self.score(m, seq, row) for row in rows]
         for p in self.contract.outputs:
-            m.d.comb += getattr(self, p).payload.eq(x)
+            m.d.comb += getattr(self, p).payload.eq(Cat(*xs))
 
     def score(self, m, seq, k_row):
         """The scaled score of the current Q row (the live ``q`` payload on a row's first
         firing, then a register) against the K row ``k_row``: one dot product a firing.
-        Shared by the window, causal and decode score templates."""
+        Shared by the window, causal and decode score templates (and by every lane)."""
         nm = self.nm
-        q_reg = Signal(self.layout("q").width)
-        with m.If(seq.fire & seq.use["q"]):
-            m.d.sync += q_reg.eq(self.q.payload)
-        q_cur = Signal(len(q_reg))          # named: see hdl.linear's x_row
-        m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
-        qs = elems(q_cur, self.layout("q"), "x")
+        if getattr(self, "_q_cur", None) is None:
+            q_reg = Signal(self.layout("q").width)
+            with m.If(seq.fire & seq.use["q"]):
+                m.d.sync += q_reg.eq(self.q.payload)
+            q_cur = Signal(len(q_reg))          # named: see hdl.linear's x_row
+            m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
+            self._q_cur = q_cur
+        qs = elems(self._q_cur, self.layout("q"), "x")
         ks = elems(k_row, self.layout("k"), "x")
         dot = Signal(signed(nm.dot_bits))
         m.d.comb += dot.eq(tree_sum(a * b for a, b in zip(qs, ks)))
@@ -156,61 +199,90 @@ class QKScores(Template):
 
 
 class KVReplay(Template):
-    """Stores V rows, replays them once per query row."""
+    """Stores V rows, replays them once per query row, ``lanes`` rows a token."""
 
     def datapath(self, m, seq):
         vl = self.layout("v")
         rows = self.inst.param("keys") or self.nm.seq_len   # a split-context slice: its keys
-        rp = _store(m, "vmem", vl.width, rows, seq, "load", self.v.payload)
-        m.d.comb += [rp.addr.eq(seq.counter[("replay", "j")]), self.vr.payload.eq(rp.data)]
+        out = _lane_store(m, "vmem", vl.width, rows, lanes_of(self.inst), seq, "load",
+                          self.v.payload, seq.counter[("replay", "j")])
+        m.d.comb += self.vr.payload.eq(Cat(*out))
 
 
 class OnlineSoftmaxPV(Template):
-    """Running max, sum and output; one exp (of |x - m|) per score; emits (o, l) per row."""
+    """Running max, sum and output; one exp (of |x - m|) per score, ``lanes`` scores a
+    firing chained in key order (the same arithmetic as one a cycle); emits (o, l) per
+    row."""
 
     def datapath(self, m, seq):
-        self.online(m, seq, self.s.payload.as_signed(),
-                    elems(self.vr.payload, self.layout("vr"), "x"))
+        nm, lanes = self.nm, lanes_of(self.inst)
+        xs = elems(self.s.payload, self.layout("s"), "x")
+        vs = elems(self.vr.payload, self.layout("vr"), "x")
+        if lanes == 1:       # (also the decode and split-slice softmax: their own loops)
+            self.online(m, seq, [(xs[0], vs, None)])
+            return
+        d = nm.head_dim
+        g = -(-nm.seq_len // lanes)
+        rem = nm.seq_len - (g - 1) * lanes           # real keys in a row's last group
+        last = seq.counter[("rows", "j")] == g - 1
+        self.online(m, seq, [(x, vs[k * d:(k + 1) * d], None if k < rem else ~last)
+                             for k, x in enumerate(xs)])
 
     #: the output port of the row's state (``softmax_slice``: "st", with m)
     out_port = "ol"
 
-    def online(self, m, seq, x, vs, take=None):
-        """The online-softmax step on score ``x`` and V row ``vs``; ``take`` (a 1-bit
-        Value, or None: always) says whether this score counts: when it does not (a
-        masked window slot, never a row's first), the state is kept and the row's (o, l)
-        output is the kept state."""
+    def online(self, m, seq, steps):
+        """The online-softmax steps of one firing, in order: ``steps`` is a list of
+        (score x, V row vs, take), ``take`` a 1-bit Value or None (always) saying whether
+        the score counts: when it does not (a masked window slot or a padding lane, never
+        a row's first), the state passes unchanged. The first step of a row's first firing
+        starts the row. The state after the last step is registered, and is the row's
+        (o, l) output on the row's last firing."""
         nm = self.nm
-        pf, one = nm.prob_frac, nm.one
         mx = Signal(signed(nm.score_bits))
         l = Signal(nm.sum_bits)
         o = [Signal(signed(nm.acc_bits), name=f"o{i}") for i in range(nm.head_dim)]
-        le = Signal()
-        z = Signal(nm.score_bits + 1)
-        m.d.comb += [le.eq(x <= mx), z.eq(Mux(le, mx - x, x - mx))]
-        e = exp_hw(m, nm, z, "exp")
-        m_new = Signal.like(mx)
-        l_new = Signal.like(l)
-        o_new = [Signal.like(oi, name=f"o{i}_new") for i, oi in enumerate(o)]
-        use = None if take is None else (seq.first | take)
-
-        def keep(new, old):
-            return new if use is None else Mux(use, new, old)
-
-        m.d.comb += [
-            m_new.eq(keep(Mux(seq.first | ~le, x, mx), mx)),
-            l_new.eq(keep(Mux(seq.first, one, Mux(le, l + e, requant_hw(l * e, pf) + one)), l)),
-        ]
-        for oi, on, v in zip(o, o_new, vs):
-            m.d.comb += on.eq(keep(Mux(seq.first, v * one,
-                                       Mux(le, oi + e * v, requant_hw(oi * e, pf) + v * one)),
-                                   oi))
+        state = (mx, l, o)
+        for k, (x, vs, take) in enumerate(steps):
+            sfx = "" if k == 0 else f"_{k}"
+            state = self._step(m, state, x, vs, seq.first if k == 0 else None, take, sfx)
+        m_new, l_new, o_new = state
         with m.If(seq.fire):
             m.d.sync += [mx.eq(m_new), l.eq(l_new)] + [oi.eq(on) for oi, on in zip(o, o_new)]
         fields = [on[:nm.acc_bits] for on in o_new] + [l_new]
         if self.out_port == "st":                          # (o, l, m): a partial state
             fields.append(m_new)
         m.d.comb += getattr(self, self.out_port).payload.eq(Cat(*fields))
+
+    def _step(self, m, state, x, vs, first, take, sfx):
+        """One score: ``ir.numerics.online_step`` (``first``: a 1-bit Value, or None for a
+        step that never starts a row)."""
+        nm = self.nm
+        pf, one = nm.prob_frac, nm.one
+        mx, l, o = state
+        le = Signal(name=f"le{sfx}")
+        z = Signal(nm.score_bits + 1, name=f"z{sfx}")
+        m.d.comb += [le.eq(x <= mx), z.eq(Mux(le, mx - x, x - mx))]
+        e = exp_hw(m, nm, z, f"exp{sfx}")
+        m_new = Signal.like(mx, name=f"m_new{sfx}")
+        l_new = Signal.like(l, name=f"l_new{sfx}")
+        o_new = [Signal.like(oi, name=f"o{i}_new{sfx}") for i, oi in enumerate(o)]
+        use = take if first is None or take is None else (first | take)
+
+        def keep(new, old):
+            return new if use is None else Mux(use, new, old)
+
+        def start(row_start, update):
+            return update if first is None else Mux(first, row_start, update)
+
+        m.d.comb += [
+            m_new.eq(keep(Mux(le, mx, x) if first is None else Mux(first | ~le, x, mx), mx)),
+            l_new.eq(keep(start(one, Mux(le, l + e, requant_hw(l * e, pf) + one)), l)),
+        ]
+        for oi, on, v in zip(o, o_new, vs):
+            m.d.comb += on.eq(keep(start(v * one, Mux(le, oi + e * v,
+                                                      requant_hw(oi * e, pf) + v * one)), oi))
+        return m_new, l_new, o_new
 
 
 class Normalize(Template):

@@ -110,7 +110,7 @@ class SoftmaxWindow(OnlineSoftmaxPV):
         bits = self.nm.score_bits
         x = self.s.payload[:bits].as_signed()
         ok = self.s.payload[bits]
-        self.online(m, seq, x, elems(self.vr.payload, self.layout("vr"), "x"), take=ok)
+        self.online(m, seq, [(x, elems(self.vr.payload, self.layout("vr"), "x"), ok)])
 
 
 COMPONENTS = {"qk_window": QKWindow, "kv_window": KVWindow, "softmax_window": SoftmaxWindow}

@@ -20,6 +20,7 @@ One attention head
         window: <required for kind window, not allowed otherwise>   # integer >= 1
         split: null           # kind full, online: P >= 2 engines over K/V slices, combined (<= N)
         decode: null          # kind causal: S generated tokens after an N - S prefill (KV cache)
+        lanes: null           # kind full, online: scores per cycle, 1..N (any N: the last key group is padded); null: 1 or chosen from hardware.target_cycles / multiplier_budget
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -39,6 +40,8 @@ One attention head
     hardware:
       clock_mhz: 200.0        # target clock: number > 0
       fifo_depths: {}         # channel name -> FIFO depth (integer >= 1), overriding the mapper
+      target_cycles: null     # kind full, online, no lanes given: the fewest lanes meeting this
+      multiplier_budget: null # ... or the fastest lanes within this many multipliers
 
 Cross-field rules: ``formats.q``, ``formats.k``, ``formats.v`` and ``formats.out`` must
 each hold every value in ``[-inputs.range, inputs.range]`` (the attention output is a
@@ -164,9 +167,10 @@ head; norms, GELU lanes and constant rescales are not counted), or, with neither
 attention's own period (N cycles per token: one score per cycle), which balances the
 pipeline.
 
-Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``,
-``target_cycles``, ``multiplier_budget``) are rejected in an ``attention_head`` spec,
-and ``head_dim`` in an encoder spec.
+Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``) are
+rejected in an ``attention_head`` spec, and ``head_dim`` in an encoder spec. In an
+``attention_head`` spec, ``target_cycles`` and ``multiplier_budget`` choose the lanes of a
+full online head (``mappers.sdpa.choose_lanes``).
 
 General rules
 -------------
@@ -248,7 +252,9 @@ _ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
 _FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
 _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
 _HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
-_ENCODER_HARDWARE_FIELDS = ("parallelism", "target_cycles", "multiplier_budget")
+_ENCODER_HARDWARE_FIELDS = ("parallelism",)
+#: the design goals: encoders fold their linears to them, one head picks its lanes
+_GOAL_FIELDS = ("target_cycles", "multiplier_budget")
 _LAYER_OP_RE = re.compile(r"layers_(\d+)_(" + "|".join(LINEAR_OPS) + r")")
 
 
@@ -272,6 +278,9 @@ class AttentionSpec:
     window: int | None = None  # only (and always) set for kind "window"
     split: int | None = None   # one head, kind full: P engines over K/V slices (ir.split)
     decode: int | None = None  # one head, kind causal: generated tokens S (ir.decode)
+    #: one head, kind full, online: scores per cycle (1..seq_len); None: not given (1, or
+    #: chosen by the mapper for hardware.target_cycles / multiplier_budget)
+    lanes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -537,7 +546,7 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
                      split_ok: bool = False) -> AttentionSpec:
     """``model.attention``: kind (one of ``kinds``), variant, window (kind window) and,
     for one head (``split_ok``), split (kind full) and decode (kind causal)."""
-    fields = ("kind", "variant", "window") + (("split", "decode") if split_ok else ())
+    fields = ("kind", "variant", "window", "lanes") + (("split", "decode") if split_ok else ())
     a = c.section(data, "model.attention", fields,
                   hints={} if split_ok else {"split": "only for model.type attention_head",
                                              "decode": "only for model.type attention_head"})
@@ -565,11 +574,19 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
         return value
 
     split, decode = only_for("split", "full", 2), only_for("decode", "causal", 1)
-    return AttentionSpec(
-        kind=kind,
-        variant=c.choice(a.get("variant", dflt.variant), "model.attention.variant",
-                         ATTENTION_VARIANTS),
-        window=window, split=split, decode=decode)
+    variant = c.choice(a.get("variant", dflt.variant), "model.attention.variant",
+                       ATTENTION_VARIANTS)
+    lanes = a.get("lanes")
+    lanes = None if lanes is None else c.integer(lanes, "model.attention.lanes", 1)
+    if lanes is not None and lanes > 1:
+        other = ("kind window" if kind == "window" else "kind causal" if kind == "causal"
+                 else "split" if split else "variant naive" if variant == "naive" else None)
+        if other:
+            c.fail("model.attention.lanes", f"{lanes} lanes: lanes are built for kind full "
+                                            f"with the online variant only, not with {other}; "
+                                            "remove lanes (or set lanes: 1)")
+    return AttentionSpec(kind=kind, variant=variant, window=window, split=split,
+                         decode=decode, lanes=lanes)
 
 
 def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
@@ -755,7 +772,7 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
                                   "schedule.output_ready_prob", 0, 1, lo_open=True),
     )
 
-    fields = _HARDWARE_FIELDS + (_ENCODER_HARDWARE_FIELDS if encoder else ())
+    fields = _HARDWARE_FIELDS + _GOAL_FIELDS + (_ENCODER_HARDWARE_FIELDS if encoder else ())
     h = c.section(top.get("hardware"), "hardware", fields,
                   hints=None if encoder else _elsewhere(_ENCODER_HARDWARE_FIELDS, _ONLY_ENCODER))
     depths = h.get("fifo_depths")
@@ -945,6 +962,8 @@ def _model_to_dict(m: Model) -> dict:
         att["split"] = m.attention.split
     if m.attention.decode is not None:
         att["decode"] = m.attention.decode
+    if m.attention.lanes is not None:
+        att["lanes"] = m.attention.lanes
     if m.type != "encoder":
         return {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim, "attention": att}
     w = m.weights
@@ -964,11 +983,12 @@ def spec_to_dict(spec: Spec) -> dict:
     formats = {"q": _fmt(f.q), "k": _fmt(f.k), "v": _fmt(f.v), "out": _fmt(f.out),
                "score_frac": f.score_frac, "prob_frac": f.prob_frac}
     hardware = {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths)}
+    goals = {"target_cycles": h.target_cycles, "multiplier_budget": h.multiplier_budget}
+    hardware.update(goals if encoder else {k: v for k, v in goals.items() if v is not None})
     if encoder:
         formats.update(act=_fmt(f.act), weight=_fmt(f.weight), gamma=_fmt(f.gamma),
                        beta=_fmt(f.beta), acc_bits=f.acc_bits)
-        hardware.update(parallelism={k: {"pe": v.pe, "simd": v.simd} for k, v in h.parallelism},
-                        target_cycles=h.target_cycles, multiplier_budget=h.multiplier_budget)
+        hardware.update(parallelism={k: {"pe": v.pe, "simd": v.simd} for k, v in h.parallelism})
     return {
         "name": spec.name,
         "model": _model_to_dict(spec.model),

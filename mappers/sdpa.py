@@ -42,19 +42,63 @@ def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
     return n + fork_latency + reducer_latency
 
 
-def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnflow_top") -> HwGraph:
+#: cycles of the online head after its last score group: qk (3) + softmax (1) +
+#: normalize (4) + the output channel (1)
+ONLINE_FILL = 9
+
+
+def online_head_cycles(n: int, lanes: int = 1) -> int:
+    """Cycles of the online head without stalls: N K loads, then N rows of
+    ceil(N / lanes) score groups, then the fill."""
+    return n + n * T.groups(n, lanes) + ONLINE_FILL
+
+
+def choose_lanes(n: int, multipliers, target_cycles: int | None = None,
+                 multiplier_budget: int | None = None) -> int:
+    """The lanes of an online head for a goal: the fewest lanes whose cycles meet
+    ``target_cycles``, or the fewest lanes reaching the fewest cycles within
+    ``multiplier_budget`` (``multipliers(lanes)``: the head's multiplier count). Only lane
+    counts that give a new group count are candidates (N = 8: 1, 2, 3, 4, 8)."""
+    cands = sorted({-(-n // g) for g in range(1, n + 1)})
+    if target_cycles is not None:
+        for lanes in cands:
+            if online_head_cycles(n, lanes) <= target_cycles:
+                return lanes
+        raise MappingError("hardware.target_cycles",
+                           f"{target_cycles} cycles is below the fastest head ({n} lanes: "
+                           f"{online_head_cycles(n, n)} cycles); raise it")
+    fit = [lanes for lanes in cands if multipliers(lanes) <= multiplier_budget]
+    if not fit:
+        raise MappingError("hardware.multiplier_budget",
+                           f"{multiplier_budget} multipliers is below the one-lane head's "
+                           f"{multipliers(1)}; raise it")
+    return fit[-1]
+
+
+def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnflow_top",
+                       lanes: int = 1) -> HwGraph:
     """Lowered IR of one head (see ``ir.lower``) -> HwGraph.
 
     ``fifo_depths`` overrides the mapper's depth for named channels (experiments, e.g. the
-    naive variant's bypass deadlock)."""
+    naive variant's bypass deadlock). ``lanes`` (online variant): scores per cycle in
+    qk_scores, kv_replay and online_softmax_pv (``mappers.templates.groups``)."""
     nm = graph.numerics
     n, d = nm.seq_len, nm.head_dim
     expected = {"naive": "row_max", "online": "online_pv"}[variant]
     if not graph.find(expected):
         raise MappingError("model.attention.variant",
                            f"graph was not lowered for the {variant} variant")
+    if not 1 <= lanes <= n:
+        raise MappingError("model.attention.lanes",
+                           f"{lanes} lanes for a row of {n} keys (model.seq_len); allowed: 1..{n}")
+    if lanes > 1 and variant != "online":
+        raise MappingError("model.attention.lanes",
+                           f"{lanes} lanes: only the online variant has lanes; "
+                           "set model.attention.variant: online or remove lanes")
     hw = HwGraph(name=name, numerics=nm, variant=variant)
     lat = T.LATENCY
+    # lanes > 1 is recorded as a template parameter (lanes = 1 keeps the designs as before)
+    lp = {"lanes": lanes} if lanes > 1 else {}
 
     def inst(name, contract, **params):
         hw.instances[name] = Instance(name, contract.template, contract, tuple(sorted(params.items())))
@@ -64,17 +108,18 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         hw.channels[name] = Channel(name, layout, depth, latency, src, dst)
         hw.depth_notes[name] = note
 
-    inst("qk", T.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b")))
-    inst("vstore", T.kv_replay(n))
+    inst("qk", T.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b"), lanes), **lp)
+    inst("vstore", T.kv_replay(n, lanes), **lp)
     chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
     chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
     chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
     fr = full_rate_depth
     if variant == "online":
-        inst("softmax", T.online_softmax_pv(n))
+        inst("softmax", T.online_softmax_pv(n, lanes), **lp)
         inst("norm", T.normalize(n))
-        chan("s", T.score_layout(nm), ("qk", "s"), ("softmax", "s"), fr(lat["qk_scores"]), "L+1")
-        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"),
+        chan("s", T.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"),
+             fr(lat["qk_scores"]), "L+1")
+        chan("vr", T.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"),
              fr(lat["kv_replay"]), "L+1")
         chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
              fr(lat["online_softmax_pv"]), "L+1")

@@ -23,27 +23,37 @@ LATENCY = {
 }
 
 
-def qk_scores(n: int, outs=("s",)) -> Contract:
-    """Loads K (n rows), then for each q row emits n scaled scores q.k_j, one per cycle."""
+def groups(n: int, lanes: int) -> int:
+    """Firings per query row of an attention template with ``lanes`` scores per firing:
+    key groups of ``lanes`` keys (group j: keys j*lanes .. j*lanes + lanes - 1); the last
+    group's lanes past key n - 1 are padding (score and V row 0, skipped by the softmax)."""
+    return -(-n // lanes)
+
+
+def qk_scores(n: int, outs=("s",), lanes: int = 1) -> Contract:
+    """Loads K (n rows), then for each q row emits the n scaled scores q.k_j, ``lanes``
+    per cycle (one token of ``lanes`` scores per key group, see :func:`groups`)."""
     return Contract("qk_scores", ("k", "q"), tuple(outs), (
         Phase("load", (("r", n),), (("k", ALWAYS),)),
-        Phase("scores", (("i", n), ("j", n)),
+        Phase("scores", (("i", n), ("j", groups(n, lanes))),
               (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
     ), latency=LATENCY["qk_scores"])
 
 
-def kv_replay(n: int) -> Contract:
-    """Stores n V rows, then replays all n rows once per query row (n * n tokens)."""
+def kv_replay(n: int, lanes: int = 1) -> Contract:
+    """Stores n V rows, then replays all n rows once per query row, ``lanes`` rows a token
+    (n * groups(n, lanes) tokens)."""
     return Contract("kv_replay", ("v",), ("vr",), (
         Phase("load", (("r", n),), (("v", ALWAYS),)),
-        Phase("replay", (("i", n), ("j", n)), (("vr", ALWAYS),)),
+        Phase("replay", (("i", n), ("j", groups(n, lanes))), (("vr", ALWAYS),)),
     ), latency=LATENCY["kv_replay"])
 
 
-def online_softmax_pv(n: int) -> Contract:
-    """Running max m, sum l and output o over a row of scores; emits (o, l) per row."""
+def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
+    """Running max m, sum l and output o over a row of scores, ``lanes`` scores (and V
+    rows) a firing, applied in key order; emits (o, l) per row."""
     return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
-        Phase("rows", (("i", n), ("j", n)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
+        Phase("rows", (("i", n), ("j", groups(n, lanes))), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
     ), latency=LATENCY["online_softmax_pv"])
 
 
@@ -94,8 +104,8 @@ def vec_layout(fmt, d, name="x") -> Layout:
     return Layout((Field(name, fmt.bits, True, d),))
 
 
-def score_layout(nm) -> Layout:
-    return Layout((Field("x", nm.score_bits, True),))
+def score_layout(nm, lanes: int = 1) -> Layout:
+    return Layout((Field("x", nm.score_bits, True, lanes),))
 
 
 def max_layout(nm) -> Layout:

@@ -22,20 +22,35 @@ def _rows(a, n):
     return a.reshape((n, n) + a.shape[1:])
 
 
+def _lane_groups(a, lanes: int):
+    """(rows, keys, ...) -> (rows * groups, lanes, ...): each row's keys in groups of
+    ``lanes`` (``mappers.templates.groups``), the last group padded with zeros."""
+    pad = -a.shape[1] % lanes
+    a = np.pad(a, ((0, 0), (0, pad)) + ((0, 0),) * (a.ndim - 2))
+    return a.reshape((-1, lanes) + a.shape[2:])
+
+
 def qk_scores(inst, nm, ins):
-    s = {"x": nm.scores(ins["q"]["x"], ins["k"]["x"]).reshape(-1)}
+    x = nm.scores(ins["q"]["x"], ins["k"]["x"])
+    lanes = inst.param("lanes") or 1
+    s = {"x": x.reshape(-1) if lanes == 1 else _lane_groups(x, lanes)}
     return {o: s for o in inst.contract.outputs}
 
 
 def kv_replay(inst, nm, ins):
-    v = ins["v"]["x"]
-    return {"vr": {"x": np.tile(v, (nm.seq_len, 1))}}
+    v = np.asarray(ins["v"]["x"], np.int64)
+    n, lanes = nm.seq_len, inst.param("lanes") or 1
+    if lanes == 1:
+        return {"vr": {"x": np.tile(v, (n, 1))}}
+    g = _lane_groups(np.broadcast_to(v, (n,) + v.shape), lanes)    # (n * groups, lanes, d)
+    return {"vr": {"x": g.reshape(len(g), -1)}}
 
 
 def online_softmax_pv(inst, nm, ins):
     n = nm.seq_len
-    x = _rows(ins["s"]["x"], n)
-    v = _rows(ins["vr"]["x"], n)
+    # lanes: a row's tokens hold its keys in order, then padding (dropped here)
+    x = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :n]
+    v = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :n]
     m = l = o = None
     for j in range(n):  # one score per row per step, rows in parallel
         m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], v[:, j, :])

@@ -617,32 +617,40 @@ def template_model(inst, hw) -> NodeModel:
          "qk_window": "qk_scores", "kv_window": "kv_replay",
          "softmax_window": "online_softmax_pv", "qk_slice": "qk_scores",
          "kv_slice": "kv_replay", "softmax_slice": "online_softmax_pv"}.get(t, t)
+    lanes = inst.param("lanes") or 1       # scores a cycle (mappers.templates.groups)
+    banks = -(-rows // lanes)               # rows per bank: one bank per lane
     if t == "qk_scores":
         kw = ch["k"].layout.width
-        m.mems.append(Mem("K store" if rows == n else "K ring/slice", rows, kw))
+        for _ in range(lanes):
+            m.mems.append(Mem("K store" if rows == n else "K ring/slice", banks, kw))
         m.ffs += ch["q"].layout.width                               # the current q row
         m.logic.add("mux", ch["q"].layout.width)
-        m.mults.append(Mult("q*k", nm.q.bits, True, nm.k.bits, True, d))
-        m.logic.add("add", nm.dot_bits, d - 1)                      # dot-product adder chain
-        m.mults.append(Mult("dot*scale", nm.dot_bits, True, nm.scale_mult.bit_length(), False,
-                            const=nm.scale_mult, post_add=nm.dot_bits + 17))
-        m.logic.add("add", nm.score_bits)                           # rounding
+        m.mults.append(Mult("q*k", nm.q.bits, True, nm.k.bits, True, d * lanes))
+        m.logic.add("add", nm.dot_bits, (d - 1) * lanes)            # dot-product adders
+        for _ in range(lanes):
+            m.mults.append(Mult("dot*scale", nm.dot_bits, True, nm.scale_mult.bit_length(),
+                                False, const=nm.scale_mult, post_add=nm.dot_bits + 17))
+        m.logic.add("add", nm.score_bits, lanes)                    # rounding
     elif t == "kv_replay":
-        m.mems.append(Mem("V store" if rows == n else "V ring/slice", rows,
-                          ch["v"].layout.width))
+        for _ in range(lanes):
+            m.mems.append(Mem("V store" if rows == n else "V ring/slice", banks,
+                              ch["v"].layout.width))
     elif t == "online_softmax_pv":
         sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
         m.ffs += sb + lb + d * ab                                   # m, l, o
-        m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)   # |x - m|
-        _exp(m, nm, sb + 1)
-        m.logic.add("mux", sb)                                      # m_new
-        # l*e (used when x > m) and e*v (when x <= m) are never needed in the same cycle
-        m.mults.append(Mult("l*e", lb, False, eb, False, post_add=lb + eb, exclusive_with="e*v"))
-        m.logic.add("add", lb, 3).add("mux", lb, 2)                 # l + e, round, + 1
-        m.mults.append(Mult("e*v", eb, False, nm.v.bits, True, d, post_add=ab))
-        m.mults.append(Mult("o*e", ab, True, eb, False, d, post_add=ab + eb))
-        m.mults.append(Mult("v*one", nm.v.bits, True, nm.prob_frac + 1, False, d, const=nm.one))
-        m.logic.add("add", ab, 3 * d).add("mux", ab, 2 * d)         # o + e*v, round, + v
+        for _ in range(lanes):          # lanes: the same step chained, once per lane
+            m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)   # |x - m|
+            _exp(m, nm, sb + 1)
+            m.logic.add("mux", sb)                                  # m_new
+            # l*e (used when x > m) and e*v (when x <= m) are never needed in the same cycle
+            m.mults.append(Mult("l*e", lb, False, eb, False, post_add=lb + eb,
+                                exclusive_with="e*v"))
+            m.logic.add("add", lb, 3).add("mux", lb, 2)             # l + e, round, + 1
+            m.mults.append(Mult("e*v", eb, False, nm.v.bits, True, d, post_add=ab))
+            m.mults.append(Mult("o*e", ab, True, eb, False, d, post_add=ab + eb))
+            m.mults.append(Mult("v*one", nm.v.bits, True, nm.prob_frac + 1, False, d,
+                                const=nm.one))
+            m.logic.add("add", ab, 3 * d).add("mux", ab, 2 * d)     # o + e*v, round, + v
     elif t == "normalize":
         m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits)       # floor(2**R / l)
         prod = nm.acc_bits + nm.recip_width + 1

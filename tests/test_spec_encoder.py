@@ -246,8 +246,9 @@ def test_encoder_field_in_attention_head():
     err = spec_error({"model": {"seq_len": 4, "head_dim": 4}, "formats": {"act": {"bits": 8}}})
     assert str(err) == ("<dict>: formats.act: only for model.type encoder; allowed fields: "
                         "q, k, v, out, score_frac, prob_frac")
-    err = spec_error({"model": {"seq_len": 4, "head_dim": 4}, "hardware": {"target_cycles": 9}})
-    assert err.field == "hardware.target_cycles"
+    err = spec_error({"model": {"seq_len": 4, "head_dim": 4},
+                      "hardware": {"parallelism": {"default": {"pe": 2}}}})
+    assert err.field == "hardware.parallelism"
     assert err.message.startswith("only for model.type encoder")
     err = spec_error({"model": {"seq_len": 4, "head_dim": 4, "attention": {"window": 2}}})
     assert err.field == "model.attention.window"
