@@ -233,7 +233,8 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
         return DecodeDesign(spec, nm, graph, graph, hw, inputs, steps=att.decode)
     if att.kind in ("window", "causal"):
         from .mappers.window import map_window_head
-        hw = online_only(f"{att.kind} attention", map_window_head, att.window, kind=att.kind)
+        hw = online_only(f"{att.kind} attention", map_window_head, att.window, kind=att.kind,
+                         lanes=att.lanes or 1)
         return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=att.window,
                             attn_kind=att.kind)
     lowered = lower_attention(graph, variant)

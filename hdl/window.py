@@ -26,9 +26,9 @@ class RowStore:
 
     def __init__(self, tpl: Template, m, seq, load: str, depth: int, name: str):
         self.width = width = tpl.layout(load).width
-        mem = Memory(shape=unsigned(width), depth=max(depth, 2), init=[])
+        self.mem = mem = Memory(shape=unsigned(width), depth=max(depth, 2), init=[])
         m.submodules[f"{load}_{name}"] = mem
-        wp, self.rp = mem.write_port(), mem.read_port(domain="comb")
+        wp = mem.write_port()
         self.port, self.load = getattr(tpl, load), load
         self.write = seq.fire & seq.use[load]
         self.wptr = wptr = Signal(range(max(depth, 2)), name=f"{load}_wptr")
@@ -37,19 +37,24 @@ class RowStore:
         m.d.comb += [wp.addr.eq(wptr), wp.data.eq(self.port.payload), wp.en.eq(self.write)]
 
     def read(self, m, addr, name: str) -> Signal:
+        """One read port (each call adds one)."""
+        rp = self.mem.read_port(domain="comb")
         data = Signal(self.width, name=f"{self.load}_{name}")
-        m.d.comb += [self.rp.addr.eq(addr),
+        m.d.comb += [rp.addr.eq(addr),
                      data.eq(Mux(self.write & (addr == self.wptr), self.port.payload,
-                                 self.rp.data))]
+                                 rp.data))]
         return data
 
 
 class _Ring:
-    """The ring of one stream (port ``load``) and the addressing of the current slot."""
+    """The ring of one stream (port ``load``) and the addressing of the current slots:
+    ``lanes`` slots a firing (group g: slots g * lanes + k), one read port per lane;
+    ``data``/``valid`` per lane (a padding lane past the row's last slot: invalid)."""
 
     def __init__(self, tpl: Template, m, seq, load: str):
         n = tpl.nm.seq_len
         kind = tpl.inst.param("kind", "window")
+        lanes = tpl.inst.param("lanes") or 1
         offs = offsets(tpl.inst.param("window"), n, kind)
         self.slots = slots = len(offs)
         store = RowStore(tpl, m, seq, load, slots, "ring")
@@ -63,28 +68,45 @@ class _Ring:
         base = Signal(range(max(slots, 2)), name="base")
         with m.If(row_end):
             m.d.sync += [row.eq(row + 1), base.eq(Mux(base == slots - 1, 0, base + 1))]
-        # slot t of the active scoring phase -> offset 0, -1, +1, -2, +2, ...
-        t = Signal(range(max(slots, 2)), name="slot")
+        # the group of the active scoring phase
+        grp = Signal(range(max(slots, 2)), name="group")
         for p in phases:
             with m.If(seq.in_phase[p]):
-                m.d.comb += t.eq(seq.counter[(p, "t")])
+                m.d.comb += grp.eq(seq.counter[(p, "t")])
         span = max(abs(o) for o in offs) + 1
-        off = Signal(signed(span.bit_length() + 1), name="offset")
-        if kind == "causal":                   # 0, -1, ..., -(N-1)
-            m.d.comb += off.eq(-t)
-        else:                                  # 0, -1, +1, -2, +2, ...
-            half = Signal(range(span + 1), name="half")
-            m.d.comb += half.eq((t + 1) >> 1)
-            m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
-        at = Signal(signed(max(slots, n).bit_length() + 2), name="at")
-        m.d.comb += at.eq(base + off)
-        idx = Signal(range(max(slots, 2)), name="ring_idx")
-        m.d.comb += idx.eq(Mux(at < 0, at + slots, Mux(at >= slots, at - slots, at)))
-        key = Signal(signed(n.bit_length() + 2), name="key")
-        m.d.comb += key.eq(row + off)
-        self.valid = Signal(name="valid")
-        m.d.comb += self.valid.eq((key >= 0) & (key < n))
-        self.data = store.read(m, idx, "slot")
+        self.data, self.valid = [], []
+        for k in range(lanes):
+            sfx = "" if lanes == 1 else f"_{k}"
+            # slot t -> offset 0, -1, +1, -2, +2, ... (causal: 0, -1, ..., -(N-1))
+            t = Signal(range(max(slots + lanes, 2)), name=f"slot{sfx}")
+            m.d.comb += t.eq(grp * lanes + k if lanes > 1 else grp)
+            off = Signal(signed(span.bit_length() + 2), name=f"offset{sfx}")
+            if kind == "causal":
+                m.d.comb += off.eq(-t)
+            else:
+                half = Signal(range(span + lanes + 1), name=f"half{sfx}")
+                m.d.comb += half.eq((t + 1) >> 1)
+                m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
+            at = Signal(signed(max(slots, n).bit_length() + 3), name=f"at{sfx}")
+            m.d.comb += at.eq(base + off)
+            idx = Signal(range(max(slots, 2)), name=f"ring_idx{sfx}")
+            m.d.comb += idx.eq(Mux(at < 0, at + slots, Mux(at >= slots, at - slots, at)))
+            key = Signal(signed(n.bit_length() + 3), name=f"key{sfx}")
+            m.d.comb += key.eq(row + off)
+            valid = Signal(name=f"valid{sfx}")
+            real = (key >= 0) & (key < n)
+            data = store.read(m, idx, f"slot{sfx}")
+            if lanes > 1 and k >= slots - (-(-slots // lanes) - 1) * lanes:
+                # a padding lane in the last group: invalid, V row 0 (as the models)
+                pad = t >= slots
+                m.d.comb += valid.eq(real & ~pad)
+                padded = Signal(len(data), name=f"{load}_lane{sfx}")
+                m.d.comb += padded.eq(Mux(pad, 0, data))
+                data = padded
+            else:
+                m.d.comb += valid.eq(real)
+            self.data.append(data)
+            self.valid.append(valid)
 
 
 class QKWindow(QKScores):
@@ -92,7 +114,8 @@ class QKWindow(QKScores):
 
     def datapath(self, m, seq):
         ring = _Ring(self, m, seq, "k")
-        m.d.comb += self.s.payload.eq(Cat(self.score(m, seq, ring.data), ring.valid))
+        xs = [self.score(m, seq, row) for row in ring.data]
+        m.d.comb += self.s.payload.eq(Cat(*xs, *ring.valid))
 
 
 class KVWindow(Template):
@@ -100,17 +123,19 @@ class KVWindow(Template):
 
     def datapath(self, m, seq):
         ring = _Ring(self, m, seq, "v")
-        m.d.comb += self.vr.payload.eq(ring.data)
+        m.d.comb += self.vr.payload.eq(Cat(*ring.data))
 
 
 class SoftmaxWindow(OnlineSoftmaxPV):
     """``online_softmax_pv`` that skips masked slots (the score's valid bit)."""
 
     def datapath(self, m, seq):
-        bits = self.nm.score_bits
-        x = self.s.payload[:bits].as_signed()
-        ok = self.s.payload[bits]
-        self.online(m, seq, [(x, elems(self.vr.payload, self.layout("vr"), "x"), ok)])
+        d = self.nm.head_dim
+        xs = elems(self.s.payload, self.layout("s"), "x")
+        oks = elems(self.s.payload, self.layout("s"), "ok")
+        vs = elems(self.vr.payload, self.layout("vr"), "x")
+        self.online(m, seq, [(x, vs[k * d:(k + 1) * d], ok)
+                             for k, (x, ok) in enumerate(zip(xs, oks))])
 
 
 COMPONENTS = {"qk_window": QKWindow, "kv_window": KVWindow, "softmax_window": SoftmaxWindow}

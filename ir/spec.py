@@ -20,7 +20,7 @@ One attention head
         window: <required for kind window, not allowed otherwise>   # integer >= 1
         split: null           # kind full, online: P >= 2 engines over K/V slices, combined (<= N)
         decode: null          # kind causal: S generated tokens after an N - S prefill (KV cache)
-        lanes: null           # kind full, online: scores per cycle, 1..N (any N: the last key group is padded); null: 1 or chosen from hardware.target_cycles / multiplier_budget
+        lanes: null           # online full/window/causal: scores per cycle, 1..N (or 1..slots); the last group is padded; null: 1 or chosen from hardware.target_cycles / multiplier_budget (full)
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -278,7 +278,8 @@ class AttentionSpec:
     window: int | None = None  # only (and always) set for kind "window"
     split: int | None = None   # one head, kind full: P engines over K/V slices (ir.split)
     decode: int | None = None  # one head, kind causal: generated tokens S (ir.decode)
-    #: one head, kind full, online: scores per cycle (1..seq_len); None: not given (1, or
+    #: one head, online, kind full/window/causal (no split/decode): scores per cycle
+    #: (1..seq_len, or 1..slots per row); None: not given (1, or
     #: chosen by the mapper for hardware.target_cycles / multiplier_budget)
     lanes: int | None = None
 
@@ -579,11 +580,11 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
     lanes = a.get("lanes")
     lanes = None if lanes is None else c.integer(lanes, "model.attention.lanes", 1)
     if lanes is not None and lanes > 1:
-        other = ("kind window" if kind == "window" else "kind causal" if kind == "causal"
-                 else "split" if split else "variant naive" if variant == "naive" else None)
+        other = ("split" if split else "decode" if decode else
+                 "variant naive" if variant == "naive" else None)
         if other:
-            c.fail("model.attention.lanes", f"{lanes} lanes: lanes are built for kind full "
-                                            f"with the online variant only, not with {other}; "
+            c.fail("model.attention.lanes", f"{lanes} lanes: lanes are built for the online "
+                                            f"full, window and causal heads, not with {other}; "
                                             "remove lanes (or set lanes: 1)")
     return AttentionSpec(kind=kind, variant=variant, window=window, split=split,
                          decode=decode, lanes=lanes)

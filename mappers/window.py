@@ -35,10 +35,12 @@ LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_repla
            "softmax_window": T.LATENCY["online_softmax_pv"]}
 
 
-def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple):
-    """fill / main / tail phases of a ring-buffered stream template."""
+def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple,
+            lanes: int = 1):
+    """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
+    firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``)."""
     we = lookahead(w, n, kind)
-    slots = len(offsets(w, n, kind))
+    slots = T.groups(len(offsets(w, n, kind)), lanes)
     ph = []
     if we and load:
         ph.append(Phase("fill", (("r", we),), ((load, ALWAYS),)))
@@ -53,26 +55,28 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     return tuple(ph)
 
 
-def qk_window(n: int, w, kind: str = "window") -> Contract:
+def qk_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
     return Contract("qk_window", ("k", "q"), ("s",),
-                    _phases(n, w, kind, "k", ("q",), ("s",)), latency=LATENCY["qk_window"])
+                    _phases(n, w, kind, "k", ("q",), ("s",), lanes),
+                    latency=LATENCY["qk_window"])
 
 
-def kv_window(n: int, w, kind: str = "window") -> Contract:
-    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, kind, "v", (), ("vr",)),
+def kv_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
+    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, kind, "v", (), ("vr",), lanes),
                     latency=LATENCY["kv_window"])
 
 
-def softmax_window(n: int, w, kind: str = "window") -> Contract:
-    slots = len(offsets(w, n, kind))
+def softmax_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
+    slots = T.groups(len(offsets(w, n, kind)), lanes)
     return Contract("softmax_window", ("s", "vr"), ("ol",), (
         Phase("rows", (("i", n), ("t", slots)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
     ), latency=LATENCY["softmax_window"])
 
 
-def window_score_layout(nm: AttentionNumerics) -> Layout:
-    """A score and its valid bit (0: a masked slot outside the sequence)."""
-    return Layout((Field("x", nm.score_bits, True), Field("ok", 1, False)))
+def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:
+    """``lanes`` scores and their valid bits (0: a masked slot outside the sequence, or a
+    padding lane past the row's last slot)."""
+    return Layout((Field("x", nm.score_bits, True, lanes), Field("ok", 1, False, lanes)))
 
 
 def check_window(w) -> int:
@@ -84,24 +88,32 @@ def check_window(w) -> int:
 
 
 def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
-                    name: str = "attnflow_top", kind: str = "window") -> HwGraph:
+                    name: str = "attnflow_top", kind: str = "window",
+                    lanes: int = 1) -> HwGraph:
     """One window-attention head (``kind: causal``: causal attention, ``w`` unused) ->
-    HwGraph (inputs q, k, v; output o)."""
+    HwGraph (inputs q, k, v; output o); ``lanes`` slots a firing."""
     if kind == "window":
         w = check_window(w)
     n = nm.seq_len
-    params = (("N", n), ("kind", kind), ("window", w))
-    return stream_head(nm, name, kind, (qk_window(n, w, kind), kv_window(n, w, kind),
-                                        softmax_window(n, w, kind), T.normalize(n)),
-                       params, window_score_layout(nm), fifo_depths)
+    slots = len(offsets(w, n, kind))
+    if not 1 <= lanes <= slots:
+        raise MappingError("model.attention.lanes",
+                           f"{lanes} lanes for the {slots} slots of a {kind} row; "
+                           f"allowed: 1..{slots}")
+    params = (("N", n), ("kind", kind), ("window", w)) + ((("lanes", lanes),)
+                                                          if lanes > 1 else ())
+    return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes),
+                                        kv_window(n, w, kind, lanes),
+                                        softmax_window(n, w, kind, lanes), T.normalize(n)),
+                       params, window_score_layout(nm, lanes), fifo_depths, lanes)
 
 
 def stream_head(nm: AttentionNumerics, name: str, variant: str, contracts, params,
-                score_layout: Layout, fifo_depths=None) -> HwGraph:
+                score_layout: Layout, fifo_depths=None, lanes: int = 1) -> HwGraph:
     """A head of four templates ``qk`` (k, q -> s), ``vstore`` (v -> vr), ``softmax``
     (s, vr -> ol) and ``norm`` (ol -> o) with the given contracts (in that order) and
     instance params: inputs q, k, v (depth 2), every other channel at its producer's full
-    rate (L + 1). The window/causal and the decode heads."""
+    rate (L + 1); ``lanes`` V rows a ``vr`` token. The window/causal and the decode heads."""
     d = nm.head_dim
     hw = HwGraph(name=name, numerics=nm, variant=variant)
     for iname, c in zip(("qk", "vstore", "softmax", "norm"), contracts):
@@ -117,7 +129,7 @@ def stream_head(nm: AttentionNumerics, name: str, variant: str, contracts, param
     chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"))
     chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"))
     chan("s", score_layout, ("qk", "s"), ("softmax", "s"))
-    chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("softmax", "vr"))
+    chan("vr", T.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"))
     chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"))
     chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None)
     apply_fifo_overrides(hw, fifo_depths)

@@ -16,18 +16,11 @@ from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
 from .models_decode import kv_decode, qk_decode, softmax_decode
 from .models_split import combine, kv_slice, qk_slice, softmax_slice, split_rows
 from .models_window import kv_window, qk_window, softmax_window
+from .lanes import lane_groups as _lane_groups
 
 
 def _rows(a, n):
     return a.reshape((n, n) + a.shape[1:])
-
-
-def _lane_groups(a, lanes: int):
-    """(rows, keys, ...) -> (rows * groups, lanes, ...): each row's keys in groups of
-    ``lanes`` (``mappers.templates.groups``), the last group padded with zeros."""
-    pad = -a.shape[1] % lanes
-    a = np.pad(a, ((0, 0), (0, pad)) + ((0, 0),) * (a.ndim - 2))
-    return a.reshape((-1, lanes) + a.shape[2:])
 
 
 def qk_scores(inst, nm, ins):

@@ -607,18 +607,20 @@ def template_model(inst, hw) -> NodeModel:
     # window templates (mappers.window): the same datapaths on rings of W rows; split
     # templates (mappers.split): on slices of n_p keys
     rows = n
+    lanes = inst.param("lanes") or 1       # scores a cycle (mappers.templates.groups)
     if t in ("qk_window", "kv_window", "softmax_window"):
         from ..ir.window import offsets
         rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
     elif t in ("qk_slice", "kv_slice", "softmax_slice"):
         rows = inst.param("keys")
+    # full head: one bank of ceil(rows / lanes) rows per lane; a window ring has one read
+    # port per lane instead: a copy of the whole ring per lane
+    banks = rows if t.endswith("_window") else -(-rows // lanes)
     t = {"qk_decode": "qk_scores", "kv_decode": "kv_replay",
          "softmax_decode": "online_softmax_pv",
          "qk_window": "qk_scores", "kv_window": "kv_replay",
          "softmax_window": "online_softmax_pv", "qk_slice": "qk_scores",
          "kv_slice": "kv_replay", "softmax_slice": "online_softmax_pv"}.get(t, t)
-    lanes = inst.param("lanes") or 1       # scores a cycle (mappers.templates.groups)
-    banks = -(-rows // lanes)               # rows per bank: one bank per lane
     if t == "qk_scores":
         kw = ch["k"].layout.width
         for _ in range(lanes):

@@ -1,6 +1,6 @@
 """Attention lanes (``attention.lanes: L``, ``mappers.templates.groups``): qk_scores,
 kv_replay and online_softmax_pv handle L keys a firing, a row's keys in ceil(N / L)
-groups, the last one padded. The softmax chains the L online steps of a firing in key
+groups, the last one padded (the window/causal templates likewise over a row's W slots). The softmax chains the L online steps of a firing in key
 order, so the bits are those of one score a cycle whatever L is; the cycles are exactly
 N + N * ceil(N / L) + 9. golden == simulator (both engines) with and without stalls,
 N not a multiple of L, L = N; RTL bit- and cycle-exact on Verilator with and without
@@ -76,8 +76,10 @@ def test_bad_lanes_are_one_line(capsys, tmp_path):
         ({"lanes": 9}, "model.attention.lanes: 9 lanes for a row of 8 keys"),
         ({"lanes": 0}, "model.attention.lanes"),
         ({"lanes": 2, "variant": "naive"}, "not with variant naive"),
-        ({"lanes": 2, "kind": "window", "window": 2}, "not with kind window"),
+        ({"lanes": 6, "kind": "window", "window": 2}, "6 lanes for the 5 slots of a window "
+                                                      "row; allowed: 1..5"),
         ({"lanes": 2, "split": 2}, "not with split"),
+        ({"lanes": 2, "kind": "causal", "decode": 2}, "not with decode"),
     ]
     for att, text in cases:
         with pytest.raises(SpecError) as e:
@@ -151,3 +153,55 @@ def test_bad_goals_are_one_line(hw, att, text):
         prepare(spec_from_dict({"model": {"seq_len": 64, "head_dim": 16, "attention": att},
                                 "hardware": hw}))
     assert text in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def window_spec(n, d, kind, w, lanes):
+    att = {"kind": kind, "lanes": lanes, **({"window": w} if kind == "window" else {})}
+    return spec_from_dict({"name": f"{kind}_lanes_n{n}_l{lanes}", "model": {
+        "seq_len": n, "head_dim": d, "attention": att}})
+
+
+def window_cycles(n, kind, w, lanes):
+    """w' + N * ceil(W / L) + 9 (w' = 0 and W = N for causal)."""
+    from attnflow.build import WINDOW_FILL
+    from attnflow.ir.window import lookahead, offsets
+    slots = len(offsets(w, n, kind))
+    return lookahead(w, n, kind) + n * groups(slots, lanes) + WINDOW_FILL
+
+
+@pytest.mark.parametrize("n, d, kind, w, lanes", [
+    (16, 4, "window", 3, 2), (16, 4, "window", 3, 7), (8, 4, "window", 20, 3),
+    (5, 3, "window", 2, 4), (12, 4, "window", 3, 3), (9, 4, "causal", None, 2),
+    (9, 4, "causal", None, 4), (33, 8, "causal", None, 5)])
+@pytest.mark.parametrize("stalls", [False, True])
+def test_window_and_causal_lanes_golden_equals_simulator(n, d, kind, w, lanes, stalls):
+    design = prepare(window_spec(n, d, kind, w, lanes))
+    assert np.array_equal(design.golden(), prepare(window_spec(n, d, kind, w, 1)).golden())
+    sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
+                         output_ready_prob=0.5) if stalls else None
+    for engine in ("reference", "fast"):
+        r = design.simulate(sched, engine=engine)
+        assert r.deadlock is None
+        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+        exact = window_cycles(n, kind, w, lanes)
+        assert r.total_cycles >= exact if stalls else r.total_cycles == exact
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("n, d, kind, w, lanes", [(12, 4, "window", 3, 3),
+                                                  (9, 4, "causal", None, 4)])
+def test_rtl_window_and_causal_lanes(tmp_path, n, d, kind, w, lanes):
+    """W = 7 slots in 3 lanes and N = 9 causal slots in 4 lanes: padding lanes in each
+    row's last group."""
+    result, stalled = verify_head_rtl(window_spec(n, d, kind, w, lanes), tmp_path)
+    assert result.total_cycles == window_cycles(n, kind, w, lanes)
+    assert stalled.total_cycles > result.total_cycles
+
+
+@pytest.mark.rtl_full
+@pytest.mark.parametrize("n, d, kind, w, lanes", [(5, 3, "window", 20, 2),
+                                                  (16, 4, "window", 3, 7),
+                                                  (9, 4, "window", 1, 1)])
+def test_rtl_window_lanes_full(tmp_path, n, d, kind, w, lanes):
+    result, _ = verify_head_rtl(window_spec(n, d, kind, w, lanes), tmp_path)
+    assert result.total_cycles == window_cycles(n, kind, w, lanes)
