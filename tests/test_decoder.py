@@ -115,6 +115,25 @@ def test_causal_stack_model_with_qkv_alike_is_first_rows_plus_bottleneck():
     assert sim(d).total_cycles == d.folding.cycles
 
 
+@pytest.mark.parametrize("pos", ["pre", "post"])
+def test_one_causal_layer_expected_cycles(pos):
+    """mappers.encoder.expected_cycles of one causal layer (V folded slower than Q and
+    K: the V branch is the long one) equals the simulator."""
+    from attnflow.ir.encoder_golden import layer_plan, random_input
+    from attnflow.ir.weights import load_weights
+    from attnflow.mappers.encoder import expected_cycles, layer_inputs, map_encoder_layer
+    from attnflow.sim.run import simulate
+    from attnflow.sim.schedule import make_schedule
+    s = small("model.layers=1", f"model.norm_position={pos}", "model.final_norm=false")
+    plan = layer_plan(s, load_weights(s))
+    x = random_input(s)
+    hw = map_encoder_layer(plan, {"attn_v": (1, 1)})
+    r = simulate(hw, layer_inputs(x), make_schedule({"x": hw.tokens("x")}, hw.outputs,
+                                                    0, 0.0, 1, 1.0))
+    assert np.array_equal(r.outputs["y"]["x"], layer_golden(plan, x))
+    assert r.total_cycles == expected_cycles(hw)["total"]
+
+
 def test_stalls_change_cycles_not_values():
     for spec in (small(), gpt2()):
         d = prepare(spec)
