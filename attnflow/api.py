@@ -162,14 +162,19 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
     from .ir.weights import load_weights
     from .mappers.encoder import map_encoder
     from .mappers.folding import FoldingError, plan_folding
+    from .ir.encoder_golden import LAYER_KINDS
     m = spec.model
-    if m.attention.kind != "full" or m.attention.variant != "online":
-        raise SpecError(spec.source, "model.attention",
-                        f"kind {m.attention.kind!r} variant {m.attention.variant!r}: encoder "
-                        "layers are built with kind full, variant online only so far")
+    if m.attention.kind not in LAYER_KINDS:
+        raise SpecError(spec.source, "model.attention.kind",
+                        f"{m.attention.kind!r}: encoder/decoder layers are built with kind "
+                        f"{' or '.join(LAYER_KINDS)} only so far")
+    if m.attention.variant != "online":
+        raise SpecError(spec.source, "model.attention.variant",
+                        f"{m.attention.variant!r}: encoder/decoder layers are built with "
+                        "variant online only; set variant: online")
     if (m.attention.lanes or 1) > 1:
         raise SpecError(spec.source, "model.attention.lanes",
-                        f"{m.attention.lanes} lanes: encoder layers are built with one score "
+                        f"{m.attention.lanes} lanes: encoder/decoder layers are built with one score "
                         "per cycle per head so far (lanes: 1); lanes are built for one "
                         "attention head (model.type attention_head)")
     weights = load_weights(spec)

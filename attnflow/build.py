@@ -170,15 +170,20 @@ def _model_fields(design) -> dict:
                            else 1, "M": mm, "K": kk, "pe": pe,
                 "simd": simd, "fires_per_token": fires(m, op, (pe, simd)),
                 "chosen": "auto" if auto else "spec"})
-    return {"kind": "encoder", "seq_len": m.seq_len, "layers": m.layers,
-            "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
-            "model_text": f"encoder, {m.layers} layer(s) ({m.norm_position}-norm "
-                          f"{m.norm}, {m.activation}), N = {m.seq_len}, d_model = "
+    causal = m.attention.kind == "causal"
+    what = ("decoder (causal attention: query i sees keys j <= i)" if causal
+            else "encoder (full attention)")
+    return {"kind": "encoder", "attention": m.attention.kind, "seq_len": m.seq_len,
+            "layers": m.layers, "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
+            "model_text": f"{what}, {m.layers} layer(s) ({m.norm_position}-norm "
+                          f"{m.norm}{', final norm' if m.final_norm else ''}, "
+                          f"{m.activation}), N = {m.seq_len}, d_model = "
                           f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}",
             "folding": {"mode": fold.mode, "period": fold.period, "text": fold.describe(),
                         "linears": layers},
             "expected_cycles": fold.cycles,
-            "expected_text": "cycle model mappers.folding.stack_cycles"}
+            "expected_text": "cycle model mappers.folding.stack_cycles"
+                             + (" (causal: one row pipeline, no K barrier)" if causal else "")}
 
 
 def sim_summary(design, result: SimResult) -> dict:

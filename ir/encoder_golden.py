@@ -11,7 +11,11 @@ A pre-norm layer (``norm_position: pre``, ViT), with ``a = norm1(x)``::
     y = h + ffn_down(act(ffn_up(norm2(h))))
 
 and, with ``final_norm: true``, one more norm (``final_norm.*`` weights) after the last
-layer (:func:`final_norm_plan`).
+layer (:func:`final_norm_plan`). ``attention.kind: causal`` masks every head (query i
+sees keys j <= i): a pre-norm causal stack with a final norm is a GPT-2-style decoder
+(without the embeddings and the LM head). A causal head's arithmetic is
+``ir.window.window_golden`` (kind causal) and its float reference ``window_float``, the
+one-head causal model's own functions.
 
 :func:`layer_plan` fixes the integer datapath once from the spec: every format, every
 numerics object and every quantized weight. :func:`layer_golden` composes the existing
@@ -43,9 +47,12 @@ from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics, ge
                             gelu_golden, layernorm_float, layernorm_golden, relu_golden,
                             rmsnorm_float, rmsnorm_golden)
 from .types import FixedFormat
+from .window import window_float, window_golden
 
 #: the linear ops of one layer, in data order
 OPS = ("attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down")
+#: the attention kinds an encoder/decoder layer is built with
+LAYER_KINDS = ("full", "causal")
 #: op -> weight tensor name stem (``layers.{i}.<stem>.weight``)
 STEM = {"attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v", "attn_out": "attn.out",
         "ffn_up": "ffn.up", "ffn_down": "ffn.down"}
@@ -109,6 +116,7 @@ class LayerPlan:
     res1: object         # ResidualNumerics (mappers.rowops)
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
+    causal: bool = False  # attention.kind causal: query i sees keys j <= i
 
     def head_linear(self, op: str, h: int) -> QLinear:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
@@ -118,8 +126,9 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
     """The integer datapath of encoder layer ``layer`` of ``spec``."""
     from ..mappers.rowops import ResidualNumerics   # the residual numerics live there
     m, f = spec.model, spec.formats
-    if m.attention.kind != "full" or m.attention.variant != "online":
-        raise ValueError("model.attention: only kind full, variant online is mapped so far")
+    if m.attention.kind not in LAYER_KINDS or m.attention.variant != "online":
+        raise ValueError(f"model.attention: only kind {' or '.join(LAYER_KINDS)}, variant "
+                         "online is mapped so far")
     n, d, dff = m.seq_len, m.d_model, m.d_ff
     act = f.act
     attn = AttentionNumerics(n, m.d_head, f.q, f.k, f.v, f.out, f.score_frac, f.prob_frac)
@@ -146,7 +155,8 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
         act_num = RescaleNumerics(act, act, 1.0)
     res = ResidualNumerics(act, act, act)
     return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
-                     m.activation, act_num, res, res, m.norm_position == "pre")
+                     m.activation, act_num, res, res, m.norm_position == "pre",
+                     m.attention.kind == "causal")
 
 
 def norm_plan(spec, weights: dict, prefix: str) -> QNorm:
@@ -166,8 +176,11 @@ def final_norm_plan(spec, weights: dict) -> QNorm | None:
 
 # ---------------------------------------------------------------- integer golden
 
-def attention_golden(nm: AttentionNumerics, q, k, v) -> np.ndarray:
-    """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``."""
+def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False) -> np.ndarray:
+    """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``;
+    ``causal``: keys j <= i only (``ir.window.window_golden``, kind causal)."""
+    if causal:
+        return window_golden(nm, q, k, v, None, "causal")
     x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
     v = np.asarray(v, np.int64)
     m = l = o = None
@@ -189,7 +202,7 @@ def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarr
         q = plan.head_linear("attn_q", h).golden(a)
         k = plan.head_linear("attn_k", h).golden(a)
         v = plan.head_linear("attn_v", h).golden(a)
-        o = attention_golden(plan.attn, q, k, v)
+        o = attention_golden(plan.attn, q, k, v, plan.causal)
         t.update({f"q{h}": q, f"k{h}": k, f"v{h}": v, f"o{h}": o})
         heads.append(o)
     att = np.concatenate(heads, axis=1)
@@ -228,6 +241,9 @@ def layer_float(plan: LayerPlan, x) -> np.ndarray:
     heads = []
     for h in range(plan.heads):
         sl = slice(h * dh, (h + 1) * dh)
+        if plan.causal:
+            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], None, "causal"))
+            continue
         p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
         heads.append(p @ v[:, sl])
     r1 = x + lin("attn_out", np.concatenate(heads, axis=1))

@@ -1,8 +1,9 @@
 """Encoder specs from a local Hugging Face ``config.json`` (nothing is downloaded).
 
 :func:`spec_from_hf_config` reads the ``config.json`` of a BERT-, RoBERTa-, DistilBERT- or
-ViT-style encoder (or the folder holding it) and returns a validated
-:class:`~attnflow.ir.spec.Spec` with ``model.type: encoder``; every other spec section
+ViT-style encoder or of a GPT-2-style decoder (or the folder holding it) and returns a
+validated :class:`~attnflow.ir.spec.Spec` with ``model.type: encoder`` (a GPT-2 decoder
+is the encoder stack with ``attention.kind: causal``, pre-norm, final norm); every other spec section
 keeps its defaults unless ``overrides`` (``--set``-style, as for YAML specs) say
 otherwise. ``attnflow.ir.spec.load_spec`` calls it for a folder or a ``.json`` file
 without a top-level ``model`` mapping. The spec's ``name`` is the config's folder name made an identifier
@@ -11,15 +12,25 @@ without a top-level ``model`` mapping. The spec's ``name`` is the config's folde
 Mapping
 -------
 
-* ``model.d_model``: ``hidden_size`` (DistilBERT: ``dim``), required
-* ``model.heads``: ``num_attention_heads`` (DistilBERT: ``n_heads``), required, must
-  divide d_model
-* ``model.d_ff``: ``intermediate_size`` (DistilBERT: ``hidden_dim``), required
-* ``model.layers``: ``num_hidden_layers`` (DistilBERT: ``n_layers``), required
-* ``model.activation``: ``hidden_act`` (DistilBERT: ``activation``), default gelu (below)
-* ``model.norm_eps``: ``layer_norm_eps``, default 1e-12 (DistilBERT has no key: 1e-12)
+=====================  =========================  ==============  =========================
+spec field             BERT / ViT key             DistilBERT key  GPT-2 key
+=====================  =========================  ==============  =========================
+``model.d_model``      ``hidden_size``            ``dim``         ``n_embd``
+``model.heads``        ``num_attention_heads``    ``n_heads``     ``n_head``
+``model.d_ff``         ``intermediate_size``      ``hidden_dim``  ``n_inner`` (null or
+                                                                  missing: 4 * n_embd)
+``model.layers``       ``num_hidden_layers``      ``n_layers``    ``n_layer``
+``model.activation``   ``hidden_act``             ``activation``  ``activation_function``
+``model.norm_eps``     ``layer_norm_eps``         (none)          ``layer_norm_epsilon``
+=====================  =========================  ==============  =========================
+
+* d_model, heads and layers are required (heads must divide d_model), d_ff too except
+  for GPT-2; the activation defaults to gelu (GPT-2: gelu_new, below); the norm epsilon
+  to 1e-12 (GPT-2: 1e-5; DistilBERT has no key: 1e-12)
 * ``model.norm``: layernorm; ``model.norm_position``: post (BERT-style, DistilBERT) or
-  pre (ViT-style); ``model.final_norm``: true only for ViT-style (ViT's ``layernorm``)
+  pre (ViT-style, GPT-2); ``model.final_norm``: true for ViT-style (ViT's ``layernorm``)
+  and GPT-2 (``ln_f``); ``model.attention.kind``: causal for GPT-2 (query i sees keys
+  j <= i), full otherwise
 * ``model.seq_len``: the ``seq_len`` argument (or ``--set model.seq_len=N``); for
   ViT/DeiT it defaults to the patch count (``image_size`` / ``patch_size``, squared) + 1
   class token (DeiT: + 2, with the distillation token)
@@ -27,9 +38,11 @@ Mapping
 ``model_type`` picks the family: ``bert``, ``roberta``, ``xlm-roberta``, ``camembert``,
 ``electra`` (BERT-style: post-norm); ``distilbert``; ``vit``, ``deit`` (ViT-style:
 pre-norm, LayerNorm after the last layer, sequence = image patches + class token (+
-distillation token for DeiT)). Without ``model_type`` (old configs), the family is
-inferred from the keys: ``dim`` and ``n_heads`` -> DistilBERT, ``patch_size`` -> ViT,
-``hidden_size`` -> BERT. Every model uses LayerNorm.
+distillation token for DeiT)); ``gpt2`` (GPT-2-style decoder: ``ln_1`` -> causal
+attention -> residual, ``ln_2`` -> MLP -> residual, ``ln_f`` after the last block).
+Without ``model_type`` (old configs), the family is inferred from the keys: ``dim`` and
+``n_heads`` -> DistilBERT, ``patch_size`` -> ViT, ``hidden_size`` -> BERT, ``n_embd``,
+``n_head`` and ``n_layer`` -> GPT-2. Every model uses LayerNorm.
 
 Activations: ``gelu`` and ``gelu_python`` are the exact (erf) GELU, which our GELU
 implements (a ROM exact to half an output LSB, or I-BERT's polynomial for wide inputs,
@@ -43,10 +56,15 @@ Rejected (one error line names every such field): an activation not listed above
 ``position_embedding_type`` ``relative_key``/``relative_key_query`` (they add a learned
 distance term *inside* the attention scores, which our attention does not compute;
 ``absolute`` position embeddings are added before the encoder and so are outside it);
-``is_decoder``, ``add_cross_attention`` or ``is_encoder_decoder`` true (decoders and
-cross-attention); ``qkv_bias`` false (ViT without Q/K/V biases: every spec layer has
-biases). A ``seq_len`` above the model's positions (``max_position_embeddings``; for the
-RoBERTa family less ``pad_token_id + 1``) is rejected on ``model.seq_len``.
+``is_decoder`` (except GPT-2, which is one), ``add_cross_attention`` or
+``is_encoder_decoder`` true (decoders of other families, cross-attention); ``qkv_bias``
+false (ViT without Q/K/V biases: every spec layer has biases); GPT-2's
+``scale_attn_weights`` false (scores without the 1/sqrt(d_head) scale) and
+``scale_attn_by_inverse_layer_idx`` true (scores also divided by layer index + 1): both
+change the score arithmetic, which is always q.k / sqrt(d_head) here. A ``seq_len``
+above the model's positions (``max_position_embeddings``; for the RoBERTa family less
+``pad_token_id + 1``; GPT-2: ``n_positions``, older configs ``n_ctx``, default 1024) is
+rejected on ``model.seq_len``.
 
 Ignored, because they do not change the encoder layers' arithmetic on post-embedding
 inputs at inference time: embedding settings (``vocab_size``, ``type_vocab_size``,
@@ -58,9 +76,13 @@ absolute``, ``pad_token_id``, ``embedding_size``, ``sinusoidal_pos_embds``,
 (``architectures``, ``num_labels``, ``id2label``, ``label2id``, ``pooler_*``,
 ``classifier_dropout``); run-time and bookkeeping keys (``torch_dtype``, ``use_cache``,
 ``chunk_size_feed_forward`` (the same arithmetic in chunks), ``output_*``,
-``transformers_version``, ``tie_*``, token ids). Weights are random by default; set
-``model.weights`` to a file with the tensor names of ``ir.weights`` (HF checkpoints use
-other names).
+``transformers_version``, ``tie_*``, token ids); GPT-2's ``vocab_size``,
+``n_positions``/``n_ctx`` beyond the check above, ``*_pdrop``, ``summary_*`` (the
+sequence-summary head), ``task_specific_params`` and ``reorder_and_upcast_attn`` (the
+same attention computed in float32 in PyTorch: no change to the arithmetic we build).
+Weights are random by default; set ``model.weights`` to a file with the tensor names of
+``ir.weights`` (HF checkpoints use other names, and GPT-2's ``Conv1D`` stores weights
+``[in, out]``, transposed from ``nn.Linear``; its fused ``c_attn`` holds Q, K and V).
 
 Errors are :class:`~attnflow.ir.spec.SpecError` lines ``<config path>: <key>: <message>``
 naming the config's own keys (and spec fields for problems found after the mapping,
@@ -82,6 +104,7 @@ __all__ = ["spec_from_hf_config", "HF_MODEL_TYPES", "HF_ACTIVATIONS"]
 HF_MODEL_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
     "electra": "bert", "distilbert": "distilbert", "vit": "vit", "deit": "vit",
+    "gpt2": "gpt2",
 }
 _ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 #: HF activation name -> spec activation
@@ -99,8 +122,13 @@ _KEYS = {
                    "layers": "n_layers", "activation": "activation", "norm_eps": None},
 }
 _KEYS["vit"] = _KEYS["bert"]
+_KEYS["gpt2"] = {"d_model": "n_embd", "heads": "n_head", "d_ff": "n_inner",
+                 "layers": "n_layer", "activation": "activation_function",
+                 "norm_eps": "layer_norm_epsilon"}
 DEFAULT_EPS = 1e-12          # BERT, ViT and DistilBERT (DistilBERT has no config key)
 DEFAULT_ACTIVATION = "gelu"
+#: GPT-2's defaults (transformers' GPT2Config) where its config may leave a key out
+GPT2_DEFAULTS = {"activation": "gelu_new", "norm_eps": 1e-5, "positions": 1024}
 
 
 def _read_config(path: Path, source: str) -> dict:
@@ -134,18 +162,22 @@ def _family(c: _Checker, cfg: dict) -> tuple[str, str]:
             return "vit", "vit"
         if "hidden_size" in cfg:
             return "bert", "bert"
-        c.fail("model_type", f"missing, and the keys are not those of a supported encoder; "
+        if all(k in cfg for k in ("n_embd", "n_head", "n_layer")):
+            return "gpt2", "gpt2"
+        c.fail("model_type", f"missing, and the keys are not those of a supported model; "
                              f"allowed model types: {allowed}")
     if not isinstance(mt, str) or mt not in HF_MODEL_TYPES:
         shown = repr(mt) if isinstance(mt, str) else _show(mt)
-        c.fail("model_type", f"unsupported value {shown}; allowed: {allowed} (encoders only)")
+        c.fail("model_type", f"unsupported value {shown}; allowed: {allowed} (encoders "
+                             "and GPT-2-style decoders)")
     return mt, HF_MODEL_TYPES[mt]
 
 
 def _unsupported(cfg: dict, family: str, act_key: str) -> list[tuple[str, str]]:
     """(config key, message) for every setting we cannot build."""
     problems = []
-    act = cfg.get(act_key, DEFAULT_ACTIVATION)
+    act = cfg.get(act_key, GPT2_DEFAULTS["activation"] if family == "gpt2"
+                  else DEFAULT_ACTIVATION)
     if not isinstance(act, str) or act not in HF_ACTIVATIONS:
         shown = repr(act) if isinstance(act, str) else _show(act)
         problems.append((act_key, f"unsupported value {shown}; allowed: "
@@ -155,10 +187,22 @@ def _unsupported(cfg: dict, family: str, act_key: str) -> list[tuple[str, str]]:
         problems.append(("position_embedding_type",
                          f"{pos!r} adds relative-position terms inside the attention scores, "
                          "which are not built; allowed: absolute"))
-    for key, what in (("is_decoder", "decoders"), ("add_cross_attention", "cross-attention"),
-                      ("is_encoder_decoder", "encoder-decoder models")):
-        if cfg.get(key) is True:
-            problems.append((key, f"true: {what} are not supported, only encoders"))
+    for key, what in (("is_decoder", "decoders of this family are not supported (GPT-2-style "
+                                     "ones are: model_type gpt2)"),
+                      ("add_cross_attention", "cross-attention is not supported (self-attention "
+                                              "only)"),
+                      ("is_encoder_decoder", "encoder-decoder models are not supported")):
+        if cfg.get(key) is True and not (family == "gpt2" and key == "is_decoder"):
+            problems.append((key, f"true: {what}"))
+    if family == "gpt2":
+        if cfg.get("scale_attn_weights", True) is not True:
+            problems.append(("scale_attn_weights",
+                             f"{_show(cfg.get('scale_attn_weights'))}: scores without the "
+                             "1/sqrt(d_head) scale are not built; allowed: true"))
+        if cfg.get("scale_attn_by_inverse_layer_idx", False) is not False:
+            problems.append(("scale_attn_by_inverse_layer_idx",
+                             f"{_show(cfg.get('scale_attn_by_inverse_layer_idx'))}: scores "
+                             "divided by the layer index + 1 are not built; allowed: false"))
     if family == "vit" and cfg.get("qkv_bias", True) is not True:
         problems.append(("qkv_bias", f"{_show(cfg.get('qkv_bias'))}: Q/K/V without biases are "
                                      "not supported (every encoder layer has biases)"))
@@ -181,6 +225,12 @@ def _vit_seq_len(c: _Checker, cfg: dict, model_type: str) -> int:
 def _position_limit(cfg: dict, model_type: str, family: str) -> tuple[int, str] | None:
     if family == "vit":
         return None
+    if family == "gpt2":
+        key = "n_positions" if cfg.get("n_positions") is not None else "n_ctx"
+        n = cfg.get(key, GPT2_DEFAULTS["positions"])
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            return None
+        return n, (f"{key} {n}" if key in cfg else f"n_positions default {n}")
     mpe = cfg.get("max_position_embeddings", 512)
     if not isinstance(mpe, int) or isinstance(mpe, bool) or mpe < 1:
         return None
@@ -232,26 +282,32 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
     dims = {}
     for fld in ("d_model", "heads", "d_ff", "layers"):
         key = keys[fld]
+        if family == "gpt2" and fld == "d_ff" and cfg.get(key) is None:
+            dims[fld] = 4 * dims["d_model"]     # GPT-2: n_inner null -> 4 * n_embd
+            continue
         if key not in cfg:
-            c.fail(key, f"required for model_type {model_type} (the encoder's "
+            c.fail(key, f"required for model_type {model_type} (the model's "
                         f"{fld}); give an integer >= 1")
         dims[fld] = c.integer(cfg[key], key, 1)
     if dims["d_model"] % dims["heads"]:
         c.fail(keys["heads"], f"{dims['heads']} heads do not divide {keys['d_model']} = "
                               f"{dims['d_model']}; valid head counts: "
                               f"{', '.join(map(str, _divisors(dims['d_model'])))}")
-    eps = DEFAULT_EPS
+    eps = GPT2_DEFAULTS["norm_eps"] if family == "gpt2" else DEFAULT_EPS
     if keys["norm_eps"] is not None and cfg.get(keys["norm_eps"]) is not None:
         eps = c.number(cfg[keys["norm_eps"]], keys["norm_eps"], 0, lo_open=True)
 
     model: dict[str, Any] = {
         "type": "encoder", **dims,
         "norm": "layernorm",
-        "norm_position": "pre" if family == "vit" else "post",
-        "final_norm": family == "vit",
+        "norm_position": "pre" if family in ("vit", "gpt2") else "post",
+        "final_norm": family in ("vit", "gpt2"),
         "norm_eps": eps,
-        "activation": HF_ACTIVATIONS[cfg.get(keys["activation"], DEFAULT_ACTIVATION)],
+        "activation": HF_ACTIVATIONS[cfg.get(keys["activation"], GPT2_DEFAULTS["activation"]
+                                             if family == "gpt2" else DEFAULT_ACTIVATION)],
     }
+    if family == "gpt2":
+        model["attention"] = {"kind": "causal"}
     limit = _position_limit(cfg, model_type, family)
     if seq_len is None and family == "vit":
         seq_len = _vit_seq_len(c, cfg, model_type)

@@ -67,7 +67,7 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       d_ff: <required>        # width of the feed-forward hidden layer: integer >= 1
       seq_len: <required>     # N, tokens: integer >= 1
       attention:
-        kind: full            # full | window | causal (see below); encoders build only full so far
+        kind: full            # full | window | causal (see below); layers are built with full or causal
         variant: online       # online | naive, as for one head
         window: <required for kind window, not allowed otherwise>   # integer >= 1
       norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)
@@ -115,6 +115,12 @@ that of the concatenated attention output (before ``attn_out``); ``formats.act``
 Attention kinds (query i, key j, both 0-based token positions): ``full``: every j;
 ``causal``: j <= i; ``window``: |i - j| <= window (a band of 2 * window + 1 keys, fewer at
 the ends).
+
+Decoders (GPT-2-style, decoder-only): ``attention.kind: causal`` with ``norm_position:
+pre`` and ``final_norm: true`` is GPT-2's block stack (``ln_1`` -> causal attention ->
+residual, ``ln_2`` -> MLP -> residual, ``ln_f`` after the last block), without the
+embeddings and the LM head; a GPT-2 ``config.json`` reads to exactly that. There is no
+separate ``model.type: decoder``: the stack is the encoder's with every head masked.
 
 Weights (``model.weights``). ``source: file`` reads a numpy ``.npz`` archive or a
 ``.safetensors`` file (loaded by :func:`attnflow.ir.weights.load_weights`; the path is

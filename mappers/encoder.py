@@ -30,7 +30,7 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
 ``hw.depth_notes``):
 
 * producer-consumer channels: L + 1 (``sdpa.full_rate_depth``), inputs 2.
-* ``q{h}``: N. ``qk_scores`` takes all N K rows before its first Q row; ``lin_q{h}`` and
+* ``q{h}``: N (full attention; causal: L + 1, below). ``qk_scores`` takes all N K rows before its first Q row; ``lin_q{h}`` and
   ``lin_k{h}`` are fed by the same fork firing, row for row, so when the last K row is
   loaded ``lin_q{h}`` has produced all N Q rows, none taken yet: the channel holds N.
   Shallower only throttles ``lin_q`` until the fork itself stops; the deadlock bound is
@@ -40,6 +40,16 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
   row before the first attention row, which needs all N K rows, hence all N fork firings:
   fewer than N slots deadlock (the fork waits on the full skip, ``lin_k`` on the fork,
   ``qk`` on ``lin_k``, ``res1`` on ``qk``); N never fills (the fork pushes N rows in all).
+* causal attention (``plan.causal``, ``attention.kind: causal``): each head is the
+  one-head causal templates (``mappers.window``: ``qk_window`` / ``kv_window`` /
+  ``softmax_window`` with kind causal, N slots per row, then ``normalize``); qk_window
+  takes Q row i and K row i on row i's first firing and needs no later row, so no
+  channel holds a sequence: ``q{h}`` is L + 1 like ``k{h}`` (both drained by the same
+  firing; any depth >= 1 is deadlock-free, the fork never waits on a row not yet
+  pushed), and ``skip1`` follows the residual rule of ``skip2``:
+  ``skip_depth(P, F)`` with P and F from :func:`attn_path` (the attention block is one
+  more row pipeline). The simulator meets the cycle model with these depths exactly
+  as with every channel 4N deep (tests/test_decoder.py).
 * ``skip2``: ``rowops.skip_depth(P, F)`` with P and F from :func:`ffn_path`: P = fork
   (+ ln2 in a pre-norm layer) + lin_up (L + F_up - 1) + act (L + F_act - 1) + lin_down
   (L + F_down - 1), F = max(F_up, F_down, F_act, F_res2): the usual residual rule.
@@ -50,6 +60,7 @@ from ..ir.encoder_golden import LayerPlan
 from ..ir.types import FixedFormat
 from . import linear as lin_mod
 from . import templates as T
+from . import window as W
 from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
 from .linear import LinearParams
@@ -190,22 +201,33 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
             chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
                  (lname, "x"), fr(RL["fork"]), "L+1")
-        add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n)))
-        add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n)))
-        add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n)))
+        if plan.causal:   # the one-head causal templates (mappers.window), kind causal
+            cp = (("N", n), ("kind", "causal"), ("window", None))
+            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, None, "causal"), cp))
+            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, None, "causal"), cp))
+            add(Instance(f"softmax{h}", "softmax_window",
+                         W.softmax_window(n, None, "causal"), cp))
+            chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
+                 fr(lin_lat), "L+1: causal qk takes Q row i with K row i (no K barrier)")
+        else:
+            add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n)))
+            add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n)))
+            add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n)))
+            chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
+                 n, "whole sequence: qk takes all N K rows before its first Q row")
         add(Instance(f"norm{h}", "normalize", T.normalize(n)))
-        chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"), n,
-             "whole sequence: qk takes all N K rows before its first Q row")
         chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
              fr(lin_lat), "L+1")
         chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"), (f"vstore{h}", "v"),
              fr(lin_lat), "L+1")
-        chan(f"s{h}", T.score_layout(nm), (f"qk{h}", "s"), (f"softmax{h}", "s"),
-             fr(T.LATENCY["qk_scores"]), "L+1")
+        lat = {k: hw.instances[p + f"{k}{h}"].contract.latency
+               for k in ("qk", "vstore", "softmax")}
+        chan(f"s{h}", W.window_score_layout(nm) if plan.causal else T.score_layout(nm),
+             (f"qk{h}", "s"), (f"softmax{h}", "s"), fr(lat["qk"]), "L+1")
         chan(f"vr{h}", T.vec_layout(nm.v, dh), (f"vstore{h}", "vr"), (f"softmax{h}", "vr"),
-             fr(T.LATENCY["kv_replay"]), "L+1")
+             fr(lat["vstore"]), "L+1")
         chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
-             fr(T.LATENCY["online_softmax_pv"]), "L+1")
+             fr(lat["softmax"]), "L+1")
     lo = linear("lin_out", "attn_out", plan.lin["attn_out"])
     if H == 1:
         chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
@@ -219,8 +241,14 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
              fr(CONCAT_LATENCY), "L+1")
     r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
     add(r1.instance("res1"))
-    chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
-         "whole sequence: res1 takes no row before qk has all N K rows")
+    if plan.causal:   # a row pipeline like the FFN block: the residual rule
+        p1, per1 = attn_path(n, max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
+                             RL[n1.template] if plan.pre else None)
+        chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), skip_depth(p1, per1),
+             f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
+    else:
+        chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
+             "whole sequence: res1 takes no row before qk has all N K rows")
     chan("proj", lin_mod.y_layout(lo.numerics), ("lin_out", "y"), ("res1", "b"),
          fr(lin_lat), "L+1")
     fk2 = ForkParams(n, d, act, ways=2)
@@ -273,6 +301,21 @@ def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1,
     p = (RL["fork"] + norm_latency + (lat + f_up - 1) + (RL["activation"] + f_act - 1)
          + (lat + f_down - 1))
     return p, max(f_up, f_down, f_act, f_res)
+
+
+def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
+              norm_latency: int | None = None) -> tuple[int, int]:
+    """(P, row period) of a causal layer's attention block between fork_in and res1 (see
+    rowops.skip_depth): fork (+ ln1 and fork_attn in a pre-norm layer: ``norm_latency``
+    not None), the slowest of the Q/K/V linears (L + F_qkv - 1), qk_window (L + N - 1:
+    Q and K row i taken on the row's first of N firings, its last score N - 1 firings
+    later), softmax_window (L: ol on the firing of the row's last score), normalize,
+    concat (H > 1), lin_out (L + F_out - 1). F = max(F_qkv, N, F_out, F_res1)."""
+    lat, WL = lin_mod.LATENCY, W.LATENCY
+    p = (RL["fork"] + (0 if norm_latency is None else norm_latency + RL["fork"])
+         + (lat + f_qkv - 1) + (WL["qk_window"] + n - 1) + WL["softmax_window"]
+         + T.LATENCY["normalize"] + (CONCAT_LATENCY if heads > 1 else 0) + (lat + f_out - 1))
+    return p, max(f_qkv, n, f_out, f_res)
 
 
 def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict) -> dict:
@@ -333,8 +376,14 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
          "ffn_down": per_row["lin_down"], "qk": n, "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
-    total, f_qkv, b = layer_cycles(n, heads, inst["ln1"].template == "rmsnorm", f,
-                                   "fork_attn" in inst)
+    causal = inst["qk0"].template == "qk_window"
+    rms = inst["ln1"].template == "rmsnorm"
+    if causal:
+        from .folding import causal_stack_cycles
+        total, f_qkv = causal_stack_cycles(n, heads, rms, [f], "fork_attn" in inst), 0
+        b = max(f.values())
+    else:
+        total, f_qkv, b = layer_cycles(n, heads, rms, f, "fork_attn" in inst)
     slowest = max(inst.values(), key=lambda i: i.contract.fires)
     return {"total": total, "barrier": n * f_qkv, "bottleneck_period": b,
             "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}

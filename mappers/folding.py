@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
 from .linear import divisors
+from .window import LATENCY as W_LATENCY
 
 
 class FoldingError(ValueError):
@@ -86,10 +87,13 @@ def fires(model, op: str, pe_simd) -> int:
 
 #: the stages a token row passes after the K barrier, each holding a row F - 1 cycles
 ROW_STAGES = ("qk", "attn_out", "res1", "ffn_up", "act", "ffn_down", "res2")
+#: the same in a causal layer, which has no K barrier: the Q/K/V linears (the slowest of
+#: the three, ``qkv``) are one more row stage
+CAUSAL_STAGES = ("qkv",) + ROW_STAGES
 
 
-def layer_cycles(n: int, heads: int, rms: bool, f: dict,
-                 pre: bool = False) -> tuple[int, int, int]:
+def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
+                 causal: bool = False) -> tuple[int, int, int]:
     """(total, F_qkv, B) of one layer standing alone, fed at full rate, no stalls; ``f``:
     firings per token row of every multi-firing stage (``mappers.encoder.layer_fires``).
 
@@ -101,23 +105,37 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict,
     * plus the critical-path latencies (``mappers.encoder.critical_latency``).
 
     Exact (the simulator checks it) when Q, K and V have the same folding; a slower V
-    moves the barrier's latency path (kv_replay instead of qk) by a few cycles."""
+    moves the barrier's latency path (kv_replay instead of qk) by a few cycles.
+
+    ``causal``: no barrier: qk_window takes Q and K row i on row i's first firing and
+    scores it in that firing, so row 0's first score comes ``F_qkv - 1`` (plus latencies)
+    after the linears take row 0, where the full layer's comes ``N * F_qkv`` after (the
+    last K row, N F_qkv - 1, and the load firing): the causal count is the full one with
+    ``N * F_qkv`` replaced by the Q/K/V linears as one more row stage
+    (:data:`CAUSAL_STAGES`; F_qkv counts in B). Exact for every folding the tests try,
+    Q, K and V folded alike or not (tests/test_decoder.py)."""
     from .encoder import critical_latency
-    f_qkv = max(f["attn_q"], f["attn_k"], f["attn_v"])
-    b = max(f[s] for s in ROW_STAGES)
-    total = (n * f_qkv + sum(f[s] - 1 for s in ROW_STAGES) + (n - 1) * b
-             + critical_latency(heads, rms, pre))
-    return total, f_qkv, b
+    f = dict(f, qkv=max(f["attn_q"], f["attn_k"], f["attn_v"]))
+    stages = CAUSAL_STAGES if causal else ROW_STAGES
+    b = max(f[s] for s in stages)
+    total = (sum(f[s] - 1 for s in stages) + (n - 1) * b + critical_latency(heads, rms, pre)
+             + (0 if causal else n * f["qkv"]))
+    return total, f["qkv"], b
 
 
 def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = False,
-                 final_norm: bool = False) -> int:
+                 final_norm: bool = False, causal: bool = False) -> int:
     """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls.
     Layer i > 0 starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``):
     its K stream ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the
-    previous layer's output ends, then its own row pipeline runs as in one layer."""
-    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
-    for f in layer_fires[1:]:
+    previous layer's output ends, then its own row pipeline runs as in one layer.
+
+    ``causal``: :func:`causal_stack_cycles`."""
+    if causal:
+        total = causal_stack_cycles(n, heads, rms, layer_fires, pre)
+    else:
+        total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
+    for f in ([] if causal else layer_fires[1:]):
         single, f_qkv, b = layer_cycles(n, heads, rms, f, pre)
         total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
         b_prev = b
@@ -125,6 +143,39 @@ def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = F
         from .rowops import LATENCY as RL
         total += RL["rmsnorm" if rms else "layernorm"]
     return total
+
+
+def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
+                        pre: bool = False) -> int:
+    """Cycles of stacked causal layers (no final norm), no stalls. No layer waits for a
+    whole sequence, so the stack is one row pipeline, and the last row leaves at the
+    longest path through it: row 0 down to some stage s, the N - 1 other rows through s
+    at its period F_s, row N - 1 on from s to the output. Each layer's row-0 part is
+    :func:`layer_cycles` (causal) less ``(N - 1) B``, 2 cycles less per joint between
+    layers (the joint channel's latency and the inclusive count are in both layers'
+    figures). One fork in a layer has two branches of different latency: Q and K reach
+    softmax through qk_window (L 3), V through kv_window (L 1), so the row-0 part of a
+    layer takes the Q/K branch (``F_qk - 1``, F_qk the slower of Q and K) or the V
+    branch (``F_v - 1 - 2``), the longer one, and exactly that one when s is that
+    layer's lin_q/lin_k, resp. lin_v. The maximum over every stage s of every layer is
+    the count; with Q, K, V folded alike it is :func:`layer_cycles`' row-0 parts plus
+    ``(N - 1) max_i B_i``."""
+    skew = W_LATENCY["qk_window"] - W_LATENCY["kv_window"]
+    base, branches, stages = [], [], []
+    for i, f in enumerate(layer_fires):
+        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True)
+        qk = max(f["attn_q"], f["attn_k"]) - 1
+        v = f["attn_v"] - 1 - skew
+        base.append(single - (n - 1) * b - (f_qkv - 1))   # without the Q/K/V stage
+        branches.append((qk, v))
+        stages += [(i, None, f[s]) for s in ROW_STAGES]
+        stages += [(i, 0, f["attn_q"]), (i, 0, f["attn_k"]), (i, 1, f["attn_v"])]
+    total = None
+    for i, branch, period in stages:
+        path = sum(base) + sum(max(br) if j != i or branch is None else br[branch]
+                               for j, br in enumerate(branches)) + (n - 1) * period
+        total = path if total is None else max(total, path)
+    return total - 2 * (len(layer_fires) - 1)
 
 
 def attention_multipliers(model) -> int:
@@ -154,6 +205,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     model, hwspec = spec.model, spec.hardware
     n, L = model.seq_len, model.layers
     rms = model.norm == "rmsnorm"
+    causal = model.attention.kind == "causal"
     fixed, auto = {}, []
     for i in range(L):
         for op in OPS:
@@ -173,7 +225,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
             for op in OPS} for i in range(L)]
         fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl) for fl in folds]
         return folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
-                                   model.final_norm), multipliers(model, folds)
+                                   model.final_norm, causal), multipliers(model, folds)
 
     if not auto:
         folds, cyc, mul = at(1, 1)
@@ -184,7 +236,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         return FoldPlan(folds, "balanced", n, auto, cyc, mul)
     # (period, barrier period, folds, cycles, multipliers); barrier <= period, searched
     # only when one of layer 0's Q/K/V is folded automatically
-    if any(i == 0 and op in HEAD_OPS for i, op in auto):
+    if not causal and any(i == 0 and op in HEAD_OPS for i, op in auto):
         evals = [(p, b, *at(p, b)) for p in periods for b in periods if b <= p]
     else:
         evals = [(p, p, *at(p, p)) for p in periods]

@@ -702,7 +702,8 @@ def test_hf_several_unsupported_fields(tmp_path):
         "unsupported value 'silu'; allowed: gelu, gelu_fast, gelu_new, gelu_python, "
         "gelu_pytorch_tanh, relu; position_embedding_type: 'relative_key' adds relative-position "
         "terms inside the attention scores, which are not built; allowed: absolute; is_decoder: "
-        "true: decoders are not supported, only encoders")
+        "true: decoders of this family are not supported (GPT-2-style ones are: model_type "
+        "gpt2)")
 
 
 def test_hf_vit_without_qkv_bias(tmp_path):
@@ -720,13 +721,14 @@ def test_hf_heads_must_divide(tmp_path):
 
 
 @pytest.mark.parametrize("cfg, field, message", [
-    ({**BERT, "model_type": "gpt2"}, "model_type",
-     "unsupported value 'gpt2'; allowed: bert, camembert, deit, distilbert, electra, roberta, "
-     "vit, xlm-roberta (encoders only)"),
-    ({"n_embd": 4}, "model_type", "missing, and the keys are not those of a supported encoder; "
-     "allowed model types: bert, camembert, deit, distilbert, electra, roberta, vit, xlm-roberta"),
+    ({**BERT, "model_type": "gpt_neo"}, "model_type",
+     "unsupported value 'gpt_neo'; allowed: bert, camembert, deit, distilbert, electra, gpt2, "
+     "roberta, vit, xlm-roberta (encoders and GPT-2-style decoders)"),
+    ({"n_embd": 4}, "model_type", "missing, and the keys are not those of a supported model; "
+     "allowed model types: bert, camembert, deit, distilbert, electra, gpt2, roberta, vit, "
+     "xlm-roberta"),
     ({k: v for k, v in BERT.items() if k != "intermediate_size"}, "intermediate_size",
-     "required for model_type bert (the encoder's d_ff); give an integer >= 1"),
+     "required for model_type bert (the model's d_ff); give an integer >= 1"),
     ({**BERT, "hidden_size": "128"}, "hidden_size", "must be an integer >= 1, got '128' (str)"),
     ({**BERT, "layer_norm_eps": -1}, "layer_norm_eps", "must be a number > 0, got -1"),
 ])
