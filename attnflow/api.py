@@ -172,11 +172,6 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
         raise SpecError(spec.source, "model.attention.variant",
                         f"{m.attention.variant!r}: encoder/decoder layers are built with "
                         "variant online only; set variant: online")
-    if (m.attention.lanes or 1) > 1:
-        raise SpecError(spec.source, "model.attention.lanes",
-                        f"{m.attention.lanes} lanes: encoder/decoder layers are built with one score "
-                        "per cycle per head so far (lanes: 1); lanes are built for one "
-                        "attention head (model.type attention_head)")
     weights = load_weights(spec)
     plans = encoder_plans(spec, weights)
     final = final_norm_plan(spec, weights)
@@ -185,7 +180,7 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
     try:
         fold = plan_folding(spec, multiplier_budget)
         hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name,
-                         final=final)
+                         final=final, lanes=fold.lanes)
     except (FoldingError, MappingError) as e:
         raise SpecError(spec.source, e.field, e.message) from None
     return EncoderDesign(spec, plans, fold, hw, random_input(spec), final)
@@ -340,6 +335,10 @@ def resolved_spec(design) -> Spec:
     chose the folding (a --target budget, target_cycles)."""
     import dataclasses
     from .ir.spec import Folding
+    if isinstance(design, EncoderDesign) and design.folding.lanes_auto:
+        att = dataclasses.replace(design.spec.model.attention, lanes=design.folding.lanes)
+        design = dataclasses.replace(design, spec=dataclasses.replace(
+            design.spec, model=dataclasses.replace(design.spec.model, attention=att)))
     if not isinstance(design, EncoderDesign):
         lanes = design.hw.instances["qk"].param("lanes") if "qk" in design.hw.instances else None
         if lanes is None or design.spec.model.attention.lanes is not None:

@@ -132,7 +132,8 @@ def _model_fields(design) -> dict:
         nm = design.numerics
         n, kind, w = nm.seq_len, design.attn_kind, design.window
         slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
-        what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i")
+        what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"
+                if w is None else f"causal window {w} ({'i' if w == 0 else f'i - {w}'} <= j <= i")
         return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "window": w,
                 "model_text": f"one {kind}-attention head, N = {n}, d = {nm.head_dim}, "
@@ -171,15 +172,18 @@ def _model_fields(design) -> dict:
                 "simd": simd, "fires_per_token": fires(m, op, (pe, simd)),
                 "chosen": "auto" if auto else "spec"})
     causal = m.attention.kind == "causal"
-    what = ("decoder (causal attention: query i sees keys j <= i)" if causal
-            else "encoder (full attention)")
+    cw = m.attention.window if causal else None
+    what = ("encoder (full attention)" if not causal else
+            "decoder (causal attention: query i sees keys j <= i)" if cw is None else
+            f"decoder (causal sliding window: query i sees keys i - {cw} <= j <= i)")
     return {"kind": "encoder", "attention": m.attention.kind, "seq_len": m.seq_len,
             "layers": m.layers, "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
             "model_text": f"{what}, {m.layers} layer(s) ({m.norm_position}-norm "
                           f"{m.norm}{', final norm' if m.final_norm else ''}, "
                           f"{m.activation}), N = {m.seq_len}, d_model = "
                           f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}",
-            "folding": {"mode": fold.mode, "period": fold.period, "text": fold.describe(),
+            "folding": {"mode": fold.mode, "period": fold.period, "lanes": fold.lanes,
+                        "text": fold.describe(),
                         "linears": layers},
             "expected_cycles": fold.cycles,
             "expected_text": "cycle model mappers.folding.stack_cycles"

@@ -4,9 +4,10 @@ cycles and on-chip memory bits for N in {256, 1024, 4096}, window w in {32, 128}
 
 Full online attention loads all N K/V rows, then makes N*N scores: cycles ~ N*N, K/V
 memory ~ N rows. Window attention keeps W = 2w + 1 rows in rings and makes N*W scores:
-cycles ~ N*W, memory independent of N. Every run is checked against the golden model,
-and its cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9;
-split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
+cycles ~ N*W, memory independent of N; the causal window (keys i - w .. i) keeps w + 1
+rows and makes N*(w + 1) scores. Every run is checked against the golden model, and its
+cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9; causal
+window: N*(w + 1) + 9; split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
 
 Usage: python benchmarks/window_study.py [--n 256 1024 4096] [--w 32 128] [--d 16]
 """
@@ -23,8 +24,9 @@ from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.window import effective_window
 
 
-def run(n: int, d: int, window: int | None, split: int | None = None) -> dict:
-    att = {"kind": "window", "window": window} if window else {"kind": "full"}
+def run(n: int, d: int, window: int | None, split: int | None = None,
+        kind: str = "window") -> dict:
+    att = {"kind": kind, "window": window} if window else {"kind": "full"}
     if split:
         att["split"] = split
     design = prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d,
@@ -34,7 +36,9 @@ def run(n: int, d: int, window: int | None, split: int | None = None) -> dict:
     wall = time.time() - t
     assert r.deadlock is None
     mism = int(np.count_nonzero(r.outputs["o"]["x"] != design.golden()))
-    if window:
+    if window and kind == "causal":
+        expect = n * (effective_window(window, n) + 1) + WINDOW_FILL
+    elif window:
         we = effective_window(window, n)
         expect = we + n * (2 * we + 1) + WINDOW_FILL
     elif split:
@@ -63,6 +67,8 @@ def main() -> int:
     for n in args.n:
         full = run(n, args.d, None)
         rows = ([("full", full)] + [(f"window w={w}", run(n, args.d, w)) for w in args.w]
+                + [(f"causal window w={w}", run(n, args.d, w, kind="causal"))
+                   for w in args.w]
                 + [(f"split P={p}", run(n, args.d, None, p)) for p in args.p])
         for label, r in rows:
             assert r["cycles"] == r["expect"] and r["mism"] == 0, (n, label, r)

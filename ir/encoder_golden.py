@@ -117,6 +117,7 @@ class LayerPlan:
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
     causal: bool = False  # attention.kind causal: query i sees keys j <= i
+    window: int | None = None  # causal sliding window: keys i - window <= j <= i
 
     def head_linear(self, op: str, h: int) -> QLinear:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
@@ -156,7 +157,8 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
     res = ResidualNumerics(act, act, act)
     return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
                      m.activation, act_num, res, res, m.norm_position == "pre",
-                     m.attention.kind == "causal")
+                     m.attention.kind == "causal",
+                     m.attention.window if m.attention.kind == "causal" else None)
 
 
 def norm_plan(spec, weights: dict, prefix: str) -> QNorm:
@@ -176,11 +178,12 @@ def final_norm_plan(spec, weights: dict) -> QNorm | None:
 
 # ---------------------------------------------------------------- integer golden
 
-def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False) -> np.ndarray:
+def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False,
+                     window: int | None = None) -> np.ndarray:
     """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``;
     ``causal``: keys j <= i only (``ir.window.window_golden``, kind causal)."""
     if causal:
-        return window_golden(nm, q, k, v, None, "causal")
+        return window_golden(nm, q, k, v, window, "causal")
     x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
     v = np.asarray(v, np.int64)
     m = l = o = None
@@ -202,7 +205,7 @@ def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarr
         q = plan.head_linear("attn_q", h).golden(a)
         k = plan.head_linear("attn_k", h).golden(a)
         v = plan.head_linear("attn_v", h).golden(a)
-        o = attention_golden(plan.attn, q, k, v, plan.causal)
+        o = attention_golden(plan.attn, q, k, v, plan.causal, plan.window)
         t.update({f"q{h}": q, f"k{h}": k, f"v{h}": v, f"o{h}": o})
         heads.append(o)
     att = np.concatenate(heads, axis=1)
@@ -242,7 +245,7 @@ def layer_float(plan: LayerPlan, x) -> np.ndarray:
     for h in range(plan.heads):
         sl = slice(h * dh, (h + 1) * dh)
         if plan.causal:
-            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], None, "causal"))
+            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, "causal"))
             continue
         p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
         heads.append(p @ v[:, sl])

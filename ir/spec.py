@@ -17,10 +17,10 @@ One attention head
       head_dim: <required>    # d, width of each Q/K/V row: integer >= 1
       attention:
         kind: full            # which keys each query sees: full | window (|i - j| <= window) | causal (j <= i)
-        window: <required for kind window, not allowed otherwise>   # integer >= 1
+        window: <required for kind window; optional for causal (i - window <= j <= i); not allowed for full>   # integer >= 1
         split: null           # kind full, online: P >= 2 engines over K/V slices, combined (<= N)
         decode: null          # kind causal: S generated tokens after an N - S prefill (KV cache)
-        lanes: null           # online full/window/causal: scores per cycle, 1..N (or 1..slots); the last group is padded; null: 1 or chosen from hardware.target_cycles / multiplier_budget (full)
+        lanes: null           # online full/window/causal: scores per cycle, 1..N (or 1..slots); the last group is padded; null: 1, or chosen for hardware.target_cycles / multiplier_budget (full heads, encoder/decoder stacks)
         variant: online       # online (running max and sum, one pass) | naive (full softmax first)
     formats:                  # signed fixed point: `bits` in 2..32 total, `frac` in 0..bits-1 fractional
       q:   {bits: 8, frac: 4}     # query inputs
@@ -69,7 +69,7 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       attention:
         kind: full            # full | window | causal (see below); layers are built with full or causal
         variant: online       # online | naive, as for one head
-        window: <required for kind window, not allowed otherwise>   # integer >= 1
+        window: <required for kind window; optional for causal (i - window <= j <= i); not allowed for full>   # integer >= 1
       norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)
       norm_position: post     # post (BERT: x = norm(x + sublayer(x))) | pre (ViT: x = x + sublayer(norm(x)))
       final_norm: false       # true: one more norm after the last layer (pre-norm models such as ViT)
@@ -170,8 +170,9 @@ PE must divide d_model / heads. Ops no key covers are folded automatically
 fit one period, with the period chosen to meet ``target_cycles`` (cycles per sequence) or
 ``multiplier_budget`` (the linear PE x SIMD arrays plus the attention's 4 d_head + 1 per
 head; norms, GELU lanes and constant rescales are not counted), or, with neither, equal to the
-attention's own period (N cycles per token: one score per cycle), which balances the
-pipeline.
+attention's own period (ceil(N / lanes) cycles per token: ``model.attention.lanes``
+scores per cycle, default 1), which balances the pipeline. Without
+``model.attention.lanes``, a goal also chooses the attention lanes with the period.
 
 Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``) are
 rejected in an ``attention_head`` spec, and ``head_dim`` in an encoder spec. In an
@@ -281,7 +282,7 @@ class SpecError(ValueError):
 class AttentionSpec:
     kind: str = "full"
     variant: str = "online"
-    window: int | None = None  # only (and always) set for kind "window"
+    window: int | None = None  # kind "window" (always), "causal" (optional: sliding window)
     split: int | None = None   # one head, kind full: P engines over K/V slices (ir.split)
     decode: int | None = None  # one head, kind causal: generated tokens S (ir.decode)
     #: one head, online, kind full/window/causal (no split/decode): scores per cycle
@@ -566,8 +567,11 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
                    "(query i sees keys j with |i - j| <= window)")
         window = c.integer(window, "model.attention.window", 1)
     elif window is not None:
-        c.fail("model.attention.window", f"only for kind window (kind is {kind}); "
-                                         "remove it or set model.attention.kind: window")
+        if kind != "causal":
+            c.fail("model.attention.window", f"only for kind window or causal (kind is "
+                                             f"{kind}); remove it or set "
+                                             "model.attention.kind: window")
+        window = c.integer(window, "model.attention.window", 1)
 
     def only_for(key: str, needed: str, lo: int) -> int | None:
         """An optional integer field (>= lo) allowed only with kind ``needed``."""
@@ -581,6 +585,9 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
         return value
 
     split, decode = only_for("split", "full", 2), only_for("decode", "causal", 1)
+    if decode is not None and window is not None:
+        c.fail("model.attention.window", "decode mode is built for plain causal attention "
+                                         "only (the KV cache keeps every row); remove window")
     variant = c.choice(a.get("variant", dflt.variant), "model.attention.variant",
                        ATTENTION_VARIANTS)
     lanes = a.get("lanes")
@@ -963,7 +970,7 @@ def _fmt(f: FixedFormat) -> dict:
 
 def _model_to_dict(m: Model) -> dict:
     att = {"kind": m.attention.kind, "variant": m.attention.variant}
-    if m.attention.kind == "window":
+    if m.attention.window is not None:
         att["window"] = m.attention.window
     if m.attention.split is not None:
         att["split"] = m.attention.split

@@ -2,7 +2,10 @@
 with ``|i - j| <= w``, a band of ``2 w + 1`` keys, fewer at the sequence ends; and causal
 attention (``kind: causal``, keys ``j <= i``) on the same slot machinery with one-sided
 offsets 0, -1, ..., -(N-1) (N slots per row, the ones before the sequence start masked:
-N*N cycles like full attention, not the N(N+1)/2 a variable-length row would take).
+N*N cycles like full attention, not the N(N+1)/2 a variable-length row would take), or,
+with a window w, the causal sliding window ``i - w <= j <= i`` (offsets 0, -1, ..., -w':
+w' + 1 slots, a ring of w' + 1 K/V rows; SWAT's causal window of w keys ``i-w+1..i`` is
+``window: w - 1`` here, the window counting the distance as for the symmetric kind).
 
 Streaming order (SWAT-style, row-wise, input-stationary): row i's scores are produced
 over a fixed number ``W = 2 w' + 1`` of slots (``w' = min(w, N - 1)``: a window wider
@@ -37,10 +40,11 @@ def effective_window(w: int, n: int) -> int:
 
 def offsets(w: int | None, n: int, kind: str = "window") -> list[int]:
     """Key offsets of a row's slots, slot order (0 first): ``window``: 0, -1, +1, ...,
-    -w', +w' (W = 2 w' + 1); ``causal`` (keys j <= i, ``w`` unused): 0, -1, ..., -(N-1)
-    (W = N, the first i + 1 of row i real)."""
+    -w', +w' (W = 2 w' + 1); ``causal`` (keys j <= i): 0, -1, ..., -(N-1) (W = N, the
+    first i + 1 of row i real); causal with a window ``w`` (keys i - w <= j <= i, the
+    causal sliding window): 0, -1, ..., -w' (W = w' + 1)."""
     if kind == "causal":
-        return [-k for k in range(n)]
+        return [-k for k in range(n if w is None else effective_window(w, n) + 1)]
     we = effective_window(w, n)
     out = [0]
     for k in range(1, we + 1):
@@ -92,11 +96,15 @@ def window_golden(nm: AttentionNumerics, q, k, v, w: int | None,
 
 def window_float(q, k, v, w: int | None, kind: str = "window") -> np.ndarray:
     """Float reference: softmax(q k^T / sqrt(d)) over the band |i - j| <= w (causal:
-    j <= i), times v."""
+    j <= i; causal with a window: i - w <= j <= i), times v."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     n, d = q.shape
     s = q @ k.T / math.sqrt(d)
     i, j = np.indices((n, n))
-    s = np.where((j <= i) if kind == "causal" else (np.abs(i - j) <= w), s, -np.inf)
+    if kind == "causal":
+        band = (j <= i) if w is None else ((j <= i) & (i - j <= w))
+    else:
+        band = np.abs(i - j) <= w
+    s = np.where(band, s, -np.inf)
     p = np.exp(s - s.max(axis=1, keepdims=True))
     return (p / p.sum(axis=1, keepdims=True)) @ v

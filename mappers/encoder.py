@@ -92,11 +92,13 @@ def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:
 
 
 def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=None,
-                      name: str = "encoder_layer") -> HwGraph:
+                      name: str = "encoder_layer", lanes: int = 1) -> HwGraph:
     """One encoder layer -> HwGraph with unprefixed names (input ``x``, output ``y``).
     ``folding``: op -> (PE, SIMD) (missing: (1, 1)); for Q/K/V, PE must divide d_head.
-    ``fifo_depths``: channel -> depth overrides."""
-    return map_encoder([plan], [folding], fifo_depths, name, prefix=lambda i: "")
+    ``fifo_depths``: channel -> depth overrides; ``lanes``: the attention's scores per
+    cycle (``mappers.templates.groups``)."""
+    return map_encoder([plan], [folding], fifo_depths, name, prefix=lambda i: "",
+                       lanes=lanes)
 
 
 def layer_prefix(i: int) -> str:
@@ -105,12 +107,13 @@ def layer_prefix(i: int) -> str:
 
 
 def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
-                name: str = "encoder", prefix=layer_prefix, final=None) -> HwGraph:
+                name: str = "encoder", prefix=layer_prefix, final=None,
+                lanes: int = 1) -> HwGraph:
     """A stack of encoder layers -> one HwGraph. Layer i's instances and channels are named
     ``prefix(i) + <layer name>``; the design input is ``x``, the output ``y``, and layer
     i + 1 reads layer i's output over ``l{i+1}_x``. ``final``: the norm after the last
     layer (``ir.encoder_golden.final_norm_plan``), instance ``final_ln`` fed by
-    ``final_x``."""
+    ``final_x``. ``lanes``: every head's scores per cycle (``mappers.templates.groups``)."""
     if not plans:
         raise ValueError("map_encoder: no layers")
     attn = plans[0].attn
@@ -122,7 +125,7 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
     for i, plan in enumerate(plans):
         last = i == len(plans) - 1 and final is None
         src = _add_layer(hw, plan, foldings[i], prefix(i), src,
-                         "x" if i == 0 else f"{prefix(i)}x", "y" if last else None)
+                         "x" if i == 0 else f"{prefix(i)}x", "y" if last else None, lanes)
     if final is not None:
         n = plans[0].n
         fn = NormParams.make(n, final.numerics, final.gamma, final.beta, rms=final.rms)
@@ -139,7 +142,7 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
 
 
 def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str,
-               y_name: str | None):
+               y_name: str | None, lanes: int = 1):
     """Add one layer (names prefixed ``p``) fed by ``x_src`` ((instance, port), None: a
     design input) over channel ``x_name``. Its output goes to the design output
     ``y_name``, or, when None, is returned as the (instance, port) the next layer reads."""
@@ -170,7 +173,7 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
 
     lin_lat = lin_mod.LATENCY
     # element-wise templates fold to the layer's row period (see layer_fires)
-    fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding)
+    fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding, lanes, layer_keys(plan))
     n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
                          rms=plan.norm1.rms)
     n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
@@ -201,18 +204,21 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
             chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
                  (lname, "x"), fr(RL["fork"]), "L+1")
+        lane_p = (("lanes", lanes),) if lanes > 1 else ()
         if plan.causal:   # the one-head causal templates (mappers.window), kind causal
-            cp = (("N", n), ("kind", "causal"), ("window", None))
-            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, None, "causal"), cp))
-            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, None, "causal"), cp))
+            cw = plan.window
+            cp = (("N", n), ("kind", "causal"), ("window", cw)) + lane_p
+            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, "causal", lanes), cp))
+            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, "causal", lanes), cp))
             add(Instance(f"softmax{h}", "softmax_window",
-                         W.softmax_window(n, None, "causal"), cp))
+                         W.softmax_window(n, cw, "causal", lanes), cp))
             chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
                  fr(lin_lat), "L+1: causal qk takes Q row i with K row i (no K barrier)")
         else:
-            add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n)))
-            add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n)))
-            add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n)))
+            add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n, lanes=lanes), lane_p))
+            add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n, lanes), lane_p))
+            add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n, lanes),
+                         lane_p))
             chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
                  n, "whole sequence: qk takes all N K rows before its first Q row")
         add(Instance(f"norm{h}", "normalize", T.normalize(n)))
@@ -222,10 +228,19 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
              fr(lin_lat), "L+1")
         lat = {k: hw.instances[p + f"{k}{h}"].contract.latency
                for k in ("qk", "vstore", "softmax")}
-        chan(f"s{h}", W.window_score_layout(nm) if plan.causal else T.score_layout(nm),
-             (f"qk{h}", "s"), (f"softmax{h}", "s"), fr(lat["qk"]), "L+1")
-        chan(f"vr{h}", T.vec_layout(nm.v, dh), (f"vstore{h}", "vr"), (f"softmax{h}", "vr"),
-             fr(lat["vstore"]), "L+1")
+        chan(f"s{h}", W.window_score_layout(nm, lanes) if plan.causal
+             else T.score_layout(nm, lanes), (f"qk{h}", "s"), (f"softmax{h}", "s"),
+             fr(lat["qk"]), "L+1")
+        if plan.causal:
+            # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
+            # cycles before its scores: at one row a cycle (F = 1, one score group)
+            # vstore runs that far ahead, so vr holds that many more tokens
+            lead = lat["qk"] - lat["vstore"]
+            vr_depth, vr_note = fr(lat["vstore"]) + lead, f"L+1 + {lead}: V leads the scores"
+        else:
+            vr_depth, vr_note = fr(lat["vstore"]), "L+1"
+        chan(f"vr{h}", T.vec_layout(nm.v, dh * lanes), (f"vstore{h}", "vr"),
+             (f"softmax{h}", "vr"), vr_depth, vr_note)
         chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
              fr(lat["softmax"]), "L+1")
     lo = linear("lin_out", "attn_out", plan.lin["attn_out"])
@@ -242,7 +257,7 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
     r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
     add(r1.instance("res1"))
     if plan.causal:   # a row pipeline like the FFN block: the residual rule
-        p1, per1 = attn_path(n, max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
+        p1, per1 = attn_path(fe["qk"], max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
                              RL[n1.template] if plan.pre else None)
         chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), skip_depth(p1, per1),
              f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
@@ -310,7 +325,8 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
     not None), the slowest of the Q/K/V linears (L + F_qkv - 1), qk_window (L + N - 1:
     Q and K row i taken on the row's first of N firings, its last score N - 1 firings
     later), softmax_window (L: ol on the firing of the row's last score), normalize,
-    concat (H > 1), lin_out (L + F_out - 1). F = max(F_qkv, N, F_out, F_res1)."""
+    concat (H > 1), lin_out (L + F_out - 1). F = max(F_qkv, N, F_out, F_res1). With
+    attention lanes, ``n`` is qk_window's firings per row, ceil(N / lanes)."""
     lat, WL = lin_mod.LATENCY, W.LATENCY
     p = (RL["fork"] + (0 if norm_latency is None else norm_latency + RL["fork"])
          + (lat + f_qkv - 1) + (WL["qk_window"] + n - 1) + WL["softmax_window"]
@@ -318,11 +334,20 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
     return p, max(f_qkv, n, f_out, f_res)
 
 
-def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict) -> dict:
+def layer_keys(plan) -> int:
+    """Score slots per query row of a layer's heads: N, or w' + 1 for a causal window."""
+    if plan.causal and plan.window is not None:
+        return len(W.offsets(plan.window, plan.n, "causal"))
+    return plan.n
+
+
+def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict,
+                lanes: int = 1, keys: int | None = None) -> dict:
     """Firings per token row of every multi-firing stage of a layer: the linears (from
-    ``folding``: op -> (PE, SIMD), missing (1, 1)), ``qk`` (N: one score per cycle) and
-    the element-wise ``res1``, ``act``, ``res2``, folded to the layer's row period
-    B = max(N, linears other than Q/K/V) by :func:`rowops.elementwise_fires`."""
+    ``folding``: op -> (PE, SIMD), missing (1, 1)), ``qk`` (G = ceil(keys / lanes):
+    ``lanes`` scores per cycle over ``keys`` slots a row, default N) and the element-wise ``res1``, ``act``, ``res2``, folded to the
+    layer's row period B = max(G, linears other than Q/K/V) by
+    :func:`rowops.elementwise_fires`."""
     dims = {"attn_q": (d_head, d_model), "attn_k": (d_head, d_model),
             "attn_v": (d_head, d_model), "attn_out": (d_model, d_model),
             "ffn_up": (d_ff, d_model), "ffn_down": (d_model, d_ff)}
@@ -330,8 +355,9 @@ def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict) -> 
     for op, (m, k) in dims.items():
         pe, simd = (folding or {}).get(op, (1, 1))
         f[op] = (m // pe) * (k // simd)
-    b = max(n, f["attn_out"], f["ffn_up"], f["ffn_down"])
-    f.update(qk=n, res1=elementwise_fires(d_model, b), act=elementwise_fires(d_ff, b),
+    g = T.groups(keys or n, lanes)
+    b = max(g, f["attn_out"], f["ffn_up"], f["ffn_down"])
+    f.update(qk=g, res1=elementwise_fires(d_model, b), act=elementwise_fires(d_ff, b),
              res2=elementwise_fires(d_model, b))
     return f
 
@@ -374,7 +400,10 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_k": max(per_row[f"lin_k{h}"] for h in range(heads)),
          "attn_v": max(per_row[f"lin_v{h}"] for h in range(heads)),
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
-         "ffn_down": per_row["lin_down"], "qk": n, "res1": per_row["res1"],
+         "ffn_down": per_row["lin_down"],
+         "qk": T.groups(len(W.offsets(inst["qk0"].param("window"), n, "causal"))
+                        if inst["qk0"].template == "qk_window" else n,
+                        inst["qk0"].param("lanes") or 1), "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
     causal = inst["qk0"].template == "qk_window"
     rms = inst["ln1"].template == "rmsnorm"

@@ -15,9 +15,16 @@ its period. (P, P0) is, over every candidate pair (the ops' possible F values):
   multiplier count is <= B (``attnflow.api.prepare_for`` bisects B against a device's
   full fit check for ``--target``);
 * with both: the budget's choice, which must also meet T;
-* with neither: P = P0 = N, the attention's own period (``qk_scores`` makes one score
-  per cycle, N per row), below which a faster linear shortens no row: the balanced
-  pipeline.
+* with neither: P = P0 = ceil(N / lanes), the attention's own period (``qk_scores``
+  makes ``lanes`` scores per cycle, ``model.attention.lanes``, default 1), below which a
+  faster linear shortens no row: the balanced pipeline.
+
+Attention lanes: when the spec gives no ``model.attention.lanes`` and a goal is set, the
+lanes follow the period: P below N takes the fewest lanes whose ceil(N / lanes) score
+groups fit P (:func:`lanes_for`), so a period the attention could not keep up with one
+score per cycle becomes reachable, at ``lanes * (3 d_head + 1)`` attention multipliers
+per head (:func:`attention_multipliers`); the candidate periods include every
+ceil(N / lanes).
 
 :func:`stack_cycles` is the analytic cycle count of the stacked layers with the mapper's
 FIFO depths and no stalls (``mappers.encoder.expected_cycles`` per layer, chained): the
@@ -29,8 +36,9 @@ from dataclasses import dataclass
 
 from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
+from . import templates as T
 from .linear import divisors
-from .window import LATENCY as W_LATENCY
+from .window import LATENCY as W_LATENCY, offsets
 
 
 class FoldingError(ValueError):
@@ -67,12 +75,17 @@ class FoldPlan:
     cycles: int             # modelled cycles per sequence (stack_cycles)
     multipliers: int        # linear + attention multipliers of the whole design
     barrier: int | None = None   # the period of layer 0's Q/K/V when it differs
+    lanes: int = 1          # every head's scores per cycle (spec, or chosen with P)
+    lanes_auto: bool = False     # lanes chosen here (the spec gives none)
 
     def describe(self) -> str:
         if self.mode == "spec":
-            return "folding: every linear from hardware.parallelism"
+            return "folding: every linear from hardware.parallelism" + (
+                f", {self.lanes} attention lanes" if self.lanes > 1 else "")
         b = (f", layer 0 Q/K/V {self.barrier}" if self.barrier not in (None, self.period)
              else "")
+        if self.lanes > 1:
+            b += f", {self.lanes} attention lanes{' (auto)' if self.lanes_auto else ''}"
         return (f"folding: {len(self.auto_ops)} linears chosen automatically "
                 f"({self.mode}, period {self.period} cycles per token{b}): model "
                 f"{self.cycles} cycles per sequence, {self.multipliers} linear + attention "
@@ -178,23 +191,29 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     return total - 2 * (len(layer_fires) - 1)
 
 
-def attention_multipliers(model) -> int:
-    """Multipliers of one head's online attention templates (qk: d; softmax: l*e shared
-    with e*v, e*v d, o*e d; normalize: d), not counting constant multiplies."""
+def attention_multipliers(model, lanes: int = 1) -> int:
+    """Multipliers of one head's online attention templates (per lane: qk d; softmax l*e
+    shared with e*v, e*v d, o*e d; normalize: d), not counting constant multiplies."""
     d = model.d_head
-    return d + (2 * d + 1) + d
+    return lanes * (d + (2 * d + 1)) + d
 
 
-def multipliers(model, foldings: list) -> int:
+def multipliers(model, foldings: list, lanes: int = 1) -> int:
     """All variable multipliers of the design: the linear PE x SIMD arrays (Q/K/V once per
-    head) and the attention templates."""
+    head) and the attention templates (``lanes`` scores per cycle)."""
     total = 0
     for fold in foldings:
         for op in OPS:
             pe, simd = fold[op]
             total += pe * simd * (model.heads if op in HEAD_OPS else 1)
-        total += model.heads * attention_multipliers(model)
+        total += model.heads * attention_multipliers(model, lanes)
     return total
+
+
+def lanes_for(n: int, period: int) -> int:
+    """The fewest attention lanes whose row of ceil(N / lanes) score groups fits
+    ``period`` cycles (1 when period >= N)."""
+    return max(1, -(-n // period))
 
 
 def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
@@ -216,30 +235,54 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
                 fixed[(i, op)] = (f.pe, f.simd)
     target = hwspec.target_cycles
     budget = hwspec.multiplier_budget or multiplier_budget
+    fixed_lanes = model.attention.lanes
+    # score slots a row: N, or w' + 1 for a causal sliding window
+    keys = len(offsets(model.attention.window, n, "causal")) if causal else n
+    if fixed_lanes is not None and not 1 <= fixed_lanes <= keys:
+        what = "(model.seq_len)" if keys == n else "(causal window + 1)"
+        raise FoldingError("model.attention.lanes",
+                           f"{fixed_lanes} lanes for a row of {keys} keys {what}; "
+                           f"allowed: 1..{keys}")
+    # lanes follow the period when the spec gives none and a goal asks for speed or a
+    # budget: the fewest lanes whose ceil(N / lanes) score groups fit the period
+    auto_lanes = fixed_lanes is None and (budget is not None or target is not None)
 
-    def at(period, barrier):
+    def at(period, barrier, lanes):
         """Auto ops at ``period``, layer 0's Q/K/V at ``barrier`` (their N firings per
         row are the K barrier every later stage waits for)."""
         folds = [{op: fixed.get((i, op)) or cheapest(
             *model.fold_dims(op), barrier if i == 0 and op in HEAD_OPS else period)
             for op in OPS} for i in range(L)]
-        fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl) for fl in folds]
-        return folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
-                                   model.final_norm, causal), multipliers(model, folds)
+        fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl, lanes, keys)
+              for fl in folds]
+        return (folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
+                                    model.final_norm, causal),
+                multipliers(model, folds, lanes), lanes)
+
+    def plan(mode, period, barrier, folds, cyc, mul, lanes):
+        return FoldPlan(folds, mode, period, auto, cyc, mul,
+                        barrier=barrier if barrier != period else None, lanes=lanes,
+                        lanes_auto=fixed_lanes is None and lanes > 1)
 
     if not auto:
-        folds, cyc, mul = at(1, 1)
-        return FoldPlan(folds, "spec", None, [], cyc, mul)
-    periods = sorted({f for _, op in auto for f, _, _ in options(*model.fold_dims(op))})
+        return plan("spec", None, None, *at(1, 1, fixed_lanes or 1))
+    periods = {f for _, op in auto for f, _, _ in options(*model.fold_dims(op))}
+    if auto_lanes:     # the attention's own periods with more lanes
+        periods |= {T.groups(keys, lanes) for lanes in range(1, keys + 1)}
+    periods = sorted(periods)
     if budget is None and target is None:
-        folds, cyc, mul = at(n, n)
-        return FoldPlan(folds, "balanced", n, auto, cyc, mul)
-    # (period, barrier period, folds, cycles, multipliers); barrier <= period, searched
-    # only when one of layer 0's Q/K/V is folded automatically
+        lanes = fixed_lanes or 1
+        g = T.groups(keys, lanes)
+        return plan("balanced", g, g, *at(g, g, lanes))
+
+    def lanes_at(p):
+        return lanes_for(keys, p) if auto_lanes else fixed_lanes or 1
+    # (period, barrier period, folds, cycles, multipliers, lanes); barrier <= period,
+    # searched only when one of layer 0's Q/K/V is folded automatically
     if not causal and any(i == 0 and op in HEAD_OPS for i, op in auto):
-        evals = [(p, b, *at(p, b)) for p in periods for b in periods if b <= p]
+        evals = [(p, b, *at(p, b, lanes_at(p))) for p in periods for b in periods if b <= p]
     else:
-        evals = [(p, p, *at(p, p)) for p in periods]
+        evals = [(p, p, *at(p, p, lanes_at(p))) for p in periods]
     if budget is not None:
         ok = [e for e in evals if e[4] <= budget]
         if not ok:
@@ -260,12 +303,13 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         ok = [e for e in evals if e[3] <= target]
         if not ok:
             fastest = min(e[3] for e in evals)
+            lanes = lanes_at(periods[0])
             raise FoldingError("hardware.target_cycles",
                                f"{target} cycles per sequence are out of reach: the "
                                f"fastest folding takes {fastest} cycles (model; the "
-                               f"attention's N*N = {n * n} scores per head and layer "
-                               f"are the floor); raise target_cycles")
+                               f"attention's N*ceil(keys/lanes) = {n * T.groups(keys, lanes)} "
+                               f"score groups per head and layer at {lanes} lane(s) are "
+                               f"the floor); raise target_cycles")
         best = min(ok, key=lambda e: (e[4], e[3], -e[0]))
         mode = "target_cycles"
-    p, b, folds, cyc, mul = best
-    return FoldPlan(folds, mode, p, auto, cyc, mul, barrier=b if b != p else None)
+    return plan(mode, *best)
