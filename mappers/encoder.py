@@ -231,10 +231,12 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         chan(f"s{h}", W.window_score_layout(nm, lanes) if plan.causal
              else T.score_layout(nm, lanes), (f"qk{h}", "s"), (f"softmax{h}", "s"),
              fr(lat["qk"]), "L+1")
-        if plan.causal:
+        if plan.causal and fe["qk"] == 1:
             # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
-            # cycles before its scores: at one row a cycle (F = 1, one score group)
-            # vstore runs that far ahead, so vr holds that many more tokens
+            # cycles before its scores. With one score group a row (every row one firing
+            # of qk/vstore/softmax) vstore runs that far ahead at one row a cycle, so vr
+            # holds that many more tokens (L + 1 cost 2 cycles at F = 1 everywhere);
+            # with more groups a row the lead is absorbed inside the row (simulated)
             lead = lat["qk"] - lat["vstore"]
             vr_depth, vr_note = fr(lat["vstore"]) + lead, f"L+1 + {lead}: V leads the scores"
         else:

@@ -47,6 +47,19 @@ def test_golden_equals_simulator_and_cycle_model(kind, n, lanes):
     assert stalled.total_cycles > design.folding.cycles
 
 
+def test_one_score_group_a_row_at_full_rate():
+    """N = 8 in 8 lanes with every linear unfolded: every stage takes a row a cycle; the
+    causal vr FIFO then needs the V lead over the scores (L + 1 + 2), else 2 cycles are
+    lost against the model."""
+    full = {op: {"pe": m, "simd": k} for op, (m, k) in DIMS.items()}
+    for kind in ("full", "causal"):
+        d = prepare(stack(kind, 8, 8, parallelism=full))
+        assert d.folding.period is None and d.folding.lanes == 8
+        assert d.simulate(engine="fast").total_cycles == d.folding.cycles
+    assert d.hw.channels["l0_vr0"].depth == 4
+    assert prepare(stack("causal", 8, 4)).hw.channels["l0_vr0"].depth == 2
+
+
 def test_cycle_model_on_random_foldings_with_lanes():
     """24 random (N, kind, lanes, layers, PE x SIMD) designs, Q/K/V folded alike (as the
     automatic folding does): the simulator's cycles equal stack_cycles."""
