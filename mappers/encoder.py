@@ -50,6 +50,20 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
   ``skip_depth(P, F)`` with P and F from :func:`attn_path` (the attention block is one
   more row pipeline). The simulator meets the cycle model with these depths exactly
   as with every channel 4N deep (tests/test_decoder.py).
+* symmetric window attention (``attention.kind: window``, keys |i - j| <= w): the same
+  templates with kind window; qk_window takes Q row i only with K row i + w' (its
+  lookahead; the fill phase takes K rows 0 .. w'-1 alone). lin_q and lin_k take each
+  fork row in the same cycle, so q always holds w' rows more than k: ``q{h}`` is
+  k's L + 1 plus w' (:func:`q_window_depth`), the least that never blocks lin_q before
+  lin_k; at one row a cycle (every stage F = 1) one slot less costs cycles, and below
+  ``q_deadlock_bound`` (w' + 1 rows between x_lin_q, lin_q and q) it deadlocks; slower
+  foldings need fewer (tests/test_window_stack.py measures both). ``skip1``: row i's
+  attention needs the fork's row i + w', w' rows after row i: the residual rule plus
+  w', ``skip_depth(P, F) + w'``, with P, F from :func:`attn_path` as for causal; w' or
+  fewer slots deadlock (res1's first row waits for the fork's row w'). This is the
+  steady-state rule and never costs cycles; it is the least for the balanced foldings
+  measured and up to 2 slots more than the least at one row a cycle (the figures in
+  tests/test_window_stack.py).
 * ``skip2``: ``rowops.skip_depth(P, F)`` with P and F from :func:`ffn_path`: P = fork
   (+ ln2 in a pre-norm layer) + lin_up (L + F_up - 1) + act (L + F_act - 1) + lin_down
   (L + F_down - 1), F = max(F_up, F_down, F_act, F_res2): the usual residual rule.
@@ -456,7 +470,12 @@ def q_deadlock_bound(hw: HwGraph, head: int = 0) -> int:
     the Q path before ``qk`` takes the first: they sit in ``x_lin_q`` (its depth), inside
     ``lin_q`` (one row taken on its first firing and held until the last one can emit,
     only when folded, F > 1; unfolded it takes and emits in the same firing) and in
-    ``q``: N - depth(x_lin_q) - (1 if F > 1 else 0), at least 1."""
+    ``q``: N - depth(x_lin_q) - (1 if F > 1 else 0), at least 1. A window head (kind
+    window) needs w' + 1 rows there instead of N (Q row 0 waits for K row w'), a causal
+    one 1 (``hw``: one layer, unprefixed names)."""
     n = hw.instances["fork_in"].param("N")
+    qk = hw.instances[f"qk{head}"]
+    if qk.template == "qk_window":   # causal: no row ahead; window: w' rows ahead
+        n = 1 + (W.lookahead(qk.param("window"), n) if qk.param("kind") == "window" else 0)
     held = 1 if LinearParams.of(hw.instances[f"lin_q{head}"]).fold > 1 else 0
     return max(1, n - hw.channels[f"x_lin_q{head}"].depth - held)
