@@ -212,6 +212,20 @@ def test_window_beats_full_attention_at_n64():
     assert win.simulate(engine="fast").total_cycles == win.folding.cycles
 
 
+@pytest.mark.parametrize("goal, lanes, period, cycles", [
+    ({"target_cycles": 500}, 2, 5, 465), ({"target_cycles": 300}, 3, 3, 291),
+    ({"multiplier_budget": 1500}, 3, 4, 394)])
+def test_goals_choose_lanes_from_the_window_slots(goal, lanes, period, cycles):
+    """N 64, w 4 (9 slots a row): a cycle target or a multiplier budget folds the linears
+    and picks the lanes from ceil(9 / lanes) score groups; the model meets the
+    simulator."""
+    d = prepare(stack(64, 4, **goal))
+    assert (d.folding.lanes, d.folding.period, d.folding.cycles) == (lanes, period, cycles)
+    assert d.folding.lanes_auto
+    r = d.simulate(engine="fast")
+    assert r.total_cycles == cycles and np.array_equal(r.outputs["y"]["x"], d.golden())
+
+
 @pytest.mark.parametrize("att, field, text", [
     ({"kind": "window"}, "model.attention.window", "required for kind window"),
     ({"kind": "window", "window": 0}, "model.attention.window", ">= 1"),
