@@ -229,8 +229,8 @@ def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     q/k/v FIFOs) couples the branches, so e.g. a slow lin_q holds back K rows a fast
     lin_k would have delivered w' rows ahead: the simulator measured 0.2 % to 15 % more
     (coupling every branch at the slowest linear's period instead over-estimates by
-    1 % to 18 %). :func:`qkv_alike` tells the two apart; ``attnflow.api`` measures such
-    a design's cycles on the simulator instead (``FoldPlan.cycles_source``)."""
+    1 % to 18 %). :func:`plan_folding` marks such a plan ``cycles_source = "lower
+    bound"`` and ``attnflow.api`` measures its cycles on the simulator instead."""
     import numpy as np
     skew = W_LATENCY["qk_window"] - W_LATENCY["kv_window"]
     neg = -(1 << 60)
@@ -257,11 +257,6 @@ def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
         val = np.where(nxt > neg // 2, nxt, neg)
         prev_down = max(f[s] for s in ROW_STAGES)
     return int(base + advance(val, prev_down)[n - 1]) - 2 * (len(layer_fires) - 1)
-
-
-def qkv_alike(layer_fires: list) -> bool:
-    """Every layer's Q, K and V linears fire alike (the window cycle model is exact)."""
-    return all(f["attn_q"] == f["attn_k"] == f["attn_v"] for f in layer_fires)
 
 
 def attention_multipliers(model, lanes: int = 1) -> int:
