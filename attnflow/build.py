@@ -173,7 +173,10 @@ def _model_fields(design) -> dict:
                 "chosen": "auto" if auto else "spec"})
     causal = m.attention.kind == "causal"
     cw = m.attention.window if causal else None
-    what = ("encoder (full attention)" if not causal else
+    kind = m.attention.kind
+    what = ("encoder (full attention)" if kind == "full" else
+            f"encoder (sliding window: query i sees keys |i - j| <= {m.attention.window})"
+            if kind == "window" else
             "decoder (causal attention: query i sees keys j <= i)" if cw is None else
             f"decoder (causal sliding window: query i sees keys i - {cw} <= j <= i)")
     return {"kind": "encoder", "attention": m.attention.kind, "seq_len": m.seq_len,
@@ -187,7 +190,12 @@ def _model_fields(design) -> dict:
                         "linears": layers},
             "expected_cycles": fold.cycles,
             "expected_text": "cycle model mappers.folding.stack_cycles"
-                             + (" (causal: one row pipeline, no K barrier)" if causal else "")}
+                             + (" (causal: one row pipeline, no K barrier)" if causal else
+                                " (window: one row pipeline, w' rows of lookahead)"
+                                if kind == "window" else "")
+                             + (" measured on the simulator: the model is a lower bound "
+                                "for Q/K/V folded differently"
+                                if fold.cycles_source == "simulator" else "")}
 
 
 def sim_summary(design, result: SimResult) -> dict:

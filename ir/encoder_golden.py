@@ -11,7 +11,9 @@ A pre-norm layer (``norm_position: pre``, ViT), with ``a = norm1(x)``::
     y = h + ffn_down(act(ffn_up(norm2(h))))
 
 and, with ``final_norm: true``, one more norm (``final_norm.*`` weights) after the last
-layer (:func:`final_norm_plan`). ``attention.kind: causal`` masks every head (query i
+layer (:func:`final_norm_plan`). ``attention.kind: window`` gives every head the
+symmetric sliding window (keys |i - j| <= window, ``ir.window`` kind window: its
+``window_golden`` and ``window_float``). ``attention.kind: causal`` masks every head (query i
 sees keys j <= i): a pre-norm causal stack with a final norm is a GPT-2-style decoder
 (without the embeddings and the LM head). A causal head's arithmetic is
 ``ir.window.window_golden`` (kind causal) and its float reference ``window_float``, the
@@ -52,7 +54,7 @@ from .window import window_float, window_golden
 #: the linear ops of one layer, in data order
 OPS = ("attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down")
 #: the attention kinds an encoder/decoder layer is built with
-LAYER_KINDS = ("full", "causal")
+LAYER_KINDS = ("full", "causal", "window")
 #: op -> weight tensor name stem (``layers.{i}.<stem>.weight``)
 STEM = {"attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v", "attn_out": "attn.out",
         "ffn_up": "ffn.up", "ffn_down": "ffn.down"}
@@ -117,7 +119,15 @@ class LayerPlan:
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
     causal: bool = False  # attention.kind causal: query i sees keys j <= i
-    window: int | None = None  # causal sliding window: keys i - window <= j <= i
+    #: causal: the causal sliding window (keys i - window <= j <= i), None: plain causal;
+    #: not causal: the symmetric sliding window (kind window, keys |i - j| <= window),
+    #: None: full attention
+    window: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """The attention kind: full, causal or window (``ir.window``)."""
+        return "causal" if self.causal else "full" if self.window is None else "window"
 
     def head_linear(self, op: str, h: int) -> QLinear:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
@@ -158,7 +168,7 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
     return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
                      m.activation, act_num, res, res, m.norm_position == "pre",
                      m.attention.kind == "causal",
-                     m.attention.window if m.attention.kind == "causal" else None)
+                     m.attention.window if m.attention.kind in ("causal", "window") else None)
 
 
 def norm_plan(spec, weights: dict, prefix: str) -> QNorm:
@@ -181,9 +191,11 @@ def final_norm_plan(spec, weights: dict) -> QNorm | None:
 def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False,
                      window: int | None = None) -> np.ndarray:
     """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``;
-    ``causal``: keys j <= i only (``ir.window.window_golden``, kind causal)."""
-    if causal:
-        return window_golden(nm, q, k, v, window, "causal")
+    ``causal``: keys j <= i only (``ir.window.window_golden``, kind causal; ``window``:
+    i - window <= j <= i); not causal with a ``window``: the symmetric band
+    |i - j| <= window (``window_golden``, kind window)."""
+    if causal or window is not None:
+        return window_golden(nm, q, k, v, window, "causal" if causal else "window")
     x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
     v = np.asarray(v, np.int64)
     m = l = o = None
@@ -244,8 +256,8 @@ def layer_float(plan: LayerPlan, x) -> np.ndarray:
     heads = []
     for h in range(plan.heads):
         sl = slice(h * dh, (h + 1) * dh)
-        if plan.causal:
-            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, "causal"))
+        if plan.kind != "full":
+            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, plan.kind))
             continue
         p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
         heads.append(p @ v[:, sl])

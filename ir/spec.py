@@ -67,7 +67,7 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       d_ff: <required>        # width of the feed-forward hidden layer: integer >= 1
       seq_len: <required>     # N, tokens: integer >= 1
       attention:
-        kind: full            # full | window | causal (see below); layers are built with full or causal
+        kind: full            # full | window | causal (see below); layers are built with all three
         variant: online       # online | naive, as for one head
         window: <required for kind window; optional for causal (i - window <= j <= i); not allowed for full>   # integer >= 1
       norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)

@@ -50,6 +50,20 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
   ``skip_depth(P, F)`` with P and F from :func:`attn_path` (the attention block is one
   more row pipeline). The simulator meets the cycle model with these depths exactly
   as with every channel 4N deep (tests/test_decoder.py).
+* symmetric window attention (``attention.kind: window``, keys |i - j| <= w): the same
+  templates with kind window; qk_window takes Q row i only with K row i + w' (its
+  lookahead; the fill phase takes K rows 0 .. w'-1 alone). lin_q and lin_k take each
+  fork row in the same cycle, so q always holds w' rows more than k: ``q{h}`` is
+  k's L + 1 plus w' (:func:`q_window_depth`), the least that never blocks lin_q before
+  lin_k; at one row a cycle (every stage F = 1) one slot less costs cycles, and below
+  ``q_deadlock_bound`` (w' + 1 rows between x_lin_q, lin_q and q) it deadlocks; slower
+  foldings need fewer (tests/test_window_stack.py measures both). ``skip1``: row i's
+  attention needs the fork's row i + w', w' rows after row i: the residual rule plus
+  w', ``skip_depth(P, F) + w'``, with P, F from :func:`attn_path` as for causal; w' or
+  fewer slots deadlock (res1's first row waits for the fork's row w'). This is the
+  steady-state rule and never costs cycles; it is the least for the balanced foldings
+  measured and up to 2 slots more than the least at one row a cycle (the figures in
+  tests/test_window_stack.py).
 * ``skip2``: ``rowops.skip_depth(P, F)`` with P and F from :func:`ffn_path`: P = fork
   (+ ln2 in a pre-norm layer) + lin_up (L + F_up - 1) + act (L + F_act - 1) + lin_down
   (L + F_down - 1), F = max(F_up, F_down, F_act, F_res2): the usual residual rule.
@@ -172,6 +186,8 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         return lp
 
     lin_lat = lin_mod.LATENCY
+    kind = plan.kind
+    ahead = W.lookahead(plan.window, n, kind) if kind != "full" else 0
     # element-wise templates fold to the layer's row period (see layer_fires)
     fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding, lanes, layer_keys(plan))
     n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
@@ -205,15 +221,22 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
             chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
                  (lname, "x"), fr(RL["fork"]), "L+1")
         lane_p = (("lanes", lanes),) if lanes > 1 else ()
-        if plan.causal:   # the one-head causal templates (mappers.window), kind causal
+        if kind != "full":   # the one-head window templates (mappers.window)
             cw = plan.window
-            cp = (("N", n), ("kind", "causal"), ("window", cw)) + lane_p
-            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, "causal", lanes), cp))
-            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, "causal", lanes), cp))
+            cp = (("N", n), ("kind", kind), ("window", cw)) + lane_p
+            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, kind, lanes), cp))
+            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, kind, lanes), cp))
             add(Instance(f"softmax{h}", "softmax_window",
-                         W.softmax_window(n, cw, "causal", lanes), cp))
-            chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
-                 fr(lin_lat), "L+1: causal qk takes Q row i with K row i (no K barrier)")
+                         W.softmax_window(n, cw, kind, lanes), cp))
+            if ahead:
+                chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"),
+                     (f"qk{h}", "q"), q_window_depth(ahead),
+                     f"L+1 + w' = {ahead}: window qk takes Q row i with K row i + w' "
+                     f"(lookahead), so Q holds w' rows more than K")
+            else:
+                chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"),
+                     (f"qk{h}", "q"), fr(lin_lat),
+                     "L+1: causal qk takes Q row i with K row i (no K barrier)")
         else:
             add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n, lanes=lanes), lane_p))
             add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n, lanes), lane_p))
@@ -228,10 +251,10 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
              fr(lin_lat), "L+1")
         lat = {k: hw.instances[p + f"{k}{h}"].contract.latency
                for k in ("qk", "vstore", "softmax")}
-        chan(f"s{h}", W.window_score_layout(nm, lanes) if plan.causal
+        chan(f"s{h}", W.window_score_layout(nm, lanes) if kind != "full"
              else T.score_layout(nm, lanes), (f"qk{h}", "s"), (f"softmax{h}", "s"),
              fr(lat["qk"]), "L+1")
-        if plan.causal and fe["qk"] == 1:
+        if kind != "full" and fe["qk"] == 1:
             # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
             # cycles before its scores. With one score group a row (every row one firing
             # of qk/vstore/softmax) vstore runs that far ahead at one row a cycle, so vr
@@ -258,11 +281,18 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
              fr(CONCAT_LATENCY), "L+1")
     r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
     add(r1.instance("res1"))
-    if plan.causal:   # a row pipeline like the FFN block: the residual rule
+    if kind != "full":   # a row pipeline like the FFN block: the residual rule
         p1, per1 = attn_path(fe["qk"], max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
                              RL[n1.template] if plan.pre else None)
-        chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), skip_depth(p1, per1),
-             f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
+        if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
+            chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"),
+                 skip_depth(p1, per1) + ahead,
+                 f"residual skip: skip_depth(P={p1}, F={per1}) + w' = {ahead} (window: "
+                 f"row i's attention needs the fork's row i + w')")
+        else:
+            chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"),
+                 skip_depth(p1, per1),
+                 f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
     else:
         chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
              "whole sequence: res1 takes no row before qk has all N K rows")
@@ -337,10 +367,21 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
 
 
 def layer_keys(plan) -> int:
-    """Score slots per query row of a layer's heads: N, or w' + 1 for a causal window."""
-    if plan.causal and plan.window is not None:
-        return len(W.offsets(plan.window, plan.n, "causal"))
+    """Score slots per query row of a layer's heads: N, w' + 1 for a causal window,
+    2 w' + 1 for a symmetric window (kind window)."""
+    if plan.window is not None:
+        return len(W.offsets(plan.window, plan.n, plan.kind))
     return plan.n
+
+
+def q_window_depth(ahead: int) -> int:
+    """Depth of a window head's ``q{h}`` in a stack: ``k{h}``'s L + 1 plus the lookahead
+    w'. lin_q and lin_k take the same fork row in the same cycle and emit it together;
+    qk_window takes Q row i only with K row i + w' (fill: K rows 0 .. w'-1 alone), so at
+    any moment q holds exactly w' rows more than k (rows i .. i + w' - 1 waiting for
+    their K rows, plus whatever k holds): with w' + L + 1 slots lin_q is never blocked
+    before lin_k is, and the fork (which waits for both) never waits on Q."""
+    return full_rate_depth(lin_mod.LATENCY) + ahead
 
 
 def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict,
@@ -403,13 +444,19 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_v": max(per_row[f"lin_v{h}"] for h in range(heads)),
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
          "ffn_down": per_row["lin_down"],
-         "qk": T.groups(len(W.offsets(inst["qk0"].param("window"), n, "causal"))
+         "qk": T.groups(len(W.offsets(inst["qk0"].param("window"), n,
+                                      inst["qk0"].param("kind")))
                         if inst["qk0"].template == "qk_window" else n,
                         inst["qk0"].param("lanes") or 1), "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
     causal = inst["qk0"].template == "qk_window"
     rms = inst["ln1"].template == "rmsnorm"
-    if causal:
+    if causal and inst["qk0"].param("kind") == "window":
+        from .folding import window_stack_cycles
+        ahead = W.lookahead(inst["qk0"].param("window"), n)
+        total, f_qkv = window_stack_cycles(n, heads, rms, [f], "fork_attn" in inst, ahead), 0
+        b = max(f.values())
+    elif causal:
         from .folding import causal_stack_cycles
         total, f_qkv = causal_stack_cycles(n, heads, rms, [f], "fork_attn" in inst), 0
         b = max(f.values())
@@ -425,7 +472,12 @@ def q_deadlock_bound(hw: HwGraph, head: int = 0) -> int:
     the Q path before ``qk`` takes the first: they sit in ``x_lin_q`` (its depth), inside
     ``lin_q`` (one row taken on its first firing and held until the last one can emit,
     only when folded, F > 1; unfolded it takes and emits in the same firing) and in
-    ``q``: N - depth(x_lin_q) - (1 if F > 1 else 0), at least 1."""
+    ``q``: N - depth(x_lin_q) - (1 if F > 1 else 0), at least 1. A window head (kind
+    window) needs w' + 1 rows there instead of N (Q row 0 waits for K row w'), a causal
+    one 1 (``hw``: one layer, unprefixed names)."""
     n = hw.instances["fork_in"].param("N")
+    qk = hw.instances[f"qk{head}"]
+    if qk.template == "qk_window":   # causal: no row ahead; window: w' rows ahead
+        n = 1 + (W.lookahead(qk.param("window"), n) if qk.param("kind") == "window" else 0)
     held = 1 if LinearParams.of(hw.instances[f"lin_q{head}"]).fold > 1 else 0
     return max(1, n - hw.channels[f"x_lin_q{head}"].depth - held)

@@ -38,7 +38,7 @@ from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
 from . import templates as T
 from .linear import divisors
-from .window import LATENCY as W_LATENCY, offsets
+from .window import LATENCY as W_LATENCY, lookahead, offsets
 
 
 class FoldingError(ValueError):
@@ -77,6 +77,10 @@ class FoldPlan:
     barrier: int | None = None   # the period of layer 0's Q/K/V when it differs
     lanes: int = 1          # every head's scores per cycle (spec, or chosen with P)
     lanes_auto: bool = False     # lanes chosen here (the spec gives none)
+    #: where ``cycles`` comes from: "model" (exact), or, for a window stack with Q/K/V
+    #: folded differently, "lower bound" (window_stack_cycles), which attnflow.api
+    #: replaces by the simulator's count ("simulator")
+    cycles_source: str = "model"
 
     def describe(self) -> str:
         if self.mode == "spec":
@@ -137,14 +141,20 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
 
 
 def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = False,
-                 final_norm: bool = False, causal: bool = False) -> int:
+                 final_norm: bool = False, causal: bool = False,
+                 ahead: int | None = None) -> int:
     """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls.
     Layer i > 0 starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``):
     its K stream ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the
     previous layer's output ends, then its own row pipeline runs as in one layer.
 
-    ``causal``: :func:`causal_stack_cycles`."""
-    if causal:
+    ``causal``: :func:`causal_stack_cycles`; ``ahead`` (not None): symmetric window
+    layers of lookahead w' = ``ahead`` (``attention.kind: window``),
+    :func:`window_stack_cycles`."""
+    if ahead is not None:
+        total = window_stack_cycles(n, heads, rms, layer_fires, pre, ahead)
+        causal = True    # no K barrier: no chaining below
+    elif causal:
         total = causal_stack_cycles(n, heads, rms, layer_fires, pre)
     else:
         total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
@@ -191,6 +201,64 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     return total - 2 * (len(layer_fires) - 1)
 
 
+def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
+                        pre: bool = False, ahead: int = 0) -> int:
+    """Cycles of stacked symmetric-window layers (``attention.kind: window``, lookahead
+    w' = ``ahead``; no final norm), no stalls: the longest path through the rows x
+    stages graph, as :func:`causal_stack_cycles` but with the lookahead edge. qk_window
+    takes Q row i with K row i + w' (and kv_window V row i + w'), so a path may reach
+    query row i of layer l from K (or V) row i + w' of the same layer: it climbs w' rows
+    before the joint and falls back w' after. A path is then row 0 from the input to the
+    output (the same row-0 latencies as the causal layers': each layer's row-0 part of
+    :func:`layer_cycles` with its Q/K or V branch, 2 cycles less per joint between
+    layers) plus its row advances, each at the period of the slowest stage of the
+    *segment* it is made in: segment 0 is layer 0's branch linear (F_q, F_k or F_v) fed
+    at one row a cycle, segment l (0 < l < L) layer l - 1's stages from qk on
+    (:data:`ROW_STAGES`) and layer l's branch linear, the last segment layer L - 1's
+    stages from qk on. The row index starts at 0, ends at N - 1, stays in 0..N-1, and
+    drops by w' at every K/V joint (possible from row >= w' only: the tail rows take Q
+    alone); the Q branch keeps it. The maximum over every branch choice and every split
+    of the advances is a dynamic programme over the row index (O(L N)); w' = 0 gives
+    :func:`causal_stack_cycles`' figure. Exact on the examples and on random foldings
+    with Q/K/V folded alike, with and without lanes (tests/test_window_stack.py), which
+    the automatic folding always gives (the three have the same dims and period).
+
+    Q, K, V folded differently (only from ``hardware.parallelism``): the figure is a
+    lower bound, not exact. The paths above assume unbounded FIFOs; the fork feeds all
+    three linears and waits for the slowest, and its bounded slack (x_lin_* and the
+    q/k/v FIFOs) couples the branches, so e.g. a slow lin_q holds back K rows a fast
+    lin_k would have delivered w' rows ahead: the simulator measured 0.2 % to 15 % more
+    (coupling every branch at the slowest linear's period instead over-estimates by
+    1 % to 18 %). :func:`plan_folding` marks such a plan ``cycles_source = "lower
+    bound"`` and ``attnflow.api`` measures its cycles on the simulator instead."""
+    import numpy as np
+    skew = W_LATENCY["qk_window"] - W_LATENCY["kv_window"]
+    neg = -(1 << 60)
+    rows = np.arange(n, dtype=np.int64)
+
+    def advance(val, period):
+        """best[x'] = max over x <= x' of val[x] + (x' - x) * period"""
+        return rows * period + np.maximum.accumulate(val - rows * period)
+
+    val = np.full(n, neg, dtype=np.int64)
+    val[0] = 0
+    base, prev_down = 0, 1     # the design input: one row a cycle
+    for f in layer_fires:
+        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True)
+        base += single - (n - 1) * b - (f_qkv - 1)
+        nxt = np.full(n, neg, dtype=np.int64)
+        for lin, jump, lat in ((f["attn_q"], 0, f["attn_q"] - 1),
+                               (f["attn_k"], ahead, f["attn_k"] - 1),
+                               (f["attn_v"], ahead, f["attn_v"] - 1 - skew)):
+            seg = advance(val, max(prev_down, lin))
+            if jump < n:
+                moved = seg[jump:] + lat
+                nxt[:n - jump] = np.maximum(nxt[:n - jump], moved)
+        val = np.where(nxt > neg // 2, nxt, neg)
+        prev_down = max(f[s] for s in ROW_STAGES)
+    return int(base + advance(val, prev_down)[n - 1]) - 2 * (len(layer_fires) - 1)
+
+
 def attention_multipliers(model, lanes: int = 1) -> int:
     """Multipliers of one head's online attention templates (per lane: qk d; softmax l*e
     shared with e*v, e*v d, o*e d; normalize: d), not counting constant multiplies."""
@@ -224,7 +292,8 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     model, hwspec = spec.model, spec.hardware
     n, L = model.seq_len, model.layers
     rms = model.norm == "rmsnorm"
-    causal = model.attention.kind == "causal"
+    kind = model.attention.kind
+    causal = kind == "causal"
     fixed, auto = {}, []
     for i in range(L):
         for op in OPS:
@@ -236,10 +305,14 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     target = hwspec.target_cycles
     budget = hwspec.multiplier_budget or multiplier_budget
     fixed_lanes = model.attention.lanes
-    # score slots a row: N, or w' + 1 for a causal sliding window
-    keys = len(offsets(model.attention.window, n, "causal")) if causal else n
+    # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
+    keys = (n if kind == "full" or (causal and model.attention.window is None)
+            else len(offsets(model.attention.window, n, kind)))
+    # the window's lookahead w' (kind window; None: no lookahead edge)
+    ahead = lookahead(model.attention.window, n) if kind == "window" else None
     if fixed_lanes is not None and not 1 <= fixed_lanes <= keys:
-        what = "(model.seq_len)" if keys == n else "(causal window + 1)"
+        what = ("(model.seq_len)" if keys == n and kind != "window" else
+                "(causal window + 1)" if causal else "(2 window + 1)")
         raise FoldingError("model.attention.lanes",
                            f"{fixed_lanes} lanes for a row of {keys} keys {what}; "
                            f"allowed: 1..{keys}")
@@ -256,13 +329,15 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl, lanes, keys)
               for fl in folds]
         return (folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
-                                    model.final_norm, causal),
+                                    model.final_norm, causal, ahead),
                 multipliers(model, folds, lanes), lanes)
 
     def plan(mode, period, barrier, folds, cyc, mul, lanes):
+        alike = all(len({fires(model, op, fl[op]) for op in HEAD_OPS}) == 1 for fl in folds)
         return FoldPlan(folds, mode, period, auto, cyc, mul,
                         barrier=barrier if barrier != period else None, lanes=lanes,
-                        lanes_auto=fixed_lanes is None and lanes > 1)
+                        lanes_auto=fixed_lanes is None and lanes > 1,
+                        cycles_source="model" if ahead is None or alike else "lower bound")
 
     if not auto:
         return plan("spec", None, None, *at(1, 1, fixed_lanes or 1))
@@ -279,7 +354,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         return lanes_for(keys, p) if auto_lanes else fixed_lanes or 1
     # (period, barrier period, folds, cycles, multipliers, lanes); barrier <= period,
     # searched only when one of layer 0's Q/K/V is folded automatically
-    if not causal and any(i == 0 and op in HEAD_OPS for i, op in auto):
+    if kind == "full" and any(i == 0 and op in HEAD_OPS for i, op in auto):
         evals = [(p, b, *at(p, b, lanes_at(p))) for p in periods for b in periods if b <= p]
     else:
         evals = [(p, p, *at(p, p, lanes_at(p))) for p in periods]
@@ -313,3 +388,4 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         best = min(ok, key=lambda e: (e[4], e[3], -e[0]))
         mode = "target_cycles"
     return plan(mode, *best)
+

@@ -328,11 +328,12 @@ def test_gpt2_without_seq_len_says_how_many_positions():
     assert e.value.field == "model.seq_len" and "at most 64 positions" in e.value.message
 
 
-def test_window_layers_are_refused_on_the_kind():
-    with pytest.raises(SpecError) as e:
-        prepare(small("model.attention.kind=window", "model.attention.window=2"))
-    assert str(e.value) == (f"{SMALL}: model.attention.kind: 'window': encoder/decoder layers "
-                            "are built with kind full or causal only so far")
+def test_window_layers_build_in_the_stack():
+    """kind window (symmetric sliding window) layers build since tests/test_window_stack.py
+    (formerly refused here on the kind)."""
+    d = prepare(small("model.attention.kind=window", "model.attention.window=2"))
+    assert [p.kind for p in d.plans] == ["window"] * len(d.plans)
+    assert d.hw.instances["l0_qk0"].param("kind") == "window"
 
 
 # ---------------------------------------------------------------- CLI

@@ -223,17 +223,21 @@ def test_rmsnorm_and_relu_layers(extra):
 
 
 def test_unsupported_layer_kinds_are_refused():
-    """Window attention validates in the spec, but no layer is built with it (the API
-    turns this into a one-line SpecError on model.attention.kind naming the kinds built;
-    causal layers are tests/test_decoder.py)."""
+    """Window layers build (tests/test_window_stack.py), causal ones too
+    (tests/test_decoder.py); the naive variant is refused in layer_plan, and the API
+    turns that into a one-line SpecError on model.attention.variant."""
     from attnflow.api import prepare
     from attnflow.ir.spec import SpecError
     s = spec_from_dict({"model": {"type": "encoder", "layers": 1, "d_model": D, "heads": 1,
                                   "d_ff": DFF, "seq_len": N,
                                   "attention": {"kind": "window", "window": 2}}})
+    assert layer_plan(s, load_weights(s)).kind == "window"
+    s = spec_from_dict({"model": {"type": "encoder", "layers": 1, "d_model": D, "heads": 1,
+                                  "d_ff": DFF, "seq_len": N,
+                                  "attention": {"kind": "window", "window": 2,
+                                                "variant": "naive"}}})
     with pytest.raises(ValueError, match="model.attention"):
         layer_plan(s, load_weights(s))
     with pytest.raises(SpecError) as e:
         prepare(s)
-    assert e.value.field == "model.attention.kind" and "\n" not in str(e.value)
-    assert "full or causal" in str(e.value)
+    assert e.value.field == "model.attention.variant" and "\n" not in str(e.value)
