@@ -230,9 +230,11 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
                  if getattr(spec.hardware, k) is not None), None)
     if goal and (att.kind != "full" or att.split is not None):
         what = f"split {att.split}" if att.split is not None else f"kind {att.kind}"
+        fix = ("remove it" if att.split is not None else
+               "set model.attention.lanes instead and remove it")
         raise SpecError(spec.source, f"hardware.{goal}",
-                        f"chooses the lanes of a full attention head; {what} has no lanes: "
-                        f"remove hardware.{goal}")
+                        f"the mapper chooses lanes only for a full online head, not for "
+                        f"{what}; {fix}")
     if att.split is not None:
         from .mappers.split import map_split_head
         hw = online_only("split-context attention", map_split_head, att.split)

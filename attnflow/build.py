@@ -17,9 +17,9 @@ from .report_html import bottleneck, write_html_report
 from .sim import SimResult
 from .sim.vcd import write_vcd
 
-#: pipeline fill and drain of a window head beyond its w' + N*W firings (measured; the
-#: same 9 cycles as the full online head's N*N + N + 9)
-WINDOW_FILL = 9
+#: pipeline fill and drain of a window head beyond its w' + N*W firings (defined with
+#: the window templates; the same 9 cycles as the full online head's)
+from .mappers.window import WINDOW_FILL  # noqa: E402
 
 #: a split-context head's cycles beyond N + N*N/P, before its combines (2 cycles each)
 SPLIT_FILL = 10
@@ -129,34 +129,47 @@ def _model_fields(design) -> dict:
                                   "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
         from .ir.window import lookahead, offsets
+        from .mappers.window import window_head_cycles
         nm = design.numerics
         n, kind, w = nm.seq_len, design.attn_kind, design.window
         slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
+        lanes = design.hw.instances["qk"].param("lanes") or 1
         what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"
                 if w is None else f"causal window {w} ({'i' if w == 0 else f'i - {w}'} <= j <= i")
         return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "window": w,
+                "lanes": lanes,
                 "model_text": f"one {kind}-attention head, N = {n}, d = {nm.head_dim}, "
-                              f"{what}, {slots} slots per row)",
-                "expected_cycles": ahead + n * slots + WINDOW_FILL,
-                "expected_text": f"{'w' + chr(39) + ' + ' if ahead else ''}N*W + "
-                                 f"{WINDOW_FILL}: one slot per cycle"}
+                              f"{what}, {slots} slots per row)"
+                              + (f", {lanes} lanes" if lanes > 1 else ""),
+                "expected_cycles": window_head_cycles(n, w, kind, lanes),
+                "expected_text": f"{'w' + chr(39) + ' + ' if ahead else ''}"
+                                 + (f"N*W + {WINDOW_FILL}: one slot per cycle" if lanes == 1
+                                    else f"N*ceil(W/{lanes}) + {WINDOW_FILL}: {lanes} slots "
+                                         "per cycle")}
     if getattr(design, "plans", None) is None:
         from .mappers.templates import groups
         nm = design.numerics
         n = nm.seq_len
+        from .mappers.sdpa import ONLINE_FILL, online_head_cycles
+        nm = design.numerics
+        n = nm.seq_len
         lanes = design.hw.instances["qk"].param("lanes") or 1
         ideal = n * groups(n, lanes) + n
+        online = spec.model.attention.variant == "online"
         out = {"kind": "attention_head", "variant": spec.model.attention.variant,
                "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": ideal,
                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
                              f"SDPA variant {spec.model.attention.variant}",
-               "expected_cycles": ideal,
-               "expected_text": "N*N + N: K/V load plus one score per cycle"}
+               "expected_cycles": online_head_cycles(n, lanes) if online else ideal,
+               "expected_text": (f"N + N*N + {ONLINE_FILL}: K/V load, one score per cycle, "
+                                 "pipeline fill" if online else
+                                 "N*N + N: K/V load plus one score per cycle (ideal; "
+                                 "the naive variant's row reductions add more)")}
         if lanes > 1:
             out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
-                       expected_text=f"N*ceil(N/{lanes}) + N: K/V load plus {lanes} "
-                                     "scores per cycle")
+                       expected_text=f"N + N*ceil(N/{lanes}) + {ONLINE_FILL}: K/V load, "
+                                     f"{lanes} scores per cycle, pipeline fill")
         return out
     from .ir.spec import HEAD_OPS
     from .mappers.folding import fires

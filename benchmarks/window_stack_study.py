@@ -8,6 +8,7 @@ Usage: python benchmarks/window_stack_study.py [--n 64 128] [--w 4 8] [--budget 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from attnflow.api import prepare
 from attnflow.build import node_costs
 from attnflow.ir.spec import load_spec
 
-EXAMPLE = "examples/encoder_tiny.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "encoder_tiny.yaml"
 
 
 def run(n: int, overrides: list) -> dict:

@@ -308,6 +308,10 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
     }
     if family == "gpt2":
         model["attention"] = {"kind": "causal"}
+        for key in ("n_positions", "n_ctx"):
+            n = cfg.get(key)
+            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+                c.fail(key, f"must be an integer >= 1 (the model's positions), got {_show(n)}")
     limit = _position_limit(cfg, model_type, family)
     if seq_len is None and family == "vit":
         seq_len = _vit_seq_len(c, cfg, model_type)

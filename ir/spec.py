@@ -68,8 +68,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       seq_len: <required>     # N, tokens: integer >= 1
       attention:
         kind: full            # full | window | causal (see below); layers are built with all three
-        variant: online       # online | naive, as for one head
+        variant: online       # online (layers are built with the online variant only)
         window: <required for kind window; optional for causal (i - window <= j <= i); not allowed for full>   # integer >= 1
+        lanes: null           # scores per cycle in every head, 1..slots per row (N, 2w'+1 or w'+1); null: 1, or chosen with the period for a goal
       norm: layernorm         # layernorm | rmsnorm (RMSNorm: no mean subtraction, no beta)
       norm_position: post     # post (BERT: x = norm(x + sublayer(x))) | pre (ViT: x = x + sublayer(norm(x)))
       final_norm: false       # true: one more norm after the last layer (pre-norm models such as ViT)
@@ -168,10 +169,11 @@ input features (d_model or d_ff); Q, K and V are built as one linear per head, s
 PE must divide d_model / heads. Ops no key covers are folded automatically
 (``mappers.folding``): the cheapest folding (fewest multipliers) whose firings per token
 fit one period, with the period chosen to meet ``target_cycles`` (cycles per sequence) or
-``multiplier_budget`` (the linear PE x SIMD arrays plus the attention's 4 d_head + 1 per
-head; norms, GELU lanes and constant rescales are not counted), or, with neither, equal to the
-attention's own period (ceil(N / lanes) cycles per token: ``model.attention.lanes``
-scores per cycle, default 1), which balances the pipeline. Without
+``multiplier_budget`` (the linear PE x SIMD arrays plus the attention's
+lanes * (3 d_head + 1) + d_head per head; norms, GELU lanes and constant rescales are not
+counted), or, with neither, equal to the attention's own period (ceil(W / lanes) cycles
+per token, W the score slots of a row: N, 2w'+1 for a window, w'+1 for a causal window;
+``model.attention.lanes`` scores per cycle, default 1), which balances the pipeline. Without
 ``model.attention.lanes``, a goal also chooses the attention lanes with the period.
 
 Encoder-only fields (``formats.act`` and the rest, ``hardware.parallelism``) are
@@ -570,7 +572,7 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
         if kind != "causal":
             c.fail("model.attention.window", f"only for kind window or causal (kind is "
                                              f"{kind}); remove it or set "
-                                             "model.attention.kind: window")
+                                             "model.attention.kind: window or causal")
         window = c.integer(window, "model.attention.window", 1)
 
     def only_for(key: str, needed: str, lo: int) -> int | None:

@@ -44,7 +44,7 @@ def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
 
 #: cycles of the online head after its last score group: qk (3) + softmax (1) +
 #: normalize (4) + the output channel (1)
-ONLINE_FILL = 9
+ONLINE_FILL = T.LATENCY["qk_scores"] + T.LATENCY["online_softmax_pv"] + T.LATENCY["normalize"] + 1
 
 
 def online_head_cycles(n: int, lanes: int = 1) -> int:

@@ -29,6 +29,17 @@ from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
+#: cycles of a window/causal head after its last score group: qk (3) + softmax (1) +
+#: normalize (4) + the output channel (1)
+WINDOW_FILL = 9
+
+
+def window_head_cycles(n: int, w, kind: str = "window", lanes: int = 1) -> int:
+    """Cycles of one window/causal head without stalls: the w' lookahead rows, then N rows
+    of ceil(W / lanes) slot groups, then the fill."""
+    return lookahead(w, n, kind) + n * T.groups(len(offsets(w, n, kind)), lanes) + WINDOW_FILL
+
+
 #: the window templates' latencies: the datapaths of their full-head counterparts plus
 #: ring addressing in the same cycle
 LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_replay"],

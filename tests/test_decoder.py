@@ -313,6 +313,8 @@ def test_gpt2_keys_without_model_type_and_older_keys(tmp_path):
      "false (a boolean): scores without the 1/sqrt(d_head) scale are not built; allowed: true"),
     ({"add_cross_attention": True}, 16, "add_cross_attention",
      "true: cross-attention is not supported (self-attention only)"),
+    ({"n_positions": "64"}, 16, "n_positions",
+     "must be an integer >= 1 (the model's positions), got '64' (str)"),
 ])
 def test_gpt2_bad_configs_are_one_line(tmp_path, changes, seq_len, field, message):
     path = write_cfg(tmp_path, **changes)

@@ -20,7 +20,7 @@ from attnflow.targets import estimate, load_device
 from helpers import verify_head_rtl
 
 #: cycles after the last score group: qk (3) + softmax (1) + normalize (4) + output (1)
-LANES_FILL = 9
+from attnflow.mappers.sdpa import ONLINE_FILL as LANES_FILL  # noqa: E402
 
 
 def lanes_spec(n, d, lanes, **extra):
@@ -145,7 +145,7 @@ def test_mapper_chooses_lanes_for_a_goal(tmp_path):
                                 "head (64 lanes: 137 cycles)"),
     ({"multiplier_budget": 5}, {}, "below the one-lane head's 65"),
     ({"target_cycles": 2000}, {"lanes": 2}, "model.attention.lanes is given"),
-    ({"target_cycles": 2000}, {"kind": "causal"}, "kind causal has no lanes"),
+    ({"target_cycles": 2000}, {"kind": "causal"}, "not for kind causal; set model.attention.lanes instead"),
     ({"target_cycles": 2000, "multiplier_budget": 100}, {}, "not both"),
 ])
 def test_bad_goals_are_one_line(hw, att, text):
@@ -163,10 +163,8 @@ def window_spec(n, d, kind, w, lanes):
 
 def window_cycles(n, kind, w, lanes):
     """w' + N * ceil(W / L) + 9 (w' = 0 and W = N for causal)."""
-    from attnflow.build import WINDOW_FILL
-    from attnflow.ir.window import lookahead, offsets
-    slots = len(offsets(w, n, kind))
-    return lookahead(w, n, kind) + n * groups(slots, lanes) + WINDOW_FILL
+    from attnflow.mappers.window import window_head_cycles
+    return window_head_cycles(n, w, kind, lanes)
 
 
 @pytest.mark.parametrize("n, d, kind, w, lanes", [
@@ -205,3 +203,15 @@ def test_rtl_window_and_causal_lanes(tmp_path, n, d, kind, w, lanes):
 def test_rtl_window_lanes_full(tmp_path, n, d, kind, w, lanes):
     result, _ = verify_head_rtl(window_spec(n, d, kind, w, lanes), tmp_path)
     assert result.total_cycles == window_cycles(n, kind, w, lanes)
+
+
+@pytest.mark.parametrize("att, n", [({"lanes": 3}, 7), ({"kind": "window", "window": 3, "lanes": 3}, 12),
+                                    ({"kind": "causal", "lanes": 4}, 12),
+                                    ({"kind": "causal", "window": 3, "lanes": 2}, 12)])
+def test_build_summary_expects_the_cycles_simulated(att, n):
+    """The report's expected cycles are the closed forms the simulator meets."""
+    from attnflow.build import sim_summary
+    design = prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": 4, "attention": att}}))
+    r = design.simulate()
+    s = sim_summary(design, r)
+    assert s["expected_cycles"] == r.total_cycles and s["lanes"] == att["lanes"]

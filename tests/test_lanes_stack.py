@@ -71,7 +71,9 @@ def test_cycle_model_on_random_foldings_with_lanes():
         par["attn_k"] = par["attn_v"] = par["attn_q"]
         design = prepare(stack(rng.choice(["full", "causal"]), n, rng.randint(1, n),
                                rng.choice([1, 2]), par))
-        assert design.simulate(engine="fast").total_cycles == design.folding.cycles, par
+        r = design.simulate(engine="fast")
+        assert r.total_cycles == design.folding.cycles, par
+        assert np.array_equal(r.outputs["y"]["x"], design.golden()), par
 
 
 def test_folding_chooses_lanes_for_a_cycle_target(tmp_path):

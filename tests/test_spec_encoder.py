@@ -269,7 +269,7 @@ def test_window_kind_without_window():
 def test_window_with_other_kind():
     err = spec_error(enc({"attention": {"kind": "full", "window": 4}}))
     assert str(err) == ("<dict>: model.attention.window: only for kind window or causal "
-                        "(kind is full); remove it or set model.attention.kind: window")
+                        "(kind is full); remove it or set model.attention.kind: window or causal")
     err = spec_error(enc({"attention": {"kind": "window", "window": 0}}))
     assert str(err) == "<dict>: model.attention.window: must be an integer >= 1, got 0"
 
