@@ -52,6 +52,12 @@ def offsets(w: int | None, n: int, kind: str = "window") -> list[int]:
     return out
 
 
+def row_slots(n: int, kind: str, w: int | None = None) -> int:
+    """Score slots per query row: N for full attention, else ``len(offsets(w, n, kind))``
+    (N for causal, w' + 1 for a causal sliding window, 2 w' + 1 for a window)."""
+    return n if kind == "full" else len(offsets(w, n, kind))
+
+
 def lookahead(w: int | None, n: int, kind: str = "window") -> int:
     """K/V rows beyond the query row a row needs: w' for a window, 0 for causal."""
     return 0 if kind == "causal" else effective_window(w, n)

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 from ..ir.encoder_golden import LayerPlan
 from ..ir.types import FixedFormat
+from ..ir.window import row_slots
 from . import linear as lin_mod
 from . import templates as T
 from . import window as W
@@ -369,9 +370,7 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
 def layer_keys(plan) -> int:
     """Score slots per query row of a layer's heads: N, w' + 1 for a causal window,
     2 w' + 1 for a symmetric window (kind window)."""
-    if plan.window is not None:
-        return len(W.offsets(plan.window, plan.n, plan.kind))
-    return plan.n
+    return row_slots(plan.n, plan.kind, plan.window)
 
 
 def q_window_depth(ahead: int) -> int:

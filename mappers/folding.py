@@ -38,7 +38,8 @@ from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
 from . import templates as T
 from .linear import divisors
-from .window import LATENCY as W_LATENCY, lookahead, offsets
+from ..ir.window import row_slots
+from .window import LATENCY as W_LATENCY, lookahead
 
 
 class FoldingError(ValueError):
@@ -306,8 +307,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     budget = hwspec.multiplier_budget or multiplier_budget
     fixed_lanes = model.attention.lanes
     # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
-    keys = (n if kind == "full" or (causal and model.attention.window is None)
-            else len(offsets(model.attention.window, n, kind)))
+    keys = row_slots(n, kind, model.attention.window)
     # the window's lookahead w' (kind window; None: no lookahead edge)
     ahead = lookahead(model.attention.window, n) if kind == "window" else None
     if fixed_lanes is not None and not 1 <= fixed_lanes <= keys:
