@@ -128,12 +128,13 @@ def _model_fields(design) -> dict:
                                   "closed form only for P a power of two dividing N: other "
                                   "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
-        from .ir.window import lookahead, offsets
-        from .mappers.window import window_head_cycles
+        from .ir.window import causal_blocks, lookahead, offsets
+        from .mappers.window import is_triangle, window_head_cycles
         nm = design.numerics
         n, kind, w = nm.seq_len, design.attn_kind, design.window
         slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
+        blocks = causal_blocks(n, lanes) if is_triangle(kind, w, n) else ()
         what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"
                 if w is None else f"causal window {w} ({'i' if w == 0 else f'i - {w}'} <= j <= i")
         return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
@@ -143,10 +144,13 @@ def _model_fields(design) -> dict:
                               f"{what}, {slots} slots per row)"
                               + (f", {lanes} lanes" if lanes > 1 else ""),
                 "expected_cycles": window_head_cycles(n, w, kind, lanes),
-                "expected_text": f"{'w' + chr(39) + ' + ' if ahead else ''}"
-                                 + (f"N*W + {WINDOW_FILL}: one slot per cycle" if lanes == 1
-                                    else f"N*ceil(W/{lanes}) + {WINDOW_FILL}: {lanes} slots "
-                                         "per cycle")}
+                "expected_text": (
+                    f"sum over the {len(blocks)} row blocks of rows * ceil(block end/"
+                    f"{lanes}) + {WINDOW_FILL}: the blocked triangle (blocks of "
+                    f"{blocks[0][0]} rows), {lanes} slot(s) per cycle" if blocks else
+                    f"{'w' + chr(39) + ' + ' if ahead else ''}"
+                    + (f"N*W + {WINDOW_FILL}: one slot per cycle" if lanes == 1
+                       else f"N*ceil(W/{lanes}) + {WINDOW_FILL}: {lanes} slots per cycle"))}
     if getattr(design, "plans", None) is None:
         from .mappers.templates import groups
         nm = design.numerics

@@ -5,9 +5,10 @@ cycles and on-chip memory bits for N in {256, 1024, 4096}, window w in {32, 128}
 Full online attention loads all N K/V rows, then makes N*N scores: cycles ~ N*N, K/V
 memory ~ N rows. Window attention keeps W = 2w + 1 rows in rings and makes N*W scores:
 cycles ~ N*W, memory independent of N; the causal window (keys i - w .. i) keeps w + 1
-rows and makes N*(w + 1) scores. Every run is checked against the golden model, and its
+rows and makes N*(w + 1) scores; causal attention without a window runs the blocked
+triangle (``ir.window.causal_blocks``, about N(N + sqrt N)/2 slots). Every run is checked against the golden model, and its
 cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9; causal
-window: N*(w + 1) + 9; split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
+window: N*(w + 1) + 9; causal: sum over blocks of rows * block end + 9; split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
 
 Usage: python benchmarks/window_study.py [--n 256 1024 4096] [--w 32 128] [--d 16]
 """
@@ -21,12 +22,13 @@ import numpy as np
 from attnflow.api import prepare
 from attnflow.build import SPLIT_FILL, WINDOW_FILL, node_costs
 from attnflow.ir.spec import spec_from_dict
-from attnflow.ir.window import effective_window
+from attnflow.ir.window import causal_blocks, effective_window
 
 
 def run(n: int, d: int, window: int | None, split: int | None = None,
         kind: str = "window") -> dict:
-    att = {"kind": kind, "window": window} if window else {"kind": "full"}
+    att = ({"kind": kind, "window": window} if window else
+           {"kind": "causal"} if kind == "causal" else {"kind": "full"})
     if split:
         att["split"] = split
     design = prepare(spec_from_dict({"model": {"seq_len": n, "head_dim": d,
@@ -41,6 +43,8 @@ def run(n: int, d: int, window: int | None, split: int | None = None,
     elif window:
         we = effective_window(window, n)
         expect = we + n * (2 * we + 1) + WINDOW_FILL
+    elif kind == "causal":
+        expect = sum(rows * end for rows, end in causal_blocks(n)) + WINDOW_FILL
     elif split:
         expect = n + n * n // split + SPLIT_FILL + 2 * (split.bit_length() - 1)
     else:
@@ -67,6 +71,7 @@ def main() -> int:
     for n in args.n:
         full = run(n, args.d, None)
         rows = ([("full", full)] + [(f"window w={w}", run(n, args.d, w)) for w in args.w]
+                + [("causal (blocked triangle)", run(n, args.d, None, kind="causal"))]
                 + [(f"causal window w={w}", run(n, args.d, w, kind="causal"))
                    for w in args.w]
                 + [(f"split P={p}", run(n, args.d, None, p)) for p in args.p])

@@ -60,7 +60,8 @@ class _Ring:
         store = RowStore(tpl, m, seq, load, slots, "ring")
 
         # the current query row i (row) and its ring index (base), stepping at row ends
-        phases = [p for p in ("main", "tail") if p in seq.in_phase]
+        # every phase but the lookahead fill scores rows (main, tail; a triangle's blocks)
+        phases = [p for p in seq.in_phase if p != "fill"]
         scoring = Signal(name="scoring")
         m.d.comb += scoring.eq(Cat(*[seq.in_phase[p] for p in phases]).any())
         row_end = seq.fire & seq.last & scoring

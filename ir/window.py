@@ -1,9 +1,7 @@
 """Sliding-window attention (``attention.kind: window``): query i attends to the keys j
 with ``|i - j| <= w``, a band of ``2 w + 1`` keys, fewer at the sequence ends; and causal
 attention (``kind: causal``, keys ``j <= i``) on the same slot machinery with one-sided
-offsets 0, -1, ..., -(N-1) (N slots per row, the ones before the sequence start masked:
-N*N cycles like full attention, not the N(N+1)/2 a variable-length row would take), or,
-with a window w, the causal sliding window ``i - w <= j <= i`` (offsets 0, -1, ..., -w':
+offsets 0, -1, ..., -(N-1), or, with a window w, the causal sliding window ``i - w <= j <= i`` (offsets 0, -1, ..., -w':
 w' + 1 slots, a ring of w' + 1 K/V rows; SWAT's causal window of w keys ``i-w+1..i`` is
 ``window: w - 1`` here, the window counting the distance as for the symmetric kind).
 
@@ -16,6 +14,13 @@ it is always a real key and starts the online softmax; slots whose key falls out
 values are therefore exactly softmax over the real keys of the band, accumulated in the
 slot order above (the order is part of the bit-exact definition, as for the full online
 variant).
+
+A causal head without a window scores a *blocked triangle* (:func:`causal_blocks`): the
+rows in blocks of B (about sqrt(N), a multiple of the lanes), every row of a block over the
+slots of the block's last row, so row i runs over at most B - 1 slots past its own i + 1
+(masked, like the slots before the sequence start) and the head takes about N(N + B)/2
+slot cycles instead of N*N; the bits are those of the N-slot row, as a masked slot leaves
+the state unchanged. Stacks keep N slots a row (a fixed row period).
 
 One source of truth for the integer arithmetic: :class:`~.numerics.AttentionNumerics`
 (``scores``, ``online_step``, ``normalize``), shared with the full online head.
@@ -56,6 +61,30 @@ def row_slots(n: int, kind: str, w: int | None = None) -> int:
     """Score slots per query row: N for full attention, else ``len(offsets(w, n, kind))``
     (N for causal, w' + 1 for a causal sliding window, 2 w' + 1 for a window)."""
     return n if kind == "full" else len(offsets(w, n, kind))
+
+
+def causal_blocks(n: int, lanes: int = 1) -> tuple[tuple[int, int], ...]:
+    """The blocked triangle of a causal head: ``(rows, groups)`` per block, in row order.
+    Blocks of B = ceil(sqrt(N)) rows rounded up to a multiple of ``lanes`` (the last block
+    shorter); a block's rows each make ``groups`` = ceil(e / lanes) firings of ``lanes``
+    slots, e being the block's end row (its last row's i + 1 keys). ceil(N / B) blocks: one
+    contract phase each."""
+    b = max(1, math.isqrt(n - 1) + 1 if n > 1 else 1)
+    b = -(-b // lanes) * lanes
+    out = []
+    for start in range(0, n, b):
+        end = min(start + b, n)
+        out.append((end - start, -(-end // lanes)))
+    return tuple(out)
+
+
+def row_groups(n: int, kind: str, w: int | None, lanes: int = 1,
+               triangle: bool = False) -> np.ndarray:
+    """Firings (slot groups of ``lanes``) of every query row, shape (N,): ceil(W / lanes)
+    each, or per :func:`causal_blocks` for a ``triangle`` causal head."""
+    if triangle:
+        return np.concatenate([np.full(r, g, np.int64) for r, g in causal_blocks(n, lanes)])
+    return np.full(n, -(-row_slots(n, kind, w) // lanes), np.int64)
 
 
 def lookahead(w: int | None, n: int, kind: str = "window") -> int:

@@ -18,12 +18,14 @@ Cycles without stalls: ``w' + N * W`` firings of qk_window plus the pipeline's l
 (tests/test_window.py checks the exact count); on-chip memory: two rings of W rows.
 ``kind: causal`` uses the same templates with the one-sided slots of ``ir.window``
 (lookahead 0, W = N: each K row is loaded on its own row's first firing and read in that
-firing, through the ring's bypass).
+firing, through the ring's bypass). Without a window the causal head runs the blocked
+triangle of ``ir.window.causal_blocks``: one phase ``b<k>`` per block of rows, each with
+its block's slot groups (instance param ``triangle``).
 """
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from ..ir.window import lookahead, offsets
+from ..ir.window import causal_blocks, effective_window, lookahead, offsets, row_groups
 from . import templates as T
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
@@ -36,8 +38,16 @@ WINDOW_FILL = 9
 
 def window_head_cycles(n: int, w, kind: str = "window", lanes: int = 1) -> int:
     """Cycles of one window/causal head without stalls: the w' lookahead rows, then N rows
-    of ceil(W / lanes) slot groups, then the fill."""
-    return lookahead(w, n, kind) + n * T.groups(len(offsets(w, n, kind)), lanes) + WINDOW_FILL
+    of ceil(W / lanes) slot groups (a causal head without a window: each row its block's
+    groups, ``ir.window.causal_blocks``), then the fill."""
+    return (lookahead(w, n, kind)
+            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + WINDOW_FILL)
+
+
+def is_triangle(kind: str, w, n: int) -> bool:
+    """A causal head without a window (or with one covering the sequence, w' = N - 1)
+    runs the blocked triangle (``ir.window.causal_blocks``)."""
+    return kind == "causal" and (w is None or effective_window(w, n) >= n - 1)
 
 
 #: the window templates' latencies: the datapaths of their full-head counterparts plus
@@ -47,9 +57,16 @@ LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_repla
 
 
 def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple,
-            lanes: int = 1):
+            lanes: int = 1, triangle: bool = False):
     """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
-    firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``)."""
+    firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``); a
+    ``triangle`` causal head: one phase ``b<k>`` per block of ``ir.window.causal_blocks``."""
+    if triangle:
+        first = ((load, FIRST),) if load else ()
+        return tuple(Phase(f"b{k}", (("i", rows), ("t", g)),
+                           first + tuple((p, FIRST) for p in extra_first)
+                           + tuple((p, ALWAYS) for p in always))
+                     for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
     we = lookahead(w, n, kind)
     slots = T.groups(len(offsets(w, n, kind)), lanes)
     ph = []
@@ -66,22 +83,31 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     return tuple(ph)
 
 
-def qk_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
+def qk_window(n: int, w, kind: str = "window", lanes: int = 1,
+              triangle: bool = False) -> Contract:
     return Contract("qk_window", ("k", "q"), ("s",),
-                    _phases(n, w, kind, "k", ("q",), ("s",), lanes),
+                    _phases(n, w, kind, "k", ("q",), ("s",), lanes, triangle),
                     latency=LATENCY["qk_window"])
 
 
-def kv_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
-    return Contract("kv_window", ("v",), ("vr",), _phases(n, w, kind, "v", (), ("vr",), lanes),
+def kv_window(n: int, w, kind: str = "window", lanes: int = 1,
+              triangle: bool = False) -> Contract:
+    return Contract("kv_window", ("v",), ("vr",),
+                    _phases(n, w, kind, "v", (), ("vr",), lanes, triangle),
                     latency=LATENCY["kv_window"])
 
 
-def softmax_window(n: int, w, kind: str = "window", lanes: int = 1) -> Contract:
-    slots = T.groups(len(offsets(w, n, kind)), lanes)
-    return Contract("softmax_window", ("s", "vr"), ("ol",), (
-        Phase("rows", (("i", n), ("t", slots)), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
-    ), latency=LATENCY["softmax_window"])
+def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
+                   triangle: bool = False) -> Contract:
+    ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
+    if triangle:
+        phases = tuple(Phase(f"b{k}", (("i", rows), ("t", g)), ports)
+                       for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
+    else:
+        phases = (Phase("rows", (("i", n), ("t", T.groups(len(offsets(w, n, kind)), lanes))),
+                        ports),)
+    return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
+                    latency=LATENCY["softmax_window"])
 
 
 def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:
@@ -111,11 +137,14 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
         raise MappingError("model.attention.lanes",
                            f"{lanes} lanes for the {slots} slots of a {kind} row; "
                            f"allowed: 1..{slots}")
-    params = (("N", n), ("kind", kind), ("window", w)) + ((("lanes", lanes),)
-                                                          if lanes > 1 else ())
-    return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes),
-                                        kv_window(n, w, kind, lanes),
-                                        softmax_window(n, w, kind, lanes), T.normalize(n)),
+    tri = is_triangle(kind, w, n)
+    params = ((("N", n), ("kind", kind), ("window", w))
+              + ((("lanes", lanes),) if lanes > 1 else ())
+              + ((("triangle", True),) if tri else ()))
+    return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes, tri),
+                                        kv_window(n, w, kind, lanes, tri),
+                                        softmax_window(n, w, kind, lanes, tri),
+                                        T.normalize(n)),
                        params, window_score_layout(nm, lanes), fifo_depths, lanes)
 
 

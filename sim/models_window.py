@@ -1,45 +1,68 @@
 """Behavioural models of the window-attention templates (``mappers.window``): values
-only, from ``ir.window`` (the golden model's own functions)."""
+only, from ``ir.window`` (the golden model's own functions). A row's tokens are its
+``ir.window.row_groups`` slot groups of ``lanes`` slots (the slots past the row's W, and
+past its block's last row for a triangle causal head, padded: score and V row 0, ok 0)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.window import slot_keys, window_online
-from .lanes import lane_groups as _lane_groups
+from ..ir.window import row_groups, slot_keys, window_online
 
 
 def _slots(inst, nm):
     return slot_keys(inst.param("window"), nm.seq_len, inst.param("kind", "window"))
 
 
-def _tokens(a, lanes: int):
-    """(rows, slots, ...) -> the stream's tokens: one slot a token, or (``lanes`` > 1)
-    groups of ``lanes`` slots, the last group padded with zeros (ok = 0)."""
+def _groups(inst, nm) -> np.ndarray:
+    return row_groups(nm.seq_len, inst.param("kind", "window"), inst.param("window"),
+                      inst.param("lanes") or 1, bool(inst.param("triangle")))
+
+
+def _tokens(a, lanes: int, g: np.ndarray):
+    """(rows, slots, ...) -> the stream's tokens: row i's first ``g[i] * lanes`` slots
+    (zero-padded past the row's slots), one slot a token, or (``lanes`` > 1) ``lanes``
+    slots a token (V rows side by side)."""
+    width = int(g.max()) * lanes
+    a = np.pad(a, ((0, 0), (0, max(0, width - a.shape[1]))) + ((0, 0),) * (a.ndim - 2))
+    t = np.concatenate([a[i, :k * lanes] for i, k in enumerate(g)])
     if lanes == 1:
-        return a.reshape((-1,) + a.shape[2:])
-    g = _lane_groups(a, lanes)
-    return g.reshape(len(g), -1) if a.ndim > 2 else g
+        return t
+    t = t.reshape((-1, lanes) + a.shape[2:])
+    return t.reshape(len(t), -1) if a.ndim > 2 else t
+
+
+def _rows(tokens, lanes: int, g: np.ndarray, tail=()):
+    """The inverse of :func:`_tokens`: (rows, max groups * lanes, *tail), zero past each
+    row's tokens."""
+    flat = np.asarray(tokens, np.int64).reshape((-1,) + tuple(tail))
+    out = np.zeros((len(g), int(g.max()) * lanes) + tuple(tail), np.int64)
+    at = 0
+    for i, k in enumerate(g):
+        out[i, :k * lanes] = flat[at:at + k * lanes]
+        at += k * lanes
+    return out
 
 
 def qk_window(inst, nm, ins):
     keys, valid = _slots(inst, nm)
     x = nm.scores(ins["q"]["x"], ins["k"]["x"])
     xs = x[np.arange(nm.seq_len)[:, None], keys]
-    lanes = inst.param("lanes") or 1
-    return {"s": {"x": _tokens(xs, lanes), "ok": _tokens(valid.astype(np.int64), lanes)}}
+    lanes, g = inst.param("lanes") or 1, _groups(inst, nm)
+    return {"s": {"x": _tokens(xs, lanes, g),
+                  "ok": _tokens(valid.astype(np.int64), lanes, g)}}
 
 
 def kv_window(inst, nm, ins):
     keys, _ = _slots(inst, nm)
     v = np.asarray(ins["v"]["x"], np.int64)
-    return {"vr": {"x": _tokens(v[keys], inst.param("lanes") or 1)}}
+    lanes, g = inst.param("lanes") or 1, _groups(inst, nm)
+    return {"vr": {"x": _tokens(v[keys], lanes, g)}}
 
 
 def softmax_window(inst, nm, ins):
-    n = nm.seq_len
-    slots = _slots(inst, nm)[0].shape[1]     # a row's tokens: its slots, then padding
-    xs = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :slots]
-    ok = np.asarray(ins["s"]["ok"]).reshape(n, -1).astype(bool)[:, :slots]
-    vs = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :slots]
+    lanes, g = inst.param("lanes") or 1, _groups(inst, nm)
+    xs = _rows(ins["s"]["x"], lanes, g)
+    ok = _rows(ins["s"]["ok"], lanes, g).astype(bool)
+    vs = _rows(ins["vr"]["x"], lanes, g, (nm.head_dim,))
     o, l = window_online(nm, xs, ok, vs)
     return {"ol": {"o": o, "l": l}}

@@ -199,7 +199,11 @@ def test_rtl_window_and_causal_lanes(tmp_path, n, d, kind, w, lanes):
 @pytest.mark.rtl_full
 @pytest.mark.parametrize("n, d, kind, w, lanes", [(5, 3, "window", 20, 2),
                                                   (16, 4, "window", 3, 7),
-                                                  (9, 4, "window", 1, 1)])
+                                                  (9, 4, "window", 1, 1),
+                                                  # blocked triangles: blocks of 6 rows in
+                                                  # 2, 4, 6 groups; one block of 1 group
+                                                  (16, 4, "causal", None, 3),
+                                                  (6, 3, "causal", None, 6)])
 def test_rtl_window_lanes_full(tmp_path, n, d, kind, w, lanes):
     result, _ = verify_head_rtl(window_spec(n, d, kind, w, lanes), tmp_path)
     assert result.total_cycles == window_cycles(n, kind, w, lanes)
