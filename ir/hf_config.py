@@ -80,9 +80,14 @@ absolute``, ``pad_token_id``, ``embedding_size``, ``sinusoidal_pos_embds``,
 ``n_positions``/``n_ctx`` beyond the check above, ``*_pdrop``, ``summary_*`` (the
 sequence-summary head), ``task_specific_params`` and ``reorder_and_upcast_attn`` (the
 same attention computed in float32 in PyTorch: no change to the arithmetic we build).
-Weights are random by default; set ``model.weights`` to a file with the tensor names of
-``ir.weights`` (HF checkpoints use other names, and GPT-2's ``Conv1D`` stores weights
-``[in, out]``, transposed from ``nn.Linear``; its fused ``c_attn`` holds Q, K and V).
+Weights: when the config's folder holds ``model.safetensors`` (the checkpoint as Hugging
+Face saves it), the spec reads it (``model.weights: {source: file, path: model.safetensors,
+naming: <family>}``: ``ir.weights`` maps the family's tensor names, including GPT-2's
+``Conv1D`` ``[in, out]`` weights and its fused ``c_attn``, to ours); an override of any
+``model.weights`` field replaces that (e.g. ``--set model.weights.source=random``).
+Without that file the weights are random, unless the folder holds a checkpoint that is
+not read (``pytorch_model.bin``, a sharded ``model.safetensors.index.json``): that is an
+error (convert it, or ask for random weights) rather than a silent random design.
 
 Errors are :class:`~attnflow.ir.spec.SpecError` lines ``<config path>: <key>: <message>``
 naming the config's own keys (and spec fields for problems found after the mapping,
@@ -125,6 +130,11 @@ _KEYS["vit"] = _KEYS["bert"]
 _KEYS["gpt2"] = {"d_model": "n_embd", "heads": "n_head", "d_ff": "n_inner",
                  "layers": "n_layer", "activation": "activation_function",
                  "norm_eps": "layer_norm_epsilon"}
+#: the checkpoint read from a config's folder when it is there (Hugging Face's file name)
+CHECKPOINT = "model.safetensors"
+#: checkpoint files that are not read: the spec fails rather than use random weights
+UNREAD_CHECKPOINTS = ("model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json")
 DEFAULT_EPS = 1e-12          # BERT, ViT and DistilBERT (DistilBERT has no config key)
 DEFAULT_ACTIVATION = "gelu"
 #: GPT-2's defaults (transformers' GPT2Config) where its config may leave a key out
@@ -312,12 +322,23 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
             n = cfg.get(key)
             if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
                 c.fail(key, f"must be an integer >= 1 (the model's positions), got {_show(n)}")
+    ov_keys = _override_keys(overrides)
+    if not any(k == "model" or k.startswith("model.weights") for k in ov_keys):
+        if (path.parent / CHECKPOINT).is_file():
+            model["weights"] = {"source": "file", "path": CHECKPOINT, "naming": family}
+        else:
+            other = [f for f in UNREAD_CHECKPOINTS if (path.parent / f).is_file()]
+            if other:
+                raise SpecError(source, "model.weights",
+                                f"{path.parent / other[0]} is not read (only a single "
+                                f"{CHECKPOINT}); save the model as {CHECKPOINT}, or "
+                                "--set model.weights.source=random for random weights")
     limit = _position_limit(cfg, model_type, family)
     if seq_len is None and family == "vit":
         seq_len = _vit_seq_len(c, cfg, model_type)
     if seq_len is not None:
         model["seq_len"] = seq_len
-    elif not _override_keys(overrides) & {"model.seq_len", "model"}:
+    elif not ov_keys & {"model.seq_len", "model"}:
         most = f" (this model has at most {limit[0]} positions)" if limit else ""
         raise SpecError(source, "model.seq_len",
                         f"a {model_type} config has no sequence length: give one, e.g. "

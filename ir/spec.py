@@ -82,7 +82,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
         std: null             # standard deviation of linear weights and biases: number > 0;
                               # null: 1/sqrt(fan_in) of each linear layer
       # ... or a file:  weights: {source: file, path: weights.npz}   (.npz or .safetensors;
-      #                 a relative path is relative to the spec file's folder)
+      #                 a relative path is relative to the spec file's folder; naming:
+      #                 attnflow (default) | bert | distilbert | vit | gpt2: the tensor
+      #                 names of a Hugging Face checkpoint of that family, ir/weights.py)
     formats:                  # q, k, v, out, score_frac, prob_frac as for one head, plus:
       act:    {bits: 16, frac: 8}   # activations between ops (encoder input, residual stream,
                                     # norm outputs, projections, FFN hidden values, layer outputs)
@@ -240,6 +242,9 @@ NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("gelu", "relu")
 WEIGHT_SOURCES = ("random", "file")
 WEIGHT_SUFFIXES = (".npz", ".safetensors")
+#: the tensor names a weights file uses: attnflow's, or a Hugging Face family's checkpoint
+#: names (``ir.weights``)
+WEIGHT_NAMINGS = ("attnflow", "bert", "distilbert", "vit", "gpt2")
 MAX_ACC_BITS = 62                                 # int64 golden model and simulator
 #: the linear layers of an encoder layer: op name -> (output features, input features),
 #: named by the model dimension they equal
@@ -309,6 +314,7 @@ class WeightsSpec:
     seed: int = 0              # source random
     std: float | None = None   # source random; None: 1/sqrt(fan_in) per linear layer
     path: str | None = None    # source file
+    naming: str = "attnflow"   # source file: the file's tensor names (WEIGHT_NAMINGS)
 
 
 @dataclass(frozen=True)
@@ -607,12 +613,13 @@ def _parse_attention(c: _Checker, data: Any, kinds: tuple,
 
 def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
     path = "model.weights"
-    w = c.section(data, path, ("source", "seed", "std", "path"))
+    w = c.section(data, path, ("source", "seed", "std", "path", "naming"))
     source = c.choice(w.get("source", "random"), f"{path}.source", WEIGHT_SOURCES)
     if source == "random":
-        if w.get("path") is not None:
-            c.fail(f"{path}.path", "only for source file; set model.weights.source: file "
-                                   "to read weights from a file")
+        for key in ("path", "naming"):
+            if w.get(key) is not None:
+                c.fail(f"{path}.{key}", "only for source file; set model.weights.source: "
+                                        "file to read weights from a file")
         std = w.get("std")
         return WeightsSpec(
             source="random",
@@ -633,7 +640,8 @@ def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
     full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(p)))
     if not os.path.isfile(full):
         c.fail(f"{path}.path", f"file not found: {full}")
-    return WeightsSpec(source="file", path=full)
+    naming = c.choice(w.get("naming", "attnflow"), f"{path}.naming", WEIGHT_NAMINGS)
+    return WeightsSpec(source="file", path=full, naming=naming)
 
 
 def _parse_encoder(c: _Checker, m: Mapping, base_dir: Path) -> EncoderSpec:
@@ -984,7 +992,7 @@ def _model_to_dict(m: Model) -> dict:
         return {"type": m.type, "seq_len": m.seq_len, "head_dim": m.head_dim, "attention": att}
     w = m.weights
     weights = ({"source": "random", "seed": w.seed, "std": w.std} if w.source == "random"
-               else {"source": "file", "path": w.path})
+               else {"source": "file", "path": w.path, "naming": w.naming})
     return {"type": "encoder", "layers": m.layers, "d_model": m.d_model, "heads": m.heads,
             "d_ff": m.d_ff, "seq_len": m.seq_len, "attention": att, "norm": m.norm,
             "norm_position": m.norm_position, "final_norm": m.final_norm,

@@ -28,6 +28,26 @@ PyTorch's ``nn.Linear``::
   an optional ``"__metadata__"`` entry is skipped), then the little-endian, row-major
   tensor data. Only the tensors the spec needs are read.
 
+``model.weights.naming`` says which names the file uses: ``attnflow`` (the names above),
+or a Hugging Face checkpoint's (``model.safetensors`` of the family; any prefix before the
+names, e.g. ``bert.`` or ``transformer.``, is found from layer 0's first tensor):
+
+========== ============================================================================
+naming     layer i's tensors (``.weight`` / ``.bias``; norms: ``.weight`` = gamma, ``.bias`` = beta)
+========== ============================================================================
+bert       ``encoder.layer.{i}.``: ``attention.self.{query,key,value}``,
+           ``attention.output.dense``, ``attention.output.LayerNorm`` (ln1),
+           ``intermediate.dense`` (up), ``output.dense`` (down), ``output.LayerNorm`` (ln2)
+distilbert ``transformer.layer.{i}.``: ``attention.{q,k,v,out}_lin``, ``sa_layer_norm``,
+           ``ffn.lin1``, ``ffn.lin2``, ``output_layer_norm``
+vit        ``encoder.layer.{i}.``: ``attention.attention.{query,key,value}``,
+           ``attention.output.dense``, ``layernorm_before`` (ln1), ``intermediate.dense``,
+           ``output.dense``, ``layernorm_after`` (ln2); final norm ``layernorm``
+gpt2       ``h.{i}.``: ``ln_1``, ``attn.c_attn`` (Conv1D ``[d, 3d]``: Q, K, V columns in
+           that order, transposed here), ``attn.c_proj``, ``ln_2``, ``mlp.c_fc``,
+           ``mlp.c_proj`` (Conv1D ``[in, out]``, transposed here); final norm ``ln_f``
+========== ============================================================================
+
 Every problem is one :class:`~attnflow.ir.spec.SpecError` line on field
 ``model.weights.path``: a missing file, a missing tensor (named, with the file), a tensor
 of the wrong shape (name, expected and found shape), an unsupported dtype, non-finite
@@ -42,10 +62,10 @@ import struct
 
 import numpy as np
 
-from .spec import EncoderSpec, Spec, SpecError
+from .spec import WEIGHT_NAMINGS, EncoderSpec, Spec, SpecError
 
 __all__ = ["weight_shapes", "load_weights", "random_weights", "read_npz", "read_safetensors",
-           "GAMMA_STD", "BETA_STD"]
+           "tensor_names", "hf_sources", "NAMINGS", "GAMMA_STD", "BETA_STD"]
 
 FIELD = "model.weights.path"
 #: spread of random norm parameters: gamma = 1 + N(0, GAMMA_STD**2), beta = N(0, BETA_STD**2)
@@ -205,6 +225,96 @@ def read_safetensors(path: str, names) -> dict[str, tuple[str, tuple[int, ...], 
     return found
 
 
+def tensor_names(path: str) -> list[str]:
+    """The tensor names in a .npz or .safetensors file, in file order."""
+    if path.lower().endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return list(archive.files)
+        except (OSError, ValueError, EOFError, AttributeError) as e:
+            raise _FileProblem(f"cannot read {path} as a numpy .npz archive: {e}") from None
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            header, _ = _safetensors_header(f, path, size)
+    except OSError as e:
+        raise _FileProblem(f"cannot read {path}: {e.strerror or e}") from None
+    return [k for k in header if k != "__metadata__"]
+
+
+#: naming -> (layer stem with {i}, attnflow suffix stem -> checkpoint stem, final norm)
+_HF_LINEAR = {
+    "bert": ("encoder.layer.{i}.", {
+        "attn.q": "attention.self.query", "attn.k": "attention.self.key",
+        "attn.v": "attention.self.value", "attn.out": "attention.output.dense",
+        "ln1": "attention.output.LayerNorm", "ffn.up": "intermediate.dense",
+        "ffn.down": "output.dense", "ln2": "output.LayerNorm"}, None),
+    "distilbert": ("transformer.layer.{i}.", {
+        "attn.q": "attention.q_lin", "attn.k": "attention.k_lin", "attn.v": "attention.v_lin",
+        "attn.out": "attention.out_lin", "ln1": "sa_layer_norm", "ffn.up": "ffn.lin1",
+        "ffn.down": "ffn.lin2", "ln2": "output_layer_norm"}, None),
+    "vit": ("encoder.layer.{i}.", {
+        "attn.q": "attention.attention.query", "attn.k": "attention.attention.key",
+        "attn.v": "attention.attention.value", "attn.out": "attention.output.dense",
+        "ln1": "layernorm_before", "ffn.up": "intermediate.dense", "ffn.down": "output.dense",
+        "ln2": "layernorm_after"}, "layernorm"),
+    "gpt2": ("h.{i}.", {
+        "attn.out": "attn.c_proj", "ln1": "ln_1", "ffn.up": "mlp.c_fc",
+        "ffn.down": "mlp.c_proj", "ln2": "ln_2"}, "ln_f"),
+}
+#: weights.naming values (the spec's list; every one but attnflow has a table above)
+NAMINGS = WEIGHT_NAMINGS
+assert set(_HF_LINEAR) == set(NAMINGS[1:])
+
+
+def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[int, ...], object]]:
+    """attnflow tensor name -> (checkpoint name without prefix, its shape in the file,
+    extract: file array -> the attnflow tensor) for a ``naming`` other than attnflow."""
+    stem, table, final = _HF_LINEAR[naming]
+    d = model.d_model
+    shapes = weight_shapes(model)
+    out = {}
+    for name, shape in shapes.items():
+        if name.startswith("final_norm."):
+            part = "gamma" if name.endswith("gamma") else "beta"
+            out[name] = (f"{final}.{'weight' if part == 'gamma' else 'bias'}", shape, None)
+            continue
+        _, i, rest = name.split(".", 2)
+        key, kind = rest.rsplit(".", 1)           # e.g. attn.q, weight
+        suffix = {"gamma": "weight", "beta": "bias"}.get(kind, kind)
+        prefix = stem.format(i=i)
+        if naming == "gpt2" and key in ("attn.q", "attn.k", "attn.v"):
+            col = ("attn.q", "attn.k", "attn.v").index(key)
+            sl = slice(col * d, (col + 1) * d)
+            if kind == "weight":
+                out[name] = (prefix + "attn.c_attn.weight", (d, 3 * d),
+                             lambda a, sl=sl: a[:, sl].T)
+            else:
+                out[name] = (prefix + "attn.c_attn.bias", (3 * d,), lambda a, sl=sl: a[sl])
+        elif naming == "gpt2" and kind == "weight" and not key.startswith("ln"):
+            out[name] = (prefix + f"{table[key]}.weight", shape[::-1], lambda a: a.T)
+        else:
+            out[name] = (prefix + f"{table[key]}.{suffix}", shape, None)
+    return out
+
+
+def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) -> str:
+    """The prefix before the checkpoint names (``bert.``, ``transformer.``, or none), from
+    the tensor that ends with ``anchor`` (layer 0's first tensor)."""
+    hits = [k for k in names if k == anchor or k.endswith("." + anchor)]
+    if len(hits) == 1:
+        return hits[0][:len(hits[0]) - len(anchor)]
+    if not hits:
+        seen = ", ".join(repr(k) for k in names[:3]) or "no tensors"
+        raise _FileProblem(f"no tensor named {anchor!r} (or ending in '.{anchor}') in {path} "
+                           f"for weights.naming {naming} (the file holds {seen}"
+                           f"{', ...' if len(names) > 3 else ''}); set model.weights.naming "
+                           f"to the file's naming, one of: {', '.join(NAMINGS)}")
+    raise _FileProblem(f"{len(hits)} tensors in {path} end in {anchor!r} "
+                       f"({', '.join(repr(h) for h in hits[:3])}): more than one model in "
+                       f"the file")
+
+
 def load_weights(spec: Spec) -> dict[str, np.ndarray]:
     """Every weight tensor of the encoder ``spec`` -> float64 array of its documented
     shape, from ``model.weights`` (random or file). Raises SpecError on field
@@ -223,17 +333,27 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         fail(f"file not found: {path}")
     reader = read_npz if path.lower().endswith(".npz") else read_safetensors
+    naming = model.weights.naming
+    # attnflow name -> (name in the file, its shape there, extract or None)
+    sources = {n: (n, shape, None) for n, shape in shapes.items()}
     try:
-        found = reader(path, list(shapes))
+        if naming != "attnflow":
+            sources = hf_sources(model, naming)
+            first = sources[next(iter(shapes))][0]
+            prefix = _checkpoint_prefix(path, tensor_names(path), first, naming)
+            sources = {n: (prefix + f, shp, ex) for n, (f, shp, ex) in sources.items()}
+        found = reader(path, list(dict.fromkeys(f for f, _, _ in sources.values())))
     except _FileProblem as e:
         fail(str(e))
-    missing = [n for n in shapes if n not in found]
+    missing = [f for f, _, _ in sources.values() if f not in found]
     if missing:
+        missing = list(dict.fromkeys(missing))
+        shape = next(shp for f, shp, _ in sources.values() if f == missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        fail(f"tensor {missing[0]!r} {_shape_text(shapes[missing[0]])} is missing from "
-             f"{path}{more}")
+        fail(f"tensor {missing[0]!r} {_shape_text(shape)} is missing from "
+             f"{path}{more}" + (f" (weights.naming {naming})" if naming != "attnflow" else ""))
     out = {}
-    for name, shape in shapes.items():
+    for key, (name, shape, extract) in sources.items():
         dtype, got, arr = found[name]
         allowed = _NPZ_DTYPES if reader is read_npz else tuple(_ST_DTYPES)
         if arr is None or dtype not in allowed:
@@ -245,5 +365,5 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         arr = np.asarray(arr, dtype=np.float64)
         if not np.isfinite(arr).all():
             fail(f"tensor {name!r} in {path} holds non-finite values (nan or inf)")
-        out[name] = arr
+        out[key] = np.ascontiguousarray(extract(arr)) if extract else arr
     return out

@@ -187,7 +187,8 @@ def test_round_trip_encoder(tmp_path):
         hardware={"parallelism": {"default": {"pe": 2}, "layers_0_ffn_up": {"simd": 4}},
                   "target_cycles": 99}), base_dir=tmp_path)
     d = spec_to_dict(s)
-    assert d["model"]["weights"] == {"source": "file", "path": str(tmp_path / "w.npz")}
+    assert d["model"]["weights"] == {"source": "file", "path": str(tmp_path / "w.npz"),
+                                        "naming": "attnflow"}
     assert d["model"]["attention"] == {"kind": "window", "variant": "online", "window": 2}
     assert d["hardware"]["parallelism"] == {"default": {"pe": 2, "simd": 1},
                                             "layers_0_ffn_up": {"pe": 2, "simd": 4}}
