@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -196,12 +197,18 @@ def _model_fields(design) -> dict:
             if kind == "window" else
             "decoder (causal attention: query i sees keys j <= i)" if cw is None else
             f"decoder (causal sliding window: query i sees keys i - {cw} <= j <= i)")
+    w = m.weights
+    weights = (f"random weights (seed {w.seed})" if w.source == "random" else
+               f"weights from {os.path.basename(w.path)}"
+               + (f" ({w.naming} names)" if w.naming != "attnflow" else ""))
     return {"kind": "encoder", "attention": m.attention.kind, "seq_len": m.seq_len,
             "layers": m.layers, "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
+            "weights": weights,
             "model_text": f"{what}, {m.layers} layer(s) ({m.norm_position}-norm "
                           f"{m.norm}{', final norm' if m.final_norm else ''}, "
                           f"{m.activation}), N = {m.seq_len}, d_model = "
-                          f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}",
+                          f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}, "
+                          f"{weights}",
             "folding": {"mode": fold.mode, "period": fold.period, "lanes": fold.lanes,
                         "text": fold.describe(),
                         "linears": layers},

@@ -188,6 +188,9 @@ def test_checkpoint_design_golden_equals_simulator(tmp_path):
     assert r.deadlock is None
     assert np.array_equal(r.outputs[next(iter(r.outputs))]["x"], design.golden())
     assert design.accuracy()["cosine"] > 0.99
+    from attnflow.build import sim_summary
+    text = sim_summary(design, r)["model_text"]
+    assert text.endswith("weights from model.safetensors (gpt2 names)"), text
 
 
 def test_without_a_checkpoint_or_with_a_weights_override_weights_are_random(tmp_path):
