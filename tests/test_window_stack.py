@@ -107,6 +107,25 @@ def test_qkv_folded_differently_is_counted_on_the_simulator():
     assert stack_cycles(5, 2, False, fires, True, True, ahead=4) == 1511
 
 
+def test_a_cycle_target_is_rechecked_on_the_simulator_when_the_model_is_a_lower_bound():
+    """The folding search trusts the lower bound (1511 for ffn_down (1, 2) with the Q/K/V
+    above), so a target between it and the simulated 1513 would pass unseen; the design's
+    cycles are re-counted and the target refused in one line."""
+    par = {"attn_q": (1, 4), "attn_k": (8, 1), "attn_v": (8, 2), "attn_out": (1, 8),
+           "ffn_up": (2, 16)}           # ffn_down left to the folding
+    spec = {"par": {op: {"pe": p, "simd": s} for op, (p, s) in par.items()}, "layers": 1,
+            "pre": True}
+    with pytest.raises(SpecError) as e:
+        prepare(stack(5, 5, target_cycles=1512, **spec))
+    assert str(e.value) == (
+        "<dict>: hardware.target_cycles: 1512 cycles per sequence are not met: the chosen "
+        "folding takes 1513 cycles on the simulator (Q/K/V folded differently in a window "
+        "stack); fold attn_q/k/v alike or raise target_cycles")
+    design = prepare(stack(5, 5, target_cycles=1513, **spec))
+    assert design.folding.foldings[0]["ffn_down"] == (1, 2)
+    assert design.folding.cycles == design.simulate(engine="fast").total_cycles == 1513
+
+
 def test_no_lookahead_is_the_causal_model():
     """w' = 0 in the window programme gives causal_stack_cycles on random firings, Q/K/V
     alike or not."""
