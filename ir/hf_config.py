@@ -304,7 +304,7 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
                               f"{dims['d_model']}; valid head counts: "
                               f"{', '.join(map(str, _divisors(dims['d_model'])))}")
     eps = GPT2_DEFAULTS["norm_eps"] if family == "gpt2" else DEFAULT_EPS
-    if keys["norm_eps"] is not None and cfg.get(keys["norm_eps"]) is not None:
+    if keys["norm_eps"] is not None and keys["norm_eps"] in cfg:    # null too: an error
         eps = c.number(cfg[keys["norm_eps"]], keys["norm_eps"], 0, lo_open=True)
 
     model: dict[str, Any] = {

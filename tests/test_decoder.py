@@ -315,6 +315,8 @@ def test_gpt2_keys_without_model_type_and_older_keys(tmp_path):
      "true: cross-attention is not supported (self-attention only)"),
     ({"n_positions": "64"}, 16, "n_positions",
      "must be an integer >= 1 (the model's positions), got '64' (str)"),
+    ({"layer_norm_epsilon": None}, 16, "layer_norm_epsilon",
+     "must be a number > 0, got None (NoneType)"),
 ])
 def test_gpt2_bad_configs_are_one_line(tmp_path, changes, seq_len, field, message):
     path = write_cfg(tmp_path, **changes)
