@@ -32,7 +32,8 @@ DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7
 def row_period(hw) -> int:
     """Cycles per output token of the slowest template at full rate (its firings per
     token row, rounded down), from the templates' row count ``N`` param: W for a window
-    head, the slowest folded stage's F for an encoder; 1 when the templates carry no
+    head (a causal head's blocked triangle: its groups per row on average), the slowest
+    folded stage's F for an encoder; 1 when the templates carry no
     row count (a full attention head's, whose default stalls stay the original ones)."""
     n = {i.param("N") for i in hw.instances.values() if i.param("N")}
     if len(n) != 1:
@@ -130,19 +131,20 @@ def _model_fields(design) -> dict:
                                   "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
         from .ir.window import causal_blocks, lookahead, offsets
-        from .mappers.window import is_triangle, window_head_cycles
+        from .mappers.window import window_head_cycles
         nm = design.numerics
         n, kind, w = nm.seq_len, design.attn_kind, design.window
         slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
-        blocks = causal_blocks(n, lanes) if is_triangle(kind, w, n) else ()
+        blocks = causal_blocks(n, lanes) if design.hw.instances["qk"].param("triangle") else ()
         what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"
                 if w is None else f"causal window {w} ({'i' if w == 0 else f'i - {w}'} <= j <= i")
         return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "window": w,
                 "lanes": lanes,
                 "model_text": f"one {kind}-attention head, N = {n}, d = {nm.head_dim}, "
-                              f"{what}, {slots} slots per row)"
+                              + (f"{what}, {slots} slots per row)" if not blocks else
+                                 f"{what}, row i over the keys up to its block's end)")
                               + (f", {lanes} lanes" if lanes > 1 else ""),
                 "expected_cycles": window_head_cycles(n, w, kind, lanes),
                 "expected_text": (

@@ -22,7 +22,8 @@ import numpy as np
 from attnflow.api import prepare
 from attnflow.build import SPLIT_FILL, WINDOW_FILL, node_costs
 from attnflow.ir.spec import spec_from_dict
-from attnflow.ir.window import causal_blocks, effective_window
+from attnflow.ir.window import effective_window
+from attnflow.mappers.window import window_head_cycles
 
 
 def run(n: int, d: int, window: int | None, split: int | None = None,
@@ -44,7 +45,7 @@ def run(n: int, d: int, window: int | None, split: int | None = None,
         we = effective_window(window, n)
         expect = we + n * (2 * we + 1) + WINDOW_FILL
     elif kind == "causal":
-        expect = sum(rows * end for rows, end in causal_blocks(n)) + WINDOW_FILL
+        expect = window_head_cycles(n, None, "causal")
     elif split:
         expect = n + n * n // split + SPLIT_FILL + 2 * (split.bit_length() - 1)
     else:

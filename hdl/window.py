@@ -1,7 +1,7 @@
 """Amaranth components of the window-attention templates (``mappers.window``).
 
 K and V live in rings of W rows (window: 2 w' + 1; causal: N). Loads (phase ``fill``, then the first firing
-of every ``main`` row) write the next row at a write pointer that steps mod W. Row i's
+of every ``main`` row, or of every row of a triangle's ``b<k>`` phases) write the next row at a write pointer that steps mod W. Row i's
 slot t reads key row ``j = i + offset(t)`` (``ir.window.offsets``: 0, -1, +1, -2, ...;
 causal 0, -1, -2, ...)
 at ring index ``(base + offset(t)) mod W``, ``base`` being i mod W (a pointer stepping at

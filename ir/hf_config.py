@@ -134,7 +134,7 @@ _KEYS["gpt2"] = {"d_model": "n_embd", "heads": "n_head", "d_ff": "n_inner",
 CHECKPOINT = "model.safetensors"
 #: checkpoint files that are not read: the spec fails rather than use random weights
 UNREAD_CHECKPOINTS = ("model.safetensors.index.json", "pytorch_model.bin",
-                      "pytorch_model.bin.index.json")
+                      "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 DEFAULT_EPS = 1e-12          # BERT, ViT and DistilBERT (DistilBERT has no config key)
 DEFAULT_ACTIVATION = "gelu"
 #: GPT-2's defaults (transformers' GPT2Config) where its config may leave a key out

@@ -30,7 +30,8 @@ PyTorch's ``nn.Linear``::
 
 ``model.weights.naming`` says which names the file uses: ``attnflow`` (the names above),
 or a Hugging Face checkpoint's (``model.safetensors`` of the family; any prefix before the
-names, e.g. ``bert.`` or ``transformer.``, is found from layer 0's first tensor):
+names, e.g. ``bert.`` or ``transformer.``, is found from layer 0's first tensor; BERT's
+TensorFlow-era ``LayerNorm.gamma`` / ``.beta`` are read for ``.weight`` / ``.bias``):
 
 ========== ============================================================================
 naming     layer i's tensors (``.weight`` / ``.bias``; norms: ``.weight`` = gamma, ``.bias`` = beta)
@@ -229,10 +230,14 @@ def tensor_names(path: str) -> list[str]:
     """The tensor names in a .npz or .safetensors file, in file order."""
     if path.lower().endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                return list(archive.files)
-        except (OSError, ValueError, EOFError, AttributeError) as e:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
             raise _FileProblem(f"cannot read {path} as a numpy .npz archive: {e}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise _FileProblem(f"{path} holds a single array, not a .npz archive of named "
+                               "arrays")
+        with archive:
+            return list(archive.files)
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -271,6 +276,10 @@ def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[in
     """attnflow tensor name -> (checkpoint name without prefix, its shape in the file,
     extract: file array -> the attnflow tensor) for a ``naming`` other than attnflow."""
     stem, table, final = _HF_LINEAR[naming]
+    if model.final_norm and final is None:
+        raise ValueError(f"a {naming} checkpoint has no norm after the last layer; set "
+                         f"model.final_norm: false, or a naming with one "
+                         f"({', '.join(k for k, v in _HF_LINEAR.items() if v[2])})")
     d = model.d_model
     shapes = weight_shapes(model)
     out = {}
@@ -296,6 +305,18 @@ def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[in
         else:
             out[name] = (prefix + f"{table[key]}.{suffix}", shape, None)
     return out
+
+
+def _legacy_norm_name(name: str, present: set) -> str:
+    """``name``, or its TensorFlow-era form (``...LayerNorm.gamma`` / ``.beta`` for
+    ``.weight`` / ``.bias``, as in Google's converted BERT checkpoints) when only that is
+    in the file."""
+    for new, old in ((".weight", ".gamma"), (".bias", ".beta")):
+        if name not in present and "LayerNorm" in name and name.endswith(new):
+            legacy = name[:-len(new)] + old
+            if legacy in present:
+                return legacy
+    return name
 
 
 def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) -> str:
@@ -336,12 +357,18 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
     naming = model.weights.naming
     # attnflow name -> (name in the file, its shape there, extract or None)
     sources = {n: (n, shape, None) for n, shape in shapes.items()}
+    if naming != "attnflow":
+        try:
+            sources = hf_sources(model, naming)
+        except ValueError as e:
+            raise SpecError(spec.source, "model.final_norm", str(e)) from None
     try:
         if naming != "attnflow":
-            sources = hf_sources(model, naming)
             first = sources[next(iter(shapes))][0]
-            prefix = _checkpoint_prefix(path, tensor_names(path), first, naming)
-            sources = {n: (prefix + f, shp, ex) for n, (f, shp, ex) in sources.items()}
+            names = tensor_names(path)
+            prefix = _checkpoint_prefix(path, names, first, naming)
+            sources = {n: (_legacy_norm_name(prefix + f, set(names)), shp, ex)
+                       for n, (f, shp, ex) in sources.items()}
         found = reader(path, list(dict.fromkeys(f for f, _, _ in sources.values())))
     except _FileProblem as e:
         fail(str(e))

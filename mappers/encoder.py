@@ -443,9 +443,8 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_v": max(per_row[f"lin_v{h}"] for h in range(heads)),
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
          "ffn_down": per_row["lin_down"],
-         "qk": T.groups(len(W.offsets(inst["qk0"].param("window"), n,
-                                      inst["qk0"].param("kind")))
-                        if inst["qk0"].template == "qk_window" else n,
+         "qk": T.groups(row_slots(n, inst["qk0"].param("kind") or "full",
+                                  inst["qk0"].param("window")),
                         inst["qk0"].param("lanes") or 1), "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
     causal = inst["qk0"].template == "qk_window"

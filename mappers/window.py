@@ -56,6 +56,13 @@ LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_repla
            "softmax_window": T.LATENCY["online_softmax_pv"]}
 
 
+def _block_phases(n: int, lanes: int, ports: tuple) -> tuple:
+    """One phase ``b<k>`` per block of rows of the blocked triangle
+    (``ir.window.causal_blocks``): its rows, each in the block's slot groups."""
+    return tuple(Phase(f"b{k}", (("i", rows), ("t", g)), ports)
+                 for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
+
+
 def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple,
             lanes: int = 1, triangle: bool = False):
     """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
@@ -63,10 +70,8 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     ``triangle`` causal head: one phase ``b<k>`` per block of ``ir.window.causal_blocks``."""
     if triangle:
         first = ((load, FIRST),) if load else ()
-        return tuple(Phase(f"b{k}", (("i", rows), ("t", g)),
-                           first + tuple((p, FIRST) for p in extra_first)
-                           + tuple((p, ALWAYS) for p in always))
-                     for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
+        return _block_phases(n, lanes, first + tuple((p, FIRST) for p in extra_first)
+                             + tuple((p, ALWAYS) for p in always))
     we = lookahead(w, n, kind)
     slots = T.groups(len(offsets(w, n, kind)), lanes)
     ph = []
@@ -101,8 +106,7 @@ def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
                    triangle: bool = False) -> Contract:
     ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
     if triangle:
-        phases = tuple(Phase(f"b{k}", (("i", rows), ("t", g)), ports)
-                       for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
+        phases = _block_phases(n, lanes, ports)
     else:
         phases = (Phase("rows", (("i", n), ("t", T.groups(len(offsets(w, n, kind)), lanes))),
                         ports),)

@@ -270,3 +270,33 @@ def test_an_unread_checkpoint_is_an_error_not_random_weights(tmp_path):
                         "weights"), msg
     assert load_spec(folder, over + ["model.weights.source=random"]).model.weights.source \
         == "random"
+
+
+def test_tensorflow_era_layernorm_names_are_read(tmp_path):
+    """Google's converted BERT checkpoints keep ``LayerNorm.gamma`` / ``.beta``."""
+    sub = tmp_path / "legacy"
+    sub.mkdir()
+    folder, over, ref = hf_folder(sub, "bert")
+    t = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                   "LayerNorm.beta"): v
+         for k, v in checkpoint("bert", ref, "bert.").items()}
+    assert any(k.endswith("LayerNorm.gamma") for k in t)
+    (folder / "model.safetensors").unlink()
+    write_safetensors(folder / "model.safetensors", t)
+    got = load_weights(load_spec(folder, over))
+    assert all(np.array_equal(got[k], ref[k]) for k in ref)
+
+
+def test_a_final_norm_the_family_lacks_and_a_one_array_npz_are_one_line(tmp_path):
+    folder, over, _ = hf_folder(tmp_path, "bert")
+    msg = one_line(lambda: load_weights(load_spec(folder, over + ["model.final_norm=true"])))
+    assert msg.endswith("model.final_norm: a bert checkpoint has no norm after the last "
+                        "layer; set model.final_norm: false, or a naming with one (vit, "
+                        "gpt2)"), msg
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    msg = one_line(lambda: load_weights(spec_from_dict({"model": {
+        "type": "encoder", "layers": 1, "d_model": D, "heads": HEADS, "d_ff": FF,
+        "seq_len": 8, "weights": {"source": "file", "path": "one.npz", "naming": "gpt2"}}},
+        base_dir=tmp_path)))
+    assert "holds a single array, not a .npz archive of named arrays" in msg, msg

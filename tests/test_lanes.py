@@ -162,7 +162,8 @@ def window_spec(n, d, kind, w, lanes):
 
 
 def window_cycles(n, kind, w, lanes):
-    """w' + N * ceil(W / L) + 9 (w' = 0 and W = N for causal)."""
+    """w' + N * ceil(W / L) + 9 (w' = 0 for causal; a causal head without a window: the
+    blocked triangle's groups per row)."""
     from attnflow.mappers.window import window_head_cycles
     return window_head_cycles(n, w, kind, lanes)
 
@@ -189,8 +190,10 @@ def test_window_and_causal_lanes_golden_equals_simulator(n, d, kind, w, lanes, s
 @pytest.mark.parametrize("n, d, kind, w, lanes", [(12, 4, "window", 3, 3),
                                                   (9, 4, "causal", None, 4)])
 def test_rtl_window_and_causal_lanes(tmp_path, n, d, kind, w, lanes):
-    """W = 7 slots in 3 lanes and N = 9 causal slots in 4 lanes: padding lanes in each
-    row's last group."""
+    """W = 7 slots in 3 lanes (padding lanes in each row's last group) and a causal head
+    N = 9 in 4 lanes (the blocked triangle: blocks of 4 rows in 1, 2 and 3 groups, padding
+    lanes in the last row's; tests/test_causal_window.py pads every row of a causal
+    window)."""
     result, stalled = verify_head_rtl(window_spec(n, d, kind, w, lanes), tmp_path)
     assert result.total_cycles == window_cycles(n, kind, w, lanes)
     assert stalled.total_cycles > result.total_cycles

@@ -129,7 +129,7 @@ def test_causal_golden_equals_simulator_and_cycles(n, d):
             assert np.array_equal(r.outputs["o"]["x"], design.golden())
             if sched is None:
                 assert r.total_cycles == sum(
-                    rows * end for rows, end in causal_blocks(n)) + WINDOW_FILL
+                    rows * g for rows, g in causal_blocks(n)) + WINDOW_FILL
     acc = design.accuracy()
     assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
 
