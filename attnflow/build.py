@@ -224,12 +224,31 @@ def _model_fields(design) -> dict:
                                 if fold.cycles_source == "simulator" else "")}
 
 
+def design_notes(spec) -> list[str]:
+    """Things the design builds as asked but that a better spec would avoid (one line
+    each, in report.md and on ``attnflow sim``)."""
+    from .ir.window import effective_window, row_slots
+    notes = []
+    m = spec.model
+    a = m.attention
+    if a.kind == "window" and a.window is not None:
+        n = m.seq_len
+        slots = row_slots(n, "window", a.window)
+        if slots > n:
+            notes.append(f"model.attention.window: {a.window} gives rows of 2w'+1 = {slots} "
+                         f"slots (w' = {effective_window(a.window, n)}) for N = {n} keys, so "
+                         f"each row takes more cycles than full attention's {n}; use window "
+                         f"<= {(n - 1) // 2} (rows of at most N slots) or kind: full")
+    return notes
+
+
 def sim_summary(design, result: SimResult) -> dict:
     spec = design.spec
     clock = spec.hardware.clock_mhz
     total = result.total_cycles
     out = {"design": spec.name, **_model_fields(design),
            "schedule": dataclasses.asdict(design.spec.schedule),
+           "notes": design_notes(spec),
            "deadlock": result.deadlock.describe() if result.deadlock else None,
            "total_cycles": total, "clock_mhz": clock,
            "latency_us": total / clock if total else None,
@@ -284,8 +303,9 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
 def report_md(summary: dict) -> str:
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
-             f"- model: {s['model_text']}",
-             f"- schedule: {s['schedule']}"]
+             f"- model: {s['model_text']}"]
+    lines += [f"- note: {t}" for t in s.get("notes", ())]
+    lines += [f"- schedule: {s['schedule']}"]
     if s["deadlock"]:
         lines += ["", f"**DEADLOCK**: {s['deadlock']}", ""]
     else:

@@ -54,6 +54,8 @@ def cmd_sim(args) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(f"design {summary['design']}: {summary['model_text']}")
+        for note in summary["notes"]:
+            print(f"note: {note}")
         if summary["kind"] == "encoder":
             print(summary["folding"]["text"])
         print(_stats_table(summary))

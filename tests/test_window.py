@@ -179,3 +179,20 @@ def test_rtl_window_head(tmp_path, n, d, w):
     result, stalled = verify_head_rtl(spec, tmp_path)
     print(f"[rtl {att['kind']} N={n} d={d} w={w}] {result.total_cycles} cycles, stalled "
           f"{stalled.total_cycles}: PASS")
+
+
+def test_a_window_longer_than_the_sequence_is_noted():
+    """2w' + 1 > N: built as asked, but the report and ``attnflow sim`` say full attention
+    would take fewer cycles; no note when the band fits in N."""
+    from attnflow.build import design_notes, report_md, sim_summary
+
+    def spec(w):
+        return spec_from_dict({"model": {"seq_len": 8, "head_dim": 4,
+                                         "attention": {"kind": "window", "window": w}}})
+    assert design_notes(spec(3)) == []
+    note = ("model.attention.window: 5 gives rows of 2w'+1 = 11 slots (w' = 5) for N = 8 "
+            "keys, so each row takes more cycles than full attention's 8; use window <= 3 "
+            "(rows of at most N slots) or kind: full")
+    assert design_notes(spec(5)) == [note]
+    design = prepare(spec(5))
+    assert f"- note: {note}" in report_md(sim_summary(design, design.simulate()))
