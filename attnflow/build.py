@@ -130,11 +130,11 @@ def _model_fields(design) -> dict:
                                   "closed form only for P a power of two dividing N: other "
                                   "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
-        from .ir.window import causal_blocks, lookahead, offsets
+        from .ir.window import causal_blocks, lookahead, row_slots
         from .mappers.window import window_head_cycles
         nm = design.numerics
         n, kind, w = nm.seq_len, design.attn_kind, design.window
-        slots, ahead = len(offsets(w, n, kind)), lookahead(w, n, kind)
+        slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
         blocks = causal_blocks(n, lanes) if design.hw.instances["qk"].param("triangle") else ()
         what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"

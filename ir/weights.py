@@ -284,13 +284,12 @@ def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[in
     shapes = weight_shapes(model)
     out = {}
     for name, shape in shapes.items():
-        if name.startswith("final_norm."):
-            part = "gamma" if name.endswith("gamma") else "beta"
-            out[name] = (f"{final}.{'weight' if part == 'gamma' else 'bias'}", shape, None)
-            continue
-        _, i, rest = name.split(".", 2)
-        key, kind = rest.rsplit(".", 1)           # e.g. attn.q, weight
+        head, kind = name.rsplit(".", 1)          # e.g. layers.0.attn.q, weight
         suffix = {"gamma": "weight", "beta": "bias"}.get(kind, kind)
+        if head == "final_norm":
+            out[name] = (f"{final}.{suffix}", shape, None)
+            continue
+        _, i, key = head.split(".", 2)
         prefix = stem.format(i=i)
         if naming == "gpt2" and key in ("attn.q", "attn.k", "attn.v"):
             col = ("attn.q", "attn.k", "attn.v").index(key)
@@ -367,7 +366,8 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
             first = sources[next(iter(shapes))][0]
             names = tensor_names(path)
             prefix = _checkpoint_prefix(path, names, first, naming)
-            sources = {n: (_legacy_norm_name(prefix + f, set(names)), shp, ex)
+            present = set(names)
+            sources = {n: (_legacy_norm_name(prefix + f, present), shp, ex)
                        for n, (f, shp, ex) in sources.items()}
         found = reader(path, list(dict.fromkeys(f for f, _, _ in sources.values())))
     except _FileProblem as e:
@@ -379,10 +379,10 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         fail(f"tensor {missing[0]!r} {_shape_text(shape)} is missing from "
              f"{path}{more}" + (f" (weights.naming {naming})" if naming != "attnflow" else ""))
-    out = {}
-    for key, (name, shape, extract) in sources.items():
+    allowed = _NPZ_DTYPES if reader is read_npz else tuple(_ST_DTYPES)
+
+    def checked(name: str, shape) -> np.ndarray:
         dtype, got, arr = found[name]
-        allowed = _NPZ_DTYPES if reader is read_npz else tuple(_ST_DTYPES)
         if arr is None or dtype not in allowed:
             fail(f"tensor {name!r} in {path} has unsupported dtype {dtype}; "
                  f"allowed: {_DTYPES_ALLOWED}")
@@ -392,5 +392,12 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         arr = np.asarray(arr, dtype=np.float64)
         if not np.isfinite(arr).all():
             fail(f"tensor {name!r} in {path} holds non-finite values (nan or inf)")
-        out[key] = np.ascontiguousarray(extract(arr)) if extract else arr
-    return out
+        return arr
+
+    # a file tensor several of ours come from (GPT-2's c_attn: Q, K, V) is checked once
+    arrays = {}
+    for name, shape, _ in sources.values():
+        if name not in arrays:
+            arrays[name] = checked(name, shape)
+    return {key: np.ascontiguousarray(extract(arrays[name])) if extract else arrays[name]
+            for key, (name, _, extract) in sources.items()}

@@ -69,8 +69,7 @@ def causal_blocks(n: int, lanes: int = 1) -> tuple[tuple[int, int], ...]:
     shorter); a block's rows each make ``groups`` = ceil(e / lanes) firings of ``lanes``
     slots, e being the block's end row (its last row's i + 1 keys). ceil(N / B) blocks: one
     contract phase each."""
-    b = max(1, math.isqrt(n - 1) + 1 if n > 1 else 1)
-    b = -(-b // lanes) * lanes
+    b = -(-(math.isqrt(n - 1) + 1) // lanes) * lanes     # ceil(sqrt N), up to the lanes
     out = []
     for start in range(0, n, b):
         end = min(start + b, n)

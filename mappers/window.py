@@ -25,7 +25,7 @@ its block's slot groups (instance param ``triangle``).
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from ..ir.window import causal_blocks, effective_window, lookahead, offsets, row_groups
+from ..ir.window import causal_blocks, effective_window, lookahead, row_groups, row_slots
 from . import templates as T
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
@@ -68,23 +68,19 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
     firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``); a
     ``triangle`` causal head: one phase ``b<k>`` per block of ``ir.window.causal_blocks``."""
+    # a row's ports; the rows that load a K/V row also take it on their first firing
+    row = tuple((p, FIRST) for p in extra_first) + tuple((p, ALWAYS) for p in always)
+    loading = (((load, FIRST),) if load else ()) + row
     if triangle:
-        first = ((load, FIRST),) if load else ()
-        return _block_phases(n, lanes, first + tuple((p, FIRST) for p in extra_first)
-                             + tuple((p, ALWAYS) for p in always))
+        return _block_phases(n, lanes, loading)
     we = lookahead(w, n, kind)
-    slots = T.groups(len(offsets(w, n, kind)), lanes)
+    slots = T.groups(row_slots(n, kind, w), lanes)
     ph = []
     if we and load:
         ph.append(Phase("fill", (("r", we),), ((load, ALWAYS),)))
-    first = ((load, FIRST),) if load else ()
-    ph.append(Phase("main", (("i", n - we), ("t", slots)),
-                    first + tuple((p, FIRST) for p in extra_first)
-                    + tuple((p, ALWAYS) for p in always)))
+    ph.append(Phase("main", (("i", n - we), ("t", slots)), loading))
     if we:
-        ph.append(Phase("tail", (("i", we), ("t", slots)),
-                        tuple((p, FIRST) for p in extra_first)
-                        + tuple((p, ALWAYS) for p in always)))
+        ph.append(Phase("tail", (("i", we), ("t", slots)), row))
     return tuple(ph)
 
 
@@ -108,7 +104,7 @@ def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
     if triangle:
         phases = _block_phases(n, lanes, ports)
     else:
-        phases = (Phase("rows", (("i", n), ("t", T.groups(len(offsets(w, n, kind)), lanes))),
+        phases = (Phase("rows", (("i", n), ("t", T.groups(row_slots(n, kind, w), lanes))),
                         ports),)
     return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
                     latency=LATENCY["softmax_window"])
@@ -136,7 +132,7 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
     if kind == "window":
         w = check_window(w)
     n = nm.seq_len
-    slots = len(offsets(w, n, kind))
+    slots = row_slots(n, kind, w)
     if not 1 <= lanes <= slots:
         raise MappingError("model.attention.lanes",
                            f"{lanes} lanes for the {slots} slots of a {kind} row; "

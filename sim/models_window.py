@@ -24,7 +24,7 @@ def _tokens(a, lanes: int, g: np.ndarray):
     slots a token (V rows side by side)."""
     width = int(g.max()) * lanes
     a = np.pad(a, ((0, 0), (0, max(0, width - a.shape[1]))) + ((0, 0),) * (a.ndim - 2))
-    t = np.concatenate([a[i, :k * lanes] for i, k in enumerate(g)])
+    t = a[:, :width][_taken(g, lanes)]
     if lanes == 1:
         return t
     t = t.reshape((-1, lanes) + a.shape[2:])
@@ -34,13 +34,15 @@ def _tokens(a, lanes: int, g: np.ndarray):
 def _rows(tokens, lanes: int, g: np.ndarray, tail=()):
     """The inverse of :func:`_tokens`: (rows, max groups * lanes, *tail), zero past each
     row's tokens."""
-    flat = np.asarray(tokens, np.int64).reshape((-1,) + tuple(tail))
     out = np.zeros((len(g), int(g.max()) * lanes) + tuple(tail), np.int64)
-    at = 0
-    for i, k in enumerate(g):
-        out[i, :k * lanes] = flat[at:at + k * lanes]
-        at += k * lanes
+    out[_taken(g, lanes)] = np.asarray(tokens, np.int64).reshape((-1,) + tuple(tail))
     return out
+
+
+def _taken(g: np.ndarray, lanes: int) -> np.ndarray:
+    """(rows, max groups * lanes) booleans: the slots row i streams (its first
+    ``g[i] * lanes``), in stream order when read row-major."""
+    return np.arange(int(g.max()) * lanes)[None, :] < (g * lanes)[:, None]
 
 
 def qk_window(inst, nm, ins):
