@@ -18,13 +18,6 @@ from .report_html import bottleneck, write_html_report
 from .sim import SimResult
 from .sim.vcd import write_vcd
 
-#: pipeline fill and drain of a window head beyond its w' + N*W firings (defined with
-#: the window templates; the same 9 cycles as the full online head's)
-from .mappers.window import WINDOW_FILL  # noqa: E402
-
-#: a split-context head's cycles beyond N + N*N/P, before its combines (2 cycles each)
-SPLIT_FILL = 10
-
 #: stall pattern used by ``verify --stall-seed`` when the spec has none
 DEFAULT_STALLS = dict(input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
 
@@ -104,21 +97,24 @@ def _model_fields(design) -> dict:
         nm = design.numerics
         n, steps = nm.seq_len, design.steps
         c = n - steps
+        from .mappers.decode import decode_fill
+        fill = decode_fill()
         return {"kind": "decode_head", "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "decode": steps,
                 "model_text": f"one causal head in decode mode, d = {nm.head_dim}: a "
                               f"{c}-token prefill into the KV cache, then {steps} generated "
                               f"tokens (context {c + 1}..{n})",
-                "expected_cycles": c + sum(c + t + 1 for t in range(steps)) + WINDOW_FILL,
-                "expected_text": f"C + sum over steps of (C + t + 1) + {WINDOW_FILL}: one "
+                "expected_cycles": c + sum(c + t + 1 for t in range(steps)) + fill,
+                "expected_text": f"C + sum over steps of (C + t + 1) + {fill}: one "
                                  f"score per cycle, C + t + 1 per generated token"}
     if getattr(design, "split", None) is not None and not hasattr(design, "plans"):
         from .ir.split import leaf_depth
+        from .mappers.split import split_fill
         nm = design.numerics
         n, p = nm.seq_len, design.split
         longest = -(-n // p)
         exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
-        fill = SPLIT_FILL + 2 * leaf_depth(p, p - 1)
+        fill = split_fill(p)
         return {"kind": "split_head", "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "split": p,
                 "model_text": f"one split-context attention head, N = {n}, d = "
@@ -131,8 +127,9 @@ def _model_fields(design) -> dict:
                                   "trees let early engines run ahead by up to the FIFO slack")}
     if getattr(design, "attn_kind", None) is not None:
         from .ir.window import causal_blocks, lookahead, row_slots
-        from .mappers.window import window_head_cycles
+        from .mappers.window import window_fill, window_head_cycles
         nm = design.numerics
+        fill = window_fill()
         n, kind, w = nm.seq_len, design.attn_kind, design.window
         slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
@@ -149,16 +146,16 @@ def _model_fields(design) -> dict:
                 "expected_cycles": window_head_cycles(n, w, kind, lanes),
                 "expected_text": (
                     f"sum over the {len(blocks)} row blocks of rows * ceil(block end/"
-                    f"{lanes}) + {WINDOW_FILL}: the blocked triangle (blocks of "
+                    f"{lanes}) + {fill}: the blocked triangle (blocks of "
                     f"{blocks[0][0]} rows), {lanes} slot(s) per cycle" if blocks else
                     f"{'w' + chr(39) + ' + ' if ahead else ''}"
-                    + (f"N*W + {WINDOW_FILL}: one slot per cycle" if lanes == 1
-                       else f"N*ceil(W/{lanes}) + {WINDOW_FILL}: {lanes} slots per cycle"))}
+                    + (f"N*W + {fill}: one slot per cycle" if lanes == 1
+                       else f"N*ceil(W/{lanes}) + {fill}: {lanes} slots per cycle"))}
     if getattr(design, "plans", None) is None:
         from .mappers.templates import groups
         nm = design.numerics
         n = nm.seq_len
-        from .mappers.sdpa import ONLINE_FILL, online_head_cycles
+        from .mappers.sdpa import online_fill, online_head_cycles
         nm = design.numerics
         n = nm.seq_len
         lanes = design.hw.instances["qk"].param("lanes") or 1
@@ -169,13 +166,13 @@ def _model_fields(design) -> dict:
                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
                              f"SDPA variant {spec.model.attention.variant}",
                "expected_cycles": online_head_cycles(n, lanes) if online else ideal,
-               "expected_text": (f"N + N*N + {ONLINE_FILL}: K/V load, one score per cycle, "
+               "expected_text": (f"N + N*N + {online_fill()}: K/V load, one score per cycle, "
                                  "pipeline fill" if online else
                                  "N*N + N: K/V load plus one score per cycle (ideal; "
                                  "the naive variant's row reductions add more)")}
         if lanes > 1:
             out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
-                       expected_text=f"N + N*ceil(N/{lanes}) + {ONLINE_FILL}: K/V load, "
+                       expected_text=f"N + N*ceil(N/{lanes}) + {online_fill()}: K/V load, "
                                      f"{lanes} scores per cycle, pipeline fill")
         return out
     from .ir.spec import HEAD_OPS
@@ -362,9 +359,16 @@ def report_md(summary: dict) -> str:
 
 
 def missing_hdl(hw) -> list[str]:
-    """Templates of ``hw`` without an Amaranth component (sorted)."""
-    from .hdl.top import COMPONENTS
-    return sorted({i.template for i in hw.instances.values()} - set(COMPONENTS))
+    """Templates of ``hw`` whose Amaranth component (``mappers.catalog``) does not
+    resolve (sorted)."""
+    from .mappers.catalog import facet
+    missing = set()
+    for t in {i.template for i in hw.instances.values()}:
+        try:
+            facet(t, "component")
+        except LookupError:
+            missing.add(t)
+    return sorted(missing)
 
 
 def write_json(path: Path, data):

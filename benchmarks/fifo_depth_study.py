@@ -14,7 +14,7 @@ import time
 
 from attnflow.api import prepare
 from attnflow.ir.spec import load_spec
-from attnflow.mappers.templates import LATENCY
+from attnflow.mappers.catalog import latency
 
 SPEC = "examples/sdpa_online.yaml"
 
@@ -62,7 +62,7 @@ def study(n):
                          lambda dep: run("online", n, {ch: dep})[1].total_cycles == ores.total_cycles)
     row["online_depths"] = need
     row["online_cycles"] = ores.total_cycles
-    fill_online = 1 + LATENCY["qk_scores"] + LATENCY["online_softmax_pv"] + LATENCY["normalize"]
+    fill_online = 1 + latency("qk_scores") + latency("online_softmax_pv") + latency("normalize")
     row["fill"] = n + fill_online   # K/V load + pipeline latency
     return row
 

@@ -15,7 +15,8 @@ import argparse
 import numpy as np
 
 from attnflow.api import prepare
-from attnflow.build import WINDOW_FILL, node_costs
+from attnflow.build import node_costs
+from attnflow.mappers.window import window_fill
 from attnflow.ir.spec import spec_from_dict
 from attnflow.mappers.sdpa import online_head_cycles
 from attnflow.targets import estimate, load_device
@@ -65,7 +66,7 @@ def main() -> int:
             r = d.simulate(engine="fast")
             mism = int(np.sum(r.outputs["o"]["x"] != d.golden()))
             w = min(args.window, n - 1)
-            form = w + n * -(-(2 * w + 1) // lanes) + WINDOW_FILL
+            form = w + n * -(-(2 * w + 1) // lanes) + window_fill()
             bad += mism + (r.total_cycles != form)
             base = base or r.total_cycles
             mult = sum(c["multipliers"] for c in node_costs(d.hw).values())

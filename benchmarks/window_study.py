@@ -20,7 +20,9 @@ import time
 import numpy as np
 
 from attnflow.api import prepare
-from attnflow.build import SPLIT_FILL, WINDOW_FILL, node_costs
+from attnflow.build import node_costs
+from attnflow.mappers.split import split_fill
+from attnflow.mappers.window import window_fill
 from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.window import effective_window
 from attnflow.mappers.window import window_head_cycles
@@ -40,14 +42,14 @@ def run(n: int, d: int, window: int | None, split: int | None = None,
     assert r.deadlock is None
     mism = int(np.count_nonzero(r.outputs["o"]["x"] != design.golden()))
     if window and kind == "causal":
-        expect = n * (effective_window(window, n) + 1) + WINDOW_FILL
+        expect = n * (effective_window(window, n) + 1) + window_fill()
     elif window:
         we = effective_window(window, n)
-        expect = we + n * (2 * we + 1) + WINDOW_FILL
+        expect = we + n * (2 * we + 1) + window_fill()
     elif kind == "causal":
         expect = window_head_cycles(n, None, "causal")
     elif split:
-        expect = n + n * n // split + SPLIT_FILL + 2 * (split.bit_length() - 1)
+        expect = n + n * n // split + split_fill(split)
     else:
         expect = n * n + n + 9
     costs = node_costs(design.hw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Signal
 
-from .templates import OnlineSoftmaxPV, QKScores, Template
+from .templates import QKScores, Template
 from .window import RowStore
 
 
@@ -36,6 +36,3 @@ class QKDecode(QKScores):
 class KVDecode(Template):
     def datapath(self, m, seq):
         m.d.comb += self.vr.payload.eq(_Cache(self, m, seq, "v").data)
-
-
-COMPONENTS = {"qk_decode": QKDecode, "kv_decode": KVDecode, "softmax_decode": OnlineSoftmaxPV}

@@ -4,7 +4,7 @@
 ``mappers.encoder.concat_contract``: one phase, every port on every firing). The output
 row is the heads side by side, head 0 first (lowest elements), as
 ``sim.models_encoder.concat``; computed combinationally in the firing cycle, its latency
-(``CONCAT_LATENCY``, one register) carried by the output channel as for every template.
+(``latency("concat")`` in ``mappers.catalog``, one register) carried by the output channel as for every template.
 """
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Mux, Signal, signed
 
-from .templates import (KVReplay, OnlineSoftmaxPV, QKScores, Template, elems, exp_hw,
-                        requant_hw)
+from .templates import OnlineSoftmaxPV, Template, elems, exp_hw, requant_hw
 
 
 class SplitRows(Template):
@@ -47,7 +46,3 @@ class Combine(Template):
             m.d.comb += o.eq(Mux(le, a + requant_hw(b * e, pf), requant_hw(a * e, pf) + b))
             outs.append(o)
         m.d.comb += self.y.payload.eq(Cat(*outs, ll, mm))
-
-
-COMPONENTS = {"split_rows": SplitRows, "qk_slice": QKScores, "kv_slice": KVReplay,
-              "softmax_slice": SoftmaxSlice, "combine": Combine}

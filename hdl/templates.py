@@ -368,12 +368,3 @@ class PVAccum(Template):
             m.d.comb += y.eq(saturate_hw(requant_hw(new, nm.out_shift_naive), nm.out))
             outs.append(y)
         m.d.comb += self.o.payload.eq(Cat(*outs))
-
-
-#: template name -> component class (templates defined in other modules are added in
-#: ``hdl.top``, which imports them all, to keep this module free of import cycles)
-COMPONENTS = {
-    "qk_scores": QKScores, "kv_replay": KVReplay, "online_softmax_pv": OnlineSoftmaxPV,
-    "normalize": Normalize, "row_max": RowMax, "sub_exp": SubExp, "row_sum": RowSum,
-    "recip_mul": RecipMul, "pv_accum": PVAccum,
-}

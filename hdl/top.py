@@ -7,19 +7,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..mappers.hwgraph import HwGraph
+from ..mappers.catalog import facet
 from .channel import Channel
-from .encoder_ops import Concat
-from . import templates
-from .linear import Linear
-from .rowops import Activation, Fork, LayerNorm, ResidualAdd
-from .decode import COMPONENTS as DECODE_COMPONENTS
-from .split import COMPONENTS as SPLIT_COMPONENTS
-from .window import COMPONENTS as WINDOW_COMPONENTS
-
-COMPONENTS = {**templates.COMPONENTS, "linear": Linear,
-              "layernorm": LayerNorm, "rmsnorm": LayerNorm, "activation": Activation,
-              "residual_add": ResidualAdd, "fork": Fork, "concat": Concat,
-              **WINDOW_COMPONENTS, **SPLIT_COMPONENTS, **DECODE_COMPONENTS}
 
 
 def port_names(stream_name: str) -> dict[str, str]:
@@ -42,9 +31,7 @@ class Top(wiring.Component):
         hw = self.hw
         insts = {}
         for name, inst in hw.instances.items():
-            if inst.template not in COMPONENTS:
-                raise NotImplementedError(f"no HDL for template {inst.template}")
-            insts[name] = m.submodules[name] = COMPONENTS[inst.template](inst, hw)
+            insts[name] = m.submodules[name] = facet(inst.template, "component")(inst, hw)
         for c in hw.channels.values():
             ch = m.submodules[f"ch_{c.name}"] = Channel(c.layout.width, c.depth, c.latency)
             src = wiring.flipped(getattr(self, c.name)) if c.src is None else \

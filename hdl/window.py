@@ -137,6 +137,3 @@ class SoftmaxWindow(OnlineSoftmaxPV):
         vs = elems(self.vr.payload, self.layout("vr"), "x")
         self.online(m, seq, [(x, vs[k * d:(k + 1) * d], ok)
                              for k, (x, ok) in enumerate(zip(xs, oks))])
-
-
-COMPONENTS = {"qk_window": QKWindow, "kv_window": KVWindow, "softmax_window": SoftmaxWindow}

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
 from . import templates as T
+from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import HwGraph
 from .sdpa import MappingError
 from .window import stream_head
 
-LATENCY = {"qk_decode": T.LATENCY["qk_scores"], "kv_decode": T.LATENCY["kv_replay"],
-           "softmax_decode": T.LATENCY["online_softmax_pv"]}
+
+
+def decode_fill() -> int:
+    """Cycles of the decode head after its last score (``mappers.sdpa.head_fill``)."""
+    from .sdpa import head_fill
+    return head_fill("qk_decode", "kv_decode", "softmax_decode")
 
 
 def _phases(n: int, steps: int, load: str | None, first: tuple, always: tuple,
@@ -40,18 +45,18 @@ def _phases(n: int, steps: int, load: str | None, first: tuple, always: tuple,
 
 def qk_decode(n: int, steps: int) -> Contract:
     return Contract("qk_decode", ("k", "q"), ("s",), _phases(n, steps, "k", ("q",), ("s",)),
-                    latency=LATENCY["qk_decode"])
+                    latency=latency("qk_decode"))
 
 
 def kv_decode(n: int, steps: int) -> Contract:
     return Contract("kv_decode", ("v",), ("vr",), _phases(n, steps, "v", (), ("vr",)),
-                    latency=LATENCY["kv_decode"])
+                    latency=latency("kv_decode"))
 
 
 def softmax_decode(n: int, steps: int) -> Contract:
     return Contract("softmax_decode", ("s", "vr"), ("ol",),
                     _phases(n, steps, None, (), ("s", "vr"), ("ol",)),
-                    latency=LATENCY["softmax_decode"])
+                    latency=latency("softmax_decode"))
 
 
 def check_decode(steps, n: int) -> int:

@@ -76,15 +76,14 @@ from ..ir.window import row_slots
 from . import linear as lin_mod
 from . import templates as T
 from . import window as W
+from .catalog import latency
 from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
 from .linear import LinearParams
-from .rowops import (LATENCY as RL, ActivationParams, ForkParams, NormParams, ResidualParams,
+from .rowops import (ActivationParams, ForkParams, NormParams, ResidualParams,
                      elementwise_fires, skip_depth)
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
-#: the concat template (heads -> one row): a register
-CONCAT_LATENCY = 1
 
 
 def concat_contract(n: int, ways: int) -> Contract:
@@ -92,7 +91,7 @@ def concat_contract(n: int, ways: int) -> Contract:
     ins = tuple(f"x{h}" for h in range(ways))
     return Contract("concat", ins, ("y",), (
         Phase("rows", (("i", n),), tuple((p, ALWAYS) for p in ins + ("y",))),
-    ), latency=CONCAT_LATENCY)
+    ), latency=latency("concat"))
 
 
 def concat_instance(name: str, n: int, ways: int, dim: int, fmt: FixedFormat) -> Instance:
@@ -148,8 +147,8 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
         prev = hw.instances[src[0]]
         hw.channels["final_x"] = Channel("final_x", fn.x_layout(), full_rate_depth(
             prev.contract.latency), prev.contract.latency, src, ("final_ln", "x"))
-        hw.channels["y"] = Channel("y", fn.y_layout(), full_rate_depth(RL[fn.template]),
-                                   RL[fn.template], ("final_ln", "y"), None)
+        hw.channels["y"] = Channel("y", fn.y_layout(), full_rate_depth(latency(fn.template)),
+                                   latency(fn.template), ("final_ln", "y"), None)
         hw.depth_notes["final_x"] = hw.depth_notes["y"] = "L+1"
     apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
@@ -186,7 +185,7 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         add(lp.instance(iname))
         return lp
 
-    lin_lat = lin_mod.LATENCY
+    lin_lat = latency("linear")
     kind = plan.kind
     ahead = W.lookahead(plan.window, n, kind) if kind != "full" else 0
     # element-wise templates fold to the layer's row period (see layer_fires)
@@ -206,10 +205,10 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
              "L+1", raw_src=True)
     if plan.pre:
         add(n1.instance("ln1"))
-        chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(RL["fork"]), "L+1")
+        chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(latency("fork")), "L+1")
         fa = ForkParams(n, d, act, ways=3 * H)
         add(fa.instance("fork_attn"))
-        chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"), fr(RL[n1.template]),
+        chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"), fr(latency(n1.template)),
              "L+1")
         qkv_fork, qkv_base = "fork_attn", 0
     else:
@@ -220,7 +219,7 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
         lv = linear(f"lin_v{h}", "attn_v", plan.head_linear("attn_v", h))
         for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
             chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
-                 (lname, "x"), fr(RL["fork"]), "L+1")
+                 (lname, "x"), fr(latency("fork")), "L+1")
         lane_p = (("lanes", lanes),) if lanes > 1 else ()
         if kind != "full":   # the one-head window templates (mappers.window)
             cw = plan.window
@@ -272,19 +271,19 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
     lo = linear("lin_out", "attn_out", plan.lin["attn_out"])
     if H == 1:
         chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
-             fr(T.LATENCY["normalize"]), "L+1")
+             fr(latency("normalize")), "L+1")
     else:
         add(concat_instance("concat", n, H, dh, nm.out))
         for h in range(H):
             chan(f"o{h}", T.vec_layout(nm.out, dh), (f"norm{h}", "o"), ("concat", f"x{h}"),
-                 fr(T.LATENCY["normalize"]), "L+1")
+                 fr(latency("normalize")), "L+1")
         chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
-             fr(CONCAT_LATENCY), "L+1")
+             fr(latency("concat")), "L+1")
     r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
     add(r1.instance("res1"))
     if kind != "full":   # a row pipeline like the FFN block: the residual rule
         p1, per1 = attn_path(fe["qk"], max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
-                             RL[n1.template] if plan.pre else None)
+                             latency(n1.template) if plan.pre else None)
         if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
             chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"),
                  skip_depth(p1, per1) + ahead,
@@ -302,38 +301,38 @@ def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str
     fk2 = ForkParams(n, d, act, ways=2)
     add(fk2.instance("fork_ffn"))
     if plan.pre:   # res1 -> fork_ffn -> (skip2, ln2 -> lin_up)
-        chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"), fr(RL["residual_add"]),
+        chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"), fr(latency("residual_add")),
              "L+1")
         add(n2.instance("ln2"))
-        chan("x_ln2", fk2.layout(), ("fork_ffn", "y0"), ("ln2", "x"), fr(RL["fork"]), "L+1")
-        up_src, up_lat = ("ln2", "y"), RL[n2.template]
+        chan("x_ln2", fk2.layout(), ("fork_ffn", "y0"), ("ln2", "x"), fr(latency("fork")), "L+1")
+        up_src, up_lat = ("ln2", "y"), latency(n2.template)
     else:          # res1 -> ln1 -> fork_ffn -> (skip2, lin_up)
         add(n1.instance("ln1"))
-        chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(RL["residual_add"]), "L+1")
-        chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(RL[n1.template]),
+        chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(latency("residual_add")), "L+1")
+        chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(latency(n1.template)),
              "L+1")
-        up_src, up_lat = ("fork_ffn", "y0"), RL["fork"]
+        up_src, up_lat = ("fork_ffn", "y0"), latency("fork")
     lu = linear("lin_up", "ffn_up", plan.lin["ffn_up"])
     chan("x_lin_up", fk2.layout(), up_src, ("lin_up", "x"), fr(up_lat), "L+1")
     ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num, plan.d_ff // fe["act"])
     add(ap.instance("act"))
     chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"), fr(lin_lat), "L+1")
     ld = linear("lin_down", "ffn_down", plan.lin["ffn_down"])
-    chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"), fr(RL["activation"]), "L+1")
+    chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"), fr(latency("activation")), "L+1")
     r2 = ResidualParams(n, d, plan.res2, d // fe["res2"])
     add(r2.instance("res2"))
     chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
          fr(lin_lat), "L+1")
     p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
-                        RL[n2.template] if plan.pre else 0)
+                        latency(n2.template) if plan.pre else 0)
     chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
          f"residual skip: skip_depth(P={p2}, F={per2})")
     if plan.pre:   # the layer's output is the residual stream
-        out, out_lat, out_layout = ("res2", "y"), RL["residual_add"], r2.y_layout()
+        out, out_lat, out_layout = ("res2", "y"), latency("residual_add"), r2.y_layout()
     else:
         add(n2.instance("ln2"))
-        chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(RL["residual_add"]), "L+1")
-        out, out_lat, out_layout = ("ln2", "y"), RL[n2.template], n2.y_layout()
+        chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(latency("residual_add")), "L+1")
+        out, out_lat, out_layout = ("ln2", "y"), latency(n2.template), n2.y_layout()
     if y_name is None:
         return (p + out[0], out[1])
     chan(y_name, out_layout, out, None, fr(out_lat), "L+1")
@@ -345,8 +344,8 @@ def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1,
     """(P, row period) of the FFN block between fork_ffn and res2 (see rowops.skip_depth):
     each folded stage holds a row F - 1 cycles between taking it and emitting it;
     ``norm_latency``: a pre-norm layer's ln2 in the block."""
-    lat = lin_mod.LATENCY
-    p = (RL["fork"] + norm_latency + (lat + f_up - 1) + (RL["activation"] + f_act - 1)
+    lat = latency("linear")
+    p = (latency("fork") + norm_latency + (lat + f_up - 1) + (latency("activation") + f_act - 1)
          + (lat + f_down - 1))
     return p, max(f_up, f_down, f_act, f_res)
 
@@ -360,10 +359,10 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
     later), softmax_window (L: ol on the firing of the row's last score), normalize,
     concat (H > 1), lin_out (L + F_out - 1). F = max(F_qkv, N, F_out, F_res1). With
     attention lanes, ``n`` is qk_window's firings per row, ceil(N / lanes)."""
-    lat, WL = lin_mod.LATENCY, W.LATENCY
-    p = (RL["fork"] + (0 if norm_latency is None else norm_latency + RL["fork"])
-         + (lat + f_qkv - 1) + (WL["qk_window"] + n - 1) + WL["softmax_window"]
-         + T.LATENCY["normalize"] + (CONCAT_LATENCY if heads > 1 else 0) + (lat + f_out - 1))
+    lat = latency("linear")
+    p = (latency("fork") + (0 if norm_latency is None else norm_latency + latency("fork"))
+         + (lat + f_qkv - 1) + (latency("qk_window") + n - 1) + latency("softmax_window")
+         + latency("normalize") + (latency("concat") if heads > 1 else 0) + (lat + f_out - 1))
     return p, max(f_qkv, n, f_out, f_res)
 
 
@@ -380,7 +379,7 @@ def q_window_depth(ahead: int) -> int:
     any moment q holds exactly w' rows more than k (rows i .. i + w' - 1 waiting for
     their K rows, plus whatever k holds): with w' + L + 1 slots lin_q is never blocked
     before lin_k is, and the fork (which waits for both) never waits on Q."""
-    return full_rate_depth(lin_mod.LATENCY) + ahead
+    return full_rate_depth(latency("linear")) + ahead
 
 
 def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict,
@@ -415,18 +414,23 @@ def layer_inputs(x_ints) -> dict:
     return {"x": {"x": x_ints}}
 
 
-def critical_latency(heads: int, rms: bool = False, pre: bool = False) -> int:
+def critical_latency(heads: int, rms: bool = False, pre: bool = False,
+                     ring: bool = False) -> int:
     """Sum of the output latencies on the layer's critical path (input channel, fork,
     lin_k, qk load -> first score, qk, softmax, normalize, [concat], lin_out, res1, ln1,
     fork_ffn, lin_up, act, lin_down, res2, ln2; a pre-norm layer has the same stages in
-    another order plus its fork_attn)."""
-    lin, norm = lin_mod.LATENCY, RL["rmsnorm" if rms else "layernorm"]
-    tl = T.LATENCY
-    return ((RL["fork"] if pre else 0)
-            + 1 + RL["fork"] + lin + 1 + tl["qk_scores"] + tl["online_softmax_pv"]
-            + tl["normalize"] + (CONCAT_LATENCY if heads > 1 else 0) + lin
-            + RL["residual_add"] + norm + RL["fork"] + lin + RL["activation"] + lin
-            + RL["residual_add"] + norm)
+    another order plus its fork_attn). ``ring``: the heads are the window templates
+    (causal or window layers, ``mappers.window``), else the full head's."""
+    lin, norm = latency("linear"), latency("rmsnorm" if rms else "layernorm")
+    if ring:   # a slower V is the window stacks' skew (mappers.folding)
+        qk, sm = latency("qk_window"), latency("softmax_window")
+    else:      # V is loaded in step with K: the slower of qk and kv_replay
+        qk, sm = max(latency("qk_scores"), latency("kv_replay")), latency("online_softmax_pv")
+    return ((latency("fork") if pre else 0)
+            + 1 + latency("fork") + lin + 1 + qk + sm
+            + latency("normalize") + (latency("concat") if heads > 1 else 0) + lin
+            + latency("residual_add") + norm + latency("fork") + lin + latency("activation")
+            + lin + latency("residual_add") + norm)
 
 
 def expected_cycles(hw: HwGraph, p: str = "") -> dict:

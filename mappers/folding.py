@@ -39,7 +39,8 @@ from ..ir.spec import HEAD_OPS
 from . import templates as T
 from .linear import divisors
 from ..ir.window import row_slots
-from .window import LATENCY as W_LATENCY, lookahead
+from .catalog import latency
+from .window import lookahead
 
 
 class FoldingError(ValueError):
@@ -136,7 +137,8 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
     f = dict(f, qkv=max(f["attn_q"], f["attn_k"], f["attn_v"]))
     stages = CAUSAL_STAGES if causal else ROW_STAGES
     b = max(f[s] for s in stages)
-    total = (sum(f[s] - 1 for s in stages) + (n - 1) * b + critical_latency(heads, rms, pre)
+    total = (sum(f[s] - 1 for s in stages) + (n - 1) * b
+             + critical_latency(heads, rms, pre, ring=causal)
              + (0 if causal else n * f["qkv"]))
     return total, f["qkv"], b
 
@@ -164,8 +166,7 @@ def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = F
         total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
         b_prev = b
     if final_norm:
-        from .rowops import LATENCY as RL
-        total += RL["rmsnorm" if rms else "layernorm"]
+        total += latency("rmsnorm" if rms else "layernorm")
     return total
 
 
@@ -184,7 +185,7 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     layer's lin_q/lin_k, resp. lin_v. The maximum over every stage s of every layer is
     the count; with Q, K, V folded alike it is :func:`layer_cycles`' row-0 parts plus
     ``(N - 1) max_i B_i``."""
-    skew = W_LATENCY["qk_window"] - W_LATENCY["kv_window"]
+    skew = latency("qk_window") - latency("kv_window")
     base, branches, stages = [], [], []
     for i, f in enumerate(layer_fires):
         single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True)
@@ -233,7 +234,7 @@ def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     1 % to 18 %). :func:`plan_folding` marks such a plan ``cycles_source = "lower
     bound"`` and ``attnflow.api`` measures its cycles on the simulator instead."""
     import numpy as np
-    skew = W_LATENCY["qk_window"] - W_LATENCY["kv_window"]
+    skew = latency("qk_window") - latency("kv_window")
     neg = -(1 << 60)
     rows = np.arange(n, dtype=np.int64)
 

@@ -12,11 +12,10 @@ last (``y``: LAST). Weights sit in an on-chip ROM of F words of PE x SIMD weight
 addressed by f; biases in a ROM of M/PE words (``ir.numerics_linear`` packs both).
 
 Timing contract: one phase ``rows``, loops ``(("i", N), ("f", F))``, ii 1, latency
-:data:`LATENCY`. Without stalls a standalone layer fed through an input channel of latency
-1 finishes in ``N * F + 1 + LATENCY`` cycles (reset to last output, inclusive).
-
-:data:`LATENCY` lives here rather than in ``mappers.templates.LATENCY`` so the template is
-self-contained; the output channel carries it, as for every template.
+``latency("linear")`` (``mappers.catalog``: PE x SIMD multipliers and adder tree, then bias
++ requantization, round, saturate). Without stalls a standalone layer fed through an input
+channel of latency 1 finishes in ``N * F + 1 + latency("linear")`` cycles (reset to last
+output, inclusive). The output channel carries the latency, as for every template.
 """
 from __future__ import annotations
 
@@ -25,15 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.numerics_linear import LinearNumerics
+from .catalog import latency
 from .contracts import FIRST, LAST, Contract, Phase
 from .hwgraph import Field, Instance, Layout
 
 TEMPLATE = "linear"
-
-#: cycles from a firing to its output being visible: PE x SIMD multipliers and adder
-#: tree, then bias + requantization multiply, round and saturate (retimed into the
-#: output channel's register line)
-LATENCY = 2
 
 
 def divisors(n: int) -> list[int]:
@@ -66,7 +61,7 @@ def linear_contract(n: int, k: int, m: int, pe: int, simd: int) -> Contract:
     f = fold(k, m, pe, simd)
     return Contract(TEMPLATE, ("x",), ("y",), (
         Phase("rows", (("i", n), ("f", f)), (("x", FIRST), ("y", LAST))),
-    ), latency=LATENCY)
+    ), latency=latency(TEMPLATE))
 
 
 def x_layout(num: LinearNumerics) -> Layout:

@@ -5,8 +5,8 @@ Every port carries one whole row per token: a single vector field ``x`` of D sig
 elements (the same layout as ``linear``'s ports, :func:`row_layout`). Every template
 fires once per row, taking one token from each input and putting one token on each
 output; the timing contract is one phase ``rows`` with loop ``(("i", N),)`` and every port
-``always``, ii 1, and the latency from :data:`LATENCY`. Standalone, fed by input
-channels of latency 1 without stalls, a template finishes in ``N + 1 + LATENCY[t]``
+``always``, ii 1, and the latency from ``mappers.catalog``. Standalone, fed by input
+channels of latency 1 without stalls, a template finishes in ``N + 1 + latency(t)``
 cycles (reset to last output, inclusive).
 
 The numerics travel in the instance params as frozen, hashable dataclasses (the
@@ -42,18 +42,12 @@ from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics
                                 gelu_golden, layernorm_golden, relu_golden, rescale_golden,
                                 rmsnorm_golden)
 from ..ir.types import FixedFormat
+from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Field, Instance, Layout
 
-#: cycles from a firing to its output being visible (carried by the output channel)
-LATENCY = {
-    "layernorm": 4,      # sums, variance, normalized isqrt, reciprocal, D multipliers, round
-    "rmsnorm": 4,        # the same without the mean
-    "activation": 2,     # GELU ROM read or polynomial (3 multipliers), output rounding
-    "residual_add": 1,   # two rescales, one add, saturation
-    "fork": 1,           # a register
-}
-TEMPLATES = tuple(LATENCY)
+#: the element-wise templates defined here (latencies: ``mappers.catalog``)
+TEMPLATES = ("layernorm", "rmsnorm", "activation", "residual_add", "fork")
 ACTIVATION_FNS = ("gelu", "relu", "rescale")
 
 
@@ -100,11 +94,11 @@ def rows_contract(template: str, n: int, inputs, outputs, fires: int = 1) -> Con
     if fires == 1:
         return Contract(template, tuple(inputs), tuple(outputs), (
             Phase("rows", (("i", int(n)),), tuple((p, ALWAYS) for p in (*inputs, *outputs))),
-        ), latency=LATENCY[template])
+        ), latency=latency(template))
     return Contract(template, tuple(inputs), tuple(outputs), (
         Phase("rows", (("i", int(n)), ("f", int(fires))),
               tuple((p, FIRST) for p in inputs) + tuple((p, LAST) for p in outputs)),
-    ), latency=LATENCY[template])
+    ), latency=latency(template))
 
 
 def check_lanes(template: str, dim: int, lanes) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..ir.graph import Graph
 from .hwgraph import Channel, HwGraph, Instance
 from . import templates as T
+from .catalog import latency
 
 
 class MappingError(ValueError):
@@ -42,15 +43,24 @@ def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
     return n + fork_latency + reducer_latency
 
 
-#: cycles of the online head after its last score group: qk (3) + softmax (1) +
-#: normalize (4) + the output channel (1)
-ONLINE_FILL = T.LATENCY["qk_scores"] + T.LATENCY["online_softmax_pv"] + T.LATENCY["normalize"] + 1
+def head_fill(qk: str, kv: str, softmax: str) -> int:
+    """Cycles of a streaming head after its score template's last firing: the input
+    channel (1), then the slower of the score template (k -> qk -> s) and the V template
+    (v -> kv -> vr; both fire in step and the softmax takes s and vr together), then the
+    softmax's and normalize's latencies (-> ol -> normalize -> o). The full online head's,
+    the window/causal heads' and the decode head's, each with its own templates."""
+    return 1 + max(latency(qk), latency(kv)) + latency(softmax) + latency("normalize")
+
+
+def online_fill() -> int:
+    """Cycles of the online head after its last score group (:func:`head_fill`)."""
+    return head_fill("qk_scores", "kv_replay", "online_softmax_pv")
 
 
 def online_head_cycles(n: int, lanes: int = 1) -> int:
     """Cycles of the online head without stalls: N K loads, then N rows of
     ceil(N / lanes) score groups, then the fill."""
-    return n + n * T.groups(n, lanes) + ONLINE_FILL
+    return n + n * T.groups(n, lanes) + online_fill()
 
 
 def choose_lanes(n: int, multipliers, target_cycles: int | None = None,
@@ -96,7 +106,7 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
                            f"{lanes} lanes: only the online variant has lanes; "
                            "set model.attention.variant: online or remove lanes")
     hw = HwGraph(name=name, numerics=nm, variant=variant)
-    lat = T.LATENCY
+    lat = latency
     # lanes > 1 is recorded as a template parameter (lanes = 1 keeps the designs as before)
     lp = {"lanes": lanes} if lanes > 1 else {}
 
@@ -118,29 +128,29 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         inst("softmax", T.online_softmax_pv(n, lanes), **lp)
         inst("norm", T.normalize(n))
         chan("s", T.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"),
-             fr(lat["qk_scores"]), "L+1")
+             fr(lat("qk_scores")), "L+1")
         chan("vr", T.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"),
-             fr(lat["kv_replay"]), "L+1")
+             fr(lat("kv_replay")), "L+1")
         chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
-             fr(lat["online_softmax_pv"]), "L+1")
-        chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat["normalize"]), "L+1")
+             fr(lat("online_softmax_pv")), "L+1")
+        chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat("normalize")), "L+1")
     else:
         inst("rowmax", T.row_max(n))
         inst("exp", T.sub_exp(n))
         inst("rowsum", T.row_sum(n))
         inst("recip", T.recip_mul(n))
         inst("pv", T.pv_accum(n))
-        chan("s_a", T.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat["qk_scores"]), "L+1")
+        chan("s_a", T.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat("qk_scores")), "L+1")
         chan("s_b", T.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
-             bypass_depth(n, lat["qk_scores"], lat["row_max"]), "row bypass: N + L(qk) + L(rowmax)")
-        chan("m", T.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat["row_max"]), "L+1")
-        chan("e_a", T.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat["sub_exp"]), "L+1")
+             bypass_depth(n, lat("qk_scores"), lat("row_max")), "row bypass: N + L(qk) + L(rowmax)")
+        chan("m", T.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat("row_max")), "L+1")
+        chan("e_a", T.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat("sub_exp")), "L+1")
         chan("e_b", T.prob_layout(nm), ("exp", "e_b"), ("recip", "e"),
-             bypass_depth(n, lat["sub_exp"], lat["row_sum"]), "row bypass: N + L(exp) + L(rowsum)")
-        chan("l", T.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat["row_sum"]), "L+1")
-        chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat["recip_mul"]), "L+1")
-        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat["kv_replay"]), "L+1")
-        chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat["pv_accum"]), "L+1")
+             bypass_depth(n, lat("sub_exp"), lat("row_sum")), "row bypass: N + L(exp) + L(rowsum)")
+        chan("l", T.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat("row_sum")), "L+1")
+        chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat("recip_mul")), "L+1")
+        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat("kv_replay")), "L+1")
+        chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw

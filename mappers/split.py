@@ -21,47 +21,56 @@ from __future__ import annotations
 from ..ir.numerics import AttentionNumerics
 from ..ir.split import slice_bounds, tree_pairs
 from . import templates as T
+from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
 from .rowops import ForkParams
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
-LATENCY = {"split_rows": 1, "qk_slice": T.LATENCY["qk_scores"],
-           "kv_slice": T.LATENCY["kv_replay"], "softmax_slice": T.LATENCY["online_softmax_pv"],
-           "combine": 2}
+
+
+def split_fill(p: int) -> int:
+    """Cycles of a P-engine split head after its last engine's last score: the input
+    channel (1), split_rows', the slower of qk_slice and kv_slice (they fire in step),
+    softmax_slice's and normalize's latencies, and
+    one combine per tree level above the last engine (``ir.split.leaf_depth``)."""
+    from ..ir.split import leaf_depth
+    return (1 + latency("split_rows") + max(latency("qk_slice"), latency("kv_slice"))
+            + latency("softmax_slice")
+            + latency("normalize") + latency("combine") * leaf_depth(p, p - 1))
 
 
 def split_rows(sizes: list[int]) -> Contract:
     outs = tuple(f"y{p}" for p in range(len(sizes)))
     return Contract("split_rows", ("x",), outs, tuple(
         Phase(f"s{p}", (("r", n_p),), (("x", ALWAYS), (f"y{p}", ALWAYS)))
-        for p, n_p in enumerate(sizes)), latency=LATENCY["split_rows"])
+        for p, n_p in enumerate(sizes)), latency=latency("split_rows"))
 
 
 def qk_slice(n: int, keys: int) -> Contract:
     return Contract("qk_slice", ("k", "q"), ("s",), (
         Phase("load", (("r", keys),), (("k", ALWAYS),)),
         Phase("scores", (("i", n), ("j", keys)), (("q", FIRST), ("s", ALWAYS))),
-    ), latency=LATENCY["qk_slice"])
+    ), latency=latency("qk_slice"))
 
 
 def kv_slice(n: int, keys: int) -> Contract:
     return Contract("kv_slice", ("v",), ("vr",), (
         Phase("load", (("r", keys),), (("v", ALWAYS),)),
         Phase("replay", (("i", n), ("j", keys)), (("vr", ALWAYS),)),
-    ), latency=LATENCY["kv_slice"])
+    ), latency=latency("kv_slice"))
 
 
 def softmax_slice(n: int, keys: int) -> Contract:
     return Contract("softmax_slice", ("s", "vr"), ("st",), (
         Phase("rows", (("i", n), ("j", keys)), (("s", ALWAYS), ("vr", ALWAYS), ("st", LAST))),
-    ), latency=LATENCY["softmax_slice"])
+    ), latency=latency("softmax_slice"))
 
 
 def combine_contract(n: int) -> Contract:
     return Contract("combine", ("a", "b"), ("y",), (
         Phase("rows", (("i", n),), (("a", ALWAYS), ("b", ALWAYS), ("y", ALWAYS))),
-    ), latency=LATENCY["combine"])
+    ), latency=latency("combine"))
 
 
 def state_layout(nm: AttentionNumerics) -> Layout:
@@ -110,15 +119,16 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
         inst(f"qk{i}", qk_slice(n, keys), N=n, keys=keys, start=b[i])
         inst(f"vstore{i}", kv_slice(n, keys), N=n, keys=keys, start=b[i])
         inst(f"softmax{i}", softmax_slice(n, keys), N=n, keys=keys)
-        chan(f"q{i}", T.vec_layout(nm.q, d), ("qfork", f"y{i}"), (f"qk{i}", "q"), fr(1), "L+1")
-        chan(f"k{i}", T.vec_layout(nm.k, d), ("ksplit", f"y{i}"), (f"qk{i}", "k"), fr(1),
-             "L+1")
-        chan(f"v{i}", T.vec_layout(nm.v, d), ("vsplit", f"y{i}"), (f"vstore{i}", "v"), fr(1),
-             "L+1")
+        chan(f"q{i}", T.vec_layout(nm.q, d), ("qfork", f"y{i}"), (f"qk{i}", "q"),
+             fr(latency("fork")), "L+1")
+        chan(f"k{i}", T.vec_layout(nm.k, d), ("ksplit", f"y{i}"), (f"qk{i}", "k"),
+             fr(latency("split_rows")), "L+1")
+        chan(f"v{i}", T.vec_layout(nm.v, d), ("vsplit", f"y{i}"), (f"vstore{i}", "v"),
+             fr(latency("split_rows")), "L+1")
         chan(f"s{i}", T.score_layout(nm), (f"qk{i}", "s"), (f"softmax{i}", "s"),
-             fr(LATENCY["qk_slice"]), "L+1")
+             fr(latency("qk_slice")), "L+1")
         chan(f"vr{i}", T.vec_layout(nm.v, d), (f"vstore{i}", "vr"), (f"softmax{i}", "vr"),
-             fr(LATENCY["kv_slice"]), "L+1")
+             fr(latency("kv_slice")), "L+1")
         states.append((f"softmax{i}", "st"))
     for lv, pairs in enumerate(tree_pairs(p)):
         nxt = []
@@ -137,7 +147,7 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
     chan("st", state_layout(nm), states[0], ("norm", "ol"),
          fr(hw.instances[states[0][0]].contract.latency), "L+1")
     chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
-         fr(T.LATENCY["normalize"]), "L+1")
+         fr(latency("normalize")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.validate()
     return hw

@@ -1,27 +1,14 @@
 """The template catalogue: each template's timing contract and port layouts, as data.
 
 One function per template builds its :class:`~attnflow.mappers.contracts.Contract` from
-its parameters. Latencies are the cycles from a firing to the output being visible; the
-simulator and the HDL both take them from here.
+its parameters. Latencies (the cycles from a firing to the output being visible) are the
+registry's (``mappers.catalog``); the simulator and the HDL take them from the contracts.
 """
 from __future__ import annotations
 
+from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Field, Layout
-
-#: cycles from firing to visible output, per template
-LATENCY = {
-    "qk_scores": 3,          # d multipliers, adder tree, scale multiplier
-    "kv_replay": 1,          # memory read
-    "online_softmax_pv": 1,  # state update registered; row result written on the last score
-    "normalize": 4,          # reciprocal, d multipliers, rounding
-    "row_max": 1,
-    "sub_exp": 2,            # subtract, log2e multiply, ROM, shift
-    "row_sum": 1,
-    "recip_mul": 4,          # reciprocal (first score of a row), multiply, round
-    "pv_accum": 2,           # d multipliers, accumulate, round on the last score
-}
-
 
 def groups(n: int, lanes: int) -> int:
     """Firings per query row of an attention template with ``lanes`` scores per firing:
@@ -37,7 +24,7 @@ def qk_scores(n: int, outs=("s",), lanes: int = 1) -> Contract:
         Phase("load", (("r", n),), (("k", ALWAYS),)),
         Phase("scores", (("i", n), ("j", groups(n, lanes))),
               (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
-    ), latency=LATENCY["qk_scores"])
+    ), latency=latency("qk_scores"))
 
 
 def kv_replay(n: int, lanes: int = 1) -> Contract:
@@ -46,7 +33,7 @@ def kv_replay(n: int, lanes: int = 1) -> Contract:
     return Contract("kv_replay", ("v",), ("vr",), (
         Phase("load", (("r", n),), (("v", ALWAYS),)),
         Phase("replay", (("i", n), ("j", groups(n, lanes))), (("vr", ALWAYS),)),
-    ), latency=LATENCY["kv_replay"])
+    ), latency=latency("kv_replay"))
 
 
 def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
@@ -54,20 +41,20 @@ def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
     rows) a firing, applied in key order; emits (o, l) per row."""
     return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
         Phase("rows", (("i", n), ("j", groups(n, lanes))), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
-    ), latency=LATENCY["online_softmax_pv"])
+    ), latency=latency("online_softmax_pv"))
 
 
 def normalize(n: int) -> Contract:
     """o / l per row: one reciprocal per row, d multipliers."""
     return Contract("normalize", ("ol",), ("o",), (
         Phase("rows", (("i", n),), (("ol", ALWAYS), ("o", ALWAYS))),
-    ), latency=LATENCY["normalize"])
+    ), latency=latency("normalize"))
 
 
 def row_max(n: int) -> Contract:
     return Contract("row_max", ("s",), ("m",), (
         Phase("rows", (("i", n), ("j", n)), (("s", ALWAYS), ("m", LAST))),
-    ), latency=LATENCY["row_max"])
+    ), latency=latency("row_max"))
 
 
 def sub_exp(n: int) -> Contract:
@@ -75,27 +62,27 @@ def sub_exp(n: int) -> Contract:
     return Contract("sub_exp", ("m", "s"), ("e_a", "e_b"), (
         Phase("rows", (("i", n), ("j", n)),
               (("m", FIRST), ("s", ALWAYS), ("e_a", ALWAYS), ("e_b", ALWAYS))),
-    ), latency=LATENCY["sub_exp"])
+    ), latency=latency("sub_exp"))
 
 
 def row_sum(n: int) -> Contract:
     return Contract("row_sum", ("e",), ("l",), (
         Phase("rows", (("i", n), ("j", n)), (("e", ALWAYS), ("l", LAST))),
-    ), latency=LATENCY["row_sum"])
+    ), latency=latency("row_sum"))
 
 
 def recip_mul(n: int) -> Contract:
     """p = e * (1 / l): one reciprocal per row (on its first element), one multiply per e."""
     return Contract("recip_mul", ("l", "e"), ("p",), (
         Phase("rows", (("i", n), ("j", n)), (("l", FIRST), ("e", ALWAYS), ("p", ALWAYS))),
-    ), latency=LATENCY["recip_mul"])
+    ), latency=latency("recip_mul"))
 
 
 def pv_accum(n: int) -> Contract:
     """o = sum_j p_j v_j, rounded to the output format on the row's last element."""
     return Contract("pv_accum", ("p", "vr"), ("o",), (
         Phase("rows", (("i", n), ("j", n)), (("p", ALWAYS), ("vr", ALWAYS), ("o", LAST))),
-    ), latency=LATENCY["pv_accum"])
+    ), latency=latency("pv_accum"))
 
 
 # ---- token layouts of the attention datapath (widths from AttentionNumerics)

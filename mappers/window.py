@@ -27,13 +27,15 @@ from __future__ import annotations
 from ..ir.numerics import AttentionNumerics
 from ..ir.window import causal_blocks, effective_window, lookahead, row_groups, row_slots
 from . import templates as T
+from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
-from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
+from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth, head_fill
 
-#: cycles of a window/causal head after its last score group: qk (3) + softmax (1) +
-#: normalize (4) + the output channel (1)
-WINDOW_FILL = 9
+def window_fill() -> int:
+    """Cycles of a window/causal head after its last score group
+    (``mappers.sdpa.head_fill`` of qk_window, kv_window and softmax_window)."""
+    return head_fill("qk_window", "kv_window", "softmax_window")
 
 
 def window_head_cycles(n: int, w, kind: str = "window", lanes: int = 1) -> int:
@@ -41,19 +43,13 @@ def window_head_cycles(n: int, w, kind: str = "window", lanes: int = 1) -> int:
     of ceil(W / lanes) slot groups (a causal head without a window: each row its block's
     groups, ``ir.window.causal_blocks``), then the fill."""
     return (lookahead(w, n, kind)
-            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + WINDOW_FILL)
+            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + window_fill())
 
 
 def is_triangle(kind: str, w, n: int) -> bool:
     """A causal head without a window (or with one covering the sequence, w' = N - 1)
     runs the blocked triangle (``ir.window.causal_blocks``)."""
     return kind == "causal" and (w is None or effective_window(w, n) >= n - 1)
-
-
-#: the window templates' latencies: the datapaths of their full-head counterparts plus
-#: ring addressing in the same cycle
-LATENCY = {"qk_window": T.LATENCY["qk_scores"], "kv_window": T.LATENCY["kv_replay"],
-           "softmax_window": T.LATENCY["online_softmax_pv"]}
 
 
 def _block_phases(n: int, lanes: int, ports: tuple) -> tuple:
@@ -88,14 +84,14 @@ def qk_window(n: int, w, kind: str = "window", lanes: int = 1,
               triangle: bool = False) -> Contract:
     return Contract("qk_window", ("k", "q"), ("s",),
                     _phases(n, w, kind, "k", ("q",), ("s",), lanes, triangle),
-                    latency=LATENCY["qk_window"])
+                    latency=latency("qk_window"))
 
 
 def kv_window(n: int, w, kind: str = "window", lanes: int = 1,
               triangle: bool = False) -> Contract:
     return Contract("kv_window", ("v",), ("vr",),
                     _phases(n, w, kind, "v", (), ("vr",), lanes, triangle),
-                    latency=LATENCY["kv_window"])
+                    latency=latency("kv_window"))
 
 
 def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
@@ -107,7 +103,7 @@ def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
         phases = (Phase("rows", (("i", n), ("t", T.groups(row_slots(n, kind, w), lanes))),
                         ports),)
     return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
-                    latency=LATENCY["softmax_window"])
+                    latency=latency("softmax_window"))
 
 
 def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:

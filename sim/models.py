@@ -10,12 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.numerics import requant, saturate
-from .models_encoder import concat
-from .models_linear import linear
-from .models_rowops import activation, fork, layernorm, residual_add, rmsnorm
-from .models_decode import kv_decode, qk_decode, softmax_decode
-from .models_split import combine, kv_slice, qk_slice, softmax_slice, split_rows
-from .models_window import kv_window, qk_window, softmax_window
 from .lanes import lane_groups as _lane_groups
 
 
@@ -78,11 +72,3 @@ def pv_accum(inst, nm, ins):
     v = _rows(ins["vr"]["x"], nm.seq_len)
     acc = np.einsum("ij,ijd->id", p, v)
     return {"o": {"x": saturate(requant(acc, nm.out_shift_naive), nm.out)}}
-
-
-MODELS = {f.__name__: f for f in (qk_scores, kv_replay, online_softmax_pv, normalize,
-                                  row_max, sub_exp, row_sum, recip_mul, pv_accum, linear,
-                                  layernorm, rmsnorm, activation, residual_add, fork,
-                                  concat, qk_window, kv_window, softmax_window,
-                                  split_rows, qk_slice, kv_slice, softmax_slice, combine,
-                                  qk_decode, kv_decode, softmax_decode)}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..mappers.hwgraph import HwGraph
 from .engine import Deadlock, Timing, max_occupancy, run_timing
 from .fast import run_timing_fast
-from .models import MODELS
+from ..mappers.catalog import facet
 from .schedule import Schedule
 
 
@@ -96,7 +96,7 @@ def compute_values(hw: HwGraph, inputs: dict) -> dict:
         inst = hw.instances[name]
         ports = hw.port_channels(name)
         ins = {p: values[ports[p].name] for p in inst.contract.inputs}
-        outs = MODELS[inst.template](inst, hw.numerics, ins)
+        outs = facet(inst.template, "model")(inst, hw.numerics, ins)
         for p in inst.contract.outputs:
             values[ports[p].name] = outs[p]
     return values

@@ -454,7 +454,7 @@ def _lanes(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-def _linear_model(m: NodeModel, inst, hw) -> None:
+def linear_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.linear.Linear``: PE x SIMD products of x by a weight from ROM a firing, PE
     accumulators, the requantization of the finished group and the output row registers."""
     from ..ir.numerics_linear import bias_rom, weight_rom
@@ -496,7 +496,7 @@ def _linear_model(m: NodeModel, inst, hw) -> None:
     m.logic.add("gate", groups - 1)                     # its write enables
 
 
-def _norm_model(m: NodeModel, inst, hw) -> None:
+def norm_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.norm_hw.layernorm_row_hw`` / ``rmsnorm_row_hw``: a whole row a firing."""
     from ..mappers.rowops import NormParams
     p = NormParams.of(inst)
@@ -534,7 +534,7 @@ def _norm_model(m: NodeModel, inst, hw) -> None:
     _saturate(m, _requant(m, num.acc_bits, num.out_shift, d), num.out, d)
 
 
-def _activation_model(m: NodeModel, inst, hw) -> None:
+def activation_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
     ``rescale_hw`` on each lane (all D elements unless folded)."""
     from ..ir.numerics_norm import gelu_table
@@ -570,7 +570,7 @@ def _activation_model(m: NodeModel, inst, hw) -> None:
         _rescale(m, num, n)
 
 
-def _residual_model(m: NodeModel, inst, hw) -> None:
+def residual_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.rowops.ResidualAdd``: per lane two rescales into formats that never saturate,
     one adder (as wide as its significant operand bits, + 1), the saturation of the sum."""
     from ..mappers.rowops import ResidualParams
@@ -583,107 +583,147 @@ def _residual_model(m: NodeModel, inst, hw) -> None:
     _saturate(m, num.sum_bits, num.out, n)
 
 
-def _wires_model(m: NodeModel, inst, hw) -> None:
-    """``fork`` (hdl.rowops.Fork) and ``concat`` (hdl.encoder_ops.Concat): the payloads
-    are wires; only the sequencer costs anything."""
+def wires_resources(m: NodeModel, inst, hw) -> None:
+    """``fork`` (hdl.rowops.Fork), ``concat`` (hdl.encoder_ops.Concat) and ``split_rows``
+    (hdl.split.SplitRows): the payloads are wires; only the sequencer costs anything."""
 
 
-#: encoder template -> model; their numerics come from the instance params
-ENCODER_MODELS = {"linear": _linear_model, "layernorm": _norm_model, "rmsnorm": _norm_model,
-                  "activation": _activation_model, "residual_add": _residual_model,
-                  "fork": _wires_model, "concat": _wires_model}
 
 
-def template_model(inst, hw) -> NodeModel:
-    t = inst.template
-    m = NodeModel()
-    _sequencer(m, inst.contract)
-    if t in ENCODER_MODELS:       # numerics from the instance params, not hw.numerics
-        ENCODER_MODELS[t](m, inst, hw)
-        return m
+# ----------------------------------------------------------------------------- attention templates
+#
+# The full head's templates (hdl/templates.py) and the window (mappers.window), split
+# (mappers.split) and decode (mappers.decode) templates built on the same datapaths: on
+# rings of W rows, on slices of n_p keys, on the KV cache. Widths come from hw.numerics.
+
+
+def _head(inst, hw):
+    """(numerics, d, the instance's channels, rows stored, lanes, banks per lane)."""
     nm = hw.numerics
-    n, d = nm.seq_len, nm.head_dim
-    ch = hw.port_channels(inst.name)
-    # window templates (mappers.window): the same datapaths on rings of W rows; split
-    # templates (mappers.split): on slices of n_p keys
+    n = nm.seq_len
     rows = n
     lanes = inst.param("lanes") or 1       # scores a cycle (mappers.templates.groups)
-    if t in ("qk_window", "kv_window", "softmax_window"):
+    window = inst.template.endswith("_window")
+    if window:
         from ..ir.window import offsets
         rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
-    elif t in ("qk_slice", "kv_slice", "softmax_slice"):
+    elif inst.template.endswith("_slice"):
         rows = inst.param("keys")
     # full head: one bank of ceil(rows / lanes) rows per lane; a window ring has one read
     # port per lane instead: a copy of the whole ring per lane
-    banks = rows if t.endswith("_window") else -(-rows // lanes)
-    t = {"qk_decode": "qk_scores", "kv_decode": "kv_replay",
-         "softmax_decode": "online_softmax_pv",
-         "qk_window": "qk_scores", "kv_window": "kv_replay",
-         "softmax_window": "online_softmax_pv", "qk_slice": "qk_scores",
-         "kv_slice": "kv_replay", "softmax_slice": "online_softmax_pv"}.get(t, t)
-    if t == "qk_scores":
-        kw = ch["k"].layout.width
-        for _ in range(lanes):
-            m.mems.append(Mem("K store" if rows == n else "K ring/slice", banks, kw))
-        m.ffs += ch["q"].layout.width                               # the current q row
-        m.logic.add("mux", ch["q"].layout.width)
-        m.mults.append(Mult("q*k", nm.q.bits, True, nm.k.bits, True, d * lanes))
-        m.logic.add("add", nm.dot_bits, (d - 1) * lanes)            # dot-product adders
-        for _ in range(lanes):
-            m.mults.append(Mult("dot*scale", nm.dot_bits, True, nm.scale_mult.bit_length(),
-                                False, const=nm.scale_mult, post_add=nm.dot_bits + 17))
-        m.logic.add("add", nm.score_bits, lanes)                    # rounding
-    elif t == "kv_replay":
-        for _ in range(lanes):
-            m.mems.append(Mem("V store" if rows == n else "V ring/slice", banks,
-                              ch["v"].layout.width))
-    elif t == "online_softmax_pv":
-        sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
-        m.ffs += sb + lb + d * ab                                   # m, l, o
-        for _ in range(lanes):          # lanes: the same step chained, once per lane
-            m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)   # |x - m|
-            _exp(m, nm, sb + 1)
-            m.logic.add("mux", sb)                                  # m_new
-            # l*e (used when x > m) and e*v (when x <= m) are never needed in the same cycle
-            m.mults.append(Mult("l*e", lb, False, eb, False, post_add=lb + eb,
-                                exclusive_with="e*v"))
-            m.logic.add("add", lb, 3).add("mux", lb, 2)             # l + e, round, + 1
-            m.mults.append(Mult("e*v", eb, False, nm.v.bits, True, d, post_add=ab))
-            m.mults.append(Mult("o*e", ab, True, eb, False, d, post_add=ab + eb))
-            m.mults.append(Mult("v*one", nm.v.bits, True, nm.prob_frac + 1, False, d,
-                                const=nm.one))
-            m.logic.add("add", ab, 3 * d).add("mux", ab, 2 * d)     # o + e*v, round, + v
-    elif t == "normalize":
-        m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits)       # floor(2**R / l)
-        prod = nm.acc_bits + nm.recip_width + 1
-        m.mults.append(Mult("o*r", nm.acc_bits, True, nm.recip_width, False, d, post_add=prod))
-        rest = prod - nm.out_shift_online
-        m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
-    elif t == "row_max":
-        m.ffs += nm.score_bits
-        m.logic.add("cmp", nm.score_bits).add("mux", nm.score_bits)
-    elif t == "sub_exp":
-        m.ffs += nm.score_bits
-        m.logic.add("mux", nm.score_bits).add("add", nm.score_bits + 1)
-        _exp(m, nm, nm.score_bits + 1)
-    elif t == "row_sum":
-        m.ffs += nm.sum_bits
-        m.logic.add("add", nm.sum_bits).add("mux", nm.sum_bits)
-    elif t == "recip_mul":
-        m.ffs += nm.recip_width
-        m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits).add("mux", nm.recip_width)
-        m.mults.append(Mult("e*r", nm.exp_bits, False, nm.recip_width, False,
-                            post_add=nm.exp_bits + nm.recip_width))
-        m.logic.add("add", nm.exp_bits + nm.recip_width - nm.p_shift)
-    elif t == "pv_accum":
-        ab = nm.acc_bits
-        m.ffs += d * ab
-        m.mults.append(Mult("p*v", nm.exp_bits, False, nm.v.bits, True, d, post_add=2 * ab))
-        m.logic.add("add", ab, d).add("mux", ab, d)
-        rest = ab - nm.out_shift_naive
-        m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
-    else:
-        m.notes.append(f"no resource model for template {t}: counted as 0")
+    banks = rows if window else -(-rows // lanes)
+    return nm, nm.head_dim, hw.port_channels(inst.name), rows, lanes, banks
+
+
+def qk_resources(m: NodeModel, inst, hw) -> None:
+    nm, d, ch, rows, lanes, banks = _head(inst, hw)
+    kw = ch["k"].layout.width
+    for _ in range(lanes):
+        m.mems.append(Mem("K store" if rows == nm.seq_len else "K ring/slice", banks, kw))
+    m.ffs += ch["q"].layout.width                               # the current q row
+    m.logic.add("mux", ch["q"].layout.width)
+    m.mults.append(Mult("q*k", nm.q.bits, True, nm.k.bits, True, d * lanes))
+    m.logic.add("add", nm.dot_bits, (d - 1) * lanes)            # dot-product adders
+    for _ in range(lanes):
+        m.mults.append(Mult("dot*scale", nm.dot_bits, True, nm.scale_mult.bit_length(),
+                            False, const=nm.scale_mult, post_add=nm.dot_bits + 17))
+    m.logic.add("add", nm.score_bits, lanes)                    # rounding
+
+
+def kv_resources(m: NodeModel, inst, hw) -> None:
+    nm, d, ch, rows, lanes, banks = _head(inst, hw)
+    for _ in range(lanes):
+        m.mems.append(Mem("V store" if rows == nm.seq_len else "V ring/slice", banks,
+                          ch["v"].layout.width))
+
+
+def softmax_resources(m: NodeModel, inst, hw) -> None:
+    nm, d, ch, rows, lanes, banks = _head(inst, hw)
+    sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
+    m.ffs += sb + lb + d * ab                                   # m, l, o
+    for _ in range(lanes):          # lanes: the same step chained, once per lane
+        m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)   # |x - m|
+        _exp(m, nm, sb + 1)
+        m.logic.add("mux", sb)                                  # m_new
+        # l*e (used when x > m) and e*v (when x <= m) are never needed in the same cycle
+        m.mults.append(Mult("l*e", lb, False, eb, False, post_add=lb + eb,
+                            exclusive_with="e*v"))
+        m.logic.add("add", lb, 3).add("mux", lb, 2)             # l + e, round, + 1
+        m.mults.append(Mult("e*v", eb, False, nm.v.bits, True, d, post_add=ab))
+        m.mults.append(Mult("o*e", ab, True, eb, False, d, post_add=ab + eb))
+        m.mults.append(Mult("v*one", nm.v.bits, True, nm.prob_frac + 1, False, d,
+                            const=nm.one))
+        m.logic.add("add", ab, 3 * d).add("mux", ab, 2 * d)     # o + e*v, round, + v
+
+
+def normalize_resources(m: NodeModel, inst, hw) -> None:
+    nm, d = hw.numerics, hw.numerics.head_dim
+    m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits)       # floor(2**R / l)
+    prod = nm.acc_bits + nm.recip_width + 1
+    m.mults.append(Mult("o*r", nm.acc_bits, True, nm.recip_width, False, d, post_add=prod))
+    rest = prod - nm.out_shift_online
+    m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
+
+
+def row_max_resources(m: NodeModel, inst, hw) -> None:
+    nm = hw.numerics
+    m.ffs += nm.score_bits
+    m.logic.add("cmp", nm.score_bits).add("mux", nm.score_bits)
+
+
+def sub_exp_resources(m: NodeModel, inst, hw) -> None:
+    nm = hw.numerics
+    m.ffs += nm.score_bits
+    m.logic.add("mux", nm.score_bits).add("add", nm.score_bits + 1)
+    _exp(m, nm, nm.score_bits + 1)
+
+
+def row_sum_resources(m: NodeModel, inst, hw) -> None:
+    nm = hw.numerics
+    m.ffs += nm.sum_bits
+    m.logic.add("add", nm.sum_bits).add("mux", nm.sum_bits)
+
+
+def recip_mul_resources(m: NodeModel, inst, hw) -> None:
+    nm = hw.numerics
+    m.ffs += nm.recip_width
+    m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits).add("mux", nm.recip_width)
+    m.mults.append(Mult("e*r", nm.exp_bits, False, nm.recip_width, False,
+                        post_add=nm.exp_bits + nm.recip_width))
+    m.logic.add("add", nm.exp_bits + nm.recip_width - nm.p_shift)
+
+
+def pv_accum_resources(m: NodeModel, inst, hw) -> None:
+    nm, d = hw.numerics, hw.numerics.head_dim
+    ab = nm.acc_bits
+    m.ffs += d * ab
+    m.mults.append(Mult("p*v", nm.exp_bits, False, nm.v.bits, True, d, post_add=2 * ab))
+    m.logic.add("add", ab, d).add("mux", ab, d)
+    rest = ab - nm.out_shift_naive
+    m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
+
+
+def combine_resources(m: NodeModel, inst, hw) -> None:
+    """``hdl.split.Combine``: the (m, l, O) merge of two partial states, both sides of the
+    ``b <= a`` choice built (each a product by e = 2**-(|m_a - m_b|) and a rounding)."""
+    nm, d = hw.numerics, hw.numerics.head_dim
+    sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
+    m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)       # |m_a - m_b|
+    _exp(m, nm, sb + 1)
+    m.logic.add("mux", sb)                                                # max(m_a, m_b)
+    m.mults.append(Mult("l*e", lb, False, eb, False, 2, post_add=lb + eb))
+    m.logic.add("add", lb, 4).add("mux", lb)                              # round, add
+    m.mults.append(Mult("o*e", ab, True, eb, False, 2 * d, post_add=ab + eb))
+    m.logic.add("add", ab, 4 * d).add("mux", ab, d)
+
+
+def template_model(inst, hw) -> NodeModel:
+    """The instance's resources: its sequencer plus its template's ``resources`` facet
+    (``mappers.catalog``; an unknown template is an error there, never counted as 0)."""
+    from ..mappers.catalog import facet
+    m = NodeModel()
+    _sequencer(m, inst.contract)
+    facet(inst.template, "resources")(m, inst, hw)
     return m
 
 

@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 
 from attnflow.api import WindowDesign, prepare
-from attnflow.build import WINDOW_FILL, node_costs
+from attnflow.build import node_costs
+from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
 from attnflow.ir.window import causal_blocks, offsets
 from attnflow.mappers.templates import groups
+
+#: a window/causal/decode head's cycles after its last score slot: the input channel, then
+#: the score, softmax and normalize templates' latencies along k -> s -> ol -> o
+WINDOW_FILL = 1 + latency("qk_window") + latency("softmax_window") + latency("normalize")
 
 from helpers import verify_head_rtl
 

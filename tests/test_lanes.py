@@ -20,7 +20,10 @@ from attnflow.targets import estimate, load_device
 from helpers import verify_head_rtl
 
 #: cycles after the last score group: qk (3) + softmax (1) + normalize (4) + output (1)
-from attnflow.mappers.sdpa import ONLINE_FILL as LANES_FILL  # noqa: E402
+from attnflow.mappers.catalog import latency  # noqa: E402
+
+#: the online head after its last score group: input channel, qk, softmax, normalize
+LANES_FILL = 1 + latency("qk_scores") + latency("online_softmax_pv") + latency("normalize")
 
 
 def lanes_spec(n, d, lanes, **extra):

@@ -28,7 +28,8 @@ from attnflow.ir.numerics_linear import (LinearNumerics, bias_rom, linear_acc, l
                                          unpack_weight_rom, weight_rom)
 from attnflow.ir.types import FixedFormat
 from attnflow.mappers.hwgraph import Channel, HwGraph
-from attnflow.mappers.linear import (LATENCY, LinearParams, check_folding, linear_contract,
+from attnflow.mappers.catalog import latency
+from attnflow.mappers.linear import (LinearParams, check_folding, linear_contract,
                                      x_layout, y_layout)
 from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
@@ -36,6 +37,7 @@ from attnflow.sim.run import simulate
 from attnflow.sim.schedule import make_schedule
 
 S8_4, S8_6, S8_7 = FixedFormat(8, 4), FixedFormat(8, 6), FixedFormat(8, 7)
+LATENCY = latency("linear")
 FILL = 1 + LATENCY    # input channel latency + template latency
 
 

@@ -39,8 +39,9 @@ from attnflow.ir.types import FixedFormat
 from attnflow.mappers.contracts import ALWAYS, Contract, Phase
 from attnflow.mappers.hwgraph import Channel, HwGraph, Instance
 from attnflow.mappers import linear as lin_mod
+from attnflow.mappers.catalog import latency
 from attnflow.mappers.linear import LinearParams
-from attnflow.mappers.rowops import (LATENCY, ActivationParams, ForkParams, NormParams,
+from attnflow.mappers.rowops import (TEMPLATES, ActivationParams, ForkParams, NormParams,
                                      ResidualNumerics, ResidualParams, residual_float,
                                      residual_golden, row_layout, skip_depth)
 from attnflow.sim.engine import run_timing
@@ -90,16 +91,16 @@ def stage(params):
     golden) of one block stage."""
     if isinstance(params, LinearParams):
         num = params.numerics
-        return (lin_mod.LATENCY, lin_mod.x_layout(num), lin_mod.y_layout(num),
+        return (latency("linear"), lin_mod.x_layout(num), lin_mod.y_layout(num),
                 params.fold - 1, params.fold,
                 lambda x: linear_golden(x, params.w_array(), params.b_array(), num))
     t = params.template if isinstance(params, NormParams) else "activation"
-    return LATENCY[t], params.x_layout(), params.y_layout(), 0, 1, params.golden
+    return latency(t), params.x_layout(), params.y_layout(), 0, 1, params.golden
 
 
 def path_latency(block) -> tuple[int, int]:
     """(P, row period) of a block: see the module docstring."""
-    p, period = LATENCY["fork"], 1
+    p, period = latency("fork"), 1
     for params in block:
         lat, _, _, extra, per, _ = stage(params)
         p += lat + extra
@@ -114,7 +115,7 @@ def chain_graph(n, d, block, add: ResidualParams, skip, name="rowchain_top",
     hw = HwGraph(name=name, numerics=None, variant="rowops")
     hw.instances["fork"] = fk.instance("fork")
     hw.channels["x"] = Channel("x", fk.layout(), 2, 1, None, ("fork", "x"))
-    src, lat = ("fork", "y0"), LATENCY["fork"]
+    src, lat = ("fork", "y0"), latency("fork")
     for k, params in enumerate(block):
         sname = f"s{k}"
         hw.instances[sname] = params.instance(sname)
@@ -124,10 +125,10 @@ def chain_graph(n, d, block, add: ResidualParams, skip, name="rowchain_top",
     hw.instances["add"] = add.instance("add")
     hw.channels[f"h{len(block)}"] = Channel(f"h{len(block)}", add.b_layout(), lat + 1, lat,
                                             src, ("add", "b"))
-    hw.channels["skip"] = Channel("skip", fk.layout(), skip, LATENCY["fork"],
+    hw.channels["skip"] = Channel("skip", fk.layout(), skip, latency("fork"),
                                   ("fork", "y1"), ("add", "a"))
-    hw.channels["y"] = Channel("y", add.y_layout(), LATENCY["residual_add"] + 1,
-                               LATENCY["residual_add"], ("add", "y"), None)
+    hw.channels["y"] = Channel("y", add.y_layout(), latency("residual_add") + 1,
+                               latency("residual_add"), ("add", "y"), None)
     hw.validate()
     return hw
 
@@ -218,7 +219,7 @@ def test_contracts_and_instances():
         inst = params.instance("u")
         hash(inst)                                  # params are hashable (frozen numerics)
         c = inst.contract
-        assert c.latency == LATENCY[inst.template] and c.ii == 1
+        assert c.latency == latency(inst.template) and c.ii == 1
         assert len(c.phases) == 1 and c.phases[0].loops == (("i", n),)
         assert c.fires == n and all(c.tokens(p) == n for p in c.inputs + c.outputs)
         assert type(params).of(inst) == params
@@ -226,8 +227,8 @@ def test_contracts_and_instances():
     assert cases[1].instance("u").template == "rmsnorm"
     assert cases[-1].contract().outputs == ("y0", "y1", "y2")
     assert cases[4].contract().inputs == ("a", "b")
-    assert LATENCY == {"layernorm": 4, "rmsnorm": 4, "activation": 2, "residual_add": 1,
-                       "fork": 1}
+    assert {t: latency(t) for t in TEMPLATES} == {
+        "layernorm": 4, "rmsnorm": 4, "activation": 2, "residual_add": 1, "fork": 1}
 
 
 def test_validation_one_line_errors():
@@ -306,7 +307,7 @@ def test_sim_alone_values_and_exact_cycles(kind):
     hw = standalone_graph(inst, ins, outs)
     res = run(hw, {p: {"x": v} for p, v in xv.items()})
     assert res.deadlock is None
-    lat = LATENCY[inst.template]
+    lat = latency(inst.template)
     for p, g in gold.items():
         assert np.array_equal(res.outputs[p]["x"], g)
         assert res.output_cycles[p] == [i + 1 + lat for i in range(n)]
@@ -326,7 +327,7 @@ def test_sim_alone_with_stalls(kind):
     res = run(hw, inputs, seed=7, gap=0.4, gap_max=3, ready=0.5)
     for p, g in gold.items():
         assert np.array_equal(res.outputs[p]["x"], g)
-    assert res.total_cycles > n + 1 + LATENCY[inst.template]
+    assert res.total_cycles > n + 1 + latency(inst.template)
     st = next(s for s in res.process_stats() if s.name == "u")
     assert st.starved > 1 and st.blocked > 0, st
     assert run_timing(hw, res.schedule).output_cycles == res.output_cycles
@@ -367,8 +368,8 @@ def test_chain_full_rate_at_the_computed_skip_depth():
     assert depth == 8
     x = rows(n, d, seed=4)
     gold = chain_golden(x, block, add)
-    fill = 1 + LATENCY["fork"] + LATENCY["layernorm"] + LATENCY["activation"] + \
-        LATENCY["residual_add"]
+    fill = 1 + latency("fork") + latency("layernorm") + latency("activation") + \
+        latency("residual_add")
     res = run(chain_graph(n, d, block, add, depth), {"x": {"x": x}})
     assert np.array_equal(res.outputs["y"]["x"], gold)
     assert res.total_cycles == n + fill == n + 9
@@ -423,7 +424,8 @@ def test_chain_with_folded_linear_skip_depth():
     x = rows(n, d, seed=6)
     gold = chain_golden(x, block, add)
     # fill: x channel, fork, rmsnorm, GELU, linear, ReLU, add
-    fill = 1 + 1 + 4 + 2 + lin_mod.LATENCY + 2 + 1
+    fill = 1 + sum(latency(t) for t in ("fork", "rmsnorm", "activation", "linear", "activation",
+                                        "residual_add"))
     totals = {}
     for k in (1, 2, depth - 1, depth, depth + 3):
         res = run(chain_graph(n, d, block, add, k), {"x": {"x": x}})

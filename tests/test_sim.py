@@ -6,7 +6,7 @@ import pytest
 from attnflow.api import prepare
 from attnflow.build import stall_schedule
 from attnflow.ir.spec import SpecError
-from attnflow.mappers.templates import LATENCY
+from attnflow.mappers.catalog import latency
 from attnflow.sim.engine import run_timing
 from attnflow.sim.schedule import schedule_from_spec
 
@@ -19,9 +19,9 @@ def fill(variant):
     """Cycles beyond N*N + N without stalls: the input channel's latency plus every
     template latency on the path to the output (naive: plus two row-long waits)."""
     if variant == "online":
-        return 1 + LATENCY["qk_scores"] + LATENCY["online_softmax_pv"] + LATENCY["normalize"]
-    return 1 + LATENCY["qk_scores"] + LATENCY["row_max"] + LATENCY["sub_exp"] + \
-        LATENCY["row_sum"] + LATENCY["recip_mul"] + LATENCY["pv_accum"]
+        return 1 + latency("qk_scores") + latency("online_softmax_pv") + latency("normalize")
+    return 1 + latency("qk_scores") + latency("row_max") + latency("sub_exp") + \
+        latency("row_sum") + latency("recip_mul") + latency("pv_accum")
 
 
 @pytest.mark.parametrize("variant", ["naive", "online"])
@@ -109,7 +109,7 @@ def test_naive_bypass_depth_thresholds():
     n = 16
     full = prepare(spec("naive", n, 4)).simulate()
     depth = prepare(spec("naive", n, 4)).hw.channels["s_b"].depth
-    assert depth == n + LATENCY["qk_scores"] + LATENCY["row_max"]
+    assert depth == n + latency("qk_scores") + latency("row_max")
     slow = prepare(spec("naive", n, 4, f"hardware.fifo_depths.s_b={n}")).simulate()
     assert slow.deadlock is None and slow.total_cycles > full.total_cycles
     one_less = prepare(spec("naive", n, 4, f"hardware.fifo_depths.s_b={depth - 1}")).simulate()
@@ -122,7 +122,7 @@ def test_online_depths_do_not_grow_with_n():
     depths = {n: {c.name: c.depth for c in prepare(spec("online", n, 4)).hw.channels.values()}
               for n in (8, 64, 512)}
     assert depths[8] == depths[64] == depths[512]
-    assert max(depths[8].values()) <= LATENCY["normalize"] + 1
+    assert max(depths[8].values()) <= latency("normalize") + 1
 
 
 def test_online_shallower_than_mapper_loses_throughput_not_correctness():

@@ -11,13 +11,18 @@ import numpy as np
 import pytest
 
 from attnflow.api import WindowDesign, prepare
-from attnflow.build import WINDOW_FILL, node_costs
+from attnflow.build import node_costs
+from attnflow.mappers.catalog import latency
 from attnflow.cli import main
 from attnflow.ir.numerics import dequantize
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.ir.window import (causal_blocks, effective_window, offsets, slot_keys,
                                 window_float)
 from attnflow.mappers.window import window_head_cycles
+
+#: a window/causal/decode head's cycles after its last score slot: the input channel, then
+#: the score, softmax and normalize templates' latencies along k -> s -> ol -> o
+WINDOW_FILL = 1 + latency("qk_window") + latency("softmax_window") + latency("normalize")
 
 
 def head(n, d, w, **extra):
@@ -95,8 +100,10 @@ def test_bad_window_specs_are_one_line(capsys):
 def test_build_without_hdl_writes_reports_and_says_so(tmp_path, capsys, monkeypatch):
     """A template without HDL: build writes the simulation reports, no RTL, and fails
     with one line naming the templates."""
-    from attnflow.hdl import top
-    monkeypatch.delitem(top.COMPONENTS, "qk_window")
+    import dataclasses
+    from attnflow.mappers import catalog
+    monkeypatch.setitem(catalog.TEMPLATES, "qk_window", dataclasses.replace(
+        catalog.TEMPLATES["qk_window"], component="attnflow.hdl.window:NoSuchComponent"))
     spec = tmp_path / "w.yaml"
     spec.write_text("model: {seq_len: 8, head_dim: 4, attention: {kind: window, window: 2}}\n")
     assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1

@@ -1,0 +1,161 @@
+"""The template registry (``mappers.catalog``): every template has every facet, the designs
+use only registered templates, and a latency written in the registry is the only one.
+
+The perturbation tests raise one template's latency (+1, +3) and rebuild the designs that
+use it: the simulator must still equal the golden model bit for bit, and the closed-form
+cycle models (``build._model_fields`` / the stack model ``design.folding.cycles``) must
+still equal the simulated cycles exactly. A fill or formula anywhere that copies a
+latency instead of reading the registry fails here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.lib import wiring
+
+from attnflow.api import prepare
+from attnflow.build import _model_fields
+from attnflow.ir.spec import load_spec
+from attnflow.mappers import catalog
+from attnflow.mappers.catalog import FACETS, TEMPLATES, TemplateDef, facet, latencies, latency
+from attnflow.targets.estimate import template_model
+
+HEAD = "examples/sdpa_online.yaml"
+ENC = "examples/encoder_tiny.yaml"
+DEC = "examples/decoder_tiny.yaml"
+SMALL = ["model.head_dim=4"]
+
+#: designs small enough to simulate in well under a second, covering every template;
+#: ``naive`` marks the one without a closed-form model in build (its formula is below)
+DESIGNS = {
+    "online": (HEAD, SMALL + ["model.seq_len=8"]),
+    "online_lanes": (HEAD, SMALL + ["model.seq_len=7", "model.attention.lanes=3"]),
+    "naive": (HEAD, SMALL + ["model.seq_len=8", "model.attention.variant=naive"]),
+    "window": (HEAD, SMALL + ["model.seq_len=12", "model.attention.kind=window",
+                              "model.attention.window=3"]),
+    "causal": (HEAD, SMALL + ["model.seq_len=9", "model.attention.kind=causal",
+                              "model.attention.lanes=4"]),
+    "split": (HEAD, SMALL + ["model.seq_len=8", "model.attention.split=4"]),
+    "decode": (HEAD, SMALL + ["model.seq_len=8", "model.attention.kind=causal",
+                              "model.attention.decode=4"]),
+    "encoder": (ENC, ["model.seq_len=6", "model.layers=1"]),
+    "encoder_rms_pre": (ENC, ["model.seq_len=6", "model.layers=1", "model.norm=rmsnorm",
+                              "model.norm_position=pre", "model.final_norm=true",
+                              "model.activation=relu"]),
+    "decoder": (DEC, ["model.seq_len=8", "model.layers=1"]),
+}
+
+
+def build(name):
+    path, overrides = DESIGNS[name]
+    return prepare(load_spec(path, overrides))
+
+
+def templates_of(design) -> set[str]:
+    return {i.template for i in design.hw.instances.values()}
+
+
+@pytest.fixture(scope="module")
+def used():
+    """design name -> templates it instantiates (at today's latencies)."""
+    return {name: templates_of(build(name)) for name in DESIGNS}
+
+
+# ---------------------------------------------------------------- the registry itself
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_facet_resolves(name):
+    d = TEMPLATES[name]
+    assert d.name == name and isinstance(d.latency, int) and d.latency >= 1
+    for f in FACETS:
+        assert callable(facet(name, f)), (name, f)
+    assert issubclass(facet(name, "component"), wiring.Component)
+
+
+def test_designs_use_every_template_and_only_registered_ones(used):
+    every = set().union(*used.values())
+    assert every == set(TEMPLATES)
+
+
+def test_a_template_lacking_a_facet_cannot_be_defined():
+    with pytest.raises(ValueError, match="template t: facet model must be 'module:attribute'"):
+        TemplateDef("t", 1, "a:b", "", "a:b", "a:b")
+    with pytest.raises(ValueError, match="template t: latency must be an integer >= 1, got 0"):
+        TemplateDef("t", 0, "a:b", "a:b", "a:b", "a:b")
+
+
+def test_unknown_template_is_an_error_not_zero_resources():
+    design = build("online")
+    inst = design.hw.instances["qk"]
+    bogus = type(inst)(inst.name, "no_such_template", inst.contract, inst.params)
+    with pytest.raises(catalog.UnknownTemplate, match="'no_such_template' is not in the registry"):
+        template_model(bogus, design.hw)
+
+
+def test_a_facet_that_does_not_resolve_names_the_template(monkeypatch):
+    import dataclasses
+    monkeypatch.setitem(TEMPLATES, "fork", dataclasses.replace(
+        TEMPLATES["fork"], model="attnflow.sim.models_rowops:no_such_model"))
+    with pytest.raises(LookupError, match="template fork: facet model = "
+                                          "attnflow.sim.models_rowops:no_such_model"):
+        facet("fork", "model")
+
+
+def test_split_combine_and_split_rows_have_resource_models():
+    """The estimator counted these as 0 before the registry."""
+    design = build("split")
+    comb = template_model(design.hw.instances["comb0_0"], design.hw)
+    # two products by e for l, 2d for O (both sides of the b <= a choice), one exp
+    assert [(m.what, m.count) for m in comb.mults] == [("z*log2e", 1), ("l*e", 2), ("o*e", 8)]
+    split = template_model(design.hw.instances["ksplit"], design.hw)
+    assert split.mults == [] and split.mems == []
+
+
+# ---------------------------------------------------------------- latency perturbation
+
+def naive_cycles(n: int) -> int:
+    """The naive head without stalls: N K/V loads, N*N scores, the path's latencies
+    (input channel, qk, row_max, sub_exp, row_sum, recip_mul, pv_accum), and two row-long
+    waits (the row max and the row sum each wait for the rest of their row)."""
+    path = ("qk_scores", "row_max", "sub_exp", "row_sum", "recip_mul", "pv_accum")
+    return n + n * n + 1 + sum(latency(t) for t in path) + 2 * (n - 1)
+
+
+def expected(name, design) -> int:
+    if name == "naive":
+        return naive_cycles(design.numerics.seq_len)
+    if hasattr(design, "folding"):
+        assert design.folding.cycles_source != "simulator"
+        return design.folding.cycles
+    return _model_fields(design)["expected_cycles"]
+
+
+def check(name, design):
+    r = design.simulate()
+    assert r.deadlock is None
+    (out,) = design.hw.outputs
+    assert np.array_equal(r.outputs[out]["x"], design.golden()), name
+    assert r.total_cycles == expected(name, design), name
+    return r.total_cycles
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_cycle_models_equal_the_simulator(name):
+    check(name, build(name))
+
+
+@pytest.mark.parametrize("delta", [1, 3])
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_a_latency_change_moves_every_model_with_the_simulator(template, delta, used):
+    before = {n: build(n).simulate().total_cycles for n in DESIGNS if template in used[n]}
+    assert before, template
+    with latencies(**{template: latency(template) + delta}):
+        for name in before:
+            design = build(name)
+            lat = {i.contract.latency for i in design.hw.instances.values()
+                   if i.template == template}
+            assert lat == {TEMPLATES[template].latency}
+            after = check(name, design)
+            assert after >= before[name], (name, before[name], after)
+    # the context manager restores the registry
+    assert {n: build(n).simulate().total_cycles for n in before} == before
