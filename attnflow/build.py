@@ -152,10 +152,8 @@ def _model_fields(design) -> dict:
                     + (f"N*W + {fill}: one slot per cycle" if lanes == 1
                        else f"N*ceil(W/{lanes}) + {fill}: {lanes} slots per cycle"))}
     if getattr(design, "plans", None) is None:
-        from .mappers.templates import groups
-        nm = design.numerics
-        n = nm.seq_len
         from .mappers.sdpa import online_fill, online_head_cycles
+        from .mappers.templates import groups
         nm = design.numerics
         n = nm.seq_len
         lanes = design.hw.instances["qk"].param("lanes") or 1

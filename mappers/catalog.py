@@ -54,8 +54,7 @@ class TemplateDef:
 _M, _S, _H, _E = "attnflow.mappers", "attnflow.sim", "attnflow.hdl", "attnflow.targets.estimate"
 
 
-def _t(name, latency, contract, model, component, resources, what=""):
-    return TemplateDef(name, latency, contract, model, component, resources, what)
+_t = TemplateDef
 
 
 _DEFS = (

@@ -18,14 +18,12 @@ from . import templates as T
 from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
 from .hwgraph import HwGraph
-from .sdpa import MappingError
+from .sdpa import MappingError, head_fill
 from .window import stream_head
-
 
 
 def decode_fill() -> int:
     """Cycles of the decode head after its last score (``mappers.sdpa.head_fill``)."""
-    from .sdpa import head_fill
     return head_fill("qk_decode", "kv_decode", "softmax_decode")
 
 

@@ -19,7 +19,7 @@ rows; the engines then run in lockstep: about ``N + N * ceil(N / P)`` cycles. HD
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from ..ir.split import slice_bounds, tree_pairs
+from ..ir.split import leaf_depth, slice_bounds, tree_pairs
 from . import templates as T
 from .catalog import latency
 from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
@@ -28,16 +28,14 @@ from .rowops import ForkParams
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
 
-
 def split_fill(p: int) -> int:
     """Cycles of a P-engine split head after its last engine's last score: the input
     channel (1), split_rows', the slower of qk_slice and kv_slice (they fire in step),
-    softmax_slice's and normalize's latencies, and
-    one combine per tree level above the last engine (``ir.split.leaf_depth``)."""
-    from ..ir.split import leaf_depth
+    softmax_slice's and normalize's latencies, and one combine per tree level above the
+    last engine (``ir.split.leaf_depth``)."""
     return (1 + latency("split_rows") + max(latency("qk_slice"), latency("kv_slice"))
-            + latency("softmax_slice")
-            + latency("normalize") + latency("combine") * leaf_depth(p, p - 1))
+            + latency("softmax_slice") + latency("normalize")
+            + latency("combine") * leaf_depth(p, p - 1))
 
 
 def split_rows(sizes: list[int]) -> Contract:
