@@ -5,34 +5,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir.graph import Graph, interpret
-from .ir.lower import attention_head_graph, lower_attention, numerics_from_spec
-from .ir.numerics import AttentionNumerics, dequantize, quantize
+from .ir.graph import Graph
+from .ir.lower import attention_head_graph, numerics_from_spec
+from .ir.numerics import AttentionNumerics, dequantize
 from .ir.spec import ScheduleSpec, Spec, SpecError, load_spec
 from .mappers.hwgraph import HwGraph
 from .mappers.sdpa import MappingError, map_attention_head
+from .kinds import HeadKind, kind_of, random_inputs  # noqa: F401  (random_inputs: API)
 from .sim import SimResult, schedule_from_spec, simulate
 
 
 @dataclass
 class Design:
+    """One attention head of any kind: what differs between kinds (mapping, inputs,
+    golden model, float reference, the summary's cycle model) is its ``kind``'s
+    (``attnflow.kinds``)."""
     spec: Spec
     numerics: AttentionNumerics
     graph: Graph          # the model as written (sdpa)
-    lowered: Graph        # after attention lowering
+    lowered: Graph        # after attention lowering (masked / decode heads: as written)
     hw: HwGraph
     inputs: dict          # tensor name -> stored integers (N x d)
+    kind: HeadKind = None
 
     def golden(self) -> np.ndarray:
-        """Bit-exact integer output of the lowered graph."""
-        return interpret(self.lowered, self.inputs, "int")[self.lowered.outputs[0]]
+        """Bit-exact integer output of the head."""
+        return self.kind.golden(self)
 
     def reference(self) -> np.ndarray:
         """Float attention on the (dequantised) same inputs, in output units."""
-        nm = self.numerics
-        fl = {n: dequantize(self.inputs[n], fmt.frac)
-              for n, fmt in (("q", nm.q), ("k", nm.k), ("v", nm.v))}
-        return interpret(self.graph, fl, "float")[self.graph.outputs[0]]
+        return self.kind.reference(self)
 
     def accuracy(self) -> dict:
         got = dequantize(self.golden(), self.numerics.out.frac)
@@ -49,72 +51,6 @@ class Design:
                  engine: str = "auto") -> SimResult:
         sched = schedule_from_spec(schedule or self.spec.schedule, self.hw)
         return simulate(self.hw, self.stream_inputs(), sched, order, engine)
-
-
-@dataclass
-class WindowDesign(Design):
-    """One sliding-window or causal attention head (``attention.kind: window | causal``,
-    ``ir.window``): ``graph``/``lowered`` are the full head's (the IR has no masked
-    attention op); the golden model and the float reference are ``ir.window``'s."""
-    window: int | None = 1
-    attn_kind: str = "window"
-
-    def golden(self) -> np.ndarray:
-        from .ir.window import window_golden
-        return window_golden(self.numerics, self.inputs["q"], self.inputs["k"],
-                             self.inputs["v"], self.window, self.attn_kind)
-
-    def reference(self) -> np.ndarray:
-        from .ir.window import window_float
-        nm = self.numerics
-        fl = [dequantize(self.inputs[n], fmt.frac)
-              for n, fmt in (("q", nm.q), ("k", nm.k), ("v", nm.v))]
-        return window_float(*fl, self.window, self.attn_kind)
-
-
-@dataclass
-class SplitDesign(Design):
-    """One split-context head (``attention.split: P``, ``ir.split``): P online-softmax
-    engines over K/V slices and a combine tree; the golden model is ``ir.split``'s, the
-    float reference plain attention."""
-    split: int = 2
-
-    def golden(self) -> np.ndarray:
-        from .ir.split import split_golden
-        return split_golden(self.numerics, self.inputs["q"], self.inputs["k"],
-                            self.inputs["v"], self.split)
-
-
-@dataclass
-class DecodeDesign(Design):
-    """Decode mode of one causal head (``attention.decode: S``, ``ir.decode``): the KV
-    cache holds all N positions' K/V rows (prefill, then one per step); ``inputs["q"]``
-    holds only the S new tokens' queries (the last S rows of the random Q)."""
-    steps: int = 1
-
-    def golden(self) -> np.ndarray:
-        from .ir.decode import decode_golden
-        return decode_golden(self.numerics, self.inputs["q"], self.inputs["k"],
-                             self.inputs["v"], self.steps)
-
-    def reference(self) -> np.ndarray:
-        import math
-        nm = self.numerics
-        q, k, v = (dequantize(self.inputs[n], f.frac)
-                   for n, f in (("q", nm.q), ("k", nm.k), ("v", nm.v)))
-        n, c = nm.seq_len, nm.seq_len - self.steps
-        s = q @ k.T / math.sqrt(nm.head_dim)
-        s = np.where(np.arange(n)[None, :] <= (c + np.arange(self.steps))[:, None], s, -np.inf)
-        p = np.exp(s - s.max(axis=1, keepdims=True))
-        return (p / p.sum(axis=1, keepdims=True)) @ v
-
-
-def random_inputs(spec: Spec) -> dict:
-    m, f = spec.model, spec.formats
-    rng = np.random.default_rng(spec.inputs.seed)
-    shape = (m.seq_len, m.head_dim)
-    return {name: quantize(rng.uniform(-spec.inputs.range, spec.inputs.range, shape), fmt)
-            for name, fmt in (("q", f.q), ("k", f.k), ("v", f.v))}
 
 
 @dataclass
@@ -209,56 +145,13 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
     nm = numerics_from_spec(spec)
     for fld, msg in nm.check():
         raise SpecError(spec.source, fld, msg)
-    graph = attention_head_graph(nm, spec.name)
-    variant = spec.model.attention.variant
-    att = spec.model.attention
-    depths = dict(spec.hardware.fifo_depths)
-
-    def online_only(what: str, mapper, *args, **kw):
-        """Map a masked/split/decode head (online arithmetic only); MappingError -> one
-        line on the spec field it names."""
-        if variant != "online":
-            raise SpecError(spec.source, "model.attention.variant",
-                            f"{variant!r}: {what} is built with the online variant only; "
-                            "set variant: online")
-        try:
-            return mapper(nm, *args, depths, spec.name, **kw)
-        except MappingError as e:
-            raise SpecError(spec.source, e.field, e.message) from None
-
+    kind = kind_of(spec.model.attention)
     goal = next((k for k in ("target_cycles", "multiplier_budget")
                  if getattr(spec.hardware, k) is not None), None)
-    if goal and (att.kind != "full" or att.split is not None):
-        what = f"split {att.split}" if att.split is not None else f"kind {att.kind}"
-        fix = ("remove it" if att.split is not None else
-               "set model.attention.lanes instead and remove it")
-        raise SpecError(spec.source, f"hardware.{goal}",
-                        f"the mapper chooses lanes only for a full online head, not for "
-                        f"{what}; {fix}")
-    if att.split is not None:
-        from .mappers.split import map_split_head
-        hw = online_only("split-context attention", map_split_head, att.split)
-        return SplitDesign(spec, nm, graph, lower_attention(graph, "online"), hw,
-                           random_inputs(spec), split=att.split)
-    if att.decode is not None:
-        from .mappers.decode import map_decode_head
-        hw = online_only("decode", map_decode_head, att.decode)
-        inputs = random_inputs(spec)
-        inputs["q"] = inputs["q"][nm.seq_len - att.decode:]
-        return DecodeDesign(spec, nm, graph, graph, hw, inputs, steps=att.decode)
-    if att.kind in ("window", "causal"):
-        from .mappers.window import map_window_head
-        hw = online_only(f"{att.kind} attention", map_window_head, att.window, kind=att.kind,
-                         lanes=att.lanes or 1)
-        return WindowDesign(spec, nm, graph, graph, hw, random_inputs(spec), window=att.window,
-                            attn_kind=att.kind)
-    lowered = lower_attention(graph, variant)
-    try:
-        hw = map_attention_head(lowered, variant, depths, spec.name,
-                                lanes=head_lanes(spec, lowered))
-    except MappingError as e:
-        raise SpecError(spec.source, e.field, e.message) from None
-    return Design(spec, nm, graph, lowered, hw, random_inputs(spec))
+    kind.check(spec, goal)
+    graph = attention_head_graph(nm, spec.name)
+    lowered, hw = kind.map(spec, nm, graph, dict(spec.hardware.fifo_depths))
+    return Design(spec, nm, graph, lowered, hw, kind.inputs(spec, nm), kind)
 
 
 def head_lanes(spec: Spec, lowered) -> int:

@@ -91,88 +91,17 @@ def node_costs(hw) -> dict:
 
 
 def _model_fields(design) -> dict:
-    """What the summary says about the model and the cycles to expect, per design kind."""
+    """What the summary says about the model and the cycles to expect: a head's kind
+    (``attnflow.kinds``) says it for a head."""
+    if not isinstance(design, EncoderDesign):
+        return design.kind.fields(design)
+    return _encoder_fields(design)
+
+
+def _encoder_fields(design) -> dict:
+    """The summary's model fields of an encoder/decoder stack: the model, the folding
+    table and the stack's cycle model."""
     spec = design.spec
-    if getattr(design, "steps", None) is not None:
-        nm = design.numerics
-        n, steps = nm.seq_len, design.steps
-        c = n - steps
-        from .mappers.decode import decode_fill
-        fill = decode_fill()
-        return {"kind": "decode_head", "variant": "online", "seq_len": n,
-                "head_dim": nm.head_dim, "decode": steps,
-                "model_text": f"one causal head in decode mode, d = {nm.head_dim}: a "
-                              f"{c}-token prefill into the KV cache, then {steps} generated "
-                              f"tokens (context {c + 1}..{n})",
-                "expected_cycles": c + sum(c + t + 1 for t in range(steps)) + fill,
-                "expected_text": f"C + sum over steps of (C + t + 1) + {fill}: one "
-                                 f"score per cycle, C + t + 1 per generated token"}
-    if getattr(design, "split", None) is not None and not hasattr(design, "plans"):
-        from .ir.split import leaf_depth
-        from .mappers.split import split_fill
-        nm = design.numerics
-        n, p = nm.seq_len, design.split
-        longest = -(-n // p)
-        exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
-        fill = split_fill(p)
-        return {"kind": "split_head", "variant": "online", "seq_len": n,
-                "head_dim": nm.head_dim, "split": p,
-                "model_text": f"one split-context attention head, N = {n}, d = "
-                              f"{nm.head_dim}, {p} engines over K/V slices, combine tree",
-                "expected_cycles": n + n * longest + fill if exact else None,
-                "expected_text": (f"N + N*N/P + {fill}: the K rows stream in, then the "
-                                  f"engines run in lockstep; the last engine's state passes "
-                                  f"{leaf_depth(p, p - 1)} combines" if exact else
-                                  "closed form only for P a power of two dividing N: other "
-                                  "trees let early engines run ahead by up to the FIFO slack")}
-    if getattr(design, "attn_kind", None) is not None:
-        from .ir.window import causal_blocks, lookahead, row_slots
-        from .mappers.window import window_fill, window_head_cycles
-        nm = design.numerics
-        fill = window_fill()
-        n, kind, w = nm.seq_len, design.attn_kind, design.window
-        slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
-        lanes = design.hw.instances["qk"].param("lanes") or 1
-        blocks = causal_blocks(n, lanes) if design.hw.instances["qk"].param("triangle") else ()
-        what = (f"window {w} (|i - j| <= {w}" if kind == "window" else "causal (j <= i"
-                if w is None else f"causal window {w} ({'i' if w == 0 else f'i - {w}'} <= j <= i")
-        return {"kind": f"{kind}_head", "variant": "online", "seq_len": n,
-                "head_dim": nm.head_dim, "window": w,
-                "lanes": lanes,
-                "model_text": f"one {kind}-attention head, N = {n}, d = {nm.head_dim}, "
-                              + (f"{what}, {slots} slots per row)" if not blocks else
-                                 f"{what}, row i over the keys up to its block's end)")
-                              + (f", {lanes} lanes" if lanes > 1 else ""),
-                "expected_cycles": window_head_cycles(n, w, kind, lanes),
-                "expected_text": (
-                    f"sum over the {len(blocks)} row blocks of rows * ceil(block end/"
-                    f"{lanes}) + {fill}: the blocked triangle (blocks of "
-                    f"{blocks[0][0]} rows), {lanes} slot(s) per cycle" if blocks else
-                    f"{'w' + chr(39) + ' + ' if ahead else ''}"
-                    + (f"N*W + {fill}: one slot per cycle" if lanes == 1
-                       else f"N*ceil(W/{lanes}) + {fill}: {lanes} slots per cycle"))}
-    if getattr(design, "plans", None) is None:
-        from .mappers.sdpa import online_fill, online_head_cycles
-        from .mappers.templates import groups
-        nm = design.numerics
-        n = nm.seq_len
-        lanes = design.hw.instances["qk"].param("lanes") or 1
-        ideal = n * groups(n, lanes) + n
-        online = spec.model.attention.variant == "online"
-        out = {"kind": "attention_head", "variant": spec.model.attention.variant,
-               "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": ideal,
-               "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
-                             f"SDPA variant {spec.model.attention.variant}",
-               "expected_cycles": online_head_cycles(n, lanes) if online else ideal,
-               "expected_text": (f"N + N*N + {online_fill()}: K/V load, one score per cycle, "
-                                 "pipeline fill" if online else
-                                 "N*N + N: K/V load plus one score per cycle (ideal; "
-                                 "the naive variant's row reductions add more)")}
-        if lanes > 1:
-            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
-                       expected_text=f"N + N*ceil(N/{lanes}) + {online_fill()}: K/V load, "
-                                     f"{lanes} scores per cycle, pipeline fill")
-        return out
     from .ir.spec import HEAD_OPS
     from .mappers.folding import fires
     m = spec.model

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnflow.api import WindowDesign, prepare
+from attnflow.api import prepare
+from attnflow.kinds import MaskedHead
 from attnflow.build import node_costs
 from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
@@ -42,7 +43,7 @@ def test_offsets():
 @pytest.mark.parametrize("stalls", [False, True])
 def test_golden_equals_simulator_and_cycles(n, d, w, lanes, stalls):
     design = prepare(head(n, d, w, lanes))
-    assert isinstance(design, WindowDesign)
+    assert isinstance(design.kind, MaskedHead)
     sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
                          output_ready_prob=0.5) if stalls else None
     # a window covering the sequence (w >= N - 1) is plain causal: the blocked triangle

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnflow.api import DecodeDesign, prepare
+from attnflow.api import prepare
+from attnflow.kinds import DecodeHead
 from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 
@@ -26,7 +27,7 @@ def head(n, d, steps, **att):
                                          (40, 8, 6)])
 def test_golden_equals_simulator_and_cycles_per_token(n, d, steps):
     design = head(n, d, steps)
-    assert isinstance(design, DecodeDesign) and design.inputs["q"].shape == (steps, d)
+    assert isinstance(design.kind, DecodeHead) and design.inputs["q"].shape == (steps, d)
     c = n - steps
     for sched in (None, ScheduleSpec(seed=4, input_gap_prob=0.4, output_ready_prob=0.5)):
         for engine in ("reference", "fast"):
