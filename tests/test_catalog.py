@@ -159,3 +159,26 @@ def test_a_latency_change_moves_every_model_with_the_simulator(template, delta, 
             assert after >= before[name], (name, before[name], after)
     # the context manager restores the registry
     assert {n: build(n).simulate().total_cycles for n in before} == before
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("template,extra,spec_overrides", [
+    # the full head's last stage; the causal window head's score template
+    ("normalize", 1, SMALL + ["model.seq_len=8"]),
+    ("qk_window", 3, SMALL + ["model.seq_len=9", "model.attention.kind=causal",
+                              "model.attention.window=4", "model.attention.lanes=2"]),
+])
+def test_perturbed_latency_on_rtl(tmp_path, template, extra, spec_overrides):
+    """A latency raised in the registry reaches the RTL: the design built inside
+    ``latencies(...)`` runs on Verilator with the same bits on the same cycles as its
+    simulation (no stalls and stall seed 1), and its run is exactly ``extra`` cycles longer
+    than the unperturbed design's (the template is on the no-stall critical path once)."""
+    from helpers import verify_head_rtl
+    spec = load_spec(HEAD, spec_overrides)
+    base = prepare(spec).simulate().total_cycles
+    with latencies(**{template: latency(template) + extra}):
+        result, stalled = verify_head_rtl(spec, tmp_path)
+        design = prepare(spec)
+        assert template in templates_of(design)
+        assert _model_fields(design)["expected_cycles"] == result.total_cycles
+    assert result.total_cycles == base + extra
