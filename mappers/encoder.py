@@ -155,188 +155,268 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
     return hw
 
 
+class FullStackHeads:
+    """How a stack layer's heads are built for full attention: the full head's templates
+    (``qk_scores`` / ``kv_replay`` / ``online_softmax_pv``); qk takes all N K rows before
+    its first Q row, so Q and the residual skip hold the whole sequence."""
+
+    def templates(self, h: int, plan, lanes: int) -> list:
+        n, lane_p = plan.n, ((("lanes", lanes),) if lanes > 1 else ())
+        return [Instance(f"qk{h}", "qk_scores", T.qk_scores(n, lanes=lanes), lane_p),
+                Instance(f"vstore{h}", "kv_replay", T.kv_replay(n, lanes), lane_p),
+                Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n, lanes),
+                         lane_p)]
+
+    def score_layout(self, nm, lanes: int):
+        return T.score_layout(nm, lanes)
+
+    def q_channel(self, plan) -> tuple[int, str]:
+        return plan.n, "whole sequence: qk takes all N K rows before its first Q row"
+
+    def vr_channel(self, lat: dict, fe: dict) -> tuple[int, str]:
+        return full_rate_depth(lat["vstore"]), "L+1"
+
+    def skip1(self, plan, fe, f_qkv: int, f_out: int, norm_latency) -> tuple[int, str]:
+        """(depth, note) of the residual skip around the attention sublayer;
+        ``norm_latency``: a pre-norm layer's ln1, else None."""
+        return plan.n, "whole sequence: res1 takes no row before qk has all N K rows"
+
+
+class RowStackHeads(FullStackHeads):
+    """Window and causal attention in a stack (``attention.kind: window | causal``): the
+    one-head window templates (``mappers.window``) and a row pipeline like the FFN block
+    (no K barrier; a window's qk takes Q row i with K row i + w')."""
+
+    def templates(self, h: int, plan, lanes: int) -> list:
+        n, kind, cw = plan.n, plan.kind, plan.window
+        cp = (("N", n), ("kind", kind), ("window", cw)) + ((("lanes", lanes),) if lanes > 1
+                                                           else ())
+        return [Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, kind, lanes), cp),
+                Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, kind, lanes), cp),
+                Instance(f"softmax{h}", "softmax_window", W.softmax_window(n, cw, kind, lanes),
+                         cp)]
+
+    def score_layout(self, nm, lanes: int):
+        return W.window_score_layout(nm, lanes)
+
+    @staticmethod
+    def ahead(plan) -> int:
+        return W.lookahead(plan.window, plan.n, plan.kind)
+
+    def q_channel(self, plan) -> tuple[int, str]:
+        ahead = self.ahead(plan)
+        if ahead:
+            return (q_window_depth(ahead),
+                    f"L+1 + w' = {ahead}: window qk takes Q row i with K row i + w' "
+                    f"(lookahead), so Q holds w' rows more than K")
+        return (full_rate_depth(latency("linear")),
+                "L+1: causal qk takes Q row i with K row i (no K barrier)")
+
+    def vr_channel(self, lat: dict, fe: dict) -> tuple[int, str]:
+        if fe["qk"] != 1:
+            return super().vr_channel(lat, fe)
+        # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
+        # cycles before its scores. With one score group a row (every row one firing
+        # of qk/vstore/softmax) vstore runs that far ahead at one row a cycle, so vr
+        # holds that many more tokens (L + 1 cost 2 cycles at F = 1 everywhere);
+        # with more groups a row the lead is absorbed inside the row (simulated)
+        lead = lat["qk"] - lat["vstore"]
+        return full_rate_depth(lat["vstore"]) + lead, f"L+1 + {lead}: V leads the scores"
+
+    def skip1(self, plan, fe, f_qkv: int, f_out: int, norm_latency) -> tuple[int, str]:
+        # a row pipeline like the FFN block: the residual rule
+        p1, per1 = attn_path(fe["qk"], f_qkv, f_out, fe["res1"], plan.heads, norm_latency)
+        ahead = self.ahead(plan)
+        if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
+            return (skip_depth(p1, per1) + ahead,
+                    f"residual skip: skip_depth(P={p1}, F={per1}) + w' = {ahead} (window: "
+                    f"row i's attention needs the fork's row i + w')")
+        return (skip_depth(p1, per1),
+                f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
+
+
+#: attention.kind -> how a stack layer builds its heads (a new layer attention kind is
+#: one class and one entry here)
+STACK_HEADS = {"full": FullStackHeads(), "window": RowStackHeads(), "causal": RowStackHeads()}
+
+
+class _Layer:
+    """Adds one layer's instances and channels to ``hw``, names prefixed ``p``."""
+
+    def __init__(self, hw: HwGraph, plan: LayerPlan, folding, p: str, lanes: int):
+        self.hw, self.plan, self.p, self.lanes = hw, plan, p, lanes
+        self.folding = dict(folding or {})
+        self.heads = STACK_HEADS[plan.kind]
+        # element-wise templates fold to the layer's row period (see layer_fires)
+        self.fe = layer_fires(plan.n, plan.d_model, plan.d_ff, plan.d_head, self.folding,
+                              lanes, layer_keys(plan))
+        self.n1 = NormParams.make(plan.n, plan.norm1.numerics, plan.norm1.gamma,
+                                  plan.norm1.beta, rms=plan.norm1.rms)
+        self.n2 = NormParams.make(plan.n, plan.norm2.numerics, plan.norm2.gamma,
+                                  plan.norm2.beta, rms=plan.norm2.rms)
+
+    def add(self, inst: Instance) -> str:
+        inst = Instance(self.p + inst.name, inst.template, inst.contract, inst.params)
+        self.hw.instances[inst.name] = inst
+        return inst.name
+
+    def chan(self, cname, layout, src, dst, depth, note, raw_src=False):
+        p, hw = self.p, self.hw
+        src = src if raw_src or src is None else (p + src[0], src[1])
+        dst = None if dst is None else (p + dst[0], dst[1])
+        lat = hw.instances[src[0]].contract.latency if src else 1
+        cname = cname if raw_src or dst is None else p + cname
+        hw.channels[cname] = Channel(cname, layout, depth, lat, src, dst)
+        hw.depth_notes[cname] = note
+
+    def linear(self, iname, op, q) -> LinearParams:
+        pe, simd = self.folding.get(op, (1, 1))
+        lp = LinearParams.make(self.plan.n, pe, simd, q.numerics, q.w, q.b)
+        self.add(lp.instance(iname))
+        return lp
+
+    def input_fork(self, x_src, x_name: str):
+        """fork_in (skip + Q/K/V per head; pre-norm: skip + ln1 -> fork_attn); returns
+        (fork layout, the fork feeding the Q/K/V linears, its first Q/K/V port)."""
+        plan, fr = self.plan, full_rate_depth
+        n, d, act = plan.n, plan.d_model, plan.act_fmt
+        fk = ForkParams(n, d, act, ways=2 if plan.pre else 1 + 3 * plan.heads)
+        self.add(fk.instance("fork_in"))
+        if x_src is None:
+            self.chan(x_name, fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input",
+                      raw_src=True)
+        else:
+            prev = self.hw.instances[x_src[0]]
+            self.chan(x_name, fk.layout(), x_src, ("fork_in", "x"), fr(prev.contract.latency),
+                      "L+1", raw_src=True)
+        if not plan.pre:
+            return fk, "fork_in", 1
+        n1 = self.n1
+        self.add(n1.instance("ln1"))
+        self.chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(latency("fork")),
+                  "L+1")
+        fa = ForkParams(n, d, act, ways=3 * plan.heads)
+        self.add(fa.instance("fork_attn"))
+        self.chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"),
+                  fr(latency(n1.template)), "L+1")
+        return fk, "fork_attn", 0
+
+    def head(self, h: int, fk, qkv_fork: str, qkv_base: int) -> int:
+        """Head h: its Q/K/V linears, the kind's attention templates and normalize;
+        returns the slowest of its Q/K/V linears' folds."""
+        plan, fr, lanes, nm = self.plan, full_rate_depth, self.lanes, self.plan.attn
+        lin_lat = latency("linear")
+        lq = self.linear(f"lin_q{h}", "attn_q", plan.head_linear("attn_q", h))
+        lk = self.linear(f"lin_k{h}", "attn_k", plan.head_linear("attn_k", h))
+        lv = self.linear(f"lin_v{h}", "attn_v", plan.head_linear("attn_v", h))
+        for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
+            self.chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
+                      (lname, "x"), fr(latency("fork")), "L+1")
+        for inst in self.heads.templates(h, plan, lanes):
+            self.add(inst)
+        q_depth, q_note = self.heads.q_channel(plan)
+        self.chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
+                  q_depth, q_note)
+        self.add(Instance(f"norm{h}", "normalize", T.normalize(plan.n)))
+        self.chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
+                  fr(lin_lat), "L+1")
+        self.chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"),
+                  (f"vstore{h}", "v"), fr(lin_lat), "L+1")
+        lat = {k: self.hw.instances[self.p + f"{k}{h}"].contract.latency
+               for k in ("qk", "vstore", "softmax")}
+        self.chan(f"s{h}", self.heads.score_layout(nm, lanes), (f"qk{h}", "s"),
+                  (f"softmax{h}", "s"), fr(lat["qk"]), "L+1")
+        vr_depth, vr_note = self.heads.vr_channel(lat, self.fe)
+        self.chan(f"vr{h}", T.vec_layout(nm.v, plan.d_head * lanes), (f"vstore{h}", "vr"),
+                  (f"softmax{h}", "vr"), vr_depth, vr_note)
+        self.chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
+                  fr(lat["softmax"]), "L+1")
+        return max(lq.fold, lk.fold, lv.fold)
+
+    def attention(self, x_src, x_name: str):
+        """The attention sublayer up to res1; returns the input fork's layout."""
+        plan, fr, nm, H = self.plan, full_rate_depth, self.plan.attn, self.plan.heads
+        n, d, dh = plan.n, plan.d_model, plan.d_head
+        fk, qkv_fork, qkv_base = self.input_fork(x_src, x_name)
+        f_qkv = max(self.head(h, fk, qkv_fork, qkv_base) for h in range(H))
+        lo = self.linear("lin_out", "attn_out", plan.lin["attn_out"])
+        if H == 1:
+            self.chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
+                      fr(latency("normalize")), "L+1")
+        else:
+            self.add(concat_instance("concat", n, H, dh, nm.out))
+            for h in range(H):
+                self.chan(f"o{h}", T.vec_layout(nm.out, dh), (f"norm{h}", "o"),
+                          ("concat", f"x{h}"), fr(latency("normalize")), "L+1")
+            self.chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
+                      fr(latency("concat")), "L+1")
+        r1 = ResidualParams(n, d, plan.res1, d // self.fe["res1"])
+        self.add(r1.instance("res1"))
+        depth, note = self.heads.skip1(plan, self.fe, f_qkv, lo.fold,
+                                       latency(self.n1.template) if plan.pre else None)
+        self.chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), depth, note)
+        self.chan("proj", lin_mod.y_layout(lo.numerics), ("lin_out", "y"), ("res1", "b"),
+                  fr(latency("linear")), "L+1")
+        return r1
+
+    def ffn(self, r1, y_name: str | None):
+        """The FFN sublayer from res1 to the layer's output (see :func:`_add_layer`)."""
+        plan, fr, fe, n1, n2 = self.plan, full_rate_depth, self.fe, self.n1, self.n2
+        n, d, act, lin_lat = plan.n, plan.d_model, plan.act_fmt, latency("linear")
+        fk2 = ForkParams(n, d, act, ways=2)
+        self.add(fk2.instance("fork_ffn"))
+        if plan.pre:   # res1 -> fork_ffn -> (skip2, ln2 -> lin_up)
+            self.chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"),
+                      fr(latency("residual_add")), "L+1")
+            self.add(n2.instance("ln2"))
+            self.chan("x_ln2", fk2.layout(), ("fork_ffn", "y0"), ("ln2", "x"),
+                      fr(latency("fork")), "L+1")
+            up_src, up_lat = ("ln2", "y"), latency(n2.template)
+        else:          # res1 -> ln1 -> fork_ffn -> (skip2, lin_up)
+            self.add(n1.instance("ln1"))
+            self.chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"),
+                      fr(latency("residual_add")), "L+1")
+            self.chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"),
+                      fr(latency(n1.template)), "L+1")
+            up_src, up_lat = ("fork_ffn", "y0"), latency("fork")
+        lu = self.linear("lin_up", "ffn_up", plan.lin["ffn_up"])
+        self.chan("x_lin_up", fk2.layout(), up_src, ("lin_up", "x"), fr(up_lat), "L+1")
+        ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num, plan.d_ff // fe["act"])
+        self.add(ap.instance("act"))
+        self.chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"),
+                  fr(lin_lat), "L+1")
+        ld = self.linear("lin_down", "ffn_down", plan.lin["ffn_down"])
+        self.chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"),
+                  fr(latency("activation")), "L+1")
+        r2 = ResidualParams(n, d, plan.res2, d // fe["res2"])
+        self.add(r2.instance("res2"))
+        self.chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
+                  fr(lin_lat), "L+1")
+        p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
+                            latency(n2.template) if plan.pre else 0)
+        self.chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
+                  f"residual skip: skip_depth(P={p2}, F={per2})")
+        if plan.pre:   # the layer's output is the residual stream
+            out, out_lat, out_layout = ("res2", "y"), latency("residual_add"), r2.y_layout()
+        else:
+            self.add(n2.instance("ln2"))
+            self.chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"),
+                      fr(latency("residual_add")), "L+1")
+            out, out_lat, out_layout = ("ln2", "y"), latency(n2.template), n2.y_layout()
+        if y_name is None:
+            return (self.p + out[0], out[1])
+        self.chan(y_name, out_layout, out, None, fr(out_lat), "L+1")
+        return None
+
+
 def _add_layer(hw: HwGraph, plan: LayerPlan, folding, p: str, x_src, x_name: str,
                y_name: str | None, lanes: int = 1):
     """Add one layer (names prefixed ``p``) fed by ``x_src`` ((instance, port), None: a
     design input) over channel ``x_name``. Its output goes to the design output
-    ``y_name``, or, when None, is returned as the (instance, port) the next layer reads."""
-    folding = dict(folding or {})
-    n, d, H, dh = plan.n, plan.d_model, plan.heads, plan.d_head
-    act = plan.act_fmt
-    nm = plan.attn
-    fr = full_rate_depth
-
-    def add(inst: Instance):
-        inst = Instance(p + inst.name, inst.template, inst.contract, inst.params)
-        hw.instances[inst.name] = inst
-        return inst.name
-
-    def chan(cname, layout, src, dst, depth, note, raw_src=False):
-        src = src if raw_src or src is None else (p + src[0], src[1])
-        dst = None if dst is None else (p + dst[0], dst[1])
-        latency = hw.instances[src[0]].contract.latency if src else 1
-        cname = cname if raw_src or dst is None else p + cname
-        hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
-        hw.depth_notes[cname] = note
-
-    def linear(iname, op, q):
-        pe, simd = folding.get(op, (1, 1))
-        lp = LinearParams.make(n, pe, simd, q.numerics, q.w, q.b)
-        add(lp.instance(iname))
-        return lp
-
-    lin_lat = latency("linear")
-    kind = plan.kind
-    ahead = W.lookahead(plan.window, n, kind) if kind != "full" else 0
-    # element-wise templates fold to the layer's row period (see layer_fires)
-    fe = layer_fires(n, d, plan.d_ff, plan.d_head, folding, lanes, layer_keys(plan))
-    n1 = NormParams.make(n, plan.norm1.numerics, plan.norm1.gamma, plan.norm1.beta,
-                         rms=plan.norm1.rms)
-    n2 = NormParams.make(n, plan.norm2.numerics, plan.norm2.gamma, plan.norm2.beta,
-                         rms=plan.norm2.rms)
-    # ---- input fork: skip + (q, k, v) per head; pre-norm: skip + ln1 -> fork_attn
-    fk = ForkParams(n, d, act, ways=2 if plan.pre else 1 + 3 * H)
-    add(fk.instance("fork_in"))
-    if x_src is None:
-        chan(x_name, fk.layout(), None, ("fork_in", "x"), INPUT_DEPTH, "input", raw_src=True)
-    else:
-        prev = hw.instances[x_src[0]]
-        chan(x_name, fk.layout(), x_src, ("fork_in", "x"), fr(prev.contract.latency),
-             "L+1", raw_src=True)
-    if plan.pre:
-        add(n1.instance("ln1"))
-        chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(latency("fork")), "L+1")
-        fa = ForkParams(n, d, act, ways=3 * H)
-        add(fa.instance("fork_attn"))
-        chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"), fr(latency(n1.template)),
-             "L+1")
-        qkv_fork, qkv_base = "fork_attn", 0
-    else:
-        qkv_fork, qkv_base = "fork_in", 1
-    for h in range(H):
-        lq = linear(f"lin_q{h}", "attn_q", plan.head_linear("attn_q", h))
-        lk = linear(f"lin_k{h}", "attn_k", plan.head_linear("attn_k", h))
-        lv = linear(f"lin_v{h}", "attn_v", plan.head_linear("attn_v", h))
-        for port, lname in ((0, f"lin_q{h}"), (1, f"lin_k{h}"), (2, f"lin_v{h}")):
-            chan(f"x_{lname}", fk.layout(), (qkv_fork, f"y{qkv_base + port + 3 * h}"),
-                 (lname, "x"), fr(latency("fork")), "L+1")
-        lane_p = (("lanes", lanes),) if lanes > 1 else ()
-        if kind != "full":   # the one-head window templates (mappers.window)
-            cw = plan.window
-            cp = (("N", n), ("kind", kind), ("window", cw)) + lane_p
-            add(Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, kind, lanes), cp))
-            add(Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, kind, lanes), cp))
-            add(Instance(f"softmax{h}", "softmax_window",
-                         W.softmax_window(n, cw, kind, lanes), cp))
-            if ahead:
-                chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"),
-                     (f"qk{h}", "q"), q_window_depth(ahead),
-                     f"L+1 + w' = {ahead}: window qk takes Q row i with K row i + w' "
-                     f"(lookahead), so Q holds w' rows more than K")
-            else:
-                chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"),
-                     (f"qk{h}", "q"), fr(lin_lat),
-                     "L+1: causal qk takes Q row i with K row i (no K barrier)")
-        else:
-            add(Instance(f"qk{h}", "qk_scores", T.qk_scores(n, lanes=lanes), lane_p))
-            add(Instance(f"vstore{h}", "kv_replay", T.kv_replay(n, lanes), lane_p))
-            add(Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n, lanes),
-                         lane_p))
-            chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
-                 n, "whole sequence: qk takes all N K rows before its first Q row")
-        add(Instance(f"norm{h}", "normalize", T.normalize(n)))
-        chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
-             fr(lin_lat), "L+1")
-        chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"), (f"vstore{h}", "v"),
-             fr(lin_lat), "L+1")
-        lat = {k: hw.instances[p + f"{k}{h}"].contract.latency
-               for k in ("qk", "vstore", "softmax")}
-        chan(f"s{h}", W.window_score_layout(nm, lanes) if kind != "full"
-             else T.score_layout(nm, lanes), (f"qk{h}", "s"), (f"softmax{h}", "s"),
-             fr(lat["qk"]), "L+1")
-        if kind != "full" and fe["qk"] == 1:
-            # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
-            # cycles before its scores. With one score group a row (every row one firing
-            # of qk/vstore/softmax) vstore runs that far ahead at one row a cycle, so vr
-            # holds that many more tokens (L + 1 cost 2 cycles at F = 1 everywhere);
-            # with more groups a row the lead is absorbed inside the row (simulated)
-            lead = lat["qk"] - lat["vstore"]
-            vr_depth, vr_note = fr(lat["vstore"]) + lead, f"L+1 + {lead}: V leads the scores"
-        else:
-            vr_depth, vr_note = fr(lat["vstore"]), "L+1"
-        chan(f"vr{h}", T.vec_layout(nm.v, dh * lanes), (f"vstore{h}", "vr"),
-             (f"softmax{h}", "vr"), vr_depth, vr_note)
-        chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
-             fr(lat["softmax"]), "L+1")
-    lo = linear("lin_out", "attn_out", plan.lin["attn_out"])
-    if H == 1:
-        chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
-             fr(latency("normalize")), "L+1")
-    else:
-        add(concat_instance("concat", n, H, dh, nm.out))
-        for h in range(H):
-            chan(f"o{h}", T.vec_layout(nm.out, dh), (f"norm{h}", "o"), ("concat", f"x{h}"),
-                 fr(latency("normalize")), "L+1")
-        chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
-             fr(latency("concat")), "L+1")
-    r1 = ResidualParams(n, d, plan.res1, d // fe["res1"])
-    add(r1.instance("res1"))
-    if kind != "full":   # a row pipeline like the FFN block: the residual rule
-        p1, per1 = attn_path(fe["qk"], max(lq.fold, lk.fold, lv.fold), lo.fold, fe["res1"], H,
-                             latency(n1.template) if plan.pre else None)
-        if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
-            chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"),
-                 skip_depth(p1, per1) + ahead,
-                 f"residual skip: skip_depth(P={p1}, F={per1}) + w' = {ahead} (window: "
-                 f"row i's attention needs the fork's row i + w')")
-        else:
-            chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"),
-                 skip_depth(p1, per1),
-                 f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
-    else:
-        chan("skip1", fk.layout(), ("fork_in", "y0"), ("res1", "a"), n,
-             "whole sequence: res1 takes no row before qk has all N K rows")
-    chan("proj", lin_mod.y_layout(lo.numerics), ("lin_out", "y"), ("res1", "b"),
-         fr(lin_lat), "L+1")
-    fk2 = ForkParams(n, d, act, ways=2)
-    add(fk2.instance("fork_ffn"))
-    if plan.pre:   # res1 -> fork_ffn -> (skip2, ln2 -> lin_up)
-        chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"), fr(latency("residual_add")),
-             "L+1")
-        add(n2.instance("ln2"))
-        chan("x_ln2", fk2.layout(), ("fork_ffn", "y0"), ("ln2", "x"), fr(latency("fork")), "L+1")
-        up_src, up_lat = ("ln2", "y"), latency(n2.template)
-    else:          # res1 -> ln1 -> fork_ffn -> (skip2, lin_up)
-        add(n1.instance("ln1"))
-        chan("r1", r1.y_layout(), ("res1", "y"), ("ln1", "x"), fr(latency("residual_add")), "L+1")
-        chan("h1", n1.y_layout(), ("ln1", "y"), ("fork_ffn", "x"), fr(latency(n1.template)),
-             "L+1")
-        up_src, up_lat = ("fork_ffn", "y0"), latency("fork")
-    lu = linear("lin_up", "ffn_up", plan.lin["ffn_up"])
-    chan("x_lin_up", fk2.layout(), up_src, ("lin_up", "x"), fr(up_lat), "L+1")
-    ap = ActivationParams(n, plan.d_ff, plan.act_fn, plan.act_num, plan.d_ff // fe["act"])
-    add(ap.instance("act"))
-    chan("up", lin_mod.y_layout(lu.numerics), ("lin_up", "y"), ("act", "x"), fr(lin_lat), "L+1")
-    ld = linear("lin_down", "ffn_down", plan.lin["ffn_down"])
-    chan("a", ap.y_layout(), ("act", "y"), ("lin_down", "x"), fr(latency("activation")), "L+1")
-    r2 = ResidualParams(n, d, plan.res2, d // fe["res2"])
-    add(r2.instance("res2"))
-    chan("down", lin_mod.y_layout(ld.numerics), ("lin_down", "y"), ("res2", "b"),
-         fr(lin_lat), "L+1")
-    p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
-                        latency(n2.template) if plan.pre else 0)
-    chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
-         f"residual skip: skip_depth(P={p2}, F={per2})")
-    if plan.pre:   # the layer's output is the residual stream
-        out, out_lat, out_layout = ("res2", "y"), latency("residual_add"), r2.y_layout()
-    else:
-        add(n2.instance("ln2"))
-        chan("r2", r2.y_layout(), ("res2", "y"), ("ln2", "x"), fr(latency("residual_add")), "L+1")
-        out, out_lat, out_layout = ("ln2", "y"), latency(n2.template), n2.y_layout()
-    if y_name is None:
-        return (p + out[0], out[1])
-    chan(y_name, out_layout, out, None, fr(out_lat), "L+1")
-    return None
+    ``y_name``, or, when None, is returned as the (instance, port) the next layer reads.
+    The heads are built by the layer kind's :data:`STACK_HEADS` entry."""
+    layer = _Layer(hw, plan, folding, p, lanes)
+    return layer.ffn(layer.attention(x_src, x_name), y_name)
 
 
 def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1,
