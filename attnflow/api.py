@@ -1,6 +1,7 @@
 """The public Python API: spec -> design -> simulation (-> RTL and testbench in build)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,8 +124,9 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
     if fold.cycles_source == "lower bound":
         # a window stack with Q/K/V folded differently: the model is a lower bound only
         # (mappers.folding.window_stack_cycles); count on the simulator, no stalls
-        fold.cycles = design.simulate(ScheduleSpec(), engine="fast").total_cycles
-        fold.cycles_source = "simulator"
+        fold = dataclasses.replace(fold, cycles_source="simulator", cycles=design.simulate(
+            ScheduleSpec(), engine="fast").total_cycles)
+        design = dataclasses.replace(design, folding=fold)
         target = spec.hardware.target_cycles
         if target is not None and fold.cycles > target:
             raise SpecError(spec.source, "hardware.target_cycles",
@@ -241,7 +243,6 @@ def resolved_spec(design) -> Spec:
     """The design's spec with every linear's folding written out
     (``hardware.parallelism.layers_<i>_<op>``), so it rebuilds the same design whatever
     chose the folding (a --target budget, target_cycles)."""
-    import dataclasses
     from .ir.spec import Folding
     if isinstance(design, EncoderDesign) and design.folding.lanes_auto:
         att = dataclasses.replace(design.spec.model.attention, lanes=design.folding.lanes)

@@ -151,7 +151,7 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
                                    latency(fn.template), ("final_ln", "y"), None)
         hw.depth_notes["final_x"] = hw.depth_notes["y"] = "L+1"
     apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
+    hw.freeze()
     return hw
 
 

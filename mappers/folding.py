@@ -67,9 +67,10 @@ def cheapest(m: int, k: int, period: int) -> tuple[int, int]:
     return best or (m, k)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FoldPlan:
-    """The folding of every layer: ``foldings[i][op] = (PE, SIMD)``."""
+    """The folding of every layer: ``foldings[i][op] = (PE, SIMD)`` (frozen: a changed
+    figure is a new plan, ``dataclasses.replace``)."""
     foldings: list
     mode: str               # spec | balanced | target_cycles | multiplier_budget
     period: int | None      # the period P of the automatic ops (None: all from the spec)

@@ -100,8 +100,26 @@ class Instance:
         return dict(self.params).get(key, default)
 
 
+class FrozenDict(dict):
+    """A dict that refuses changes: the tables of a frozen :class:`HwGraph`."""
+
+    def _refuse(self, *args, **kw):
+        raise TypeError("this HwGraph is frozen after mapping: map a new one (e.g. with "
+                        "hardware.fifo_depths overrides) instead of changing it")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
 @dataclass
 class HwGraph:
+    """Template instances and the channels between them. A mapper builds it, checks it
+    (:meth:`validate`) and freezes it (:meth:`freeze`): from then on its instances,
+    channels and notes can't change, so the simulator, the HDL, the estimator and the
+    report all see the graph that was checked."""
     name: str
     instances: dict[str, Instance] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
@@ -109,6 +127,23 @@ class HwGraph:
     variant: str = ""
     #: channel name -> (why this depth, the minimum for full throughput)
     depth_notes: dict[str, str] = field(default_factory=dict)
+
+    def __setattr__(self, key, value):
+        if self.__dict__.get("_frozen"):
+            FrozenDict._refuse(None)
+        object.__setattr__(self, key, value)
+
+    def freeze(self) -> "HwGraph":
+        """Validate, then refuse any change from now on; returns ``self``."""
+        self.validate()
+        for key in ("instances", "channels", "depth_notes"):
+            object.__setattr__(self, key, FrozenDict(getattr(self, key)))
+        object.__setattr__(self, "_frozen", True)
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return self.__dict__.get("_frozen", False)
 
     @property
     def inputs(self) -> list[str]:

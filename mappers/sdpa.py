@@ -152,5 +152,5 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat("kv_replay")), "L+1")
         chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
+    hw.freeze()
     return hw

@@ -147,5 +147,5 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
     chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
          fr(latency("normalize")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
+    hw.freeze()
     return hw

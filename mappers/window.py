@@ -169,5 +169,5 @@ def stream_head(nm: AttentionNumerics, name: str, variant: str, contracts, param
     chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"))
     chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None)
     apply_fifo_overrides(hw, fifo_depths)
-    hw.validate()
+    hw.freeze()
     return hw

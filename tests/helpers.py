@@ -35,3 +35,20 @@ def verify_head_rtl(spec, tmp_path, min_period: int = 1):
     tb = run_testbench(tmp_path, vectors=path, timeout=600)
     assert tb.ok, f"stalls: {tb.message} (log {tb.log})"
     return result, stalled
+
+
+def engine_runs(design, schedule=None) -> list:
+    """The design simulated on both engines (``reference``, ``fast``) under ``schedule``
+    (None: the spec's): each run must finish without deadlock and its output must equal
+    the golden model bit for bit. Returns the two SimResults (for cycle checks)."""
+    import numpy as np
+    golden = design.golden()
+    runs = []
+    for engine in ("reference", "fast"):
+        r = design.simulate(schedule, engine=engine)
+        assert r.deadlock is None, f"{engine}: {r.deadlock.describe()}"
+        got = r.outputs[design.hw.outputs[0]]["x"]
+        assert np.array_equal(got, golden), \
+            f"{engine}: {int(np.count_nonzero(got != golden))} elements differ from golden"
+        runs.append(r)
+    return runs

@@ -182,3 +182,29 @@ def test_perturbed_latency_on_rtl(tmp_path, template, extra, spec_overrides):
         assert template in templates_of(design)
         assert _model_fields(design)["expected_cycles"] == result.total_cycles
     assert result.total_cycles == base + extra
+
+
+@pytest.mark.parametrize("name", ["online", "window", "split", "decode", "encoder"])
+def test_mapped_graph_is_frozen(name):
+    """A mapped HwGraph refuses changes (what the simulator, HDL and estimator read is
+    the graph the mapper checked); it still pickles (sweeps send designs to workers)."""
+    import dataclasses
+    import pickle
+    hw = build(name).hw
+    chan = next(iter(hw.channels.values()))
+    with pytest.raises(TypeError, match="frozen after mapping"):
+        hw.channels[chan.name] = dataclasses.replace(chan, depth=chan.depth + 1)
+    with pytest.raises(TypeError, match="frozen after mapping"):
+        hw.depth_notes.update({chan.name: "changed"})
+    with pytest.raises(TypeError, match="frozen after mapping"):
+        hw.name = "other"
+    again = pickle.loads(pickle.dumps(hw))
+    assert again.frozen and list(again.channels) == list(hw.channels)
+    assert again.channels[chan.name].depth == chan.depth
+
+
+def test_fold_plan_is_frozen():
+    import dataclasses
+    fold = build("encoder").folding
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fold.cycles = 1

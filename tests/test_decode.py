@@ -12,6 +12,7 @@ from attnflow.api import prepare
 from attnflow.kinds import DecodeHead
 from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
+from helpers import engine_runs
 
 #: the decode head's cycles after its last score: the input channel, then
 #: the score, softmax and normalize templates' latencies along k -> s -> ol -> o
@@ -30,10 +31,7 @@ def test_golden_equals_simulator_and_cycles_per_token(n, d, steps):
     assert isinstance(design.kind, DecodeHead) and design.inputs["q"].shape == (steps, d)
     c = n - steps
     for sched in (None, ScheduleSpec(seed=4, input_gap_prob=0.4, output_ready_prob=0.5)):
-        for engine in ("reference", "fast"):
-            r = design.simulate(sched, engine=engine)
-            assert r.deadlock is None
-            assert np.array_equal(r.outputs["o"]["x"], design.golden())
+        for r in engine_runs(design, sched):
             if sched is None:
                 per_token = np.diff(r.output_cycles["o"]).tolist()
                 assert per_token == [c + t + 1 for t in range(1, steps)]

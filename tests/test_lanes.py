@@ -17,7 +17,7 @@ from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.mappers.templates import groups
 from attnflow.targets import estimate, load_device
 
-from helpers import verify_head_rtl
+from helpers import engine_runs, verify_head_rtl
 
 #: cycles after the last score group: qk (3) + softmax (1) + normalize (4) + output (1)
 from attnflow.mappers.catalog import latency  # noqa: E402
@@ -46,10 +46,7 @@ def test_golden_equals_simulator_and_cycles(n, d, lanes, stalls):
     assert np.array_equal(design.golden(), one_lane.golden())
     sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
                          output_ready_prob=0.5) if stalls else None
-    for engine in ("reference", "fast"):
-        r = design.simulate(sched, engine=engine)
-        assert r.deadlock is None
-        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+    for r in engine_runs(design, sched):
         exact = n + n * groups(n, lanes) + LANES_FILL
         if stalls:
             assert r.total_cycles >= exact
@@ -181,10 +178,7 @@ def test_window_and_causal_lanes_golden_equals_simulator(n, d, kind, w, lanes, s
     assert np.array_equal(design.golden(), prepare(window_spec(n, d, kind, w, 1)).golden())
     sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
                          output_ready_prob=0.5) if stalls else None
-    for engine in ("reference", "fast"):
-        r = design.simulate(sched, engine=engine)
-        assert r.deadlock is None
-        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+    for r in engine_runs(design, sched):
         exact = window_cycles(n, kind, w, lanes)
         assert r.total_cycles >= exact if stalls else r.total_cycles == exact
 

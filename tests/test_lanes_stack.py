@@ -15,6 +15,7 @@ import pytest
 from attnflow.api import prepare, resolved_spec
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
 from attnflow.mappers.linear import divisors
+from helpers import engine_runs
 
 DIMS = {"attn_q": (8, 16), "attn_k": (8, 16), "attn_v": (8, 16), "attn_out": (16, 16),
         "ffn_up": (32, 16), "ffn_down": (16, 32)}
@@ -36,9 +37,7 @@ def test_golden_equals_simulator_and_cycle_model(kind, n, lanes):
     one = prepare(stack(kind, n, 1))
     assert np.array_equal(design.golden(), one.golden())     # lanes change no bits
     assert design.folding.lanes == lanes and design.folding.period == -(-n // lanes)
-    for engine in ("reference", "fast"):
-        r = design.simulate(engine=engine)
-        assert np.array_equal(r.outputs["y"]["x"], design.golden())
+    for r in engine_runs(design):
         assert r.total_cycles == design.folding.cycles
     assert design.folding.cycles < one.folding.cycles
     stalled = design.simulate(ScheduleSpec(seed=2, input_gap_prob=0.5, input_gap_max=8,

@@ -15,6 +15,7 @@ from attnflow.build import node_costs
 from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.ir.split import combine, leaf_depth, slice_bounds, tree_pairs
+from helpers import engine_runs
 
 #: a split head's cycles after the last engine's last score, before its combines: the
 #: input channel, split_rows, qk_slice, softmax_slice, normalize
@@ -59,10 +60,7 @@ def test_golden_equals_simulator(n, d, p, stalls):
     assert isinstance(design.kind, SplitHead)
     sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
                          output_ready_prob=0.5) if stalls else None
-    for engine in ("reference", "fast"):
-        r = design.simulate(sched, engine=engine)
-        assert r.deadlock is None
-        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+    for r in engine_runs(design, sched):
         if stalls:
             continue
         base = n + n * (-(-n // p)) + SPLIT_FILL

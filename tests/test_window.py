@@ -20,6 +20,7 @@ from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.ir.window import (causal_blocks, effective_window, offsets, slot_keys,
                                 window_float)
 from attnflow.mappers.window import window_head_cycles
+from helpers import engine_runs
 
 #: a window/causal/decode head's cycles after its last score slot: the input channel, then
 #: the score, softmax and normalize templates' latencies along k -> s -> ol -> o
@@ -48,10 +49,7 @@ def test_golden_equals_simulator_and_cycles(n, d, w, stalls):
     assert isinstance(design.kind, MaskedHead)
     sched = ScheduleSpec(seed=3, input_gap_prob=0.4, input_gap_max=3,
                          output_ready_prob=0.5) if stalls else None
-    for engine in ("reference", "fast"):
-        r = design.simulate(sched, engine=engine)
-        assert r.deadlock is None
-        assert np.array_equal(r.outputs["o"]["x"], design.golden())
+    for r in engine_runs(design, sched):
         we = effective_window(w, n)
         if not stalls:
             assert r.total_cycles == we + n * (2 * we + 1) + WINDOW_FILL
@@ -131,10 +129,7 @@ def test_causal_golden_equals_simulator_and_cycles(n, d):
     design = causal(n, d)
     assert isinstance(design.kind, MaskedHead) and design.spec.model.attention.kind == "causal"
     for sched in (None, ScheduleSpec(seed=2, input_gap_prob=0.4, output_ready_prob=0.5)):
-        for engine in ("reference", "fast"):
-            r = design.simulate(sched, engine=engine)
-            assert r.deadlock is None
-            assert np.array_equal(r.outputs["o"]["x"], design.golden())
+        for r in engine_runs(design, sched):
             if sched is None:
                 assert r.total_cycles == sum(
                     rows * g for rows, g in causal_blocks(n)) + WINDOW_FILL

@@ -23,6 +23,7 @@ from attnflow.mappers.encoder import q_deadlock_bound, q_window_depth
 from attnflow.mappers.folding import causal_stack_cycles, window_stack_cycles
 from attnflow.mappers.linear import divisors
 from attnflow.mappers.rowops import skip_depth
+from helpers import engine_runs
 
 DIMS = {"attn_q": (8, 16), "attn_k": (8, 16), "attn_v": (8, 16), "attn_out": (16, 16),
         "ffn_up": (32, 16), "ffn_down": (16, 32)}
@@ -57,13 +58,9 @@ def test_golden_equals_simulator_and_cycle_model(n, w, lanes, pre):
     wp = min(w, n - 1)
     assert design.folding.period == -(-(2 * wp + 1) // (lanes or 1))
     assert design.folding.cycles_source == "model"
-    for engine in ("reference", "fast"):
-        r = design.simulate(engine=engine)
-        assert r.deadlock is None
-        assert np.array_equal(r.outputs["y"]["x"], design.golden())
+    for r in engine_runs(design):
         assert r.total_cycles == design.folding.cycles
-        s = design.simulate(STALLS, engine=engine)
-        assert np.array_equal(s.outputs["y"]["x"], design.golden())
+    for s in engine_runs(design, STALLS):
         assert s.total_cycles > design.folding.cycles
 
 
