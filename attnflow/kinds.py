@@ -18,13 +18,11 @@ A new kind is one subclass here and one entry in :data:`KINDS`.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .ir.graph import interpret
 from .ir.lower import lower_attention
-from .ir.numerics import dequantize, quantize
+from .ir.numerics import attention_float, dequantize, quantize
 from .ir.spec import SpecError
 from .mappers.sdpa import MappingError
 
@@ -287,12 +285,9 @@ class DecodeHead(HeadKind):
 
     def reference(self, design):
         nm, steps = design.numerics, design.spec.model.attention.decode
-        q, k, v = float_qkv(design)
-        n, c = nm.seq_len, nm.seq_len - steps
-        s = q @ k.T / math.sqrt(nm.head_dim)
-        s = np.where(np.arange(n)[None, :] <= (c + np.arange(steps))[:, None], s, -np.inf)
-        p = np.exp(s - s.max(axis=1, keepdims=True))
-        return (p / p.sum(axis=1, keepdims=True)) @ v
+        n, c = nm.seq_len, nm.seq_len - steps   # step t's query sees keys 0 .. c + t
+        keep = np.arange(n)[None, :] <= (c + np.arange(steps))[:, None]
+        return attention_float(*float_qkv(design), keep)
 
     def fields(self, design) -> dict:
         from .mappers.decode import decode_fill

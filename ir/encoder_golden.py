@@ -38,12 +38,11 @@ norm parameters ``formats.gamma/beta``. One :class:`AttentionNumerics` serves ev
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics import AttentionNumerics, quantize
+from .numerics import AttentionNumerics, attention_float, quantize
 from .numerics_linear import LinearNumerics, linear_golden, quantize_bias, quantize_weights
 from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics, gelu_float,
                             gelu_golden, layernorm_float, layernorm_golden, relu_golden,
@@ -237,11 +236,6 @@ def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarr
 
 # ---------------------------------------------------------------- float reference
 
-def _softmax(s):
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def layer_float(plan: LayerPlan, x) -> np.ndarray:
     """The float layer on real inputs x (N, d_model) with the float weights."""
     x = np.asarray(x, dtype=np.float64)
@@ -256,11 +250,8 @@ def layer_float(plan: LayerPlan, x) -> np.ndarray:
     heads = []
     for h in range(plan.heads):
         sl = slice(h * dh, (h + 1) * dh)
-        if plan.kind != "full":
-            heads.append(window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, plan.kind))
-            continue
-        p = _softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh))
-        heads.append(p @ v[:, sl])
+        heads.append(attention_float(q[:, sl], k[:, sl], v[:, sl]) if plan.kind == "full"
+                     else window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, plan.kind))
     r1 = x + lin("attn_out", np.concatenate(heads, axis=1))
     h1 = r1 if plan.pre else plan.norm1.float(r1)
     u = lin("ffn_up", plan.norm2.float(h1) if plan.pre else h1)

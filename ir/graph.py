@@ -33,7 +33,7 @@ from typing import Callable
 import networkx as nx
 import numpy as np
 
-from .numerics import AttentionNumerics, requant, saturate
+from .numerics import AttentionNumerics, attention_float, requant, saturate
 from .types import FixedFormat, TensorType
 
 
@@ -119,9 +119,7 @@ def _softmax_parts(x):
 
 
 OPS: dict[str, OpDef] = {
-    "sdpa": OpDef(3, _t_sdpa, None,
-                  lambda a, q, k, v: (lambda e: (e / e.sum(1, keepdims=True)) @ v)(
-                      _softmax_parts(q @ k.T / np.sqrt(q.shape[1])))),
+    "sdpa": OpDef(3, _t_sdpa, None, lambda a, q, k, v: attention_float(q, k, v)),
     "scores": OpDef(2, _t_scores, lambda nm, a, q, k: nm.scores(q, k),
                     lambda a, q, k: q @ k.T / np.sqrt(q.shape[1])),
     "row_max": OpDef(1, _t_rowred(lambda nm, x: x.fmt), lambda nm, a, x: x.max(axis=1),

@@ -250,3 +250,16 @@ class AttentionNumerics:
 
 def attention_numerics(seq_len, head_dim, q, k, v, out, score_frac, prob_frac) -> AttentionNumerics:
     return AttentionNumerics(seq_len, head_dim, q, k, v, out, score_frac, prob_frac)
+
+
+def attention_float(q, k, v, keep=None) -> np.ndarray:
+    """The float reference of one attention head: softmax(q k^T / sqrt(d)) v, with the
+    scores where ``keep`` (a boolean query x key array) is False left out. The one float
+    attention every reference uses: the graph's ``sdpa`` op, window/causal heads, decode
+    and the encoder layers' heads."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    s = q @ k.T / math.sqrt(q.shape[1])
+    if keep is not None:
+        s = np.where(keep, s, -np.inf)
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)) @ v

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .numerics import AttentionNumerics
+from .numerics import AttentionNumerics, attention_float
 
 
 #: the attention kinds built on the slot machinery below
@@ -131,14 +131,9 @@ def window_golden(nm: AttentionNumerics, q, k, v, w: int | None,
 def window_float(q, k, v, w: int | None, kind: str = "window") -> np.ndarray:
     """Float reference: softmax(q k^T / sqrt(d)) over the band |i - j| <= w (causal:
     j <= i; causal with a window: i - w <= j <= i), times v."""
-    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
-    n, d = q.shape
-    s = q @ k.T / math.sqrt(d)
-    i, j = np.indices((n, n))
+    i, j = np.indices((len(q), len(k)))
     if kind == "causal":
         band = (j <= i) if w is None else ((j <= i) & (i - j <= w))
     else:
         band = np.abs(i - j) <= w
-    s = np.where(band, s, -np.inf)
-    p = np.exp(s - s.max(axis=1, keepdims=True))
-    return (p / p.sum(axis=1, keepdims=True)) @ v
+    return attention_float(q, k, v, band)
