@@ -19,10 +19,8 @@ def decode_golden(nm: AttentionNumerics, q_steps, k, v, steps: int) -> np.ndarra
     k, v = np.asarray(k, np.int64), np.asarray(v, np.int64)
     x = nm.scores(np.asarray(q_steps, np.int64), k)             # (S, N)
     outs_o, outs_l = [], []
-    for t in range(steps):
-        m = l = o = None
-        for j in range(c + t + 1):
-            m, l, o = nm.online_step(j == 0, m, l, o, x[t:t + 1, j], v[j:j + 1])
+    for t in range(steps):     # step t's query: keys 0 .. c + t
+        _, l, o = nm.online_rows(x[t:t + 1, :c + t + 1], v[:c + t + 1])
         outs_o.append(o[0])
         outs_l.append(l[0])
     return nm.normalize(np.array(outs_o), np.array(outs_l))

@@ -196,11 +196,7 @@ def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False,
     if causal or window is not None:
         return window_golden(nm, q, k, v, window, "causal" if causal else "window")
     x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
-    v = np.asarray(v, np.int64)
-    m = l = o = None
-    n = nm.seq_len
-    for j in range(n):  # score j of every row: key/value row j for every query row
-        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], np.tile(v[j], (n, 1)))
+    _, l, o = nm.online_rows(x, np.asarray(v, np.int64))
     return nm.normalize(o, l)
 
 

@@ -96,21 +96,11 @@ def _t_sdpa(nm, a, q, k, v):
 
 
 def _online_rowsum(nm, x):
-    n, cols = x.shape
-    m = l = None
-    zero = np.zeros((n, 1), np.int64)
-    for j in range(cols):
-        m, l, _ = nm.online_step(j == 0, m, l, zero, x[:, j], zero)
-    return l
+    return nm.online_rows(x, np.zeros((x.shape[1], 1), np.int64))[1]
 
 
 def _online_pv(nm, x, v):
-    n, cols = x.shape
-    m = l = o = None
-    for j in range(cols):
-        vj = np.broadcast_to(v[j], (n, v.shape[1]))
-        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], vj)
-    return o
+    return nm.online_rows(x, v)[2]
 
 
 def _softmax_parts(x):

@@ -243,6 +243,19 @@ class AttentionNumerics:
         l_new = np.where(le, l + e, requant(l * e, self.prob_frac) + one)
         return np.maximum(m, x), l_new, o_new
 
+    def online_rows(self, x, v) -> tuple:
+        """The online softmax over whole rows: scores ``x`` (rows x cols), taken column by
+        column with :meth:`online_step`; ``v`` one V row per column shared by every row
+        (cols x d) or one per row and column (rows x cols x d). Returns the state
+        (m, l, o) after the last column. The one row loop of the golden models and the
+        simulator's online_softmax_pv."""
+        rows, cols = x.shape
+        m = l = o = None
+        for j in range(cols):
+            vj = v[:, j] if v.ndim == 3 else np.broadcast_to(v[j], (rows, v.shape[-1]))
+            m, l, o = self.online_step(j == 0, m, l, o, x[:, j], vj)
+        return m, l, o
+
     def normalize(self, o, l):
         """Online variant's output: saturate(requant(o * floor(2**R / l), out_shift))."""
         return saturate(requant(o * self.recip(l)[:, None], self.out_shift_online), self.out)

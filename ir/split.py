@@ -71,10 +71,7 @@ def leaf_depth(p: int, leaf: int) -> int:
 def slice_state(nm: AttentionNumerics, x, v) -> tuple:
     """Online softmax over one slice: scores ``x`` (N, n_p), values ``v`` (n_p, d) ->
     (m, l, O)."""
-    m = l = o = None
-    for j in range(x.shape[1]):
-        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], np.tile(v[j], (x.shape[0], 1)))
-    return m, l, o
+    return nm.online_rows(x, v)
 
 
 def reduce_states(nm: AttentionNumerics, states: list) -> tuple:

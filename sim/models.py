@@ -38,9 +38,7 @@ def online_softmax_pv(inst, nm, ins):
     # lanes: a row's tokens hold its keys in order, then padding (dropped here)
     x = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :n]
     v = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :n]
-    m = l = o = None
-    for j in range(n):  # one score per row per step, rows in parallel
-        m, l, o = nm.online_step(j == 0, m, l, o, x[:, j], v[:, j, :])
+    _, l, o = nm.online_rows(x, v)    # one score per row per step, rows in parallel
     return {"ol": {"o": o, "l": l}}
 
 
