@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Signal
 
+from ..mappers.contracts import GROUP, STEP
 from .templates import QKScores, Template
 from .window import RowStore
 
@@ -22,9 +23,9 @@ class _Cache:
         store = RowStore(tpl, m, seq, load, n, "cache")
         j = Signal(range(max(n, 2)), name="key")
         for name in seq.in_phase:
-            if name.startswith("step"):
+            if name.startswith(STEP):
                 with m.If(seq.in_phase[name]):
-                    m.d.comb += j.eq(seq.counter[(name, "j")])
+                    m.d.comb += j.eq(seq.counter[(name, GROUP)])
         self.data = store.read(m, j, "key")
 
 

@@ -23,6 +23,7 @@ from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.numerics_linear import bias_rom, weight_rom
+from ..mappers.contracts import FOLD, ROWS
 from ..mappers.linear import LinearParams
 from .templates import Template, elems, requant_hw, saturate_hw, tree_sum
 
@@ -94,7 +95,7 @@ class Linear(Template):
         # weight ROM word f: W[p*PE + j, s*SIMD + t] at (j*SIMD + t) * w.bits
         wb, bb = num.w.bits, num.bias.bits
         wrp = _rom(m, "wrom", pe * simd * wb, weight_rom(p.w_array(), pe, simd, num))
-        m.d.comb += wrp.addr.eq(seq.counter[("rows", "f")])
+        m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
         brp = _rom(m, "brom", pe * bb, bias_rom(p.b_array(), pe, num))
         m.d.comb += brp.addr.eq(g)
 

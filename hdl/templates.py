@@ -14,6 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table
+from ..mappers.contracts import GROUP, LOAD, LOAD_ROW, REPLAY, ROWS, SCORES
 from .sequencer import Sequencer
 
 
@@ -118,7 +119,7 @@ def _store(m, name, width, depth, seq, phase, data):
     m.submodules[name] = mem
     wp = mem.write_port()
     rp = mem.read_port(domain="comb")
-    m.d.comb += [wp.addr.eq(seq.counter[(phase, "r")]), wp.data.eq(data),
+    m.d.comb += [wp.addr.eq(seq.counter[(phase, LOAD_ROW)]), wp.data.eq(data),
                  wp.en.eq(seq.fire & seq.in_phase[phase])]
     return rp
 
@@ -133,7 +134,7 @@ def _lane_store(m, name, width, n, lanes, seq, phase, data, group):
         m.d.comb += rp.addr.eq(group)
         return [rp.data]
     g = -(-n // lanes)
-    r = seq.counter[(phase, "r")]
+    r = seq.counter[(phase, LOAD_ROW)]
     bank, addr = Signal(range(lanes), name=f"{name}_bank"), Signal(range(max(g, 2)),
                                                                    name=f"{name}_addr")
     bank_cur = Signal.like(bank, name=f"{name}_bank_cur")
@@ -171,8 +172,8 @@ class QKScores(Template):
         n = self.inst.param("keys") or nm.seq_len       # a split-context slice: its keys
         lanes = lanes_of(self.inst)
         kl = self.layout("k")
-        rows = _lane_store(m, "kmem", kl.width, n, lanes, seq, "load", self.k.payload,
-                           seq.counter[("scores", "j")])
+        rows = _lane_store(m, "kmem", kl.width, n, lanes, seq, LOAD, self.k.payload,
+                           seq.counter[(SCORES, GROUP)])
         xs = [self.score(m, seq, row) for row in rows]
         for p in self.contract.outputs:
             m.d.comb += getattr(self, p).payload.eq(Cat(*xs))
@@ -204,8 +205,8 @@ class KVReplay(Template):
     def datapath(self, m, seq):
         vl = self.layout("v")
         rows = self.inst.param("keys") or self.nm.seq_len   # a split-context slice: its keys
-        out = _lane_store(m, "vmem", vl.width, rows, lanes_of(self.inst), seq, "load",
-                          self.v.payload, seq.counter[("replay", "j")])
+        out = _lane_store(m, "vmem", vl.width, rows, lanes_of(self.inst), seq, LOAD,
+                          self.v.payload, seq.counter[(REPLAY, GROUP)])
         m.d.comb += self.vr.payload.eq(Cat(*out))
 
 
@@ -222,9 +223,9 @@ class OnlineSoftmaxPV(Template):
             self.online(m, seq, [(xs[0], vs, None)])
             return
         d = nm.head_dim
-        g = -(-nm.seq_len // lanes)
+        g = self.contract.extent(ROWS, GROUP)         # a row's key groups
         rem = nm.seq_len - (g - 1) * lanes           # real keys in a row's last group
-        last = seq.counter[("rows", "j")] == g - 1
+        last = seq.counter[(ROWS, GROUP)] == g - 1
         self.online(m, seq, [(x, vs[k * d:(k + 1) * d], None if k < rem else ~last)
                              for k, x in enumerate(xs)])
 

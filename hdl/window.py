@@ -15,6 +15,7 @@ from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.window import offsets
+from ..mappers.contracts import FILL, SLOT
 from .templates import OnlineSoftmaxPV, QKScores, Template, elems
 
 
@@ -61,7 +62,7 @@ class _Ring:
 
         # the current query row i (row) and its ring index (base), stepping at row ends
         # every phase but the lookahead fill scores rows (main, tail; a triangle's blocks)
-        phases = [p for p in seq.in_phase if p != "fill"]
+        phases = [p for p in seq.in_phase if p != FILL]
         scoring = Signal(name="scoring")
         m.d.comb += scoring.eq(Cat(*[seq.in_phase[p] for p in phases]).any())
         row_end = seq.fire & seq.last & scoring
@@ -73,7 +74,7 @@ class _Ring:
         grp = Signal(range(max(slots, 2)), name="group")
         for p in phases:
             with m.If(seq.in_phase[p]):
-                m.d.comb += grp.eq(seq.counter[(p, "t")])
+                m.d.comb += grp.eq(seq.counter[(p, SLOT)])
         span = max(abs(o) for o in offs) + 1
         self.data, self.valid = [], []
         for k in range(lanes):

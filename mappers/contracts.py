@@ -22,6 +22,14 @@ ALWAYS, FIRST, LAST = "always", "first", "last"
 WHENS = (ALWAYS, FIRST, LAST)
 
 
+#: the phase and loop-variable names the HDL looks up in a contract (``hdl.templates``,
+#: ``hdl.linear``, ``hdl.window``, ``hdl.decode``): named once, here, for the mappers that
+#: build the phases and the components that read their counters
+LOAD, SCORES, REPLAY, ROWS = "load", "scores", "replay", "rows"
+FILL, MAIN, TAIL, PREFILL, STEP = "fill", "main", "tail", "prefill", "step"
+LOAD_ROW, ROW, GROUP, SLOT, FOLD = "r", "i", "j", "t", "f"
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -80,6 +88,14 @@ class Contract:
     @property
     def fires(self) -> int:
         return sum(ph.fires for ph in self.phases)
+
+    def extent(self, phase: str, var: str) -> int:
+        """The extent of loop ``var`` in phase ``phase`` (e.g. a row's key groups), for
+        the components that need a loop bound: read here, not recomputed."""
+        for ph in self.phases:
+            if ph.name == phase:
+                return dict(ph.loops)[var]
+        raise KeyError(f"{self.template}: no phase {phase!r}")
 
     def port_firings(self, port: str) -> np.ndarray:
         """Indices of the firings (over the whole run) that use ``port``, in order."""

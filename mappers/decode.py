@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..ir.numerics import AttentionNumerics
 from . import templates as T
 from .catalog import latency
-from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .contracts import ALWAYS, FIRST, GROUP, LAST, LOAD_ROW, PREFILL, STEP, Contract, Phase
 from .hwgraph import HwGraph
 from .sdpa import MappingError, head_fill
 from .window import stream_head
@@ -32,9 +32,9 @@ def _phases(n: int, steps: int, load: str | None, first: tuple, always: tuple,
     c = n - steps
     ph = []
     if load and c:
-        ph.append(Phase("prefill", (("r", c),), ((load, ALWAYS),)))
+        ph.append(Phase(PREFILL, ((LOAD_ROW, c),), ((load, ALWAYS),)))
     for t in range(steps):
-        ph.append(Phase(f"step{t}", (("j", c + t + 1),),
+        ph.append(Phase(f"{STEP}{t}", ((GROUP, c + t + 1),),
                         (((load, FIRST),) if load else ()) + tuple((p, FIRST) for p in first)
                         + tuple((p, ALWAYS) for p in always)
                         + tuple((p, LAST) for p in last)))

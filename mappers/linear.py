@@ -25,7 +25,7 @@ import numpy as np
 
 from ..ir.numerics_linear import LinearNumerics
 from .catalog import latency
-from .contracts import FIRST, LAST, Contract, Phase
+from .contracts import FIRST, FOLD, LAST, ROW, ROWS, Contract, Phase
 from .hwgraph import Field, Instance, Layout
 
 TEMPLATE = "linear"
@@ -60,7 +60,7 @@ def linear_contract(n: int, k: int, m: int, pe: int, simd: int) -> Contract:
         raise ValueError(f"linear: N must be an integer >= 1, got {n!r}")
     f = fold(k, m, pe, simd)
     return Contract(TEMPLATE, ("x",), ("y",), (
-        Phase("rows", (("i", n), ("f", f)), (("x", FIRST), ("y", LAST))),
+        Phase(ROWS, ((ROW, n), (FOLD, f)), (("x", FIRST), ("y", LAST))),
     ), latency=latency(TEMPLATE))
 
 

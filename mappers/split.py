@@ -22,7 +22,8 @@ from ..ir.numerics import AttentionNumerics
 from ..ir.split import leaf_depth, slice_bounds, tree_pairs
 from . import templates as T
 from .catalog import latency
-from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW, ROWS, SCORES,
+                        Contract, Phase)
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
 from .rowops import ForkParams
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
@@ -47,21 +48,21 @@ def split_rows(sizes: list[int]) -> Contract:
 
 def qk_slice(n: int, keys: int) -> Contract:
     return Contract("qk_slice", ("k", "q"), ("s",), (
-        Phase("load", (("r", keys),), (("k", ALWAYS),)),
-        Phase("scores", (("i", n), ("j", keys)), (("q", FIRST), ("s", ALWAYS))),
+        Phase(LOAD, ((LOAD_ROW, keys),), (("k", ALWAYS),)),
+        Phase(SCORES, ((ROW, n), (GROUP, keys)), (("q", FIRST), ("s", ALWAYS))),
     ), latency=latency("qk_slice"))
 
 
 def kv_slice(n: int, keys: int) -> Contract:
     return Contract("kv_slice", ("v",), ("vr",), (
-        Phase("load", (("r", keys),), (("v", ALWAYS),)),
-        Phase("replay", (("i", n), ("j", keys)), (("vr", ALWAYS),)),
+        Phase(LOAD, ((LOAD_ROW, keys),), (("v", ALWAYS),)),
+        Phase(REPLAY, ((ROW, n), (GROUP, keys)), (("vr", ALWAYS),)),
     ), latency=latency("kv_slice"))
 
 
 def softmax_slice(n: int, keys: int) -> Contract:
     return Contract("softmax_slice", ("s", "vr"), ("st",), (
-        Phase("rows", (("i", n), ("j", keys)), (("s", ALWAYS), ("vr", ALWAYS), ("st", LAST))),
+        Phase(ROWS, ((ROW, n), (GROUP, keys)), (("s", ALWAYS), ("vr", ALWAYS), ("st", LAST))),
     ), latency=latency("softmax_slice"))
 
 

@@ -7,7 +7,8 @@ registry's (``mappers.catalog``); the simulator and the HDL take them from the c
 from __future__ import annotations
 
 from .catalog import latency
-from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW, ROWS, SCORES,
+                        Contract, Phase)
 from .hwgraph import Field, Layout
 
 def groups(n: int, lanes: int) -> int:
@@ -21,8 +22,8 @@ def qk_scores(n: int, outs=("s",), lanes: int = 1) -> Contract:
     """Loads K (n rows), then for each q row emits the n scaled scores q.k_j, ``lanes``
     per cycle (one token of ``lanes`` scores per key group, see :func:`groups`)."""
     return Contract("qk_scores", ("k", "q"), tuple(outs), (
-        Phase("load", (("r", n),), (("k", ALWAYS),)),
-        Phase("scores", (("i", n), ("j", groups(n, lanes))),
+        Phase(LOAD, ((LOAD_ROW, n),), (("k", ALWAYS),)),
+        Phase(SCORES, ((ROW, n), (GROUP, groups(n, lanes))),
               (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
     ), latency=latency("qk_scores"))
 
@@ -31,8 +32,8 @@ def kv_replay(n: int, lanes: int = 1) -> Contract:
     """Stores n V rows, then replays all n rows once per query row, ``lanes`` rows a token
     (n * groups(n, lanes) tokens)."""
     return Contract("kv_replay", ("v",), ("vr",), (
-        Phase("load", (("r", n),), (("v", ALWAYS),)),
-        Phase("replay", (("i", n), ("j", groups(n, lanes))), (("vr", ALWAYS),)),
+        Phase(LOAD, ((LOAD_ROW, n),), (("v", ALWAYS),)),
+        Phase(REPLAY, ((ROW, n), (GROUP, groups(n, lanes))), (("vr", ALWAYS),)),
     ), latency=latency("kv_replay"))
 
 
@@ -40,7 +41,8 @@ def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
     """Running max m, sum l and output o over a row of scores, ``lanes`` scores (and V
     rows) a firing, applied in key order; emits (o, l) per row."""
     return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
-        Phase("rows", (("i", n), ("j", groups(n, lanes))), (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
+        Phase(ROWS, ((ROW, n), (GROUP, groups(n, lanes))),
+              (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
     ), latency=latency("online_softmax_pv"))
 
 

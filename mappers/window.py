@@ -28,7 +28,7 @@ from ..ir.numerics import AttentionNumerics
 from ..ir.window import causal_blocks, effective_window, lookahead, row_groups, row_slots
 from . import templates as T
 from .catalog import latency
-from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
+from .contracts import ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth, head_fill
 
@@ -55,7 +55,7 @@ def is_triangle(kind: str, w, n: int) -> bool:
 def _block_phases(n: int, lanes: int, ports: tuple) -> tuple:
     """One phase ``b<k>`` per block of rows of the blocked triangle
     (``ir.window.causal_blocks``): its rows, each in the block's slot groups."""
-    return tuple(Phase(f"b{k}", (("i", rows), ("t", g)), ports)
+    return tuple(Phase(f"b{k}", ((ROW, rows), (SLOT, g)), ports)
                  for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
 
 
@@ -73,10 +73,10 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     slots = T.groups(row_slots(n, kind, w), lanes)
     ph = []
     if we and load:
-        ph.append(Phase("fill", (("r", we),), ((load, ALWAYS),)))
-    ph.append(Phase("main", (("i", n - we), ("t", slots)), loading))
+        ph.append(Phase(FILL, ((LOAD_ROW, we),), ((load, ALWAYS),)))
+    ph.append(Phase(MAIN, ((ROW, n - we), (SLOT, slots)), loading))
     if we:
-        ph.append(Phase("tail", (("i", we), ("t", slots)), row))
+        ph.append(Phase(TAIL, ((ROW, we), (SLOT, slots)), row))
     return tuple(ph)
 
 
