@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "MAX_NODES", "ReadError", "json_load",
-           "yaml_load", "yaml_problem"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "MAX_NODES", "NOT_FOUND", "ReadError",
+           "file_problem", "json_load", "yaml_load", "yaml_problem"]
 
 #: deepest nesting of mappings and lists in a file
 MAX_DEPTH = 64
@@ -248,3 +249,25 @@ def json_load(text: str) -> Any:
         raise ReadError(f"nested deeper than {MAX_DEPTH} levels") from None
     _json_depth_ok(data)
     return data
+
+
+# ----------------------------------------------------------------------------- files
+
+#: :func:`file_problem` of a path where nothing exists, not even a broken link
+NOT_FOUND = "does not exist"
+
+
+def file_problem(path) -> str | None:
+    """None if ``path`` is a regular file (or a link to one), else what it is instead:
+    :data:`NOT_FOUND`, a dangling symbolic link (what a Hugging Face cache with a
+    missing blob looks like), a folder, or another kind of file."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return None
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"is a dangling symbolic link (to {os.readlink(path)})"
+    if os.path.isdir(path):
+        return "is a folder, not a file"
+    if os.path.exists(path):
+        return "is not a regular file"
+    return NOT_FOUND

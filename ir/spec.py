@@ -226,6 +226,7 @@ import yaml
 
 from .readers import json_load, yaml_load
 from .types import FixedFormat
+from .verilog_names import name_problem
 
 __all__ = [
     "AttentionSpec", "ModelSpec", "EncoderSpec", "WeightsSpec", "FormatsSpec", "InputsSpec",
@@ -758,6 +759,8 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
     if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
         c.fail("name", f"must be an identifier matching {_NAME_RE} (it prefixes Verilog names), "
                        f"got {_show(name)}")
+    if name_problem(name):
+        c.fail("name", name_problem(name))
 
     model = _parse_model(c, top.get("model"), base_dir)
     encoder = model.type == "encoder"
