@@ -95,6 +95,7 @@ factor: ``saturate(requant(X * mult, shift), out)``; a power-of-two factor is ex
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -243,7 +244,11 @@ class LayerNormNumerics:
         return self.dim * self.dim * self.x_max_abs ** 2
 
     def _eps_int(self, p: int) -> int:
-        return max(1, _round_half_up(self.eps * self.dim ** 2 * 4.0 ** (self.x.frac + p)))
+        v = self.eps * self.dim ** 2 * 4.0 ** (self.x.frac + p)
+        if math.isinf(v):   # eps near the float limit: exact, so the width check reports it
+            v = Fraction(self.eps) * self.dim ** 2 * 4 ** (self.x.frac + p)
+            return max(1, math.floor(v + Fraction(1, 2)))
+        return max(1, _round_half_up(v))
 
     @property
     def eps_frac(self) -> int:

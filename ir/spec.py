@@ -268,6 +268,8 @@ _ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
 _FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
 _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
 _HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
+#: deepest FIFO a spec may ask for (its address counter is a hardware register)
+MAX_FIFO_DEPTH = 2 ** 31
 _ENCODER_HARDWARE_FIELDS = ("parallelism",)
 #: the design goals: encoders fold their linears to them, one head picks its lanes
 _GOAL_FIELDS = ("target_cycles", "multiplier_budget")
@@ -813,7 +815,7 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
     for chan, depth in (depths or {}).items():
         if not isinstance(chan, str) or not chan:
             c.fail("hardware.fifo_depths", f"channel names must be non-empty strings, got {_show(chan)}")
-        c.integer(depth, f"hardware.fifo_depths.{chan}", 1)
+        c.integer(depth, f"hardware.fifo_depths.{chan}", 1, MAX_FIFO_DEPTH)
     optional = {key: None if h.get(key) is None else c.integer(h[key], f"hardware.{key}", 1)
                 for key in ("target_cycles", "multiplier_budget")}
     hardware = HardwareSpec(

@@ -201,3 +201,134 @@ NAME_CASES = [
 def test_design_names(capsys, name, problem):
     assert one_line_error(capsys, ["sim", HEAD, "--set", f"name={name}"]) == \
         f"error: {HEAD}: name: {problem}"
+
+
+# ---------------------------------------------------------------- crashes that were tracebacks
+
+SMALL_BOMB = ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+              "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n")
+
+
+def test_deep_yaml_file_and_a_bad_value_holding_aliases(capsys, tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model:\n  seq_len: " + "[" * 900 + "]" * 900 + "\n")
+    assert one_line_error(capsys, ["sim", str(deep)]) == \
+        f"error: {deep}: <file>: invalid YAML: nested deeper than 64 levels"
+    # 10**4 values through aliases in a field: the message renders the value bounded (the
+    # whole repr of an alias bomb exhausted memory in ir/spec.py _show)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("model:\n  head_dim: 4\n  seq_len: " + SMALL_BOMB.replace("\n", " ").replace(
+        "a: &a", "[&a").replace("b: &b", ", &b").replace("c: &c", ", &c").replace("d: &d", ", &d")
+        + "]\n")
+    assert one_line_error(capsys, ["sim", str(bomb)]) == \
+        (f"error: {bomb}: model.seq_len: must be an integer >= 1, got [['x', 'x', 'x', 'x', "
+         "'x', 'x', ...],... (list)")
+    assert one_line_error(capsys, ["sim", HEAD, "--set",
+                                   "model.seq_len=[[[[1, 2], [3]]], [4], 5, 6, 7, 8, 9]"]) == \
+        (f"error: {HEAD}: model.seq_len: must be an integer >= 1, got [[[[...], [...]]], [4], 5, "
+         "6, 7, 8, ...] (list)")
+
+
+ENC_CASES = [
+    # the head path printed these as one line; the encoder path as a traceback
+    ("model.seq_len=1000000000", "formats.prob_frac: the datapath needs 69-bit intermediates "
+     "(limit 62); lower formats.prob_frac, the input formats' bits or model.seq_len"),
+    ("model.norm_eps=1e18", "formats.x: the LayerNorm datapath needs 89-bit intermediates "
+     "(limit 62); narrow the input, gamma or beta formats or the row"),
+    # was OverflowError: cannot convert float infinity to integer
+    ("model.norm_eps=1e308", "formats.x: the LayerNorm datapath needs 1053-bit intermediates "
+     "(limit 62); narrow the input, gamma or beta formats or the row"),
+    # 65 channels on one line before
+    ("hardware.fifo_depths.l0_skp1=4", "hardware.fifo_depths.l0_skp1: no such channel; did you "
+     "mean l0_skip1 or l0_s1 or l0_k1? 65 channels: x, l0_x_lin_q0, l0_x_lin_k0, l0_x_lin_v0, "
+     "l0_q0, l0_k0, ... (all in report.md, or attnflow sim --json)"),
+]
+
+
+@pytest.mark.parametrize("setting,problem", ENC_CASES, ids=["69bit", "89bit", "eps1e308", "chan"])
+def test_encoder_messages_are_one_line(capsys, setting, problem):
+    assert one_line_error(capsys, ["sim", ENC, "--set", setting]) == f"error: {ENC}: {problem}"
+
+
+def test_wide_weights_with_no_fraction_build(capsys):
+    """formats.weight {bits: 32, frac: 0}: a zero requantization shift (was 'negative shift
+    count'); the design simulates and matches its golden model."""
+    assert main(["sim", ENC, "--set", "formats.weight={bits: 32, frac: 0}",
+                 "--set", "model.layers=1", "--set", "model.seq_len=8"]) == 0
+    assert "golden mismatches 0" in capsys.readouterr().out
+
+
+def test_fifo_depth_beyond_a_register(capsys):
+    # sim accepted it, build raised OverflowError in hdl/channel.py
+    assert one_line_error(capsys, ["sim", HEAD, "--set", f"hardware.fifo_depths.s={2 ** 64}"]) == \
+        (f"error: {HEAD}: hardware.fifo_depths.s: must be an integer in 1..2147483648, "
+         f"got {2 ** 64}")
+
+
+def test_weight_files(capsys, tmp_path):
+    import json
+    import struct
+    header = json.dumps({"layers.0.attn.q.weight": {"dtype": "F32", "shape": [True, 64],
+                                                    "data_offsets": [0, 256]}}).encode()
+    st = tmp_path / "w.safetensors"
+    st.write_bytes(struct.pack("<Q", len(header)) + header + bytes(256))
+    assert one_line_error(capsys, ["sim", ENC, "--set", f"model.weights={{source: file, path: {st}}}"]) == \
+        (f"error: {ENC}: model.weights.path: {st} is not a valid safetensors file: entry "
+         "'layers.0.attn.q.weight' needs an integer shape and two data_offsets")
+    header = b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": 1}'
+    st.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    assert one_line_error(capsys, ["sim", ENC, "--set", f"model.weights={{source: file, path: {st}}}"]) == \
+        (f"error: {ENC}: model.weights.path: {st} is not a safetensors file: its header is not "
+         "JSON (duplicate key 'a')")
+    npz = tmp_path / "w.npz"
+    npz.write_bytes(bytes(range(256)) * 4)      # was numpy's "allow_pickle=True" advice
+    assert one_line_error(capsys, ["sim", ENC, "--set", f"model.weights={{source: file, path: {npz}}}"]) == \
+        (f"error: {ENC}: model.weights.path: cannot read {npz} as a numpy .npz archive: "
+         "not a zip file")
+
+
+def test_output_folders(capsys, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    cases = [
+        (str(f), f"{f} is a file, not a folder; give a folder (it is created if missing)"),
+        (str(f / "sub"), f"{f} is a file, so {f / 'sub'} cannot be created under it"),
+        (str(tmp_path / ("n" * 300)),
+         "a folder name of 300 characters is too long for the file system (255 bytes)"),
+        ("", "the output folder name is empty"),
+        ("/proc/attnflow_out", "cannot create /proc/attnflow_out: No such file or directory"),
+    ]
+    for out, problem in cases:
+        assert one_line_error(capsys, ["build", HEAD, "-o", out]) == \
+            f"error: <command line>: -o: {problem}"
+
+
+def test_unwritable_output_folder(capsys, tmp_path, monkeypatch):
+    # as root every folder is writable: ask os.access as a user would get it
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+    assert one_line_error(capsys, ["build", HEAD, "-o", str(ro / "out")]) == \
+        f"error: <command line>: -o: {ro / 'out'} cannot be created: {ro} is not writable"
+
+
+USAGE_CASES = [
+    (["verify", "somewhere", "--stall-seed", "-1"],
+     "error: attnflow verify: argument --stall-seed: must be an integer >= 0, got '-1' "
+     "(see attnflow verify --help)"),
+    (["build", HEAD], "error: attnflow build: the following arguments are required: "
+                      "-o/--output (see attnflow build --help)"),
+    ([], "error: attnflow: the following arguments are required: cmd (see attnflow --help)"),
+    (["sim", HEAD, "--seq-len", "x"],
+     "error: attnflow sim: argument --seq-len: invalid int value: 'x' (see attnflow sim --help)"),
+    (["sim", ""], "error: <command line>: spec: is empty; give a value"),
+    (["sim", HEAD, "--target", ""], "error: <command line>: --target: is empty; give a value"),
+]
+
+
+@pytest.mark.parametrize("argv,line", USAGE_CASES,
+                         ids=["seed", "no_o", "no_cmd", "int", "empty_spec", "empty_target"])
+def test_usage_errors_are_one_line(capsys, argv, line):
+    assert one_line_error(capsys, argv) == line
