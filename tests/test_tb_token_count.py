@@ -34,8 +34,9 @@ def _run(out, vec, name):
 
 
 def _drain(vec):
-    """The drain window as documented in cocotb_test: longest gap + 8."""
-    return max(b - a for s in vec["outputs"] for a, b in zip([0] + s["cycles"], s["cycles"])) + 8
+    """The drain window as documented in cocotb_test: the longest gap between consecutive
+    expected tokens + 8."""
+    return max(b - a for s in vec["outputs"] for a, b in zip(s["cycles"], s["cycles"][1:])) + 8
 
 
 def _o(vec):

@@ -45,17 +45,15 @@ def drain_window(out_cycles, floor=DEFAULT_DRAIN_CYCLES):
     """Cycles to keep running past the last expected output token, and how late an
     expected token may be before it counts as missing.
 
-    The longest gap between two consecutive expected tokens of any output stream (and
-    from cycle 0 to a stream's first token), plus ``floor``: a token the DUT sends at
-    its own pace after the last expected one arrives within it.  Bounded by the
-    expected run itself, so the drain at most doubles a run.
+    The longest gap between two consecutive expected tokens of any output stream (for a
+    stream of one token, its cycle), plus ``floor``: a token the DUT sends at its own
+    pace after the last expected one arrives within it.  Bounded by the expected run
+    (the fill before the first token is not waited for again).
     """
     longest = 0
     for cycles in out_cycles:
-        prev = 0
-        for c in cycles:
-            longest = max(longest, c - prev)
-            prev = c
+        gaps = [b - a for a, b in zip(cycles, cycles[1:])] or list(cycles[:1])
+        longest = max([longest] + gaps)
     return longest + floor
 
 
