@@ -96,6 +96,7 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
     """Encoder spec -> per-layer plans, folding (automatic where the spec leaves it open;
     ``multiplier_budget``: a device's, used when the spec sets none), HwGraph, input."""
     from .ir.encoder_golden import encoder_plans, final_norm_plan, random_input
+    from .guards import numerics_errors
     from .ir.weights import load_weights
     from .mappers.encoder import map_encoder
     from .mappers.folding import FoldingError, plan_folding
@@ -110,14 +111,16 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
                         f"{m.attention.variant!r}: encoder/decoder layers are built with "
                         "variant online only; set variant: online")
     weights = load_weights(spec)
-    plans = encoder_plans(spec, weights)
-    final = final_norm_plan(spec, weights)
+    with numerics_errors(spec):     # width checks of the datapath: one line on the field
+        plans = encoder_plans(spec, weights)
+        final = final_norm_plan(spec, weights)
     for fld, msg in plans[0].attn.check():
         raise SpecError(spec.source, fld, msg)
     try:
         fold = plan_folding(spec, multiplier_budget)
-        hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name,
-                         final=final, lanes=fold.lanes)
+        with numerics_errors(spec):
+            hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name,
+                             final=final, lanes=fold.lanes)
     except (FoldingError, MappingError) as e:
         raise SpecError(spec.source, e.field, e.message) from None
     design = EncoderDesign(spec, plans, fold, hw, random_input(spec), final)

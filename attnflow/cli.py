@@ -6,12 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+from . import guards
 from .ir.spec import SpecError, load_spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _spec(args):
+    guards.not_empty("spec", args.spec)
+    guards.not_empty("--target", getattr(args, "target", None))
     overrides = list(args.set or ())
     if getattr(args, "seq_len", None) is not None:
         overrides.insert(0, f"model.seq_len={args.seq_len}")
@@ -76,6 +79,7 @@ def cmd_sim(args) -> int:
 
 def cmd_build(args) -> int:
     from .build import build
+    guards.output_folder(args.output)
     design, result, summary = build(_spec(args), args.output,
                                     progress=lambda s: print(f"[attnflow] {s}", flush=True),
                                     target=args.target)
@@ -170,7 +174,7 @@ def cmd_synth(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = guards.OneLineParser(
         prog="attnflow",
         description="Transformer attention to verified streaming-dataflow hardware.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -210,7 +214,7 @@ def main(argv=None) -> int:
                                    "output bit and every output cycle match the simulator.")
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
-    v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
+    v.add_argument("--stall-seed", type=guards.seed, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "
                         "scaled to the design's row period P as gaps up to P/2 and ready "

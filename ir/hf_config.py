@@ -95,11 +95,11 @@ e.g. from ``overrides``).
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from .readers import NOT_FOUND, ReadError, file_problem, json_load
 from .spec import (Spec, SpecError, _Checker, _divisors, _show, parse_override,
                    read_text_file, spec_from_dict)
 
@@ -142,20 +142,11 @@ GPT2_DEFAULTS = {"activation": "gelu_new", "norm_eps": 1e-5, "positions": 1024}
 
 
 def _read_config(path: Path, source: str) -> dict:
-    def no_duplicates(pairs):
-        out = {}
-        for key, value in pairs:
-            if key in out:
-                raise SpecError(source, "<file>", f"invalid JSON: duplicate key {key!r}")
-            out[key] = value
-        return out
-
     text = read_text_file(path, source)
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as e:
-        raise SpecError(source, "<file>", f"invalid JSON: {e.msg} at line {e.lineno}, "
-                                          f"column {e.colno}") from None
+        data = json_load(text)      # no repeated keys, non-finite numbers, deep nesting
+    except ReadError as e:
+        raise SpecError(source, "<file>", f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise SpecError(source, "<file>", f"a Hugging Face config is a JSON object, got {_show(data)}")
     return data
@@ -232,7 +223,8 @@ def _vit_seq_len(c: _Checker, cfg: dict, model_type: str) -> int:
     return (ih // ph) * (iw // pw) + extra
 
 
-def _position_limit(cfg: dict, model_type: str, family: str) -> tuple[int, str] | None:
+def _position_limit(cfg: dict, model_type: str, family: str,
+                    source: str = "<config>") -> tuple[int, str] | None:
     if family == "vit":
         return None
     if family == "gpt2":
@@ -243,7 +235,8 @@ def _position_limit(cfg: dict, model_type: str, family: str) -> tuple[int, str] 
         return n, (f"{key} {n}" if key in cfg else f"n_positions default {n}")
     mpe = cfg.get("max_position_embeddings", 512)
     if not isinstance(mpe, int) or isinstance(mpe, bool) or mpe < 1:
-        return None
+        raise SpecError(source, "max_position_embeddings",
+                        f"must be an integer >= 1 (the model's positions), got {_show(mpe)}")
     if model_type in _ROBERTA_FAMILY:
         pad = cfg.get("pad_token_id", 1)
         if isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad < mpe:
@@ -324,7 +317,11 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
                 c.fail(key, f"must be an integer >= 1 (the model's positions), got {_show(n)}")
     ov_keys = _override_keys(overrides)
     if not any(k == "model" or k.startswith("model.weights") for k in ov_keys):
-        if (path.parent / CHECKPOINT).is_file():
+        problem = file_problem(path.parent / CHECKPOINT)
+        if problem not in (None, NOT_FOUND):
+            raise SpecError(source, "model.weights", f"{path.parent / CHECKPOINT} {problem}; "
+                            "restore the file, or --set model.weights.source=random")
+        if problem is None:
             model["weights"] = {"source": "file", "path": CHECKPOINT, "naming": family}
         else:
             other = [f for f in UNREAD_CHECKPOINTS if (path.parent / f).is_file()]
@@ -333,7 +330,7 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
                                 f"{path.parent / other[0]} is not read (only a single "
                                 f"{CHECKPOINT}); save the model as {CHECKPOINT}, or "
                                 "--set model.weights.source=random for random weights")
-    limit = _position_limit(cfg, model_type, family)
+    limit = _position_limit(cfg, model_type, family, source)
     if seq_len is None and family == "vit":
         seq_len = _vit_seq_len(c, cfg, model_type)
     if seq_len is not None:

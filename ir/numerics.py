@@ -53,7 +53,7 @@ def mult_shift(factor: float, mult_bits: int) -> tuple[int, int]:
     if mant == 0.5:
         return 1, 1 - exp
     shift = mult_bits - exp                  # factor * 2**shift in [2**(mb-1), 2**mb)
-    mult = int(math.floor(math.ldexp(factor, shift) + 0.5))
+    mult = round_int(math.ldexp(factor, shift))
     if mult >> mult_bits:                    # rounded up to 2**mult_bits
         mult, shift = mult >> 1, shift - 1
     return mult, shift
@@ -65,10 +65,38 @@ def saturate(x, fmt: FixedFormat):
     return min(max(x, fmt.min_int), fmt.max_int)
 
 
+def round_saturate(values, lo: int, hi: int) -> np.ndarray:
+    """Floats -> int64, rounded half up and clipped to ``[lo, hi]`` *before* the cast (a
+    cast first would turn values at or above 2**63 into the most negative integer).
+    The one place a float array becomes integers; NaN is refused (ValueError)."""
+    x = np.floor(np.asarray(values, dtype=np.float64) + 0.5)
+    if np.isnan(x).any():
+        raise ValueError("cannot turn NaN into an integer")
+    high, low = x >= hi, x <= lo      # compared before the cast: exact for 64-bit bounds
+    out = np.where(high | low, 0.0, x).astype(np.int64)
+    out[high] = hi
+    out[low] = lo
+    return out
+
+
+def round_int(value: float, lo: int | None = None, hi: int | None = None) -> int:
+    """One float -> a Python int, rounded half up, clipped to ``[lo, hi]`` when given.
+    Non-finite values outside those bounds are refused (ValueError)."""
+    if math.isnan(value):
+        raise ValueError("cannot turn NaN into an integer")
+    if lo is not None and value <= lo:
+        return lo
+    if hi is not None and value >= hi:
+        return hi
+    if math.isinf(value):
+        raise ValueError(f"cannot turn {value} into an integer")
+    return int(math.floor(value + 0.5))
+
+
 def quantize(values, fmt: FixedFormat) -> np.ndarray:
-    """Float -> stored integers of ``fmt`` (round half up, saturate)."""
-    scaled = np.floor(np.asarray(values, dtype=np.float64) * 2.0 ** fmt.frac + 0.5)
-    return saturate(scaled.astype(np.int64), fmt)
+    """Float -> stored integers of ``fmt`` (round half up, saturate before the cast)."""
+    return round_saturate(np.asarray(values, dtype=np.float64) * 2.0 ** fmt.frac,
+                          fmt.min_int, fmt.max_int)
 
 
 def dequantize(ints, frac: int) -> np.ndarray:

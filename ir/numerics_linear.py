@@ -128,7 +128,10 @@ class LinearNumerics:
     def scaled_bits(self) -> int:
         """Width of acc * mult (before the shift; shifted left when shift < 0), + rounding."""
         mag = self.acc_max * self.mult
-        mag = mag << -self.shift if self.shift < 0 else mag + (1 << (self.shift - 1))
+        if self.shift < 0:
+            mag <<= -self.shift
+        elif self.shift > 0:                 # requant adds 2**(shift-1) before the shift
+            mag += 1 << (self.shift - 1)
         return signed_bits(mag)
 
 

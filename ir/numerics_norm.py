@@ -95,12 +95,13 @@ factor: ``saturate(requant(X * mult, shift), out)``; a power-of-two factor is ex
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .numerics import MAX_BITS, mult_shift, requant, saturate, signed_bits
+from .numerics import MAX_BITS, mult_shift, requant, round_int, saturate, signed_bits
 from .types import FixedFormat
 
 #: significant bits of the normalized square root (its input has 2 * ROOT_BITS bits)
@@ -126,7 +127,7 @@ RESCALE_MULT_BITS = 16
 
 
 def _round_half_up(v: float) -> int:
-    return int(math.floor(v + 0.5))
+    return round_int(v)
 
 
 def _as_int64(a) -> np.ndarray:
@@ -243,7 +244,11 @@ class LayerNormNumerics:
         return self.dim * self.dim * self.x_max_abs ** 2
 
     def _eps_int(self, p: int) -> int:
-        return max(1, _round_half_up(self.eps * self.dim ** 2 * 4.0 ** (self.x.frac + p)))
+        v = self.eps * self.dim ** 2 * 4.0 ** (self.x.frac + p)
+        if math.isinf(v):   # eps near the float limit: exact, so the width check reports it
+            v = Fraction(self.eps) * self.dim ** 2 * 4 ** (self.x.frac + p)
+            return max(1, math.floor(v + Fraction(1, 2)))
+        return max(1, _round_half_up(v))
 
     @property
     def eps_frac(self) -> int:
@@ -472,7 +477,7 @@ def gelu_table(x: FixedFormat, out: FixedFormat) -> tuple[int, ...]:
     for a in range(1 << x.bits):
         xi = a - (1 << x.bits) if a >> (x.bits - 1) else a
         v = 0.5 * (xi / 2.0 ** x.frac) * (1.0 + math.erf(xi / 2.0 ** x.frac / math.sqrt(2.0)))
-        words.append(saturate(_round_half_up(v * 2.0 ** out.frac), out))
+        words.append(round_int(v * 2.0 ** out.frac, out.min_int, out.max_int))
     return tuple(words)
 
 

@@ -214,17 +214,19 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import math
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 import yaml
 
+from .readers import json_load, yaml_load
 from .types import FixedFormat
+from .verilog_names import name_problem
 
 __all__ = [
     "AttentionSpec", "ModelSpec", "EncoderSpec", "WeightsSpec", "FormatsSpec", "InputsSpec",
@@ -266,6 +268,8 @@ _ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
 _FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
 _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
 _HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
+#: deepest FIFO a spec may ask for (its address counter is a hardware register)
+MAX_FIFO_DEPTH = 2 ** 31
 _ENCODER_HARDWARE_FIELDS = ("parallelism",)
 #: the design goals: encoders fold their linears to them, one head picks its lanes
 _GOAL_FIELDS = ("target_cycles", "multiplier_budget")
@@ -437,13 +441,17 @@ class Spec:
 
 # ----------------------------------------------------------------------------- checking
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 40, 40, 40
+
+
 def _show(value: Any) -> str:
     """A short one-line rendering of a bad value for an error message."""
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, (int, float)):
-        return repr(value)
-    text = repr(value)
+        return _SHORT.repr(value)
+    text = _SHORT.repr(value)    # bounded: a shared (aliased) structure is never expanded
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{text} ({type(value).__name__})"
@@ -753,6 +761,8 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
     if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
         c.fail("name", f"must be an identifier matching {_NAME_RE} (it prefixes Verilog names), "
                        f"got {_show(name)}")
+    if name_problem(name):
+        c.fail("name", name_problem(name))
 
     model = _parse_model(c, top.get("model"), base_dir)
     encoder = model.type == "encoder"
@@ -805,7 +815,7 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
     for chan, depth in (depths or {}).items():
         if not isinstance(chan, str) or not chan:
             c.fail("hardware.fifo_depths", f"channel names must be non-empty strings, got {_show(chan)}")
-        c.integer(depth, f"hardware.fifo_depths.{chan}", 1)
+        c.integer(depth, f"hardware.fifo_depths.{chan}", 1, MAX_FIFO_DEPTH)
     optional = {key: None if h.get(key) is None else c.integer(h[key], f"hardware.{key}", 1)
                 for key in ("target_cycles", "multiplier_budget")}
     hardware = HardwareSpec(
@@ -839,33 +849,9 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
 
 # ----------------------------------------------------------------------------- YAML
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last,
-    and reads exponent floats without a dot (``1e-12``) as numbers, as YAML 1.2 does."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable key: let SafeLoader report it
-                break
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    """YAML 1.2 numbers and booleans, no repeated keys or non-finite numbers (ir.readers)."""
+    return yaml_load(text)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -930,7 +916,7 @@ def _is_hf_config(path: Path) -> bool:
     if path.suffix.lower() != ".json":
         return False
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return True  # let the config reader report it
     return not (isinstance(data, dict) and isinstance(data.get("model"), dict))

@@ -56,13 +56,13 @@ values, or a malformed file.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
 
 import numpy as np
 
+from .readers import NOT_FOUND, ReadError, file_problem, json_load
 from .spec import WEIGHT_NAMINGS, EncoderSpec, Spec, SpecError
 
 __all__ = ["weight_shapes", "load_weights", "random_weights", "read_npz", "read_safetensors",
@@ -147,6 +147,8 @@ class _FileProblem(Exception):
 
 def read_npz(path: str, names) -> dict[str, tuple[str, tuple[int, ...], object]]:
     """name -> (dtype text, shape, loader) for the ``names`` present in the .npz file."""
+    if not _is_zip(path):
+        raise _FileProblem(f"cannot read {path} as a numpy .npz archive: not a zip file")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -168,6 +170,20 @@ def read_npz(path: str, names) -> dict[str, tuple[str, tuple[int, ...], object]]
     return found
 
 
+def _natural(v) -> bool:
+    """A JSON integer >= 0 (``true`` is not a size)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_zip(path: str) -> bool:
+    """The file starts like a zip archive (or a single .npy array, reported by the caller)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUM")
+    except OSError:
+        return True     # let numpy report it
+
+
 def _safetensors_header(f, path: str, size: int) -> tuple[dict, int]:
     raw = f.read(8)
     if len(raw) < 8:
@@ -176,8 +192,8 @@ def _safetensors_header(f, path: str, size: int) -> tuple[dict, int]:
     if n > min(size - 8, _MAX_HEADER):
         raise _FileProblem(f"{path} is not a safetensors file: header length {n} exceeds the file")
     try:
-        header = json.loads(f.read(n).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = json_load(f.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, ReadError) as e:
         raise _FileProblem(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise _FileProblem(f"{path} is not a safetensors file: its header is not a JSON object")
@@ -203,9 +219,9 @@ def read_safetensors(path: str, names) -> dict[str, tuple[str, tuple[int, ...], 
             if not isinstance(info, dict):
                 raise _FileProblem(f"{bad} is not a JSON object")
             dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-            if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
+            if (not isinstance(shape, list) or not all(_natural(s) for s in shape)
                     or not isinstance(offsets, list) or len(offsets) != 2
-                    or not all(isinstance(o, int) for o in offsets)):
+                    or not all(_natural(o) for o in offsets)):
                 raise _FileProblem(f"{bad} needs an integer shape and two data_offsets")
             shape = tuple(shape)
             if dtype not in _ST_DTYPES:
@@ -229,6 +245,8 @@ def read_safetensors(path: str, names) -> dict[str, tuple[str, tuple[int, ...], 
 def tensor_names(path: str) -> list[str]:
     """The tensor names in a .npz or .safetensors file, in file order."""
     if path.lower().endswith(".npz"):
+        if not _is_zip(path):
+            raise _FileProblem(f"cannot read {path} as a numpy .npz archive: not a zip file")
         try:
             archive = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
@@ -350,8 +368,11 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
 
     path = model.weights.path
     shapes = weight_shapes(model)
-    if not os.path.isfile(path):
+    problem = file_problem(path)
+    if problem == NOT_FOUND:
         fail(f"file not found: {path}")
+    if problem:
+        fail(f"{path} {problem}")
     reader = read_npz if path.lower().endswith(".npz") else read_safetensors
     naming = model.weights.naming
     # attnflow name -> (name in the file, its shape there, extract or None)

@@ -1,6 +1,8 @@
 """Mapping of a lowered attention head onto streaming templates, with FIFO sizing."""
 from __future__ import annotations
 
+import difflib
+
 from ..ir.graph import Graph
 from .hwgraph import Channel, HwGraph, Instance
 from . import templates as T
@@ -20,12 +22,25 @@ class MappingError(ValueError):
 INPUT_DEPTH = 2
 
 
+#: an unknown-channel message lists all channels up to this many, else the closest ones
+LISTED_CHANNELS = 12
+
+
+def _unknown_channel(name: str, channels) -> str:
+    names = list(channels)
+    if len(names) <= LISTED_CHANNELS:
+        return f"no such channel; channels: {', '.join(names)}"
+    close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+    maybe = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"no such channel; {maybe}{len(names)} channels: {', '.join(names[:6])}, ... "
+            f"(all in report.md, or attnflow sim --json)")
+
+
 def apply_fifo_overrides(hw: HwGraph, overrides) -> None:
     """Replace the mapper's depth of each named channel (``hardware.fifo_depths``)."""
     for cname, depth in dict(overrides or {}).items():
         if cname not in hw.channels:
-            raise MappingError(f"hardware.fifo_depths.{cname}",
-                               f"no such channel; channels: {', '.join(hw.channels)}")
+            raise MappingError(f"hardware.fifo_depths.{cname}", _unknown_channel(cname, hw.channels))
         c = hw.channels[cname]
         hw.channels[cname] = Channel(c.name, c.layout, depth, c.latency, c.src, c.dst)
         hw.depth_notes[cname] = f"override (mapper: {c.depth}, {hw.depth_notes[cname]})"

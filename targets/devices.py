@@ -10,12 +10,14 @@ can become LUT RAM) belongs to the synthesis flow and lives in :mod:`.estimate`.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ..ir.readers import yaml_load, yaml_problem
 from ..ir.spec import SpecError
 
 #: the folder of the bundled device files
@@ -23,6 +25,16 @@ DEVICE_DIR = Path(__file__).with_name("devices")
 
 #: synthesis flows: the Yosys command and the place-and-route tool (None: synthesis only)
 FLOWS = {"xilinx": None, "ice40": "nextpnr-ice40", "ecp5": "nextpnr-ecp5"}
+
+
+#: the largest count of any resource a device file may give (LUTs, DSPs, blocks, bits)
+MAX_COUNT = 2 ** 40
+#: the widest LUT a device file may give (real parts: 4 to 6)
+MAX_LUT_INPUTS = 8
+#: the widest multiplier operand a device file may give
+MAX_DSP_BITS = 128
+#: the highest planning clock a device file may give
+MAX_CLOCK_MHZ = 10_000
 
 
 class DeviceError(SpecError):
@@ -114,11 +126,9 @@ def load_device(name_or_path) -> Device:
     if not path.is_file():
         raise DeviceError(text, "<file>", "file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise DeviceError(str(path), "<file>", f"not valid YAML{where}") from None
+        raise DeviceError(str(path), "<file>", f"not valid YAML: {yaml_problem(e)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DeviceError(str(path), "<file>", f"cannot read file: {e}") from None
     return device_from_dict(data, str(path))
@@ -135,7 +145,7 @@ def device_from_dict(data, source: str = "<dict>") -> Device:
     if unknown:
         raise DeviceError(source, unknown[0], f"unknown field; fields: {', '.join(sorted(_FIELDS))}")
 
-    def get(d, key, kind, where, required=True, minimum=None):
+    def get(d, key, kind, where, required=True, minimum=None, maximum=MAX_COUNT):
         field = f"{where}{key}"
         if key not in d or d[key] is None:
             if required:
@@ -148,6 +158,8 @@ def device_from_dict(data, source: str = "<dict>") -> Device:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise DeviceError(source, field, f"must be a number, got {v!r}")
             v = float(v)
+            if not math.isfinite(v):
+                raise DeviceError(source, field, f"must be a finite number, got {v!r}")
         if kind is str and not isinstance(v, str):
             raise DeviceError(source, field, f"must be a string, got {v!r}")
         if kind is bool and not isinstance(v, bool):
@@ -156,6 +168,8 @@ def device_from_dict(data, source: str = "<dict>") -> Device:
             raise DeviceError(source, field, "must be a mapping")
         if minimum is not None and v < minimum:
             raise DeviceError(source, field, f"must be >= {minimum}, got {v!r}")
+        if kind in (int, float) and v > maximum:
+            raise DeviceError(source, field, f"must be <= {maximum:g}, got {v!r}")
         return v
 
     name = get(data, "name", str, "")
@@ -167,8 +181,8 @@ def device_from_dict(data, source: str = "<dict>") -> Device:
     d = get(data, "dsp", dict, "")
     dsp = Dsp(count=get(d, "count", int, "dsp.", minimum=0),
               primitive=get(d, "primitive", str, "dsp."),
-              a_bits=get(d, "a_bits", int, "dsp.", minimum=2),
-              b_bits=get(d, "b_bits", int, "dsp.", minimum=2),
+              a_bits=get(d, "a_bits", int, "dsp.", minimum=2, maximum=MAX_DSP_BITS),
+              b_bits=get(d, "b_bits", int, "dsp.", minimum=2, maximum=MAX_DSP_BITS),
               signed=get(d, "signed", bool, "dsp."))
     b = get(data, "bram", dict, "")
     bram = BlockRam(count=get(b, "count", int, "bram.", minimum=0),
@@ -194,10 +208,10 @@ def device_from_dict(data, source: str = "<dict>") -> Device:
         name=name, part=get(data, "part", str, ""), vendor=get(data, "vendor", str, ""),
         family=get(data, "family", str, ""), flow=flow,
         luts=get(data, "luts", int, "", minimum=1),
-        lut_inputs=get(data, "lut_inputs", int, "", minimum=2),
+        lut_inputs=get(data, "lut_inputs", int, "", minimum=2, maximum=MAX_LUT_INPUTS),
         ffs=get(data, "ffs", int, "", minimum=1), dsp=dsp, bram=bram, uram=uram,
         lutram_luts=lutram_luts, io=get(data, "io", int, "", required=False, minimum=0),
-        clock_mhz=get(data, "clock_mhz", float, "", minimum=1e-6),
+        clock_mhz=get(data, "clock_mhz", float, "", minimum=1e-6, maximum=MAX_CLOCK_MHZ),
         source=get(data, "source", str, ""), path=source,
         yosys_family=get(data, "yosys_family", str, "", required=(flow == "xilinx")) or "",
         pnr_args=tuple(pnr), notes=get(data, "notes", str, "", required=False) or "")

@@ -309,7 +309,7 @@ def test_bad_format_fields(fmt, field, allowed):
     ("schedule", {"output_ready_prob": 0}, "schedule.output_ready_prob", "number in (0, 1]"),
     ("schedule", {"output_ready_prob": True}, "schedule.output_ready_prob", "number in (0, 1]"),
     ("hardware", {"clock_mhz": "fast"}, "hardware.clock_mhz", "number > 0"),
-    ("hardware", {"fifo_depths": {"s_b": 0}}, "hardware.fifo_depths.s_b", "integer >= 1"),
+    ("hardware", {"fifo_depths": {"s_b": 0}}, "hardware.fifo_depths.s_b", "integer in 1..2147483648"),
 ])
 def test_bad_ranges(section, value, field, allowed):
     err = spec_error(minimal(**{section: value}))

@@ -253,15 +253,18 @@ def test_wrong_cycle_fails(rtl_dir):
 
 @pytest.mark.rtl
 def test_missing_and_extra_tokens_fail(rtl_dir):
-    # One more token expected than the DUT can produce: timeout at max_cycles.
+    # One more token expected than the DUT can produce: missing once it is later than
+    # the drain window (the longest gap between expected tokens + 8), well before max_cycles.
     vec = make_vectors(seed=13, n=10)
     o = _stream(vec, "o")
+    due = o["cycles"][-1] + 1
     o["tokens"].append("4660")
-    o["cycles"].append(o["cycles"][-1] + 1)
+    o["cycles"].append(due)
+    drain = max(b - a for s in vec["outputs"] for a, b in zip(s["cycles"], s["cycles"][1:])) + 8
     res = _run(rtl_dir, vec, "missing")
     assert not res.ok
-    assert res.message.startswith("FAIL TIMEOUT stream 'o': received 10 of 11 tokens"), res.message
-    assert "expected next token 10 payload 0x1234" in res.message, res.message
+    assert res.message == (f"FAIL MISSING stream 'o' token 10: expected payload 0x1234 at cycle "
+                           f"{due}, not sent by cycle {due + drain} (received 10 of 11 tokens)")
 
     # One token fewer expected than produced: the extra one fails.
     vec = make_vectors(seed=13, n=10)

@@ -18,6 +18,11 @@ Input token ``k`` of a stream is offered from cycle ``offer_k`` until it moves:
 the cycle in which token ``k`` moved.  Output ready in cycle ``t`` is
 ``ready[t]`` (``"1"``/``"0"``), and 1 beyond the end of the string.
 
+The DUT must send exactly the expected tokens: after the last expected one the test
+keeps running for a drain window (:func:`drain_window`, or ``drain_cycles`` in the
+vectors) and fails on any further token, naming its stream and index; an expected
+token not sent by its cycle plus that window fails as missing, naming it.
+
 If ``ATTNFLOW_SUMMARY`` is set, a JSON summary (status, message, cycles, token
 counts, speed) is written to that path when the test ends.
 """
@@ -31,8 +36,31 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 RESET_CYCLES = 4
-# Cycles simulated after the last expected output token, to catch extra tokens.
+# The least number of cycles simulated past the last expected output token (to catch
+# extra tokens) and the least lateness after which an expected token counts as missing.
 DEFAULT_DRAIN_CYCLES = 8
+
+
+def drain_window(out_cycles, floor=DEFAULT_DRAIN_CYCLES):
+    """Cycles to keep running past the last expected output token, and how late an
+    expected token may be before it counts as missing.
+
+    The longest gap between two consecutive expected tokens of any output stream (for a
+    stream of one token, its cycle), plus ``floor``: a token the DUT sends at its own
+    pace after the last expected one arrives within it.  Bounded by the expected run
+    (the fill before the first token is not waited for again).
+    """
+    longest = 0
+    for cycles in out_cycles:
+        gaps = [b - a for a, b in zip(cycles, cycles[1:])] or list(cycles[:1])
+        longest = max([longest] + gaps)
+    return longest + floor
+
+
+def _missing_at(out_cycles, out_cnt, drain_cycles):
+    """The cycle at which the earliest still-expected output token counts as missing."""
+    due = [c[k] for c, k in zip(out_cycles, out_cnt) if k < len(c)]
+    return min(due) + drain_cycles if due else float("inf")
 
 
 def _hex(value):
@@ -82,7 +110,10 @@ async def attnflow_stream_test(dut):
     log = dut._log
     vec, inputs, outputs = _load_vectors()
     max_cycles = int(vec.get("max_cycles", 100000))
-    drain_cycles = int(vec.get("drain_cycles", DEFAULT_DRAIN_CYCLES))
+    if "drain_cycles" in vec:
+        drain_cycles = int(vec["drain_cycles"])
+    else:
+        drain_cycles = drain_window([s[2] for s in outputs])
     period_ns = vec.get("clock_period_ns", 10)
 
     summary = {
@@ -147,7 +178,9 @@ async def attnflow_stream_test(dut):
     t = 0
     # Cycle after which the test ends successfully (set once all outputs arrived,
     # plus a few drain cycles to catch extra tokens).
-    stop_at = None if outputs_left else min(drain_cycles, max_cycles - 1)
+    # max_cycles bounds the wait for expected tokens; the drain is bounded by itself.
+    stop_at = None if outputs_left else drain_cycles
+    missing_at = _missing_at(out_cycles, out_cnt, drain_cycles)
     wall0 = time.perf_counter()
     last_out_cycle = None
     failure = None
@@ -213,21 +246,23 @@ async def attnflow_stream_test(dut):
                     outputs_left -= 1
                     last_out_cycle = t
                     if outputs_left == 0:
-                        stop_at = min(t + drain_cycles, max_cycles - 1)
+                        stop_at = t + drain_cycles
+                    else:
+                        missing_at = _missing_at(out_cycles, out_cnt, drain_cycles)
 
             if stop_at is not None and t >= stop_at:
                 break
-            if stop_at is None and t + 1 >= max_cycles:
-                # Not all outputs arrived: report the stream whose next token was due first.
-                pending = [
+            if stop_at is None and (t >= missing_at or t + 1 >= max_cycles):
+                # The stream whose next token was due first is missing: later than the
+                # drain window, or not sent within the cycle limit.
+                due, j = min(
                     (out_cycles[j][out_cnt[j]], j) for j in range(n_out) if out_cnt[j] < out_n[j]
-                ]
-                _, j = min(pending)
+                )
                 idx = out_cnt[j]
                 failure = (
-                    f"TIMEOUT stream {out_names[j]!r}: received {idx} of {out_n[j]} tokens "
-                    f"in {max_cycles} cycles; expected next token {idx} payload "
-                    f"{_hex(out_toks[j][idx])} at cycle {out_cycles[j][idx]}"
+                    f"MISSING stream {out_names[j]!r} token {idx}: expected payload "
+                    f"{_hex(out_toks[j][idx])} at cycle {due}, not sent by cycle {t} "
+                    f"(received {idx} of {out_n[j]} tokens)"
                 )
                 raise AssertionError(failure)
             t += 1
