@@ -110,6 +110,9 @@ class DecodeDesign(Design):
 
 
 def random_inputs(spec: Spec) -> dict:
+    if spec.inputs.file:   # user vectors instead (inputs.file / --inputs)
+        from .ir.user_inputs import load_user_inputs
+        return load_user_inputs(spec)
     m, f = spec.model, spec.formats
     rng = np.random.default_rng(spec.inputs.seed)
     shape = (m.seq_len, m.head_dim)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ def _spec(args):
     overrides = list(args.set or ())
     if getattr(args, "seq_len", None) is not None:
         overrides.insert(0, f"model.seq_len={args.seq_len}")
+    if getattr(args, "inputs", None):
+        overrides.append(("inputs.file", os.path.abspath(args.inputs)))
     return load_spec(args.spec, overrides)
 
 
@@ -108,10 +111,16 @@ def cmd_verify(args) -> int:
               f"run 'attnflow build SPEC -o {out}' first", file=sys.stderr)
         return EXIT_USAGE
     vectors = None
+    if args.inputs and args.stall_seed is None:
+        from .verify_inputs import resimulate_on_inputs
+        vectors = resimulate_on_inputs(out, args.inputs)
+        if vectors is None:
+            return EXIT_FAIL
     if args.stall_seed is not None:
         from .api import prepare
         from .build import row_period, stall_schedule, vectors as make_vectors
-        design = prepare(load_spec(out / "spec.yaml"))
+        design = prepare(load_spec(out / "spec.yaml", [("inputs.file", os.path.abspath(
+            args.inputs))] if args.inputs else []))
         sched = stall_schedule(design.spec, args.stall_seed, row_period(design.hw))
         result = design.simulate(sched)
         if result.deadlock:
@@ -183,6 +192,13 @@ def main(argv=None) -> int:
         p.add_argument("--seq-len", type=int, default=None, metavar="N",
                        help="tokens per sequence (= --set model.seq_len=N); needed for a "
                             "config.json")
+        add_inputs(p)
+
+    def add_inputs(p):
+        p.add_argument("--inputs", default=None, metavar="FILE",
+                       help="user input vectors instead of the random ones (= inputs.file): "
+                            ".npy for one input stream, .npz with one array per input name "
+                            "(q, k, v for a head; x for an encoder); see README")
 
     def add_target(p):
         p.add_argument("--target", default=None, metavar="DEVICE",
@@ -210,6 +226,7 @@ def main(argv=None) -> int:
                                    "output bit and every output cycle match the simulator.")
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    add_inputs(v)
     v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "
