@@ -18,6 +18,10 @@ def _spec(args):
         overrides.insert(0, f"model.seq_len={args.seq_len}")
     if getattr(args, "inputs", None):
         overrides.append(("inputs.file", os.path.abspath(args.inputs)))
+    from .cli_extras import follow_overrides
+    overrides, note = follow_overrides(args.spec, overrides, load_spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return load_spec(args.spec, overrides)
 
 
@@ -110,6 +114,11 @@ def cmd_verify(args) -> int:
         print(f"error: {out}: not an attnflow build folder (no run_tb.py / spec.yaml); "
               f"run 'attnflow build SPEC -o {out}' first", file=sys.stderr)
         return EXIT_USAGE
+    from .cli_extras import EXIT_TOOL_MISSING, missing_tool, waves_file
+    missing = missing_tool(args.simulator)
+    if missing:
+        print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
+        return EXIT_TOOL_MISSING
     vectors = None
     if args.inputs and args.stall_seed is None:
         from .verify_inputs import resimulate_on_inputs
@@ -132,9 +141,16 @@ def cmd_verify(args) -> int:
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
-                        progress=lambda s: print(f"[attnflow] {s}", flush=True))
+                        progress=lambda s: print(f"[attnflow] {s}", flush=True),
+                        waves=args.waves)
     print(res.message)
     print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
+    if args.waves:
+        wf = waves_file(out, args.simulator)
+        print(f"[attnflow] waveform: {wf}" if wf.is_file() else
+              f"[attnflow] no waveform written (expected {wf}); see the log")
+    from .verify_record import append_verdict
+    append_verdict(out, args, res, vectors)
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
@@ -148,7 +164,7 @@ def cmd_resources(args) -> int:
     print(est.table(), end="")
     over = fit(est)
     for o in over:
-        print(f"does not fit: {o}")
+        print(f"error: does not fit on {device.name}: {o}", file=sys.stderr)
     return EXIT_FAIL if over else EXIT_OK
 
 
@@ -182,6 +198,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="attnflow",
         description="Transformer attention to verified streaming-dataflow hardware.")
+    from .cli_extras import version
+    ap.add_argument("--version", action="version", version=version())
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def add_spec(p):
@@ -227,6 +245,9 @@ def main(argv=None) -> int:
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     add_inputs(v)
+    v.add_argument("--waves", action="store_true",
+                   help="record a waveform of the RTL run (Verilator: VCD, Icarus: FST; the "
+                        "simulator is rebuilt with tracing); its path is printed")
     v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "
