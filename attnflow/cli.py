@@ -54,6 +54,8 @@ def cmd_sim(args) -> int:
     result = design.simulate()
     summary = sim_summary(design, result)
     section = ""
+    from .accounting import apply as apply_accounting, cli_lines
+    apply_accounting(summary, design, result, args.target)
     if args.target:
         from .build import resources_summary
         summary["resources"], section = resources_summary(design, result, args.target)
@@ -75,6 +77,8 @@ def cmd_sim(args) -> int:
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
+            for line in cli_lines(summary):
+                print(line)
         print(section, end="")
     if result.deadlock or not _fits(summary):
         return EXIT_FAIL

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .accounting import bound_text, clock_label
+from .report_extras import cost_rows, resources_kv
 from .sim.engine import occupancy_series
 
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
@@ -269,17 +271,21 @@ def _summary_html(s: dict, result, bneck: dict | None, total: int) -> str:
         kv += [("total cycles", f"<b>{s['total_cycles']}</b> (reset to last output; "
                                 f"expected {s['expected_cycles']}: "
                                 f"{_e(s['expected_text'])})"),
-               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz, "
+               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz"
+                           f"{_e(clock_label(s))}, "
                            f"{s['sequences_per_second']:.0f} sequences/s"),
-               ("multipliers, memory", f"{s['multipliers']} multipliers, "
-                                       f"{s['memory_bits']} memory bits"),
+               *(cost_rows(s) if "costs" in s else
+                 [("multipliers, memory", f"{s['multipliers']} multipliers, "
+                                          f"{s['memory_bits']} memory bits")]),
                ("simulator vs golden model",
                 f'<span class="{"ok" if mism == 0 else "bad"}">{mism} mismatching output '
                 f'elements</span>'),
                ("integer vs float model",
                 f"max abs error {acc['max_abs_error']:.3g} (output LSB "
                 f"{acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}")]
-    if bneck:
+    if "costs" in s and s["costs"]["bound"]:
+        kv.append(("bottleneck (bound)", _e(bound_text(s["costs"]))))
+    elif bneck:
         kv.append(("bottleneck", f"<b>{_e(bneck['name'])}</b> (<code>{_e(bneck['template'])}"
                                  f"</code>): busy {bneck['busy']} of {total} cycles "
                                  f"({100 * bneck['fraction']:.1f}%)"))
@@ -320,6 +326,7 @@ def _resources_html(resources) -> str:
         extra = [(k, v) for k, v in resources.items() if k != "rows"]
     parts = []
     if extra:
+        extra = resources_kv(dict(extra))
         kv = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v) if not isinstance(v, str) else _e(v)}"
                      f"</td></tr>" for k, v in extra)
         parts.append(f'<table class="kv">{kv}</table>')
