@@ -114,7 +114,9 @@ def accounting(design, result, summary: dict, device=None) -> dict:
 def apply(summary: dict, design, result, device=None) -> dict:
     """Put the accounting into ``summary`` (``costs``) and make its clock and latency the
     report's one clock; returns the costs."""
+    from .report_extras import add_token_widths
     costs = accounting(design, result, summary, device)
+    add_token_widths(summary, design.hw)
     summary["costs"] = costs
     summary["clock_mhz"] = costs["clock"]["mhz"]
     summary["clock_source"] = costs["clock"]["source"]

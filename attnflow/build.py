@@ -345,12 +345,12 @@ def report_md(summary: dict) -> str:
                              f"{a['max_abs_float']:.4g} |")
     lines += ["", "## Channels", "",
               "| channel | depth | latency | tokens | max occupancy | producer stalled (full) | "
-              "consumer stalled (empty) | memory bits | depth chosen as |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "consumer stalled (empty) | memory bits | depth chosen as | token |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in s["channels"]:
         lines.append(f"| {c['name']} | {c['depth']} | {c['latency']} | {c['tokens']} | "
                      f"{c['max_occupancy']} | {c['full_stall']} | {c['empty_stall']} | "
-                     f"{c['memory_bits']} | {c['why']} |")
+                     f"{c['memory_bits']} | {c['why']} | {c.get('token', '')} |")
     lines += ["", "## Processes", "",
               "| process | template | firings | first | last | starved | blocked | "
               "multipliers | memory bits |",
@@ -415,5 +415,8 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
         return design, result, summary
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
+    from .report_extras import rtl_section_md
+    with open(out / "report.md", "a") as f:
+        f.write(rtl_section_md(design.hw))
     progress(f"wrote {out / 'rtl' / (design.hw.name + '.v')} and testbench {out / 'run_tb.py'}")
     return design, result, summary
