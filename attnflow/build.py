@@ -413,6 +413,8 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
         progress(f"no RTL: templates {', '.join(missing)} have no HDL yet (simulation only)")
         summary["rtl"] = f"RTL not written: no HDL yet for templates {', '.join(missing)}"
         return design, result, summary
+    progress(f"writing Verilog ({len(design.hw.instances)} templates; tens of seconds for "
+             f"an encoder) ...")
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
     from .report_extras import rtl_section_md

@@ -160,7 +160,7 @@ def _occupancy_chart(result, total: int) -> tuple[str | None, int, list[str]]:
         labels.append(f"{c.name}  {int(occ.max())}/{c.depth}")
     heat = np.vstack(rows)
     with _style():
-        fig = Figure(figsize=(11, 0.9 + 0.17 * len(internal)), layout="constrained")
+        fig = Figure(figsize=(11, max(1.8, 0.9 + 0.17 * len(internal))), layout="constrained")
         ax = fig.add_subplot()
         im = ax.imshow(heat, aspect="auto", interpolation="nearest", cmap="Blues",
                        vmin=0.0, vmax=1.0, extent=(0, heat.shape[1] * step, len(rows), 0))
