@@ -65,7 +65,9 @@ def follow_overrides(path, overrides: list, load_spec):
     change the design and the name cannot follow, a note saying the name was kept.
     A ``name`` override wins; nothing changes without overrides."""
     keys = [(o.split("=", 1)[0] if isinstance(o, str) else o[0]).strip() for o in overrides]
-    design_keys = [k for k in keys if not k.startswith(("inputs", "schedule", "name"))]
+    design_keys = [k for k in keys if not k.startswith(("inputs", "schedule", "name",
+                                                        "hardware.fifo_depths",
+                                                        "hardware.clock_mhz"))]
     if not design_keys or "name" in keys:
         return overrides, None
     try:
