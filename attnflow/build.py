@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .accounting import apply as apply_accounting
 from .api import Design, EncoderDesign, prepare_for, resolved_spec
 from .hdl.emit import emit_verilog
 from .hdl.testbench import write_testbench
@@ -225,6 +226,7 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
 
 
 def report_md(summary: dict) -> str:
+    from .accounting import clock_label, report_md_summary
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
              f"- model: {s['model_text']}"]
@@ -237,20 +239,24 @@ def report_md(summary: dict) -> str:
         lines += [
             f"- total cycles (reset to last output): **{s['total_cycles']}** "
             f"(expected {s['expected_cycles']}: {s['expected_text']})",
-            f"- latency at {s['clock_mhz']:g} MHz: {s['latency_us']:.3f} us, "
+            f"- latency at {s['clock_mhz']:g} MHz{clock_label(s)}: "
+            f"{s['latency_us']:.3f} us, "
             f"{s['sequences_per_second']:.0f} sequences/s (one sequence at a time)",
             f"- simulator vs golden model: {s['golden_mismatches']} mismatching output elements",
             f"- integer vs float model: max abs error {acc['max_abs_error']:.3g} "
             f"(output LSB {acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}",
         ]
         b = s["bottleneck"]
-        if b:
+        if b and "costs" not in s:
             lines.append(f"- bottleneck (busiest node): {b['name']} ({b['template']}), busy "
                          f"{b['busy']} cycles; total / bottleneck = "
                          f"{b['cycles_over_bound']:.2f}")
-    lines.append(f"- multipliers (variable products of every template, from the resource "
-                 f"models): {s['multipliers']}; memory: {s['memory_bits']} bits (ROMs, RAMs "
-                 f"and FIFO storage)")
+    if "costs" in s:
+        lines += report_md_summary(s)
+    else:
+        lines.append(f"- multipliers (variable products of every template, from the "
+                     f"resource models): {s['multipliers']}; memory: {s['memory_bits']} "
+                     f"bits (ROMs, RAMs and FIFO storage)")
     if s["kind"] == "encoder":
         f = s["folding"]
         lines += ["", "## Folding", "", f["text"], "",
@@ -268,12 +274,12 @@ def report_md(summary: dict) -> str:
                              f"{a['max_abs_float']:.4g} |")
     lines += ["", "## Channels", "",
               "| channel | depth | latency | tokens | max occupancy | producer stalled (full) | "
-              "consumer stalled (empty) | memory bits | depth chosen as |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "consumer stalled (empty) | memory bits | depth chosen as | token |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in s["channels"]:
         lines.append(f"| {c['name']} | {c['depth']} | {c['latency']} | {c['tokens']} | "
                      f"{c['max_occupancy']} | {c['full_stall']} | {c['empty_stall']} | "
-                     f"{c['memory_bits']} | {c['why']} |")
+                     f"{c['memory_bits']} | {c['why']} | {c.get('token', '')} |")
     lines += ["", "## Processes", "",
               "| process | template | firings | first | last | starved | blocked | "
               "multipliers | memory bits |",
@@ -315,12 +321,13 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
         progress(design.folding.describe())
     result = design.simulate()
     summary = sim_summary(design, result)
-    md = report_md(summary)
+    apply_accounting(summary, design, result, target)   # one clock, one cost accounting
+    section = ""
     if target is not None:
         summary["resources"], section = resources_summary(design, result, target)
-        md += section
         for line in summary["resources"]["overflows"]:
             progress(f"does not fit: {line}")
+    md = report_md(summary) + section
     write_json(out / "sim.json", summary)
     (out / "report.md").write_text(md)
     write_html_report(summary, result, out, resources=summary.get("resources"))
@@ -335,7 +342,12 @@ def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult
         progress(f"no RTL: templates {', '.join(missing)} have no HDL yet (simulation only)")
         summary["rtl"] = f"RTL not written: no HDL yet for templates {', '.join(missing)}"
         return design, result, summary
+    progress(f"writing Verilog ({len(design.hw.instances)} templates; tens of seconds for "
+             f"an encoder) ...")
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
+    from .report_extras import rtl_section_md
+    with open(out / "report.md", "a") as f:
+        f.write(rtl_section_md(design.hw))
     progress(f"wrote {out / 'rtl' / (design.hw.name + '.v')} and testbench {out / 'run_tb.py'}")
     return design, result, summary

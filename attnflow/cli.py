@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def _spec(args):
     overrides = list(args.set or ())
     if getattr(args, "seq_len", None) is not None:
         overrides.insert(0, f"model.seq_len={args.seq_len}")
+    if getattr(args, "inputs", None):
+        overrides.append(("inputs.file", os.path.abspath(args.inputs)))
+    from .cli_extras import follow_overrides
+    overrides, note = follow_overrides(args.spec, overrides, load_spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return load_spec(args.spec, overrides)
 
 
@@ -50,6 +57,8 @@ def cmd_sim(args) -> int:
     result = design.simulate()
     summary = sim_summary(design, result)
     section = ""
+    from .accounting import apply as apply_accounting, cli_lines
+    apply_accounting(summary, design, result, args.target)
     if args.target:
         from .build import resources_summary
         summary["resources"], section = resources_summary(design, result, args.target)
@@ -71,6 +80,8 @@ def cmd_sim(args) -> int:
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
+            for line in cli_lines(summary):
+                print(line)
         print(section, end="")
     if result.deadlock or not _fits(summary):
         return EXIT_FAIL
@@ -111,11 +122,22 @@ def cmd_verify(args) -> int:
         print(f"error: {out}: not an attnflow build folder (no run_tb.py / spec.yaml); "
               f"run 'attnflow build SPEC -o {out}' first", file=sys.stderr)
         return EXIT_USAGE
+    from .cli_extras import EXIT_TOOL_MISSING, missing_tool, waves_file
+    missing = missing_tool(args.simulator)
+    if missing:
+        print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
+        return EXIT_TOOL_MISSING
     vectors = None
+    if args.inputs and args.stall_seed is None:
+        from .verify_inputs import resimulate_on_inputs
+        vectors = resimulate_on_inputs(out, args.inputs)
+        if vectors is None:
+            return EXIT_FAIL
     if args.stall_seed is not None:
         from .api import prepare
         from .build import row_period, stall_schedule, vectors as make_vectors
-        design = prepare(load_spec(out / "spec.yaml"))
+        design = prepare(load_spec(out / "spec.yaml", [("inputs.file", os.path.abspath(
+            args.inputs))] if args.inputs else []))
         sched = stall_schedule(design.spec, args.stall_seed, row_period(design.hw))
         result = design.simulate(sched)
         if result.deadlock:
@@ -127,9 +149,16 @@ def cmd_verify(args) -> int:
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
-                        progress=lambda s: print(f"[attnflow] {s}", flush=True))
+                        progress=lambda s: print(f"[attnflow] {s}", flush=True),
+                        waves=args.waves)
     print(res.message)
     print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
+    if args.waves:
+        wf = waves_file(out, args.simulator)
+        print(f"[attnflow] waveform: {wf}" if wf.is_file() else
+              f"[attnflow] no waveform written (expected {wf}); see the log")
+    from .verify_record import append_verdict
+    append_verdict(out, args, res, vectors)
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
@@ -143,7 +172,7 @@ def cmd_resources(args) -> int:
     print(est.table(), end="")
     over = fit(est)
     for o in over:
-        print(f"does not fit: {o}")
+        print(f"error: does not fit on {device.name}: {o}", file=sys.stderr)
     return EXIT_FAIL if over else EXIT_OK
 
 
@@ -177,6 +206,8 @@ def main(argv=None) -> int:
     ap = guards.OneLineParser(
         prog="attnflow",
         description="Transformer attention to verified streaming-dataflow hardware.")
+    from .cli_extras import version
+    ap.add_argument("--version", action="version", version=version())
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def add_spec(p):
@@ -187,6 +218,13 @@ def main(argv=None) -> int:
         p.add_argument("--seq-len", type=int, default=None, metavar="N",
                        help="tokens per sequence (= --set model.seq_len=N); needed for a "
                             "config.json")
+        add_inputs(p)
+
+    def add_inputs(p):
+        p.add_argument("--inputs", default=None, metavar="FILE",
+                       help="user input vectors instead of the random ones (= inputs.file): "
+                            ".npy for one input stream, .npz with one array per input name "
+                            "(q, k, v for a head; x for an encoder); see README")
 
     def add_target(p):
         p.add_argument("--target", default=None, metavar="DEVICE",
@@ -214,6 +252,10 @@ def main(argv=None) -> int:
                                    "output bit and every output cycle match the simulator.")
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    add_inputs(v)
+    v.add_argument("--waves", action="store_true",
+                   help="record a waveform of the RTL run (Verilator: VCD, Icarus: FST; the "
+                        "simulator is rebuilt with tracing); its path is printed")
     v.add_argument("--stall-seed", type=guards.seed, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "

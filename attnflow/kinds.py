@@ -28,7 +28,11 @@ from .mappers.sdpa import MappingError
 
 
 def random_inputs(spec) -> dict:
-    """Q, K and V (N x d stored integers) drawn from ``inputs: {seed, range}``."""
+    """Q, K and V (N x d stored integers) drawn from ``inputs: {seed, range}``, or the
+    user's vectors (``inputs.file`` / ``--inputs``)."""
+    if spec.inputs.file:
+        from .ir.user_inputs import load_user_inputs
+        return load_user_inputs(spec)
     m, f = spec.model, spec.formats
     rng = np.random.default_rng(spec.inputs.seed)
     shape = (m.seq_len, m.head_dim)

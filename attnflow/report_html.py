@@ -21,19 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .accounting import bound_text, clock_label
+from .report_extras import cost_rows, resources_kv, rtl_section_html
 from .sim.engine import occupancy_series
 
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
 
 #: the occupancy plot draws at most this many points per channel; longer runs are binned
 MAX_POINTS = 1500
+#: columns of the occupancy heatmap; longer runs are binned
+HEAT_COLUMNS = 800
 #: plot resolution (pixels per inch); figures are 11 inches wide
 DPI = 90
 
 BOTTLENECK_RULE = ("Bottleneck: the template process with the largest busy fraction, "
                    "busy cycles (firings × II) over the run length (reset to the last "
-                   "output, or to the deadlock); ties go to the first name in "
-                   "alphabetical order. A process busy on every cycle sets the pace: the "
+                   "output, or to the deadlock); every process tied at that count is "
+                   "named (and marked). A process busy on every cycle sets the pace: the "
                    "others wait on it.")
 
 COLORS = {"fires": "#2b6cb0", "starved": "#dd8a2b", "blocked": "#c53030",
@@ -61,8 +65,11 @@ def bottleneck(summary: dict, result) -> dict | None:
         busy = p["fires"] * inst.contract.ii
         key = (-busy, p["name"])
         if best is None or key < best[0]:
+            ties = best[1]["ties"] if best and best[1]["busy"] == busy else []
             best = (key, {"name": p["name"], "template": p["template"], "busy": busy,
-                          "fraction": busy / total})
+                          "fraction": busy / total, "ties": ties})
+        if best[1]["busy"] == busy:
+            best[1]["ties"] = sorted(set(best[1]["ties"]) | {p["name"]})
     return best[1] if best else None
 
 
@@ -109,18 +116,16 @@ def _process_chart(summary: dict, result, bneck: dict | None, total: int) -> str
                                  (other, "other", "other (not started, done, or stuck)")):
             ax.barh(y, vals, left=left, height=0.68, color=COLORS[key], label=label)
             left += vals
-        ax.axvline(total, color="#555", linestyle="--", linewidth=1)
-        labels = [f"{p['name']}  ({p['template']})" for p in procs]
+        hot_names = set(bneck.get("ties") or [bneck["name"]]) if bneck else set()
+        labels = [f"{p['name']}  ({p['template']})  {100 * busy[i] / total:.1f}% busy"
+                  + ("  bottleneck" if p["name"] in hot_names else "")
+                  for i, p in enumerate(procs)]
         ax.set_yticks(y, labels)
         ax.set_ylim(n - 0.5, -0.5)
-        ax.set_xlabel(f"cycles (run length {total}, dashed)")
-        ax.set_xlim(0, total * 1.3)
+        ax.set_xlabel(f"cycles (run length {total})")
+        ax.set_xlim(0, total)
         for i, p in enumerate(procs):
-            hot = bneck is not None and p["name"] == bneck["name"]
-            text = f"{100 * busy[i] / total:.1f}% busy" + ("  bottleneck" if hot else "")
-            ax.text(max(left[i], total), i, "  " + text, va="center", fontsize=9,
-                    color="#c53030" if hot else "#444",
-                    fontweight="bold" if hot else "normal")
+            hot = p["name"] in hot_names
             if hot:
                 tick = ax.get_yticklabels()[i]
                 tick.set_color("#c53030")
@@ -134,8 +139,9 @@ def _process_chart(summary: dict, result, bneck: dict | None, total: int) -> str
 
 
 def _occupancy_chart(result, total: int) -> tuple[str | None, int, list[str]]:
-    """(data URI or None, cycles per plotted point, internal channels that never held a
-    token) for the internal channels' occupancy over time."""
+    """(data URI or None, cycles per column, internal channels that never held a token):
+    one heatmap of the internal channels' occupancy over time, a row per channel (the
+    bin's maximum occupancy over the channel's depth), labelled with peak / depth."""
     from matplotlib.figure import Figure
     hw, chans = result.hw, result.timing.chans
     internal = [c for c in hw.channels.values() if c.src is not None and c.dst is not None]
@@ -144,35 +150,26 @@ def _occupancy_chart(result, total: int) -> tuple[str | None, int, list[str]]:
     if not internal:
         return None, 1, unused
     end = total + 1                  # the last pop's token still counts in cycle total - 1
-    step = max(1, math.ceil(end / MAX_POINTS))
+    step = max(1, math.ceil(end / HEAT_COLUMNS))
+    rows, labels = [], []
+    for c in internal:
+        ch = chans[c.name]
+        occ = occupancy_series(ch.push, ch.pop, end)
+        hi = np.maximum.reduceat(occ, np.arange(0, occ.size, step)) if step > 1 else occ
+        rows.append(hi / c.depth)
+        labels.append(f"{c.name}  {int(occ.max())}/{c.depth}")
+    heat = np.vstack(rows)
     with _style():
-        fig = Figure(figsize=(11, 0.45 + 1.0 * len(internal)), layout="constrained")
-        axes = fig.subplots(len(internal), 1, sharex=True, squeeze=False)[:, 0]
-        for ax, c in zip(axes, internal):
-            ch = chans[c.name]
-            occ = occupancy_series(ch.push, ch.pop, end)
-            if step == 1:
-                x = np.arange(occ.size + 1)
-                hi = lo = np.r_[occ, occ[-1]]
-            else:
-                starts = np.arange(0, occ.size, step)
-                hi = np.maximum.reduceat(occ, starts)
-                lo = np.minimum.reduceat(occ, starts)
-                x = np.r_[starts, occ.size]
-                hi, lo = np.r_[hi, hi[-1]], np.r_[lo, lo[-1]]
-            ax.fill_between(x, lo, hi, step="post", color="#90cdf4", linewidth=0)
-            ax.step(x, hi, where="post", color="#2b6cb0", linewidth=0.9)
-            ax.axhline(c.depth, color="#c53030", linestyle="--", linewidth=1)
-            peak = int(occ.max())
-            ax.set_ylim(0, c.depth * 1.45 + 0.4)       # headroom for the label
-            ax.set_xlim(0, end)
-            ax.set_ylabel(c.name, rotation=0, ha="right", va="center", fontweight="bold")
-            ax.text(1.0, 1.0, f"depth {c.depth} (dashed), peak {peak}", transform=ax.transAxes,
-                    ha="right", va="top", fontsize=9, color="#444")
-            ax.yaxis.set_major_locator(_int_locator())
-        axes[-1].set_xlabel("cycle" if step == 1 else
-                            f"cycle (binned: {step} cycles per point, line = bin maximum, "
-                            f"band = bin minimum to maximum)")
+        fig = Figure(figsize=(11, max(1.8, 0.9 + 0.17 * len(internal))), layout="constrained")
+        ax = fig.add_subplot()
+        im = ax.imshow(heat, aspect="auto", interpolation="nearest", cmap="Blues",
+                       vmin=0.0, vmax=1.0, extent=(0, heat.shape[1] * step, len(rows), 0))
+        ax.set_yticks(np.arange(len(rows)) + 0.5, labels, fontsize=7)
+        ax.set_xlim(0, end)
+        ax.set_xlabel("cycle" + (f" (binned: {step} cycles per column, the bin's maximum)"
+                                 if step > 1 else ""))
+        bar = fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+        bar.set_label("occupancy / depth")
         return _png(fig), step, unused
 
 
@@ -269,17 +266,21 @@ def _summary_html(s: dict, result, bneck: dict | None, total: int) -> str:
         kv += [("total cycles", f"<b>{s['total_cycles']}</b> (reset to last output; "
                                 f"expected {s['expected_cycles']}: "
                                 f"{_e(s['expected_text'])})"),
-               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz, "
+               ("latency", f"<b>{s['latency_us']:.3f} us</b> at {s['clock_mhz']:g} MHz"
+                           f"{_e(clock_label(s))}, "
                            f"{s['sequences_per_second']:.0f} sequences/s"),
-               ("multipliers, memory", f"{s['multipliers']} multipliers, "
-                                       f"{s['memory_bits']} memory bits"),
+               *(cost_rows(s) if "costs" in s else
+                 [("multipliers, memory", f"{s['multipliers']} multipliers, "
+                                          f"{s['memory_bits']} memory bits")]),
                ("simulator vs golden model",
                 f'<span class="{"ok" if mism == 0 else "bad"}">{mism} mismatching output '
                 f'elements</span>'),
                ("integer vs float model",
                 f"max abs error {acc['max_abs_error']:.3g} (output LSB "
                 f"{acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}")]
-    if bneck:
+    if "costs" in s and s["costs"]["bound"]:
+        kv.append(("bottleneck (bound)", _e(bound_text(s["costs"]))))
+    elif bneck:
         kv.append(("bottleneck", f"<b>{_e(bneck['name'])}</b> (<code>{_e(bneck['template'])}"
                                  f"</code>): busy {bneck['busy']} of {total} cycles "
                                  f"({100 * bneck['fraction']:.1f}%)"))
@@ -313,13 +314,16 @@ def _encoder_html(s: dict) -> str:
 
 def _resources_html(resources) -> str:
     if not resources:
-        return '<p class="note">not estimated</p>'
+        return ('<p class="note">not estimated: give <code>--target DEVICE</code> (u280, '
+                'vu13p, zcu102, ice40up5k, ecp5_85f or a device .yaml) for the resource '
+                'estimate and the fit check</p>')
     extra, rows = [], resources
     if isinstance(resources, dict):
         rows = resources.get("rows") or []
         extra = [(k, v) for k, v in resources.items() if k != "rows"]
     parts = []
     if extra:
+        extra = resources_kv(dict(extra))
         kv = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v) if not isinstance(v, str) else _e(v)}"
                      f"</td></tr>" for k, v in extra)
         parts.append(f'<table class="kv">{kv}</table>')
@@ -358,7 +362,8 @@ def render_html(summary: dict, result, resources=None) -> str:
         ch_rows.append([f"<b>{_e(c['name'])}</b>", kinds.get(c["name"], ""), c["depth"],
                         c["latency"], _num(c["tokens"]),
                         f"{c['max_occupancy']}", _num(c["full_stall"]),
-                        _num(c["empty_stall"]), _e(c.get("why", ""))])
+                        _num(c["empty_stall"]), _e(c.get("why", "")),
+                        _e(c.get("token", ""))])
         if result.deadlock and c["max_occupancy"] >= c["depth"] and any(
                 n == c["name"] and o >= d for n, o, d in result.deadlock.channels):
             ch_hot.add(i)
@@ -370,7 +375,7 @@ def render_html(summary: dict, result, resources=None) -> str:
                         f"{100 * busy / total:.1f}%", _num(p["first"]), _num(p["last"]),
                         _num(p["starved"]), _num(p["blocked"]), _num(p.get("multipliers")),
                         _num(p.get("memory_bits"))])
-        if bneck and p["name"] == bneck["name"]:
+        if bneck and p["name"] in (bneck.get("ties") or [bneck["name"]]):
             pr_hot.add(i)
 
     title = f"attnflow design report: {s['design']}"
@@ -394,22 +399,23 @@ def render_html(summary: dict, result, resources=None) -> str:
         _table(["process", "template", "firings", "busy", "first", "last", "starved",
                 "blocked", "multipliers", "memory bits"], pr_rows, pr_hot, left=(0, 1)),
         "<h2>FIFO occupancy</h2>",
-        '<p class="note">Tokens held by each internal channel, in flight or stored: a '
-        "token counts from the cycle after its enqueue up to and including its dequeue "
-        "cycle. The dashed line is the channel's depth (capacity, in-flight tokens "
-        "included)" + (f"; runs are binned, {step} cycles per point" if step > 1 else "")
-        + ".</p>",
+        '<p class="note">Tokens held by each internal channel, in flight or stored, over '
+        "its depth (capacity, in-flight tokens included), one row per channel labelled "
+        "peak/depth: a token counts from the cycle after its enqueue up to and including "
+        "its dequeue cycle; dark = full" + (f"; runs are binned, {step} cycles per "
+        "column (the bin's maximum)" if step > 1 else "") + ".</p>",
         (f'<img alt="FIFO occupancy over time" src="{occ_png}">' if occ_png
          else '<p class="note">no internal channel held a token</p>'),
         (f'<p class="note">Never held a token (not plotted): {_e(", ".join(unused))}.</p>'
          if unused else ""),
         "<h2>Channels</h2>",
         _table(["channel", "kind", "depth", "latency", "tokens", "max occupancy",
-                "producer stalled (full)", "consumer stalled (empty)", "depth chosen as"],
-               ch_rows, ch_hot, left=(0, 1, 8)),
+                "producer stalled (full)", "consumer stalled (empty)", "depth chosen as",
+                "token"], ch_rows, ch_hot, left=(0, 1, 8, 9)),
         ('<p class="note">Highlighted channels are full at the deadlock.</p>'
          if ch_hot else ""),
         "<h2>Resources</h2>", _resources_html(resources),
+        rtl_section_html(result.hw),
         "<footer>Generated by attnflow. Waveform of every channel and process: "
         "<code>channels.vcd</code> (GTKWave); machine-readable numbers: "
         "<code>sim.json</code>.</footer>",

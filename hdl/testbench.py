@@ -176,6 +176,7 @@ def run_testbench(
     timeout: float | None = None,
     progress=None,
     progress_every: float = 10.0,
+    waves: bool = False,
 ) -> TestbenchResult:
     """Run ``python run_tb.py`` in *out_dir* and return its verdict.
 
@@ -185,7 +186,7 @@ def run_testbench(
     ``sim_build/<simulator>`` in *out_dir*.  All output goes to
     ``out_dir/tb/<vectors stem>.log``. ``progress`` (a callable taking a line) is told
     every ``progress_every`` seconds that the run is still going, so a long Verilator
-    compile is never silent.
+    compile is never silent. ``waves``: record a waveform (``run_tb.py --waves``).
     """
     out_dir = Path(out_dir).resolve()
     if vectors is None:
@@ -202,6 +203,8 @@ def run_testbench(
     cmd = [sys.executable, RUNNER_FILE, "--simulator", simulator, "--vectors", str(vec_path)]
     if build_dir is not None:
         cmd += ["--build-dir", str(Path(build_dir).resolve())]
+    if waves:
+        cmd.append("--waves")
 
     env = dict(os.environ)
     env.pop("PYTEST_CURRENT_TEST", None)

@@ -268,6 +268,9 @@ def accuracy(plan: LayerPlan, x_ints, y_ints) -> dict:
 
 def random_input(spec) -> np.ndarray:
     """The encoder input X (N, d_model) from ``spec.inputs``, as stored ints of act."""
+    if spec.inputs.file:   # user vectors instead (inputs.file / --inputs)
+        from .user_inputs import load_user_inputs
+        return load_user_inputs(spec)["x"]
     rng = np.random.default_rng(spec.inputs.seed)
     r = spec.inputs.range
     x = rng.uniform(-r, r, (spec.model.seq_len, spec.model.d_model))

@@ -32,6 +32,7 @@ One attention head
     inputs:                   # the random test inputs
       seed: 1                 # RNG seed for Q, K, V: integer >= 0
       range: 2.0              # values are uniform in [-range, range]: number > 0
+      file: null              # or user vectors: .npz with q, k, v (N x d each), relative to the spec (ir/user_inputs.py)
     schedule:                 # stall pattern shared by the simulator and the RTL testbench
       seed: 0                 # RNG seed of the pattern: integer >= 0
       input_gap_prob: 0.0     # chance an input stream idles before a token: number in [0, 1)
@@ -379,6 +380,7 @@ class FormatsSpec:
 class InputsSpec:
     seed: int = 1
     range: float = 2.0
+    file: str | None = None    # .npy/.npz of user vectors (ir.user_inputs), absolute path
 
 
 @dataclass(frozen=True)
@@ -787,11 +789,15 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
                                                          MAX_ACC_BITS),
     )
 
-    i = c.section(top.get("inputs"), "inputs", ("seed", "range"))
+    i = c.section(top.get("inputs"), "inputs", ("seed", "range", "file"))
     di = InputsSpec()
+    ifile = i.get("file")
+    if ifile is not None and (not isinstance(ifile, str) or not ifile):
+        c.fail("inputs.file", f"must be the path of a .npy or .npz file, got {_show(ifile)}")
     inputs = InputsSpec(
         seed=c.integer(i.get("seed", di.seed), "inputs.seed", 0),
         range=c.number(i.get("range", di.range), "inputs.range", 0, lo_open=True),
+        file=None if ifile is None else os.path.abspath(os.path.join(base_dir, ifile)),
     )
 
     s = c.section(top.get("schedule"), "schedule",
@@ -1003,7 +1009,7 @@ def spec_to_dict(spec: Spec) -> dict:
         "name": spec.name,
         "model": _model_to_dict(spec.model),
         "formats": formats,
-        "inputs": {"seed": i.seed, "range": i.range},
+        "inputs": {"seed": i.seed, "range": i.range, **({"file": i.file} if i.file else {})},
         "schedule": {"seed": s.seed, "input_gap_prob": s.input_gap_prob,
                      "input_gap_max": s.input_gap_max, "output_ready_prob": s.output_ready_prob},
         "hardware": hardware,

