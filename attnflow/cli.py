@@ -24,8 +24,13 @@ def _spec(args):
     from .cli_extras import follow_overrides
     overrides, note = follow_overrides(args.spec, overrides, load_spec)
     if note:
-        print(f"note: {note}", file=sys.stderr)
+        _NOTES.append(note)
     return load_spec(args.spec, overrides)
+
+
+#: notes about the run (a design name kept under --set), printed when the command ends
+#: without an error: bad input gets its one error line and nothing else
+_NOTES: list = []
 
 
 def _stats_table(summary: dict) -> str:
@@ -281,11 +286,16 @@ def main(argv=None) -> int:
     y.set_defaults(fn=cmd_synth)
 
     args = ap.parse_args(argv)
+    _NOTES.clear()
     try:
-        return args.fn(args)
+        rc = args.fn(args)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if rc == 0:
+        for note in _NOTES:
+            print(f"note: {note}", file=sys.stderr)
+    return rc
 
 
 if __name__ == "__main__":
