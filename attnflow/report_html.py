@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sim.engine import occupancy_series
+from .sim.engine import occupancy_bins, occupancy_series
 
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
 
@@ -150,20 +150,18 @@ def _occupancy_chart(result, total: int) -> tuple[str | None, int, list[str]]:
         axes = fig.subplots(len(internal), 1, sharex=True, squeeze=False)[:, 0]
         for ax, c in zip(axes, internal):
             ch = chans[c.name]
-            occ = occupancy_series(ch.push, ch.pop, end)
             if step == 1:
+                occ = occupancy_series(ch.push, ch.pop, end)
                 x = np.arange(occ.size + 1)
                 hi = lo = np.r_[occ, occ[-1]]
-            else:
-                starts = np.arange(0, occ.size, step)
-                hi = np.maximum.reduceat(occ, starts)
-                lo = np.minimum.reduceat(occ, starts)
-                x = np.r_[starts, occ.size]
+            else:           # from the events: no per-cycle array on long runs
+                lo, hi = occupancy_bins(ch.push, ch.pop, end, step)
+                x = np.r_[np.arange(0, end, step), end]
                 hi, lo = np.r_[hi, hi[-1]], np.r_[lo, lo[-1]]
             ax.fill_between(x, lo, hi, step="post", color="#90cdf4", linewidth=0)
             ax.step(x, hi, where="post", color="#2b6cb0", linewidth=0.9)
             ax.axhline(c.depth, color="#c53030", linestyle="--", linewidth=1)
-            peak = int(occ.max())
+            peak = int(hi.max())
             ax.set_ylim(0, c.depth * 1.45 + 0.4)       # headroom for the label
             ax.set_xlim(0, end)
             ax.set_ylabel(c.name, rotation=0, ha="right", va="center", fontweight="bold")
