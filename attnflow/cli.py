@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import limits
 from .ir.spec import SpecError, load_spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -15,7 +16,28 @@ def _spec(args):
     overrides = list(args.set or ())
     if getattr(args, "seq_len", None) is not None:
         overrides.insert(0, f"model.seq_len={args.seq_len}")
-    return load_spec(args.spec, overrides)
+    limits.check_spec_path(args.spec)
+    spec = load_spec(args.spec, overrides)
+    limits.check_spec(spec, _limits(args))
+    return spec
+
+
+def _limits(args) -> limits.Limits:
+    return limits.Limits(args.max_memory, args.max_cycles)
+
+
+def _size(text):
+    try:
+        return limits.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cycles(text):
+    try:
+        return limits.parse_cycles(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _stats_table(summary: dict) -> str:
@@ -44,7 +66,8 @@ def cmd_sim(args) -> int:
     from .api import prepare_for
     from .build import sim_summary
     design = prepare_for(_spec(args), args.target)
-    result = design.simulate()
+    expected = limits.check_design(design, _limits(args))
+    result = limits.simulate(design, _limits(args), expected=expected)
     summary = sim_summary(design, result)
     section = ""
     if args.target:
@@ -78,7 +101,7 @@ def cmd_build(args) -> int:
     from .build import build
     design, result, summary = build(_spec(args), args.output,
                                     progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                                    target=args.target)
+                                    target=args.target, limits=_limits(args))
     out = Path(args.output)
     print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
           f"waveform {out / 'channels.vcd'} (GTKWave)")
@@ -113,7 +136,7 @@ def cmd_verify(args) -> int:
         from .build import row_period, stall_schedule, vectors as make_vectors
         design = prepare(load_spec(out / "spec.yaml"))
         sched = stall_schedule(design.spec, args.stall_seed, row_period(design.hw))
-        result = design.simulate(sched)
+        result = limits.simulate(design, _limits(args), sched)
         if result.deadlock:
             print(f"error: {result.deadlock.describe()}", file=sys.stderr)
             return EXIT_FAIL
@@ -183,6 +206,16 @@ def main(argv=None) -> int:
         p.add_argument("--seq-len", type=int, default=None, metavar="N",
                        help="tokens per sequence (= --set model.seq_len=N); needed for a "
                             "config.json")
+        add_limits(p)
+
+    def add_limits(p):
+        p.add_argument("--max-memory", type=_size, default=limits.DEFAULT_MAX_MEMORY,
+                       metavar="SIZE", help="refuse designs whose golden model, simulation, "
+                       "report or RTL would need more memory (estimated before anything is "
+                       "allocated; default 16G; K/M/G/T suffixes)")
+        p.add_argument("--max-cycles", type=_cycles, default=limits.DEFAULT_MAX_CYCLES,
+                       metavar="N", help="cycle budget of the simulation: refuse a design "
+                       "expected to take longer, stop a run that passes it (default 1e9)")
 
     def add_target(p):
         p.add_argument("--target", default=None, metavar="DEVICE",
@@ -210,6 +243,7 @@ def main(argv=None) -> int:
                                    "output bit and every output cycle match the simulator.")
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    add_limits(v)
     v.add_argument("--stall-seed", type=int, default=None, metavar="SEED",
                    help="re-simulate with random input gaps and output backpressure drawn "
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _BLOCK = 4096
+_CHUNK = 1 << 22
 
 
 class CycleBudgetExceeded(RuntimeError):
@@ -47,12 +48,16 @@ class ReadyPattern:
             raise CycleBudgetExceeded(upto, self.limit)
         missing = upto + 1 - len(self.bits)
         if missing > 0:       # whole blocks, at least half again what is drawn already
-            missing = max(missing, len(self.bits) // 2)
-            n = -(-missing // _BLOCK) * _BLOCK
-            self.bits += (self._rng.random(n) < self.prob).astype(np.uint8).tobytes()
+            n = -(-max(missing, len(self.bits) // 2) // _BLOCK) * _BLOCK
+            if self.limit is not None:
+                n = max(missing, min(n, self.limit - len(self.bits)))
+            while n > 0:      # in chunks: the float draws never hold more than 32 MiB
+                k = min(n, _CHUNK)
+                self.bits += (self._rng.random(k) < self.prob).astype(np.uint8).tobytes()
+                n -= k
 
     def first_ready(self, t: int) -> int:
-        """First cycle >= t with ready high."""
+        """First cycle >= t with ready high (past ``limit``: CycleBudgetExceeded)."""
         if self._rng is None:
             return t
         while True:
@@ -60,6 +65,8 @@ class ReadyPattern:
                 self._grow(t)
             i = self.bits.find(1, t)
             if i >= 0:
+                if self.limit is not None and i >= self.limit:
+                    raise CycleBudgetExceeded(i, self.limit)
                 return i
             t = len(self.bits)
 
