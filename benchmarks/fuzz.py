@@ -1,5 +1,5 @@
 """The long fuzz profile of tests/test_fuzz.py: N generated inputs per family (mutated
-spec files, --set values, device files), run in-process through the CLI under a low
+spec files, --set values, device files, size and stall fields), run in-process through the CLI under a low
 --max-memory / --max-cycles; prints the count per outcome class, the runtime, and every
 input outside the accepted classes (a crash, a run past its budget, a malformed error).
 
@@ -26,7 +26,7 @@ def main(n: int = 300) -> int:
     test_fuzz._profile(n, counts, findings)
     wall = time.monotonic() - start
     total = sum(counts.values())
-    print(f"fuzz: {total} inputs ({n} per family: spec files, --set values, device files) "
+    print(f"fuzz: {total} inputs ({n} per family: spec files, --set values, device files, sizes/stalls) "
           f"in {wall:.1f} s ({wall / max(total, 1) * 1000:.0f} ms per input)")
     for kind, count in counts.most_common():
         tag = "accepted" if kind in test_fuzz.ACCEPTED else "FINDING"

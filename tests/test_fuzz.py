@@ -100,6 +100,10 @@ EXTREME_FLOATS = [0.0, -0.0, 1e-300, 1e-9, 0.5, 0.999999, 1.0, 1.5, 1e9, 1e18, 1
 
 values = st.one_of(
     st.sampled_from(EXTREME_INTS),
+    st.integers(1, 64),                       # plausible sizes: the mutation often builds
+    st.integers(1, 64),
+    st.floats(0, 1),                          # plausible probabilities
+    st.floats(0, 1),
     st.integers(-10, 10 ** 4),
     st.sampled_from(EXTREME_FLOATS),
     st.floats(allow_nan=True, allow_infinity=True, width=64),
@@ -119,7 +123,7 @@ mutations = st.lists(st.tuples(st.sampled_from(["delete", "replace", "replace", 
                                st.integers(0, 10 ** 6), values,
                                st.sampled_from(["colour", "lanes", "window", "split",
                                                 "decode", "s", "o", "qk", "default"])),
-                     min_size=1, max_size=3)
+                     min_size=1, max_size=2)
 
 
 def mutate(data: dict, ops) -> dict:
@@ -244,11 +248,33 @@ def device_case(edits) -> tuple[str, str]:
                         "--set", "model.head_dim=4", "--target", str(dev), *BUDGET])
 
 
+def budget_case(example: str, seq_len: int, ready: float, gap_prob: float,
+                gap_max: int) -> tuple[str, str]:
+    """The size / stall fields the guards read, on a small example, under the budget."""
+    small = {"examples/encoder_tiny.yaml": ["model.d_model=16", "model.d_ff=32",
+                                            "model.layers=1", "hardware.multiplier_budget=null"],
+             }.get(example, ["model.head_dim=4"])
+    argv = ["sim", example]
+    for kv in small + [f"model.seq_len={seq_len}", f"schedule.output_ready_prob={ready!r}",
+                       f"schedule.input_gap_prob={gap_prob!r}",
+                       f"schedule.input_gap_max={gap_max}"]:
+        argv += ["--set", kv]
+    return run_cli(argv + BUDGET)
+
+
+budget_fields = st.tuples(
+    st.sampled_from(["examples/sdpa_online.yaml", "examples/encoder_tiny.yaml"]),
+    st.one_of(st.integers(1, 64), st.sampled_from([300, 4096, 10 ** 5, 10 ** 9, 2 ** 64])),
+    st.one_of(st.sampled_from([1.0, 0.5, 1e-3, 1e-9, 1e-300, 5e-324]),
+              st.floats(1e-12, 1.0)),
+    st.one_of(st.just(0.0), st.floats(0.0, 0.99)),
+    st.one_of(st.integers(1, 8), st.sampled_from([10 ** 3, 10 ** 6, 10 ** 9, 2 ** 63])))
+
 examples = st.sampled_from(sorted(BASES))
 set_pairs = st.lists(st.tuples(set_keys, set_texts), min_size=1, max_size=3)
 device_edits = st.lists(st.tuples(device_keys, values, st.booleans()), min_size=1, max_size=3)
 
-#: the CI profile: deterministic, ~60-90 inputs, well under a minute
+#: the CI profile: deterministic, 100 inputs, well under a minute
 CI = settings(max_examples=30, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), print_blob=False)
 
@@ -276,6 +302,12 @@ def test_fuzz_device_files(edits):
     _check(device_case(edits))
 
 
+@settings(CI, max_examples=20)
+@given(budget_fields)
+def test_fuzz_sizes_and_stalls_stay_in_budget(fields):
+    _check(budget_case(*fields))
+
+
 def _profile(n: int, counts: Counter, findings: list):
     """Run ``n`` inputs of each family, counting the outcome classes (no assertions)."""
     prof = settings(CI, max_examples=n)
@@ -288,6 +320,7 @@ def _profile(n: int, counts: Counter, findings: list):
     given(examples, mutations)(prof(lambda e, o: record("spec", spec_case(e, o))))()
     given(set_pairs)(prof(lambda p: record("set", set_case(p))))()
     given(device_edits)(prof(lambda d: record("device", device_case(d))))()
+    given(budget_fields)(prof(lambda f: record("budget", budget_case(*f))))()
 
 
 @pytest.mark.slow
