@@ -65,6 +65,8 @@ def show_bytes(n: float) -> str:
 
 
 def show_count(n: float) -> str:
+    if not math.isfinite(n):
+        return "over 1e+308"
     return f"{n:.3g}" if n >= 1e6 else str(int(n))
 
 
@@ -160,14 +162,14 @@ def expected_cycles(hw, schedule) -> tuple[int, str, str]:
         if c > best[0] and schedule.input_gap_prob > 0:
             best = (c, "schedule.input_gap_max",
                     f"{show_count(tok)} tokens on input {name} with gaps of up to "
-                    f"{schedule.input_gap_max} cycles at probability {schedule.input_gap_prob:g}")
+                    f"{schedule.input_gap_max} cycles at probability {schedule.input_gap_prob!r}")
     for name in hw.outputs:
         tok = hw.tokens(name)
         c = tok / schedule.output_ready_prob
         if c > best[0] and schedule.output_ready_prob < 1:
             best = (c, "schedule.output_ready_prob",
                     f"{show_count(tok)} tokens on output {name} ready on "
-                    f"{schedule.output_ready_prob:g} of the cycles")
+                    f"{schedule.output_ready_prob!r} of the cycles")
     return best
 
 
@@ -186,7 +188,7 @@ def check_design(design, limits: Limits, build: bool = False) -> int:
         value = getattr(sched, field.split(".")[1]) if field.startswith("schedule.") \
             else spec.model.seq_len
         raise LimitError(spec.source, field,
-                         f"{value:g} makes the simulation take at least {show_count(cycles)} "
+                         f"{value!r} makes the simulation take at least {show_count(cycles)} "
                          f"cycles ({why}); the cycle budget is {show_count(limits.max_cycles)} "
                          f"(raise it with --max-cycles)")
     tokens = {c.name: hw.tokens(c.name) for c in hw.channels.values()}

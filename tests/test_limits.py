@@ -40,7 +40,7 @@ def one_error(capsys, argv) -> str:
      f"model (N = 1000000000 x 256 per layer); {MEM}"),
     (["sim", HEAD, "--set", "schedule.input_gap_prob=0.5",
       "--set", "schedule.input_gap_max=1000000000"],
-     f"{HEAD}: schedule.input_gap_max: 1e+09 makes the simulation take at least 8e+09 cycles "
+     f"{HEAD}: schedule.input_gap_max: 1000000000 makes the simulation take at least 8e+09 cycles "
      f"(32 tokens on input q with gaps of up to 1000000000 cycles at probability 0.5); {CYC}"),
     (["sim", HEAD, "--set", "schedule.output_ready_prob=1e-9"],
      f"{HEAD}: schedule.output_ready_prob: 1e-09 makes the simulation take at least 3.2e+10 "
@@ -54,6 +54,9 @@ def one_error(capsys, argv) -> str:
     (["sim", ENC, "--set", "schedule.output_ready_prob=1e-300"],
      f"{ENC}: schedule.output_ready_prob: 1e-300 makes the simulation take at least "
      f"3.2e+301 cycles (32 tokens on output y ready on 1e-300 of the cycles); {CYC}"),
+    (["sim", HEAD, "--set", "schedule.output_ready_prob=5e-324"],
+     f"{HEAD}: schedule.output_ready_prob: 5e-324 makes the simulation take at least "
+     f"over 1e+308 cycles (32 tokens on output o ready on 5e-324 of the cycles); {CYC}"),
 ])
 def test_reproducers_end_in_one_line(capsys, argv, message):
     assert one_error(capsys, argv) == message
