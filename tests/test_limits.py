@@ -73,8 +73,8 @@ def test_fifo_depth_refused_before_rtl_emission(capsys, tmp_path):
 
 def test_max_memory_option_lowers_the_limit(capsys):
     msg = one_error(capsys, ["sim", HEAD, "--max-memory", "1M", "--set", "model.seq_len=512"])
-    # 512 x 512 scores: 4 x 8 B x 512^2 + 2 x 8 B x 512 x 16 = 8519680 B
-    assert msg == (f"{HEAD}: model.seq_len: 512 needs about 8.12 MiB of score matrices in the "
+    # 512 x 512 scores: 8 x 8 B x 512^2 + 2 x 8 B x 512 x 16 = 16908288 B
+    assert msg == (f"{HEAD}: model.seq_len: 512 needs about 16.1 MiB of score matrices in the "
                    f"golden model (N x N = 512 x 512); the limit is 1 MiB (raise it with "
                    f"--max-memory)")
 
