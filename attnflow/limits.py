@@ -4,10 +4,12 @@ design whose golden model, simulation, report or RTL would need more memory than
 allocated; stop a run that passes its cycle budget; report progress on long runs.
 
 The estimates are deliberately simple (the dominant arrays, in bytes; cycles from the
-busiest template and the stall probabilities) and err on the high side for memory and
-on the low side for cycles, so a refusal is never for a design that would have fitted (measured: a head at N = 1024
-is estimated at 393 MiB, 443 MB measured above the interpreter's 62 MB; the tiny encoder
-at N = 128 at 38 MiB, 61 MB measured: the encoder's plans are not counted):
+busiest template and the stall probabilities). Cycles err on the low side, so a cycle
+refusal is never for a run that would have kept within the budget. Each memory part is
+checked on its own against the limit (measured: a head at N = 1024 needs 64 MiB of
+score matrices and 361 MiB of simulator state by these formulas, 443 MB measured above
+the interpreter's 62 MB; the tiny encoder at N = 128 about 42 MiB, 61 MB measured: its
+integer plans and tables are not counted):
 
 * spec level (before :func:`attnflow.api.prepare`): the random inputs / weights (float64
   drawn, int64 stored: 16 B per value), the golden model's activations and score
