@@ -308,18 +308,23 @@ def write_json(path: Path, data):
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
-def build(spec, out_dir, progress=print, target=None) -> tuple[Design, SimResult, dict]:
+def build(spec, out_dir, progress=print, target=None,
+          limits=None) -> tuple[Design, SimResult, dict]:
     """Everything ``attnflow build`` writes. Returns (design, result, summary).
-    ``target``: a device name or file: adds the resource estimate and fit check."""
+    ``target``: a device name or file: adds the resource estimate and fit check.
+    ``limits``: an ``attnflow.limits.Limits`` (memory and cycle budget) to build within."""
+    from . import limits as guards
     out = Path(out_dir)
     design = prepare_for(spec, target)   # a bad target fails before anything is written
+    if limits is not None:
+        guards.check_design(design, limits, build=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(resolved_spec(design)),
                                                   sort_keys=False))
     progress(f"mapped: {len(design.hw.instances)} templates, {len(design.hw.channels)} channels")
     if isinstance(design, EncoderDesign):
         progress(design.folding.describe())
-    result = design.simulate()
+    result = design.simulate() if limits is None else guards.simulate(design, limits)
     summary = sim_summary(design, result)
     apply_accounting(summary, design, result, target)   # one clock, one cost accounting
     section = ""

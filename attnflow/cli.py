@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import guards
+from . import limits
 from .ir.spec import SpecError, load_spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -21,11 +22,32 @@ def _spec(args):
         overrides.insert(0, f"model.seq_len={args.seq_len}")
     if getattr(args, "inputs", None):
         overrides.append(("inputs.file", os.path.abspath(args.inputs)))
+    limits.check_spec_path(args.spec)
     from .cli_extras import follow_overrides
     overrides, note = follow_overrides(args.spec, overrides, load_spec)
     if note:
         _NOTES.append(note)
-    return load_spec(args.spec, overrides)
+    spec = load_spec(args.spec, overrides)
+    limits.check_spec(spec, _limits(args))
+    return spec
+
+
+def _limits(args) -> limits.Limits:
+    return limits.Limits(args.max_memory, args.max_cycles)
+
+
+def _size(text):
+    try:
+        return limits.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cycles(text):
+    try:
+        return limits.parse_cycles(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 #: notes about the run (a design name kept under --set), printed when the command ends
@@ -59,7 +81,8 @@ def cmd_sim(args) -> int:
     from .api import prepare_for
     from .build import sim_summary
     design = prepare_for(_spec(args), args.target)
-    result = design.simulate()
+    expected = limits.check_design(design, _limits(args))
+    result = limits.simulate(design, _limits(args), expected=expected)
     summary = sim_summary(design, result)
     section = ""
     from .accounting import apply as apply_accounting, cli_lines
@@ -98,7 +121,7 @@ def cmd_build(args) -> int:
     guards.output_folder(args.output)
     design, result, summary = build(_spec(args), args.output,
                                     progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                                    target=args.target)
+                                    target=args.target, limits=_limits(args))
     out = Path(args.output)
     print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
           f"waveform {out / 'channels.vcd'} (GTKWave)")
@@ -144,7 +167,7 @@ def cmd_verify(args) -> int:
         design = prepare(load_spec(out / "spec.yaml", [("inputs.file", os.path.abspath(
             args.inputs))] if args.inputs else []))
         sched = stall_schedule(design.spec, args.stall_seed, row_period(design.hw))
-        result = design.simulate(sched)
+        result = limits.simulate(design, _limits(args), sched)
         if result.deadlock:
             print(f"error: {result.deadlock.describe()}", file=sys.stderr)
             return EXIT_FAIL
@@ -224,12 +247,22 @@ def main(argv=None) -> int:
                        help="tokens per sequence (= --set model.seq_len=N); needed for a "
                             "config.json")
         add_inputs(p)
+        add_limits(p)
 
     def add_inputs(p):
         p.add_argument("--inputs", default=None, metavar="FILE",
                        help="user input vectors instead of the random ones (= inputs.file): "
                             ".npy for one input stream, .npz with one array per input name "
                             "(q, k, v for a head; x for an encoder); see README")
+
+    def add_limits(p):
+        p.add_argument("--max-memory", type=_size, default=limits.DEFAULT_MAX_MEMORY,
+                       metavar="SIZE", help="refuse designs whose golden model, simulation, "
+                       "report or RTL would need more memory (estimated before anything is "
+                       "allocated; default 16G; K/M/G/T suffixes)")
+        p.add_argument("--max-cycles", type=_cycles, default=limits.DEFAULT_MAX_CYCLES,
+                       metavar="N", help="cycle budget of the simulation: refuse a design "
+                       "expected to take longer, stop a run that passes it (default 1e9)")
 
     def add_target(p):
         p.add_argument("--target", default=None, metavar="DEVICE",
@@ -258,6 +291,7 @@ def main(argv=None) -> int:
     v.add_argument("dir", help="folder written by 'attnflow build'")
     v.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     add_inputs(v)
+    add_limits(v)
     v.add_argument("--waves", action="store_true",
                    help="record a waveform of the RTL run (Verilator: VCD, Icarus: FST; the "
                         "simulator is rebuilt with tracing); its path is printed")

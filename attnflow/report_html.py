@@ -23,7 +23,7 @@ import numpy as np
 
 from .accounting import bound_text, clock_label
 from .report_extras import cost_rows, resources_kv, rtl_section_html
-from .sim.engine import occupancy_series
+from .sim.engine import occupancy_bins, occupancy_series
 
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
 
@@ -154,10 +154,12 @@ def _occupancy_chart(result, total: int) -> tuple[str | None, int, list[str]]:
     rows, labels = [], []
     for c in internal:
         ch = chans[c.name]
-        occ = occupancy_series(ch.push, ch.pop, end)
-        hi = np.maximum.reduceat(occ, np.arange(0, occ.size, step)) if step > 1 else occ
+        # per cycle only when the run fits the columns; else from the events (no
+        # per-cycle array on long runs)
+        hi = (occupancy_series(ch.push, ch.pop, end) if step == 1 else
+              occupancy_bins(ch.push, ch.pop, end, step)[1])
         rows.append(hi / c.depth)
-        labels.append(f"{c.name}  {int(occ.max())}/{c.depth}")
+        labels.append(f"{c.name}  {int(hi.max())}/{c.depth}")
     heat = np.vstack(rows)
     with _style():
         fig = Figure(figsize=(11, max(1.8, 0.9 + 0.17 * len(internal))), layout="constrained")

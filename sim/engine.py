@@ -279,9 +279,44 @@ def occupancy_series(push, pop, end: int | None = None) -> np.ndarray:
                      np.bincount(pop[pop < n], minlength=n))
 
 
+def occupancy_events(push, pop) -> tuple[np.ndarray, np.ndarray]:
+    """The value changes of :func:`occupancy_series` from the events alone (work and memory
+    in the number of tokens, not cycles): (cycles where the occupancy changes, its value
+    from that cycle on), 0 before the first. The one series, sampled where it moves."""
+    push = np.asarray(push, dtype=np.int64) + 1
+    pop = np.asarray(pop, dtype=np.int64) + 1
+    if push.size == 0 and pop.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    times, inv = np.unique(np.concatenate([push, pop]), return_inverse=True)
+    delta = np.bincount(inv, weights=np.r_[np.ones(push.size), -np.ones(pop.size)],
+                        minlength=times.size).astype(np.int64)
+    keep = delta != 0
+    return times[keep], np.cumsum(delta[keep])
+
+
+def occupancy_bins(push, pop, end: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(minimum, maximum) of :func:`occupancy_series` over cycles ``0 .. end-1`` in bins of
+    ``step`` cycles (the last bin may be shorter), from the events (no per-cycle array)."""
+    times, values = occupancy_events(push, pop)
+    keep = times < end
+    times, values = times[keep], values[keep]
+    starts = np.arange(0, end, step, dtype=np.int64)
+    # the value in force at each bin start (0 before the first change)
+    k = np.searchsorted(times, starts, side="right") - 1
+    at_start = np.where(k >= 0, values[np.maximum(k, 0)] if values.size else 0, 0)
+    lo, hi = at_start.copy(), at_start.copy()
+    if times.size:
+        b = times // step
+        np.minimum.at(lo, b, values)
+        np.maximum.at(hi, b, values)
+    return lo, hi
+
+
 def max_occupancy(push: list[int], pop: list[int]) -> int:
-    """Peak of :func:`occupancy_series`."""
-    return int(occupancy_series(push, pop).max()) if push else 0
+    """Peak of :func:`occupancy_series` (from the events: no per-cycle array)."""
+    if not len(push):
+        return 0
+    return max(0, int(occupancy_events(push, pop)[1].max(initial=0)))
 
 
 def run_timing(hw: HwGraph, schedule: Schedule, order: list[str] | None = None) -> Timing:

@@ -16,10 +16,27 @@ from dataclasses import dataclass
 import numpy as np
 
 _BLOCK = 4096
+_CHUNK = 1 << 22
+
+
+class CycleBudgetExceeded(RuntimeError):
+    """A run passed its cycle budget (``ReadyPattern.limit``): ``cycle`` is how far the
+    ready pattern had to be drawn, ``limit`` the budget."""
+
+    def __init__(self, cycle: int, limit: int):
+        super().__init__(f"cycle {cycle} is past the cycle budget {limit}")
+        self.cycle, self.limit = cycle, limit
+
+
+_BITS_TEXT = bytes.maketrans(b"\x00\x01", b"01")
 
 
 class ReadyPattern:
-    """Ready bit per cycle, drawn lazily in blocks (deterministic for a seed)."""
+    """Ready bit per cycle, drawn lazily in blocks (deterministic for a seed: the bits do
+    not depend on how far or in what steps they were drawn). ``limit``: a cycle budget;
+    drawing the pattern past it raises :class:`CycleBudgetExceeded` (None: no budget)."""
+
+    limit: int | None = None
 
     def __init__(self, prob: float, seed_seq: np.random.SeedSequence | None):
         self.prob = prob
@@ -27,27 +44,37 @@ class ReadyPattern:
         self._rng = np.random.default_rng(seed_seq) if prob < 1.0 else None
 
     def _grow(self, upto: int):
-        while len(self.bits) <= upto:
-            self.bits += (self._rng.random(_BLOCK) < self.prob).astype(np.uint8).tobytes()
+        if self.limit is not None and upto >= self.limit:
+            raise CycleBudgetExceeded(upto, self.limit)
+        missing = upto + 1 - len(self.bits)
+        if missing > 0:       # whole blocks, at least half again what is drawn already
+            n = -(-max(missing, len(self.bits) // 2) // _BLOCK) * _BLOCK
+            if self.limit is not None:
+                n = max(missing, min(n, self.limit - len(self.bits)))
+            while n > 0:      # in chunks: the float draws never hold more than 32 MiB
+                k = min(n, _CHUNK)
+                self.bits += (self._rng.random(k) < self.prob).astype(np.uint8).tobytes()
+                n -= k
 
     def first_ready(self, t: int) -> int:
-        """First cycle >= t with ready high."""
+        """First cycle >= t with ready high (past ``limit``: CycleBudgetExceeded)."""
         if self._rng is None:
             return t
-        bits = self.bits
         while True:
-            if t >= len(bits):
+            if t >= len(self.bits):
                 self._grow(t)
-                bits = self.bits
-            if bits[t]:
-                return t
-            t += 1
+            i = self.bits.find(1, t)
+            if i >= 0:
+                if self.limit is not None and i >= self.limit:
+                    raise CycleBudgetExceeded(i, self.limit)
+                return i
+            t = len(self.bits)
 
     def as_string(self, ncycles: int) -> str:
         if self._rng is None:
             return ""
         self._grow(ncycles)
-        return "".join("1" if b else "0" for b in self.bits[:ncycles])
+        return bytes(self.bits[:ncycles]).translate(_BITS_TEXT).decode("ascii")
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from vcd import VCDWriter
 
-from .engine import occupancy_series
+from .engine import occupancy_events
 
 __all__ = ["write_vcd", "fire_cycles", "occupancy_changes", "strobe_changes"]
 
@@ -56,9 +56,7 @@ def occupancy_changes(push, pop) -> tuple[np.ndarray, np.ndarray]:
     a token counts from the cycle after its push up to and including its pop cycle."""
     if len(push) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    series = occupancy_series(push, pop)
-    times = np.flatnonzero(np.diff(series, prepend=0))
-    return times, series[times]
+    return occupancy_events(push, pop)
 
 
 def _template_fires(inst, chans: dict, ports: dict, nfires: int) -> np.ndarray:
