@@ -205,7 +205,7 @@ def _cluster(workers: int | None, scheduler: str | None, processes: bool):
     # a worker that dies mid-task: its point is retried once elsewhere, then is an error row
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
@@ -224,8 +224,11 @@ class _Progress:
                 pass
 
     def update(self, done: int, failed: int, running: int):
-        if not self.enabled:
+        state, now = (done, failed, running), time.monotonic()
+        if not self.enabled or (state == getattr(self, "_last", None)
+                                and now - getattr(self, "_when", 0.0) < 5.0):
             return
+        self._last, self._when = state, now
         text = f"done {done}/{self.total}, failed {failed}, running {running}"
         if self.bar is not None:
             self.bar.n = done

@@ -85,6 +85,9 @@ def pareto_png(rows: list, path: Path, group: str | None) -> list:
             for r in front:
                 ax.annotate(f"#{r['point']}", (r[cost], r[lat]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points", color="#9b2c2c")
+        lats = [r[lat] for r in have if r[lat]]
+        if lats and max(lats) > 20 * min(lats):
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{len(have)} points: latency against cost")
