@@ -200,7 +200,14 @@ def _cluster(workers: int | None, scheduler: str | None, processes: bool):
     if workers is not None and workers < 1:
         raise SpecError("<command line>", "--workers", f"must be >= 1, got {workers}")
     if scheduler:
-        return Client(scheduler, timeout="20s"), None
+        if workers is not None:
+            raise SpecError("<command line>", "--workers", "sizes the LocalCluster only; "
+                            "with --scheduler the cluster's own workers run the points")
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as e:
+            raise SpecError("<command line>", "--scheduler",
+                            f"cannot reach {scheduler}: {_one_line(e)}") from None
     n = workers or os.cpu_count() or 1
     # a worker that dies mid-task: its point is retried once elsewhere, then is an error row
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):

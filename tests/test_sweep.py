@@ -147,3 +147,9 @@ def test_cli_bad_sweep_file_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"error: {path}: run: unknown step 'lint'; allowed: sim, resources, "
                    f"verify, synth\n")
+
+
+def test_cli_bad_workers_exit_2(tmp_path, capsys):
+    path = _write(tmp_path, f"base: {HEAD}\naxes: {{model.seq_len: [16]}}\n")
+    assert main(["sweep", str(path), "-o", str(tmp_path / "out"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "error: <command line>: --workers: must be >= 1, got 0\n"
