@@ -230,6 +230,15 @@ def cmd_synth(args) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+    res = run_sweep(args.sweep, args.output, workers=args.workers, scheduler=args.scheduler)
+    failed = sum(r["status"] != "ok" for r in res.rows)
+    print(f"[attnflow] {len(res.rows)} points ({failed} failed, {res.cached} cached) in "
+          f"{res.wall_seconds:.1f} s: {Path(args.output) / 'results.csv'}, report.html")
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     ap = guards.OneLineParser(
         prog="attnflow",
@@ -318,6 +327,13 @@ def main(argv=None) -> int:
     y.add_argument("--timeout", type=float, default=1800, help="seconds per tool run (1800)")
     y.add_argument("--no-pnr", action="store_true", help="Lattice parts: synthesis only")
     y.set_defaults(fn=cmd_synth)
+
+    w = sub.add_parser("sweep", help="run a design-space sweep as Dask tasks (README: Sweeps)")
+    w.add_argument("sweep", help="sweep file: base spec, axes, run steps, options")
+    w.add_argument("-o", "--output", required=True, help="output folder (results, cache)")
+    w.add_argument("--workers", type=int, default=None, help="LocalCluster workers (cores)")
+    w.add_argument("--scheduler", default=None, help="an existing scheduler, tcp://host:port")
+    w.set_defaults(fn=cmd_sweep)
 
     args = ap.parse_args(argv)
     _NOTES.clear()
