@@ -184,10 +184,15 @@ def _unsupported(cfg: dict, family: str, act_key: str) -> list[tuple[str, str]]:
         problems.append((act_key, f"unsupported value {shown}; allowed: "
                                   f"{', '.join(sorted(HF_ACTIVATIONS))}"))
     pos = cfg.get("position_embedding_type")
-    if family == "bert" and pos not in (None, "absolute"):  # HF reads null as absolute
+    if family == "bert" and pos in ("relative_key", "relative_key_query"):
         problems.append(("position_embedding_type",
                          f"{pos!r} adds relative-position terms inside the attention scores, "
                          "which are not built; allowed: absolute"))
+    elif family == "bert" and pos not in (None, "absolute"):  # HF reads null as absolute
+        shown = repr(pos) if isinstance(pos, str) else _show(pos)
+        problems.append(("position_embedding_type",
+                         f"unknown value {shown}; transformers knows absolute, relative_key "
+                         "and relative_key_query, and attnflow builds absolute"))
     for key, what in (("is_decoder", "decoders of this family are not supported (GPT-2-style "
                                      "ones are: model_type gpt2)"),
                       ("add_cross_attention", "cross-attention is not supported (self-attention "

@@ -158,11 +158,18 @@ HF_CASES = [
      "<file>: invalid JSON: an integer of 200 digits; at most 100 digits are read"),
     (('"use_cache": true', '"use_cache": ' + "[" * 900 + "]" * 900),
      "<file>: invalid JSON: nested deeper than 64 levels"),
+    (('"position_embedding_type": "absolute"', '"position_embedding_type": "rotary"'),
+     "position_embedding_type: unknown value 'rotary'; transformers knows "
+     "absolute, relative_key and relative_key_query, and attnflow builds absolute"),
+    (('"position_embedding_type": "absolute"', '"position_embedding_type": 7'),
+     "position_embedding_type: unknown value 7; transformers "
+     "knows absolute, relative_key and relative_key_query, and attnflow builds absolute"),
 ]
 
 
 @pytest.mark.parametrize("edit,problem", HF_CASES,
-                         ids=["mpe_str", "mpe_neg", "mpe_bool", "nan", "inf", "dup", "digits", "deep"])
+                         ids=["mpe_str", "mpe_neg", "mpe_bool", "nan", "inf", "dup", "digits", "deep",
+                              "pos_unknown", "pos_int"])
 def test_hf_config_values(capsys, tmp_path, edit, problem):
     (tmp_path / "config.json").write_text(BERT.replace(*edit))
     assert one_line_error(capsys, ["sim", str(tmp_path), "--set", "model.seq_len=8"]) == \
@@ -248,7 +255,9 @@ ENC_CASES = [
 
 @pytest.mark.parametrize("setting,problem", ENC_CASES, ids=["69bit", "89bit", "eps1e308", "chan"])
 def test_encoder_messages_are_one_line(capsys, setting, problem):
-    assert one_line_error(capsys, ["sim", ENC, "--set", setting]) == f"error: {ENC}: {problem}"
+    # a memory limit no design reaches: the datapath checks, not the size guard, answer
+    assert one_line_error(capsys, ["sim", ENC, "--set", setting, "--max-memory", "1000000000000T"]) \
+        == f"error: {ENC}: {problem}"
 
 
 def test_wide_weights_with_no_fraction_build(capsys):
