@@ -167,13 +167,35 @@ def design_notes(spec) -> list[str]:
     return notes
 
 
+def weight_notes(design) -> list[str]:
+    """A note when more than 1 % of an encoder's float weights lie outside their stored
+    format and are clipped (the design is built as asked; its accuracy says the rest)."""
+    if not isinstance(design, EncoderDesign):
+        return []
+    clipped = total = 0
+    fmts = set()
+    for plan in design.plans:
+        for q in plan.lin.values():
+            f = q.numerics.w
+            w = np.asarray(q.w_float)
+            out = int(np.count_nonzero((w > f.max_value) | (w < f.min_value)))
+            clipped, total = clipped + out, total + w.size
+            if out:
+                fmts.add(f"s{f.bits}.{f.frac} [{f.min_value:g}, {f.max_value:g}]")
+    if not total or clipped * 100 <= total:
+        return []
+    return [f"model.weights: {100 * clipped / total:.1f} % of the {total} weights lie outside "
+            f"their format ({', '.join(sorted(fmts))}) and are clipped; scale the weights or "
+            f"widen formats.weight"]
+
+
 def sim_summary(design, result: SimResult) -> dict:
     spec = design.spec
     clock = spec.hardware.clock_mhz
     total = result.total_cycles
     out = {"design": spec.name, **_model_fields(design),
            "schedule": dataclasses.asdict(design.spec.schedule),
-           "notes": design_notes(spec),
+           "notes": design_notes(spec) + weight_notes(design),
            "deadlock": result.deadlock.describe() if result.deadlock else None,
            "total_cycles": total, "clock_mhz": clock,
            "latency_us": total / clock if total else None,

@@ -341,3 +341,17 @@ USAGE_CASES = [
                          ids=["seed", "no_o", "no_cmd", "int", "empty_spec", "empty_target"])
 def test_usage_errors_are_one_line(capsys, argv, line):
     assert one_line_error(capsys, argv) == line
+
+
+def test_clipped_weights_are_noted(capsys):
+    """Weights far outside formats.weight saturate (no wrap-around): the run succeeds with
+    its (poor) accuracy and a note says how many weights were clipped; the bundled
+    example has none."""
+    from attnflow.cli import main
+    assert main(["sim", ENC, "--set", "model.weights.std=1e18"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: model.weights: 100.0 % of the 98304 weights lie outside their format "
+            "(s8.6 [-2, 1.98438]) and are clipped; scale the weights or widen "
+            "formats.weight") in out
+    assert main(["sim", ENC]) == 0
+    assert "clipped" not in capsys.readouterr().out
