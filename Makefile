@@ -25,13 +25,13 @@ demo: $(STAMP)
 	$(BIN)/attnflow verify $(OUT)_head
 	$(BIN)/attnflow verify $(OUT)_head --stall-seed 1
 
-## test: everything except the full RTL matrix (that is `make test-full`)
+## test: everything except the full RTL matrix and the long fuzz profile (`make test-full`)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not rtl_full" -q
+	$(BIN)/python -m pytest -m "not rtl_full and not fuzz_long" -q
 
 ## test-full: the full RTL matrix (both variants x N x d x stall seeds), ~tens of minutes
 test-full: $(STAMP)
-	$(BIN)/python -m pytest -m rtl_full -q
+	$(BIN)/python -m pytest -m "rtl_full or fuzz_long" -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_vs_rtl.py

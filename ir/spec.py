@@ -271,6 +271,9 @@ _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
 _HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
 #: deepest FIFO a spec may ask for (its address counter is a hardware register)
 MAX_FIFO_DEPTH = 2 ** 31
+#: longest idle gap a stall schedule may draw (the testbench counts gaps in 32-bit
+#: cycles; the cycle budget refuses what would run long, this refuses what can't be drawn)
+MAX_GAP = 2 ** 31
 _ENCODER_HARDWARE_FIELDS = ("parallelism",)
 #: the design goals: encoders fold their linears to them, one head picks its lanes
 _GOAL_FIELDS = ("target_cycles", "multiplier_budget")
@@ -807,7 +810,8 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
         seed=c.integer(s.get("seed", ds.seed), "schedule.seed", 0),
         input_gap_prob=c.number(s.get("input_gap_prob", ds.input_gap_prob),
                                "schedule.input_gap_prob", 0, 1, hi_open=True),
-        input_gap_max=c.integer(s.get("input_gap_max", ds.input_gap_max), "schedule.input_gap_max", 1),
+        input_gap_max=c.integer(s.get("input_gap_max", ds.input_gap_max), "schedule.input_gap_max", 1,
+                                MAX_GAP),
         output_ready_prob=c.number(s.get("output_ready_prob", ds.output_ready_prob),
                                   "schedule.output_ready_prob", 0, 1, lo_open=True),
     )

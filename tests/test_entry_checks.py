@@ -355,3 +355,14 @@ def test_clipped_weights_are_noted(capsys):
             "formats.weight") in out
     assert main(["sim", ENC]) == 0
     assert "clipped" not in capsys.readouterr().out
+
+
+def test_gap_longer_than_a_drawable_gap(capsys):
+    """Found by the long fuzz profile: a gap bound past int64 reached numpy's generator
+    (ValueError: high is out of bounds) when the gap probability kept the cycle estimate
+    under the budget."""
+    assert one_line_error(capsys, ["sim", "examples/sdpa_online.yaml",
+                                   "--set", "schedule.input_gap_max=9223372036854775807",
+                                   "--set", "schedule.input_gap_prob=1e-30"]) == (
+        "error: examples/sdpa_online.yaml: schedule.input_gap_max: must be an integer in "
+        "1..2147483648, got 9223372036854775807")

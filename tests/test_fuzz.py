@@ -323,7 +323,7 @@ def _profile(n: int, counts: Counter, findings: list):
     given(budget_fields)(prof(lambda f: record("budget", budget_case(*f))))()
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz_long
 def test_fuzz_long_profile():
     counts, findings = Counter(), []
     _profile(300, counts, findings)

@@ -305,7 +305,7 @@ def test_bad_format_fields(fmt, field, allowed):
     ("inputs", {"range": 0}, "inputs.range", "number > 0"),
     ("inputs", {"range": float("nan")}, "inputs.range", "number > 0"),
     ("schedule", {"input_gap_prob": 1.0}, "schedule.input_gap_prob", "number in [0, 1)"),
-    ("schedule", {"input_gap_max": 0}, "schedule.input_gap_max", "integer >= 1"),
+    ("schedule", {"input_gap_max": 0}, "schedule.input_gap_max", "integer in 1..2147483648"),
     ("schedule", {"output_ready_prob": 0}, "schedule.output_ready_prob", "number in (0, 1]"),
     ("schedule", {"output_ready_prob": True}, "schedule.output_ready_prob", "number in (0, 1]"),
     ("hardware", {"clock_mhz": "fast"}, "hardware.clock_mhz", "number > 0"),
