@@ -93,7 +93,7 @@ def accounting(design, result, summary: dict, device=None) -> dict:
     """The ``costs`` entry of sim.json (see the module docstring)."""
     counts = product_counts(design.hw)
     var = counts["variable"]
-    folding = getattr(design, "folding", None)
+    folding = design.folding
     clk = clock(design.spec, device)
     total = result.total_cycles
     out = {

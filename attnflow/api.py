@@ -18,31 +18,36 @@ from .sim import SimResult, schedule_from_spec, simulate
 
 @dataclass
 class Design:
-    """One attention head of any kind: what differs between kinds (mapping, inputs,
-    golden model, float reference, the summary's cycle model) is its ``kind``'s
-    (``attnflow.kinds``)."""
+    """One design of any kind, a head or a stack of layers: what differs between kinds
+    (mapping, inputs, the summary's cycle model, a stack's per-layer accuracy) is its
+    ``kind``'s (``attnflow.kinds``). The golden model is ``lowered`` interpreted, the
+    float reference ``graph`` interpreted in floats, for every kind."""
     spec: Spec
-    numerics: AttentionNumerics
-    graph: Graph          # the model as written (sdpa)
-    lowered: Graph        # after attention lowering (masked / decode heads: as written)
+    numerics: AttentionNumerics   # the attention numerics (a stack's heads share one)
+    graph: Graph          # the model's IR as written (``sdpa``; a stack's ``mha`` layers)
+    lowered: Graph        # after the lowering passes (``ir.lower``, ``ir.stack``)
     hw: HwGraph
-    inputs: dict          # tensor name -> stored integers (N x d)
+    inputs: dict          # graph input name -> stored integers (head: q, k, v; stack: x)
     kind: HeadKind = None
+    folding: object = None  # a stack's mappers.folding.FoldPlan
+    plans: list = None      # a stack's layers as the mapper read them from the IR
+    final: object = None    # a stack's final norm (ir.encoder_golden.QNorm), or None
+
+    @property
+    def x(self) -> np.ndarray:
+        """A stack's input X (N, d_model) of formats.act."""
+        return self.inputs["x"]
 
     def golden(self) -> np.ndarray:
-        """Bit-exact integer output of the head."""
+        """Bit-exact integer output of the design."""
         return self.kind.golden(self)
 
     def reference(self) -> np.ndarray:
-        """Float attention on the (dequantised) same inputs, in output units."""
+        """The float model on the (dequantised) same inputs, in output units."""
         return self.kind.reference(self)
 
     def accuracy(self) -> dict:
-        got = dequantize(self.golden(), self.numerics.out.frac)
-        ref = self.reference()
-        cos = float((got * ref).sum() / (np.linalg.norm(got) * np.linalg.norm(ref) or 1.0))
-        return {"max_abs_error": float(np.abs(got - ref).max()), "cosine": cos,
-                "out_lsb": self.numerics.out.lsb}
+        return self.kind.accuracy(self)
 
     def stream_inputs(self) -> dict:
         """The graph input channels' token values."""
@@ -54,50 +59,16 @@ class Design:
         return simulate(self.hw, self.stream_inputs(), sched, order, engine)
 
 
-@dataclass
-class EncoderDesign:
-    """A whole encoder (``model.type: encoder``): the per-layer integer plans (formats,
-    numerics, quantized weights), the folding, the HwGraph and the input X."""
-    spec: Spec
-    plans: list           # ir.encoder_golden.LayerPlan per layer
-    folding: object       # mappers.folding.FoldPlan
-    hw: HwGraph
-    x: np.ndarray         # (N, d_model) stored ints of formats.act
-    final: object = None  # ir.encoder_golden.QNorm after the last layer (final_norm), or None
-
-    @property
-    def numerics(self) -> AttentionNumerics:
-        """The attention numerics every head of every layer shares."""
-        return self.hw.numerics
-
-    def golden(self, traces: list | None = None) -> np.ndarray:
-        """Bit-exact integer output of the stacked layers."""
-        from .ir.encoder_golden import encoder_golden
-        return encoder_golden(self.plans, self.x, traces, self.final)
-
-    def accuracy(self) -> dict:
-        """The integer design against the float model, after the last layer (the
-        figures) and after every layer (``layers``)."""
-        from .ir.encoder_golden import encoder_accuracy
-        per = encoder_accuracy(self.plans, self.x, self.final)
-        return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
-                "layers": per}
-
-    def stream_inputs(self) -> dict:
-        return {"x": {"x": self.x}}
-
-    def simulate(self, schedule: ScheduleSpec | None = None, order=None,
-                 engine: str = "auto") -> SimResult:
-        sched = schedule_from_spec(schedule or self.spec.schedule, self.hw)
-        return simulate(self.hw, self.stream_inputs(), sched, order, engine)
-
-
-def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> EncoderDesign:
-    """Encoder spec -> per-layer plans, folding (automatic where the spec leaves it open;
-    ``multiplier_budget``: a device's, used when the spec sets none), HwGraph, input."""
-    from .ir.encoder_golden import encoder_plans, final_norm_plan, random_input
+def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
+    """Encoder spec -> the stack's IR (``ir.stack``: per-layer plans with the quantized
+    weights), its lowering, folding (automatic where the spec leaves it open;
+    ``multiplier_budget``: a device's, used when the spec sets none), the HwGraph mapped
+    from the IR's layers, and the input."""
+    from .ir.encoder_golden import encoder_plans, final_norm_plan
     from .guards import numerics_errors
+    from .ir.stack import lower_stack, match_layers, stack_graph
     from .ir.weights import load_weights
+    from .kinds import STACK
     from .mappers.encoder import map_encoder
     from .mappers.folding import FoldingError, plan_folding
     from .ir.encoder_golden import LAYER_KINDS
@@ -116,6 +87,8 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
         final = final_norm_plan(spec, weights)
     for fld, msg in plans[0].attn.check():
         raise SpecError(spec.source, fld, msg)
+    graph = stack_graph(plans, final, spec.name)
+    plans, final = match_layers(graph)      # the mapper maps what the IR holds
     try:
         fold = plan_folding(spec, multiplier_budget)
         with numerics_errors(spec):
@@ -123,7 +96,8 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
                              final=final, lanes=fold.lanes)
     except (FoldingError, MappingError) as e:
         raise SpecError(spec.source, e.field, e.message) from None
-    design = EncoderDesign(spec, plans, fold, hw, random_input(spec), final)
+    design = Design(spec, graph.numerics, graph, lower_stack(graph), hw,
+                    STACK.inputs(spec, graph.numerics), STACK, fold, plans, final)
     if fold.cycles_source == "lower bound":
         # a window stack with Q/K/V folded differently: the model is a lower bound only
         # (mappers.folding.window_stack_cycles); count on the simulator, no stalls
@@ -140,7 +114,7 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Encoder
     return design
 
 
-def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | EncoderDesign:
+def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design:
     """Spec (object or YAML path) -> IR, lowered IR, HwGraph and random inputs.
     Raises SpecError (one line, naming the field) for anything the spec asks that can't be built."""
     if not isinstance(spec, Spec):
@@ -154,7 +128,7 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design | 
     goal = next((k for k in ("target_cycles", "multiplier_budget")
                  if getattr(spec.hardware, k) is not None), None)
     kind.check(spec, goal)
-    graph = attention_head_graph(nm, spec.name)
+    graph = attention_head_graph(nm, spec.name, spec.model.attention)
     lowered, hw = kind.map(spec, nm, graph, dict(spec.hardware.fifo_depths))
     return Design(spec, nm, graph, lowered, hw, kind.inputs(spec, nm), kind)
 
@@ -187,7 +161,7 @@ def head_lanes(spec: Spec, lowered) -> int:
     return choose_lanes(n, multipliers, h.target_cycles, h.multiplier_budget)
 
 
-def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
+def prepare_for(spec: Spec | str, target=None) -> Design:
     """:func:`prepare` for a device (None, a bundled device name or a device file).
 
     An encoder whose folding is (partly) automatic and whose spec sets no
@@ -202,7 +176,7 @@ def prepare_for(spec: Spec | str, target=None) -> Design | EncoderDesign:
     from .targets import estimate, fit, load_device
     device = load_device(target)
     design = prepare(spec)
-    if (not isinstance(design, EncoderDesign) or design.folding.mode == "spec"
+    if (not design.kind.stack or design.folding.mode == "spec"
             or spec.hardware.multiplier_budget is not None):
         return design
     if not fit(estimate(design.hw, device)):
@@ -247,11 +221,11 @@ def resolved_spec(design) -> Spec:
     (``hardware.parallelism.layers_<i>_<op>``), so it rebuilds the same design whatever
     chose the folding (a --target budget, target_cycles)."""
     from .ir.spec import Folding
-    if isinstance(design, EncoderDesign) and design.folding.lanes_auto:
+    if design.kind.stack and design.folding.lanes_auto:
         att = dataclasses.replace(design.spec.model.attention, lanes=design.folding.lanes)
         design = dataclasses.replace(design, spec=dataclasses.replace(
             design.spec, model=dataclasses.replace(design.spec.model, attention=att)))
-    if not isinstance(design, EncoderDesign):
+    if not design.kind.stack:
         lanes = design.hw.instances["qk"].param("lanes") if "qk" in design.hw.instances else None
         if lanes is None or design.spec.model.attention.lanes is not None:
             return design.spec

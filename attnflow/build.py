@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from .accounting import apply as apply_accounting
-from .api import Design, EncoderDesign, prepare_for, resolved_spec
+from .api import Design, prepare_for, resolved_spec
 from .hdl.emit import emit_verilog
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
@@ -92,11 +92,9 @@ def node_costs(hw) -> dict:
 
 
 def _model_fields(design) -> dict:
-    """What the summary says about the model and the cycles to expect: a head's kind
-    (``attnflow.kinds``) says it for a head."""
-    if not isinstance(design, EncoderDesign):
-        return design.kind.fields(design)
-    return _encoder_fields(design)
+    """What the summary says about the model and the cycles to expect: the design's
+    kind (``attnflow.kinds``) says it."""
+    return design.kind.fields(design)
 
 
 def _encoder_fields(design) -> dict:
@@ -170,7 +168,7 @@ def design_notes(spec) -> list[str]:
 def weight_notes(design) -> list[str]:
     """A note when more than 1 % of an encoder's float weights lie outside their stored
     format and are clipped (the design is built as asked; its accuracy says the rest)."""
-    if not isinstance(design, EncoderDesign):
+    if not design.kind.stack:
         return []
     clipped = total = 0
     fmts = set()
@@ -344,7 +342,7 @@ def build(spec, out_dir, progress=print, target=None,
     (out / "spec.yaml").write_text(yaml.safe_dump(spec_to_dict(resolved_spec(design)),
                                                   sort_keys=False))
     progress(f"mapped: {len(design.hw.instances)} templates, {len(design.hw.channels)} channels")
-    if isinstance(design, EncoderDesign):
+    if design.kind.stack:
         progress(design.folding.describe())
     result = design.simulate() if limits is None else guards.simulate(design, limits)
     summary = sim_summary(design, result)

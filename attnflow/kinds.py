@@ -1,9 +1,10 @@
 """One strategy per attention kind of a single head.
 
 A :class:`HeadKind` holds everything that differs between the kinds of one attention
-head: which spec it applies to, how the head is mapped (templates, lowered graph), its
-inputs, its golden model, its float reference and what the build summary says about it
-(the cycle model included). ``api.prepare``, ``api.Design`` and the build summary ask the
+head: which spec it applies to, how the head is lowered and mapped (templates, read from
+the lowered IR's attention node), its inputs and what the build summary says about it
+(the cycle model included). The golden model and the float reference are the IR's
+(``ir.graph.interpret``) for every kind. ``api.prepare``, ``api.Design`` and the build summary ask the
 kind of the spec (:func:`kind_of`) and hold no kind-specific branches.
 
 Kinds, in the order :func:`kind_of` tries them:
@@ -21,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from .ir.graph import interpret
-from .ir.lower import lower_attention
-from .ir.numerics import attention_float, dequantize, quantize
+from .ir.lower import attention_node, lower_attention
+from .ir.numerics import dequantize, quantize
 from .ir.spec import SpecError
 from .mappers.sdpa import MappingError
 
@@ -40,20 +41,23 @@ def random_inputs(spec) -> dict:
             for name, fmt in (("q", f.q), ("k", f.k), ("v", f.v))}
 
 
-def float_qkv(design) -> list:
-    """The design's Q, K, V dequantised (the float reference's inputs)."""
-    nm = design.numerics
-    return [dequantize(design.inputs[n], fmt.frac)
-            for n, fmt in (("q", nm.q), ("k", nm.k), ("v", nm.v))]
+def float_inputs(design) -> dict:
+    """The design's inputs dequantised by their IR types (the float reference's inputs)."""
+    g = design.graph
+    return {n: dequantize(design.inputs[n], g.node(n)["type"].fmt.frac)
+            for n in g.nodes() if g.node(n)["op"] == "input"}
 
 
 class HeadKind:
     """The strategy of one attention kind (see the module docstring). Subclasses set
     ``name`` (the summary's ``kind``) and ``what`` (how errors name it) and override
-    :meth:`applies`, :meth:`map` and :meth:`fields`; golden, reference and inputs default
-    to the full head's."""
+    :meth:`applies`, :meth:`map` and :meth:`fields`. Golden and reference are the same
+    for every kind: the IR interpreted (the lowered graph bit-exactly, the graph as
+    written in floats), whose ``sdpa`` node carries the kind (``ir.lower``)."""
     name = "attention_head"
     what = "attention"
+    #: a stack of layers (model.type encoder), not one head
+    stack = False
     #: whether the mapper may choose lanes for hardware.target_cycles / multiplier_budget
     chooses_lanes = False
 
@@ -92,13 +96,21 @@ class HeadKind:
         return random_inputs(spec)
 
     def golden(self, design) -> np.ndarray:
-        """Bit-exact integer output of the lowered graph."""
+        """Bit-exact integer output: the lowered graph interpreted (every kind)."""
         return interpret(design.lowered, design.inputs, "int")[design.lowered.outputs[0]]
 
     def reference(self, design) -> np.ndarray:
-        """Float attention on the (dequantised) same inputs, in output units."""
-        fl = dict(zip("qkv", float_qkv(design)))
-        return interpret(design.graph, fl, "float")[design.graph.outputs[0]]
+        """Float attention on the (dequantised) same inputs, in output units: the graph
+        as written interpreted (``sdpa``'s float semantics read its attributes)."""
+        return interpret(design.graph, float_inputs(design), "float")[design.graph.outputs[0]]
+
+    def accuracy(self, design) -> dict:
+        """The golden output against the float reference (max error, cosine, LSB)."""
+        got = dequantize(self.golden(design), design.numerics.out.frac)
+        ref = self.reference(design)
+        cos = float((got * ref).sum() / (np.linalg.norm(got) * np.linalg.norm(ref) or 1.0))
+        return {"max_abs_error": float(np.abs(got - ref).max()), "cosine": cos,
+                "out_lsb": design.numerics.out.lsb}
 
     def fields(self, design) -> dict:
         """What the build summary says about the model and the cycles to expect."""
@@ -159,9 +171,9 @@ class FullHead(HeadKind):
 
 
 class MaskedHead(HeadKind):
-    """A sliding-window or causal head (``ir.window``): ``graph``/``lowered`` are the full
-    head's (the IR has no masked attention op); golden and float reference are
-    ``ir.window``'s. Causal rows run as the blocked triangle when lanes allow it."""
+    """A sliding-window or causal head (``ir.window``): lowered to one ``masked_online``
+    op (its integer semantics ``window_golden``, its float one ``window_float``). Causal
+    rows run as the blocked triangle when lanes allow it."""
     name = "masked_head"     # the summary says f"{kind}_head"
 
     def applies(self, att) -> bool:
@@ -172,29 +184,19 @@ class MaskedHead(HeadKind):
 
     def map(self, spec, nm, graph, depths):
         from .mappers.window import map_window_head
-        att = spec.model.attention
         self.online_only(spec)
-        return graph, _mapped(spec, map_window_head, nm, att.window, depths, spec.name,
-                              kind=att.kind, lanes=att.lanes or 1)
-
-    def golden(self, design):
-        from .ir.window import window_golden
-        att = design.spec.model.attention
-        return window_golden(design.numerics, design.inputs["q"], design.inputs["k"],
-                             design.inputs["v"], att.window, att.kind)
-
-    def reference(self, design):
-        from .ir.window import window_float
-        att = design.spec.model.attention
-        return window_float(*float_qkv(design), att.window, att.kind)
+        lowered = lower_attention(graph, "online")
+        a = attention_node(lowered)
+        return lowered, _mapped(spec, map_window_head, nm, a["window"], depths, spec.name,
+                                kind=a["kind"], lanes=spec.model.attention.lanes or 1)
 
     def fields(self, design) -> dict:
         from .ir.window import causal_blocks, lookahead, row_slots
         from .mappers.window import window_fill, window_head_cycles
         nm = design.numerics
-        att = design.spec.model.attention
+        a = attention_node(design.lowered)
         fill = window_fill()
-        n, kind, w = nm.seq_len, att.kind, att.window
+        n, kind, w = nm.seq_len, a["kind"], a["window"]
         slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
         blocks = causal_blocks(n, lanes) if design.hw.instances["qk"].param("triangle") else ()
@@ -219,8 +221,8 @@ class MaskedHead(HeadKind):
 
 class SplitHead(HeadKind):
     """A split-context head (``attention.split: P``, ``ir.split``): P online-softmax
-    engines over K/V slices and a combine tree; the golden model is ``ir.split``'s, the
-    float reference plain attention."""
+    engines over K/V slices and a combine tree, lowered to one ``split_online`` op (its
+    integer semantics ``split_golden``; its float one plain attention)."""
     name = "split_head"
     what = "split-context attention"
 
@@ -233,19 +235,15 @@ class SplitHead(HeadKind):
     def map(self, spec, nm, graph, depths):
         from .mappers.split import map_split_head
         self.online_only(spec)
-        hw = _mapped(spec, map_split_head, nm, spec.model.attention.split, depths, spec.name)
-        return lower_attention(graph, "online"), hw
-
-    def golden(self, design):
-        from .ir.split import split_golden
-        return split_golden(design.numerics, design.inputs["q"], design.inputs["k"],
-                            design.inputs["v"], design.spec.model.attention.split)
+        lowered = lower_attention(graph, "online")
+        return lowered, _mapped(spec, map_split_head, nm, attention_node(lowered)["split"],
+                                depths, spec.name)
 
     def fields(self, design) -> dict:
         from .ir.split import leaf_depth
         from .mappers.split import split_fill
         nm = design.numerics
-        n, p = nm.seq_len, design.spec.model.attention.split
+        n, p = nm.seq_len, attention_node(design.lowered)["split"]
         longest = -(-n // p)
         exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
         fill = split_fill(p)
@@ -264,7 +262,8 @@ class SplitHead(HeadKind):
 class DecodeHead(HeadKind):
     """Decode mode of one causal head (``attention.decode: S``, ``ir.decode``): the KV
     cache holds all N positions' K/V rows (prefill, then one per step); ``inputs["q"]``
-    holds only the S new tokens' queries (the last S rows of the random Q)."""
+    holds only the S new tokens' queries (the last S rows of the random Q). Lowered to
+    one ``decode_online`` op (its integer semantics ``decode_golden``)."""
     name = "decode_head"
     what = "decode"
 
@@ -274,29 +273,20 @@ class DecodeHead(HeadKind):
     def map(self, spec, nm, graph, depths):
         from .mappers.decode import map_decode_head
         self.online_only(spec)
-        return graph, _mapped(spec, map_decode_head, nm, spec.model.attention.decode,
-                              depths, spec.name)
+        lowered = lower_attention(graph, "online")
+        return lowered, _mapped(spec, map_decode_head, nm, attention_node(lowered)["decode"],
+                                depths, spec.name)
 
     def inputs(self, spec, nm) -> dict:
         inputs = random_inputs(spec)
         inputs["q"] = inputs["q"][nm.seq_len - spec.model.attention.decode:]
         return inputs
 
-    def golden(self, design):
-        from .ir.decode import decode_golden
-        return decode_golden(design.numerics, design.inputs["q"], design.inputs["k"],
-                             design.inputs["v"], design.spec.model.attention.decode)
-
-    def reference(self, design):
-        nm, steps = design.numerics, design.spec.model.attention.decode
-        n, c = nm.seq_len, nm.seq_len - steps   # step t's query sees keys 0 .. c + t
-        keep = np.arange(n)[None, :] <= (c + np.arange(steps))[:, None]
-        return attention_float(*float_qkv(design), keep)
 
     def fields(self, design) -> dict:
         from .mappers.decode import decode_fill
         nm = design.numerics
-        n, steps = nm.seq_len, design.spec.model.attention.decode
+        n, steps = nm.seq_len, attention_node(design.lowered)["decode"]
         c = n - steps
         fill = decode_fill()
         return {"kind": self.name, "variant": "online", "seq_len": n,
@@ -308,6 +298,36 @@ class DecodeHead(HeadKind):
                 "expected_text": f"C + sum over steps of (C + t + 1) + {fill}: one "
                                  f"score per cycle, C + t + 1 per generated token"}
 
+
+class StackKind(HeadKind):
+    """A stack of encoder / decoder layers (``model.type: encoder``, ``ir.stack``): built
+    by ``api.prepare_encoder`` (folding, then the layers the IR holds mapped by
+    ``mappers.encoder``); input ``x``; its accuracy is reported after every layer."""
+    name = "encoder"
+    stack = True
+
+    def applies(self, att) -> bool:
+        return False        # chosen by model.type, not by model.attention
+
+    def inputs(self, spec, nm) -> dict:
+        from .ir.encoder_golden import random_input
+        return {"x": random_input(spec)}
+
+    def accuracy(self, design) -> dict:
+        """The integer stack against the float stack after the last layer (the figures)
+        and after every layer (``layers``)."""
+        from .ir.stack import stack_accuracy
+        per = stack_accuracy(design.plans, design.x, design.final, design.graph,
+                             design.lowered)
+        return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
+                "layers": per}
+
+    def fields(self, design) -> dict:
+        from .build import _encoder_fields
+        return _encoder_fields(design)
+
+
+STACK = StackKind()
 
 #: every head kind, in the order :func:`kind_of` tries them (split and decode are options
 #: on top of ``attention.kind``, so they come first)

@@ -20,14 +20,15 @@ sees keys j <= i): a pre-norm causal stack with a final norm is a GPT-2-style de
 one-head causal model's own functions.
 
 :func:`layer_plan` fixes the integer datapath once from the spec: every format, every
-numerics object and every quantized weight. :func:`layer_golden` composes the existing
-golden kernels on whole (N, D) arrays -- ``linear_golden``, the attention head's
-``AttentionNumerics.scores / online_step / normalize`` (the online variant's arithmetic,
-the one the streaming templates implement), ``layernorm_golden`` / ``rmsnorm_golden``,
-``gelu_golden`` / ``relu_golden``, ``residual_golden`` -- and knows nothing about the
-HwGraph wiring (which channel, which fork output, which FIFO). :func:`layer_float` is the
-float reference (float weights, float softmax attention, float norm, exact GELU) used
-to report accuracy.
+numerics object and every quantized weight; the plans are what the spec loaders hand
+to the stack's IR (``ir.stack.stack_graph``), whose ops carry them. :func:`layer_golden`,
+:func:`encoder_golden` and the float references (:func:`layer_float`,
+:func:`encoder_accuracy`) interpret that IR: its ops' semantics are the golden kernels on
+whole (N, D) arrays -- ``linear_golden``, the attention head's ``AttentionNumerics``
+(the online variant's arithmetic, the one the streaming templates implement),
+``layernorm_golden`` / ``rmsnorm_golden``, ``gelu_golden`` / ``relu_golden``,
+``residual_golden`` -- and know nothing about the HwGraph wiring (which channel, which
+fork output, which FIFO).
 
 Formats: the encoder input, the residual stream, the projections and the FFN values are
 ``formats.act``; Q, K, V projections write ``formats.q/k/v`` (the attention head's
@@ -42,13 +43,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics import AttentionNumerics, attention_float, quantize
+from .numerics import AttentionNumerics, quantize
 from .numerics_linear import LinearNumerics, linear_golden, quantize_bias, quantize_weights
-from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics, gelu_float,
-                            gelu_golden, layernorm_float, layernorm_golden, relu_golden,
-                            rmsnorm_float, rmsnorm_golden)
+from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
+                            layernorm_float, layernorm_golden, rmsnorm_float, rmsnorm_golden)
 from .types import FixedFormat
-from .window import window_float, window_golden
 
 #: the linear ops of one layer, in data order
 OPS = ("attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down")
@@ -185,75 +184,29 @@ def final_norm_plan(spec, weights: dict) -> QNorm | None:
     return norm_plan(spec, weights, "final_norm") if spec.model.final_norm else None
 
 
-# ---------------------------------------------------------------- integer golden
-
-def attention_golden(nm: AttentionNumerics, q, k, v, causal: bool = False,
-                     window: int | None = None) -> np.ndarray:
-    """One head, online variant: (N, d) stored ints each -> (N, d) ints of ``nm.out``;
-    ``causal``: keys j <= i only (``ir.window.window_golden``, kind causal; ``window``:
-    i - window <= j <= i); not causal with a ``window``: the symmetric band
-    |i - j| <= window (``window_golden``, kind window)."""
-    if causal or window is not None:
-        return window_golden(nm, q, k, v, window, "causal" if causal else "window")
-    x = nm.scores(np.asarray(q, np.int64), np.asarray(k, np.int64))
-    _, l, o = nm.online_rows(x, np.asarray(v, np.int64))
-    return nm.normalize(o, l)
-
+# ---------------------------------------------------------------- golden and float
+# One definition: the stack's IR (``ir.stack``), whose ops' semantics are the kernels
+# above (``linear_golden``, ``AttentionNumerics``, the norms, GELU, the residual).
 
 def layer_golden(plan: LayerPlan, x_ints, trace: dict | None = None) -> np.ndarray:
-    """(N, d_model) stored ints of ``formats.act`` -> the layer output, bit-exact.
-    ``trace`` (a dict), when given, receives every intermediate by name."""
-    from ..mappers.rowops import residual_golden
-    t = trace if trace is not None else {}
-    x = np.asarray(x_ints, dtype=np.int64).reshape(plan.n, plan.d_model)
-    a = plan.norm1.golden(x) if plan.pre else x         # the attention's input
-    heads = []
-    for h in range(plan.heads):
-        q = plan.head_linear("attn_q", h).golden(a)
-        k = plan.head_linear("attn_k", h).golden(a)
-        v = plan.head_linear("attn_v", h).golden(a)
-        o = attention_golden(plan.attn, q, k, v, plan.causal, plan.window)
-        t.update({f"q{h}": q, f"k{h}": k, f"v{h}": v, f"o{h}": o})
-        heads.append(o)
-    att = np.concatenate(heads, axis=1)
-    proj = plan.lin["attn_out"].golden(att)
-    r1 = residual_golden(x, proj, plan.res1)
-    h1 = r1 if plan.pre else plan.norm1.golden(r1)      # the residual stream
-    f = plan.norm2.golden(h1) if plan.pre else h1        # the FFN's input
-    up = plan.lin["ffn_up"].golden(f)
-    g = gelu_golden(up, plan.act_num) if plan.act_fn == "gelu" else relu_golden(up, plan.act_num)
-    down = plan.lin["ffn_down"].golden(g)
-    r2 = residual_golden(h1, down, plan.res2)
-    y = r2 if plan.pre else plan.norm2.golden(r2)
-    t.update({"att": att, "proj": proj, "r1": r1, "h1": h1, "up": up, "act": g,
-              "down": down, "r2": r2, "y": y})
+    """(N, d_model) stored ints of ``formats.act`` -> the layer output, bit-exact: the
+    layer's lowered IR interpreted (``ir.stack.stack_golden``). ``trace`` (a dict), when
+    given, receives every intermediate by name (``q{h}``, ``k{h}``, ``v{h}``, ``o{h}``,
+    ``att``, ``proj``, ``r1``, ``h1``, ``up``, ``act``, ``down``, ``r2``, ``y``)."""
+    from .stack import stack_golden
+    traces = [] if trace is not None else None
+    y = stack_golden([plan], x_ints, traces)
+    if trace is not None:
+        trace.update(traces[0])
     return y
 
 
-# ---------------------------------------------------------------- float reference
-
 def layer_float(plan: LayerPlan, x) -> np.ndarray:
-    """The float layer on real inputs x (N, d_model) with the float weights."""
-    x = np.asarray(x, dtype=np.float64)
-    L = plan.lin
-
-    def lin(op, v):
-        return v @ L[op].w_float.T + L[op].b_float
-
-    a = plan.norm1.float(x) if plan.pre else x
-    q, k, v = lin("attn_q", a), lin("attn_k", a), lin("attn_v", a)
-    dh = plan.d_head
-    heads = []
-    for h in range(plan.heads):
-        sl = slice(h * dh, (h + 1) * dh)
-        heads.append(attention_float(q[:, sl], k[:, sl], v[:, sl]) if plan.kind == "full"
-                     else window_float(q[:, sl], k[:, sl], v[:, sl], plan.window, plan.kind))
-    r1 = x + lin("attn_out", np.concatenate(heads, axis=1))
-    h1 = r1 if plan.pre else plan.norm1.float(r1)
-    u = lin("ffn_up", plan.norm2.float(h1) if plan.pre else h1)
-    g = gelu_float(u) if plan.act_fn == "gelu" else np.maximum(u, 0.0)
-    r2 = h1 + lin("ffn_down", g)
-    return r2 if plan.pre else plan.norm2.float(r2)
+    """The float layer on real inputs x (N, d_model) with the float weights: the layer's
+    IR as written, interpreted in floats (float softmax attention, float norm, exact
+    GELU)."""
+    from .stack import stack_float
+    return stack_float([plan], x)
 
 
 def accuracy(plan: LayerPlan, x_ints, y_ints) -> dict:
@@ -286,35 +239,17 @@ def encoder_plans(spec, weights: dict) -> list:
 
 def encoder_golden(plans: list, x_ints, traces: list | None = None,
                    final: QNorm | None = None) -> np.ndarray:
-    """The stacked layers (then the ``final`` norm, if any), bit-exact; ``traces`` (a
-    list), when given, receives one intermediate dict per layer (see
-    :func:`layer_golden`)."""
-    y = np.asarray(x_ints, dtype=np.int64)
-    for plan in plans:
-        t = {}
-        y = layer_golden(plan, y, t)
-        if traces is not None:
-            traces.append(t)
-    return final.golden(y) if final is not None else y
+    """The stacked layers (then the ``final`` norm, if any), bit-exact (the stack's
+    lowered IR interpreted); ``traces`` (a list), when given, receives one intermediate
+    dict per layer (see :func:`layer_golden`)."""
+    from .stack import stack_golden
+    return stack_golden(plans, x_ints, traces, final)
 
 
 def encoder_accuracy(plans: list, x_ints, final: QNorm | None = None) -> list:
     """Per layer: the integer stack's output after that layer against the float stack's
     (float weights, float softmax and norm, exact GELU) on the same dequantized input;
     the ``final`` norm, if any, is applied to the last layer's figures. Errors
-    accumulate: layer i's figures include every earlier layer's."""
-    lsb = 2.0 ** -plans[0].act_fmt.frac
-    y_int = np.asarray(x_ints, dtype=np.int64)
-    y_flt = y_int * lsb
-    out = []
-    for i, plan in enumerate(plans):
-        y_int = layer_golden(plan, y_int)
-        y_flt = layer_float(plan, y_flt)
-        if final is not None and i == len(plans) - 1:
-            y_int, y_flt = final.golden(y_int), final.float(y_flt)
-        got = y_int * lsb
-        cos = float((y_flt * got).sum() / (np.linalg.norm(y_flt) * np.linalg.norm(got)))
-        out.append({"layer": i, "max_abs_error": float(np.abs(y_flt - got).max()),
-                    "cosine": cos, "out_lsb": lsb,
-                    "max_abs_float": float(np.abs(y_flt).max())})
-    return out
+    accumulate: layer i's figures include every earlier layer's (``ir.stack``)."""
+    from .stack import stack_accuracy
+    return stack_accuracy(plans, x_ints, final)

@@ -11,7 +11,12 @@ The op set is the one an attention head needs, before and after lowering:
 op                        meaning (float semantics; the integer one is in ``OPS``)
 ========================  ============================================================
 ``input``                 external tensor
-``sdpa``                  softmax(q k^T / sqrt(d)) v; lowered away by ``lower_attention``
+``sdpa``                  softmax(q k^T / sqrt(d)) v over the keys its attributes keep
+                          (``kind``: full | window | causal, ``window``, ``split``,
+                          ``decode``); lowered away by ``lower_attention``
+``masked_online``         window / causal attention on the slot machinery (``ir.window``)
+``split_online``          split-context attention, P engines and a combine tree (``ir.split``)
+``decode_online``         decode steps over a KV cache (``ir.decode``)
 ``scores``                q k^T / sqrt(d)
 ``row_max``               max over the last axis
 ``exp_sub``               exp(x - m) with m broadcast along rows
@@ -33,8 +38,11 @@ from typing import Callable
 import networkx as nx
 import numpy as np
 
+from .decode import decode_golden
 from .numerics import AttentionNumerics, attention_float, requant, saturate
+from .split import split_golden
 from .types import FixedFormat, TensorType
+from .window import window_float, window_golden
 
 
 class IRError(ValueError):
@@ -43,7 +51,7 @@ class IRError(ValueError):
 
 @dataclass(frozen=True)
 class OpDef:
-    arity: int
+    arity: int | None   # None: any number of operands
     infer: Callable  # (numerics, attrs, in_types) -> TensorType
     integer: Callable  # (numerics, attrs, *ins) -> ndarray
     real: Callable  # (attrs, *ins) -> ndarray
@@ -95,6 +103,19 @@ def _t_sdpa(nm, a, q, k, v):
     return TensorType((q.shape[0], v.shape[1]), nm.out)
 
 
+def attention_real(a, q, k, v):
+    """The float attention an ``sdpa`` node (or its lowering) defines, by its attributes:
+    full, the window band or causal (``ir.window.window_float``), decode (query t of S sees
+    keys 0 .. N - S + t), split (full attention: the split changes the order only)."""
+    if a.get("decode"):
+        s, n = len(q), len(k)
+        keep = np.arange(n)[None, :] <= (n - s + np.arange(s))[:, None]
+        return attention_float(q, k, v, keep)
+    if a.get("kind", "full") != "full":
+        return window_float(q, k, v, a.get("window"), a["kind"])
+    return attention_float(q, k, v)
+
+
 def _online_rowsum(nm, x):
     return nm.online_rows(x, np.zeros((x.shape[1], 1), np.int64))[1]
 
@@ -109,7 +130,13 @@ def _softmax_parts(x):
 
 
 OPS: dict[str, OpDef] = {
-    "sdpa": OpDef(3, _t_sdpa, None, lambda a, q, k, v: attention_float(q, k, v)),
+    "sdpa": OpDef(3, _t_sdpa, None, attention_real),
+    "masked_online": OpDef(3, _t_sdpa, lambda nm, a, q, k, v: window_golden(
+                               nm, q, k, v, a["window"], a["kind"]), attention_real),
+    "split_online": OpDef(3, _t_sdpa, lambda nm, a, q, k, v: split_golden(
+                              nm, q, k, v, a["split"]), attention_real),
+    "decode_online": OpDef(3, _t_sdpa, lambda nm, a, q, k, v: decode_golden(
+                               nm, q, k, v, a["decode"]), attention_real),
     "scores": OpDef(2, _t_scores, lambda nm, a, q, k: nm.scores(q, k),
                     lambda a, q, k: q @ k.T / np.sqrt(q.shape[1])),
     "row_max": OpDef(1, _t_rowred(lambda nm, x: x.fmt), lambda nm, a, x: x.max(axis=1),
@@ -138,6 +165,11 @@ OPS: dict[str, OpDef] = {
 }
 
 
+from .layer_ops import LAYER_OPS   # noqa: E402  (the layer ops need OpDef's table)
+
+OPS.update({name: OpDef(*d) for name, d in LAYER_OPS.items()})
+
+
 class Graph:
     """An op graph: nodes in insertion order, operands as ordered edges."""
 
@@ -157,7 +189,7 @@ class Graph:
     def add_op(self, name: str, op: str, operands, **attrs) -> str:
         if op not in OPS:
             raise IRError(f"unsupported op {op!r}; supported: {', '.join(sorted(OPS))}")
-        if len(operands) != OPS[op].arity:
+        if OPS[op].arity is not None and len(operands) != OPS[op].arity:
             raise IRError(f"{name}: op {op} takes {OPS[op].arity} operands, got {len(operands)}")
         for src in operands:
             if src not in self.g:
@@ -172,8 +204,8 @@ class Graph:
 
     def nodes(self):
         """Node names in a topological order (stable: insertion order among ready nodes)."""
-        return list(nx.lexicographical_topological_sort(
-            self.g, key=list(self.g.nodes).index))
+        order = {n: i for i, n in enumerate(self.g.nodes)}
+        return list(nx.lexicographical_topological_sort(self.g, key=order.__getitem__))
 
     def node(self, name):
         return self.g.nodes[name]

@@ -124,7 +124,7 @@ def naive_cycles(n: int) -> int:
 def expected(name, design) -> int:
     if name == "naive":
         return naive_cycles(design.numerics.seq_len)
-    if hasattr(design, "folding"):
+    if design.kind.stack:
         assert design.folding.cycles_source != "simulator"
         return design.folding.cycles
     return _model_fields(design)["expected_cycles"]
