@@ -73,6 +73,7 @@ from __future__ import annotations
 from ..ir.encoder_golden import LayerPlan
 from ..ir.types import FixedFormat
 from ..ir.window import row_slots
+from . import folding as F
 from . import linear as lin_mod
 from . import templates as T
 from . import window as W
@@ -158,7 +159,33 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
 class FullStackHeads:
     """How a stack layer's heads are built for full attention: the full head's templates
     (``qk_scores`` / ``kv_replay`` / ``online_softmax_pv``); qk takes all N K rows before
-    its first Q row, so Q and the residual skip hold the whole sequence."""
+    its first Q row, so Q and the residual skip hold the whole sequence. Also the
+    kind's cycle model (:meth:`cycles`, :meth:`layer_figures`), read by the folding
+    search, the build summary and ``expected_cycles``."""
+    #: the first score waits for all N K rows (the K barrier): the folding search gives
+    #: layer 0's Q/K/V a period of their own
+    barrier = True
+
+    def cycles(self, n: int, heads: int, rms: bool, fires: list, pre: bool,
+               window) -> int:
+        """Cycles per sequence of stacked layers of this kind (no final norm, no stalls);
+        ``fires``: per layer, ``layer_fires``' firings per row."""
+        return F.full_stack_cycles(n, heads, rms, fires, pre)
+
+    def layer_figures(self, n: int, heads: int, rms: bool, f: dict, pre: bool,
+                      window) -> tuple[int, int, int]:
+        """(total cycles, cycles before the first score can go on, bottleneck period) of
+        one layer standing alone."""
+        total, f_qkv, b = F.layer_cycles(n, heads, rms, f, pre)
+        return total, n * f_qkv, b
+
+    def exact(self, qkv_alike: bool) -> bool:
+        """Whether :meth:`cycles` is exact (else a lower bound the simulator replaces)."""
+        return True
+
+    def keys_text(self, keys: int, n: int) -> str:
+        """How a lanes error names a row's score slots."""
+        return "(model.seq_len)"
 
     def templates(self, h: int, plan, lanes: int) -> list:
         n, lane_p = plan.n, ((("lanes", lanes),) if lanes > 1 else ())
@@ -186,6 +213,10 @@ class RowStackHeads(FullStackHeads):
     """Window and causal attention in a stack (``attention.kind: window | causal``): the
     one-head window templates (``mappers.window``) and a row pipeline like the FFN block
     (no K barrier; a window's qk takes Q row i with K row i + w')."""
+    barrier = False
+
+    def layer_figures(self, n, heads, rms, f, pre, window):
+        return self.cycles(n, heads, rms, [f], pre, window), 0, max(f.values())
 
     def templates(self, h: int, plan, lanes: int) -> list:
         n, kind, cw = plan.n, plan.kind, plan.window
@@ -235,9 +266,33 @@ class RowStackHeads(FullStackHeads):
                 f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
 
 
-#: attention.kind -> how a stack layer builds its heads (a new layer attention kind is
-#: one class and one entry here)
-STACK_HEADS = {"full": FullStackHeads(), "window": RowStackHeads(), "causal": RowStackHeads()}
+class CausalStackHeads(RowStackHeads):
+    """Causal heads (``attention.kind: causal``, optionally a causal window)."""
+
+    def cycles(self, n, heads, rms, fires, pre, window):
+        return F.causal_stack_cycles(n, heads, rms, fires, pre)
+
+    def keys_text(self, keys, n):
+        return "(model.seq_len)" if keys == n else "(causal window + 1)"
+
+
+class WindowStackHeads(RowStackHeads):
+    """Symmetric sliding-window heads (``attention.kind: window``): the lookahead w'."""
+
+    def cycles(self, n, heads, rms, fires, pre, window):
+        return F.window_stack_cycles(n, heads, rms, fires, pre, W.lookahead(window, n))
+
+    def exact(self, qkv_alike):
+        return qkv_alike      # Q/K/V folded differently: a lower bound (window_stack_cycles)
+
+    def keys_text(self, keys, n):
+        return "(2 window + 1)"
+
+
+#: attention.kind -> how a stack layer builds its heads and counts its cycles (a new
+#: layer attention kind is one class and one entry here)
+STACK_HEADS = {"full": FullStackHeads(), "window": WindowStackHeads(),
+               "causal": CausalStackHeads()}
 
 
 class _Layer:
@@ -516,8 +571,8 @@ def critical_latency(heads: int, rms: bool = False, pre: bool = False,
 def expected_cycles(hw: HwGraph, p: str = "") -> dict:
     """Analytic total cycles (reset to last output, inclusive) of the layer prefixed ``p``
     of ``hw`` standing alone, mapped with the mapper's depths, no stalls
-    (:func:`mappers.folding.layer_cycles` on the instances' own firings per row)."""
-    from .folding import layer_cycles
+    (the layer kind's :meth:`FullStackHeads.layer_figures` on the instances' own
+    firings per row)."""
     inst = {k[len(p):]: v for k, v in hw.instances.items() if k.startswith(p)}
     n = inst["fork_in"].param("N")
     heads = sum(1 for k in inst if k.startswith("qk"))
@@ -531,21 +586,12 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
                                   inst["qk0"].param("window")),
                         inst["qk0"].param("lanes") or 1), "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}
-    causal = inst["qk0"].template == "qk_window"
     rms = inst["ln1"].template == "rmsnorm"
-    if causal and inst["qk0"].param("kind") == "window":
-        from .folding import window_stack_cycles
-        ahead = W.lookahead(inst["qk0"].param("window"), n)
-        total, f_qkv = window_stack_cycles(n, heads, rms, [f], "fork_attn" in inst, ahead), 0
-        b = max(f.values())
-    elif causal:
-        from .folding import causal_stack_cycles
-        total, f_qkv = causal_stack_cycles(n, heads, rms, [f], "fork_attn" in inst), 0
-        b = max(f.values())
-    else:
-        total, f_qkv, b = layer_cycles(n, heads, rms, f, "fork_attn" in inst)
+    qk = inst["qk0"]
+    total, barrier, b = STACK_HEADS[qk.param("kind") or "full"].layer_figures(
+        n, heads, rms, f, "fork_attn" in inst, qk.param("window"))
     slowest = max(inst.values(), key=lambda i: i.contract.fires)
-    return {"total": total, "barrier": n * f_qkv, "bottleneck_period": b,
+    return {"total": total, "barrier": barrier, "bottleneck_period": b,
             "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}
 
 

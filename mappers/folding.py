@@ -40,7 +40,6 @@ from . import templates as T
 from .linear import divisors
 from ..ir.window import row_slots
 from .catalog import latency
-from .window import lookahead
 
 
 class FoldingError(ValueError):
@@ -145,29 +144,29 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
 
 
 def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = False,
-                 final_norm: bool = False, causal: bool = False,
-                 ahead: int | None = None) -> int:
-    """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls.
-    Layer i > 0 starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``):
-    its K stream ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the
-    previous layer's output ends, then its own row pipeline runs as in one layer.
+                 final_norm: bool = False, kind: str = "full", window: int | None = None) -> int:
+    """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls:
+    the layer kind's cycle model (``mappers.encoder.STACK_HEADS[kind].cycles``: chained
+    :func:`layer_cycles` for full attention, :func:`causal_stack_cycles`,
+    :func:`window_stack_cycles` with the lookahead of ``window``), plus the final norm."""
+    from .encoder import STACK_HEADS
+    total = STACK_HEADS[kind].cycles(n, heads, rms, layer_fires, pre, window)
+    if final_norm:
+        total += latency("rmsnorm" if rms else "layernorm")
+    return total
 
-    ``causal``: :func:`causal_stack_cycles`; ``ahead`` (not None): symmetric window
-    layers of lookahead w' = ``ahead`` (``attention.kind: window``),
-    :func:`window_stack_cycles`."""
-    if ahead is not None:
-        total = window_stack_cycles(n, heads, rms, layer_fires, pre, ahead)
-        causal = True    # no K barrier: no chaining below
-    elif causal:
-        total = causal_stack_cycles(n, heads, rms, layer_fires, pre)
-    else:
-        total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
-    for f in ([] if causal else layer_fires[1:]):
+
+def full_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
+                      pre: bool = False) -> int:
+    """Cycles of stacked full-attention layers (no final norm), no stalls. Layer i > 0
+    starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``): its K stream
+    ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the previous layer's
+    output ends, then its own row pipeline runs as in one layer."""
+    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
+    for f in layer_fires[1:]:
         single, f_qkv, b = layer_cycles(n, heads, rms, f, pre)
         total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
         b_prev = b
-    if final_norm:
-        total += latency("rmsnorm" if rms else "layernorm")
     return total
 
 
@@ -291,103 +290,128 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
     """The folding of ``spec``'s encoder: spec entries as given, the rest automatic.
     ``multiplier_budget`` applies when the spec sets none (``prepare_for`` passes the
     budgets of its bisection against a device's fit check)."""
-    from .encoder import layer_fires
-    model, hwspec = spec.model, spec.hardware
-    n, L = model.seq_len, model.layers
-    rms = model.norm == "rmsnorm"
-    kind = model.attention.kind
-    causal = kind == "causal"
-    fixed, auto = {}, []
-    for i in range(L):
-        for op in OPS:
-            f = hwspec.folding(op, i)
-            if f is None:
-                auto.append((i, op))
-            else:
-                fixed[(i, op)] = (f.pe, f.simd)
-    target = hwspec.target_cycles
-    budget = hwspec.multiplier_budget or multiplier_budget
-    fixed_lanes = model.attention.lanes
-    # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
-    keys = row_slots(n, kind, model.attention.window)
-    # the window's lookahead w' (kind window; None: no lookahead edge)
-    ahead = lookahead(model.attention.window, n) if kind == "window" else None
-    if fixed_lanes is not None and not 1 <= fixed_lanes <= keys:
-        what = ("(model.seq_len)" if keys == n and kind != "window" else
-                "(causal window + 1)" if causal else "(2 window + 1)")
-        raise FoldingError("model.attention.lanes",
-                           f"{fixed_lanes} lanes for a row of {keys} keys {what}; "
-                           f"allowed: 1..{keys}")
-    # lanes follow the period when the spec gives none and a goal asks for speed or a
-    # budget: the fewest lanes whose ceil(N / lanes) score groups fit the period
-    auto_lanes = fixed_lanes is None and (budget is not None or target is not None)
+    search = _Search(spec, multiplier_budget)
+    if not search.auto:
+        return search.plan("spec", None, None, *search.at(1, 1, search.fixed_lanes or 1))
+    if search.budget is None and search.target is None:
+        lanes = search.fixed_lanes or 1
+        g = T.groups(search.keys, lanes)
+        return search.plan("balanced", g, g, *search.at(g, g, lanes))
+    evals = search.evaluations()
+    if search.budget is not None:
+        return search.plan("multiplier_budget", *search.within_budget(evals))
+    return search.plan("target_cycles", *search.meeting_target(evals))
 
-    def at(period, barrier, lanes):
-        """Auto ops at ``period``, layer 0's Q/K/V at ``barrier`` (their N firings per
-        row are the K barrier every later stage waits for)."""
-        folds = [{op: fixed.get((i, op)) or cheapest(
+
+class _Search:
+    """The folding search of one encoder spec: which ops are fixed, the goal, and the
+    layer kind's cycle model (``mappers.encoder.STACK_HEADS``)."""
+
+    def __init__(self, spec, multiplier_budget):
+        from .encoder import STACK_HEADS
+        self.model, hwspec = spec.model, spec.hardware
+        model = self.model
+        self.n, self.L = model.seq_len, model.layers
+        self.rms = model.norm == "rmsnorm"
+        att = model.attention
+        self.kind, self.window = att.kind, att.window
+        self.heads = STACK_HEADS[att.kind]
+        self.fixed, self.auto = {}, []
+        for i in range(self.L):
+            for op in OPS:
+                f = hwspec.folding(op, i)
+                if f is None:
+                    self.auto.append((i, op))
+                else:
+                    self.fixed[(i, op)] = (f.pe, f.simd)
+        self.target = hwspec.target_cycles
+        self.budget = hwspec.multiplier_budget or multiplier_budget
+        self.fixed_lanes = att.lanes
+        # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
+        self.keys = keys = row_slots(self.n, att.kind, att.window)
+        if self.fixed_lanes is not None and not 1 <= self.fixed_lanes <= keys:
+            raise FoldingError("model.attention.lanes",
+                               f"{self.fixed_lanes} lanes for a row of {keys} keys "
+                               f"{self.heads.keys_text(keys, self.n)}; allowed: 1..{keys}")
+        # lanes follow the period when the spec gives none and a goal asks for speed or
+        # a budget: the fewest lanes whose ceil(N / lanes) score groups fit the period
+        self.auto_lanes = self.fixed_lanes is None and (self.budget is not None
+                                                        or self.target is not None)
+
+    def at(self, period, barrier, lanes):
+        """(folds, cycles, multipliers, lanes) with the auto ops at ``period``, layer 0's
+        Q/K/V at ``barrier`` (their N firings per row are the K barrier every later stage
+        waits for)."""
+        from .encoder import layer_fires
+        model, n = self.model, self.n
+        folds = [{op: self.fixed.get((i, op)) or cheapest(
             *model.fold_dims(op), barrier if i == 0 and op in HEAD_OPS else period)
-            for op in OPS} for i in range(L)]
-        fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl, lanes, keys)
+            for op in OPS} for i in range(self.L)]
+        fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl, lanes, self.keys)
               for fl in folds]
-        return (folds, stack_cycles(n, model.heads, rms, fi, model.norm_position == "pre",
-                                    model.final_norm, causal, ahead),
+        return (folds, stack_cycles(n, model.heads, self.rms, fi, model.norm_position == "pre",
+                                    model.final_norm, self.kind, self.window),
                 multipliers(model, folds, lanes), lanes)
 
-    def plan(mode, period, barrier, folds, cyc, mul, lanes):
+    def plan(self, mode, period, barrier, folds, cyc, mul, lanes) -> FoldPlan:
+        model = self.model
         alike = all(len({fires(model, op, fl[op]) for op in HEAD_OPS}) == 1 for fl in folds)
-        return FoldPlan(folds, mode, period, auto, cyc, mul,
+        return FoldPlan(folds, mode, period, self.auto, cyc, mul,
                         barrier=barrier if barrier != period else None, lanes=lanes,
-                        lanes_auto=fixed_lanes is None and lanes > 1,
-                        cycles_source="model" if ahead is None or alike else "lower bound")
+                        lanes_auto=self.fixed_lanes is None and lanes > 1,
+                        cycles_source="model" if self.heads.exact(alike) else "lower bound")
 
-    if not auto:
-        return plan("spec", None, None, *at(1, 1, fixed_lanes or 1))
-    periods = {f for _, op in auto for f, _, _ in options(*model.fold_dims(op))}
-    if auto_lanes:     # the attention's own periods with more lanes
-        periods |= {T.groups(keys, lanes) for lanes in range(1, keys + 1)}
-    periods = sorted(periods)
-    if budget is None and target is None:
-        lanes = fixed_lanes or 1
-        g = T.groups(keys, lanes)
-        return plan("balanced", g, g, *at(g, g, lanes))
+    def lanes_at(self, p):
+        return lanes_for(self.keys, p) if self.auto_lanes else self.fixed_lanes or 1
 
-    def lanes_at(p):
-        return lanes_for(keys, p) if auto_lanes else fixed_lanes or 1
-    # (period, barrier period, folds, cycles, multipliers, lanes); barrier <= period,
-    # searched only when one of layer 0's Q/K/V is folded automatically
-    if kind == "full" and any(i == 0 and op in HEAD_OPS for i, op in auto):
-        evals = [(p, b, *at(p, b, lanes_at(p))) for p in periods for b in periods if b <= p]
-    else:
-        evals = [(p, p, *at(p, p, lanes_at(p))) for p in periods]
-    if budget is not None:
+    def periods(self) -> list:
+        periods = {f for _, op in self.auto for f, _, _ in options(*self.model.fold_dims(op))}
+        if self.auto_lanes:     # the attention's own periods with more lanes
+            periods |= {T.groups(self.keys, lanes) for lanes in range(1, self.keys + 1)}
+        return sorted(periods)
+
+    def evaluations(self) -> list:
+        """(period, barrier period, folds, cycles, multipliers, lanes) of every candidate;
+        barrier <= period, searched only when the kind has a K barrier and one of layer
+        0's Q/K/V is folded automatically."""
+        periods = self.periods()
+        if self.heads.barrier and any(i == 0 and op in HEAD_OPS for i, op in self.auto):
+            return [(p, b, *self.at(p, b, self.lanes_at(p)))
+                    for p in periods for b in periods if b <= p]
+        return [(p, p, *self.at(p, p, self.lanes_at(p))) for p in periods]
+
+    def within_budget(self, evals) -> tuple:
+        """The fastest candidate within the budget (which must also meet a target)."""
+        budget, target, model = self.budget, self.target, self.model
         ok = [e for e in evals if e[4] <= budget]
         if not ok:
             least = min(e[4] for e in evals)
             raise FoldingError("hardware.multiplier_budget",
                                f"{budget} multipliers are too few: the most folded design "
-                               f"needs {least} (attention alone: {L} layers x {model.heads} heads x "
-                               f"{attention_multipliers(model)}); raise the budget or "
-                               f"fold the fixed hardware.parallelism entries further")
+                               f"needs {least} (attention alone: {self.L} layers x "
+                               f"{model.heads} heads x {attention_multipliers(model)}); "
+                               f"raise the budget or fold the fixed hardware.parallelism "
+                               f"entries further")
         best = min(ok, key=lambda e: (e[3], e[4], -e[0]))
-        mode = "multiplier_budget"
         if target is not None and best[3] > target:
             raise FoldingError("hardware.target_cycles",
                                f"{target} cycles per sequence can't be met within "
                                f"{budget} multipliers: the fastest folding that fits takes "
                                f"{best[3]} cycles (model); raise the budget or the target")
-    else:
+        return best
+
+    def meeting_target(self, evals) -> tuple:
+        """The cheapest candidate meeting the target."""
+        target = self.target
         ok = [e for e in evals if e[3] <= target]
         if not ok:
             fastest = min(e[3] for e in evals)
-            lanes = lanes_at(periods[0])
+            lanes = self.lanes_at(self.periods()[0])
             raise FoldingError("hardware.target_cycles",
                                f"{target} cycles per sequence are out of reach: the "
                                f"fastest folding takes {fastest} cycles (model; the "
-                               f"attention's N*ceil(keys/lanes) = {n * T.groups(keys, lanes)} "
-                               f"score groups per head and layer at {lanes} lane(s) are "
-                               f"the floor); raise target_cycles")
-        best = min(ok, key=lambda e: (e[4], e[3], -e[0]))
-        mode = "target_cycles"
-    return plan(mode, *best)
-
+                               f"attention's N*ceil(keys/lanes) = "
+                               f"{self.n * T.groups(self.keys, lanes)} score groups per "
+                               f"head and layer at {lanes} lane(s) are the floor); raise "
+                               f"target_cycles")
+        return min(ok, key=lambda e: (e[4], e[3], -e[0]))

@@ -110,7 +110,7 @@ def test_causal_stack_model_with_qkv_alike_is_first_rows_plus_bottleneck():
     b = [s[2] for s in singles]
     assert b == [8, 512, 8]                      # layer 1's ffn_down: 16 x 32 serial
     first = sum(s[0] - (n - 1) * s[2] for s in singles) - 2 * (len(fires) - 1)
-    assert stack_cycles(n, m.heads, False, fires, True, causal=True) == first + (n - 1) * 512
+    assert stack_cycles(n, m.heads, False, fires, True, kind="causal") == first + (n - 1) * 512
     assert d.folding.cycles == first + (n - 1) * 512 + 4       # + ln_f
     assert sim(d).total_cycles == d.folding.cycles
 

@@ -101,7 +101,7 @@ def test_qkv_folded_differently_is_counted_on_the_simulator():
     from attnflow.mappers.encoder import layer_fires
     from attnflow.mappers.folding import stack_cycles
     fires = [layer_fires(5, 16, 32, 8, par, 1, 9)]
-    assert stack_cycles(5, 2, False, fires, True, True, ahead=4) == 1511
+    assert stack_cycles(5, 2, False, fires, True, True, kind="window", window=4) == 1511
 
 
 def test_a_cycle_target_is_rechecked_on_the_simulator_when_the_model_is_a_lower_bound():
