@@ -99,52 +99,50 @@ def _model_fields(design) -> dict:
 
 def _encoder_fields(design) -> dict:
     """The summary's model fields of an encoder/decoder stack: the model, the folding
-    table and the stack's cycle model."""
-    spec = design.spec
-    from .ir.spec import HEAD_OPS
-    from .mappers.folding import fires
-    m = spec.model
+    table and the stack's cycle model (the layer kind's words: ``STACK_HEADS``)."""
+    from .mappers.encoder import STACK_HEADS
+    m = design.spec.model
     fold = design.folding
-    layers = []
-    for i, fl in enumerate(fold.foldings):
-        for op, (pe, simd) in fl.items():
-            mm, kk = m.fold_dims(op)
-            auto = (i, op) in fold.auto_ops
-            layers.append({"layer": i, "op": op, "instances": m.heads if op in HEAD_OPS
-                           else 1, "M": mm, "K": kk, "pe": pe,
-                "simd": simd, "fires_per_token": fires(m, op, (pe, simd)),
-                "chosen": "auto" if auto else "spec"})
-    causal = m.attention.kind == "causal"
-    cw = m.attention.window if causal else None
-    kind = m.attention.kind
-    what = ("encoder (full attention)" if kind == "full" else
-            f"encoder (sliding window: query i sees keys |i - j| <= {m.attention.window})"
-            if kind == "window" else
-            "decoder (causal attention: query i sees keys j <= i)" if cw is None else
-            f"decoder (causal sliding window: query i sees keys i - {cw} <= j <= i)")
-    w = m.weights
-    weights = (f"random weights (seed {w.seed})" if w.source == "random" else
-               f"weights from {os.path.basename(w.path)}"
-               + (f" ({w.naming} names)" if w.naming != "attnflow" else ""))
+    heads = STACK_HEADS[m.attention.kind]
+    weights = _weights_text(m.weights)
     return {"kind": "encoder", "attention": m.attention.kind, "seq_len": m.seq_len,
             "layers": m.layers, "d_model": m.d_model, "heads": m.heads, "d_ff": m.d_ff,
             "weights": weights,
-            "model_text": f"{what}, {m.layers} layer(s) ({m.norm_position}-norm "
+            "model_text": f"{heads.what(m.attention)}, {m.layers} layer(s) "
+                          f"({m.norm_position}-norm "
                           f"{m.norm}{', final norm' if m.final_norm else ''}, "
                           f"{m.activation}), N = {m.seq_len}, d_model = "
                           f"{m.d_model}, {m.heads} heads of {m.d_head}, d_ff = {m.d_ff}, "
                           f"{weights}",
             "folding": {"mode": fold.mode, "period": fold.period, "lanes": fold.lanes,
                         "text": fold.describe(),
-                        "linears": layers},
+                        "linears": _folding_table(m, fold)},
             "expected_cycles": fold.cycles,
-            "expected_text": "cycle model mappers.folding.stack_cycles"
-                             + (" (causal: one row pipeline, no K barrier)" if causal else
-                                " (window: one row pipeline, w' rows of lookahead)"
-                                if kind == "window" else "")
+            "expected_text": "cycle model mappers.folding.stack_cycles" + heads.cycles_note
                              + (" measured on the simulator: the model is a lower bound "
                                 "for Q/K/V folded differently"
                                 if fold.cycles_source == "simulator" else "")}
+
+
+def _folding_table(m, fold) -> list:
+    """One row per linear of every layer: dims, PE x SIMD, firings, who chose it."""
+    from .ir.spec import HEAD_OPS
+    from .mappers.folding import fires
+    rows = []
+    for i, fl in enumerate(fold.foldings):
+        for op, (pe, simd) in fl.items():
+            mm, kk = m.fold_dims(op)
+            rows.append({"layer": i, "op": op, "instances": m.heads if op in HEAD_OPS
+                         else 1, "M": mm, "K": kk, "pe": pe, "simd": simd,
+                         "fires_per_token": fires(m, op, (pe, simd)),
+                         "chosen": "auto" if (i, op) in fold.auto_ops else "spec"})
+    return rows
+
+
+def _weights_text(w) -> str:
+    return (f"random weights (seed {w.seed})" if w.source == "random" else
+            f"weights from {os.path.basename(w.path)}"
+            + (f" ({w.naming} names)" if w.naming != "attnflow" else ""))
 
 
 def design_notes(spec) -> list[str]:

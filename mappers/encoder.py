@@ -165,6 +165,12 @@ class FullStackHeads:
     #: the first score waits for all N K rows (the K barrier): the folding search gives
     #: layer 0's Q/K/V a period of their own
     barrier = True
+    #: what the build summary adds to "cycle model mappers.folding.stack_cycles"
+    cycles_note = ""
+
+    def what(self, att) -> str:
+        """What the build summary calls a stack of this kind."""
+        return "encoder (full attention)"
 
     def cycles(self, n: int, heads: int, rms: bool, fires: list, pre: bool,
                window) -> int:
@@ -268,6 +274,12 @@ class RowStackHeads(FullStackHeads):
 
 class CausalStackHeads(RowStackHeads):
     """Causal heads (``attention.kind: causal``, optionally a causal window)."""
+    cycles_note = " (causal: one row pipeline, no K barrier)"
+
+    def what(self, att):
+        if att.window is None:
+            return "decoder (causal attention: query i sees keys j <= i)"
+        return f"decoder (causal sliding window: query i sees keys i - {att.window} <= j <= i)"
 
     def cycles(self, n, heads, rms, fires, pre, window):
         return F.causal_stack_cycles(n, heads, rms, fires, pre)
@@ -278,6 +290,10 @@ class CausalStackHeads(RowStackHeads):
 
 class WindowStackHeads(RowStackHeads):
     """Symmetric sliding-window heads (``attention.kind: window``): the lookahead w'."""
+    cycles_note = " (window: one row pipeline, w' rows of lookahead)"
+
+    def what(self, att):
+        return f"encoder (sliding window: query i sees keys |i - j| <= {att.window})"
 
     def cycles(self, n, heads, rms, fires, pre, window):
         return F.window_stack_cycles(n, heads, rms, fires, pre, W.lookahead(window, n))
