@@ -64,9 +64,8 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
     weights), its lowering, folding (automatic where the spec leaves it open;
     ``multiplier_budget``: a device's, used when the spec sets none), the HwGraph mapped
     from the IR's layers, and the input."""
-    from .ir.encoder_golden import encoder_plans, final_norm_plan
     from .guards import numerics_errors
-    from .ir.stack import lower_stack, match_layers, stack_graph
+    from .ir.stack import lower_stack, match_layers, spec_graph
     from .ir.weights import load_weights
     from .kinds import STACK
     from .mappers.encoder import map_encoder
@@ -81,13 +80,10 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
         raise SpecError(spec.source, "model.attention.variant",
                         f"{m.attention.variant!r}: encoder/decoder layers are built with "
                         "variant online only; set variant: online")
-    weights = load_weights(spec)
     with numerics_errors(spec):     # width checks of the datapath: one line on the field
-        plans = encoder_plans(spec, weights)
-        final = final_norm_plan(spec, weights)
-    for fld, msg in plans[0].attn.check():
+        graph = spec_graph(spec, load_weights(spec))
+    for fld, msg in graph.numerics.check():
         raise SpecError(spec.source, fld, msg)
-    graph = stack_graph(plans, final, spec.name)
     plans, final = match_layers(graph)      # the mapper maps what the IR holds
     try:
         fold = plan_folding(spec, multiplier_budget)

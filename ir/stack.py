@@ -60,6 +60,15 @@ def stack_graph(plans: list, final=None, name: str = "encoder") -> Graph:
     return infer_types(g)
 
 
+def spec_graph(spec, weights: dict) -> Graph:
+    """The loaders' IR of an encoder / decoder spec (YAML or HF config, ``ir.spec``) and
+    its float weights (``ir.weights.load_weights``): the layer plans (formats, quantized
+    weights) written as the stack's ops."""
+    from .encoder_golden import encoder_plans, final_norm_plan
+    return stack_graph(encoder_plans(spec, weights), final_norm_plan(spec, weights),
+                       spec.name)
+
+
 def _layer(g: Graph, plan, x: str, p: str) -> str:
     a = g.add_op(p + "a", "norm", (x,), q=plan.norm1) if plan.pre else x
     qkv = [g.add_op(p + op, "linear", (a,), q=plan.lin[op]) for op in _QKV]
