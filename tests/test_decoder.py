@@ -367,6 +367,7 @@ def rtl_available():
 
 
 @pytest.mark.rtl
+@pytest.mark.rtl_full   # CI: a decoder on RTL through the README's GPT-2 verify (both seeds)
 def test_rtl_small_decoder(rtl_available, tmp_path):
     """examples/decoder_tiny.yaml: golden == simulator == RTL, bit- and cycle-exact, with
     no stalls and with input gaps of up to 64 cycles + output ready 0.4 % of cycles."""

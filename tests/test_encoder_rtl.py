@@ -145,6 +145,7 @@ def build_and_verify(spec_path, out, overrides=(), stall_seed=1):
 
 
 @pytest.mark.rtl
+@pytest.mark.rtl_full   # CI runs the same build and verify as the README's demo commands
 def test_rtl_tiny_encoder_example(rtl_available, tmp_path):
     """examples/encoder_tiny.yaml (2 layers, d_model 64, 2 heads, d_ff 256, N 32) as
     written: golden == simulator == RTL, bit and cycle exact, with and without stalls."""
@@ -159,6 +160,7 @@ def test_rtl_bert_tiny_example(rtl_available, tmp_path):
 
 
 @pytest.mark.rtl
+@pytest.mark.rtl_full   # CI: pre-norm + final norm on RTL through the README's GPT-2 verify
 def test_rtl_small_pre_norm_encoder_with_final_norm(rtl_available, tmp_path):
     """A ViT-style encoder (pre-norm, final LayerNorm), 2 layers of d_model 16, 2 heads,
     d_ff 32, N 8, balanced folding: golden == simulator == RTL with and without stalls."""

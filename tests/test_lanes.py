@@ -95,7 +95,8 @@ def test_bad_lanes_are_one_line(capsys, tmp_path):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("n, d, lanes", [(7, 4, 3), (9, 2, 4)])
+@pytest.mark.parametrize("n, d, lanes", [(7, 4, 3),
+                                         pytest.param(9, 2, 4, marks=pytest.mark.rtl_full)])
 def test_rtl_lanes(tmp_path, n, d, lanes):
     """N not a multiple of L (padding lanes in the last group)."""
     result, stalled = verify_head_rtl(lanes_spec(n, d, lanes), tmp_path)
