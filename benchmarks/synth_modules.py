@@ -29,7 +29,7 @@ from amaranth.back import verilog
 
 from attnflow.api import prepare
 from attnflow.hdl.channel import Channel
-from attnflow.mappers.catalog import facet
+from attnflow.hdl.templates import of_graph
 from attnflow.targets import SynthError, estimate, load_device, synthesize
 
 DEFAULT_MODULES = ["l0_lin_q0", "l0_lin_out", "l0_lin_up", "l0_lin_down", "l0_qk0",
@@ -42,7 +42,7 @@ def module(hw, name):
     """(top module name, Amaranth component, estimate row name, template) of a node."""
     if name in hw.instances:
         inst = hw.instances[name]
-        return name, facet(inst.template, "component")(inst, hw), name, inst.template
+        return name, of_graph(inst, hw), name, inst.template
     if name in hw.channels:
         c = hw.channels[name]
         return f"ch_{name}", Channel(c.layout.width, c.depth, c.latency), f"ch_{name}", "channel"

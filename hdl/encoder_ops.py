@@ -18,9 +18,9 @@ class Concat(Template):
     the y field's width, two's complement, which is what ``Layout.pack`` does with the
     simulator's integers)."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.ways, self.dim = inst.param("ways"), inst.param("D")
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         yf = next(f for f in self.layout("y").fields if f.name == "x")

@@ -15,7 +15,7 @@ step with the firings):
   taken combinationally from this firing's ``acc_new``.
 
 The numerics, weights and biases come from the instance's params (``LinearParams``), not
-from ``hw.numerics``; the ROM words from ``ir.numerics_linear``.
+from the design's attention numerics; the ROM words from ``ir.numerics_linear``.
 """
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def _select(m, sel, options, like, name):
 class Linear(Template):
     """y = saturate(requant((x W^T + b) * mult, shift)) per row, PE x SIMD MACs a cycle."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.params = LinearParams.of(inst)
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         p = self.params

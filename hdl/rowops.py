@@ -57,9 +57,9 @@ class LayerNorm(Template):
     """``layernorm`` and ``rmsnorm``: one row in, one normalized row out; gamma and beta
     are constants of the datapath."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.params = NormParams.of(inst)
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         p = self.params
@@ -74,9 +74,9 @@ class LayerNorm(Template):
 class Activation(Template):
     """``activation``: GELU (ROM or polynomial), ReLU or a rescale on every element."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.params = ActivationParams.of(inst)
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         p = self.params
@@ -88,9 +88,9 @@ class Activation(Template):
 class ResidualAdd(Template):
     """``residual_add``: y = saturate(ra(a) + rb(b), out) per element."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.params = ResidualParams.of(inst)
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         num = self.params.numerics
@@ -113,9 +113,9 @@ class Fork(Template):
     """``fork``: the input row on every output (the sequencer fires only when every
     output has a slot)."""
 
-    def __init__(self, inst, hw):
+    def __init__(self, inst, nm, ports):
         self.params = ForkParams.of(inst)
-        super().__init__(inst, hw)
+        super().__init__(inst, nm, ports)
 
     def datapath(self, m, seq):
         for o in self.params.outputs:

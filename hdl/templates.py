@@ -80,21 +80,30 @@ def recip_hw(nm, l):
 # ---------------------------------------------------------------- base component
 
 class Template(wiring.Component):
-    """A template instance: stream ports from the contract, widths from the HwGraph."""
+    """A template instance built from its parameters alone: the instance (template,
+    contract, params), the attention numerics ``nm`` (``ir.numerics.AttentionNumerics``;
+    the encoder templates carry their own in their params) and ``ports``: port -> token
+    Layout (``mappers.hwgraph.Layout``). Stream ports follow the contract; a port the
+    contract names but ``ports`` lacks is an error. :func:`of_graph` builds one from a
+    mapped HwGraph."""
 
-    def __init__(self, inst, hw):
-        self.inst, self.hw, self.nm = inst, hw, hw.numerics
+    def __init__(self, inst, nm, ports: dict):
+        self.inst, self.nm = inst, nm
         self.contract = c = inst.contract
-        self.chan = hw.port_channels(inst.name)
+        missing = [p for p in c.inputs + c.outputs if p not in ports]
+        if missing:
+            raise ValueError(f"{inst.name} ({inst.template}): no layout for port(s) "
+                             f"{', '.join(missing)}")
+        self.ports = dict(ports)
         members = {}
         for p in c.inputs:
-            members[p] = In(stream.Signature(self.chan[p].layout.width))
+            members[p] = In(stream.Signature(self.ports[p].width))
         for p in c.outputs:
-            members[p] = Out(stream.Signature(self.chan[p].layout.width))
+            members[p] = Out(stream.Signature(self.ports[p].width))
         super().__init__(members)
 
     def layout(self, port):
-        return self.chan[port].layout
+        return self.ports[port]
 
     def elaborate(self, platform):
         m = Module()
@@ -110,6 +119,14 @@ class Template(wiring.Component):
 
     def datapath(self, m, seq):
         raise NotImplementedError
+
+
+def of_graph(inst, hw):
+    """The instance's component, its numerics and port layouts read from the mapped
+    HwGraph ``hw`` (the channels at its ports)."""
+    from ..mappers.catalog import facet
+    ports = {p: c.layout for p, c in hw.port_channels(inst.name).items()}
+    return facet(inst.template, "component")(inst, hw.numerics, ports)
 
 
 def _store(m, name, width, depth, seq, phase, data):

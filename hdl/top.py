@@ -7,8 +7,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..mappers.hwgraph import HwGraph
-from ..mappers.catalog import facet
 from .channel import Channel
+from .templates import of_graph
 
 
 def port_names(stream_name: str) -> dict[str, str]:
@@ -31,7 +31,7 @@ class Top(wiring.Component):
         hw = self.hw
         insts = {}
         for name, inst in hw.instances.items():
-            insts[name] = m.submodules[name] = facet(inst.template, "component")(inst, hw)
+            insts[name] = m.submodules[name] = of_graph(inst, hw)
         for c in hw.channels.values():
             ch = m.submodules[f"ch_{c.name}"] = Channel(c.layout.width, c.depth, c.latency)
             src = wiring.flipped(getattr(self, c.name)) if c.src is None else \

@@ -63,3 +63,57 @@ def test_channel_rtl_matches_engine(depth, latency, seed):
     assert a_push == e_push
     assert a_pop == e_pop
     assert got == tokens
+
+
+# ---------------------------------------------------------------- a template from its parameters
+
+def _normalize_unit(n=3, d=2):
+    from attnflow.hdl.templates import Normalize
+    from attnflow.ir.lower import numerics_from_spec
+    from attnflow.ir.spec import load_spec
+    from attnflow.mappers import templates as T
+    from attnflow.mappers.hwgraph import Instance
+    nm = numerics_from_spec(load_spec("examples/sdpa_online.yaml",
+                                      [f"model.seq_len={n}", f"model.head_dim={d}"]))
+    inst = Instance("norm", "normalize", T.normalize(n))
+    ports = {"ol": T.ol_layout(nm), "o": T.vec_layout(nm.out, d)}
+    return Normalize, inst, nm, ports
+
+
+def test_a_component_is_built_and_run_from_its_parameters_alone():
+    """No HwGraph: the normalize template from its instance, the numerics and its two
+    port layouts, run under Amaranth's simulator; each row's output is
+    AttentionNumerics.normalize of its (o, l) token, in the firing cycle."""
+    Normalize, inst, nm, ports = _normalize_unit()
+    rng = np.random.default_rng(5)
+    one = 1 << nm.prob_frac                           # exp(0): the row max's term
+    l = rng.integers(one, 3 * one, 3)
+    o = rng.integers(-1, 2, (3, 2)) * (l[:, None] << (nm.v.bits - 2)) // 3
+    words = ports["ol"].pack({"o": o, "l": l})
+    want = nm.normalize(o, l)
+    dut = Normalize(inst, nm, ports)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for w in words:
+            ctx.set(dut.ol.valid, 1)
+            ctx.set(dut.ol.payload, w)
+            assert ctx.get(dut.ol.ready) and ctx.get(dut.o.valid)
+            got.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+        ctx.set(dut.ol.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert np.array_equal(ports["o"].unpack(got)["x"], want)
+    assert len({tuple(r) for r in want.tolist()}) == 3      # three different rows
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_a_component_without_a_port_layout_is_refused():
+    Normalize, inst, nm, ports = _normalize_unit()
+    with pytest.raises(ValueError, match=r"^norm \(normalize\): no layout for port\(s\) o$"):
+        Normalize(inst, nm, {"ol": ports["ol"]})
