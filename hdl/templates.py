@@ -92,6 +92,7 @@ class Template(wiring.Component):
         self.contract = c = inst.contract
         missing = [p for p in c.inputs + c.outputs if p not in ports]
         if missing:
+            self._MustUse__silence = True     # refused: no "created but never used"
             raise ValueError(f"{inst.name} ({inst.template}): no layout for port(s) "
                              f"{', '.join(missing)}")
         self.ports = dict(ports)

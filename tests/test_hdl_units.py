@@ -112,7 +112,6 @@ def test_a_component_is_built_and_run_from_its_parameters_alone():
     assert len({tuple(r) for r in want.tolist()}) == 3      # three different rows
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_a_component_without_a_port_layout_is_refused():
     Normalize, inst, nm, ports = _normalize_unit()
     with pytest.raises(ValueError, match=r"^norm \(normalize\): no layout for port\(s\) o$"):
