@@ -15,6 +15,9 @@ Kinds, in the order :func:`kind_of` tries them:
   causal window included (``ir.window``, ``mappers.window``)
 * :class:`FullHead`   ``kind: full``, variant online (lanes) or naive (``mappers.sdpa``)
 
+and :class:`StackKind` (``STACK``) for a stack of layers (``model.type: encoder``,
+``ir.stack``, ``mappers.encoder``), chosen by the model type.
+
 A new kind is one subclass here and one entry in :data:`KINDS`.
 """
 from __future__ import annotations
