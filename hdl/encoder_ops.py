@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Signal, signed
 
-from .templates import Template, elems
+from .datapath import elems
+from .templates import Template
 
 
 class Concat(Template):

@@ -25,7 +25,8 @@ from amaranth.lib.memory import Memory
 from ..ir.numerics_linear import bias_rom, weight_rom
 from ..mappers.contracts import FOLD, ROWS
 from ..mappers.linear import LinearParams
-from .templates import Template, elems, requant_hw, saturate_hw, tree_sum
+from .datapath import elems, requant_hw, saturate_hw, tree_sum
+from .templates import Template
 
 
 def _rom(m, name, width, words):

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 
 from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                                 gelu_table)
-from .templates import requant_hw, saturate_hw, tree_sum
+from .datapath import requant_hw, saturate_hw, tree_sum
 
 
 def isqrt_hw(m, n, bits: int | None = None, name: str = "isqrt"):

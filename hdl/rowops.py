@@ -14,7 +14,8 @@ from amaranth.hdl import Cat, Mux, Signal, signed
 
 from ..mappers.rowops import ActivationParams, ForkParams, NormParams, ResidualParams
 from .norm_hw import gelu_hw, layernorm_row_hw, relu_hw, rescale_hw, rmsnorm_row_hw
-from .templates import Template, elems, saturate_hw
+from .datapath import elems, saturate_hw
+from .templates import Template
 
 
 def lane_rows(tpl: Template, m, seq, ports, fires: int, compute):

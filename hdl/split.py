@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Mux, Signal, signed
 
-from .templates import OnlineSoftmaxPV, Template, elems, exp_hw, requant_hw
+from .datapath import elems, exp_hw, requant_hw
+from .templates import OnlineSoftmaxPV, Template
 
 
 class SplitRows(Template):

@@ -16,7 +16,8 @@ from amaranth.lib.memory import Memory
 
 from ..ir.window import offsets
 from ..mappers.contracts import FILL, SLOT
-from .templates import OnlineSoftmaxPV, QKScores, Template, elems
+from .datapath import elems
+from .templates import OnlineSoftmaxPV, QKScores, Template
 
 
 class RowStore:

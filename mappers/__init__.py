@@ -1,7 +1,11 @@
-"""HwGraph types, template timing contracts, mapping and FIFO sizing."""
+"""HwGraph types and template timing contracts; the mapping of designs onto templates
+(``sdpa``, ``window``, ``split``, ``decode``, ``encoder``), folding and FIFO sizing; the
+template registry (``catalog``).
+
+Only the graph and contract types are imported here: the template families
+(``attnflow.templates``) import them, and the mapping modules import the families.
+"""
 from .contracts import Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
-from .sdpa import MappingError, map_attention_head
 
-__all__ = ["Contract", "Phase", "Channel", "Field", "HwGraph", "Instance", "Layout",
-           "MappingError", "map_attention_head"]
+__all__ = ["Contract", "Phase", "Channel", "Field", "HwGraph", "Instance", "Layout"]

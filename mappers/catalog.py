@@ -1,24 +1,27 @@
 """The template registry: one definition per template, read by every part of attnflow.
 
-Each :class:`TemplateDef` names a template's facets once:
+A template is defined once, in its family's module under ``templates/``
+(``attnflow.templates.<family>``), as a :class:`TemplateDef` holding its facets:
 
 * ``latency``: cycles from a firing to its output being visible (carried by the output
   channel). Every contract, FIFO depth rule, pipeline fill and closed-form cycle model
   reads it through :func:`latency` when it is built, never a copy taken at import, so a
-  latency is written exactly here (``tests/test_catalog.py`` raises each one and checks
-  that the cycle models still equal the simulator);
-* ``contract``: the function building its timing contract from its parameters
-  (``mappers``);
-* ``model``: its behavioural model for the simulator (``sim``), token values in, token
+  latency is written exactly once, in its TemplateDef (``tests/test_catalog.py`` raises
+  each one and checks that the cycle models still equal the simulator);
+* ``contract``: the function (or parameter class) building its timing contract from its
+  parameters (read by the mappers);
+* ``model``: its behavioural model for the simulator (``sim.run``), token values in, token
   values out;
-* ``component``: its Amaranth component (``hdl``), built from an Instance and its HwGraph;
+* ``component``: its Amaranth component class (``hdl.top``), built from an Instance, the
+  attention numerics and its port layouts;
 * ``resources``: its resource model (``targets.estimate``).
 
-Facets are ``module:attribute`` references resolved on first use (:func:`facet`), so the
-mappers do not import Amaranth and no facet module imports another's. A template without
-one of the facets cannot be defined (``TemplateDef`` checks), and a facet that does not
-resolve is an error naming the template and the reference (``tests/test_catalog.py``
-walks the registry), never "counted as 0".
+:data:`FAMILIES` lists the family modules, one line each; :data:`TEMPLATES` (name ->
+TemplateDef) is built from their ``TEMPLATE_DEFS`` on first use. The families import this
+module (for :class:`TemplateDef` and :func:`latency`), so it imports them lazily, never at
+its own import: that is what breaks the cycle. A template lacking a facet, or with a facet
+of the wrong kind, cannot be defined (``TemplateDef`` checks); an unknown template is an
+error naming the registry (``tests/test_catalog.py`` walks it), never "counted as 0".
 """
 from __future__ import annotations
 
@@ -27,17 +30,34 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 
+from amaranth.lib import wiring
+
 FACETS = ("contract", "model", "component", "resources")
+
+#: the template families, one module each: ``attnflow.templates.<name>``, defining its
+#: templates in ``TEMPLATE_DEFS``. A new family is its module plus one line here.
+FAMILIES = (
+)
+
+
+def _facet_problem(what: str, ref) -> str | None:
+    """Why ``ref`` cannot be the ``what`` facet (None: it can)."""
+    if isinstance(ref, str):      # the templates not yet moved into a family module
+        return None if ref.count(":") == 1 else "'module:attribute'"
+    if what == "component":
+        ok = isinstance(ref, type) and issubclass(ref, wiring.Component)
+        return None if ok else "an Amaranth component class (a wiring.Component subclass)"
+    return None if callable(ref) else "callable"
 
 
 @dataclass(frozen=True)
 class TemplateDef:
     name: str
     latency: int        # cycles from firing to visible output (>= 1)
-    contract: str       # "module:function" building the Contract
-    model: str          # "module:function" (inst, numerics, inputs) -> outputs
-    component: str      # "module:class" (inst, hw) -> Amaranth component
-    resources: str      # "module:function" (NodeModel, inst, hw) -> None
+    contract: object    # builds the Contract (a function, or a parameter class)
+    model: object       # (inst, numerics, inputs) -> outputs
+    component: object   # Amaranth component class: (inst, numerics, port layouts)
+    resources: object   # (NodeModel, inst, hw) -> None
     what: str = ""      # one line: what its latency is made of
 
     def __post_init__(self):
@@ -46,8 +66,9 @@ class TemplateDef:
                              f"got {self.latency!r}")
         for f in FACETS:
             ref = getattr(self, f)
-            if not isinstance(ref, str) or ref.count(":") != 1:
-                raise ValueError(f"template {self.name}: facet {f} must be 'module:attribute', "
+            problem = _facet_problem(f, ref)
+            if problem:
+                raise ValueError(f"template {self.name}: facet {f} must be {problem}, "
                                  f"got {ref!r}")
 
 
@@ -134,10 +155,31 @@ _DEFS = (
        f"{_H}.encoder_ops:Concat", f"{_E}:wires_resources", "one register"),
 )
 
-#: template name -> definition
-TEMPLATES: dict[str, TemplateDef] = {d.name: d for d in _DEFS}
-if len(TEMPLATES) != len(_DEFS):
-    raise ValueError("mappers.catalog: a template is defined twice")
+_registry: dict[str, TemplateDef] | None = None
+
+
+def _load() -> dict[str, TemplateDef]:
+    """name -> TemplateDef of every family's templates (imported on first use)."""
+    global _registry
+    if _registry is None:
+        defs = {d.name: d for d in _DEFS}
+        if len(defs) != len(_DEFS):
+            raise ValueError("mappers.catalog: a template is defined twice")
+        for family in FAMILIES:
+            module = importlib.import_module(f"attnflow.templates.{family}")
+            for d in module.TEMPLATE_DEFS:
+                if d.name in defs:
+                    raise ValueError(f"template {d.name} is defined twice (family {family})")
+                defs[d.name] = d
+        _registry = defs
+    return _registry
+
+
+def __getattr__(name: str):
+    if name == "TEMPLATES":       #: template name -> definition, built on first use
+        return _load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _resolved: dict[tuple[str, str], object] = {}
 
@@ -145,12 +187,12 @@ _resolved: dict[tuple[str, str], object] = {}
 class UnknownTemplate(KeyError):
     def __str__(self):
         return (f"template {self.args[0]!r} is not in the registry (mappers.catalog); "
-                f"known: {', '.join(TEMPLATES)}")
+                f"known: {', '.join(_load())}")
 
 
 def get(name: str) -> TemplateDef:
     try:
-        return TEMPLATES[name]
+        return _load()[name]
     except KeyError:
         raise UnknownTemplate(name) from None
 
@@ -161,10 +203,12 @@ def latency(name: str) -> int:
 
 
 def facet(name: str, what: str):
-    """The template's ``what`` facet (one of :data:`FACETS`), imported on first use."""
+    """The template's ``what`` facet (one of :data:`FACETS`)."""
     if what not in FACETS:
         raise ValueError(f"facet must be one of {FACETS}, got {what!r}")
     ref = getattr(get(name), what)
+    if not isinstance(ref, str):
+        return ref
     key = (name, ref)
     if key not in _resolved:
         module, attr = ref.split(":")
@@ -181,10 +225,11 @@ def latencies(**changes: int):
     """Within the block, the named templates have the given latencies (for experiments
     and the tests that check every cycle model follows a latency change): designs mapped
     inside the block carry them, in the simulator, the HDL and the cycle models alike."""
+    templates = _load()
     saved = {n: get(n) for n in changes}
     try:
         for n, lat in changes.items():
-            TEMPLATES[n] = dataclasses.replace(saved[n], latency=lat)
+            templates[n] = dataclasses.replace(saved[n], latency=lat)
         yield
     finally:
-        TEMPLATES.update(saved)
+        templates.update(saved)

@@ -336,7 +336,7 @@ class NodeModel:
     notes: list = field(default_factory=list)
 
 
-def _exp(model: NodeModel, nm, z_bits: int):
+def exp_cost(model: NodeModel, nm, z_bits: int):
     """``hdl.templates.exp_hw``: z * log2(e), round, ROM of 2**-frac, shift by the integer part."""
     sf = nm.score_frac
     model.mults.append(Mult("z*log2e", z_bits, False, LOG2E_MULT.bit_length(), False,
@@ -378,7 +378,7 @@ def _sequencer(model: NodeModel, contract):
 #   Xilinx ("addc"); a comparison with a format's bound is a check of the top bits.
 
 
-def _requant(model: NodeModel, width: int, shift: int, count: int = 1) -> int:
+def requant_cost(model: NodeModel, width: int, shift: int, count: int = 1) -> int:
     """``hdl.templates.requant_hw`` of a ``width``-bit value: the rounding adder (a
     constant operand; its carry chain starts at bit shift - 1) and a free shift. Returns
     the result's width."""
@@ -388,7 +388,7 @@ def _requant(model: NodeModel, width: int, shift: int, count: int = 1) -> int:
     return width - shift
 
 
-def _saturate(model: NodeModel, width: int, fmt, count: int = 1):
+def saturate_cost(model: NodeModel, width: int, fmt, count: int = 1):
     """``hdl.templates.saturate_hw`` of a ``width``-bit value to ``fmt``: the comparisons
     with fmt's bounds are one check that the top width - bits + 1 bits agree, and each
     output bit is a LUT of (overflow, sign, bit); nothing when the value fits ``fmt``
@@ -398,7 +398,7 @@ def _saturate(model: NodeModel, width: int, fmt, count: int = 1):
         model.logic.add("mux", fmt.bits, count)
 
 
-def _const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, consts):
+def const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, consts):
     """``a * c`` for each integer constant ``c`` (as ``Value.cast`` makes it: unsigned of
     its bit length when >= 0, else signed), one Mult per distinct (width, sign, shift)."""
     groups = {}
@@ -413,7 +413,7 @@ def _const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, const
                                 split_adders=True))
 
 
-def _rescale(model: NodeModel, num, count: int) -> int:
+def rescale_cost(model: NodeModel, num, count: int) -> int:
     """``hdl.norm_hw.rescale_hw``: ``saturate(requant(x * mult, shift), out)``. Returns the
     width of the significant bits of the result (<= ``num.out.bits``)."""
     w = num.x.bits
@@ -421,8 +421,8 @@ def _rescale(model: NodeModel, num, count: int) -> int:
         model.mults.append(Mult("x*mult", w, True, num.mult.bit_length(), False, count,
                                 const=num.mult, split_adders=True))
         w += num.mult.bit_length() + 1
-    w = _requant(model, w, num.shift, count)
-    _saturate(model, w, num.out, count)
+    w = requant_cost(model, w, num.shift, count)
+    saturate_cost(model, w, num.out, count)
     return min(w, num.out.bits)
 
 
@@ -435,7 +435,7 @@ def _isqrt(model: NodeModel, bits: int) -> None:
         model.logic.add("add", bits - 2 * i).add("mux", bits - 2 * i)
 
 
-def _lanes(m: NodeModel, inst, hw, p, ports) -> int:
+def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     """``hdl.rowops.lane_rows``: a template folded to D / fires lanes keeps each input
     row but its first chunk in a shift register (a 2:1 mux per bit: load or shift; costed
     here as a fires-way select, which comes out similar) and shifts the results into
@@ -491,7 +491,7 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
         m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
                             const=num.mult, split_adders=True))
         w += num.mult.bit_length() + 1
-    _saturate(m, _requant(m, w, num.shift, pe), num.y, pe)
+    saturate_cost(m, requant_cost(m, w, num.shift, pe), num.y, pe)
     m.ffs += (groups - 1) * pe * num.y.bits             # the output row, last group live
     m.logic.add("gate", groups - 1)                     # its write enables
 
@@ -505,8 +505,8 @@ def norm_resources(m: NodeModel, inst, hw) -> None:
     # row statistics: S2 = sum X**2 (D squares, one $macc), S1 = sum X (one $macc)
     m.mults.append(Mult("x*x", xb, True, xb, True, d, split_adders=True))
     m.logic.add("macc", num.sumsq_bits, 1, d)
-    _const_mults(m, "D*x", xb, True, [d] * d)           # D * X_i (a shift for D = 2**k)
-    _const_mults(m, "D*S2", num.sumsq_bits, False, [d])
+    const_mults(m, "D*x", xb, True, [d] * d)           # D * X_i (a shift for D = 2**k)
+    const_mults(m, "D*S2", num.sumsq_bits, False, [d])
     if not p.rms:
         m.logic.add("macc", num.sum_bits, 1, d)
         m.mults.append(Mult("s1*s1", num.sum_bits, True, num.sum_bits, True,
@@ -525,13 +525,13 @@ def norm_resources(m: NodeModel, inst, hw) -> None:
     # + (beta << beta_shift), round, saturate
     cn_w = num.cn_bits + (1 if num.cn_shift > 0 else 0)
     m.logic.add("shift", (num.c_bits + cn_w) // 2, d, num.shift_bits)
-    _requant(m, cn_w, min(num.cn_shift, 1), d)
+    requant_cost(m, cn_w, min(num.cn_shift, 1), d)
     m.mults.append(Mult("cn*inv", num.cn_bits, True, num.inv_bits, False, d,
                         split_adders=True))
     prod = num.cn_bits + num.inv_bits + 1
-    _const_mults(m, "*gamma", prod, True, p.gamma)
+    const_mults(m, "*gamma", prod, True, p.gamma)
     m.logic.add("addc", num.acc_bits - num.beta_shift, sum(1 for b in p.beta if b))
-    _saturate(m, _requant(m, num.acc_bits, num.out_shift, d), num.out, d)
+    saturate_cost(m, requant_cost(m, num.acc_bits, num.out_shift, d), num.out, d)
 
 
 def activation_resources(m: NodeModel, inst, hw) -> None:
@@ -541,7 +541,7 @@ def activation_resources(m: NodeModel, inst, hw) -> None:
     from ..mappers.rowops import ActivationParams
     p = ActivationParams.of(inst)
     num = p.numerics
-    n = _lanes(m, inst, hw, p, ("x",))
+    n = lanes_cost(m, inst, hw, p, ("x",))
     if p.fn == "gelu" and num.kind == "rom":
         mask = (1 << num.out.bits) - 1
         words = [w & mask for w in gelu_table(num.x, num.out)]
@@ -550,7 +550,7 @@ def activation_resources(m: NodeModel, inst, hw) -> None:
     elif p.fn == "gelu":
         xb = num.x.bits
         m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
-        _requant(m, xb + 1, num.x.frac - num.poly_frac, n)
+        requant_cost(m, xb + 1, num.x.frac - num.poly_frac, n)
         m.logic.add("cmpc", num.ax_bits, n)                            # ax < C
         m.logic.add("addc", num.mt_bits, n).add("mux", num.mt_bits, n)   # C - ax or 0
         m.mults.append(Mult("mt*mt", num.mt_bits, False, num.mt_bits, False, n,
@@ -560,14 +560,14 @@ def activation_resources(m: NodeModel, inst, hw) -> None:
         mb = num.gate_mult.bit_length()
         m.mults.append(Mult("s*M", num.s_bits, False, mb, False, n, const=num.gate_mult,
                             split_adders=True))
-        _requant(m, num.s_bits + mb, num.gate_shift, n)
+        requant_cost(m, num.s_bits + mb, num.gate_shift, n)
         m.mults.append(Mult("x*h", xb, True, num.gate_bits, False, n, split_adders=True))
-        w = _requant(m, xb + num.gate_bits + 1, num.out_shift, n)
-        _saturate(m, w, num.out, n)
+        w = requant_cost(m, xb + num.gate_bits + 1, num.out_shift, n)
+        saturate_cost(m, w, num.out, n)
     else:
         if p.fn == "relu":
             m.logic.add("cmpc", num.x.bits, n).add("mux", num.x.bits, n)   # max(x, 0)
-        _rescale(m, num, n)
+        rescale_cost(m, num, n)
 
 
 def residual_resources(m: NodeModel, inst, hw) -> None:
@@ -576,11 +576,11 @@ def residual_resources(m: NodeModel, inst, hw) -> None:
     from ..mappers.rowops import ResidualParams
     p = ResidualParams.of(inst)
     num = p.numerics
-    n = _lanes(m, inst, hw, p, ("a", "b"))
-    wa = _rescale(m, num.rescale_a, n)
-    wb = _rescale(m, num.rescale_b, n)
+    n = lanes_cost(m, inst, hw, p, ("a", "b"))
+    wa = rescale_cost(m, num.rescale_a, n)
+    wb = rescale_cost(m, num.rescale_b, n)
     m.logic.add("add", min(num.sum_bits, max(wa, wb) + 1), n)
-    _saturate(m, num.sum_bits, num.out, n)
+    saturate_cost(m, num.sum_bits, num.out, n)
 
 
 def wires_resources(m: NodeModel, inst, hw) -> None:
@@ -643,7 +643,7 @@ def softmax_resources(m: NodeModel, inst, hw) -> None:
     m.ffs += sb + lb + d * ab                                   # m, l, o
     for _ in range(lanes):          # lanes: the same step chained, once per lane
         m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)   # |x - m|
-        _exp(m, nm, sb + 1)
+        exp_cost(m, nm, sb + 1)
         m.logic.add("mux", sb)                                  # m_new
         # l*e (used when x > m) and e*v (when x <= m) are never needed in the same cycle
         m.mults.append(Mult("l*e", lb, False, eb, False, post_add=lb + eb,
@@ -675,7 +675,7 @@ def sub_exp_resources(m: NodeModel, inst, hw) -> None:
     nm = hw.numerics
     m.ffs += nm.score_bits
     m.logic.add("mux", nm.score_bits).add("add", nm.score_bits + 1)
-    _exp(m, nm, nm.score_bits + 1)
+    exp_cost(m, nm, nm.score_bits + 1)
 
 
 def row_sum_resources(m: NodeModel, inst, hw) -> None:
@@ -709,7 +709,7 @@ def combine_resources(m: NodeModel, inst, hw) -> None:
     nm, d = hw.numerics, hw.numerics.head_dim
     sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
     m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)       # |m_a - m_b|
-    _exp(m, nm, sb + 1)
+    exp_cost(m, nm, sb + 1)
     m.logic.add("mux", sb)                                                # max(m_a, m_b)
     m.mults.append(Mult("l*e", lb, False, eb, False, 2, post_add=lb + eb))
     m.logic.add("add", lb, 4).add("mux", lb)                              # round, add
