@@ -150,7 +150,7 @@ class FullHead(HeadKind):
 
     def fields(self, design) -> dict:
         from .mappers.sdpa import online_fill, online_head_cycles
-        from .mappers.templates import groups
+        from .templates.online import groups
         nm = design.numerics
         n = nm.seq_len
         lanes = design.hw.instances["qk"].param("lanes") or 1

@@ -6,7 +6,7 @@ output channel's) business.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table

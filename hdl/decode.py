@@ -11,7 +11,8 @@ from __future__ import annotations
 from amaranth.hdl import Signal
 
 from ..mappers.contracts import GROUP, STEP
-from .templates import QKScores, Template
+from ..templates.online import QKScores
+from .templates import Template
 from .window import RowStore
 
 

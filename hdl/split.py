@@ -12,7 +12,8 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Mux, Signal, signed
 
 from .datapath import elems, exp_hw, requant_hw
-from .templates import OnlineSoftmaxPV, Template
+from ..templates.online import OnlineSoftmaxPV
+from .templates import Template
 
 
 class SplitRows(Template):

@@ -17,7 +17,8 @@ from amaranth.lib.memory import Memory
 from ..ir.window import offsets
 from ..mappers.contracts import FILL, SLOT
 from .datapath import elems
-from .templates import OnlineSoftmaxPV, QKScores, Template
+from ..templates.online import OnlineSoftmaxPV, QKScores
+from .templates import Template
 
 
 class RowStore:

@@ -37,6 +37,7 @@ FACETS = ("contract", "model", "component", "resources")
 #: the template families, one module each: ``attnflow.templates.<name>``, defining its
 #: templates in ``TEMPLATE_DEFS``. A new family is its module plus one line here.
 FAMILIES = (
+    "online",      # qk_scores, kv_replay, online_softmax_pv, normalize
 )
 
 
@@ -79,19 +80,7 @@ _t = TemplateDef
 
 
 _DEFS = (
-    # ---- the full head (mappers.templates, sim.models, hdl.templates)
-    _t("qk_scores", 3, f"{_M}.templates:qk_scores", f"{_S}.models:qk_scores",
-       f"{_H}.templates:QKScores", f"{_E}:qk_resources",
-       "d multipliers, adder tree, scale multiplier"),
-    _t("kv_replay", 1, f"{_M}.templates:kv_replay", f"{_S}.models:kv_replay",
-       f"{_H}.templates:KVReplay", f"{_E}:kv_resources", "memory read"),
-    _t("online_softmax_pv", 1, f"{_M}.templates:online_softmax_pv",
-       f"{_S}.models:online_softmax_pv", f"{_H}.templates:OnlineSoftmaxPV",
-       f"{_E}:softmax_resources",
-       "state update registered; row result written on the last score"),
-    _t("normalize", 4, f"{_M}.templates:normalize", f"{_S}.models:normalize",
-       f"{_H}.templates:Normalize", f"{_E}:normalize_resources",
-       "reciprocal, d multipliers, rounding"),
+    # ---- the naive head (mappers.templates, sim.models, hdl.templates)
     _t("row_max", 1, f"{_M}.templates:row_max", f"{_S}.models:row_max",
        f"{_H}.templates:RowMax", f"{_E}:row_max_resources"),
     _t("sub_exp", 2, f"{_M}.templates:sub_exp", f"{_S}.models:sub_exp",
@@ -107,33 +96,33 @@ _DEFS = (
        "d multipliers, accumulate, round on the last score"),
     # ---- window / causal heads (mappers.window): the full head's datapaths on rings
     _t("qk_window", 3, f"{_M}.window:qk_window", f"{_S}.models_window:qk_window",
-       f"{_H}.window:QKWindow", f"{_E}:qk_resources",
+       f"{_H}.window:QKWindow", "attnflow.templates.online:qk_resources",
        "qk_scores' datapath; ring addressing in the same cycle"),
     _t("kv_window", 1, f"{_M}.window:kv_window", f"{_S}.models_window:kv_window",
-       f"{_H}.window:KVWindow", f"{_E}:kv_resources", "ring read"),
+       f"{_H}.window:KVWindow", "attnflow.templates.online:kv_resources", "ring read"),
     _t("softmax_window", 1, f"{_M}.window:softmax_window",
        f"{_S}.models_window:softmax_window", f"{_H}.window:SoftmaxWindow",
-       f"{_E}:softmax_resources", "online_softmax_pv's step, masked slots skipped"),
+       "attnflow.templates.online:softmax_resources", "online_softmax_pv's step, masked slots skipped"),
     # ---- split-context heads (mappers.split)
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
     _t("qk_slice", 3, f"{_M}.split:qk_slice", f"{_S}.models_split:qk_slice",
-       f"{_H}.templates:QKScores", f"{_E}:qk_resources", "qk_scores over a slice of keys"),
+       "attnflow.templates.online:QKScores", "attnflow.templates.online:qk_resources", "qk_scores over a slice of keys"),
     _t("kv_slice", 1, f"{_M}.split:kv_slice", f"{_S}.models_split:kv_slice",
-       f"{_H}.templates:KVReplay", f"{_E}:kv_resources", "memory read"),
+       "attnflow.templates.online:KVReplay", "attnflow.templates.online:kv_resources", "memory read"),
     _t("softmax_slice", 1, f"{_M}.split:softmax_slice", f"{_S}.models_split:softmax_slice",
-       f"{_H}.split:SoftmaxSlice", f"{_E}:softmax_resources",
+       f"{_H}.split:SoftmaxSlice", "attnflow.templates.online:softmax_resources",
        "online_softmax_pv's step; emits the partial state (o, l, m)"),
     _t("combine", 2, f"{_M}.split:combine_contract", f"{_S}.models_split:combine",
        f"{_H}.split:Combine", f"{_E}:combine_resources",
        "max, two exps, d + 1 scaled adds of the (m, l, O) combine"),
     # ---- decode mode (mappers.decode)
     _t("qk_decode", 3, f"{_M}.decode:qk_decode", f"{_S}.models_decode:qk_decode",
-       f"{_H}.decode:QKDecode", f"{_E}:qk_resources", "qk_scores over the KV cache"),
+       f"{_H}.decode:QKDecode", "attnflow.templates.online:qk_resources", "qk_scores over the KV cache"),
     _t("kv_decode", 1, f"{_M}.decode:kv_decode", f"{_S}.models_decode:kv_decode",
-       f"{_H}.decode:KVDecode", f"{_E}:kv_resources", "cache read"),
+       f"{_H}.decode:KVDecode", "attnflow.templates.online:kv_resources", "cache read"),
     _t("softmax_decode", 1, f"{_M}.decode:softmax_decode", f"{_S}.models_decode:softmax_decode",
-       f"{_H}.templates:OnlineSoftmaxPV", f"{_E}:softmax_resources", "online_softmax_pv's step"),
+       "attnflow.templates.online:OnlineSoftmaxPV", "attnflow.templates.online:softmax_resources", "online_softmax_pv's step"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
     _t("linear", 2, f"{_M}.linear:LinearParams", f"{_S}.models_linear:linear",
        f"{_H}.linear:Linear", f"{_E}:linear_resources",

@@ -14,7 +14,7 @@ cycles. Memory: the cache, N rows of K and of V.
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from . import templates as T
+from ..templates import online
 from .catalog import latency
 from .contracts import ALWAYS, FIRST, GROUP, LAST, LOAD_ROW, PREFILL, STEP, Contract, Phase
 from .hwgraph import HwGraph
@@ -70,5 +70,5 @@ def map_decode_head(nm: AttentionNumerics, steps: int, fifo_depths=None,
     n = nm.seq_len
     steps = check_decode(steps, n)
     return stream_head(nm, name, "decode", (qk_decode(n, steps), kv_decode(n, steps),
-                                            softmax_decode(n, steps), T.normalize(steps)),
-                       (("N", n), ("steps", steps)), T.score_layout(nm), fifo_depths)
+                                            softmax_decode(n, steps), online.normalize(steps)),
+                       (("N", n), ("steps", steps)), online.score_layout(nm), fifo_depths)

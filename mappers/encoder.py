@@ -75,8 +75,8 @@ from ..ir.types import FixedFormat
 from ..ir.window import row_slots
 from . import folding as F
 from . import linear as lin_mod
-from . import templates as T
 from . import window as W
+from ..templates import online
 from .catalog import latency
 from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
@@ -195,13 +195,13 @@ class FullStackHeads:
 
     def templates(self, h: int, plan, lanes: int) -> list:
         n, lane_p = plan.n, ((("lanes", lanes),) if lanes > 1 else ())
-        return [Instance(f"qk{h}", "qk_scores", T.qk_scores(n, lanes=lanes), lane_p),
-                Instance(f"vstore{h}", "kv_replay", T.kv_replay(n, lanes), lane_p),
-                Instance(f"softmax{h}", "online_softmax_pv", T.online_softmax_pv(n, lanes),
+        return [Instance(f"qk{h}", "qk_scores", online.qk_scores(n, lanes=lanes), lane_p),
+                Instance(f"vstore{h}", "kv_replay", online.kv_replay(n, lanes), lane_p),
+                Instance(f"softmax{h}", "online_softmax_pv", online.online_softmax_pv(n, lanes),
                          lane_p)]
 
     def score_layout(self, nm, lanes: int):
-        return T.score_layout(nm, lanes)
+        return online.score_layout(nm, lanes)
 
     def q_channel(self, plan) -> tuple[int, str]:
         return plan.n, "whole sequence: qk takes all N K rows before its first Q row"
@@ -388,7 +388,7 @@ class _Layer:
         q_depth, q_note = self.heads.q_channel(plan)
         self.chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
                   q_depth, q_note)
-        self.add(Instance(f"norm{h}", "normalize", T.normalize(plan.n)))
+        self.add(Instance(f"norm{h}", "normalize", online.normalize(plan.n)))
         self.chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
                   fr(lin_lat), "L+1")
         self.chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"),
@@ -398,9 +398,9 @@ class _Layer:
         self.chan(f"s{h}", self.heads.score_layout(nm, lanes), (f"qk{h}", "s"),
                   (f"softmax{h}", "s"), fr(lat["qk"]), "L+1")
         vr_depth, vr_note = self.heads.vr_channel(lat, self.fe)
-        self.chan(f"vr{h}", T.vec_layout(nm.v, plan.d_head * lanes), (f"vstore{h}", "vr"),
+        self.chan(f"vr{h}", online.vec_layout(nm.v, plan.d_head * lanes), (f"vstore{h}", "vr"),
                   (f"softmax{h}", "vr"), vr_depth, vr_note)
-        self.chan(f"ol{h}", T.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
+        self.chan(f"ol{h}", online.ol_layout(nm), (f"softmax{h}", "ol"), (f"norm{h}", "ol"),
                   fr(lat["softmax"]), "L+1")
         return max(lq.fold, lk.fold, lv.fold)
 
@@ -412,12 +412,12 @@ class _Layer:
         f_qkv = max(self.head(h, fk, qkv_fork, qkv_base) for h in range(H))
         lo = self.linear("lin_out", "attn_out", plan.lin["attn_out"])
         if H == 1:
-            self.chan("o0", T.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
+            self.chan("o0", online.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
                       fr(latency("normalize")), "L+1")
         else:
             self.add(concat_instance("concat", n, H, dh, nm.out))
             for h in range(H):
-                self.chan(f"o{h}", T.vec_layout(nm.out, dh), (f"norm{h}", "o"),
+                self.chan(f"o{h}", online.vec_layout(nm.out, dh), (f"norm{h}", "o"),
                           ("concat", f"x{h}"), fr(latency("normalize")), "L+1")
             self.chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
                       fr(latency("concat")), "L+1")
@@ -547,7 +547,7 @@ def layer_fires(n: int, d_model: int, d_ff: int, d_head: int, folding: dict,
     for op, (m, k) in dims.items():
         pe, simd = (folding or {}).get(op, (1, 1))
         f[op] = (m // pe) * (k // simd)
-    g = T.groups(keys or n, lanes)
+    g = online.groups(keys or n, lanes)
     b = max(g, f["attn_out"], f["ffn_up"], f["ffn_down"])
     f.update(qk=g, res1=elementwise_fires(d_model, b), act=elementwise_fires(d_ff, b),
              res2=elementwise_fires(d_model, b))
@@ -598,7 +598,7 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "attn_v": max(per_row[f"lin_v{h}"] for h in range(heads)),
          "attn_out": per_row["lin_out"], "ffn_up": per_row["lin_up"],
          "ffn_down": per_row["lin_down"],
-         "qk": T.groups(row_slots(n, inst["qk0"].param("kind") or "full",
+         "qk": online.groups(row_slots(n, inst["qk0"].param("kind") or "full",
                                   inst["qk0"].param("window")),
                         inst["qk0"].param("lanes") or 1), "res1": per_row["res1"],
          "act": per_row["act"], "res2": per_row["res2"]}

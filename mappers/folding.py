@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
-from . import templates as T
 from .linear import divisors
 from ..ir.window import row_slots
+from ..templates import online
 from .catalog import latency
 
 
@@ -295,7 +295,7 @@ def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
         return search.plan("spec", None, None, *search.at(1, 1, search.fixed_lanes or 1))
     if search.budget is None and search.target is None:
         lanes = search.fixed_lanes or 1
-        g = T.groups(search.keys, lanes)
+        g = online.groups(search.keys, lanes)
         return search.plan("balanced", g, g, *search.at(g, g, lanes))
     evals = search.evaluations()
     if search.budget is not None:
@@ -367,7 +367,7 @@ class _Search:
     def periods(self) -> list:
         periods = {f for _, op in self.auto for f, _, _ in options(*self.model.fold_dims(op))}
         if self.auto_lanes:     # the attention's own periods with more lanes
-            periods |= {T.groups(self.keys, lanes) for lanes in range(1, self.keys + 1)}
+            periods |= {online.groups(self.keys, lanes) for lanes in range(1, self.keys + 1)}
         return sorted(periods)
 
     def evaluations(self) -> list:
@@ -411,7 +411,7 @@ class _Search:
                                f"{target} cycles per sequence are out of reach: the "
                                f"fastest folding takes {fastest} cycles (model; the "
                                f"attention's N*ceil(keys/lanes) = "
-                               f"{self.n * T.groups(self.keys, lanes)} score groups per "
+                               f"{self.n * online.groups(self.keys, lanes)} score groups per "
                                f"head and layer at {lanes} lane(s) are the floor); raise "
                                f"target_cycles")
         return min(ok, key=lambda e: (e[4], e[3], -e[0]))

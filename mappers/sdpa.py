@@ -6,6 +6,7 @@ import difflib
 from ..ir.graph import Graph
 from .hwgraph import Channel, HwGraph, Instance
 from . import templates as T
+from ..templates import online
 from .catalog import latency
 
 
@@ -75,7 +76,7 @@ def online_fill() -> int:
 def online_head_cycles(n: int, lanes: int = 1) -> int:
     """Cycles of the online head without stalls: N K loads, then N rows of
     ceil(N / lanes) score groups, then the fill."""
-    return n + n * T.groups(n, lanes) + online_fill()
+    return n + n * online.groups(n, lanes) + online_fill()
 
 
 def choose_lanes(n: int, multipliers, target_cycles: int | None = None,
@@ -133,30 +134,30 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         hw.channels[name] = Channel(name, layout, depth, latency, src, dst)
         hw.depth_notes[name] = note
 
-    inst("qk", T.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b"), lanes), **lp)
-    inst("vstore", T.kv_replay(n, lanes), **lp)
-    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
-    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
-    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
+    inst("qk", online.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b"), lanes), **lp)
+    inst("vstore", online.kv_replay(n, lanes), **lp)
+    chan("q", online.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
+    chan("k", online.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
+    chan("v", online.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
     fr = full_rate_depth
     if variant == "online":
-        inst("softmax", T.online_softmax_pv(n, lanes), **lp)
-        inst("norm", T.normalize(n))
-        chan("s", T.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"),
+        inst("softmax", online.online_softmax_pv(n, lanes), **lp)
+        inst("norm", online.normalize(n))
+        chan("s", online.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"),
              fr(lat("qk_scores")), "L+1")
-        chan("vr", T.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"),
+        chan("vr", online.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"),
              fr(lat("kv_replay")), "L+1")
-        chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
+        chan("ol", online.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
              fr(lat("online_softmax_pv")), "L+1")
-        chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat("normalize")), "L+1")
+        chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat("normalize")), "L+1")
     else:
         inst("rowmax", T.row_max(n))
         inst("exp", T.sub_exp(n))
         inst("rowsum", T.row_sum(n))
         inst("recip", T.recip_mul(n))
         inst("pv", T.pv_accum(n))
-        chan("s_a", T.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat("qk_scores")), "L+1")
-        chan("s_b", T.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
+        chan("s_a", online.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat("qk_scores")), "L+1")
+        chan("s_b", online.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
              bypass_depth(n, lat("qk_scores"), lat("row_max")), "row bypass: N + L(qk) + L(rowmax)")
         chan("m", T.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat("row_max")), "L+1")
         chan("e_a", T.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat("sub_exp")), "L+1")
@@ -164,8 +165,8 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
              bypass_depth(n, lat("sub_exp"), lat("row_sum")), "row bypass: N + L(exp) + L(rowsum)")
         chan("l", T.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat("row_sum")), "L+1")
         chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat("recip_mul")), "L+1")
-        chan("vr", T.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat("kv_replay")), "L+1")
-        chan("o", T.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
+        chan("vr", online.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat("kv_replay")), "L+1")
+        chan("o", online.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()
     return hw

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
 from ..ir.split import leaf_depth, slice_bounds, tree_pairs
-from . import templates as T
+from ..templates import online
 from .catalog import latency
 from .contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW, ROWS, SCORES,
                         Contract, Phase)
@@ -110,23 +110,23 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
     hw.instances["qfork"] = qf.instance("qfork")
     inst("ksplit", split_rows(sizes), N=n, sizes=tuple(sizes))
     inst("vsplit", split_rows(sizes), N=n, sizes=tuple(sizes))
-    chan("q", T.vec_layout(nm.q, d), None, ("qfork", "x"), INPUT_DEPTH, "input")
-    chan("k", T.vec_layout(nm.k, d), None, ("ksplit", "x"), INPUT_DEPTH, "input")
-    chan("v", T.vec_layout(nm.v, d), None, ("vsplit", "x"), INPUT_DEPTH, "input")
+    chan("q", online.vec_layout(nm.q, d), None, ("qfork", "x"), INPUT_DEPTH, "input")
+    chan("k", online.vec_layout(nm.k, d), None, ("ksplit", "x"), INPUT_DEPTH, "input")
+    chan("v", online.vec_layout(nm.v, d), None, ("vsplit", "x"), INPUT_DEPTH, "input")
     states = []
     for i, keys in enumerate(sizes):
         inst(f"qk{i}", qk_slice(n, keys), N=n, keys=keys, start=b[i])
         inst(f"vstore{i}", kv_slice(n, keys), N=n, keys=keys, start=b[i])
         inst(f"softmax{i}", softmax_slice(n, keys), N=n, keys=keys)
-        chan(f"q{i}", T.vec_layout(nm.q, d), ("qfork", f"y{i}"), (f"qk{i}", "q"),
+        chan(f"q{i}", online.vec_layout(nm.q, d), ("qfork", f"y{i}"), (f"qk{i}", "q"),
              fr(latency("fork")), "L+1")
-        chan(f"k{i}", T.vec_layout(nm.k, d), ("ksplit", f"y{i}"), (f"qk{i}", "k"),
+        chan(f"k{i}", online.vec_layout(nm.k, d), ("ksplit", f"y{i}"), (f"qk{i}", "k"),
              fr(latency("split_rows")), "L+1")
-        chan(f"v{i}", T.vec_layout(nm.v, d), ("vsplit", f"y{i}"), (f"vstore{i}", "v"),
+        chan(f"v{i}", online.vec_layout(nm.v, d), ("vsplit", f"y{i}"), (f"vstore{i}", "v"),
              fr(latency("split_rows")), "L+1")
-        chan(f"s{i}", T.score_layout(nm), (f"qk{i}", "s"), (f"softmax{i}", "s"),
+        chan(f"s{i}", online.score_layout(nm), (f"qk{i}", "s"), (f"softmax{i}", "s"),
              fr(latency("qk_slice")), "L+1")
-        chan(f"vr{i}", T.vec_layout(nm.v, d), (f"vstore{i}", "vr"), (f"softmax{i}", "vr"),
+        chan(f"vr{i}", online.vec_layout(nm.v, d), (f"vstore{i}", "vr"), (f"softmax{i}", "vr"),
              fr(latency("kv_slice")), "L+1")
         states.append((f"softmax{i}", "st"))
     for lv, pairs in enumerate(tree_pairs(p)):
@@ -142,10 +142,10 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
                      fr(hw.instances[src[0]].contract.latency), "L+1")
             nxt.append((cname, "y"))
         states = nxt
-    inst("norm", T.normalize(n))
+    inst("norm", online.normalize(n))
     chan("st", state_layout(nm), states[0], ("norm", "ol"),
          fr(hw.instances[states[0][0]].contract.latency), "L+1")
-    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None,
+    chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None,
          fr(latency("normalize")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()

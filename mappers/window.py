@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
 from ..ir.window import causal_blocks, effective_window, lookahead, row_groups, row_slots
-from . import templates as T
+from ..templates import online
 from .catalog import latency
 from .contracts import ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL, Contract, Phase
 from .hwgraph import Channel, Field, HwGraph, Instance, Layout
@@ -70,7 +70,7 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
     if triangle:
         return _block_phases(n, lanes, loading)
     we = lookahead(w, n, kind)
-    slots = T.groups(row_slots(n, kind, w), lanes)
+    slots = online.groups(row_slots(n, kind, w), lanes)
     ph = []
     if we and load:
         ph.append(Phase(FILL, ((LOAD_ROW, we),), ((load, ALWAYS),)))
@@ -100,7 +100,7 @@ def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
     if triangle:
         phases = _block_phases(n, lanes, ports)
     else:
-        phases = (Phase("rows", (("i", n), ("t", T.groups(row_slots(n, kind, w), lanes))),
+        phases = (Phase("rows", (("i", n), ("t", online.groups(row_slots(n, kind, w), lanes))),
                         ports),)
     return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
                     latency=latency("softmax_window"))
@@ -140,7 +140,7 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
     return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes, tri),
                                         kv_window(n, w, kind, lanes, tri),
                                         softmax_window(n, w, kind, lanes, tri),
-                                        T.normalize(n)),
+                                        online.normalize(n)),
                        params, window_score_layout(nm, lanes), fifo_depths, lanes)
 
 
@@ -161,13 +161,13 @@ def stream_head(nm: AttentionNumerics, name: str, variant: str, contracts, param
         hw.channels[cname] = Channel(cname, layout, depth, latency, src, dst)
         hw.depth_notes[cname] = note
 
-    chan("q", T.vec_layout(nm.q, d), None, ("qk", "q"))
-    chan("k", T.vec_layout(nm.k, d), None, ("qk", "k"))
-    chan("v", T.vec_layout(nm.v, d), None, ("vstore", "v"))
+    chan("q", online.vec_layout(nm.q, d), None, ("qk", "q"))
+    chan("k", online.vec_layout(nm.k, d), None, ("qk", "k"))
+    chan("v", online.vec_layout(nm.v, d), None, ("vstore", "v"))
     chan("s", score_layout, ("qk", "s"), ("softmax", "s"))
-    chan("vr", T.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"))
-    chan("ol", T.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"))
-    chan("o", T.vec_layout(nm.out, d), ("norm", "o"), None)
+    chan("vr", online.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"))
+    chan("ol", online.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"))
+    chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None)
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()
     return hw

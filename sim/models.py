@@ -10,40 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.numerics import requant, saturate
-from .lanes import lane_groups as _lane_groups
 
 
 def _rows(a, n):
     return a.reshape((n, n) + a.shape[1:])
-
-
-def qk_scores(inst, nm, ins):
-    x = nm.scores(ins["q"]["x"], ins["k"]["x"])
-    lanes = inst.param("lanes") or 1
-    s = {"x": x.reshape(-1) if lanes == 1 else _lane_groups(x, lanes)}
-    return {o: s for o in inst.contract.outputs}
-
-
-def kv_replay(inst, nm, ins):
-    v = np.asarray(ins["v"]["x"], np.int64)
-    n, lanes = nm.seq_len, inst.param("lanes") or 1
-    if lanes == 1:
-        return {"vr": {"x": np.tile(v, (n, 1))}}
-    g = _lane_groups(np.broadcast_to(v, (n,) + v.shape), lanes)    # (n * groups, lanes, d)
-    return {"vr": {"x": g.reshape(len(g), -1)}}
-
-
-def online_softmax_pv(inst, nm, ins):
-    n = nm.seq_len
-    # lanes: a row's tokens hold its keys in order, then padding (dropped here)
-    x = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :n]
-    v = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :n]
-    _, l, o = nm.online_rows(x, v)    # one score per row per step, rows in parallel
-    return {"ol": {"o": o, "l": l}}
-
-
-def normalize(inst, nm, ins):
-    return {"o": {"x": nm.normalize(ins["ol"]["o"], ins["ol"]["l"])}}
 
 
 def row_max(inst, nm, ins):

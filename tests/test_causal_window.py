@@ -17,7 +17,7 @@ from attnflow.build import node_costs
 from attnflow.mappers.catalog import latency
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
 from attnflow.ir.window import causal_blocks, offsets
-from attnflow.mappers.templates import groups
+from attnflow.templates.online import groups
 
 #: a window/causal/decode head's cycles after its last score slot: the input channel, then
 #: the score, softmax and normalize templates' latencies along k -> s -> ol -> o

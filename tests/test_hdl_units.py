@@ -68,15 +68,14 @@ def test_channel_rtl_matches_engine(depth, latency, seed):
 # ---------------------------------------------------------------- a template from its parameters
 
 def _normalize_unit(n=3, d=2):
-    from attnflow.hdl.templates import Normalize
     from attnflow.ir.lower import numerics_from_spec
     from attnflow.ir.spec import load_spec
-    from attnflow.mappers import templates as T
     from attnflow.mappers.hwgraph import Instance
+    from attnflow.templates.online import Normalize, normalize, ol_layout, vec_layout
     nm = numerics_from_spec(load_spec("examples/sdpa_online.yaml",
                                       [f"model.seq_len={n}", f"model.head_dim={d}"]))
-    inst = Instance("norm", "normalize", T.normalize(n))
-    ports = {"ol": T.ol_layout(nm), "o": T.vec_layout(nm.out, d)}
+    inst = Instance("norm", "normalize", normalize(n))
+    ports = {"ol": ol_layout(nm), "o": vec_layout(nm.out, d)}
     return Normalize, inst, nm, ports
 
 

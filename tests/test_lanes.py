@@ -14,7 +14,7 @@ from attnflow.api import prepare
 from attnflow.build import node_costs
 from attnflow.cli import main
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
-from attnflow.mappers.templates import groups
+from attnflow.templates.online import groups
 from attnflow.targets import estimate, load_device
 
 from helpers import engine_runs, verify_head_rtl
