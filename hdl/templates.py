@@ -1,18 +1,21 @@
-"""Amaranth components of the templates.
+"""The base class of every template component, and the component of a mapped instance.
 
-Each component's ports are valid/ready streams named after its contract's ports, with
-flat payloads laid out as ``mappers.hwgraph.Layout`` says. Fire control comes from
-:class:`~attnflow.hdl.sequencer.Sequencer` (the contract); the datapath below computes,
-in the firing cycle, the values ``ir.numerics`` defines, with constants and ROM contents
-taken from there. The latency of a template is carried by its output channel.
+A component's ports are valid/ready streams named after its contract's ports, with flat
+payloads laid out as ``mappers.hwgraph.Layout`` says. Fire control comes from
+:class:`~attnflow.hdl.sequencer.Sequencer` (the contract); a subclass's ``datapath``
+computes, in the firing cycle, the values ``ir.numerics`` defines, with constants and ROM
+contents taken from there. The latency of a template is carried by its output channel.
+
+The components themselves are defined with the rest of their templates, one module per
+family under ``templates/`` (found through the registry, ``mappers.catalog``); the
+datapath helpers they share are in ``hdl.datapath``.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .datapath import elems, exp_hw, recip_hw, requant_hw, saturate_hw
 from .sequencer import Sequencer
 
 
@@ -67,70 +70,3 @@ def of_graph(inst, hw):
     from ..mappers.catalog import facet
     ports = {p: c.layout for p, c in hw.port_channels(inst.name).items()}
     return facet(inst.template, "component")(inst, hw.numerics, ports)
-
-
-class RowMax(Template):
-    def datapath(self, m, seq):
-        x = self.s.payload.as_signed()
-        mx = Signal(signed(self.nm.score_bits))
-        new = Signal.like(mx)
-        m.d.comb += new.eq(Mux(seq.first | (x > mx), x, mx))
-        with m.If(seq.fire):
-            m.d.sync += mx.eq(new)
-        m.d.comb += self.m.payload.eq(new)
-
-
-class SubExp(Template):
-    def datapath(self, m, seq):
-        nm = self.nm
-        x = self.s.payload.as_signed()
-        m_reg = Signal(signed(nm.score_bits))
-        with m.If(seq.fire & seq.use["m"]):
-            m.d.sync += m_reg.eq(self.m.payload.as_signed())
-        m_cur = Mux(seq.first, self.m.payload.as_signed(), m_reg)
-        z = Signal(nm.score_bits + 1)
-        m.d.comb += z.eq(m_cur - x)
-        e = exp_hw(m, nm, z, "exp")
-        m.d.comb += [self.e_a.payload.eq(e), self.e_b.payload.eq(e)]
-
-
-class RowSum(Template):
-    def datapath(self, m, seq):
-        e = self.e.payload
-        l = Signal(self.nm.sum_bits)
-        new = Signal.like(l)
-        m.d.comb += new.eq(Mux(seq.first, e, l + e))
-        with m.If(seq.fire):
-            m.d.sync += l.eq(new)
-        m.d.comb += self.l.payload.eq(new)
-
-
-class RecipMul(Template):
-    def datapath(self, m, seq):
-        nm = self.nm
-        r_reg = Signal(nm.recip_width)
-        r_new = Signal(nm.recip_width)
-        m.d.comb += r_new.eq(recip_hw(nm, self.l.payload))
-        with m.If(seq.fire & seq.use["l"]):
-            m.d.sync += r_reg.eq(r_new)
-        r = Mux(seq.first, r_new, r_reg)
-        p = Signal(nm.exp_bits)
-        m.d.comb += [p.eq(requant_hw(self.e.payload * r, nm.p_shift)), self.p.payload.eq(p)]
-
-
-class PVAccum(Template):
-    def datapath(self, m, seq):
-        nm = self.nm
-        p = self.p.payload
-        vs = elems(self.vr.payload, self.layout("vr"), "x")
-        outs = []
-        for i, v in enumerate(vs):
-            acc = Signal(signed(nm.acc_bits), name=f"acc{i}")
-            new = Signal.like(acc, name=f"acc{i}_new")
-            m.d.comb += new.eq(Mux(seq.first, 0, acc) + p * v)
-            with m.If(seq.fire):
-                m.d.sync += acc.eq(new)
-            y = Signal(signed(nm.out.bits), name=f"y{i}")
-            m.d.comb += y.eq(saturate_hw(requant_hw(new, nm.out_shift_naive), nm.out))
-            outs.append(y)
-        m.d.comb += self.o.payload.eq(Cat(*outs))

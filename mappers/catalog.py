@@ -38,6 +38,7 @@ FACETS = ("contract", "model", "component", "resources")
 #: templates in ``TEMPLATE_DEFS``. A new family is its module plus one line here.
 FAMILIES = (
     "online",      # qk_scores, kv_replay, online_softmax_pv, normalize
+    "naive",       # row_max, sub_exp, row_sum, recip_mul, pv_accum
 )
 
 
@@ -80,20 +81,6 @@ _t = TemplateDef
 
 
 _DEFS = (
-    # ---- the naive head (mappers.templates, sim.models, hdl.templates)
-    _t("row_max", 1, f"{_M}.templates:row_max", f"{_S}.models:row_max",
-       f"{_H}.templates:RowMax", f"{_E}:row_max_resources"),
-    _t("sub_exp", 2, f"{_M}.templates:sub_exp", f"{_S}.models:sub_exp",
-       f"{_H}.templates:SubExp", f"{_E}:sub_exp_resources",
-       "subtract, log2e multiply, ROM, shift"),
-    _t("row_sum", 1, f"{_M}.templates:row_sum", f"{_S}.models:row_sum",
-       f"{_H}.templates:RowSum", f"{_E}:row_sum_resources"),
-    _t("recip_mul", 4, f"{_M}.templates:recip_mul", f"{_S}.models:recip_mul",
-       f"{_H}.templates:RecipMul", f"{_E}:recip_mul_resources",
-       "reciprocal (first score of a row), multiply, round"),
-    _t("pv_accum", 2, f"{_M}.templates:pv_accum", f"{_S}.models:pv_accum",
-       f"{_H}.templates:PVAccum", f"{_E}:pv_accum_resources",
-       "d multipliers, accumulate, round on the last score"),
     # ---- window / causal heads (mappers.window): the full head's datapaths on rings
     _t("qk_window", 3, f"{_M}.window:qk_window", f"{_S}.models_window:qk_window",
        f"{_H}.window:QKWindow", "attnflow.templates.online:qk_resources",

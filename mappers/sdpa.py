@@ -5,8 +5,7 @@ import difflib
 
 from ..ir.graph import Graph
 from .hwgraph import Channel, HwGraph, Instance
-from . import templates as T
-from ..templates import online
+from ..templates import naive, online
 from .catalog import latency
 
 
@@ -151,21 +150,25 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
              fr(lat("online_softmax_pv")), "L+1")
         chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat("normalize")), "L+1")
     else:
-        inst("rowmax", T.row_max(n))
-        inst("exp", T.sub_exp(n))
-        inst("rowsum", T.row_sum(n))
-        inst("recip", T.recip_mul(n))
-        inst("pv", T.pv_accum(n))
-        chan("s_a", online.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lat("qk_scores")), "L+1")
+        inst("rowmax", naive.row_max(n))
+        inst("exp", naive.sub_exp(n))
+        inst("rowsum", naive.row_sum(n))
+        inst("recip", naive.recip_mul(n))
+        inst("pv", naive.pv_accum(n))
+        chan("s_a", online.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"),
+             fr(lat("qk_scores")), "L+1")
         chan("s_b", online.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
              bypass_depth(n, lat("qk_scores"), lat("row_max")), "row bypass: N + L(qk) + L(rowmax)")
-        chan("m", T.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat("row_max")), "L+1")
-        chan("e_a", T.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat("sub_exp")), "L+1")
-        chan("e_b", T.prob_layout(nm), ("exp", "e_b"), ("recip", "e"),
+        chan("m", naive.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat("row_max")), "L+1")
+        chan("e_a", naive.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"),
+             fr(lat("sub_exp")), "L+1")
+        chan("e_b", naive.prob_layout(nm), ("exp", "e_b"), ("recip", "e"),
              bypass_depth(n, lat("sub_exp"), lat("row_sum")), "row bypass: N + L(exp) + L(rowsum)")
-        chan("l", T.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat("row_sum")), "L+1")
-        chan("p", T.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat("recip_mul")), "L+1")
-        chan("vr", online.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"), fr(lat("kv_replay")), "L+1")
+        chan("l", naive.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat("row_sum")), "L+1")
+        chan("p", naive.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"),
+             fr(lat("recip_mul")), "L+1")
+        chan("vr", online.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"),
+             fr(lat("kv_replay")), "L+1")
         chan("o", online.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()

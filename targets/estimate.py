@@ -597,44 +597,6 @@ def wires_resources(m: NodeModel, inst, hw) -> None:
 # rings of W rows, on slices of n_p keys, on the KV cache. Widths come from hw.numerics.
 
 
-def row_max_resources(m: NodeModel, inst, hw) -> None:
-    nm = hw.numerics
-    m.ffs += nm.score_bits
-    m.logic.add("cmp", nm.score_bits).add("mux", nm.score_bits)
-
-
-def sub_exp_resources(m: NodeModel, inst, hw) -> None:
-    nm = hw.numerics
-    m.ffs += nm.score_bits
-    m.logic.add("mux", nm.score_bits).add("add", nm.score_bits + 1)
-    exp_cost(m, nm, nm.score_bits + 1)
-
-
-def row_sum_resources(m: NodeModel, inst, hw) -> None:
-    nm = hw.numerics
-    m.ffs += nm.sum_bits
-    m.logic.add("add", nm.sum_bits).add("mux", nm.sum_bits)
-
-
-def recip_mul_resources(m: NodeModel, inst, hw) -> None:
-    nm = hw.numerics
-    m.ffs += nm.recip_width
-    m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits).add("mux", nm.recip_width)
-    m.mults.append(Mult("e*r", nm.exp_bits, False, nm.recip_width, False,
-                        post_add=nm.exp_bits + nm.recip_width))
-    m.logic.add("add", nm.exp_bits + nm.recip_width - nm.p_shift)
-
-
-def pv_accum_resources(m: NodeModel, inst, hw) -> None:
-    nm, d = hw.numerics, hw.numerics.head_dim
-    ab = nm.acc_bits
-    m.ffs += d * ab
-    m.mults.append(Mult("p*v", nm.exp_bits, False, nm.v.bits, True, d, post_add=2 * ab))
-    m.logic.add("add", ab, d).add("mux", ab, d)
-    rest = ab - nm.out_shift_naive
-    m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
-
-
 def combine_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.split.Combine``: the (m, l, O) merge of two partial states, both sides of the
     ``b <= a`` choice built (each a product by e = 2**-(|m_a - m_b|) and a rounding)."""
