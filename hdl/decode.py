@@ -13,7 +13,7 @@ from amaranth.hdl import Signal
 from ..mappers.contracts import GROUP, STEP
 from ..templates.online import QKScores
 from .templates import Template
-from .window import RowStore
+from ..templates.window import RowStore
 
 
 class _Cache:

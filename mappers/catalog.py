@@ -39,6 +39,7 @@ FACETS = ("contract", "model", "component", "resources")
 FAMILIES = (
     "online",      # qk_scores, kv_replay, online_softmax_pv, normalize
     "naive",       # row_max, sub_exp, row_sum, recip_mul, pv_accum
+    "window",      # qk_window, kv_window, softmax_window (window and causal heads)
 )
 
 
@@ -81,15 +82,6 @@ _t = TemplateDef
 
 
 _DEFS = (
-    # ---- window / causal heads (mappers.window): the full head's datapaths on rings
-    _t("qk_window", 3, f"{_M}.window:qk_window", f"{_S}.models_window:qk_window",
-       f"{_H}.window:QKWindow", "attnflow.templates.online:qk_resources",
-       "qk_scores' datapath; ring addressing in the same cycle"),
-    _t("kv_window", 1, f"{_M}.window:kv_window", f"{_S}.models_window:kv_window",
-       f"{_H}.window:KVWindow", "attnflow.templates.online:kv_resources", "ring read"),
-    _t("softmax_window", 1, f"{_M}.window:softmax_window",
-       f"{_S}.models_window:softmax_window", f"{_H}.window:SoftmaxWindow",
-       "attnflow.templates.online:softmax_resources", "online_softmax_pv's step, masked slots skipped"),
     # ---- split-context heads (mappers.split)
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),

@@ -72,11 +72,11 @@ from __future__ import annotations
 
 from ..ir.encoder_golden import LayerPlan
 from ..ir.types import FixedFormat
-from ..ir.window import row_slots
+from ..ir.window import lookahead, row_slots
 from . import folding as F
 from . import linear as lin_mod
-from . import window as W
 from ..templates import online
+from ..templates import window as W
 from .catalog import latency
 from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
@@ -238,7 +238,7 @@ class RowStackHeads(FullStackHeads):
 
     @staticmethod
     def ahead(plan) -> int:
-        return W.lookahead(plan.window, plan.n, plan.kind)
+        return lookahead(plan.window, plan.n, plan.kind)
 
     def q_channel(self, plan) -> tuple[int, str]:
         ahead = self.ahead(plan)
@@ -296,7 +296,7 @@ class WindowStackHeads(RowStackHeads):
         return f"encoder (sliding window: query i sees keys |i - j| <= {att.window})"
 
     def cycles(self, n, heads, rms, fires, pre, window):
-        return F.window_stack_cycles(n, heads, rms, fires, pre, W.lookahead(window, n))
+        return F.window_stack_cycles(n, heads, rms, fires, pre, lookahead(window, n))
 
     def exact(self, qkv_alike):
         return qkv_alike      # Q/K/V folded differently: a lower bound (window_stack_cycles)
@@ -622,6 +622,6 @@ def q_deadlock_bound(hw: HwGraph, head: int = 0) -> int:
     n = hw.instances["fork_in"].param("N")
     qk = hw.instances[f"qk{head}"]
     if qk.template == "qk_window":   # causal: no row ahead; window: w' rows ahead
-        n = 1 + (W.lookahead(qk.param("window"), n) if qk.param("kind") == "window" else 0)
+        n = 1 + (lookahead(qk.param("window"), n) if qk.param("kind") == "window" else 0)
     held = 1 if LinearParams.of(hw.instances[f"lin_q{head}"]).fold > 1 else 0
     return max(1, n - hw.channels[f"x_lin_q{head}"].depth - held)

@@ -1,35 +1,22 @@
 """Sliding-window attention of one head on streaming templates (``ir.window``): K and V
 held in ring buffers of W = 2 w' + 1 rows (memory independent of N), one score per
-cycle over the W slots of each query row, masked at the sequence ends.
-
-Templates (timing contracts; the values are ``sim.models_window``):
-
-* ``qk_window``: inputs k, q; output s (score + valid bit). Phases: ``fill`` takes K rows
-  0 .. w'-1; ``main`` (rows 0 .. N-w'-1) takes K row i + w' and the Q row on the row's
-  first of W firings; ``tail`` (the last w' rows) takes only the Q row. One score per
-  firing, slot order ``ir.window.offsets``.
-* ``kv_window``: input v, output vr: the same phases for V; one V row per firing (the
-  slot's key row).
-* ``softmax_window``: inputs s, vr; output ol on the row's last firing: the online
-  softmax of ``online_softmax_pv`` that skips masked slots.
-* ``normalize``: as in the full head.
+cycle over the W slots of each query row, masked at the sequence ends. The templates
+(``qk_window``, ``kv_window``, ``softmax_window``) are defined in ``templates.window``;
+``normalize`` as in the full head.
 
 Cycles without stalls: ``w' + N * W`` firings of qk_window plus the pipeline's latency
 (tests/test_window.py checks the exact count); on-chip memory: two rings of W rows.
-``kind: causal`` uses the same templates with the one-sided slots of ``ir.window``
-(lookahead 0, W = N: each K row is loaded on its own row's first firing and read in that
-firing, through the ring's bypass). Without a window the causal head runs the blocked
-triangle of ``ir.window.causal_blocks``: one phase ``b<k>`` per block of rows, each with
-its block's slot groups (instance param ``triangle``).
+``kind: causal`` uses the same templates with the one-sided slots of ``ir.window``;
+without a window the causal head runs the blocked triangle of ``ir.window.causal_blocks``
+(instance param ``triangle``). :func:`stream_head` also builds the decode head.
 """
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
-from ..ir.window import causal_blocks, effective_window, lookahead, row_groups, row_slots
+from ..ir.window import effective_window, lookahead, row_groups, row_slots
 from ..templates import online
-from .catalog import latency
-from .contracts import ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL, Contract, Phase
-from .hwgraph import Channel, Field, HwGraph, Instance, Layout
+from ..templates.window import kv_window, qk_window, softmax_window, window_score_layout
+from .hwgraph import Channel, HwGraph, Instance, Layout
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth, head_fill
 
 def window_fill() -> int:
@@ -50,66 +37,6 @@ def is_triangle(kind: str, w, n: int) -> bool:
     """A causal head without a window (or with one covering the sequence, w' = N - 1)
     runs the blocked triangle (``ir.window.causal_blocks``)."""
     return kind == "causal" and (w is None or effective_window(w, n) >= n - 1)
-
-
-def _block_phases(n: int, lanes: int, ports: tuple) -> tuple:
-    """One phase ``b<k>`` per block of rows of the blocked triangle
-    (``ir.window.causal_blocks``): its rows, each in the block's slot groups."""
-    return tuple(Phase(f"b{k}", ((ROW, rows), (SLOT, g)), ports)
-                 for k, (rows, g) in enumerate(causal_blocks(n, lanes)))
-
-
-def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple,
-            lanes: int = 1, triangle: bool = False):
-    """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
-    firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``); a
-    ``triangle`` causal head: one phase ``b<k>`` per block of ``ir.window.causal_blocks``."""
-    # a row's ports; the rows that load a K/V row also take it on their first firing
-    row = tuple((p, FIRST) for p in extra_first) + tuple((p, ALWAYS) for p in always)
-    loading = (((load, FIRST),) if load else ()) + row
-    if triangle:
-        return _block_phases(n, lanes, loading)
-    we = lookahead(w, n, kind)
-    slots = online.groups(row_slots(n, kind, w), lanes)
-    ph = []
-    if we and load:
-        ph.append(Phase(FILL, ((LOAD_ROW, we),), ((load, ALWAYS),)))
-    ph.append(Phase(MAIN, ((ROW, n - we), (SLOT, slots)), loading))
-    if we:
-        ph.append(Phase(TAIL, ((ROW, we), (SLOT, slots)), row))
-    return tuple(ph)
-
-
-def qk_window(n: int, w, kind: str = "window", lanes: int = 1,
-              triangle: bool = False) -> Contract:
-    return Contract("qk_window", ("k", "q"), ("s",),
-                    _phases(n, w, kind, "k", ("q",), ("s",), lanes, triangle),
-                    latency=latency("qk_window"))
-
-
-def kv_window(n: int, w, kind: str = "window", lanes: int = 1,
-              triangle: bool = False) -> Contract:
-    return Contract("kv_window", ("v",), ("vr",),
-                    _phases(n, w, kind, "v", (), ("vr",), lanes, triangle),
-                    latency=latency("kv_window"))
-
-
-def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
-                   triangle: bool = False) -> Contract:
-    ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
-    if triangle:
-        phases = _block_phases(n, lanes, ports)
-    else:
-        phases = (Phase("rows", (("i", n), ("t", online.groups(row_slots(n, kind, w), lanes))),
-                        ports),)
-    return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
-                    latency=latency("softmax_window"))
-
-
-def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:
-    """``lanes`` scores and their valid bits (0: a masked slot outside the sequence, or a
-    padding lane past the row's last slot)."""
-    return Layout((Field("x", nm.score_bits, True, lanes), Field("ok", 1, False, lanes)))
 
 
 def check_window(w) -> int:
