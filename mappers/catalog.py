@@ -40,6 +40,7 @@ FAMILIES = (
     "online",      # qk_scores, kv_replay, online_softmax_pv, normalize
     "naive",       # row_max, sub_exp, row_sum, recip_mul, pv_accum
     "window",      # qk_window, kv_window, softmax_window (window and causal heads)
+    "decode",      # qk_decode, kv_decode, softmax_decode
 )
 
 
@@ -95,13 +96,6 @@ _DEFS = (
     _t("combine", 2, f"{_M}.split:combine_contract", f"{_S}.models_split:combine",
        f"{_H}.split:Combine", f"{_E}:combine_resources",
        "max, two exps, d + 1 scaled adds of the (m, l, O) combine"),
-    # ---- decode mode (mappers.decode)
-    _t("qk_decode", 3, f"{_M}.decode:qk_decode", f"{_S}.models_decode:qk_decode",
-       f"{_H}.decode:QKDecode", "attnflow.templates.online:qk_resources", "qk_scores over the KV cache"),
-    _t("kv_decode", 1, f"{_M}.decode:kv_decode", f"{_S}.models_decode:kv_decode",
-       f"{_H}.decode:KVDecode", "attnflow.templates.online:kv_resources", "cache read"),
-    _t("softmax_decode", 1, f"{_M}.decode:softmax_decode", f"{_S}.models_decode:softmax_decode",
-       "attnflow.templates.online:OnlineSoftmaxPV", "attnflow.templates.online:softmax_resources", "online_softmax_pv's step"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
     _t("linear", 2, f"{_M}.linear:LinearParams", f"{_S}.models_linear:linear",
        f"{_H}.linear:Linear", f"{_E}:linear_resources",
