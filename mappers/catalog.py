@@ -41,6 +41,7 @@ FAMILIES = (
     "naive",       # row_max, sub_exp, row_sum, recip_mul, pv_accum
     "window",      # qk_window, kv_window, softmax_window (window and causal heads)
     "decode",      # qk_decode, kv_decode, softmax_decode
+    "split",       # qk_slice, kv_slice, softmax_slice, combine
 )
 
 
@@ -86,16 +87,6 @@ _DEFS = (
     # ---- split-context heads (mappers.split)
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
-    _t("qk_slice", 3, f"{_M}.split:qk_slice", f"{_S}.models_split:qk_slice",
-       "attnflow.templates.online:QKScores", "attnflow.templates.online:qk_resources", "qk_scores over a slice of keys"),
-    _t("kv_slice", 1, f"{_M}.split:kv_slice", f"{_S}.models_split:kv_slice",
-       "attnflow.templates.online:KVReplay", "attnflow.templates.online:kv_resources", "memory read"),
-    _t("softmax_slice", 1, f"{_M}.split:softmax_slice", f"{_S}.models_split:softmax_slice",
-       f"{_H}.split:SoftmaxSlice", "attnflow.templates.online:softmax_resources",
-       "online_softmax_pv's step; emits the partial state (o, l, m)"),
-    _t("combine", 2, f"{_M}.split:combine_contract", f"{_S}.models_split:combine",
-       f"{_H}.split:Combine", f"{_E}:combine_resources",
-       "max, two exps, d + 1 scaled adds of the (m, l, O) combine"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
     _t("linear", 2, f"{_M}.linear:LinearParams", f"{_S}.models_linear:linear",
        f"{_H}.linear:Linear", f"{_E}:linear_resources",

@@ -6,25 +6,24 @@
 
 * ``split_rows`` (ksplit, vsplit): one input stream of N rows, P outputs; phase p passes
   the n_p rows of slice p to output p.
-* ``qk_slice`` / ``kv_slice`` / ``softmax_slice``: ``qk_scores`` / ``kv_replay`` /
-  ``online_softmax_pv`` over a slice of n_p keys (load n_p rows, then N rows x n_p
-  scores); the softmax emits the row's partial state (o, l, m) on its last firing.
+* ``qk_slice`` / ``kv_slice`` / ``softmax_slice``: the full head's templates over a slice
+  of n_p keys; the softmax emits the row's partial state (o, l, m) on its last firing.
 * ``combine``: one row's two partial states in, the combined state out (``ir.split``).
 * ``normalize``: as in the full head; it reads the root state's o and l fields.
 
-The K and V streams deliver one row per cycle, so the last engine starts after all N K
-rows; the engines then run in lockstep: about ``N + N * ceil(N / P)`` cycles. HDL:
-``hdl/split.py``.
+The slice templates and ``combine`` are defined in ``templates.split``. The K and V
+streams deliver one row per cycle, so the last engine starts after all N K rows; the
+engines then run in lockstep: about ``N + N * ceil(N / P)`` cycles.
 """
 from __future__ import annotations
 
 from ..ir.numerics import AttentionNumerics
 from ..ir.split import leaf_depth, slice_bounds, tree_pairs
 from ..templates import online
+from ..templates.split import combine_contract, kv_slice, qk_slice, softmax_slice, state_layout
 from .catalog import latency
-from .contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW, ROWS, SCORES,
-                        Contract, Phase)
-from .hwgraph import Channel, Field, HwGraph, Instance, Layout
+from .contracts import ALWAYS, Contract, Phase
+from .hwgraph import Channel, HwGraph, Instance
 from .rowops import ForkParams
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
@@ -44,38 +43,6 @@ def split_rows(sizes: list[int]) -> Contract:
     return Contract("split_rows", ("x",), outs, tuple(
         Phase(f"s{p}", (("r", n_p),), (("x", ALWAYS), (f"y{p}", ALWAYS)))
         for p, n_p in enumerate(sizes)), latency=latency("split_rows"))
-
-
-def qk_slice(n: int, keys: int) -> Contract:
-    return Contract("qk_slice", ("k", "q"), ("s",), (
-        Phase(LOAD, ((LOAD_ROW, keys),), (("k", ALWAYS),)),
-        Phase(SCORES, ((ROW, n), (GROUP, keys)), (("q", FIRST), ("s", ALWAYS))),
-    ), latency=latency("qk_slice"))
-
-
-def kv_slice(n: int, keys: int) -> Contract:
-    return Contract("kv_slice", ("v",), ("vr",), (
-        Phase(LOAD, ((LOAD_ROW, keys),), (("v", ALWAYS),)),
-        Phase(REPLAY, ((ROW, n), (GROUP, keys)), (("vr", ALWAYS),)),
-    ), latency=latency("kv_slice"))
-
-
-def softmax_slice(n: int, keys: int) -> Contract:
-    return Contract("softmax_slice", ("s", "vr"), ("st",), (
-        Phase(ROWS, ((ROW, n), (GROUP, keys)), (("s", ALWAYS), ("vr", ALWAYS), ("st", LAST))),
-    ), latency=latency("softmax_slice"))
-
-
-def combine_contract(n: int) -> Contract:
-    return Contract("combine", ("a", "b"), ("y",), (
-        Phase("rows", (("i", n),), (("a", ALWAYS), ("b", ALWAYS), ("y", ALWAYS))),
-    ), latency=latency("combine"))
-
-
-def state_layout(nm: AttentionNumerics) -> Layout:
-    """A row's partial state: O (acc_bits x d), l (sum_bits), m (score_bits)."""
-    return Layout((Field("o", nm.acc_bits, True, nm.head_dim), Field("l", nm.sum_bits, False),
-                   Field("m", nm.score_bits, True)))
 
 
 def check_split(p, n: int) -> int:

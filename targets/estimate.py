@@ -597,20 +597,6 @@ def wires_resources(m: NodeModel, inst, hw) -> None:
 # rings of W rows, on slices of n_p keys, on the KV cache. Widths come from hw.numerics.
 
 
-def combine_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.split.Combine``: the (m, l, O) merge of two partial states, both sides of the
-    ``b <= a`` choice built (each a product by e = 2**-(|m_a - m_b|) and a rounding)."""
-    nm, d = hw.numerics, hw.numerics.head_dim
-    sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
-    m.logic.add("cmp", sb).add("add", sb + 1, 2).add("mux", sb + 1)       # |m_a - m_b|
-    exp_cost(m, nm, sb + 1)
-    m.logic.add("mux", sb)                                                # max(m_a, m_b)
-    m.mults.append(Mult("l*e", lb, False, eb, False, 2, post_add=lb + eb))
-    m.logic.add("add", lb, 4).add("mux", lb)                              # round, add
-    m.mults.append(Mult("o*e", ab, True, eb, False, 2 * d, post_add=ab + eb))
-    m.logic.add("add", ab, 4 * d).add("mux", ab, d)
-
-
 def template_model(inst, hw) -> NodeModel:
     """The instance's resources: its sequencer plus its template's ``resources`` facet
     (``mappers.catalog``; an unknown template is an error there, never counted as 0)."""
