@@ -42,6 +42,7 @@ FAMILIES = (
     "window",      # qk_window, kv_window, softmax_window (window and causal heads)
     "decode",      # qk_decode, kv_decode, softmax_decode
     "split",       # qk_slice, kv_slice, softmax_slice, combine
+    "linear",      # linear (PE x SIMD folded MAC array)
 )
 
 
@@ -88,9 +89,6 @@ _DEFS = (
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
-    _t("linear", 2, f"{_M}.linear:LinearParams", f"{_S}.models_linear:linear",
-       f"{_H}.linear:Linear", f"{_E}:linear_resources",
-       "PE x SIMD multipliers and adder tree, then bias + requantization, round, saturate"),
     _t("layernorm", 4, f"{_M}.rowops:NormParams", f"{_S}.models_rowops:layernorm",
        f"{_H}.rowops:LayerNorm", f"{_E}:norm_resources",
        "sums, variance, normalized isqrt, reciprocal, D multipliers, round"),

@@ -74,13 +74,13 @@ from ..ir.encoder_golden import LayerPlan
 from ..ir.types import FixedFormat
 from ..ir.window import lookahead, row_slots
 from . import folding as F
-from . import linear as lin_mod
+from ..templates import linear as lin_mod
 from ..templates import online
 from ..templates import window as W
 from .catalog import latency
 from .contracts import ALWAYS, Contract, Phase
+from ..templates.linear import LinearParams
 from .hwgraph import Channel, HwGraph, Instance
-from .linear import LinearParams
 from .rowops import (ActivationParams, ForkParams, NormParams, ResidualParams,
                      elementwise_fires, skip_depth)
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth

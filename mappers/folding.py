@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 from ..ir.encoder_golden import OPS
 from ..ir.spec import HEAD_OPS
-from .linear import divisors
 from ..ir.window import row_slots
 from ..templates import online
+from ..templates.linear import divisors
 from .catalog import latency
 
 

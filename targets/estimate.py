@@ -454,48 +454,6 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-def linear_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.linear.Linear``: PE x SIMD products of x by a weight from ROM a firing, PE
-    accumulators, the requantization of the finished group and the output row registers."""
-    from ..ir.numerics_linear import bias_rom, weight_rom
-    from ..mappers.linear import LinearParams
-    p = LinearParams.of(inst)
-    num = p.numerics
-    pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
-    # the chunk and group counters; one that steps like the sequencer's f counter (the
-    # only one of the two with extent > 1) is merged with it by Yosys
-    if chunks > 1 and groups > 1:
-        for extent in (chunks, groups):
-            bits = clog2(extent)
-            m.ffs += bits
-            m.logic.add("add", bits).add("cmpc", bits)
-    xw = hw.port_channels(inst.name)["x"].layout.width
-    if p.fold > 1:      # the input row register; with one group its chunk 0 is never read
-        m.ffs += xw if groups > 1 else xw - xw // chunks
-    # the live payload or the register, then the chunk: one (2 x chunks):1 mux per bit
-    m.logic.add("muxn", simd * num.x.bits, 1, 2 * chunks if p.fold > 1 else 1)
-    words = weight_rom(p.w_array(), pe, simd, num)
-    width = pe * simd * num.w.bits
-    m.mems.append(Mem("weight ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
-    words = bias_rom(p.b_array(), pe, num)
-    width = pe * num.bias.bits
-    m.mems.append(Mem("bias ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
-    ab = num.acc_bits
-    # per PE: SIMD products and (bias or accumulator) summed by one $macc
-    m.mults.append(Mult("x*w", num.x.bits, True, num.w.bits, True, pe * simd,
-                        split_adders=True))
-    m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
-    m.ffs += pe * ab                                    # accumulators
-    w = ab
-    if num.mult != 1:
-        m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
-                            const=num.mult, split_adders=True))
-        w += num.mult.bit_length() + 1
-    saturate_cost(m, requant_cost(m, w, num.shift, pe), num.y, pe)
-    m.ffs += (groups - 1) * pe * num.y.bits             # the output row, last group live
-    m.logic.add("gate", groups - 1)                     # its write enables
-
-
 def norm_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.norm_hw.layernorm_row_hw`` / ``rmsnorm_row_hw``: a whole row a firing."""
     from ..mappers.rowops import NormParams

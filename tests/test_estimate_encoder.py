@@ -14,7 +14,7 @@ from attnflow.ir.encoder_golden import OPS, layer_plan
 from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.weights import load_weights
 from attnflow.mappers.encoder import map_encoder_layer
-from attnflow.mappers.linear import LinearParams
+from attnflow.templates.linear import LinearParams
 from attnflow.targets import estimate
 from attnflow.mappers.catalog import facet
 from attnflow.targets.estimate import Logic, rom_logic_bits, template_model

@@ -14,7 +14,7 @@ import pytest
 
 from attnflow.api import prepare, resolved_spec
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
-from attnflow.mappers.linear import divisors
+from attnflow.templates.linear import divisors
 from helpers import engine_runs
 
 DIMS = {"attn_q": (8, 16), "attn_k": (8, 16), "attn_v": (8, 16), "attn_out": (16, 16),

@@ -29,7 +29,7 @@ from attnflow.ir.numerics_linear import (LinearNumerics, bias_rom, linear_acc, l
 from attnflow.ir.types import FixedFormat
 from attnflow.mappers.hwgraph import Channel, HwGraph
 from attnflow.mappers.catalog import latency
-from attnflow.mappers.linear import (LinearParams, check_folding, linear_contract,
+from attnflow.templates.linear import (LinearParams, check_folding, linear_contract,
                                      x_layout, y_layout)
 from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast

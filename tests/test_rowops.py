@@ -38,9 +38,9 @@ from attnflow.ir.numerics_norm import GeluNumerics, LayerNormNumerics, RescaleNu
 from attnflow.ir.types import FixedFormat
 from attnflow.mappers.contracts import ALWAYS, Contract, Phase
 from attnflow.mappers.hwgraph import Channel, HwGraph, Instance
-from attnflow.mappers import linear as lin_mod
 from attnflow.mappers.catalog import latency
-from attnflow.mappers.linear import LinearParams
+from attnflow.templates import linear as lin_mod
+from attnflow.templates.linear import LinearParams
 from attnflow.mappers.rowops import (TEMPLATES, ActivationParams, ForkParams, NormParams,
                                      ResidualNumerics, ResidualParams, residual_float,
                                      residual_golden, row_layout, skip_depth)

@@ -21,7 +21,7 @@ from attnflow.ir.encoder_golden import encoder_golden
 from attnflow.ir.spec import ScheduleSpec, SpecError, load_spec, spec_from_dict
 from attnflow.mappers.encoder import q_deadlock_bound, q_window_depth
 from attnflow.mappers.folding import causal_stack_cycles, window_stack_cycles
-from attnflow.mappers.linear import divisors
+from attnflow.templates.linear import divisors
 from attnflow.mappers.rowops import skip_depth
 from helpers import engine_runs
 

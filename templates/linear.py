@@ -1,0 +1,348 @@
+"""The ``linear`` template: y = x W^T + b on a PE x SIMD folded MAC array (FINN MVAU style).
+
+A token is one whole row: the input port ``x`` carries K elements, the output port ``y``
+carries M elements (field ``x`` on both, like every row-vector token). Each firing does
+PE x SIMD multiply-accumulates: PE output neurons (a *group*) times SIMD input elements
+(a *chunk*). A row takes ``F = (M / PE) * (K / SIMD)`` firings:
+
+    firing f of a row: group p = f // (K/SIMD), chunk s = f % (K/SIMD)
+
+The row is taken on the row's first firing (``x``: FIRST) and the M results leave on its
+last (``y``: LAST). Weights sit in an on-chip ROM of F words of PE x SIMD weights,
+addressed by f; biases in a ROM of M/PE words (``ir.numerics_linear`` packs both).
+
+Timing contract: one phase ``rows``, loops ``(("i", N), ("f", F))``, ii 1, latency
+``latency("linear")`` (its TemplateDef, :data:`TEMPLATE_DEFS`: PE x SIMD multipliers and
+adder tree, then bias + requantization, round, saturate). Without stalls a standalone layer fed through an input
+channel of latency 1 finishes in ``N * F + 1 + latency("linear")`` cycles (reset to last
+output, inclusive). The output channel carries the latency, as for every template.
+
+Behavioural model: the N input rows give N output rows by
+``ir.numerics_linear.linear_golden``, the same function the ROM contents come from. The
+numerics, weights and bias come from the instance's params (:class:`LinearParams`), not
+from ``hw.numerics`` (the attention numerics of the design), in the model, the component
+and the resource model alike.
+
+Component, per firing, with group p and chunk s (kept by two small counters that step
+with the firings):
+
+* the input row is the live ``x`` payload on the row's first firing, then a register;
+  its chunk s (SIMD elements) is selected;
+* the weight ROM word f (PE x SIMD weights) and the bias ROM word p (PE biases) are read
+  combinationally;
+* PE accumulators: ``acc_new_j = (s == 0 ? b_j : acc_j) + sum_t x[s*SIMD + t] * W_j,t``;
+* the requantized, saturated ``acc_new`` of a finished group (s == K/SIMD - 1) goes into
+  the output row register at group p; the row leaves on the last firing, the last group
+  taken combinationally from this firing's ``acc_new``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
+
+from ..hdl.datapath import elems, requant_hw, saturate_hw, tree_sum
+from ..hdl.templates import Template
+from ..ir.numerics import clog2
+from ..ir.numerics_linear import LinearNumerics, bias_rom, linear_golden, weight_rom
+from ..mappers.catalog import TemplateDef, latency
+from ..mappers.contracts import FIRST, FOLD, LAST, ROW, ROWS, Contract, Phase
+from ..mappers.hwgraph import Field, Instance, Layout
+from ..targets.estimate import Mem, Mult, NodeModel, requant_cost, saturate_cost
+
+TEMPLATE = "linear"
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_folding(k: int, m: int, pe: int, simd: int) -> None:
+    """Raise ValueError (one line naming the parameter and its allowed values) unless PE
+    divides M and SIMD divides K."""
+    for name, v in (("K", k), ("M", m)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"linear: {name} must be an integer >= 1, got {v!r}")
+    for name, v, total, tname in (("PE", pe, m, "M"), ("SIMD", simd, k, "K")):
+        allowed = divisors(total)
+        if not isinstance(v, (int, np.integer)) or v not in allowed:
+            raise ValueError(f"linear: {name} must divide {tname} = {total}: allowed "
+                             f"{name} values are {', '.join(map(str, allowed))}; got {v!r}")
+
+
+def fold(k: int, m: int, pe: int, simd: int) -> int:
+    """Firings per row: (M / PE) * (K / SIMD)."""
+    check_folding(k, m, pe, simd)
+    return (m // pe) * (k // simd)
+
+
+def linear_contract(n: int, k: int, m: int, pe: int, simd: int) -> Contract:
+    """N rows; each row: take x on the first of F firings, emit y on the last."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"linear: N must be an integer >= 1, got {n!r}")
+    f = fold(k, m, pe, simd)
+    return Contract(TEMPLATE, ("x",), ("y",), (
+        Phase(ROWS, ((ROW, n), (FOLD, f)), (("x", FIRST), ("y", LAST))),
+    ), latency=latency(TEMPLATE))
+
+
+def x_layout(num: LinearNumerics) -> Layout:
+    return Layout((Field("x", num.x.bits, True, num.k),))
+
+
+def y_layout(num: LinearNumerics) -> Layout:
+    return Layout((Field("x", num.y.bits, True, num.m),))
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """Everything one ``linear`` instance needs: rows, folding, numerics, weights, bias.
+
+    ``weights``: M rows of K stored integers (format ``numerics.w``); ``bias``: M stored
+    integers (``numerics.bias``, accumulator scale). Tuples, so the whole object is
+    hashable and fits ``Instance.params``; build it with :meth:`make` from arrays.
+    """
+    n: int
+    pe: int
+    simd: int
+    numerics: LinearNumerics
+    weights: tuple[tuple[int, ...], ...]
+    bias: tuple[int, ...]
+
+    def __post_init__(self):
+        num = self.numerics
+        if not isinstance(num, LinearNumerics):
+            raise ValueError(f"linear: numerics must be a LinearNumerics, got {type(num).__name__}")
+        if not isinstance(self.n, (int, np.integer)) or self.n < 1:
+            raise ValueError(f"linear: N must be an integer >= 1, got {self.n!r}")
+        check_folding(num.k, num.m, self.pe, self.simd)
+        w, b = self.w_array(), self.b_array()
+        if w.shape != (num.m, num.k):
+            raise ValueError(f"linear: weights must be M x K = {num.m} x {num.k}, got "
+                             f"{'x'.join(map(str, w.shape))}")
+        if b.shape != (num.m,):
+            raise ValueError(f"linear: bias must have M = {num.m} elements, got {b.size}")
+        for what, arr, fmt in (("weights", w, num.w), ("bias", b, num.bias)):
+            if arr.size and (arr.min() < fmt.min_int or arr.max() > fmt.max_int):
+                raise ValueError(f"linear: {what} must be stored integers of {fmt} "
+                                 f"({fmt.min_int}..{fmt.max_int}), got {arr.min()}..{arr.max()}")
+
+    @classmethod
+    def make(cls, n, pe, simd, numerics, weights, bias=None) -> "LinearParams":
+        """From arrays: weights (M, K); bias (M,) or None (zeros)."""
+        w = np.asarray(weights, dtype=np.int64)
+        if w.ndim != 2:
+            raise ValueError(f"linear: weights must be a 2-d array (M, K), got shape {w.shape}")
+        b = np.zeros(w.shape[0], dtype=np.int64) if bias is None else \
+            np.asarray(bias, dtype=np.int64).reshape(-1)
+        return cls(int(n), int(pe), int(simd), numerics,
+                   tuple(tuple(r) for r in w.tolist()), tuple(b.tolist()))
+
+    # --- derived
+    @property
+    def k(self) -> int:
+        return self.numerics.k
+
+    @property
+    def m(self) -> int:
+        return self.numerics.m
+
+    @property
+    def groups(self) -> int:
+        """M / PE: output-neuron groups per row."""
+        return self.m // self.pe
+
+    @property
+    def chunks(self) -> int:
+        """K / SIMD: input chunks per group."""
+        return self.k // self.simd
+
+    @property
+    def fold(self) -> int:
+        """F = groups * chunks: firings (cycles at full rate) per row."""
+        return self.groups * self.chunks
+
+    def w_array(self) -> np.ndarray:
+        return np.asarray(self.weights, dtype=np.int64).reshape(len(self.weights), -1)
+
+    def b_array(self) -> np.ndarray:
+        return np.asarray(self.bias, dtype=np.int64).reshape(-1)
+
+    def contract(self) -> Contract:
+        return linear_contract(self.n, self.k, self.m, self.pe, self.simd)
+
+    def instance(self, name: str) -> Instance:
+        """The HwGraph instance: the parameters as (key, value) pairs, all hashable."""
+        params = {"N": self.n, "K": self.k, "M": self.m, "PE": self.pe, "SIMD": self.simd,
+                  "numerics": self.numerics, "weights": self.weights, "bias": self.bias}
+        return Instance(name, TEMPLATE, self.contract(), tuple(sorted(params.items())))
+
+    @classmethod
+    def of(cls, inst: Instance) -> "LinearParams":
+        """Back from an instance made by :meth:`instance`."""
+        if inst.template != TEMPLATE:
+            raise ValueError(f"{inst.name}: not a {TEMPLATE} instance ({inst.template})")
+        p = cls(inst.param("N"), inst.param("PE"), inst.param("SIMD"), inst.param("numerics"),
+                inst.param("weights"), inst.param("bias"))
+        if (p.k, p.m) != (inst.param("K"), inst.param("M")):
+            raise ValueError(f"{inst.name}: K, M params disagree with the numerics")
+        return p
+
+
+
+# ---------------------------------------------------------------- behavioural model
+
+def linear_model(inst, nm, ins):
+    p = LinearParams.of(inst)
+    x = np.asarray(ins["x"]["x"], dtype=np.int64).reshape(-1, p.k)
+    return {"y": {"x": linear_golden(x, p.w_array(), p.b_array(), p.numerics)}}
+
+
+
+# ---------------------------------------------------------------- component
+
+def _rom(m, name, width, words):
+    """A ROM with a combinational read port; depth >= 2 keeps the address >= 1 bit."""
+    words = list(words) + [0] * max(0, 2 - len(words))
+    rom = Memory(shape=unsigned(width), depth=len(words), init=words)
+    m.submodules[name] = rom
+    return rom.read_port(domain="comb")
+
+
+def _step_counter(m, fire, extent, name, enable=1):
+    """A counter 0..extent-1 stepping on ``fire & enable`` (the constant 0 if extent is 1),
+    and the condition 'at its last value'."""
+    if extent == 1:
+        return 0, 1
+    ctr = Signal(range(extent), name=name)
+    at_end = ctr == extent - 1
+    with m.If(fire & enable):
+        m.d.sync += ctr.eq(Mux(at_end, 0, ctr + 1))
+    return ctr, at_end
+
+
+def _select(m, sel, options, like, name):
+    """``options[sel]`` for a list of equal-length lists of Values, into fresh signals."""
+    if len(options) == 1:
+        return options[0]
+    outs = [Signal(like, name=f"{name}{t}") for t in range(len(options[0]))]
+    with m.Switch(sel):
+        for i, opt in enumerate(options):
+            # the last option as the default: a complete case (Verilator's CASEINCOMPLETE)
+            with (m.Case(i) if i < len(options) - 1 else m.Default()):
+                m.d.comb += [o.eq(v) for o, v in zip(outs, opt)]
+    return outs
+
+
+class Linear(Template):
+    """y = saturate(requant((x W^T + b) * mult, shift)) per row, PE x SIMD MACs a cycle."""
+
+    def __init__(self, inst, nm, ports):
+        self.params = LinearParams.of(inst)
+        super().__init__(inst, nm, ports)
+
+    def datapath(self, m, seq):
+        p = self.params
+        num = p.numerics
+        pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
+        fire = seq.fire
+
+        # position within the row: chunk s, group p (in step with the sequencer's f)
+        s, s_end = _step_counter(m, fire, chunks, "chunk")
+        g, _ = _step_counter(m, fire, groups, "group", enable=s_end)
+        s_first = (s == 0) if chunks > 1 else 1
+
+        # the input row: live on the first firing, then held
+        xl = self.layout("x")
+        x_reg = Signal(xl.width)
+        with m.If(fire & seq.use["x"]):
+            m.d.sync += x_reg.eq(self.x.payload)
+        # one named row (slicing the Mux expression per element would copy the whole
+        # row-wide mux once per element in the emitted Verilog)
+        x_row = Signal(xl.width)
+        m.d.comb += x_row.eq(Mux(seq.first, self.x.payload, x_reg))
+        xs = elems(x_row, xl, "x")
+        xc = _select(m, s, [xs[c * simd:(c + 1) * simd] for c in range(chunks)],
+                     signed(num.x.bits), "xc")
+
+        # weight ROM word f: W[p*PE + j, s*SIMD + t] at (j*SIMD + t) * w.bits
+        wb, bb = num.w.bits, num.bias.bits
+        wrp = _rom(m, "wrom", pe * simd * wb, weight_rom(p.w_array(), pe, simd, num))
+        m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
+        brp = _rom(m, "brom", pe * bb, bias_rom(p.b_array(), pe, num))
+        m.d.comb += brp.addr.eq(g)
+
+        ys = []
+        for j in range(pe):
+            ws = [wrp.data[(j * simd + t) * wb:(j * simd + t + 1) * wb].as_signed()
+                  for t in range(simd)]
+            bias = brp.data[j * bb:(j + 1) * bb].as_signed()
+            acc = Signal(signed(num.acc_bits), name=f"acc{j}")
+            acc_new = Signal(signed(num.acc_bits), name=f"acc{j}_new")
+            dot = tree_sum(a * w for a, w in zip(xc, ws))
+            m.d.comb += acc_new.eq(Mux(s_first, bias, acc) + dot)
+            with m.If(fire):
+                m.d.sync += acc.eq(acc_new)
+            y = Signal(signed(num.y.bits), name=f"y{j}")
+            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * num.mult, num.shift), num.y))
+            ys.append(y)
+
+        # the output row: groups 0 .. groups-2 registered, the last one from this firing
+        row = [[Signal(signed(num.y.bits), name=f"row{q}_{j}") for j in range(pe)]
+               for q in range(groups - 1)]
+        for q, regs in enumerate(row):
+            with m.If(fire & s_end & (g == q)):
+                m.d.sync += [r.eq(y) for r, y in zip(regs, ys)]
+        m.d.comb += self.y.payload.eq(Cat(*[r for regs in row for r in regs], *ys))
+
+
+
+# ---------------------------------------------------------------- resource model
+
+def linear_resources(m: NodeModel, inst, hw) -> None:
+    """``hdl.linear.Linear``: PE x SIMD products of x by a weight from ROM a firing, PE
+    accumulators, the requantization of the finished group and the output row registers."""
+    p = LinearParams.of(inst)
+    num = p.numerics
+    pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
+    # the chunk and group counters; one that steps like the sequencer's f counter (the
+    # only one of the two with extent > 1) is merged with it by Yosys
+    if chunks > 1 and groups > 1:
+        for extent in (chunks, groups):
+            bits = clog2(extent)
+            m.ffs += bits
+            m.logic.add("add", bits).add("cmpc", bits)
+    xw = hw.port_channels(inst.name)["x"].layout.width
+    if p.fold > 1:      # the input row register; with one group its chunk 0 is never read
+        m.ffs += xw if groups > 1 else xw - xw // chunks
+    # the live payload or the register, then the chunk: one (2 x chunks):1 mux per bit
+    m.logic.add("muxn", simd * num.x.bits, 1, 2 * chunks if p.fold > 1 else 1)
+    words = weight_rom(p.w_array(), pe, simd, num)
+    width = pe * simd * num.w.bits
+    m.mems.append(Mem("weight ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
+    words = bias_rom(p.b_array(), pe, num)
+    width = pe * num.bias.bits
+    m.mems.append(Mem("bias ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
+    ab = num.acc_bits
+    # per PE: SIMD products and (bias or accumulator) summed by one $macc
+    m.mults.append(Mult("x*w", num.x.bits, True, num.w.bits, True, pe * simd,
+                        split_adders=True))
+    m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
+    m.ffs += pe * ab                                    # accumulators
+    w = ab
+    if num.mult != 1:
+        m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
+                            const=num.mult, split_adders=True))
+        w += num.mult.bit_length() + 1
+    saturate_cost(m, requant_cost(m, w, num.shift, pe), num.y, pe)
+    m.ffs += (groups - 1) * pe * num.y.bits             # the output row, last group live
+    m.logic.add("gate", groups - 1)                     # its write enables
+
+
+
+TEMPLATE_DEFS = (
+    TemplateDef(TEMPLATE, 2, LinearParams, linear_model, Linear, linear_resources,
+                "PE x SIMD multipliers and adder tree, then bias + requantization, round, saturate"),
+)
