@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Mux, Signal, signed
 
-from ..mappers.rowops import ActivationParams, ForkParams, NormParams, ResidualParams
-from .norm_hw import gelu_hw, layernorm_row_hw, relu_hw, rescale_hw, rmsnorm_row_hw
+from ..mappers.rowops import ActivationParams, ForkParams, ResidualParams
+from .norm_hw import gelu_hw, relu_hw, rescale_hw
 from .datapath import elems, saturate_hw
 from .templates import Template
 
@@ -52,24 +52,6 @@ def lane_rows(tpl: Template, m, seq, ports, fires: int, compute):
     with m.If(seq.fire):
         m.d.sync += done.eq(Cat(done[len(out):], out))
     m.d.comb += tpl.y.payload.eq(Cat(done, out))
-
-
-class LayerNorm(Template):
-    """``layernorm`` and ``rmsnorm``: one row in, one normalized row out; gamma and beta
-    are constants of the datapath."""
-
-    def __init__(self, inst, nm, ports):
-        self.params = NormParams.of(inst)
-        super().__init__(inst, nm, ports)
-
-    def datapath(self, m, seq):
-        p = self.params
-        xs = elems(self.x.payload, self.layout("x"), "x")
-        if p.rms:
-            ys = rmsnorm_row_hw(m, p.numerics, xs, list(p.gamma), name="rms")
-        else:
-            ys = layernorm_row_hw(m, p.numerics, xs, list(p.gamma), list(p.beta), name="ln")
-        m.d.comb += self.y.payload.eq(Cat(*ys))
 
 
 class Activation(Template):

@@ -43,6 +43,7 @@ FAMILIES = (
     "decode",      # qk_decode, kv_decode, softmax_decode
     "split",       # qk_slice, kv_slice, softmax_slice, combine
     "linear",      # linear (PE x SIMD folded MAC array)
+    "norm",        # layernorm, rmsnorm
 )
 
 
@@ -89,11 +90,6 @@ _DEFS = (
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
-    _t("layernorm", 4, f"{_M}.rowops:NormParams", f"{_S}.models_rowops:layernorm",
-       f"{_H}.rowops:LayerNorm", f"{_E}:norm_resources",
-       "sums, variance, normalized isqrt, reciprocal, D multipliers, round"),
-    _t("rmsnorm", 4, f"{_M}.rowops:NormParams", f"{_S}.models_rowops:rmsnorm",
-       f"{_H}.rowops:LayerNorm", f"{_E}:norm_resources", "layernorm without the mean"),
     _t("activation", 2, f"{_M}.rowops:ActivationParams", f"{_S}.models_rowops:activation",
        f"{_H}.rowops:Activation", f"{_E}:activation_resources",
        "GELU ROM read or polynomial (3 multipliers), output rounding"),

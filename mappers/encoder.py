@@ -81,7 +81,8 @@ from .catalog import latency
 from .contracts import ALWAYS, Contract, Phase
 from ..templates.linear import LinearParams
 from .hwgraph import Channel, HwGraph, Instance
-from .rowops import (ActivationParams, ForkParams, NormParams, ResidualParams,
+from ..templates.norm import NormParams
+from .rowops import (ActivationParams, ForkParams, ResidualParams,
                      elementwise_fires, skip_depth)
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.numerics import MAX_BITS, requant, saturate, signed_bits
-from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
-                                gelu_golden, layernorm_golden, relu_golden, rescale_golden,
-                                rmsnorm_golden)
+from ..ir.numerics_norm import (GeluNumerics, RescaleNumerics, gelu_golden, relu_golden,
+                                rescale_golden)
 from ..ir.types import FixedFormat
-from .catalog import latency
-from .contracts import ALWAYS, FIRST, LAST, Contract, Phase
-from .hwgraph import Field, Instance, Layout
+from .contracts import Contract
+from .hwgraph import Instance, Layout
+from ..templates.rows import (check_fmt, check_int, check_lanes, check_problems, check_template,
+                              row_layout, rows_contract)
 
 #: the element-wise templates defined here (latencies: ``mappers.catalog``)
 TEMPLATES = ("layernorm", "rmsnorm", "activation", "residual_add", "fork")
@@ -52,65 +52,6 @@ ACTIVATION_FNS = ("gelu", "relu", "rescale")
 
 
 # ---------------------------------------------------------------- shared pieces
-
-def _check_int(template: str, name: str, v, lo: int = 1) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{template}: {name} must be an integer >= {lo}, got {v!r}")
-
-
-def _check_fmt(template: str, name: str, f) -> None:
-    if not isinstance(f, FixedFormat) or not f.signed or f.bits < 2:
-        raise ValueError(f"{template}: format {name} must be a signed FixedFormat of >= 2 "
-                         f"bits, got {f!r}")
-
-
-def _check_problems(template: str, problems) -> None:
-    if problems:
-        field, msg = problems[0]
-        raise ValueError(f"{template}: {field}: {msg}")
-
-
-def _ints(template: str, what: str, values, dim: int, fmt: FixedFormat) -> tuple[int, ...]:
-    """A vector of D stored integers of ``fmt`` as a tuple (hashable), checked."""
-    arr = np.asarray(values, dtype=np.int64).reshape(-1)
-    if arr.size != dim:
-        raise ValueError(f"{template}: {what} must have D = {dim} elements, got {arr.size}")
-    if arr.min() < fmt.min_int or arr.max() > fmt.max_int:
-        raise ValueError(f"{template}: {what} must be stored integers of {fmt} "
-                         f"({fmt.min_int}..{fmt.max_int}), got {arr.min()}..{arr.max()}")
-    return tuple(int(v) for v in arr.tolist())
-
-
-def row_layout(fmt: FixedFormat, dim: int) -> Layout:
-    """A row token: field ``x``, ``dim`` signed elements of ``fmt.bits`` bits."""
-    return Layout((Field("x", fmt.bits, True, dim),))
-
-
-def rows_contract(template: str, n: int, inputs, outputs, fires: int = 1) -> Contract:
-    """``fires`` firings per row (an element-wise template folded to D / fires lanes);
-    with one, every port is used on every firing; with more, the inputs are taken on a
-    row's first firing and the output row leaves on its last (as ``linear``)."""
-    _check_int(template, "N", n)
-    if fires == 1:
-        return Contract(template, tuple(inputs), tuple(outputs), (
-            Phase("rows", (("i", int(n)),), tuple((p, ALWAYS) for p in (*inputs, *outputs))),
-        ), latency=latency(template))
-    return Contract(template, tuple(inputs), tuple(outputs), (
-        Phase("rows", (("i", int(n)), ("f", int(fires))),
-              tuple((p, FIRST) for p in inputs) + tuple((p, LAST) for p in outputs)),
-    ), latency=latency(template))
-
-
-def check_lanes(template: str, dim: int, lanes) -> int:
-    """The lanes of an element-wise template (None: all D); must divide D."""
-    if lanes is None:
-        return dim
-    _check_int(template, "lanes", lanes)
-    if dim % lanes:
-        raise ValueError(f"{template}: lanes {lanes} must divide D = {dim}; allowed: "
-                         f"{', '.join(str(v) for v in range(1, dim + 1) if dim % v == 0)}")
-    return int(lanes)
-
 
 def skip_depth(path_latency: int, row_period: int = 1) -> int:
     """Least depth of a residual skip channel for full rate.
@@ -127,91 +68,12 @@ def skip_depth(path_latency: int, row_period: int = 1) -> int:
     it deadlocks only when the block needs more rows than the skip holds before it emits
     its first row (e.g. a whole-sequence buffer: then depth >= N is necessary).
     """
-    _check_int("skip_depth", "path_latency", path_latency, 0)
-    _check_int("skip_depth", "row_period", row_period)
+    check_int("skip_depth", "path_latency", path_latency, 0)
+    check_int("skip_depth", "row_period", row_period)
     return max(1, -(-(path_latency + 1) // row_period))
 
 
-def _template_of(inst: Instance, allowed) -> None:
-    if inst.template not in allowed:
-        raise ValueError(f"{inst.name}: not a {' or '.join(allowed)} instance ({inst.template})")
-
-
 # ---------------------------------------------------------------- layernorm / rmsnorm
-
-@dataclass(frozen=True)
-class NormParams:
-    """One ``layernorm`` (``rms=False``) or ``rmsnorm`` (``rms=True``) instance.
-
-    ``gamma``: D stored integers of ``numerics.gamma``; ``beta``: D of ``numerics.beta``
-    (all zero for RMSNorm). Build it with :meth:`make` from arrays.
-    """
-    n: int
-    numerics: LayerNormNumerics
-    gamma: tuple[int, ...]
-    beta: tuple[int, ...]
-    rms: bool = False
-
-    def __post_init__(self):
-        t = self.template
-        num = self.numerics
-        if not isinstance(num, LayerNormNumerics):
-            raise ValueError(f"{t}: numerics must be a LayerNormNumerics, got {type(num).__name__}")
-        _check_int(t, "N", self.n)
-        _check_problems(t, num.check())
-        _ints(t, "gamma", self.gamma, num.dim, num.gamma)
-        _ints(t, "beta", self.beta, num.dim, num.beta)
-        if self.rms and any(self.beta):
-            raise ValueError(f"{t}: beta must be all zero (RMSNorm has no shift)")
-
-    @classmethod
-    def make(cls, n, numerics, gamma, beta=None, rms=False) -> "NormParams":
-        t = "rmsnorm" if rms else "layernorm"
-        if not isinstance(numerics, LayerNormNumerics):
-            raise ValueError(f"{t}: numerics must be a LayerNormNumerics, got "
-                             f"{type(numerics).__name__}")
-        d = numerics.dim
-        beta = np.zeros(d, dtype=np.int64) if beta is None else beta
-        return cls(int(n), numerics, _ints(t, "gamma", gamma, d, numerics.gamma),
-                   _ints(t, "beta", beta, d, numerics.beta), bool(rms))
-
-    @property
-    def template(self) -> str:
-        return "rmsnorm" if self.rms else "layernorm"
-
-    @property
-    def dim(self) -> int:
-        return self.numerics.dim
-
-    def x_layout(self) -> Layout:
-        return row_layout(self.numerics.x, self.dim)
-
-    def y_layout(self) -> Layout:
-        return row_layout(self.numerics.out, self.dim)
-
-    def golden(self, x_ints) -> np.ndarray:
-        x = np.asarray(x_ints, dtype=np.int64).reshape(-1, self.dim)
-        if self.rms:
-            return rmsnorm_golden(x, self.gamma, self.numerics)
-        return layernorm_golden(x, self.gamma, self.beta, self.numerics)
-
-    def contract(self) -> Contract:
-        return rows_contract(self.template, self.n, ("x",), ("y",))
-
-    def instance(self, name: str) -> Instance:
-        params = {"N": self.n, "D": self.dim, "numerics": self.numerics, "gamma": self.gamma,
-                  "beta": self.beta, "rms": self.rms}
-        return Instance(name, self.template, self.contract(), tuple(sorted(params.items())))
-
-    @classmethod
-    def of(cls, inst: Instance) -> "NormParams":
-        _template_of(inst, ("layernorm", "rmsnorm"))
-        p = cls(inst.param("N"), inst.param("numerics"), inst.param("gamma"),
-                inst.param("beta"), inst.param("rms"))
-        if p.template != inst.template or p.dim != inst.param("D"):
-            raise ValueError(f"{inst.name}: D, rms params disagree with the template/numerics")
-        return p
-
 
 # ---------------------------------------------------------------- activation
 
@@ -235,8 +97,8 @@ class ActivationParams:
 
     def __post_init__(self):
         t = "activation"
-        _check_int(t, "N", self.n)
-        _check_int(t, "D", self.dim)
+        check_int(t, "N", self.n)
+        check_int(t, "D", self.dim)
         check_lanes(t, self.dim, self.lanes)
         if self.fn not in ACTIVATION_FNS:
             raise ValueError(f"{t}: fn must be one of {', '.join(ACTIVATION_FNS)}, got {self.fn!r}")
@@ -244,7 +106,7 @@ class ActivationParams:
         if not isinstance(self.numerics, want):
             raise ValueError(f"{t}: fn {self.fn} needs a {want.__name__}, got "
                              f"{type(self.numerics).__name__}")
-        _check_problems(t, self.numerics.check())
+        check_problems(t, self.numerics.check())
 
     @property
     def x_fmt(self) -> FixedFormat:
@@ -278,7 +140,7 @@ class ActivationParams:
 
     @classmethod
     def of(cls, inst: Instance) -> "ActivationParams":
-        _template_of(inst, ("activation",))
+        check_template(inst, ("activation",))
         return cls(inst.param("N"), inst.param("D"), inst.param("fn"), inst.param("numerics"),
                    inst.param("lanes"))
 
@@ -309,7 +171,7 @@ class ResidualNumerics:
     def __post_init__(self):
         t = "residual_add"
         for name in ("a", "b", "out"):
-            _check_fmt(t, name, getattr(self, name))
+            check_fmt(t, name, getattr(self, name))
         for name in ("scale_a", "scale_b"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v)
@@ -318,7 +180,7 @@ class ResidualNumerics:
         for side in ("a", "b"):
             r = RescaleNumerics(getattr(self, side), FixedFormat(MAX_BITS, self.out.frac),
                                 getattr(self, f"scale_{side}"))
-            _check_problems(t, [(f"rescale_{side}", msg) for _, msg in r.check()])
+            check_problems(t, [(f"rescale_{side}", msg) for _, msg in r.check()])
         if self.sum_bits > MAX_BITS:
             raise ValueError(f"residual_add: the sum needs {self.sum_bits} bits (limit "
                              f"{MAX_BITS}); bring the formats closer")
@@ -383,8 +245,8 @@ class ResidualParams:
         return self.dim // check_lanes("residual_add", self.dim, self.lanes)
 
     def __post_init__(self):
-        _check_int("residual_add", "N", self.n)
-        _check_int("residual_add", "D", self.dim)
+        check_int("residual_add", "N", self.n)
+        check_int("residual_add", "D", self.dim)
         check_lanes("residual_add", self.dim, self.lanes)
         if not isinstance(self.numerics, ResidualNumerics):
             raise ValueError(f"residual_add: numerics must be a ResidualNumerics, got "
@@ -413,7 +275,7 @@ class ResidualParams:
 
     @classmethod
     def of(cls, inst: Instance) -> "ResidualParams":
-        _template_of(inst, ("residual_add",))
+        check_template(inst, ("residual_add",))
         return cls(inst.param("N"), inst.param("D"), inst.param("numerics"),
                    inst.param("lanes"))
 
@@ -430,10 +292,10 @@ class ForkParams:
     ways: int = 2
 
     def __post_init__(self):
-        _check_int("fork", "N", self.n)
-        _check_int("fork", "D", self.dim)
-        _check_int("fork", "ways", self.ways, 2)
-        _check_fmt("fork", "fmt", self.fmt)
+        check_int("fork", "N", self.n)
+        check_int("fork", "D", self.dim)
+        check_int("fork", "ways", self.ways, 2)
+        check_fmt("fork", "fmt", self.fmt)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -451,7 +313,7 @@ class ForkParams:
 
     @classmethod
     def of(cls, inst: Instance) -> "ForkParams":
-        _template_of(inst, ("fork",))
+        check_template(inst, ("fork",))
         return cls(inst.param("N"), inst.param("D"), inst.param("fmt"), inst.param("ways"))
 
 

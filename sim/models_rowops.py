@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mappers.rowops import ActivationParams, ForkParams, NormParams, ResidualParams
-
-
-def layernorm(inst, nm, ins):
-    return {"y": {"x": NormParams.of(inst).golden(ins["x"]["x"])}}
-
-
-def rmsnorm(inst, nm, ins):
-    return {"y": {"x": NormParams.of(inst).golden(ins["x"]["x"])}}
+from ..mappers.rowops import ActivationParams, ForkParams, ResidualParams
 
 
 def activation(inst, nm, ins):

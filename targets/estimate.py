@@ -398,21 +398,6 @@ def saturate_cost(model: NodeModel, width: int, fmt, count: int = 1):
         model.logic.add("mux", fmt.bits, count)
 
 
-def const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, consts):
-    """``a * c`` for each integer constant ``c`` (as ``Value.cast`` makes it: unsigned of
-    its bit length when >= 0, else signed), one Mult per distinct (width, sign, shift)."""
-    groups = {}
-    for c in consts:
-        c = int(c)
-        if c == 0:
-            continue                    # a product by 0 is the constant 0
-        key = (c.bit_length() + (c < 0), c < 0, c > 0 and c & (c - 1) == 0)
-        groups.setdefault(key, []).append(c)
-    for (bits, signed, _), cs in sorted(groups.items()):
-        model.mults.append(Mult(what, a_bits, a_signed, bits, signed, len(cs), const=cs[0],
-                                split_adders=True))
-
-
 def rescale_cost(model: NodeModel, num, count: int) -> int:
     """``hdl.norm_hw.rescale_hw``: ``saturate(requant(x * mult, shift), out)``. Returns the
     width of the significant bits of the result (<= ``num.out.bits``)."""
@@ -424,15 +409,6 @@ def rescale_cost(model: NodeModel, num, count: int) -> int:
     w = requant_cost(model, w, num.shift, count)
     saturate_cost(model, w, num.out, count)
     return min(w, num.out.bits)
-
-
-def _isqrt(model: NodeModel, bits: int) -> None:
-    """``hdl.norm_hw.isqrt_hw``: ceil(bits / 2) steps; step i subtracts a trial value whose
-    bits below 2i are zero (those remainder bits pass through), so its compare-and-subtract
-    (one ``$alu``: alumacc shares the ``>=`` and the ``-``) and its remainder multiplexer
-    are bits - 2i wide (32 bits: 544 LUT; Yosys 0.70 synth_xilinx: 444)."""
-    for i in range((bits + 1) // 2):
-        model.logic.add("add", bits - 2 * i).add("mux", bits - 2 * i)
 
 
 def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
@@ -452,44 +428,6 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
         m.ffs += (fires - 1) * lanes * p.y_layout().fields[0].bits
         m.logic.add("gate", fires - 1)                  # their write enables
     return lanes
-
-
-def norm_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.norm_hw.layernorm_row_hw`` / ``rmsnorm_row_hw``: a whole row a firing."""
-    from ..mappers.rowops import NormParams
-    p = NormParams.of(inst)
-    num = p.numerics
-    d, xb = num.dim, num.x.bits
-    # row statistics: S2 = sum X**2 (D squares, one $macc), S1 = sum X (one $macc)
-    m.mults.append(Mult("x*x", xb, True, xb, True, d, split_adders=True))
-    m.logic.add("macc", num.sumsq_bits, 1, d)
-    const_mults(m, "D*x", xb, True, [d] * d)           # D * X_i (a shift for D = 2**k)
-    const_mults(m, "D*S2", num.sumsq_bits, False, [d])
-    if not p.rms:
-        m.logic.add("macc", num.sum_bits, 1, d)
-        m.mults.append(Mult("s1*s1", num.sum_bits, True, num.sum_bits, True,
-                            split_adders=True))
-        m.logic.add("add", num.u_bits - 2 * num.eps_frac)   # D * S2 - S1**2
-        m.logic.add("add", num.c_bits, d)               # c_i = D * X_i - S1
-    m.logic.add("addc", num.u_bits)                     # << 2P, + E
-    # normalized 1/sqrt(u): bit length, shift, isqrt, reciprocal
-    m.logic.add("gate", num.u_bits)                     # bit length: a priority encoder
-    m.logic.add("addc", num.shift_bits + 1)             # W + 2 K0 - n
-    # un = (u << 2 sh)[2 K0:]: a log shifter narrowing from u_bits to W bits
-    m.logic.add("shift", (num.u_bits + num.root_in_bits) // 2, 1, num.shift_bits)
-    _isqrt(m, num.root_in_bits)
-    m.logic.add("div", num.recip_bits + 1, 1, num.root_bits)    # inv = floor(2**R / r)
-    # per element: cn = requant(c << sh) (c_bits in, the cn bits out), cn * inv * gamma
-    # + (beta << beta_shift), round, saturate
-    cn_w = num.cn_bits + (1 if num.cn_shift > 0 else 0)
-    m.logic.add("shift", (num.c_bits + cn_w) // 2, d, num.shift_bits)
-    requant_cost(m, cn_w, min(num.cn_shift, 1), d)
-    m.mults.append(Mult("cn*inv", num.cn_bits, True, num.inv_bits, False, d,
-                        split_adders=True))
-    prod = num.cn_bits + num.inv_bits + 1
-    const_mults(m, "*gamma", prod, True, p.gamma)
-    m.logic.add("addc", num.acc_bits - num.beta_shift, sum(1 for b in p.beta if b))
-    saturate_cost(m, requant_cost(m, num.acc_bits, num.out_shift, d), num.out, d)
 
 
 def activation_resources(m: NodeModel, inst, hw) -> None:
