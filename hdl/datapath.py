@@ -1,15 +1,17 @@
 """Datapath helpers shared by the template components (``templates/``): the arithmetic of
 ``ir.numerics`` in hardware (requantization, saturation, adder trees, exp, reciprocal,
-rescale) and the row memories of the attention templates. Each takes the module ``m`` it
-adds statements to (where it needs one) and returns Values; latency is the caller's (the
+``ir.numerics_norm``'s rescale), the row memories of the attention templates and the
+lane folding of the element-wise row templates. Each takes the module ``m`` it adds
+statements to (where it needs one) and returns Values; latency is the caller's (the
 output channel's) business.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table
+from ..ir.numerics_norm import RescaleNumerics
 from ..mappers.contracts import LOAD_ROW
 
 
@@ -48,6 +50,15 @@ def elems(payload, layout, field):
             return out
         off += f.width
     raise KeyError(field)
+
+
+def rescale_hw(m, num: RescaleNumerics, x, name: str = "rescale"):
+    """``ir.numerics_norm.rescale_golden``: saturate(requant(x * mult, shift), out)."""
+    y = Signal(signed(num.out.bits), name=f"{name}_y")
+    scaled = x if num.mult == 1 else x * num.mult
+    m.d.comb += y.eq(saturate_hw(requant_hw(scaled, num.shift), num.out))
+    return y
+
 
 
 def exp_hw(m, nm, z, name):
@@ -120,4 +131,39 @@ def lane_store(m, name, width, n, lanes, seq, phase, data, group):
 def lanes_of(inst) -> int:
     return inst.param("lanes") or 1
 
+
+def lane_rows(tpl, m, seq, ports, fires: int, compute):
+    """An element-wise datapath over rows of the component ``tpl``, ``fires`` firings per
+    row (``D / fires`` lanes). ``compute(chunks)`` gets, per input port, the lanes' element Values of the
+    current chunk and returns the lanes' results. Unfolded (one firing), the whole row
+    is computed in its firing. Folded, chunk s is computed on the row's firing s:
+
+    * each input row is taken on the row's first firing: chunk 0 from the live payload,
+      the rest into a shift register that drops one chunk per later firing, so the lanes
+      always read its low end (a 2:1 mux per bit, not an F-way chunk select);
+    * the results shift into an output register of F - 1 chunks (chunk 0 ends at the low
+      end); the row leaves on the last firing as that register plus the last chunk,
+      taken combinationally (as ``linear``)."""
+    if fires == 1:
+        rows = [elems(getattr(tpl, p).payload, tpl.layout(p), "x") for p in ports]
+        m.d.comb += tpl.y.payload.eq(Cat(*compute(rows)))
+        return
+    chunks = []
+    for p in ports:
+        port, lay = getattr(tpl, p), tpl.layout(p)
+        step = lay.width // fires                  # bits of one chunk
+        rest = Signal(lay.width - step, name=f"{p}_rest")
+        with m.If(seq.fire):
+            m.d.sync += rest.eq(Mux(seq.first, port.payload[step:], rest >> step))
+        cur = Signal(step, name=f"{p}_chunk")
+        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], rest[:step]))
+        f = lay.fields[0]
+        chunks.append([cur[i * f.bits:(i + 1) * f.bits].as_signed()
+                       for i in range(f.count // fires)])
+    ys = compute(chunks)
+    out = Cat(*ys)
+    done = Signal(len(out) * (fires - 1), name="y_done")
+    with m.If(seq.fire):
+        m.d.sync += done.eq(Cat(done[len(out):], out))
+    m.d.comb += tpl.y.payload.eq(Cat(done, out))
 

@@ -10,62 +10,11 @@ template. Numerics and constants come from the instance params (``NormParams``,
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Mux, Signal, signed
+from amaranth.hdl import Signal, signed
 
-from ..mappers.rowops import ActivationParams, ForkParams, ResidualParams
-from .norm_hw import gelu_hw, relu_hw, rescale_hw
-from .datapath import elems, saturate_hw
+from ..mappers.rowops import ForkParams, ResidualParams
+from .datapath import lane_rows, rescale_hw, saturate_hw
 from .templates import Template
-
-
-def lane_rows(tpl: Template, m, seq, ports, fires: int, compute):
-    """An element-wise datapath over rows, ``fires`` firings per row (``D / fires``
-    lanes). ``compute(chunks)`` gets, per input port, the lanes' element Values of the
-    current chunk and returns the lanes' results. Unfolded (one firing), the whole row
-    is computed in its firing. Folded, chunk s is computed on the row's firing s:
-
-    * each input row is taken on the row's first firing: chunk 0 from the live payload,
-      the rest into a shift register that drops one chunk per later firing, so the lanes
-      always read its low end (a 2:1 mux per bit, not an F-way chunk select);
-    * the results shift into an output register of F - 1 chunks (chunk 0 ends at the low
-      end); the row leaves on the last firing as that register plus the last chunk,
-      taken combinationally (as ``linear``)."""
-    if fires == 1:
-        rows = [elems(getattr(tpl, p).payload, tpl.layout(p), "x") for p in ports]
-        m.d.comb += tpl.y.payload.eq(Cat(*compute(rows)))
-        return
-    chunks = []
-    for p in ports:
-        port, lay = getattr(tpl, p), tpl.layout(p)
-        step = lay.width // fires                  # bits of one chunk
-        rest = Signal(lay.width - step, name=f"{p}_rest")
-        with m.If(seq.fire):
-            m.d.sync += rest.eq(Mux(seq.first, port.payload[step:], rest >> step))
-        cur = Signal(step, name=f"{p}_chunk")
-        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], rest[:step]))
-        f = lay.fields[0]
-        chunks.append([cur[i * f.bits:(i + 1) * f.bits].as_signed()
-                       for i in range(f.count // fires)])
-    ys = compute(chunks)
-    out = Cat(*ys)
-    done = Signal(len(out) * (fires - 1), name="y_done")
-    with m.If(seq.fire):
-        m.d.sync += done.eq(Cat(done[len(out):], out))
-    m.d.comb += tpl.y.payload.eq(Cat(done, out))
-
-
-class Activation(Template):
-    """``activation``: GELU (ROM or polynomial), ReLU or a rescale on every element."""
-
-    def __init__(self, inst, nm, ports):
-        self.params = ActivationParams.of(inst)
-        super().__init__(inst, nm, ports)
-
-    def datapath(self, m, seq):
-        p = self.params
-        fn = {"gelu": gelu_hw, "relu": relu_hw, "rescale": rescale_hw}[p.fn]
-        lane_rows(self, m, seq, ("x",), p.fires, lambda c: [
-            fn(m, p.numerics, x, name=f"{p.fn}{i}") for i, x in enumerate(c[0])])
 
 
 class ResidualAdd(Template):

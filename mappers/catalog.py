@@ -44,6 +44,7 @@ FAMILIES = (
     "split",       # qk_slice, kv_slice, softmax_slice, combine
     "linear",      # linear (PE x SIMD folded MAC array)
     "norm",        # layernorm, rmsnorm
+    "activation",  # activation (gelu, relu, rescale)
 )
 
 
@@ -90,9 +91,6 @@ _DEFS = (
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
-    _t("activation", 2, f"{_M}.rowops:ActivationParams", f"{_S}.models_rowops:activation",
-       f"{_H}.rowops:Activation", f"{_E}:activation_resources",
-       "GELU ROM read or polynomial (3 multipliers), output rounding"),
     _t("residual_add", 1, f"{_M}.rowops:ResidualParams", f"{_S}.models_rowops:residual_add",
        f"{_H}.rowops:ResidualAdd", f"{_E}:residual_resources",
        "two rescales, one add, saturation"),

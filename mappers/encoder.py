@@ -82,8 +82,8 @@ from .contracts import ALWAYS, Contract, Phase
 from ..templates.linear import LinearParams
 from .hwgraph import Channel, HwGraph, Instance
 from ..templates.norm import NormParams
-from .rowops import (ActivationParams, ForkParams, ResidualParams,
-                     elementwise_fires, skip_depth)
+from ..templates.activation import ActivationParams
+from .rowops import ForkParams, ResidualParams, elementwise_fires, skip_depth
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
 

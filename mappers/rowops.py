@@ -38,8 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.numerics import MAX_BITS, requant, saturate, signed_bits
-from ..ir.numerics_norm import (GeluNumerics, RescaleNumerics, gelu_golden, relu_golden,
-                                rescale_golden)
+from ..ir.numerics_norm import RescaleNumerics, rescale_golden
 from ..ir.types import FixedFormat
 from .contracts import Contract
 from .hwgraph import Instance, Layout
@@ -48,9 +47,6 @@ from ..templates.rows import (check_fmt, check_int, check_lanes, check_problems,
 
 #: the element-wise templates defined here (latencies: ``mappers.catalog``)
 TEMPLATES = ("layernorm", "rmsnorm", "activation", "residual_add", "fork")
-ACTIVATION_FNS = ("gelu", "relu", "rescale")
-
-
 # ---------------------------------------------------------------- shared pieces
 
 def skip_depth(path_latency: int, row_period: int = 1) -> int:
@@ -76,74 +72,6 @@ def skip_depth(path_latency: int, row_period: int = 1) -> int:
 # ---------------------------------------------------------------- layernorm / rmsnorm
 
 # ---------------------------------------------------------------- activation
-
-@dataclass(frozen=True)
-class ActivationParams:
-    """One ``activation`` instance: ``fn`` (gelu | relu | rescale) on each of D elements.
-
-    ``numerics``: ``GeluNumerics`` for gelu, ``RescaleNumerics`` for relu and rescale
-    (its ``x`` and ``out`` formats are the port formats)."""
-    n: int
-    dim: int
-    fn: str
-    numerics: GeluNumerics | RescaleNumerics
-    #: elements computed per firing (None: the whole row in one firing)
-    lanes: int | None = None
-
-    @property
-    def fires(self) -> int:
-        """Firings per row: D / lanes."""
-        return self.dim // check_lanes("activation", self.dim, self.lanes)
-
-    def __post_init__(self):
-        t = "activation"
-        check_int(t, "N", self.n)
-        check_int(t, "D", self.dim)
-        check_lanes(t, self.dim, self.lanes)
-        if self.fn not in ACTIVATION_FNS:
-            raise ValueError(f"{t}: fn must be one of {', '.join(ACTIVATION_FNS)}, got {self.fn!r}")
-        want = GeluNumerics if self.fn == "gelu" else RescaleNumerics
-        if not isinstance(self.numerics, want):
-            raise ValueError(f"{t}: fn {self.fn} needs a {want.__name__}, got "
-                             f"{type(self.numerics).__name__}")
-        check_problems(t, self.numerics.check())
-
-    @property
-    def x_fmt(self) -> FixedFormat:
-        return self.numerics.x
-
-    @property
-    def y_fmt(self) -> FixedFormat:
-        return self.numerics.out
-
-    def x_layout(self) -> Layout:
-        return row_layout(self.x_fmt, self.dim)
-
-    def y_layout(self) -> Layout:
-        return row_layout(self.y_fmt, self.dim)
-
-    def golden(self, x_ints) -> np.ndarray:
-        x = np.asarray(x_ints, dtype=np.int64).reshape(-1, self.dim)
-        if self.fn == "gelu":
-            return gelu_golden(x, self.numerics)
-        if self.fn == "relu":
-            return relu_golden(x, self.numerics)
-        return rescale_golden(x, self.numerics)
-
-    def contract(self) -> Contract:
-        return rows_contract("activation", self.n, ("x",), ("y",), self.fires)
-
-    def instance(self, name: str) -> Instance:
-        params = {"N": self.n, "D": self.dim, "fn": self.fn, "numerics": self.numerics,
-                  "lanes": self.lanes}
-        return Instance(name, "activation", self.contract(), tuple(sorted(params.items())))
-
-    @classmethod
-    def of(cls, inst: Instance) -> "ActivationParams":
-        check_template(inst, ("activation",))
-        return cls(inst.param("N"), inst.param("D"), inst.param("fn"), inst.param("numerics"),
-                   inst.param("lanes"))
-
 
 # ---------------------------------------------------------------- residual_add
 

@@ -430,42 +430,6 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-def activation_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
-    ``rescale_hw`` on each lane (all D elements unless folded)."""
-    from ..ir.numerics_norm import gelu_table
-    from ..mappers.rowops import ActivationParams
-    p = ActivationParams.of(inst)
-    num = p.numerics
-    n = lanes_cost(m, inst, hw, p, ("x",))
-    if p.fn == "gelu" and num.kind == "rom":
-        mask = (1 << num.out.bits) - 1
-        words = [w & mask for w in gelu_table(num.x, num.out)]
-        m.mems.append(Mem("GELU ROM", 1 << num.x.bits, num.out.bits, rom=True,
-                          init=tuple(words), copies=n))
-    elif p.fn == "gelu":
-        xb = num.x.bits
-        m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
-        requant_cost(m, xb + 1, num.x.frac - num.poly_frac, n)
-        m.logic.add("cmpc", num.ax_bits, n)                            # ax < C
-        m.logic.add("addc", num.mt_bits, n).add("mux", num.mt_bits, n)   # C - ax or 0
-        m.mults.append(Mult("mt*mt", num.mt_bits, False, num.mt_bits, False, n,
-                            split_adders=True))
-        m.logic.add("addc", num.s_bits, n)                             # 2K - mt**2
-        m.logic.add("cmpc", xb, n).add("mux", num.s_bits, n)         # x > 0 ? : x < 0 ? : K
-        mb = num.gate_mult.bit_length()
-        m.mults.append(Mult("s*M", num.s_bits, False, mb, False, n, const=num.gate_mult,
-                            split_adders=True))
-        requant_cost(m, num.s_bits + mb, num.gate_shift, n)
-        m.mults.append(Mult("x*h", xb, True, num.gate_bits, False, n, split_adders=True))
-        w = requant_cost(m, xb + num.gate_bits + 1, num.out_shift, n)
-        saturate_cost(m, w, num.out, n)
-    else:
-        if p.fn == "relu":
-            m.logic.add("cmpc", num.x.bits, n).add("mux", num.x.bits, n)   # max(x, 0)
-        rescale_cost(m, num, n)
-
-
 def residual_resources(m: NodeModel, inst, hw) -> None:
     """``hdl.rowops.ResidualAdd``: per lane two rescales into formats that never saturate,
     one adder (as wide as its significant operand bits, + 1), the saturation of the sum."""

@@ -206,7 +206,7 @@ def _alone(inst, device="u280"):
 def test_gelu_rom_and_relu_and_rmsnorm(hw):
     from attnflow.ir.numerics_norm import GeluNumerics, RescaleNumerics
     from attnflow.ir.types import FixedFormat
-    from attnflow.mappers.rowops import ActivationParams
+    from attnflow.templates.activation import ActivationParams
     from attnflow.templates.norm import NormParams
     s84, s168 = FixedFormat(8, 4), FixedFormat(16, 8)
     # GELU ROM s8.4 -> s8.4, 2 lanes: one 256 x 8 table per lane, read combinationally:

@@ -23,7 +23,7 @@ import pytest
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
-from attnflow.hdl.norm_hw import gelu_hw, relu_hw, rescale_hw
+from attnflow.hdl.datapath import rescale_hw
 from attnflow.ir.numerics import MAX_BITS, dequantize
 from attnflow.ir.numerics_norm import (GELU_GATE_FRAC, GELU_MULT_BITS, GELU_ROM_MAX_BITS, INV_BITS, ROOT_BITS,
                                        GeluNumerics, LayerNormNumerics, RescaleNumerics,
@@ -32,6 +32,7 @@ from attnflow.ir.numerics_norm import (GELU_GATE_FRAC, GELU_MULT_BITS, GELU_ROM_
                                        layernorm_stats, relu_golden, rescale_golden,
                                        rmsnorm_float, rmsnorm_golden, rmsnorm_stats)
 from attnflow.ir.types import FixedFormat
+from attnflow.templates.activation import gelu_hw, relu_hw
 from attnflow.templates.norm import isqrt_hw, layernorm_row_hw, rmsnorm_row_hw
 
 F = FixedFormat
