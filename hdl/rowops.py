@@ -10,35 +10,8 @@ template. Numerics and constants come from the instance params (``NormParams``,
 """
 from __future__ import annotations
 
-from amaranth.hdl import Signal, signed
-
-from ..mappers.rowops import ForkParams, ResidualParams
-from .datapath import lane_rows, rescale_hw, saturate_hw
+from ..mappers.rowops import ForkParams
 from .templates import Template
-
-
-class ResidualAdd(Template):
-    """``residual_add``: y = saturate(ra(a) + rb(b), out) per element."""
-
-    def __init__(self, inst, nm, ports):
-        self.params = ResidualParams.of(inst)
-        super().__init__(inst, nm, ports)
-
-    def datapath(self, m, seq):
-        num = self.params.numerics
-
-        def add(chunks):
-            ys = []
-            for i, (a, b) in enumerate(zip(*chunks)):
-                ra = rescale_hw(m, num.rescale_a, a, name=f"ra{i}")
-                rb = rescale_hw(m, num.rescale_b, b, name=f"rb{i}")
-                s = Signal(signed(num.sum_bits), name=f"sum{i}")
-                y = Signal(signed(num.out.bits), name=f"y{i}")
-                m.d.comb += [s.eq(ra + rb), y.eq(saturate_hw(s, num.out))]
-                ys.append(y)
-            return ys
-
-        lane_rows(self, m, seq, ("a", "b"), self.params.fires, add)
 
 
 class Fork(Template):

@@ -133,7 +133,7 @@ class LayerPlan:
 
 def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
     """The integer datapath of encoder layer ``layer`` of ``spec``."""
-    from ..mappers.rowops import ResidualNumerics   # the residual numerics live there
+    from ..templates.residual import ResidualNumerics   # the residual numerics live there
     m, f = spec.model, spec.formats
     if m.attention.kind not in LAYER_KINDS or m.attention.variant != "online":
         raise ValueError(f"model.attention: only kind {' or '.join(LAYER_KINDS)}, variant "

@@ -90,7 +90,7 @@ def _act_real(a, x):
 
 
 def _residual_int(nm, a, x, y):
-    from ..mappers.rowops import residual_golden     # the residual numerics live there
+    from ..templates.residual import residual_golden     # the residual numerics live there
     return residual_golden(x, y, a["numerics"])
 
 

@@ -45,6 +45,7 @@ FAMILIES = (
     "linear",      # linear (PE x SIMD folded MAC array)
     "norm",        # layernorm, rmsnorm
     "activation",  # activation (gelu, relu, rescale)
+    "residual",    # residual_add
 )
 
 
@@ -91,9 +92,6 @@ _DEFS = (
     _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
        f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
     # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
-    _t("residual_add", 1, f"{_M}.rowops:ResidualParams", f"{_S}.models_rowops:residual_add",
-       f"{_H}.rowops:ResidualAdd", f"{_E}:residual_resources",
-       "two rescales, one add, saturation"),
     _t("fork", 1, f"{_M}.rowops:ForkParams", f"{_S}.models_rowops:fork",
        f"{_H}.rowops:Fork", f"{_E}:wires_resources", "a register"),
     _t("concat", 1, f"{_M}.encoder:concat_instance", f"{_S}.models_encoder:concat",

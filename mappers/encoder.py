@@ -83,7 +83,8 @@ from ..templates.linear import LinearParams
 from .hwgraph import Channel, HwGraph, Instance
 from ..templates.norm import NormParams
 from ..templates.activation import ActivationParams
-from .rowops import ForkParams, ResidualParams, elementwise_fires, skip_depth
+from ..templates.residual import ResidualParams
+from .rowops import ForkParams, elementwise_fires, skip_depth
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
 

@@ -430,19 +430,6 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-def residual_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.rowops.ResidualAdd``: per lane two rescales into formats that never saturate,
-    one adder (as wide as its significant operand bits, + 1), the saturation of the sum."""
-    from ..mappers.rowops import ResidualParams
-    p = ResidualParams.of(inst)
-    num = p.numerics
-    n = lanes_cost(m, inst, hw, p, ("a", "b"))
-    wa = rescale_cost(m, num.rescale_a, n)
-    wb = rescale_cost(m, num.rescale_b, n)
-    m.logic.add("add", min(num.sum_bits, max(wa, wb) + 1), n)
-    saturate_cost(m, num.sum_bits, num.out, n)
-
-
 def wires_resources(m: NodeModel, inst, hw) -> None:
     """``fork`` (hdl.rowops.Fork), ``concat`` (hdl.encoder_ops.Concat) and ``split_rows``
     (hdl.split.SplitRows): the payloads are wires; only the sequencer costs anything."""
