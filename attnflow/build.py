@@ -309,19 +309,6 @@ def report_md(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def missing_hdl(hw) -> list[str]:
-    """Templates of ``hw`` whose Amaranth component (``mappers.catalog``) does not
-    resolve (sorted)."""
-    from .mappers.catalog import facet
-    missing = set()
-    for t in {i.template for i in hw.instances.values()}:
-        try:
-            facet(t, "component")
-        except LookupError:
-            missing.add(t)
-    return sorted(missing)
-
-
 def write_json(path: Path, data):
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
@@ -360,11 +347,6 @@ def build(spec, out_dir, progress=print, target=None,
         return design, result, summary
     progress(f"simulated: {result.total_cycles} cycles, "
              f"{summary['golden_mismatches']} mismatches against the golden model")
-    missing = missing_hdl(design.hw)
-    if missing:
-        progress(f"no RTL: templates {', '.join(missing)} have no HDL yet (simulation only)")
-        summary["rtl"] = f"RTL not written: no HDL yet for templates {', '.join(missing)}"
-        return design, result, summary
     progress(f"writing Verilog ({len(design.hw.instances)} templates; tens of seconds for "
              f"an encoder) ...")
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")

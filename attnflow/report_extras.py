@@ -120,10 +120,7 @@ def rtl_section_md(hw) -> str:
 
 
 def rtl_section_html(hw) -> str:
-    """The RTL section of report.html ("" when the design has no HDL yet)."""
-    from .build import missing_hdl
-    if missing_hdl(hw):
-        return ""
+    """The RTL section of report.html."""
     rows = "".join(f"<tr><td class=l><code>{_e(p['name'])}</code></td><td class=l>"
                    f"{p['direction']}</td><td>{p['width']}</td><td class=l>"
                    f"{_e(p['packing'])}</td></tr>" for p in rtl_ports(hw))

@@ -46,13 +46,12 @@ FAMILIES = (
     "norm",        # layernorm, rmsnorm
     "activation",  # activation (gelu, relu, rescale)
     "residual",    # residual_add
+    "wires",       # fork, concat, split_rows
 )
 
 
 def _facet_problem(what: str, ref) -> str | None:
     """Why ``ref`` cannot be the ``what`` facet (None: it can)."""
-    if isinstance(ref, str):      # the templates not yet moved into a family module
-        return None if ref.count(":") == 1 else "'module:attribute'"
     if what == "component":
         ok = isinstance(ref, type) and issubclass(ref, wiring.Component)
         return None if ok else "an Amaranth component class (a wiring.Component subclass)"
@@ -81,23 +80,6 @@ class TemplateDef:
                                  f"got {ref!r}")
 
 
-_M, _S, _H, _E = "attnflow.mappers", "attnflow.sim", "attnflow.hdl", "attnflow.targets.estimate"
-
-
-_t = TemplateDef
-
-
-_DEFS = (
-    # ---- split-context heads (mappers.split)
-    _t("split_rows", 1, f"{_M}.split:split_rows", f"{_S}.models_split:split_rows",
-       f"{_H}.split:SplitRows", f"{_E}:wires_resources", "a register"),
-    # ---- encoder templates (mappers.linear, mappers.rowops, mappers.encoder)
-    _t("fork", 1, f"{_M}.rowops:ForkParams", f"{_S}.models_rowops:fork",
-       f"{_H}.rowops:Fork", f"{_E}:wires_resources", "a register"),
-    _t("concat", 1, f"{_M}.encoder:concat_instance", f"{_S}.models_encoder:concat",
-       f"{_H}.encoder_ops:Concat", f"{_E}:wires_resources", "one register"),
-)
-
 _registry: dict[str, TemplateDef] | None = None
 
 
@@ -105,12 +87,14 @@ def _load() -> dict[str, TemplateDef]:
     """name -> TemplateDef of every family's templates (imported on first use)."""
     global _registry
     if _registry is None:
-        defs = {d.name: d for d in _DEFS}
-        if len(defs) != len(_DEFS):
-            raise ValueError("mappers.catalog: a template is defined twice")
+        defs = {}
         for family in FAMILIES:
             module = importlib.import_module(f"attnflow.templates.{family}")
-            for d in module.TEMPLATE_DEFS:
+            family_defs = getattr(module, "TEMPLATE_DEFS", ())
+            if not family_defs or not all(isinstance(d, TemplateDef) for d in family_defs):
+                raise ValueError(f"family {family} (templates/{family}.py) must define "
+                                 "TEMPLATE_DEFS, a tuple of TemplateDef")
+            for d in family_defs:
                 if d.name in defs:
                     raise ValueError(f"template {d.name} is defined twice (family {family})")
                 defs[d.name] = d
@@ -122,9 +106,6 @@ def __getattr__(name: str):
     if name == "TEMPLATES":       #: template name -> definition, built on first use
         return _load()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_resolved: dict[tuple[str, str], object] = {}
 
 
 class UnknownTemplate(KeyError):
@@ -149,18 +130,7 @@ def facet(name: str, what: str):
     """The template's ``what`` facet (one of :data:`FACETS`)."""
     if what not in FACETS:
         raise ValueError(f"facet must be one of {FACETS}, got {what!r}")
-    ref = getattr(get(name), what)
-    if not isinstance(ref, str):
-        return ref
-    key = (name, ref)
-    if key not in _resolved:
-        module, attr = ref.split(":")
-        try:
-            _resolved[key] = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise LookupError(f"template {name}: facet {what} = {ref} does not resolve: {e}") \
-                from None
-    return _resolved[key]
+    return getattr(get(name), what)
 
 
 @contextlib.contextmanager

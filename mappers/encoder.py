@@ -71,35 +71,21 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
 from __future__ import annotations
 
 from ..ir.encoder_golden import LayerPlan
-from ..ir.types import FixedFormat
 from ..ir.window import lookahead, row_slots
 from . import folding as F
 from ..templates import linear as lin_mod
 from ..templates import online
 from ..templates import window as W
 from .catalog import latency
-from .contracts import ALWAYS, Contract, Phase
 from ..templates.linear import LinearParams
 from .hwgraph import Channel, HwGraph, Instance
 from ..templates.norm import NormParams
 from ..templates.activation import ActivationParams
 from ..templates.residual import ResidualParams
-from .rowops import ForkParams, elementwise_fires, skip_depth
+from ..templates.wires import ForkParams, concat_instance
+from .rowops import elementwise_fires, skip_depth
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
 
-
-
-def concat_contract(n: int, ways: int) -> Contract:
-    """N rows; each firing takes one row from each of x0..x{ways-1}, emits one row y."""
-    ins = tuple(f"x{h}" for h in range(ways))
-    return Contract("concat", ins, ("y",), (
-        Phase("rows", (("i", n),), tuple((p, ALWAYS) for p in ins + ("y",))),
-    ), latency=latency("concat"))
-
-
-def concat_instance(name: str, n: int, ways: int, dim: int, fmt: FixedFormat) -> Instance:
-    params = {"N": n, "ways": ways, "D": dim, "fmt": fmt}
-    return Instance(name, "concat", concat_contract(n, ways), tuple(sorted(params.items())))
 
 
 def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:

@@ -21,10 +21,9 @@ from ..ir.numerics import AttentionNumerics
 from ..ir.split import leaf_depth, slice_bounds, tree_pairs
 from ..templates import online
 from ..templates.split import combine_contract, kv_slice, qk_slice, softmax_slice, state_layout
+from ..templates.wires import ForkParams, split_rows
 from .catalog import latency
-from .contracts import ALWAYS, Contract, Phase
 from .hwgraph import Channel, HwGraph, Instance
-from .rowops import ForkParams
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
 
@@ -36,13 +35,6 @@ def split_fill(p: int) -> int:
     return (1 + latency("split_rows") + max(latency("qk_slice"), latency("kv_slice"))
             + latency("softmax_slice") + latency("normalize")
             + latency("combine") * leaf_depth(p, p - 1))
-
-
-def split_rows(sizes: list[int]) -> Contract:
-    outs = tuple(f"y{p}" for p in range(len(sizes)))
-    return Contract("split_rows", ("x",), outs, tuple(
-        Phase(f"s{p}", (("r", n_p),), (("x", ALWAYS), (f"y{p}", ALWAYS)))
-        for p, n_p in enumerate(sizes)), latency=latency("split_rows"))
 
 
 def check_split(p, n: int) -> int:

@@ -430,13 +430,6 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-def wires_resources(m: NodeModel, inst, hw) -> None:
-    """``fork`` (hdl.rowops.Fork), ``concat`` (hdl.encoder_ops.Concat) and ``split_rows``
-    (hdl.split.SplitRows): the payloads are wires; only the sequencer costs anything."""
-
-
-
-
 # ----------------------------------------------------------------------------- attention templates
 #
 # The full head's templates (hdl/templates.py) and the window (mappers.window), split

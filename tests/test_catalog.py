@@ -1,5 +1,6 @@
-"""The template registry (``mappers.catalog``): every template has every facet, the designs
-use only registered templates, and a latency written in the registry is the only one.
+"""The template registry (``mappers.catalog``): every family module (``templates/``) defines
+its templates with every facet of the right kind, the designs use only registered
+templates, and a latency written in a template's definition is the only one.
 
 The perturbation tests raise one template's latency (+1, +3) and rebuild the designs that
 use it: the simulator must still equal the golden model bit for bit, and the closed-form
@@ -9,6 +10,8 @@ latency instead of reading the registry fails here.
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from amaranth.lib import wiring
@@ -17,7 +20,9 @@ from attnflow.api import prepare
 from attnflow.build import _model_fields
 from attnflow.ir.spec import load_spec
 from attnflow.mappers import catalog
-from attnflow.mappers.catalog import FACETS, TEMPLATES, TemplateDef, facet, latencies, latency
+from attnflow.mappers.catalog import (FACETS, FAMILIES, TEMPLATES, TemplateDef, facet, latencies,
+                                      latency)
+from attnflow.mappers.contracts import Contract
 from attnflow.targets.estimate import template_model
 
 HEAD = "examples/sdpa_online.yaml"
@@ -64,12 +69,40 @@ def used():
 # ---------------------------------------------------------------- the registry itself
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
-def test_every_facet_resolves(name):
+def test_every_template_has_every_facet_of_the_right_kind(name):
     d = TEMPLATES[name]
     assert d.name == name and isinstance(d.latency, int) and d.latency >= 1
-    for f in FACETS:
+    assert set(FACETS) == {"contract", "model", "component", "resources"}
+    for f in ("contract", "model", "resources"):
         assert callable(facet(name, f)), (name, f)
-    assert issubclass(facet(name, "component"), wiring.Component)
+    component = facet(name, "component")
+    assert isinstance(component, type) and issubclass(component, wiring.Component)
+
+
+def test_the_registry_is_the_family_modules_definitions():
+    """TEMPLATES holds exactly the TemplateDefs of the modules FAMILIES lists, each family
+    a module of attnflow.templates, each template defined once."""
+    names = []
+    for family in FAMILIES:
+        module = importlib.import_module(f"attnflow.templates.{family}")
+        assert module.TEMPLATE_DEFS, family
+        for d in module.TEMPLATE_DEFS:
+            assert TEMPLATES[d.name] is d
+            names.append(d.name)
+    assert sorted(names) == sorted(TEMPLATES) and len(names) == len(set(names)) == 27
+
+
+def test_contract_facet_builds_the_instance_contract(used):
+    """Each template's contract facet builds the contract its instances carry (the
+    families' own builders, not copies): checked on one instance of every template."""
+    seen = {}
+    for name in DESIGNS:
+        for inst in build(name).hw.instances.values():
+            seen.setdefault(inst.template, inst)
+    assert set(seen) == set(TEMPLATES)
+    for t, inst in seen.items():
+        assert isinstance(inst.contract, Contract) and inst.contract.template == t
+        assert inst.contract.latency == latency(t)
 
 
 def test_designs_use_every_template_and_only_registered_ones(used):
@@ -78,10 +111,17 @@ def test_designs_use_every_template_and_only_registered_ones(used):
 
 
 def test_a_template_lacking_a_facet_cannot_be_defined():
-    with pytest.raises(ValueError, match="template t: facet model must be 'module:attribute'"):
-        TemplateDef("t", 1, "a:b", "", "a:b", "a:b")
+    from attnflow.templates.online import Normalize, normalize, normalize_model
+    from attnflow.templates.online import normalize_resources as res
+    with pytest.raises(ValueError, match="template t: facet model must be callable, got ''"):
+        TemplateDef("t", 1, normalize, "", Normalize, res)
+    with pytest.raises(ValueError, match="template t: facet component must be an Amaranth "
+                                         "component class"):
+        TemplateDef("t", 1, normalize, normalize_model, normalize, res)
+    with pytest.raises(ValueError, match="template t: facet resources must be callable, got None"):
+        TemplateDef("t", 1, normalize, normalize_model, Normalize, None)
     with pytest.raises(ValueError, match="template t: latency must be an integer >= 1, got 0"):
-        TemplateDef("t", 0, "a:b", "a:b", "a:b", "a:b")
+        TemplateDef("t", 0, normalize, normalize_model, Normalize, res)
 
 
 def test_unknown_template_is_an_error_not_zero_resources():
@@ -92,13 +132,18 @@ def test_unknown_template_is_an_error_not_zero_resources():
         template_model(bogus, design.hw)
 
 
-def test_a_facet_that_does_not_resolve_names_the_template(monkeypatch):
-    import dataclasses
-    monkeypatch.setitem(TEMPLATES, "fork", dataclasses.replace(
-        TEMPLATES["fork"], model="attnflow.sim.models_rowops:no_such_model"))
-    with pytest.raises(LookupError, match="template fork: facet model = "
-                                          "attnflow.sim.models_rowops:no_such_model"):
-        facet("fork", "model")
+def test_a_family_without_definitions_or_listed_twice_is_refused(monkeypatch):
+    """A family module must define TEMPLATE_DEFS; a template defined twice is refused,
+    naming it (the registry is rebuilt from FAMILIES inside the test, then restored)."""
+    monkeypatch.setattr(catalog, "_registry", None)
+    monkeypatch.setattr(catalog, "FAMILIES", ("online", "rows"))
+    with pytest.raises(ValueError, match=r"family rows \(templates/rows.py\) must define "
+                                         "TEMPLATE_DEFS"):
+        catalog.get("qk_scores")
+    monkeypatch.setattr(catalog, "FAMILIES", ("online", "naive", "online"))
+    with pytest.raises(ValueError, match="template qk_scores is defined twice "
+                                         r"\(family online\)"):
+        catalog.get("qk_scores")
 
 
 def test_split_combine_and_split_rows_have_resource_models():

@@ -41,12 +41,13 @@ from attnflow.mappers.hwgraph import Channel, HwGraph, Instance
 from attnflow.mappers.catalog import latency
 from attnflow.templates import linear as lin_mod
 from attnflow.templates.linear import LinearParams
-from attnflow.mappers.rowops import ForkParams, skip_depth
+from attnflow.mappers.rowops import skip_depth
 from attnflow.templates.activation import ActivationParams
 from attnflow.templates.norm import NormParams
 from attnflow.templates.residual import (ResidualNumerics, ResidualParams, residual_float,
                                          residual_golden)
 from attnflow.templates.rows import row_layout
+from attnflow.templates.wires import ForkParams
 from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
 from attnflow.sim.run import simulate

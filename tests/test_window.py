@@ -14,7 +14,6 @@ from attnflow.api import prepare
 from attnflow.kinds import MaskedHead
 from attnflow.build import node_costs
 from attnflow.mappers.catalog import latency
-from attnflow.cli import main
 from attnflow.ir.numerics import dequantize
 from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.ir.window import (causal_blocks, effective_window, offsets, slot_keys,
@@ -94,22 +93,6 @@ def test_bad_window_specs_are_one_line(capsys):
             prepare(spec_from_dict({"model": {"seq_len": 8, "head_dim": 4,
                                               "attention": att}}))
         assert e.value.field == field and "\n" not in str(e.value)
-
-
-def test_build_without_hdl_writes_reports_and_says_so(tmp_path, capsys, monkeypatch):
-    """A template without HDL: build writes the simulation reports, no RTL, and fails
-    with one line naming the templates."""
-    import dataclasses
-    from attnflow.mappers import catalog
-    monkeypatch.setitem(catalog.TEMPLATES, "qk_window", dataclasses.replace(
-        catalog.TEMPLATES["qk_window"], component="attnflow.hdl.window:NoSuchComponent"))
-    spec = tmp_path / "w.yaml"
-    spec.write_text("model: {seq_len: 8, head_dim: 4, attention: {kind: window, window: 2}}\n")
-    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "no HDL yet for templates qk_window" in err
-    assert (tmp_path / "out" / "report.md").is_file()
-    assert not (tmp_path / "out" / "rtl").exists()
 
 
 # ---------------------------------------------------------------- RTL
