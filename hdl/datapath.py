@@ -60,7 +60,6 @@ def rescale_hw(m, num: RescaleNumerics, x, name: str = "rescale"):
     return y
 
 
-
 def exp_hw(m, nm, z, name):
     """``ir.numerics.exp_neg`` in hardware: log2(e) multiply, ROM of 2**-frac, shift."""
     sf, pf = nm.score_frac, nm.prob_frac
@@ -95,7 +94,7 @@ def store(m, name, width, depth, seq, phase, data):
 
 def lane_store(m, name, width, n, lanes, seq, phase, data, group):
     """n rows in ``lanes`` banks (row r in bank r % lanes, at address r // lanes), written
-    once per firing of ``phase``; read a key group a cycle (``mappers.templates.groups``).
+    once per firing of ``phase``; read a key group a cycle (``templates.online.groups``).
     Returns lane k's row of group ``group`` (row group * lanes + k), 0 for a padding lane
     of the last group. ``lanes`` = 1 is :func:`store`."""
     if lanes == 1:
@@ -134,9 +133,10 @@ def lanes_of(inst) -> int:
 
 def lane_rows(tpl, m, seq, ports, fires: int, compute):
     """An element-wise datapath over rows of the component ``tpl``, ``fires`` firings per
-    row (``D / fires`` lanes). ``compute(chunks)`` gets, per input port, the lanes' element Values of the
-    current chunk and returns the lanes' results. Unfolded (one firing), the whole row
-    is computed in its firing. Folded, chunk s is computed on the row's firing s:
+    row (``D / fires`` lanes). ``compute(chunks)`` gets, per input port, the lanes'
+    element Values of the current chunk and returns the lanes' results. Unfolded (one
+    firing), the whole row is computed in its firing. Folded, chunk s is computed on the
+    row's firing s:
 
     * each input row is taken on the row's first firing: chunk 0 from the live payload,
       the rest into a shift register that drops one chunk per later firing, so the lanes
@@ -166,4 +166,3 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
     with m.If(seq.fire):
         m.d.sync += done.eq(Cat(done[len(out):], out))
     m.d.comb += tpl.y.payload.eq(Cat(done, out))
-

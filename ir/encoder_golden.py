@@ -113,7 +113,7 @@ class LayerPlan:
     norm2: QNorm
     act_fn: str          # gelu | relu
     act_num: object      # GeluNumerics | RescaleNumerics
-    res1: object         # ResidualNumerics (mappers.rowops)
+    res1: object         # ResidualNumerics (templates.residual)
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
     causal: bool = False  # attention.kind causal: query i sees keys j <= i

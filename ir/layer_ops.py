@@ -10,7 +10,7 @@ op                        meaning (attributes)
 ``norm``                  LayerNorm or RMSNorm over the row (``q``: ``QNorm``)
 ``activation``            GELU or ReLU (``fn``, ``numerics``)
 ``residual_add``          a + b, both rescaled to the output (``numerics``:
-                          ``mappers.rowops.ResidualNumerics``; a: the skip)
+                          ``templates.residual.ResidualNumerics``; a: the skip)
 ``mha``                   multi-head attention on full-width Q, K, V (``heads``, ``kind``,
                           ``window``); float only: ``ir.stack.split_heads`` turns it into
                           per-head linears, ``sdpa`` nodes and a ``concat``

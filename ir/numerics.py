@@ -1,8 +1,8 @@
 """Integer-only numerics: the one place where attnflow's arithmetic is defined.
 
 Every function here is used three ways: by the golden interpreter (``ir.golden``), by the
-simulator's behavioural models (``sim.models``) and to generate constants and ROM contents
-of the RTL (``hdl.templates``). Functions take Python ints or numpy int64 arrays.
+simulator's behavioural models (``templates/``) and to generate constants and ROM contents
+of the RTL (the components in ``templates/``). Functions take Python ints or numpy int64 arrays.
 
 Rounding modes
 --------------

@@ -1,8 +1,8 @@
 """Integer arithmetic of the linear layer (matrix-vector product), defined once.
 
 Used three ways, like ``ir.numerics``: by golden models and tests (:func:`linear_golden`),
-by the simulator's behavioural model (``sim.models_linear``) and to generate the weight
-and bias ROMs of the RTL (:func:`weight_rom`, :func:`bias_rom`, read by ``hdl.linear``).
+by the simulator's behavioural model and to generate the weight and bias ROMs of the RTL
+(:func:`weight_rom`, :func:`bias_rom`), both in ``templates.linear``.
 
 For one input row x (K stored integers of format ``x``) and the weights W (M x K stored
 integers of format ``w``) and bias b (M stored integers in *accumulator scale*, i.e. with

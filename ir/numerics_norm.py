@@ -2,8 +2,8 @@
 ReLU and the requantization between ops, each defined once.
 
 Like ``ir.numerics``, every function here is used by the golden model, by the simulator's
-behavioural models and (through ``hdl.norm_hw``) to build the RTL, which computes the
-same integers bit for bit. Functions take numpy int64 arrays (and, where noted, Python
+behavioural models and (through the templates' components) to build the RTL, which
+computes the same integers bit for bit. Functions take numpy int64 arrays (and, where noted, Python
 ints); every intermediate width is derived in the numerics dataclasses and checked
 against ``MAX_BITS`` (62) so int64 never overflows.
 
@@ -14,7 +14,8 @@ Integer square root
 down. Step i tries to set root bit i: with root-so-far q and remainder rem = n - q**2,
 setting the bit adds ``(q << (i + 1)) + (1 << 2i)`` to q**2, so the bit is taken when
 rem is at least that, and rem shrinks by it. Each step is one shift, one add, one compare
-and one subtract, no multiplier; the hardware unrolls the same steps (``hdl.norm_hw``).
+and one subtract, no multiplier; the hardware unrolls the same steps
+(``templates.norm.isqrt_hw``).
 The result is floor(sqrt(n)) exactly (equal to ``math.isqrt``) for 0 <= n < 2**bits.
 
 LayerNorm / RMSNorm (one row of D stored integers X of format ``x``)

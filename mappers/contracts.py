@@ -22,9 +22,9 @@ ALWAYS, FIRST, LAST = "always", "first", "last"
 WHENS = (ALWAYS, FIRST, LAST)
 
 
-#: the phase and loop-variable names the HDL looks up in a contract (``hdl.templates``,
-#: ``hdl.linear``, ``hdl.window``, ``hdl.decode``): named once, here, for the mappers that
-#: build the phases and the components that read their counters
+#: the phase and loop-variable names the HDL looks up in a contract (the components of
+#: ``templates.online``, ``.linear``, ``.window``, ``.decode``): named once, here, for the
+#: templates that build the phases and the components that read their counters
 LOAD, SCORES, REPLAY, ROWS = "load", "scores", "replay", "rows"
 FILL, MAIN, TAIL, PREFILL, STEP = "fill", "main", "tail", "prefill", "step"
 LOAD_ROW, ROW, GROUP, SLOT, FOLD = "r", "i", "j", "t", "f"

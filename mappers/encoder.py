@@ -41,7 +41,7 @@ FIFO depths (analytic, from the contracts; the mapper records the reason per cha
   fewer than N slots deadlock (the fork waits on the full skip, ``lin_k`` on the fork,
   ``qk`` on ``lin_k``, ``res1`` on ``qk``); N never fills (the fork pushes N rows in all).
 * causal attention (``plan.causal``, ``attention.kind: causal``): each head is the
-  one-head causal templates (``mappers.window``: ``qk_window`` / ``kv_window`` /
+  one-head causal templates (``templates.window``: ``qk_window`` / ``kv_window`` /
   ``softmax_window`` with kind causal, N slots per row, then ``normalize``); qk_window
   takes Q row i and K row i on row i's first firing and needs no later row, so no
   channel holds a sequence: ``q{h}`` is L + 1 like ``k{h}`` (both drained by the same
@@ -72,20 +72,19 @@ from __future__ import annotations
 
 from ..ir.encoder_golden import LayerPlan
 from ..ir.window import lookahead, row_slots
-from . import folding as F
 from ..templates import linear as lin_mod
 from ..templates import online
 from ..templates import window as W
-from .catalog import latency
-from ..templates.linear import LinearParams
-from .hwgraph import Channel, HwGraph, Instance
-from ..templates.norm import NormParams
 from ..templates.activation import ActivationParams
+from ..templates.linear import LinearParams
+from ..templates.norm import NormParams
 from ..templates.residual import ResidualParams
 from ..templates.wires import ForkParams, concat_instance
+from . import folding as F
+from .catalog import latency
+from .hwgraph import Channel, HwGraph, Instance
 from .rowops import elementwise_fires, skip_depth
 from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
-
 
 
 def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:
@@ -99,7 +98,7 @@ def map_encoder_layer(plan: LayerPlan, folding: dict | None = None, fifo_depths=
     """One encoder layer -> HwGraph with unprefixed names (input ``x``, output ``y``).
     ``folding``: op -> (PE, SIMD) (missing: (1, 1)); for Q/K/V, PE must divide d_head.
     ``fifo_depths``: channel -> depth overrides; ``lanes``: the attention's scores per
-    cycle (``mappers.templates.groups``)."""
+    cycle (``templates.online.groups``)."""
     return map_encoder([plan], [folding], fifo_depths, name, prefix=lambda i: "",
                        lanes=lanes)
 
@@ -116,7 +115,7 @@ def map_encoder(plans: list, foldings: list | None = None, fifo_depths=None,
     ``prefix(i) + <layer name>``; the design input is ``x``, the output ``y``, and layer
     i + 1 reads layer i's output over ``l{i+1}_x``. ``final``: the norm after the last
     layer (``ir.encoder_golden.final_norm_plan``), instance ``final_ln`` fed by
-    ``final_x``. ``lanes``: every head's scores per cycle (``mappers.templates.groups``)."""
+    ``final_x``. ``lanes``: every head's scores per cycle (``templates.online.groups``)."""
     if not plans:
         raise ValueError("map_encoder: no layers")
     attn = plans[0].attn
@@ -205,7 +204,7 @@ class FullStackHeads:
 
 class RowStackHeads(FullStackHeads):
     """Window and causal attention in a stack (``attention.kind: window | causal``): the
-    one-head window templates (``mappers.window``) and a row pipeline like the FFN block
+    one-head window templates (``templates.window``) and a row pipeline like the FFN block
     (no K barrier; a window's qk takes Q row i with K row i + w')."""
     barrier = False
 

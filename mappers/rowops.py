@@ -32,14 +32,6 @@ def skip_depth(path_latency: int, row_period: int = 1) -> int:
     return max(1, -(-(path_latency + 1) // row_period))
 
 
-# ---------------------------------------------------------------- layernorm / rmsnorm
-
-# ---------------------------------------------------------------- activation
-
-# ---------------------------------------------------------------- residual_add
-
-# ---------------------------------------------------------------- fork
-
 def elementwise_fires(dim: int, period: int) -> int:
     """Firings per row of an element-wise template between stages of row period
     ``period``: the largest divisor F of D with F <= period (lanes = D / F), so the

@@ -4,9 +4,9 @@ from __future__ import annotations
 import difflib
 
 from ..ir.graph import Graph
-from .hwgraph import Channel, HwGraph, Instance
 from ..templates import naive, online
 from .catalog import latency
+from .hwgraph import Channel, HwGraph, Instance
 
 
 class MappingError(ValueError):
@@ -106,7 +106,7 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
 
     ``fifo_depths`` overrides the mapper's depth for named channels (experiments, e.g. the
     naive variant's bypass deadlock). ``lanes`` (online variant): scores per cycle in
-    qk_scores, kv_replay and online_softmax_pv (``mappers.templates.groups``)."""
+    qk_scores, kv_replay and online_softmax_pv (``templates.online.groups``)."""
     nm = graph.numerics
     n, d = nm.seq_len, nm.head_dim
     expected = {"naive": "row_max", "online": "online_pv"}[variant]

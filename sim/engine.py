@@ -7,7 +7,8 @@ cycle that is at least ``ii`` after its previous firing, at which every input it
 a visible token and every output it uses has a free slot (see ``mappers.contracts``).
 
 Only times are computed here: our templates have data-independent token rates, so the
-token values follow from the dataflow alone (``sim.models``) and cannot change a time.
+token values follow from the dataflow alone (the templates' behavioural models) and
+cannot change a time.
 
 Processes only block (never test for emptiness), so the graph is a Kahn process network:
 the times do not depend on the order in which the scheduler runs the processes. When no

@@ -22,7 +22,7 @@ What is modelled, node by node (template instances and channels):
   RAMs it would take with a synchronous read port are given as a note.
 * **LUTs and FFs**: registers are counted exactly (state, pipeline line, FIFO pointers and
   levels, loop counters); LUTs by a rough model of the adders, comparators, multiplexers,
-  shifters, dividers and ROMs in each template's datapath (``hdl/templates.py``), with
+  shifters, dividers and ROMs in each template's datapath (its component), with
   per-flow costs (LUT6 or LUT4). Adders that a DSP block's post-adder absorbs are not
   counted on Xilinx when the product fits one block. The LUT model is within a small factor, not exact (see ``compare``).
 * **encoder templates** (``linear``, ``layernorm``/``rmsnorm``, ``activation``,
@@ -232,7 +232,7 @@ def rom_luts(depth: int, width: int, flow: str, k: int) -> int:
 
 def rom_columns(words, width: int) -> set:
     """The bit columns of a ROM (its words padded with zeros to at least 2, as
-    ``hdl.linear`` pads them) that need logic: not constant, not an address bit, each
+    ``templates.linear`` pads them) that need logic: not constant, not an address bit, each
     once (ABC shares equal columns) and up to inversion (an INV cell, not a LUT)."""
     words = list(words)
     depth = max(2, len(words))
@@ -337,7 +337,7 @@ class NodeModel:
 
 
 def exp_cost(model: NodeModel, nm, z_bits: int):
-    """``hdl.templates.exp_hw``: z * log2(e), round, ROM of 2**-frac, shift by the integer part."""
+    """``hdl.datapath.exp_hw``: z * log2(e), round, ROM of 2**-frac, shift by the integer part."""
     sf = nm.score_frac
     model.mults.append(Mult("z*log2e", z_bits, False, LOG2E_MULT.bit_length(), False,
                             const=LOG2E_MULT))
@@ -362,14 +362,15 @@ def _sequencer(model: NodeModel, contract):
         model.ffs += clog2(contract.ii)
 
 
-# ----------------------------------------------------------------------------- encoder templates
+# ----------------------------------------------------------------------------- cost helpers
 #
-# ``linear`` (hdl/linear.py), ``layernorm``/``rmsnorm``, ``activation``, ``residual_add``,
-# ``fork`` (hdl/rowops.py on hdl/norm_hw.py) and ``concat`` (hdl/encoder_ops.py). Every
-# width comes from the numerics object in the instance params (``LinearParams``,
-# ``NormParams``, ``ActivationParams``, ``ResidualParams``), the one the HDL reads; signal
-# widths are Amaranth's (a product of a signed and an unsigned operand is one bit wider
-# than the sum of their widths; ``requant_hw`` of a W-bit value gives W + 1 - shift bits).
+# Shared by the templates' resource models (each in its family module under templates/).
+# For the encoder templates (``linear``, ``layernorm``/``rmsnorm``, ``activation``,
+# ``residual_add``, ``fork``, ``concat``) every width comes from the numerics object in
+# the instance params (``LinearParams``, ``NormParams``, ``ActivationParams``,
+# ``ResidualParams``), the one the HDL reads; signal widths are Amaranth's (a product of a
+# signed and an unsigned operand is one bit wider than the sum of their widths;
+# ``requant_hw`` of a W-bit value gives W + 1 - shift bits).
 # Measured against Yosys 0.70 synth_xilinx (one encoder layer, per module):
 #
 # * products and the adders that sum them become one ``$macc`` (alumacc) before DSP
@@ -379,7 +380,7 @@ def _sequencer(model: NodeModel, contract):
 
 
 def requant_cost(model: NodeModel, width: int, shift: int, count: int = 1) -> int:
-    """``hdl.templates.requant_hw`` of a ``width``-bit value: the rounding adder (a
+    """``hdl.datapath.requant_hw`` of a ``width``-bit value: the rounding adder (a
     constant operand; its carry chain starts at bit shift - 1) and a free shift. Returns
     the result's width."""
     if shift > 0:
@@ -389,7 +390,7 @@ def requant_cost(model: NodeModel, width: int, shift: int, count: int = 1) -> in
 
 
 def saturate_cost(model: NodeModel, width: int, fmt, count: int = 1):
-    """``hdl.templates.saturate_hw`` of a ``width``-bit value to ``fmt``: the comparisons
+    """``hdl.datapath.saturate_hw`` of a ``width``-bit value to ``fmt``: the comparisons
     with fmt's bounds are one check that the top width - bits + 1 bits agree, and each
     output bit is a LUT of (overflow, sign, bit); nothing when the value fits ``fmt``
     (the comparisons are constant and Yosys drops them)."""
@@ -399,7 +400,7 @@ def saturate_cost(model: NodeModel, width: int, fmt, count: int = 1):
 
 
 def rescale_cost(model: NodeModel, num, count: int) -> int:
-    """``hdl.norm_hw.rescale_hw``: ``saturate(requant(x * mult, shift), out)``. Returns the
+    """``hdl.datapath.rescale_hw``: ``saturate(requant(x * mult, shift), out)``. Returns the
     width of the significant bits of the result (<= ``num.out.bits``)."""
     w = num.x.bits
     if num.mult != 1:
@@ -412,7 +413,7 @@ def rescale_cost(model: NodeModel, num, count: int) -> int:
 
 
 def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
-    """``hdl.rowops.lane_rows``: a template folded to D / fires lanes keeps each input
+    """``hdl.datapath.lane_rows``: a template folded to D / fires lanes keeps each input
     row but its first chunk in a shift register (a 2:1 mux per bit: load or shift; costed
     here as a fires-way select, which comes out similar) and shifts the results into
     fires - 1 chunks of the output row. Returns the lanes (elements computed a firing)."""
@@ -430,12 +431,7 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     return lanes
 
 
-# ----------------------------------------------------------------------------- attention templates
-#
-# The full head's templates (hdl/templates.py) and the window (mappers.window), split
-# (mappers.split) and decode (mappers.decode) templates built on the same datapaths: on
-# rings of W rows, on slices of n_p keys, on the KV cache. Widths come from hw.numerics.
-
+# ----------------------------------------------------------------------------- instances, channels
 
 def template_model(inst, hw) -> NodeModel:
     """The instance's resources: its sequencer plus its template's ``resources`` facet

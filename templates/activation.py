@@ -103,12 +103,10 @@ class ActivationParams:
                    inst.param("lanes"))
 
 
-
 # ---------------------------------------------------------------- behavioural model
 
 def activation_model(inst, nm, ins):
     return {"y": {"x": ActivationParams.of(inst).golden(ins["x"]["x"])}}
-
 
 
 # ---------------------------------------------------------------- the arithmetic in hardware
@@ -149,7 +147,6 @@ def relu_hw(m, num: RescaleNumerics, x, name: str = "relu"):
     return rescale_hw(m, num, pos, name=name)
 
 
-
 # ---------------------------------------------------------------- component
 
 class Activation(Template):
@@ -166,11 +163,10 @@ class Activation(Template):
             fn(m, p.numerics, x, name=f"{p.fn}{i}") for i, x in enumerate(c[0])])
 
 
-
 # ---------------------------------------------------------------- resource model
 
 def activation_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
+    """:class:`Activation`: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
     ``rescale_hw`` on each lane (all D elements unless folded)."""
     p = ActivationParams.of(inst)
     num = p.numerics
@@ -203,8 +199,8 @@ def activation_resources(m: NodeModel, inst, hw) -> None:
         rescale_cost(m, num, n)
 
 
-
 TEMPLATE_DEFS = (
     TemplateDef("activation", 2, ActivationParams, activation_model, Activation,
-                activation_resources, "GELU ROM read or polynomial (3 multipliers), output rounding"),
+                activation_resources,
+                "GELU ROM read or polynomial (3 multipliers), output rounding"),
 )

@@ -59,7 +59,6 @@ def softmax_decode(n: int, steps: int) -> Contract:
                     latency=latency("softmax_decode"))
 
 
-
 # ---------------------------------------------------------------- behavioural models
 
 def _lengths(inst, nm):
@@ -91,7 +90,6 @@ def softmax_decode_model(inst, nm, ins):
     return {"ol": {"o": np.array(os_), "l": np.array(ls)}}
 
 
-
 # ---------------------------------------------------------------- components
 
 class _Cache:
@@ -116,7 +114,6 @@ class QKDecode(QKScores):
 class KVDecode(Template):
     def datapath(self, m, seq):
         m.d.comb += self.vr.payload.eq(_Cache(self, m, seq, "v").data)
-
 
 
 TEMPLATE_DEFS = (

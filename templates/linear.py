@@ -13,9 +13,10 @@ addressed by f; biases in a ROM of M/PE words (``ir.numerics_linear`` packs both
 
 Timing contract: one phase ``rows``, loops ``(("i", N), ("f", F))``, ii 1, latency
 ``latency("linear")`` (its TemplateDef, :data:`TEMPLATE_DEFS`: PE x SIMD multipliers and
-adder tree, then bias + requantization, round, saturate). Without stalls a standalone layer fed through an input
-channel of latency 1 finishes in ``N * F + 1 + latency("linear")`` cycles (reset to last
-output, inclusive). The output channel carries the latency, as for every template.
+adder tree, then bias + requantization, round, saturate). Without stalls a standalone
+layer fed through an input channel of latency 1 finishes in ``N * F + 1 +
+latency("linear")`` cycles (reset to last output, inclusive). The output channel carries
+the latency, as for every template.
 
 Behavioural model: the N input rows give N output rows by
 ``ir.numerics_linear.linear_golden``, the same function the ROM contents come from. The
@@ -191,14 +192,12 @@ class LinearParams:
         return p
 
 
-
 # ---------------------------------------------------------------- behavioural model
 
 def linear_model(inst, nm, ins):
     p = LinearParams.of(inst)
     x = np.asarray(ins["x"]["x"], dtype=np.int64).reshape(-1, p.k)
     return {"y": {"x": linear_golden(x, p.w_array(), p.b_array(), p.numerics)}}
-
 
 
 # ---------------------------------------------------------------- component
@@ -298,11 +297,10 @@ class Linear(Template):
         m.d.comb += self.y.payload.eq(Cat(*[r for regs in row for r in regs], *ys))
 
 
-
 # ---------------------------------------------------------------- resource model
 
 def linear_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.linear.Linear``: PE x SIMD products of x by a weight from ROM a firing, PE
+    """:class:`Linear`: PE x SIMD products of x by a weight from ROM a firing, PE
     accumulators, the requantization of the finished group and the output row registers."""
     p = LinearParams.of(inst)
     num = p.numerics
@@ -341,8 +339,8 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("gate", groups - 1)                     # its write enables
 
 
-
 TEMPLATE_DEFS = (
     TemplateDef(TEMPLATE, 2, LinearParams, linear_model, Linear, linear_resources,
-                "PE x SIMD multipliers and adder tree, then bias + requantization, round, saturate"),
+                "PE x SIMD multipliers and adder tree, then bias + requantization, round, "
+                "saturate"),
 )

@@ -64,7 +64,6 @@ def pv_accum(n: int) -> Contract:
     ), latency=latency("pv_accum"))
 
 
-
 # ---- token layouts (widths from AttentionNumerics)
 
 def max_layout(nm) -> Layout:
@@ -77,7 +76,6 @@ def prob_layout(nm, name="e") -> Layout:
 
 def sum_layout(nm) -> Layout:
     return Layout((Field("l", nm.sum_bits, False),))
-
 
 
 # ---------------------------------------------------------------- behavioural models
@@ -110,7 +108,6 @@ def pv_accum_model(inst, nm, ins):
     v = _rows(ins["vr"]["x"], nm.seq_len)
     acc = np.einsum("ij,ijd->id", p, v)
     return {"o": {"x": saturate(requant(acc, nm.out_shift_naive), nm.out)}}
-
 
 
 # ---------------------------------------------------------------- components
@@ -182,7 +179,6 @@ class PVAccum(Template):
         m.d.comb += self.o.payload.eq(Cat(*outs))
 
 
-
 # ---------------------------------------------------------------- resource models
 
 def row_max_resources(m: NodeModel, inst, hw) -> None:
@@ -221,7 +217,6 @@ def pv_accum_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("add", ab, d).add("mux", ab, d)
     rest = ab - nm.out_shift_naive
     m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
-
 
 
 TEMPLATE_DEFS = (

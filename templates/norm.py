@@ -108,7 +108,6 @@ class NormParams:
         return p
 
 
-
 # ---------------------------------------------------------------- behavioural models
 
 def layernorm_model(inst, nm, ins):
@@ -117,7 +116,6 @@ def layernorm_model(inst, nm, ins):
 
 def rmsnorm_model(inst, nm, ins):
     return {"y": {"x": NormParams.of(inst).golden(ins["x"]["x"])}}
-
 
 
 # ---------------------------------------------------------------- the arithmetic in hardware
@@ -240,7 +238,6 @@ def rmsnorm_row_hw(m, num: LayerNormNumerics, xs, gammas, name: str = "rms"):
     return _normalize_hw(m, num, cs, u, gammas, zeros, name)
 
 
-
 # ---------------------------------------------------------------- component
 
 class LayerNorm(Template):
@@ -261,7 +258,6 @@ class LayerNorm(Template):
         m.d.comb += self.y.payload.eq(Cat(*ys))
 
 
-
 # ---------------------------------------------------------------- resource model
 
 def _const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, consts):
@@ -280,7 +276,7 @@ def _const_mults(model: NodeModel, what: str, a_bits: int, a_signed: bool, const
 
 
 def _isqrt_cost(model: NodeModel, bits: int) -> None:
-    """``hdl.norm_hw.isqrt_hw``: ceil(bits / 2) steps; step i subtracts a trial value whose
+    """:func:`isqrt_hw`: ceil(bits / 2) steps; step i subtracts a trial value whose
     bits below 2i are zero (those remainder bits pass through), so its compare-and-subtract
     (one ``$alu``: alumacc shares the ``>=`` and the ``-``) and its remainder multiplexer
     are bits - 2i wide (32 bits: 544 LUT; Yosys 0.70 synth_xilinx: 444)."""
@@ -289,7 +285,7 @@ def _isqrt_cost(model: NodeModel, bits: int) -> None:
 
 
 def norm_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.norm_hw.layernorm_row_hw`` / ``rmsnorm_row_hw``: a whole row a firing."""
+    """:func:`layernorm_row_hw` / :func:`rmsnorm_row_hw`: a whole row a firing."""
     p = NormParams.of(inst)
     num = p.numerics
     d, xb = num.dim, num.x.bits
@@ -323,7 +319,6 @@ def norm_resources(m: NodeModel, inst, hw) -> None:
     _const_mults(m, "*gamma", prod, True, p.gamma)
     m.logic.add("addc", num.acc_bits - num.beta_shift, sum(1 for b in p.beta if b))
     saturate_cost(m, requant_cost(m, num.acc_bits, num.out_shift, d), num.out, d)
-
 
 
 TEMPLATE_DEFS = (

@@ -11,12 +11,13 @@
   emits (o, l) on the row's last firing;
 * ``normalize`` (ol -> o): o / l per row, one reciprocal and d multipliers.
 
-Each template's facets sit below in this order: contract (latencies from
-``mappers.catalog``), behavioural model (token values in stream order, a dict field ->
-array per port, from ``ir.numerics``), Amaranth component (fire control from the
-contract's :class:`~attnflow.hdl.sequencer.Sequencer`, the datapath computing in the
-firing cycle the values ``ir.numerics`` defines; the latency is carried by the output
-channel), resource model; :data:`TEMPLATE_DEFS` ties them together.
+Each template's facets sit below in this order: contract (its latency read through
+``mappers.catalog.latency`` from :data:`TEMPLATE_DEFS`), behavioural model (token values
+in stream order, a dict field -> array per port, from ``ir.numerics``), Amaranth
+component (fire control from the contract's :class:`~attnflow.hdl.sequencer.Sequencer`,
+the datapath computing in the firing cycle the values ``ir.numerics`` defines; the
+latency is carried by the output channel), resource model; :data:`TEMPLATE_DEFS` ties
+them together.
 """
 from __future__ import annotations
 
@@ -78,7 +79,6 @@ def normalize(n: int) -> Contract:
     ), latency=latency("normalize"))
 
 
-
 # ---- token layouts of the attention datapath (widths from AttentionNumerics)
 
 def vec_layout(fmt, d, name="x") -> Layout:
@@ -93,7 +93,6 @@ def ol_layout(nm) -> Layout:
     return Layout((Field("o", nm.acc_bits, True, nm.head_dim), Field("l", nm.sum_bits, False)))
 
 
-
 # ---------------------------------------------------------------- behavioural models
 
 def _lane_groups(a, lanes: int):
@@ -102,7 +101,6 @@ def _lane_groups(a, lanes: int):
     pad = -a.shape[1] % lanes
     a = np.pad(a, ((0, 0), (0, pad)) + ((0, 0),) * (a.ndim - 2))
     return a.reshape((-1, lanes) + a.shape[2:])
-
 
 
 def qk_scores_model(inst, nm, ins):
@@ -134,7 +132,6 @@ def normalize_model(inst, nm, ins):
     return {"o": {"x": nm.normalize(ins["ol"]["o"], ins["ol"]["l"])}}
 
 
-
 # ---------------------------------------------------------------- components
 
 class QKScores(Template):
@@ -161,7 +158,7 @@ class QKScores(Template):
             q_reg = Signal(self.layout("q").width)
             with m.If(seq.fire & seq.use["q"]):
                 m.d.sync += q_reg.eq(self.q.payload)
-            q_cur = Signal(len(q_reg))          # named: see hdl.linear's x_row
+            q_cur = Signal(len(q_reg))          # named: see templates.linear's x_row
             m.d.comb += q_cur.eq(Mux(seq.first, self.q.payload, q_reg))
             self._q_cur = q_cur
         qs = elems(self._q_cur, self.layout("q"), "x")
@@ -278,7 +275,6 @@ class Normalize(Template):
         m.d.comb += self.o.payload.eq(Cat(*outs))
 
 
-
 # ---------------------------------------------------------------- resource models
 #
 # Widths come from hw.numerics; the window (templates.window), split (templates.split) and
@@ -290,7 +286,7 @@ def _head(inst, hw):
     nm = hw.numerics
     n = nm.seq_len
     rows = n
-    lanes = inst.param("lanes") or 1       # scores a cycle (mappers.templates.groups)
+    lanes = inst.param("lanes") or 1       # scores a cycle (groups)
     window = inst.template.endswith("_window")
     if window:
         rows = len(offsets(inst.param("window"), n, inst.param("kind", "window")))
@@ -350,7 +346,6 @@ def normalize_resources(m: NodeModel, inst, hw) -> None:
     m.mults.append(Mult("o*r", nm.acc_bits, True, nm.recip_width, False, d, post_add=prod))
     rest = prod - nm.out_shift_online
     m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
-
 
 
 TEMPLATE_DEFS = (

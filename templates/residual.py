@@ -166,12 +166,10 @@ class ResidualParams:
                    inst.param("lanes"))
 
 
-
 # ---------------------------------------------------------------- behavioural model
 
 def residual_add_model(inst, nm, ins):
     return {"y": {"x": ResidualParams.of(inst).golden(ins["a"]["x"], ins["b"]["x"])}}
-
 
 
 # ---------------------------------------------------------------- component
@@ -200,11 +198,10 @@ class ResidualAdd(Template):
         lane_rows(self, m, seq, ("a", "b"), self.params.fires, add)
 
 
-
 # ---------------------------------------------------------------- resource model
 
 def residual_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.rowops.ResidualAdd``: per lane two rescales into formats that never saturate,
+    """:class:`ResidualAdd`: per lane two rescales into formats that never saturate,
     one adder (as wide as its significant operand bits, + 1), the saturation of the sum."""
     p = ResidualParams.of(inst)
     num = p.numerics
@@ -213,7 +210,6 @@ def residual_resources(m: NodeModel, inst, hw) -> None:
     wb = rescale_cost(m, num.rescale_b, n)
     m.logic.add("add", min(num.sum_bits, max(wa, wb) + 1), n)
     saturate_cost(m, num.sum_bits, num.out, n)
-
 
 
 TEMPLATE_DEFS = (

@@ -86,4 +86,3 @@ def check_lanes(template: str, dim: int, lanes) -> int:
 def check_template(inst: Instance, allowed) -> None:
     if inst.template not in allowed:
         raise ValueError(f"{inst.name}: not a {' or '.join(allowed)} instance ({inst.template})")
-

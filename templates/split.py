@@ -66,7 +66,6 @@ def state_layout(nm: AttentionNumerics) -> Layout:
                    Field("m", nm.score_bits, True)))
 
 
-
 # ---------------------------------------------------------------- behavioural models
 
 def qk_slice_model(inst, nm, ins):
@@ -89,7 +88,6 @@ def combine_model(inst, nm, ins):
     a, b = ins["a"], ins["b"]
     m, l, o = combine_states(nm, (a["m"], a["l"], a["o"]), (b["m"], b["l"], b["o"]))
     return {"y": {"o": o, "l": l, "m": m}}
-
 
 
 # ---------------------------------------------------------------- components
@@ -122,11 +120,10 @@ class Combine(Template):
         m.d.comb += self.y.payload.eq(Cat(*outs, ll, mm))
 
 
-
 # ---------------------------------------------------------------- resource models
 
 def combine_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.split.Combine``: the (m, l, O) merge of two partial states, both sides of the
+    """:class:`Combine`: the (m, l, O) merge of two partial states, both sides of the
     ``b <= a`` choice built (each a product by e = 2**-(|m_a - m_b|) and a rounding)."""
     nm, d = hw.numerics, hw.numerics.head_dim
     sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
@@ -137,7 +134,6 @@ def combine_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("add", lb, 4).add("mux", lb)                              # round, add
     m.mults.append(Mult("o*e", ab, True, eb, False, 2 * d, post_add=ab + eb))
     m.logic.add("add", ab, 4 * d).add("mux", ab, d)
-
 
 
 TEMPLATE_DEFS = (

@@ -63,7 +63,7 @@ def _block_phases(n: int, lanes: int, ports: tuple) -> tuple:
 def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: tuple,
             lanes: int = 1, triangle: bool = False):
     """fill / main / tail phases of a ring-buffered stream template (``lanes`` slots a
-    firing: a row's W slots in ceil(W / lanes) groups, ``mappers.templates.groups``); a
+    firing: a row's W slots in ceil(W / lanes) groups, ``templates.online.groups``); a
     ``triangle`` causal head: one phase ``b<k>`` per block of ``ir.window.causal_blocks``."""
     # a row's ports; the rows that load a K/V row also take it on their first firing
     row = tuple((p, FIRST) for p in extra_first) + tuple((p, ALWAYS) for p in always)
@@ -111,7 +111,6 @@ def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:
     """``lanes`` scores and their valid bits (0: a masked slot outside the sequence, or a
     padding lane past the row's last slot)."""
     return Layout((Field("x", nm.score_bits, True, lanes), Field("ok", 1, False, lanes)))
-
 
 
 # ---------------------------------------------------------------- behavioural models
@@ -175,7 +174,6 @@ def softmax_window_model(inst, nm, ins):
     vs = _rows(ins["vr"]["x"], lanes, g, (nm.head_dim,))
     o, l = window_online(nm, xs, ok, vs)
     return {"ol": {"o": o, "l": l}}
-
 
 
 # ---------------------------------------------------------------- components
@@ -299,7 +297,6 @@ class SoftmaxWindow(OnlineSoftmaxPV):
         vs = elems(self.vr.payload, self.layout("vr"), "x")
         self.online(m, seq, [(x, vs[k * d:(k + 1) * d], ok)
                              for k, (x, ok) in enumerate(zip(xs, oks))])
-
 
 
 TEMPLATE_DEFS = (

@@ -66,12 +66,10 @@ class ForkParams:
         return cls(inst.param("N"), inst.param("D"), inst.param("fmt"), inst.param("ways"))
 
 
-
 def fork_model(inst, nm, ins):
     p = ForkParams.of(inst)
     x = np.asarray(ins["x"]["x"], dtype=np.int64).reshape(-1, p.dim)
     return {o: {"x": x.copy()} for o in p.outputs}
-
 
 
 class Fork(Template):
@@ -85,7 +83,6 @@ class Fork(Template):
     def datapath(self, m, seq):
         for o in self.params.outputs:
             m.d.comb += getattr(self, o).payload.eq(self.x.payload)
-
 
 
 # ---------------------------------------------------------------- concat
@@ -103,12 +100,10 @@ def concat_instance(name: str, n: int, ways: int, dim: int, fmt: FixedFormat) ->
     return Instance(name, "concat", concat_contract(n, ways), tuple(sorted(params.items())))
 
 
-
 def concat_model(inst, nm, ins):
     ways, dim = inst.param("ways"), inst.param("D")
     parts = [np.asarray(ins[f"x{h}"]["x"], dtype=np.int64).reshape(-1, dim) for h in range(ways)]
     return {"y": {"x": np.concatenate(parts, axis=1)}}
-
 
 
 class Concat(Template):
@@ -139,7 +134,6 @@ class Concat(Template):
         m.d.comb += self.y.payload.eq(Cat(*ys))
 
 
-
 # ---------------------------------------------------------------- split_rows
 
 def split_rows(sizes: list[int]) -> Contract:
@@ -147,7 +141,6 @@ def split_rows(sizes: list[int]) -> Contract:
     return Contract("split_rows", ("x",), outs, tuple(
         Phase(f"s{p}", (("r", n_p),), (("x", ALWAYS), (f"y{p}", ALWAYS)))
         for p, n_p in enumerate(sizes)), latency=latency("split_rows"))
-
 
 
 def split_rows_model(inst, nm, ins):
@@ -159,12 +152,10 @@ def split_rows_model(inst, nm, ins):
     return out
 
 
-
 class SplitRows(Template):
     def datapath(self, m, seq):
         for p in self.contract.outputs:
             m.d.comb += getattr(self, p).payload.eq(self.x.payload)
-
 
 
 # ---------------------------------------------------------------- resource model
@@ -172,7 +163,6 @@ class SplitRows(Template):
 def wires_resources(m: NodeModel, inst, hw) -> None:
     """``fork`` (:class:`Fork`), ``concat`` (:class:`Concat`) and ``split_rows``
     (:class:`SplitRows`): the payloads are wires; only the sequencer costs anything."""
-
 
 
 TEMPLATE_DEFS = (

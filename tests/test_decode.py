@@ -1,5 +1,5 @@
 """Decode mode of one causal head (``attention: {kind: causal, decode: S}``,
-``ir.decode``, ``mappers.decode``, ``hdl/decode.py``): a prefill of C = N - S tokens into
+``ir.decode``, ``mappers.decode``, ``templates/decode.py``): a prefill of C = N - S tokens into
 the on-chip KV cache, then one output row per generated token against a growing context;
 golden == simulator bit for bit with and without stalls, C + t + 1 cycles per generated
 token, RTL bit- and cycle-exact with and without stalls, bad specs as one line."""

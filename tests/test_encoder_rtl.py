@@ -3,7 +3,7 @@ emitted Verilog, run on Verilator by the cocotb testbench, gives every output bi
 cycle the simulator says, with no stalls and with input gaps + output backpressure.
 
 Tiny layer: N = 8, d_model = 16, d_ff = 32, every linear folded (PE, SIMD) = (4, 4);
-heads = 1 (no concat) and heads = 2 (``concat`` -> ``hdl.encoder_ops.Concat``). One
+heads = 1 (no concat) and heads = 2 (``concat`` -> ``templates.wires.Concat``). One
 Verilator build per layer, reused by both vector files.
 """
 from __future__ import annotations

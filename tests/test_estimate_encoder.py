@@ -2,8 +2,8 @@
 
 One post-norm encoder layer, N = 8, d_model = 16, heads = 2 (d_head 8), d_ff = 32, every
 linear folded (PE, SIMD) = (4, 4); s16.8 activations, s8.6 weights, s8.4 Q/K/V. The
-expected figures are derived by hand from the HDL (hdl/linear.py, hdl/rowops.py,
-hdl/norm_hw.py, hdl/encoder_ops.py) and Yosys' DSP48E2 split rules; the DSP and FF
+expected figures are derived by hand from the HDL (templates/linear.py, norm.py,
+activation.py, residual.py, wires.py) and Yosys' DSP48E2 split rules; the DSP and FF
 figures equal Yosys 0.70 ``synth_xilinx`` of the same layer (measured per module).
 """
 from __future__ import annotations
@@ -177,7 +177,7 @@ def test_rom_logic_bits():
     # bit 0: 1,0,0,1 (XOR of the address bits: logic); bit 1 the same column (shared),
     # bit 2 its inverse (an INV cell)
     assert rom_logic_bits([3, 4, 4, 3], 3) == 1
-    # a 1-word ROM is padded to 2 words (hdl.linear._rom): its non-zero bits follow addr
+    # a 1-word ROM is padded to 2 words (templates.linear._rom): its non-zero bits follow addr
     assert rom_logic_bits([5], 3) == 0
 
 

@@ -1,4 +1,4 @@
-"""Attention lanes (``attention.lanes: L``, ``mappers.templates.groups``): qk_scores,
+"""Attention lanes (``attention.lanes: L``, ``templates.online.groups``): qk_scores,
 kv_replay and online_softmax_pv handle L keys a firing, a row's keys in ceil(N / L)
 groups, the last one padded (the window/causal templates likewise over a row's W slots). The softmax chains the L online steps of a firing in key
 order, so the bits are those of one score a cycle whatever L is; the cycles are exactly

@@ -1,6 +1,7 @@
 """Integer LayerNorm / RMSNorm / GELU / ReLU / rescale (ir.numerics_norm): exactness of
 the integer square root, error bounds against float, width derivations, and bit-exactness
-of the Amaranth helpers (hdl.norm_hw) under Amaranth's own simulator.
+of the Amaranth helpers (templates.norm, templates.activation, hdl.datapath) under
+Amaranth's own simulator.
 
 Error bounds stated here (float reference = the float op on the same stored inputs,
 clipped to the output range, so only the integer kernel's error is measured):

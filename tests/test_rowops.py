@@ -1,4 +1,4 @@
-"""Row templates of an encoder block (``mappers.rowops``): ``layernorm``, ``rmsnorm``,
+"""Row templates of an encoder block (``templates/``): ``layernorm``, ``rmsnorm``,
 ``activation``, ``residual_add``, ``fork`` -- numerics, contracts and validation, the
 simulator (values == golden, exact cycles, stalls), the residual structure and its skip
 FIFO, and the RTL on Verilator.

@@ -2,7 +2,7 @@
 ``mappers.split``): P online-softmax engines over contiguous K/V slices and a tree of
 the associative (m, l, O) combine; golden == simulator bit for bit with and without
 stalls, N not a multiple of P, P = N, exact cycles when P is a power of two dividing N,
-bad specs as one line; the RTL (``hdl/split.py``) bit- and cycle-exact on Verilator with
+bad specs as one line; the RTL (``templates/split.py``) bit- and cycle-exact on Verilator with
 and without stalls."""
 from __future__ import annotations
 

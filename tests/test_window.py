@@ -1,7 +1,7 @@
 """Sliding-window and causal attention of one head (``attention.kind: window | causal``,
 ``ir.window``, ``mappers.window``): golden == simulator bit for bit with and without stalls, the cycle
 count ``w' + N*W + 9`` exactly, windows wider than the sequence, memory independent of
-N, bad specs as one line; the RTL (``hdl/window.py``) bit- and cycle-exact on Verilator
+N, bad specs as one line; the RTL (``templates/window.py``) bit- and cycle-exact on Verilator
 with and without stalls."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Symmetric sliding-window attention inside encoder stacks (``attention: {kind: window,
 window: w}``, keys |i - j| <= w, Longformer/SWAT-style): every head on the window
-templates (``mappers.window``, kind window: W = 2 w' + 1 slots a row, a ring of W K/V
+templates (``templates.window``, kind window: W = 2 w' + 1 slots a row, a ring of W K/V
 rows), golden ``ir.window.window_golden``, float ``window_float``. golden == simulator
 (both engines, with and without stalls) == the cycle model
 (``mappers.folding.window_stack_cycles``) on the examples and random foldings with
