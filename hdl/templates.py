@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table
 from ..mappers.contracts import GROUP, LOAD, LOAD_ROW, REPLAY, ROWS, SCORES
+from .channel import port_signature
 from .sequencer import Sequencer
 
 
@@ -100,11 +101,29 @@ class Template(wiring.Component):
         for p in c.inputs:
             members[p] = In(stream.Signature(self.ports[p].width))
         for p in c.outputs:
-            members[p] = Out(stream.Signature(self.ports[p].width))
+            members[p] = Out(port_signature(self.ports[p].width, self.stages(p)))
         super().__init__(members)
 
     def layout(self, port):
         return self.ports[port]
+
+    def stages(self, port) -> int:
+        """Pipeline stages between a firing and its token on output ``port`` (0: the
+        token is computed in the firing cycle). A staged port reserves its slot in the
+        firing cycle and delivers the data ``stages`` cycles later
+        (``hdl.channel.StagedSignature``); the output channel's register line makes up
+        the rest of the template's latency."""
+        return 0
+
+    def staged_valid(self, m, seq, port):
+        """The reservation of ``port``'s firings delayed by its :meth:`stages`: the
+        ``data_valid`` the port must show with the firing's token."""
+        v = seq.fire & seq.use[port]
+        for k in range(self.stages(port)):
+            r = Signal(name=f"{port}_v{k + 1}")
+            m.d.sync += r.eq(v)
+            v = r
+        return v
 
     def elaborate(self, platform):
         m = Module()
