@@ -149,7 +149,7 @@ class FullHead(HeadKind):
         return lowered, _mapped(spec, build)
 
     def fields(self, design) -> dict:
-        from .mappers.sdpa import online_fill, online_head_cycles
+        from .mappers.sdpa import online_fill, online_head_cycles, online_rows
         from .mappers.templates import groups
         nm = design.numerics
         n = nm.seq_len
@@ -161,15 +161,21 @@ class FullHead(HeadKind):
                "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": ideal,
                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
                              f"SDPA variant {variant}",
-               "expected_cycles": online_head_cycles(n, lanes) if online else ideal,
-               "expected_text": (f"N + N*N + {online_fill()}: K/V load, one score per cycle, "
-                                 "pipeline fill" if online else
-                                 "N*N + N: K/V load plus one score per cycle (ideal; "
-                                 "the naive variant's row reductions add more)")}
+               "expected_cycles": online_head_cycles(nm, lanes) if online else ideal,
+               "expected_text": "N*N + N: K/V load plus one score per cycle (ideal; "
+                                "the naive variant's row reductions add more)"}
+        if online:
+            rows = online_rows(nm, lanes)
+            per = "one score" if lanes == 1 else f"{lanes} scores"
+            tail = n % rows
+            out["expected_text"] = (
+                f"N + ceil(N/{rows})*{rows}*ceil(N/{lanes})"
+                + (f" - {rows - tail}" if tail else "") + f" + {online_fill(nm, lanes)}: "
+                f"K/V load, {per} per cycle with {rows} query rows interleaved "
+                + ("(the last block's missing rows as bubbles), " if tail else "")
+                + "pipeline fill")
         if lanes > 1:
-            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
-                       expected_text=f"N + N*ceil(N/{lanes}) + {online_fill()}: K/V load, "
-                                     f"{lanes} scores per cycle, pipeline fill")
+            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes")
         return out
 
 

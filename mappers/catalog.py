@@ -23,7 +23,6 @@ walks the registry), never "counted as 0".
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 from dataclasses import dataclass
 
@@ -33,7 +32,10 @@ FACETS = ("contract", "model", "component", "resources")
 @dataclass(frozen=True)
 class TemplateDef:
     name: str
-    latency: int        # cycles from firing to visible output (>= 1)
+    #: cycles from firing to visible output (>= 1): a number, or a function of the
+    #: template's parameters (keyword arguments) for a pipelined datapath whose stage count
+    #: depends on them (e.g. an adder tree over d, a divider over its quotient bits)
+    latency: object
     contract: str       # "module:function" building the Contract
     model: str          # "module:function" (inst, numerics, inputs) -> outputs
     component: str      # "module:class" (inst, hw) -> Amaranth component
@@ -41,9 +43,15 @@ class TemplateDef:
     what: str = ""      # one line: what its latency is made of
 
     def __post_init__(self):
-        if isinstance(self.latency, bool) or not isinstance(self.latency, int) or self.latency < 1:
-            raise ValueError(f"template {self.name}: latency must be an integer >= 1, "
-                             f"got {self.latency!r}")
+        lat = self.latency
+        if isinstance(lat, str):
+            if lat.count(":") != 1:
+                raise ValueError(f"template {self.name}: latency must be an integer, a "
+                                 f"function or 'module:function', got {lat!r}")
+        elif not callable(lat) and (isinstance(lat, bool) or not isinstance(lat, int)
+                                    or lat < 1):
+            raise ValueError(f"template {self.name}: latency must be an integer >= 1 or a "
+                             f"function of the parameters, got {lat!r}")
         for f in FACETS:
             ref = getattr(self, f)
             if not isinstance(ref, str) or ref.count(":") != 1:
@@ -59,18 +67,20 @@ _t = TemplateDef
 
 _DEFS = (
     # ---- the full head (mappers.templates, sim.models, hdl.templates)
-    _t("qk_scores", 3, f"{_M}.templates:qk_scores", f"{_S}.models:qk_scores",
-       f"{_H}.templates:QKScores", f"{_E}:qk_resources",
-       "d multipliers, adder tree, scale multiplier"),
-    _t("kv_replay", 1, f"{_M}.templates:kv_replay", f"{_S}.models:kv_replay",
-       f"{_H}.templates:KVReplay", f"{_E}:kv_resources", "memory read"),
-    _t("online_softmax_pv", 1, f"{_M}.templates:online_softmax_pv",
-       f"{_S}.models:online_softmax_pv", f"{_H}.templates:OnlineSoftmaxPV",
-       f"{_E}:softmax_resources",
-       "state update registered; row result written on the last score"),
-    _t("normalize", 4, f"{_M}.templates:normalize", f"{_S}.models:normalize",
-       f"{_H}.templates:Normalize", f"{_E}:normalize_resources",
-       "reciprocal, d multipliers, rounding"),
+    _t("qk_scores", f"{_H}.online_pipe:qk_latency", f"{_M}.templates:qk_scores",
+       f"{_S}.models:qk_scores", f"{_H}.online_pipe:QKScores", f"{_E}:qk_resources",
+       "K memory read, d products, adder tree, scale product, rounding: each registered"),
+    _t("kv_replay", f"{_H}.online_pipe:kv_latency", f"{_M}.templates:kv_replay",
+       f"{_S}.models:kv_replay", f"{_H}.online_pipe:KVReplay", f"{_E}:kv_resources",
+       "V memory read (registered)"),
+    _t("online_softmax_pv", f"{_H}.online_pipe:softmax_latency",
+       f"{_M}.templates:online_softmax_pv", f"{_S}.models:online_softmax_pv",
+       f"{_H}.online_pipe:OnlineSoftmaxPV", f"{_E}:softmax_resources",
+       "running max, |x - m|, exp, then per lane the products and the add; rows "
+       "interleaved so a row's state comes round once per its update's depth"),
+    _t("normalize", f"{_H}.online_pipe:normalize_latency", f"{_M}.templates:normalize",
+       f"{_S}.models:normalize", f"{_H}.online_pipe:Normalize", f"{_E}:normalize_resources",
+       "restoring divider (a quotient bit a stage), d products, rounding, saturation"),
     _t("row_max", 1, f"{_M}.templates:row_max", f"{_S}.models:row_max",
        f"{_H}.templates:RowMax", f"{_E}:row_max_resources"),
     _t("sub_exp", 2, f"{_M}.templates:sub_exp", f"{_S}.models:sub_exp",
@@ -155,16 +165,36 @@ def get(name: str) -> TemplateDef:
         raise UnknownTemplate(name) from None
 
 
-def latency(name: str) -> int:
-    """The template's latency (cycles from firing to visible output)."""
-    return get(name).latency
+#: extra latency per template, within :func:`slower` (experiments and the tests that check
+#: every cycle model follows a latency change)
+_extra: dict[str, int] = {}
+
+
+def latency(name: str, **params) -> int:
+    """The template's latency (cycles from firing to visible output); ``params``: the
+    parameters its latency depends on (a function latency), ignored by a number."""
+    lat = get(name).latency
+    if isinstance(lat, str):
+        lat = _resolve(name, "latency", lat)
+    if callable(lat):
+        try:
+            lat = lat(**params)
+        except TypeError as e:
+            raise TypeError(f"template {name}: latency needs its parameters: {e}") from None
+    lat += _extra.get(name, 0)
+    if lat < 1:
+        raise ValueError(f"template {name}: latency {lat} < 1")
+    return lat
 
 
 def facet(name: str, what: str):
     """The template's ``what`` facet (one of :data:`FACETS`), imported on first use."""
     if what not in FACETS:
         raise ValueError(f"facet must be one of {FACETS}, got {what!r}")
-    ref = getattr(get(name), what)
+    return _resolve(name, what, getattr(get(name), what))
+
+
+def _resolve(name: str, what: str, ref: str):
     key = (name, ref)
     if key not in _resolved:
         module, attr = ref.split(":")
@@ -177,14 +207,33 @@ def facet(name: str, what: str):
 
 
 @contextlib.contextmanager
-def latencies(**changes: int):
-    """Within the block, the named templates have the given latencies (for experiments
-    and the tests that check every cycle model follows a latency change): designs mapped
-    inside the block carry them, in the simulator, the HDL and the cycle models alike."""
-    saved = {n: get(n) for n in changes}
+def slower(**extra: int):
+    """Within the block, the named templates are ``extra`` cycles slower than defined (for
+    experiments and the tests that check every cycle model follows a latency change):
+    designs mapped inside the block carry the longer latencies, in the simulator, the HDL
+    (a longer register line in the output channel) and the cycle models alike."""
+    for n in extra:
+        get(n)
+    saved = dict(_extra)
     try:
-        for n, lat in changes.items():
-            TEMPLATES[n] = dataclasses.replace(saved[n], latency=lat)
+        for n, k in extra.items():
+            _extra[n] = _extra.get(n, 0) + k
         yield
     finally:
-        TEMPLATES.update(saved)
+        _extra.clear()
+        _extra.update(saved)
+
+
+@contextlib.contextmanager
+def latencies(**changes: int):
+    """Within the block, the named templates (of a fixed latency) have the given
+    latencies: :func:`slower` by the difference."""
+    extra = {}
+    for n, lat in changes.items():
+        base = get(n).latency
+        if callable(base):
+            raise ValueError(f"latencies({n}=...): its latency depends on its parameters; "
+                             f"use slower({n}=k)")
+        extra[n] = lat - base
+    with slower(**extra):
+        yield

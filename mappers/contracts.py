@@ -50,6 +50,8 @@ def conditions(when_, loops) -> tuple:
 LOAD, SCORES, REPLAY, ROWS = "load", "scores", "replay", "rows"
 FILL, MAIN, TAIL, PREFILL, STEP = "fill", "main", "tail", "prefill", "step"
 LOAD_ROW, ROW, GROUP, SLOT, FOLD = "r", "i", "j", "t", "f"
+#: a block of interleaved query rows (``mappers.templates.online_softmax_pv``)
+BLOCK = "b"
 
 
 @dataclass(frozen=True)

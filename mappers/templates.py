@@ -7,8 +7,8 @@ registry's (``mappers.catalog``); the simulator and the HDL take them from the c
 from __future__ import annotations
 
 from .catalog import latency
-from .contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW, ROWS, SCORES,
-                        Contract, Phase)
+from .contracts import (ALWAYS, BELOW, BLOCK, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW,
+                        ROWS, SCORES, TAIL, Contract, Phase, when)
 from .hwgraph import Field, Layout
 
 def groups(n: int, lanes: int) -> int:
@@ -18,39 +18,77 @@ def groups(n: int, lanes: int) -> int:
     return -(-n // lanes)
 
 
-def qk_scores(n: int, outs=("s",), lanes: int = 1) -> Contract:
-    """Loads K (n rows), then for each q row emits the n scaled scores q.k_j, ``lanes``
-    per cycle (one token of ``lanes`` scores per key group, see :func:`groups`)."""
+def blocks(n: int, rows: int) -> tuple[int, int]:
+    """(full blocks, rows of the last partial block) when a head's query rows are
+    interleaved ``rows`` at a time (:func:`online_softmax_pv`)."""
+    return divmod(n, rows)
+
+
+def _interleaved(name, n, lanes, rows, ports, tail_ports=None):
+    """The score phases of the full head with ``rows`` query rows interleaved: for each
+    block of ``rows`` rows, for each key group j, for each row i of the block (innermost);
+    the rows of a last partial block in a phase of their own (``tail_ports``: its ports,
+    default ``ports``). ``rows`` = 1: one row after another (loops i, j)."""
+    g = groups(n, lanes)
+    if rows == 1:
+        return (Phase(name, ((ROW, n), (GROUP, g)), ports),)
+    full, tail = blocks(n, rows)
+    out = ()
+    if full:
+        out += (Phase(name, ((BLOCK, full), (GROUP, g), (ROW, rows)), ports),)
+    if tail:
+        out += (Phase(TAIL, ((GROUP, g), (ROW, rows if tail_ports else tail)),
+                      tail_ports or ports),)
+    return out
+
+
+def qk_scores(n: int, outs=("s",), lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Loads K (n rows), then emits the n scaled scores q_i.k_j of each query row,
+    ``lanes`` per cycle (one token of ``lanes`` scores per key group, see :func:`groups`),
+    ``rows`` query rows interleaved (:func:`_interleaved`): Q row i is taken on its first
+    key group. ``lat``: the latency's parameters (``mappers.catalog``)."""
+    q = ("q", FIRST) if rows == 1 else ("q", when((FIRST, GROUP)))
     return Contract("qk_scores", ("k", "q"), tuple(outs), (
         Phase(LOAD, ((LOAD_ROW, n),), (("k", ALWAYS),)),
-        Phase(SCORES, ((ROW, n), (GROUP, groups(n, lanes))),
-              (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
-    ), latency=latency("qk_scores"))
+    ) + _interleaved(SCORES, n, lanes, rows, (q,) + tuple((o, ALWAYS) for o in outs)),
+        latency=latency("qk_scores", lanes=lanes, **lat))
 
 
-def kv_replay(n: int, lanes: int = 1) -> Contract:
-    """Stores n V rows, then replays all n rows once per query row, ``lanes`` rows a token
-    (n * groups(n, lanes) tokens)."""
+def kv_replay(n: int, lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Stores n V rows, then replays the key group of every score of
+    :func:`qk_scores` (same order), ``lanes`` rows a token."""
     return Contract("kv_replay", ("v",), ("vr",), (
         Phase(LOAD, ((LOAD_ROW, n),), (("v", ALWAYS),)),
-        Phase(REPLAY, ((ROW, n), (GROUP, groups(n, lanes))), (("vr", ALWAYS),)),
-    ), latency=latency("kv_replay"))
+    ) + _interleaved(REPLAY, n, lanes, rows, (("vr", ALWAYS),)),
+        latency=latency("kv_replay", lanes=lanes, **lat))
 
 
-def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
-    """Running max m, sum l and output o over a row of scores, ``lanes`` scores (and V
-    rows) a firing, applied in key order; emits (o, l) per row."""
-    return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
-        Phase(ROWS, ((ROW, n), (GROUP, groups(n, lanes))),
-              (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
-    ), latency=latency("online_softmax_pv"))
+def online_softmax_pv(n: int, lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Running max m, sum l and output o of each query row over its scores, ``lanes``
+    scores (and V rows) a firing, applied in key order; emits (o, l) per row on its last
+    key group. ``rows`` rows interleaved (the order of :func:`qk_scores`), so a row's state
+    is updated once every ``rows`` firings, the depth of the pipelined recurrence; the
+    rows of a last partial block run with bubbles (firings that take nothing) in the
+    places of the missing rows, keeping that distance."""
+    if rows == 1:
+        ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
+        return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
+            Phase(ROWS, ((ROW, n), (GROUP, groups(n, lanes))), ports),
+        ), latency=latency("online_softmax_pv", lanes=lanes, **lat))
+    _, tail = blocks(n, rows)
+    last = (LAST, GROUP)
+    real = (BELOW, ROW, tail)
+    return Contract("online_softmax_pv", ("s", "vr"), ("ol",), _interleaved(
+        ROWS, n, lanes, rows, (("s", ALWAYS), ("vr", ALWAYS), ("ol", when(last))),
+        (("s", when(real)), ("vr", when(real)), ("ol", when(last, real))) if tail else None),
+        latency=latency("online_softmax_pv", lanes=lanes, **lat))
 
 
-def normalize(n: int) -> Contract:
+def normalize(n: int, **lat) -> Contract:
     """o / l per row: one reciprocal per row, d multipliers."""
     return Contract("normalize", ("ol",), ("o",), (
         Phase("rows", (("i", n),), (("ol", ALWAYS), ("o", ALWAYS))),
-    ), latency=latency("normalize"))
+    ), latency=latency("normalize", **lat))
 
 
 def row_max(n: int) -> Contract:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.numerics import requant, saturate
+from .lanes import deinterleave_rows, interleave_rows
 from .lanes import lane_groups as _lane_groups
 
 
@@ -19,25 +20,27 @@ def _rows(a, n):
 
 def qk_scores(inst, nm, ins):
     x = nm.scores(ins["q"]["x"], ins["k"]["x"])
-    lanes = inst.param("lanes") or 1
-    s = {"x": x.reshape(-1) if lanes == 1 else _lane_groups(x, lanes)}
+    lanes, rows = inst.param("lanes") or 1, inst.param("rows") or 1
+    g = _lane_groups(x, lanes).reshape((nm.seq_len, -1, lanes))      # (rows, groups, lanes)
+    tok = interleave_rows(g, rows)
+    s = {"x": tok.reshape(-1) if lanes == 1 else tok}
     return {o: s for o in inst.contract.outputs}
 
 
 def kv_replay(inst, nm, ins):
     v = np.asarray(ins["v"]["x"], np.int64)
-    n, lanes = nm.seq_len, inst.param("lanes") or 1
-    if lanes == 1:
-        return {"vr": {"x": np.tile(v, (n, 1))}}
-    g = _lane_groups(np.broadcast_to(v, (n,) + v.shape), lanes)    # (n * groups, lanes, d)
-    return {"vr": {"x": g.reshape(len(g), -1)}}
+    n, lanes, rows = nm.seq_len, inst.param("lanes") or 1, inst.param("rows") or 1
+    g = _lane_groups(v[None], lanes)                                   # (groups, lanes, d)
+    per_row = np.broadcast_to(g.reshape(1, len(g), -1), (n, len(g), lanes * v.shape[1]))
+    return {"vr": {"x": interleave_rows(per_row, rows)}}
 
 
 def online_softmax_pv(inst, nm, ins):
-    n = nm.seq_len
+    n, rows = nm.seq_len, inst.param("rows") or 1
     # lanes: a row's tokens hold its keys in order, then padding (dropped here)
-    x = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :n]
-    v = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :n]
+    x = deinterleave_rows(np.asarray(ins["s"]["x"], np.int64), n, rows).reshape(n, -1)[:, :n]
+    v = deinterleave_rows(np.asarray(ins["vr"]["x"], np.int64), n, rows)
+    v = v.reshape(n, -1, nm.head_dim)[:, :n]
     _, l, o = nm.online_rows(x, v)    # one score per row per step, rows in parallel
     return {"ol": {"o": o, "l": l}}
 
