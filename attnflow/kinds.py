@@ -204,7 +204,7 @@ class MaskedHead(HeadKind):
         from .mappers.window import window_fill, window_head_cycles
         nm = design.numerics
         a = attention_node(design.lowered)
-        fill = window_fill()
+        fill = window_fill(nm)
         n, kind, w = nm.seq_len, a["kind"], a["window"]
         slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
@@ -218,7 +218,7 @@ class MaskedHead(HeadKind):
                               + (f"{what}, {slots} slots per row)" if not blocks else
                                  f"{what}, row i over the keys up to its block's end)")
                               + (f", {lanes} lanes" if lanes > 1 else ""),
-                "expected_cycles": window_head_cycles(n, w, kind, lanes),
+                "expected_cycles": window_head_cycles(nm, w, kind, lanes),
                 "expected_text": (
                     f"sum over the {len(blocks)} row blocks of rows * ceil(block end/"
                     f"{lanes}) + {fill}: the blocked triangle (blocks of "
@@ -255,7 +255,7 @@ class SplitHead(HeadKind):
         n, p = nm.seq_len, attention_node(design.lowered)["split"]
         longest = -(-n // p)
         exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
-        fill = split_fill(p)
+        fill = split_fill(p, nm)
         return {"kind": self.name, "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "split": p,
                 "model_text": f"one split-context attention head, N = {n}, d = "
@@ -297,7 +297,7 @@ class DecodeHead(HeadKind):
         nm = design.numerics
         n, steps = nm.seq_len, attention_node(design.lowered)["decode"]
         c = n - steps
-        fill = decode_fill()
+        fill = decode_fill(nm)
         return {"kind": self.name, "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "decode": steps,
                 "model_text": f"one causal head in decode mode, d = {nm.head_dim}: a "

@@ -32,13 +32,14 @@ from .templates import Template, elems, requant_hw, saturate_hw
 def qk_stages(nm) -> int:
     """Firing -> score: operands registered (the K row from its memory), d products,
     the adder tree, the scale product, the rounding."""
-    return (1 + P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
+    return (READ_STAGES + P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
             + P.mul_stages(nm.dot_bits, nm.scale_mult.bit_length()) + 1)
 
 
 def _exp_stages(nm) -> int:
-    """|x - m| -> e: the log2(e) product, its rounding, the ROM read, the shift."""
-    return P.mul_stages(nm.score_bits + 1, LOG2E_MULT.bit_length()) + 3
+    """|x - m| -> e: the log2(e) product, its rounding, the ROM read (address and data
+    registered), the shift."""
+    return P.mul_stages(nm.score_bits + 1, LOG2E_MULT.bit_length()) + 1 + READ_STAGES + 1
 
 
 def step_stages(nm) -> int:
@@ -78,7 +79,7 @@ def qk_latency(nm, lanes: int = 1) -> int:
 
 
 def kv_latency(nm=None, lanes: int = 1) -> int:
-    return 2
+    return READ_STAGES + 1
 
 
 def softmax_latency(nm, lanes: int = 1) -> int:
@@ -90,6 +91,10 @@ def normalize_latency(nm) -> int:
 
 
 # ---------------------------------------------------------------- shared pieces
+
+#: a memory read: the address registered (the read port), then the data (the block RAM's
+#: output register), so nothing follows a RAM's slow clock-to-output in the same cycle
+READ_STAGES = 2
 
 def lanes_of(inst) -> int:
     return inst.param("lanes") or 1
@@ -122,8 +127,8 @@ def group_and_row(m, tpl, seq, lanes: int, rows: int):
 
 def lane_store(m, name, width, n, lanes, seq, data, group):
     """n rows in ``lanes`` banks (row r in bank r % lanes at address r // lanes), written
-    once per firing of the load phase; read with a registered read port at key group
-    ``group``: returns each lane's row of the group one cycle later."""
+    once per firing of the load phase; read at key group ``group``: returns each lane's
+    row of the group READ_STAGES cycles later (address and data registered)."""
     g = -(-n // lanes)
     write = seq.fire & seq.in_phase[LOAD]
     r = seq.counter[(LOAD, LOAD_ROW)]
@@ -145,18 +150,18 @@ def lane_store(m, name, width, n, lanes, seq, data, group):
         wp, rp = mem.write_port(), mem.read_port()
         m.d.comb += [wp.addr.eq(addr_cur), wp.data.eq(data),
                      wp.en.eq(write & (bank_cur == k)), rp.addr.eq(group)]
-        out.append(rp.data)
+        out.append(P.reg(m, rp.data, f"{name}{k}_q"))
     return out
 
 
-def padded(m, rows, n, lanes, last1, name):
+def padded(m, rows, n, lanes, last, name):
     """The lanes' rows with the padding lanes of a row's last key group (keys past n - 1)
-    set to 0; ``last1``: 'last group' one cycle after the firing, like the rows."""
+    set to 0; ``last``: 'last group', delayed like the rows."""
     g = -(-n // lanes)
     out = []
     for k, row in enumerate(rows):
         r = Signal(len(row), name=f"{name}{k}")
-        m.d.comb += r.eq(row if k < n - (g - 1) * lanes else Mux(last1, 0, row))
+        m.d.comb += r.eq(row if k < n - (g - 1) * lanes else Mux(last, 0, row))
         out.append(r)
     return out
 
@@ -194,8 +199,8 @@ class QKScores(_Pipe):
         n, g = self.n, -(-self.n // lanes)
         j, i = group_and_row(m, self, seq, lanes, rows)
         krows = lane_store(m, "kmem", self.layout("k").width, n, lanes, seq, self.k.payload, j)
-        last1 = P.reg(m, j == g - 1, "last1")
-        krows = padded(m, krows, n, lanes, last1, "krow")
+        last = P.delay(m, j == g - 1, READ_STAGES, "last")
+        krows = padded(m, krows, n, lanes, last, "krow")
         # the block's query rows: the live token on a row's first group, else the file
         qw = self.layout("q").width
         qfile = Memory(shape=unsigned(qw), depth=max(rows, 2), init=[])
@@ -204,7 +209,7 @@ class QKScores(_Pipe):
         use_q = seq.use["q"]
         m.d.comb += [qwp.addr.eq(i), qwp.data.eq(self.q.payload), qwp.en.eq(seq.fire & use_q),
                      qrp.addr.eq(i)]
-        q1 = P.reg(m, Mux(use_q, self.q.payload, qrp.data), "q1", unsigned(qw))
+        q1 = P.delay(m, Mux(use_q, self.q.payload, qrp.data), READ_STAGES, "q", unsigned(qw))
         qs = elems(q1, self.layout("q"), "x")
         xs = []
         for k, krow in enumerate(krows):
@@ -225,15 +230,15 @@ class KVReplay(_Pipe):
     rows a token, read with a registered read port."""
 
     def pipeline_stages(self):
-        return 1
+        return READ_STAGES
 
     def datapath(self, m, seq):
         lanes, rows, n = lanes_of(self.inst), rows_of(self.inst), self.n
         g = -(-n // lanes)
         j, _ = group_and_row(m, self, seq, lanes, rows)
         vrows = lane_store(m, "vmem", self.layout("v").width, n, lanes, seq, self.v.payload, j)
-        last1 = P.reg(m, j == g - 1, "last1")
-        self.output(m, seq, "vr", Cat(*padded(m, vrows, n, lanes, last1, "vrow")))
+        last = P.delay(m, j == g - 1, READ_STAGES, "last")
+        self.output(m, seq, "vr", Cat(*padded(m, vrows, n, lanes, last, "vrow")))
 
 
 # ---------------------------------------------------------------- online_softmax_pv
@@ -349,8 +354,9 @@ class OnlineSoftmaxPV(_Pipe):
         m.submodules[f"{name}_rom"] = rom
         rp = rom.read_port()
         m.d.comb += rp.addr.eq(u[:sf])
-        ipart = P.reg(m, u[sf:], f"{name}_ip")
-        e = Mux(ipart >= pf + 1, 0, rp.data >> ipart[:max(1, (pf + 1).bit_length())])
+        word = P.reg(m, rp.data, f"{name}_word")
+        ipart = P.delay(m, u[sf:], READ_STAGES, f"{name}_ip")
+        e = Mux(ipart >= pf + 1, 0, word >> ipart[:max(1, (pf + 1).bit_length())])
         return P.reg(m, e, f"{name}_e", unsigned(nm.exp_bits))
 
     def _update(self, m, k, l_in, o_in, e, le, first, take, vs):

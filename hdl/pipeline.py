@@ -23,7 +23,7 @@ from amaranth.lib.memory import Memory
 #: operand bits of one hardware multiplier (ECP5 MULT18X18D, AMD DSP48E2: 27 x 18)
 DSP_BITS = 18
 #: adder-tree levels between two registers
-ADDS_PER_STAGE = 2
+ADDS_PER_STAGE = 1
 
 
 def reg(m, value, name: str, shape=None) -> Signal:

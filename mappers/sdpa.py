@@ -58,21 +58,21 @@ def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
     return n + fork_latency + reducer_latency
 
 
-def head_fill(qk: str, kv: str, softmax: str, **lat) -> int:
+def head_fill(qk: str, kv: str, softmax: str, nm, lanes: int = 1) -> int:
     """Cycles of a streaming head after its score template's last firing: the input
     channel (1), then the slower of the score template (k -> qk -> s) and the V template
     (v -> kv -> vr; both fire in step and the softmax takes s and vr together), then the
     softmax's and normalize's latencies (-> ol -> normalize -> o). The full online head's,
-    the window/causal heads' and the decode head's, each with its own templates;
-    ``lat``: the latencies' parameters (the full head's: nm, lanes)."""
-    nm = lat.get("nm")
+    the window/causal heads' and the decode head's, each with its own templates (``nm``,
+    ``lanes``: the parameters of latencies that depend on them)."""
+    lat = {"nm": nm, "lanes": lanes}
     return (1 + max(latency(qk, **lat), latency(kv, **lat)) + latency(softmax, **lat)
-            + latency("normalize", **({"nm": nm} if nm is not None else {})))
+            + latency("normalize", nm=nm))
 
 
 def online_fill(nm, lanes: int = 1) -> int:
     """Cycles of the online head after its last score group (:func:`head_fill`)."""
-    return head_fill("qk_scores", "kv_replay", "online_softmax_pv", nm=nm, lanes=lanes)
+    return head_fill("qk_scores", "kv_replay", "online_softmax_pv", nm, lanes)
 
 
 def online_rows(nm, lanes: int = 1) -> int:
