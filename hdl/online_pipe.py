@@ -48,10 +48,16 @@ def step_stages(nm) -> int:
                P.mul_stages(nm.acc_bits, nm.exp_bits)) + 1
 
 
+#: stages of the running max: the row's max read from its register file (registered),
+#: the comparisons with the group's prefix maxima, the choices (written back)
+MAX_STAGES = 3
+
+
 def interleave(nm, lanes: int = 1) -> int:
     """Query rows interleaved by the online head: a row's next key group must find the
-    state its previous one left after ``lanes`` chained updates."""
-    return lanes * step_stages(nm)
+    state its previous one left after ``lanes`` chained updates (and its running max,
+    written back MAX_STAGES cycles after it was read)."""
+    return max(lanes * step_stages(nm), MAX_STAGES)
 
 
 def _max_stages(lanes: int) -> int:
@@ -60,7 +66,7 @@ def _max_stages(lanes: int) -> int:
 
 def _update_start(nm, lanes: int) -> int:
     """Stage at which the first lane's update takes the row state."""
-    return 1 + _max_stages(lanes) + 1 + 2 + _exp_stages(nm)
+    return 1 + _max_stages(lanes) + MAX_STAGES + 2 + _exp_stages(nm)
 
 
 def softmax_stages(nm, lanes: int = 1) -> int:
@@ -286,21 +292,33 @@ class OnlineSoftmaxPV(_Pipe):
         x = [P.delay(m, e, ms, f"x{k}m") for k, e in enumerate(x)]
         ctl = {k: P.delay(m, val, ms, f"c_{k}m") for k, val in ctl.items()}
         stage += ms
-        # stage M: the row's running max from its register file
+        # the row's running max: read from its register file (registered), compared with
+        # the group's prefix maxima (registered), chosen and written back (MAX_STAGES);
+        # the row's next group reads it back at least ``rows`` firings later
         mfile = Memory(shape=signed(nm.score_bits), depth=max(rows, 2), init=[])
         m.submodules.mfile = mfile
         mwp, mrp = mfile.write_port(), mfile.read_port(domain="comb")
-        m_rf = mrp.data
-        gmax = pre[-1]
-        m_next = Mux(ctl["first"], gmax, Mux(m_rf >= gmax, m_rf, gmax))
-        m.d.comb += [mrp.addr.eq(ctl["row"]), mwp.addr.eq(ctl["row"]), mwp.data.eq(m_next),
-                     mwp.en.eq(ctl["valid"])]
-        m_old = [m_rf] + [Mux(ctl["first"], pre[k - 1], Mux(m_rf >= pre[k - 1], m_rf, pre[k - 1]))
-                          for k in range(1, lanes)]
+        m.d.comb += mrp.addr.eq(ctl["row"])
+        m_rf = P.reg(m, mrp.data, "m_rf")
+        cands = [P.reg(m, p, f"pm{k}") for k, p in enumerate(pre)]
+        x = [P.reg(m, e, f"x{k}q") for k, e in enumerate(x)]
+        ctl = {k: P.reg(m, val, f"c_{k}q") for k, val in ctl.items()}
+        ge = [P.reg(m, m_rf >= c, f"ge{k}") for k, c in enumerate(cands)]
+        m_rf = P.reg(m, m_rf, "m_rf2")
+        cands = [P.reg(m, c, f"pm{k}b") for k, c in enumerate(cands)]
+        x = [P.reg(m, e, f"x{k}g") for k, e in enumerate(x)]
+        ctl = {k: P.reg(m, val, f"c_{k}g") for k, val in ctl.items()}
+
+        def running(k):     # max(m, cand_k), or cand_k on a row's first group
+            return Mux(ctl["first"] | ~ge[k], cands[k], m_rf)
+        m_next = Signal(signed(nm.score_bits), name="m_next")
+        m.d.comb += [m_next.eq(running(lanes - 1)), mwp.addr.eq(ctl["row"]),
+                     mwp.data.eq(m_next), mwp.en.eq(ctl["valid"])]
+        m_old = [m_rf] + [running(k - 1) for k in range(1, lanes)]
         m_old = [P.reg(m, mo, f"mold{k}", signed(nm.score_bits)) for k, mo in enumerate(m_old)]
         x = [P.reg(m, e, f"x{k}r") for k, e in enumerate(x)]
         ctl = {k: P.reg(m, val, f"c_{k}r") for k, val in ctl.items()}
-        stage += 1
+        stage += MAX_STAGES
         # |x - m| and x <= m, two stages
         diff = [P.reg(m, mo - xe, f"diff{k}", signed(nm.score_bits + 1))
                 for k, (mo, xe) in enumerate(zip(m_old, x))]
@@ -350,7 +368,10 @@ class OnlineSoftmaxPV(_Pipe):
         sf, pf = nm.score_frac, nm.prob_frac
         p = P.mul(m, z, Const(LOG2E_MULT, LOG2E_MULT.bit_length()), f"{name}_p")
         u = P.reg(m, requant_hw(p, LOG2E_BITS), f"{name}_u", unsigned(len(z) + 2))
-        rom = Memory(shape=unsigned(nm.exp_bits), depth=1 << sf, init=exp2_table(sf, pf))
+        # in logic: a block RAM's clock-to-output (5.6 ns on ECP5, whose inferred block RAMs
+        # have no output register) would leave no time for the next stage's routing
+        rom = Memory(shape=unsigned(nm.exp_bits), depth=1 << sf, init=exp2_table(sf, pf),
+                     attrs={"rom_style": "logic"})
         m.submodules[f"{name}_rom"] = rom
         rp = rom.read_port()
         m.d.comb += rp.addr.eq(u[:sf])

@@ -9,15 +9,21 @@ arithmetic of ``ir.numerics`` exactly; only where they are computed moves.
 
 * :func:`reg`, :func:`delay`: one / n register stages;
 * :func:`tree_sum`: a balanced adder tree registered every ``ADDS_PER_STAGE`` levels;
-* :func:`mul`: a product in :data:`MUL_STAGES` stages, split into partial products of at
-  most :data:`DSP_BITS` x :data:`DSP_BITS` bits (one DSP block each) when wider;
+* :func:`mul`: a product in :func:`mul_stages` stages, split into partial products of at
+  most :data:`DSP_BITS` x :data:`DSP_BITS` bits (one DSP block each, operands and product
+  registered) when wider, their shifted sum a registered adder tree; within
+  :func:`primitives` ("ecp5") each partial product is an ECP5 MULT18X18D using its own
+  input and output registers (the same two stages, inside the DSP block);
 * :func:`recip`: ``floor(2**bits / l)`` by restoring division, one quotient bit a stage;
 * :func:`delay_line`: a wide value delayed n cycles through a memory (LUT RAM / block
   RAM) instead of n registers.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, signed, unsigned
+import contextlib
+import contextvars
+
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 #: operand bits of one hardware multiplier (ECP5 MULT18X18D, AMD DSP48E2: 27 x 18)
@@ -91,19 +97,72 @@ def mul_stages(a_bits: int, b_bits: int) -> int:
     return MUL_STAGES + tree_stages(pieces(a_bits) * pieces(b_bits))
 
 
+#: the multiplier primitive :func:`mul` builds (see :func:`primitives`)
+_PRIMITIVES = contextvars.ContextVar("attnflow_primitives", default="generic")
+PRIMITIVE_KINDS = ("generic", "ecp5")
+
+
+@contextlib.contextmanager
+def primitives(kind: str):
+    """Within the block (an elaboration, e.g. ``hdl.emit.emit_verilog``), :func:`mul`
+    builds its partial products as ``kind``: "generic", a registered ``*`` that
+    synthesis maps to DSP blocks (what the testbench simulates; Yosys' synth_xilinx packs
+    the registers into DSP48E2), or "ecp5", MULT18X18D with its input and output
+    registers (REG_INPUTA/B, REG_OUTPUT), the same two stages inside the DSP block, which
+    Yosys' synth_ecp5 does not infer by itself."""
+    if kind not in PRIMITIVE_KINDS:
+        raise ValueError(f"primitives: {kind!r}; allowed: {', '.join(PRIMITIVE_KINDS)}")
+    token = _PRIMITIVES.set(kind)
+    try:
+        yield
+    finally:
+        _PRIMITIVES.reset(token)
+
+
+def _product(m, x, y, name: str):
+    """x * y (each of at most DSP_BITS bits) two cycles later: operands registered, then
+    the product registered."""
+    if _PRIMITIVES.get() == "ecp5":
+        return _ecp5_product(m, x, y, name)
+    return reg(m, reg(m, x, f"{name}_a") * reg(m, y, f"{name}_b"), f"{name}_p")
+
+
+def _ecp5_product(m, x, y, name: str):
+    """:func:`_product` as one MULT18X18D with its A/B input and P output registers."""
+    sx, sy = x.shape().signed, y.shape().signed
+    width = len(x) + len(y)
+    ports = {"i_CLK0": ClockSignal(), "i_CE0": Const(1, 1), "i_RST0": Const(0, 1),
+             "i_SIGNEDA": Const(int(sx), 1), "i_SIGNEDB": Const(int(sy), 1),
+             "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1)}
+    for port, v in (("A", x), ("B", y)):
+        ext = Signal(signed(DSP_BITS) if v.shape().signed else unsigned(DSP_BITS),
+                     name=f"{name}_{port.lower()}")
+        m.d.comb += ext.eq(v)
+        ports.update({f"i_{port}{k}": ext[k] for k in range(DSP_BITS)})
+    p = Signal(2 * DSP_BITS, name=f"{name}_p36")
+    ports.update({f"o_P{k}": p[k] for k in range(2 * DSP_BITS)})
+    params = {"p_GSR": "DISABLED", "p_RESETMODE": "SYNC"}
+    for reg_ in ("INPUTA", "INPUTB", "OUTPUT"):
+        params.update({f"p_REG_{reg_}_CLK": "CLK0", f"p_REG_{reg_}_CE": "CE0",
+                       f"p_REG_{reg_}_RST": "RST0"})
+    m.submodules[f"{name}_dsp"] = Instance("MULT18X18D", **params, **ports)
+    out = Signal(signed(width) if sx or sy else unsigned(width), name=f"{name}_p")
+    m.d.comb += out.eq(p[:width])
+    return out
+
+
 def mul(m, a, b, name: str):
-    """a * b (Values; the sign of each from its shape) in :func:`mul_stages` stages: the
-    operands registered, partial products of at most DSP_BITS x DSP_BITS registered, then
-    their shifted sum as a registered adder tree."""
+    """a * b (Values; the sign of each from its shape) in :func:`mul_stages` stages:
+    partial products of at most DSP_BITS x DSP_BITS bits, each with its operands and
+    product registered (:func:`_product`), then their shifted sum as a registered adder
+    tree."""
     a_bits, b_bits = len(a), len(b)
-    ra = reg(m, a, f"{name}_a")
-    rb = reg(m, b, f"{name}_b")
-    pa = _chunks(ra, a_bits, a.shape().signed)
-    pb = _chunks(rb, b_bits, b.shape().signed)
+    pa = _chunks(a, a_bits, a.shape().signed)
+    pb = _chunks(b, b_bits, b.shape().signed)
     parts = []
     for i, (x, sx) in enumerate(pa):
         for j, (y, sy) in enumerate(pb):
-            p = reg(m, x * y, f"{name}_pp{i}_{j}")
+            p = _product(m, x, y, f"{name}_pp{i}_{j}")
             parts.append(p << (sx + sy) if sx + sy else p)
     out = tree_sum(m, parts, f"{name}_sum")
     width = a_bits + b_bits

@@ -275,11 +275,11 @@ class RowStackHeads(FullStackHeads):
                              plan.attn)
         ahead = self.ahead(plan)
         if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
-            return (skip_depth(p1, per1) + ahead,
-                    f"residual skip: skip_depth(P={p1}, F={per1}) + w' = {ahead} (window: "
+            return (min(plan.n, skip_depth(p1, per1) + ahead),
+                    f"residual skip: min(N, skip_depth(P={p1}, F={per1}) + w' = {ahead}) (window: "
                     f"row i's attention needs the fork's row i + w')")
-        return (skip_depth(p1, per1),
-                f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
+        return (skip_depth(p1, per1, plan.n),
+                f"residual skip: skip_depth(P={p1}, F={per1}), at most N (causal: no K barrier)")
 
 
 class CausalStackHeads(RowStackHeads):
@@ -481,8 +481,8 @@ class _Layer:
                   fr(lin_lat), "L+1")
         p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
                             latency(n2.template) if plan.pre else 0)
-        self.chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
-                  f"residual skip: skip_depth(P={p2}, F={per2})")
+        self.chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"),
+                  skip_depth(p2, per2, n), f"residual skip: skip_depth(P={p2}, F={per2}), at most N")
         if plan.pre:   # the layer's output is the residual stream
             out, out_lat, out_layout = ("res2", "y"), latency("residual_add"), r2.y_layout()
         else:

@@ -112,7 +112,7 @@ def check_lanes(template: str, dim: int, lanes) -> int:
     return int(lanes)
 
 
-def skip_depth(path_latency: int, row_period: int = 1) -> int:
+def skip_depth(path_latency: int, row_period: int = 1, rows: int | None = None) -> int:
     """Least depth of a residual skip channel for full rate.
 
     ``path_latency``: cycles from the fork's firing of a row to the ``residual_add`` firing
@@ -125,11 +125,13 @@ def skip_depth(path_latency: int, row_period: int = 1) -> int:
     Fewer only throttles such a block (rows per cycle: min(depth / (path_latency + 1),
     1 / row_period));
     it deadlocks only when the block needs more rows than the skip holds before it emits
-    its first row (e.g. a whole-sequence buffer: then depth >= N is necessary).
+    its first row (e.g. a whole-sequence buffer: then depth >= N is necessary). ``rows``:
+    the rows of a sequence, when given a bound (the skip never holds more).
     """
     _check_int("skip_depth", "path_latency", path_latency, 0)
     _check_int("skip_depth", "row_period", row_period)
-    return max(1, -(-(path_latency + 1) // row_period))
+    depth = max(1, -(-(path_latency + 1) // row_period))
+    return depth if rows is None else min(rows, depth)
 
 
 def _template_of(inst: Instance, allowed) -> None:

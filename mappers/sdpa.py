@@ -97,7 +97,9 @@ def choose_lanes(nm, multipliers, target_cycles: int | None = None,
     """The lanes of an online head for a goal: the fewest lanes whose cycles meet
     ``target_cycles``, or the fewest lanes reaching the fewest cycles within
     ``multiplier_budget`` (``multipliers(lanes)``: the head's multiplier count). Only lane
-    counts that give a new group count are candidates (N = 8: 1, 2, 3, 4, 8)."""
+    counts that give a new group count are candidates (N = 8: 1, 2, 3, 4, 8). Cycles
+    need not fall with every lane added: the head interleaves lanes * step query rows,
+    and more of them than N rows leave bubbles (``online_head_cycles``)."""
     n = nm.seq_len
     cands = sorted({-(-n // g) for g in range(1, n + 1)})
     if target_cycles is not None:
@@ -113,7 +115,9 @@ def choose_lanes(nm, multipliers, target_cycles: int | None = None,
         raise MappingError("hardware.multiplier_budget",
                            f"{multiplier_budget} multipliers is below the one-lane head's "
                            f"{multipliers(1)}; raise it")
-    return fit[-1]
+    # not always the most lanes: the rows interleaved grow with the lanes, and a last
+    # partial block of them runs with bubbles
+    return min(fit, key=lambda lanes: (online_head_cycles(nm, lanes), lanes))
 
 
 def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnflow_top",
