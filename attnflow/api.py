@@ -149,12 +149,10 @@ def head_lanes(spec: Spec, lowered) -> int:
     if att.variant != "online":
         raise MappingError(f"hardware.{goal}", "chooses lanes, which only the online "
                            "variant has; set model.attention.variant: online")
-    n = spec.model.seq_len
-
     def multipliers(lanes):
         hw = map_attention_head(lowered, "online", name=spec.name, lanes=lanes)
         return sum(c["multipliers"] for c in node_costs(hw).values())
-    return choose_lanes(n, multipliers, h.target_cycles, h.multiplier_budget)
+    return choose_lanes(lowered.numerics, multipliers, h.target_cycles, h.multiplier_budget)
 
 
 def prepare_for(spec: Spec | str, target=None) -> Design:

@@ -149,7 +149,7 @@ class FullHead(HeadKind):
         return lowered, _mapped(spec, build)
 
     def fields(self, design) -> dict:
-        from .mappers.sdpa import online_fill, online_head_cycles
+        from .mappers.sdpa import online_fill, online_head_cycles, online_rows
         from .templates.online import groups
         nm = design.numerics
         n = nm.seq_len
@@ -161,15 +161,21 @@ class FullHead(HeadKind):
                "seq_len": n, "head_dim": nm.head_dim, "ideal_cycles": ideal,
                "model_text": f"one attention head, N = {n}, d = {nm.head_dim}, "
                              f"SDPA variant {variant}",
-               "expected_cycles": online_head_cycles(n, lanes) if online else ideal,
-               "expected_text": (f"N + N*N + {online_fill()}: K/V load, one score per cycle, "
-                                 "pipeline fill" if online else
-                                 "N*N + N: K/V load plus one score per cycle (ideal; "
-                                 "the naive variant's row reductions add more)")}
+               "expected_cycles": online_head_cycles(nm, lanes) if online else ideal,
+               "expected_text": "N*N + N: K/V load plus one score per cycle (ideal; "
+                                "the naive variant's row reductions add more)"}
+        if online:
+            rows = online_rows(nm, lanes)
+            per = "one score" if lanes == 1 else f"{lanes} scores"
+            tail = n % rows
+            out["expected_text"] = (
+                f"N + ceil(N/{rows})*{rows}*ceil(N/{lanes})"
+                + (f" - {rows - tail}" if tail else "") + f" + {online_fill(nm, lanes)}: "
+                f"K/V load, {per} per cycle with {rows} query rows interleaved "
+                + ("(the last block's missing rows as bubbles), " if tail else "")
+                + "pipeline fill")
         if lanes > 1:
-            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes",
-                       expected_text=f"N + N*ceil(N/{lanes}) + {online_fill()}: K/V load, "
-                                     f"{lanes} scores per cycle, pipeline fill")
+            out.update(lanes=lanes, model_text=out["model_text"] + f", {lanes} lanes")
         return out
 
 
@@ -198,7 +204,7 @@ class MaskedHead(HeadKind):
         from .mappers.window import window_fill, window_head_cycles
         nm = design.numerics
         a = attention_node(design.lowered)
-        fill = window_fill()
+        fill = window_fill(nm)
         n, kind, w = nm.seq_len, a["kind"], a["window"]
         slots, ahead = row_slots(n, kind, w), lookahead(w, n, kind)
         lanes = design.hw.instances["qk"].param("lanes") or 1
@@ -212,7 +218,7 @@ class MaskedHead(HeadKind):
                               + (f"{what}, {slots} slots per row)" if not blocks else
                                  f"{what}, row i over the keys up to its block's end)")
                               + (f", {lanes} lanes" if lanes > 1 else ""),
-                "expected_cycles": window_head_cycles(n, w, kind, lanes),
+                "expected_cycles": window_head_cycles(nm, w, kind, lanes),
                 "expected_text": (
                     f"sum over the {len(blocks)} row blocks of rows * ceil(block end/"
                     f"{lanes}) + {fill}: the blocked triangle (blocks of "
@@ -249,7 +255,7 @@ class SplitHead(HeadKind):
         n, p = nm.seq_len, attention_node(design.lowered)["split"]
         longest = -(-n // p)
         exact = n % p == 0 and p & (p - 1) == 0      # equal slices, every leaf equally deep
-        fill = split_fill(p)
+        fill = split_fill(p, nm)
         return {"kind": self.name, "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "split": p,
                 "model_text": f"one split-context attention head, N = {n}, d = "
@@ -291,7 +297,7 @@ class DecodeHead(HeadKind):
         nm = design.numerics
         n, steps = nm.seq_len, attention_node(design.lowered)["decode"]
         c = n - steps
-        fill = decode_fill()
+        fill = decode_fill(nm)
         return {"kind": self.name, "variant": "online", "seq_len": n,
                 "head_dim": nm.head_dim, "decode": steps,
                 "model_text": f"one causal head in decode mode, d = {nm.head_dim}: a "

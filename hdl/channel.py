@@ -2,9 +2,18 @@
 
 Semantics (the simulator's, ``sim.engine``): a token written in cycle t is readable from
 cycle t + latency; a read in cycle t frees a slot that a write may use from cycle t + 1;
-``i.ready`` is high while fewer than ``depth`` tokens are in flight or stored. The
-latency is a line of ``latency - 1`` registers in front of the storage: tokens in it
-never stall, because their slots were taken when they were written.
+``i.ready`` is high while fewer than ``depth`` tokens are in flight or stored.
+
+A write is a *reservation*: the producer's firing in cycle t takes a slot (``i.valid``
+and ``i.ready``), and the token's data follows ``stages`` cycles later, when the
+producer's pipelined datapath has computed it (:class:`StagedSignature`:
+``data_valid`` / ``payload``); ``stages`` is 0 for a producer that computes in its firing
+cycle (a plain stream: the data comes with the reservation) and for the design's inputs.
+The rest of the latency is a line of ``latency - 1 - stages`` registers in front of the
+storage. Tokens in the producer's pipeline or in the line never stall: their slots were
+taken when they were fired. So ``ready`` never depends on the consumer in the same cycle
+(it is the occupancy register compared with the depth), and no combinational path runs
+from one template to the next through a channel.
 """
 from __future__ import annotations
 
@@ -14,14 +23,40 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 
+class StagedSignature(wiring.Signature):
+    """A pipelined producer's output port: ``valid``/``ready`` is the firing's reservation
+    of a slot (a transfer when both are high), ``data_valid``/``payload`` the firing's
+    token, ``stages`` cycles later (the producer never stalls it: the slot is taken)."""
+
+    def __init__(self, width: int):
+        self.width = width
+        super().__init__({"valid": Out(1), "ready": In(1), "data_valid": Out(1),
+                          "payload": Out(width)})
+
+    def __eq__(self, other):
+        return isinstance(other, StagedSignature) and other.width == self.width
+
+    def __repr__(self):
+        return f"StagedSignature({self.width})"
+
+
+def port_signature(width: int, stages: int) -> wiring.Signature:
+    """The signature of a producer's output port (and of its channel's input)."""
+    return StagedSignature(width) if stages else stream.Signature(width)
+
+
 class Channel(wiring.Component):
-    def __init__(self, width: int, depth: int, latency: int = 1):
+    def __init__(self, width: int, depth: int, latency: int = 1, stages: int = 0):
         if depth < 1:
             raise ValueError(f"Channel depth must be >= 1, got {depth}")
         if latency < 1:
             raise ValueError(f"Channel latency must be >= 1, got {latency}")
-        self.width, self.depth, self.latency = width, depth, latency
-        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+        if not 0 <= stages <= latency - 1:
+            raise ValueError(f"Channel latency {latency} is shorter than its producer's "
+                             f"{stages} pipeline stages + 1")
+        self.width, self.depth, self.latency, self.stages = width, depth, latency, stages
+        super().__init__({"i": In(port_signature(width, stages)),
+                          "o": Out(stream.Signature(width))})
 
     def elaborate(self, platform):
         m = Module()
@@ -47,8 +82,9 @@ class Channel(wiring.Component):
         read = store.r_rdy & self.o.ready
         m.d.comb += self.i.ready.eq(occ < self.depth)
         m.d.sync += occ.eq(occ + write - read)
-        valid, data = write, self.i.payload
-        for k in range(self.latency - 1):
+        valid, data = (self.i.data_valid, self.i.payload) if self.stages else \
+            (write, self.i.payload)
+        for k in range(self.latency - 1 - self.stages):
             v = Signal(name=f"line{k}_valid")
             d = Signal(self.width, name=f"line{k}_data")
             m.d.sync += [v.eq(valid), d.eq(data)]

@@ -47,8 +47,18 @@ class Sequencer(Elaboratable):
             is_last = active & (inner == extent - 1)
             first_terms.append(is_first)
             last_terms.append(is_last)
+            extents = dict(ph.loops)
             for p, when in ph.ports:
-                use_terms[p].append({ALWAYS: active, FIRST: is_first, LAST: is_last}[when])
+                if isinstance(when, str):
+                    use_terms[p].append({ALWAYS: active, FIRST: is_first, LAST: is_last}[when])
+                    continue
+                term = active
+                for cond in when:
+                    ctr = self.counter[(ph.name, cond[1])]
+                    term = term & (ctr == 0 if cond[0] == FIRST else
+                                   ctr == extents[cond[1]] - 1 if cond[0] == LAST else
+                                   ctr < cond[2])
+                use_terms[p].append(term)
         for p, terms in use_terms.items():
             m.d.comb += self.use[p].eq(_any(terms))
         m.d.comb += [self.first.eq(_any(first_terms)), self.last.eq(_any(last_terms))]

@@ -3,8 +3,9 @@
 A component's ports are valid/ready streams named after its contract's ports, with flat
 payloads laid out as ``mappers.hwgraph.Layout`` says. Fire control comes from
 :class:`~attnflow.hdl.sequencer.Sequencer` (the contract); a subclass's ``datapath``
-computes, in the firing cycle, the values ``ir.numerics`` defines, with constants and ROM
-contents taken from there. The latency of a template is carried by its output channel.
+computes the values ``ir.numerics`` defines, with constants and ROM contents taken from
+there, either in the firing cycle or through :meth:`Template.stages` registered stages
+(``hdl.pipeline``); the rest of a template's latency is its output channel's.
 
 The components themselves are defined with the rest of their templates, one module per
 family under ``templates/`` (found through the registry, ``mappers.catalog``); the
@@ -12,10 +13,11 @@ datapath helpers they share are in ``hdl.datapath``.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .channel import port_signature
 from .sequencer import Sequencer
 
 
@@ -42,11 +44,29 @@ class Template(wiring.Component):
         for p in c.inputs:
             members[p] = In(stream.Signature(self.ports[p].width))
         for p in c.outputs:
-            members[p] = Out(stream.Signature(self.ports[p].width))
+            members[p] = Out(port_signature(self.ports[p].width, self.stages(p)))
         super().__init__(members)
 
     def layout(self, port):
         return self.ports[port]
+
+    def stages(self, port) -> int:
+        """Pipeline stages between a firing and its token on output ``port`` (0: the
+        token is computed in the firing cycle). A staged port reserves its slot in the
+        firing cycle and delivers the data ``stages`` cycles later
+        (``hdl.channel.StagedSignature``); the output channel's register line makes up
+        the rest of the template's latency."""
+        return 0
+
+    def staged_valid(self, m, seq, port):
+        """The reservation of ``port``'s firings delayed by its :meth:`stages`: the
+        ``data_valid`` the port must show with the firing's token."""
+        v = seq.fire & seq.use[port]
+        for k in range(self.stages(port)):
+            r = Signal(name=f"{port}_v{k + 1}")
+            m.d.sync += r.eq(v)
+            v = r
+        return v
 
     def elaborate(self, platform):
         m = Module()

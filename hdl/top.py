@@ -33,7 +33,9 @@ class Top(wiring.Component):
         for name, inst in hw.instances.items():
             insts[name] = m.submodules[name] = of_graph(inst, hw)
         for c in hw.channels.values():
-            ch = m.submodules[f"ch_{c.name}"] = Channel(c.layout.width, c.depth, c.latency)
+            stages = 0 if c.src is None else insts[c.src[0]].stages(c.src[1])
+            ch = m.submodules[f"ch_{c.name}"] = Channel(c.layout.width, c.depth, c.latency,
+                                                        stages)
             src = wiring.flipped(getattr(self, c.name)) if c.src is None else \
                 getattr(insts[c.src[0]], c.src[1])
             dst = wiring.flipped(getattr(self, c.name)) if c.dst is None else \

@@ -3,11 +3,14 @@
 A template is defined once, in its family's module under ``templates/``
 (``attnflow.templates.<family>``), as a :class:`TemplateDef` holding its facets:
 
-* ``latency``: cycles from a firing to its output being visible (carried by the output
-  channel). Every contract, FIFO depth rule, pipeline fill and closed-form cycle model
-  reads it through :func:`latency` when it is built, never a copy taken at import, so a
-  latency is written exactly once, in its TemplateDef (``tests/test_catalog.py`` raises
-  each one and checks that the cycle models still equal the simulator);
+* ``latency``: cycles from a firing to its output being visible: a number, or a
+  function of the template's parameters for a pipelined datapath whose stage count
+  depends on them (an adder tree over d, a divider over its quotient bits, a chain of
+  lanes). Every contract, FIFO depth rule, pipeline fill and closed-form cycle model
+  reads it through :func:`latency` (or from a mapped instance's contract) when it is
+  built, never a copy taken at import, so a latency is written exactly once, in its
+  TemplateDef (``tests/test_catalog.py`` raises each one and checks that the cycle
+  models still equal the simulator);
 * ``contract``: the function (or parameter class) building its timing contract from its
   parameters (read by the mappers);
 * ``model``: its behavioural model for the simulator (``sim.run``), token values in, token
@@ -26,7 +29,6 @@ error naming the registry (``tests/test_catalog.py`` walks it), never "counted a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 from dataclasses import dataclass
 
@@ -61,7 +63,8 @@ def _facet_problem(what: str, ref) -> str | None:
 @dataclass(frozen=True)
 class TemplateDef:
     name: str
-    latency: int        # cycles from firing to visible output (>= 1)
+    latency: object     # cycles from firing to visible output (>= 1), or a function of
+                        # the parameters giving them
     contract: object    # builds the Contract (a function, or a parameter class)
     model: object       # (inst, numerics, inputs) -> outputs
     component: object   # Amaranth component class: (inst, numerics, port layouts)
@@ -69,9 +72,10 @@ class TemplateDef:
     what: str = ""      # one line: what its latency is made of
 
     def __post_init__(self):
-        if isinstance(self.latency, bool) or not isinstance(self.latency, int) or self.latency < 1:
-            raise ValueError(f"template {self.name}: latency must be an integer >= 1, "
-                             f"got {self.latency!r}")
+        lat = self.latency
+        if not callable(lat) and (isinstance(lat, bool) or not isinstance(lat, int) or lat < 1):
+            raise ValueError(f"template {self.name}: latency must be an integer >= 1 or a "
+                             f"function of the parameters, got {lat!r}")
         for f in FACETS:
             ref = getattr(self, f)
             problem = _facet_problem(f, ref)
@@ -121,9 +125,24 @@ def get(name: str) -> TemplateDef:
         raise UnknownTemplate(name) from None
 
 
-def latency(name: str) -> int:
-    """The template's latency (cycles from firing to visible output)."""
-    return get(name).latency
+#: extra latency per template, within :func:`slower` (experiments and the tests that check
+#: every cycle model follows a latency change)
+_extra: dict[str, int] = {}
+
+
+def latency(name: str, **params) -> int:
+    """The template's latency (cycles from firing to visible output); ``params``: the
+    parameters a function latency depends on (a number ignores them)."""
+    lat = get(name).latency
+    if callable(lat):
+        try:
+            lat = lat(**params)
+        except TypeError as e:
+            raise TypeError(f"template {name}: latency needs its parameters: {e}") from None
+    lat += _extra.get(name, 0)
+    if lat < 1:
+        raise ValueError(f"template {name}: latency {lat} < 1")
+    return lat
 
 
 def facet(name: str, what: str):
@@ -134,15 +153,33 @@ def facet(name: str, what: str):
 
 
 @contextlib.contextmanager
-def latencies(**changes: int):
-    """Within the block, the named templates have the given latencies (for experiments
-    and the tests that check every cycle model follows a latency change): designs mapped
-    inside the block carry them, in the simulator, the HDL and the cycle models alike."""
-    templates = _load()
-    saved = {n: get(n) for n in changes}
+def slower(**extra: int):
+    """Within the block, the named templates are ``extra`` cycles slower than defined (for
+    experiments and the tests that check every cycle model follows a latency change):
+    designs mapped inside the block carry the longer latencies, in the simulator, the HDL
+    (a longer register line in the output channel) and the cycle models alike."""
+    for n in extra:
+        get(n)
+    saved = dict(_extra)
     try:
-        for n, lat in changes.items():
-            templates[n] = dataclasses.replace(saved[n], latency=lat)
+        for n, k in extra.items():
+            _extra[n] = _extra.get(n, 0) + k
         yield
     finally:
-        templates.update(saved)
+        _extra.clear()
+        _extra.update(saved)
+
+
+@contextlib.contextmanager
+def latencies(**changes: int):
+    """Within the block, the named templates (of a fixed latency) have the given
+    latencies: :func:`slower` by the difference."""
+    extra = {}
+    for n, lat in changes.items():
+        base = get(n).latency
+        if callable(base):
+            raise ValueError(f"latencies({n}=...): its latency depends on its parameters; "
+                             f"use slower({n}=k)")
+        extra[n] = lat - base
+    with slower(**extra):
+        yield

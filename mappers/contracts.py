@@ -8,9 +8,13 @@ consumer ``latency`` cycles after the firing (the channel carries the latency, s
 registers never stall).
 
 The firings form phases; each phase is a loop nest; which ports a firing uses depends only
-on the position in the innermost loop: ``always``, ``first`` (index 0) or ``last``
-(index extent - 1). The simulator (``sim.engine``) expands this into per-firing port sets;
-the HDL (``hdl.sequencer``) builds the counters and fire logic from the same object.
+on the position in the loop nest: ``always``, ``first`` (innermost index 0) or ``last``
+(innermost index extent - 1), or a conjunction of conditions on named loops
+(:func:`when`: ``(FIRST, var)``, ``(LAST, var)``, ``(BELOW, var, k)``: index < k), e.g.
+"on the last key of a row" in a loop nest whose rows are interleaved innermost. A firing
+that uses no port (a bubble) still takes its cycle. The simulator (``sim.engine``) expands
+this into per-firing port sets over a phase's :attr:`Phase.period`; the HDL
+(``hdl.sequencer``) builds the counters and fire logic from the same object.
 """
 from __future__ import annotations
 
@@ -20,6 +24,24 @@ import numpy as np
 
 ALWAYS, FIRST, LAST = "always", "first", "last"
 WHENS = (ALWAYS, FIRST, LAST)
+#: a condition on a named loop: its index is below k (``(BELOW, var, k)``)
+BELOW = "below"
+
+
+def when(*conditions) -> tuple:
+    """A port's use as a conjunction of conditions on named loops, each ``(FIRST, var)``,
+    ``(LAST, var)`` or ``(BELOW, var, k)``: e.g. ``when((LAST, ROW_KEY))`` (the last key
+    of a row whose rows are interleaved innermost)."""
+    return tuple(tuple(c) for c in conditions)
+
+
+def conditions(when_, loops) -> tuple:
+    """``when_`` (a WHENS string or a :func:`when` tuple) as conditions on named loops:
+    ``()`` for always; FIRST/LAST name the innermost loop."""
+    if isinstance(when_, str):
+        inner = loops[-1][0]
+        return {ALWAYS: (), FIRST: ((FIRST, inner),), LAST: ((LAST, inner),)}[when_]
+    return when_
 
 
 #: the phase and loop-variable names the HDL looks up in a contract (the components of
@@ -28,6 +50,8 @@ WHENS = (ALWAYS, FIRST, LAST)
 LOAD, SCORES, REPLAY, ROWS = "load", "scores", "replay", "rows"
 FILL, MAIN, TAIL, PREFILL, STEP = "fill", "main", "tail", "prefill", "step"
 LOAD_ROW, ROW, GROUP, SLOT, FOLD = "r", "i", "j", "t", "f"
+#: a block of interleaved query rows (``templates.online.online_softmax_pv``)
+BLOCK = "b"
 
 
 @dataclass(frozen=True)
@@ -42,9 +66,20 @@ class Phase:
         for var, extent in self.loops:
             if extent < 1:
                 raise ValueError(f"phase {self.name}: loop {var} has extent {extent} < 1")
-        for port, when in self.ports:
-            if when not in WHENS:
-                raise ValueError(f"phase {self.name}: port {port}: when must be one of {WHENS}")
+        extents = dict(self.loops)
+        for port, w in self.ports:
+            if isinstance(w, str):
+                if w not in WHENS:
+                    raise ValueError(f"phase {self.name}: port {port}: when must be one of "
+                                     f"{WHENS} or a when(...) tuple")
+                continue
+            for cond in w:
+                kind, var = cond[0], cond[1]
+                if var not in extents or kind not in (FIRST, LAST, BELOW) or \
+                        (kind == BELOW) != (len(cond) == 3):
+                    raise ValueError(f"phase {self.name}: port {port}: bad condition {cond!r} "
+                                     f"(FIRST/LAST var, or BELOW var k; loops "
+                                     f"{', '.join(extents)})")
 
     @property
     def fires(self) -> int:
@@ -57,14 +92,51 @@ class Phase:
     def inner(self) -> int:
         return self.loops[-1][1]
 
-    def uses(self, port: str, inner_index: int) -> bool:
-        for p, when in self.ports:
-            if p != port:
-                continue
-            if when == ALWAYS or (when == FIRST and inner_index == 0) or \
-                    (when == LAST and inner_index == self.inner - 1):
-                return True
-        return False
+    @property
+    def period(self) -> int:
+        """Firings after which the pattern of used ports repeats: the product of the
+        extents from the outermost loop a port condition names to the innermost."""
+        names = [v for v, _ in self.loops]
+        depth = len(names) - 1
+        for _, w in self.ports:
+            for cond in conditions(w, self.loops):
+                depth = min(depth, names.index(cond[1]))
+        n = 1
+        for _, e in self.loops[depth:]:
+            n *= e
+        return n
+
+    def _stride(self, var: str) -> tuple[int, int]:
+        """(firings per step of loop ``var``, its extent)."""
+        stride = 1
+        for v, e in reversed(self.loops):
+            if v == var:
+                return stride, e
+            stride *= e
+        raise KeyError(var)
+
+    def _holds(self, w, index):
+        """Whether ``w`` holds at firing index/indices ``index`` (an int or an array)."""
+        ok = True
+        for cond in conditions(w, self.loops):
+            stride, extent = self._stride(cond[1])
+            pos = (index // stride) % extent
+            ok = ok & ((pos == 0) if cond[0] == FIRST else
+                       (pos == extent - 1) if cond[0] == LAST else (pos < cond[2]))
+        return ok
+
+    def uses(self, port: str, index: int) -> bool:
+        """Whether firing ``index`` of the phase uses ``port``: any of its whens holds."""
+        return any(bool(self._holds(w, index)) for p, w in self.ports if p == port)
+
+    def pattern(self, port: str) -> np.ndarray:
+        """Whether each firing of one :attr:`period` uses ``port`` (bool array)."""
+        idx = np.arange(self.period, dtype=np.int64)
+        out = np.zeros(self.period, bool)
+        for p, w in self.ports:
+            if p == port:
+                out |= self._holds(w, idx)
+        return out
 
 
 @dataclass(frozen=True)
@@ -100,13 +172,11 @@ class Contract:
     def port_firings(self, port: str) -> np.ndarray:
         """Indices of the firings (over the whole run) that use ``port``, in order."""
         return np.flatnonzero(np.concatenate([
-            np.tile(np.array([ph.uses(port, j) for j in range(ph.inner)], bool),
-                    ph.fires // ph.inner) for ph in self.phases]))
+            np.tile(ph.pattern(port), ph.fires // ph.period) for ph in self.phases]))
 
     def tokens(self, port: str) -> int:
         """How many tokens the port carries over the whole run."""
         total = 0
         for ph in self.phases:
-            per_row = sum(ph.uses(port, j) for j in range(ph.inner))
-            total += per_row * (ph.fires // ph.inner)
+            total += int(ph.pattern(port).sum()) * (ph.fires // ph.period)
         return total

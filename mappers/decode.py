@@ -16,9 +16,9 @@ from .sdpa import MappingError, head_fill
 from .window import stream_head
 
 
-def decode_fill() -> int:
+def decode_fill(nm) -> int:
     """Cycles of the decode head after its last score (``mappers.sdpa.head_fill``)."""
-    return head_fill("qk_decode", "kv_decode", "softmax_decode")
+    return head_fill("qk_decode", "kv_decode", "softmax_decode", nm)
 
 
 def check_decode(steps, n: int) -> int:
@@ -34,5 +34,5 @@ def map_decode_head(nm: AttentionNumerics, steps: int, fifo_depths=None,
     n = nm.seq_len
     steps = check_decode(steps, n)
     return stream_head(nm, name, "decode", (qk_decode(n, steps), kv_decode(n, steps),
-                                            softmax_decode(n, steps), online.normalize(steps)),
+                                            softmax_decode(n, steps), online.normalize(steps, nm=nm)),
                        (("N", n), ("steps", steps)), online.score_layout(nm), fifo_depths)

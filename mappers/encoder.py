@@ -84,7 +84,7 @@ from . import folding as F
 from .catalog import latency
 from .hwgraph import Channel, HwGraph, Instance
 from .rowops import elementwise_fires, skip_depth
-from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth
+from .sdpa import INPUT_DEPTH, apply_fifo_overrides, full_rate_depth, online_rows
 
 
 def folding_of(spec, op: str, layer: int = 0) -> tuple[int, int]:
@@ -160,17 +160,22 @@ class FullStackHeads:
         return "encoder (full attention)"
 
     def cycles(self, n: int, heads: int, rms: bool, fires: list, pre: bool,
-               window) -> int:
+               window, ht) -> int:
         """Cycles per sequence of stacked layers of this kind (no final norm, no stalls);
-        ``fires``: per layer, ``layer_fires``' firings per row."""
-        return F.full_stack_cycles(n, heads, rms, fires, pre)
+        ``fires``: per layer, ``layer_fires``' firings per row; ``ht``: the heads'
+        ``mappers.folding.HeadTiming``."""
+        return F.full_stack_cycles(n, heads, rms, fires, pre, ht)
 
     def layer_figures(self, n: int, heads: int, rms: bool, f: dict, pre: bool,
-                      window) -> tuple[int, int, int]:
+                      window, ht) -> tuple[int, int, int]:
         """(total cycles, cycles before the first score can go on, bottleneck period) of
         one layer standing alone."""
-        total, f_qkv, b = F.layer_cycles(n, heads, rms, f, pre)
+        total, f_qkv, b = F.layer_cycles(n, heads, rms, f, pre, ht=ht)
         return total, n * f_qkv, b
+
+    def interleave(self, plan, lanes: int) -> int:
+        """Query rows a head interleaves (its rows leave in bursts of that many)."""
+        return online_rows(plan.attn, lanes)
 
     def exact(self, qkv_alike: bool) -> bool:
         """Whether :meth:`cycles` is exact (else a lower bound the simulator replaces)."""
@@ -181,11 +186,12 @@ class FullStackHeads:
         return "(model.seq_len)"
 
     def templates(self, h: int, plan, lanes: int) -> list:
-        n, lane_p = plan.n, ((("lanes", lanes),) if lanes > 1 else ())
-        return [Instance(f"qk{h}", "qk_scores", online.qk_scores(n, lanes=lanes), lane_p),
-                Instance(f"vstore{h}", "kv_replay", online.kv_replay(n, lanes), lane_p),
-                Instance(f"softmax{h}", "online_softmax_pv", online.online_softmax_pv(n, lanes),
-                         lane_p)]
+        n, nm, rows = plan.n, plan.attn, self.interleave(plan, lanes)
+        p = tuple(sorted(((("lanes", lanes),) if lanes > 1 else ()) + (("rows", rows),)))
+        return [Instance(f"qk{h}", "qk_scores", online.qk_scores(n, lanes=lanes, rows=rows, nm=nm), p),
+                Instance(f"vstore{h}", "kv_replay", online.kv_replay(n, lanes, rows, nm=nm), p),
+                Instance(f"softmax{h}", "online_softmax_pv",
+                         online.online_softmax_pv(n, lanes, rows, nm=nm), p)]
 
     def score_layout(self, nm, lanes: int):
         return online.score_layout(nm, lanes)
@@ -208,8 +214,11 @@ class RowStackHeads(FullStackHeads):
     (no K barrier; a window's qk takes Q row i with K row i + w')."""
     barrier = False
 
-    def layer_figures(self, n, heads, rms, f, pre, window):
-        return self.cycles(n, heads, rms, [f], pre, window), 0, max(f.values())
+    def layer_figures(self, n, heads, rms, f, pre, window, ht):
+        return self.cycles(n, heads, rms, [f], pre, window, ht), 0, max(f.values())
+
+    def interleave(self, plan, lanes: int) -> int:
+        return 1
 
     def templates(self, h: int, plan, lanes: int) -> list:
         n, kind, cw = plan.n, plan.kind, plan.window
@@ -249,14 +258,15 @@ class RowStackHeads(FullStackHeads):
 
     def skip1(self, plan, fe, f_qkv: int, f_out: int, norm_latency) -> tuple[int, str]:
         # a row pipeline like the FFN block: the residual rule
-        p1, per1 = attn_path(fe["qk"], f_qkv, f_out, fe["res1"], plan.heads, norm_latency)
+        p1, per1 = attn_path(fe["qk"], f_qkv, f_out, fe["res1"], plan.heads, norm_latency,
+                             plan.attn)
         ahead = self.ahead(plan)
         if ahead:   # row i's attention waits for the fork's row i + w': w' rows more
-            return (skip_depth(p1, per1) + ahead,
-                    f"residual skip: skip_depth(P={p1}, F={per1}) + w' = {ahead} (window: "
+            return (min(plan.n, skip_depth(p1, per1) + ahead),
+                    f"residual skip: min(N, skip_depth(P={p1}, F={per1}) + w' = {ahead}) (window: "
                     f"row i's attention needs the fork's row i + w')")
-        return (skip_depth(p1, per1),
-                f"residual skip: skip_depth(P={p1}, F={per1}) (causal: no K barrier)")
+        return (skip_depth(p1, per1, plan.n),
+                f"residual skip: skip_depth(P={p1}, F={per1}), at most N (causal: no K barrier)")
 
 
 class CausalStackHeads(RowStackHeads):
@@ -268,8 +278,8 @@ class CausalStackHeads(RowStackHeads):
             return "decoder (causal attention: query i sees keys j <= i)"
         return f"decoder (causal sliding window: query i sees keys i - {att.window} <= j <= i)"
 
-    def cycles(self, n, heads, rms, fires, pre, window):
-        return F.causal_stack_cycles(n, heads, rms, fires, pre)
+    def cycles(self, n, heads, rms, fires, pre, window, ht):
+        return F.causal_stack_cycles(n, heads, rms, fires, pre, ht)
 
     def keys_text(self, keys, n):
         return "(model.seq_len)" if keys == n else "(causal window + 1)"
@@ -282,8 +292,8 @@ class WindowStackHeads(RowStackHeads):
     def what(self, att):
         return f"encoder (sliding window: query i sees keys |i - j| <= {att.window})"
 
-    def cycles(self, n, heads, rms, fires, pre, window):
-        return F.window_stack_cycles(n, heads, rms, fires, pre, lookahead(window, n))
+    def cycles(self, n, heads, rms, fires, pre, window, ht):
+        return F.window_stack_cycles(n, heads, rms, fires, pre, lookahead(window, n), ht)
 
     def exact(self, qkv_alike):
         return qkv_alike      # Q/K/V folded differently: a lower bound (window_stack_cycles)
@@ -375,7 +385,7 @@ class _Layer:
         q_depth, q_note = self.heads.q_channel(plan)
         self.chan(f"q{h}", lin_mod.y_layout(lq.numerics), (f"lin_q{h}", "y"), (f"qk{h}", "q"),
                   q_depth, q_note)
-        self.add(Instance(f"norm{h}", "normalize", online.normalize(plan.n)))
+        self.add(Instance(f"norm{h}", "normalize", online.normalize(plan.n, nm=nm)))
         self.chan(f"k{h}", lin_mod.y_layout(lk.numerics), (f"lin_k{h}", "y"), (f"qk{h}", "k"),
                   fr(lin_lat), "L+1")
         self.chan(f"v{h}", lin_mod.y_layout(lv.numerics), (f"lin_v{h}", "y"),
@@ -398,16 +408,22 @@ class _Layer:
         fk, qkv_fork, qkv_base = self.input_fork(x_src, x_name)
         f_qkv = max(self.head(h, fk, qkv_fork, qkv_base) for h in range(H))
         lo = self.linear("lin_out", "attn_out", plan.lin["attn_out"])
+        # a head's rows leave in bursts of its interleaved rows: the FIFOs up to lin_out
+        # hold a burst, so no burst blocks the softmax (the cycle model's rows)
+        burst = self.heads.interleave(plan, self.lanes)
+        more, why = (burst - 1, f" + {burst - 1}: a burst of {burst} rows") if burst > 1 \
+            else (0, "")
+        l_norm = self.hw.instances[self.p + "norm0"].contract.latency
         if H == 1:
             self.chan("o0", online.vec_layout(nm.out, dh), ("norm0", "o"), ("lin_out", "x"),
-                      fr(latency("normalize")), "L+1")
+                      fr(l_norm) + more, "L+1" + why)
         else:
             self.add(concat_instance("concat", n, H, dh, nm.out))
             for h in range(H):
                 self.chan(f"o{h}", online.vec_layout(nm.out, dh), (f"norm{h}", "o"),
-                          ("concat", f"x{h}"), fr(latency("normalize")), "L+1")
+                          ("concat", f"x{h}"), fr(l_norm), "L+1")
             self.chan("att", lin_mod.x_layout(lo.numerics), ("concat", "y"), ("lin_out", "x"),
-                      fr(latency("concat")), "L+1")
+                      fr(latency("concat")) + more, "L+1" + why)
         r1 = ResidualParams(n, d, plan.res1, d // self.fe["res1"])
         self.add(r1.instance("res1"))
         depth, note = self.heads.skip1(plan, self.fe, f_qkv, lo.fold,
@@ -452,8 +468,8 @@ class _Layer:
                   fr(lin_lat), "L+1")
         p2, per2 = ffn_path(lu.fold, ld.fold, fe["act"], fe["res2"],
                             latency(n2.template) if plan.pre else 0)
-        self.chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"), skip_depth(p2, per2),
-                  f"residual skip: skip_depth(P={p2}, F={per2})")
+        self.chan("skip2", fk2.layout(), ("fork_ffn", "y1"), ("res2", "a"),
+                  skip_depth(p2, per2, n), f"residual skip: skip_depth(P={p2}, F={per2}), at most N")
         if plan.pre:   # the layer's output is the residual stream
             out, out_lat, out_layout = ("res2", "y"), latency("residual_add"), r2.y_layout()
         else:
@@ -489,18 +505,20 @@ def ffn_path(f_up: int, f_down: int, f_act: int = 1, f_res: int = 1,
 
 
 def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
-              norm_latency: int | None = None) -> tuple[int, int]:
+              norm_latency: int | None = None, nm=None) -> tuple[int, int]:
     """(P, row period) of a causal layer's attention block between fork_in and res1 (see
     rowops.skip_depth): fork (+ ln1 and fork_attn in a pre-norm layer: ``norm_latency``
     not None), the slowest of the Q/K/V linears (L + F_qkv - 1), qk_window (L + N - 1:
     Q and K row i taken on the row's first of N firings, its last score N - 1 firings
     later), softmax_window (L: ol on the firing of the row's last score), normalize,
     concat (H > 1), lin_out (L + F_out - 1). F = max(F_qkv, N, F_out, F_res1). With
-    attention lanes, ``n`` is qk_window's firings per row, ceil(N / lanes)."""
+    attention lanes, ``n`` is qk_window's firings per row, ceil(N / lanes); ``nm``: the
+    heads' numerics (normalize's latency)."""
     lat = latency("linear")
     p = (latency("fork") + (0 if norm_latency is None else norm_latency + latency("fork"))
          + (lat + f_qkv - 1) + (latency("qk_window") + n - 1) + latency("softmax_window")
-         + latency("normalize") + (latency("concat") if heads > 1 else 0) + (lat + f_out - 1))
+         + latency("normalize", nm=nm) + (latency("concat") if heads > 1 else 0)
+         + (lat + f_out - 1))
     return p, max(f_qkv, n, f_out, f_res)
 
 
@@ -553,20 +571,21 @@ def layer_inputs(x_ints) -> dict:
 
 
 def critical_latency(heads: int, rms: bool = False, pre: bool = False,
-                     ring: bool = False) -> int:
+                     ring: bool = False, ht=None) -> int:
     """Sum of the output latencies on the layer's critical path (input channel, fork,
     lin_k, qk load -> first score, qk, softmax, normalize, [concat], lin_out, res1, ln1,
     fork_ffn, lin_up, act, lin_down, res2, ln2; a pre-norm layer has the same stages in
     another order plus its fork_attn). ``ring``: the heads are the window templates
-    (causal or window layers, ``mappers.window``), else the full head's."""
+    (causal or window layers, ``mappers.window``), else the full head's; ``ht``: their
+    ``mappers.folding.HeadTiming``."""
     lin, norm = latency("linear"), latency("rmsnorm" if rms else "layernorm")
     if ring:   # a slower V is the window stacks' skew (mappers.folding)
-        qk, sm = latency("qk_window"), latency("softmax_window")
+        qk, sm = ht.qk, ht.softmax
     else:      # V is loaded in step with K: the slower of qk and kv_replay
-        qk, sm = max(latency("qk_scores"), latency("kv_replay")), latency("online_softmax_pv")
+        qk, sm = max(ht.qk, ht.kv), ht.softmax
     return ((latency("fork") if pre else 0)
             + 1 + latency("fork") + lin + 1 + qk + sm
-            + latency("normalize") + (latency("concat") if heads > 1 else 0) + lin
+            + ht.normalize + (latency("concat") if heads > 1 else 0) + lin
             + latency("residual_add") + norm + latency("fork") + lin + latency("activation")
             + lin + latency("residual_add") + norm)
 
@@ -591,8 +610,11 @@ def expected_cycles(hw: HwGraph, p: str = "") -> dict:
          "act": per_row["act"], "res2": per_row["res2"]}
     rms = inst["ln1"].template == "rmsnorm"
     qk = inst["qk0"]
+    ht = F.HeadTiming(qk.param("rows") or 1, qk.contract.latency,
+                      inst["vstore0"].contract.latency, inst["softmax0"].contract.latency,
+                      inst["norm0"].contract.latency)
     total, barrier, b = STACK_HEADS[qk.param("kind") or "full"].layer_figures(
-        n, heads, rms, f, "fork_attn" in inst, qk.param("window"))
+        n, heads, rms, f, "fork_attn" in inst, qk.param("window"), ht)
     slowest = max(inst.values(), key=lambda i: i.contract.fires)
     return {"total": total, "barrier": barrier, "bottleneck_period": b,
             "slowest_node": slowest.name, "slowest_fires": slowest.contract.fires}

@@ -34,7 +34,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..ir.encoder_golden import OPS
+from ..ir.numerics import AttentionNumerics
 from ..ir.spec import HEAD_OPS
 from ..ir.window import row_slots
 from ..templates import online
@@ -98,6 +101,28 @@ class FoldPlan:
                 f"multipliers")
 
 
+@dataclass(frozen=True)
+class HeadTiming:
+    """What a stack's cycle model reads of its heads: the query rows the full head
+    interleaves (``mappers.sdpa.online_rows``; 1 for the window templates) and the
+    latencies of the head templates that depend on the numerics and the lanes."""
+    rows: int
+    qk: int
+    kv: int
+    softmax: int
+    normalize: int
+
+
+def head_timing(nm, lanes: int = 1, full: bool = True) -> HeadTiming:
+    """The :class:`HeadTiming` of a stack's heads (``full``: the full head's templates,
+    else the window templates) with numerics ``nm`` and ``lanes``."""
+    from .sdpa import online_rows
+    names = ("qk_scores", "kv_replay", "online_softmax_pv") if full else \
+        ("qk_window", "kv_window", "softmax_window")
+    lat = [latency(t, nm=nm, lanes=lanes) for t in names]
+    return HeadTiming(online_rows(nm, lanes) if full else 1, *lat, latency("normalize", nm=nm))
+
+
 def fires(model, op: str, pe_simd) -> int:
     m, k = model.fold_dims(op)
     pe, simd = pe_simd
@@ -111,8 +136,33 @@ ROW_STAGES = ("qk", "attn_out", "res1", "ffn_up", "act", "ffn_down", "res2")
 CAUSAL_STAGES = ("qkv",) + ROW_STAGES
 
 
+def score_rows(n: int, groups: int, rows: int) -> np.ndarray:
+    """Firings of the full head's softmax, from its first, to each query row's last score
+    (its (o, l) out): rows interleaved ``rows`` at a time, so row r = b * rows + i ends at
+    b * rows * groups + (groups - 1) * rows + i (``templates.online._interleaved``; a
+    last partial block likewise, its missing rows being bubbles)."""
+    r = np.arange(n, dtype=np.int64)
+    return (r // rows) * rows * groups + (groups - 1) * rows + r % rows
+
+
+def advance(val: np.ndarray, period: int) -> np.ndarray:
+    """Rows through a stage that takes one every ``period`` cycles: best[x'] = max over
+    x <= x' of val[x] + (x' - x) * period."""
+    rows = np.arange(len(val), dtype=np.int64)
+    return rows * period + np.maximum.accumulate(val - rows * period)
+
+
+def layer_rows(n: int, f: dict, rows: int) -> np.ndarray:
+    """Each output row's time after the layer's first score, less the latencies (the
+    rows x stages longest path below the K barrier): the attention's row ends
+    (:func:`score_rows`) through the row stages after qk, the slowest of which (``B_d``)
+    sets the pace of every row after the first one a path enters there."""
+    down = max(f[s] for s in ROW_STAGES if s != "qk")
+    return advance(score_rows(n, f["qk"], rows), down)
+
+
 def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
-                 causal: bool = False) -> tuple[int, int, int]:
+                 causal: bool = False, ht: HeadTiming | None = None) -> tuple[int, int, int]:
     """(total, F_qkv, B) of one layer standing alone, fed at full rate, no stalls; ``f``:
     firings per token row of every multi-firing stage (``mappers.encoder.layer_fires``).
 
@@ -132,46 +182,61 @@ def layer_cycles(n: int, heads: int, rms: bool, f: dict, pre: bool = False,
     last K row, N F_qkv - 1, and the load firing): the causal count is the full one with
     ``N * F_qkv`` replaced by the Q/K/V linears as one more row stage
     (:data:`CAUSAL_STAGES`; F_qkv counts in B). Exact for every folding the tests try,
-    Q, K and V folded alike or not (tests/test_decoder.py)."""
+    Q, K and V folded alike or not (tests/test_decoder.py).
+
+    The full head interleaves ``ht.rows`` query rows, so its rows leave in bursts (a
+    block's rows on consecutive cycles, blocks ``rows * G`` apart): the attention
+    stage's part of the row-0 path and the N - 1 row advances are the longest path of
+    :func:`layer_rows` instead of ``G - 1 + (N - 1) B`` (the same for one row at a time).
+    ``ht``: the heads' :class:`HeadTiming`."""
     from .encoder import critical_latency
     f = dict(f, qkv=max(f["attn_q"], f["attn_k"], f["attn_v"]))
     stages = CAUSAL_STAGES if causal else ROW_STAGES
     b = max(f[s] for s in stages)
-    total = (sum(f[s] - 1 for s in stages) + (n - 1) * b
-             + critical_latency(heads, rms, pre, ring=causal)
-             + (0 if causal else n * f["qkv"]))
+    crit = critical_latency(heads, rms, pre, ring=causal, ht=ht)
+    if causal:
+        return sum(f[s] - 1 for s in stages) + (n - 1) * b + crit, f["qkv"], b
+    rows = layer_rows(n, f, ht.rows)
+    total = sum(f[s] - 1 for s in stages if s != "qk") + int(rows[-1]) + crit + n * f["qkv"]
     return total, f["qkv"], b
 
 
 def stack_cycles(n: int, heads: int, rms: bool, layer_fires: list, pre: bool = False,
-                 final_norm: bool = False, kind: str = "full", window: int | None = None) -> int:
+                 final_norm: bool = False, kind: str = "full", window: int | None = None,
+                 ht: HeadTiming | None = None) -> int:
     """Cycles per sequence (reset to last output, inclusive) of stacked layers, no stalls:
     the layer kind's cycle model (``mappers.encoder.STACK_HEADS[kind].cycles``: chained
     :func:`layer_cycles` for full attention, :func:`causal_stack_cycles`,
-    :func:`window_stack_cycles` with the lookahead of ``window``), plus the final norm."""
+    :func:`window_stack_cycles` with the lookahead of ``window``), plus the final norm.
+    ``ht``: the heads' :class:`HeadTiming`."""
     from .encoder import STACK_HEADS
-    total = STACK_HEADS[kind].cycles(n, heads, rms, layer_fires, pre, window)
+    total = STACK_HEADS[kind].cycles(n, heads, rms, layer_fires, pre, window, ht)
     if final_norm:
         total += latency("rmsnorm" if rms else "layernorm")
     return total
 
 
 def full_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
-                      pre: bool = False) -> int:
+                      pre: bool = False, ht: HeadTiming | None = None) -> int:
     """Cycles of stacked full-attention layers (no final norm), no stalls. Layer i > 0
-    starts projecting K as layer i - 1's rows arrive (one per ``B_{i-1}``): its K stream
-    ends ``max(F_qkv, N F_qkv - (N - 1) B_{i-1}) - 1`` cycles after the previous layer's
-    output ends, then its own row pipeline runs as in one layer."""
-    total, _, b_prev = layer_cycles(n, heads, rms, layer_fires[0], pre)
+    starts projecting K as layer i - 1's rows arrive (at its :func:`layer_rows` times):
+    its K stream ends ``max over r of (a_r + (N - r) F_qkv) - 1`` cycles after the
+    previous layer's output ends (a_r <= 0: row r's time less the last row's; rows one
+    per ``B_{i-1}`` give ``max(F_qkv, N F_qkv - (N - 1) B_{i-1})``), then its own row
+    pipeline runs as in one layer."""
+    total, _, _ = layer_cycles(n, heads, rms, layer_fires[0], pre, ht=ht)
+    prev = layer_rows(n, layer_fires[0], ht.rows)
+    ahead = np.arange(n, 0, -1, dtype=np.int64)
     for f in layer_fires[1:]:
-        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre)
-        total += max(f_qkv, n * f_qkv - (n - 1) * b_prev) - 1 + (single - n * f_qkv - 1)
-        b_prev = b
+        single, f_qkv, _ = layer_cycles(n, heads, rms, f, pre, ht=ht)
+        k_end = int(np.max(prev - prev[-1] + ahead * f_qkv))
+        total += k_end - 1 + (single - n * f_qkv - 1)
+        prev = layer_rows(n, f, ht.rows)
     return total
 
 
 def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
-                        pre: bool = False) -> int:
+                        pre: bool = False, ht: HeadTiming | None = None) -> int:
     """Cycles of stacked causal layers (no final norm), no stalls. No layer waits for a
     whole sequence, so the stack is one row pipeline, and the last row leaves at the
     longest path through it: row 0 down to some stage s, the N - 1 other rows through s
@@ -188,7 +253,7 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     skew = latency("qk_window") - latency("kv_window")
     base, branches, stages = [], [], []
     for i, f in enumerate(layer_fires):
-        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True)
+        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True, ht=ht)
         qk = max(f["attn_q"], f["attn_k"]) - 1
         v = f["attn_v"] - 1 - skew
         base.append(single - (n - 1) * b - (f_qkv - 1))   # without the Q/K/V stage
@@ -204,7 +269,7 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
 
 
 def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
-                        pre: bool = False, ahead: int = 0) -> int:
+                        pre: bool = False, ahead: int = 0, ht: HeadTiming | None = None) -> int:
     """Cycles of stacked symmetric-window layers (``attention.kind: window``, lookahead
     w' = ``ahead``; no final norm), no stalls: the longest path through the rows x
     stages graph, as :func:`causal_stack_cycles` but with the lookahead edge. qk_window
@@ -233,20 +298,13 @@ def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     (coupling every branch at the slowest linear's period instead over-estimates by
     1 % to 18 %). :func:`plan_folding` marks such a plan ``cycles_source = "lower
     bound"`` and ``attnflow.api`` measures its cycles on the simulator instead."""
-    import numpy as np
     skew = latency("qk_window") - latency("kv_window")
     neg = -(1 << 60)
-    rows = np.arange(n, dtype=np.int64)
-
-    def advance(val, period):
-        """best[x'] = max over x <= x' of val[x] + (x' - x) * period"""
-        return rows * period + np.maximum.accumulate(val - rows * period)
-
     val = np.full(n, neg, dtype=np.int64)
     val[0] = 0
     base, prev_down = 0, 1     # the design input: one row a cycle
     for f in layer_fires:
-        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True)
+        single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True, ht=ht)
         base += single - (n - 1) * b - (f_qkv - 1)
         nxt = np.full(n, neg, dtype=np.int64)
         for lin, jump, lat in ((f["attn_q"], 0, f["attn_q"] - 1),
@@ -327,6 +385,9 @@ class _Search:
         self.target = hwspec.target_cycles
         self.budget = hwspec.multiplier_budget or multiplier_budget
         self.fixed_lanes = att.lanes
+        f = spec.formats
+        self.nm = AttentionNumerics(self.n, model.d_head, f.q, f.k, f.v, f.out, f.score_frac,
+                                    f.prob_frac)
         # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
         self.keys = keys = row_slots(self.n, att.kind, att.window)
         if self.fixed_lanes is not None and not 1 <= self.fixed_lanes <= keys:
@@ -349,8 +410,9 @@ class _Search:
             for op in OPS} for i in range(self.L)]
         fi = [layer_fires(n, model.d_model, model.d_ff, model.d_head, fl, lanes, self.keys)
               for fl in folds]
+        ht = head_timing(self.nm, lanes, self.heads.barrier)
         return (folds, stack_cycles(n, model.heads, self.rms, fi, model.norm_position == "pre",
-                                    model.final_norm, self.kind, self.window),
+                                    model.final_norm, self.kind, self.window, ht),
                 multipliers(model, folds, lanes), lanes)
 
     def plan(self, mode, period, barrier, folds, cyc, mul, lanes) -> FoldPlan:

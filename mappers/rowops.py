@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..templates.rows import check_int
 
 
-def skip_depth(path_latency: int, row_period: int = 1) -> int:
+def skip_depth(path_latency: int, row_period: int = 1, rows: int | None = None) -> int:
     """Least depth of a residual skip channel for full rate.
 
     ``path_latency``: cycles from the fork's firing of a row to the ``residual_add`` firing
@@ -25,11 +25,13 @@ def skip_depth(path_latency: int, row_period: int = 1) -> int:
     Fewer only throttles such a block (rows per cycle: min(depth / (path_latency + 1),
     1 / row_period));
     it deadlocks only when the block needs more rows than the skip holds before it emits
-    its first row (e.g. a whole-sequence buffer: then depth >= N is necessary).
+    its first row (e.g. a whole-sequence buffer: then depth >= N is necessary). ``rows``:
+    the rows of a sequence, when given a bound (the skip never holds more).
     """
     check_int("skip_depth", "path_latency", path_latency, 0)
     check_int("skip_depth", "row_period", row_period)
-    return max(1, -(-(path_latency + 1) // row_period))
+    depth = max(1, -(-(path_latency + 1) // row_period))
+    return depth if rows is None else min(rows, depth)
 
 
 def elementwise_fires(dim: int, period: int) -> int:

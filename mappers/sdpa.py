@@ -58,46 +58,66 @@ def bypass_depth(n: int, fork_latency: int, reducer_latency: int) -> int:
     return n + fork_latency + reducer_latency
 
 
-def head_fill(qk: str, kv: str, softmax: str) -> int:
+def head_fill(qk: str, kv: str, softmax: str, nm, lanes: int = 1) -> int:
     """Cycles of a streaming head after its score template's last firing: the input
     channel (1), then the slower of the score template (k -> qk -> s) and the V template
     (v -> kv -> vr; both fire in step and the softmax takes s and vr together), then the
     softmax's and normalize's latencies (-> ol -> normalize -> o). The full online head's,
-    the window/causal heads' and the decode head's, each with its own templates."""
-    return 1 + max(latency(qk), latency(kv)) + latency(softmax) + latency("normalize")
+    the window/causal heads' and the decode head's, each with its own templates (``nm``,
+    ``lanes``: the parameters of latencies that depend on them)."""
+    lat = {"nm": nm, "lanes": lanes}
+    return (1 + max(latency(qk, **lat), latency(kv, **lat)) + latency(softmax, **lat)
+            + latency("normalize", nm=nm))
 
 
-def online_fill() -> int:
+def online_fill(nm, lanes: int = 1) -> int:
     """Cycles of the online head after its last score group (:func:`head_fill`)."""
-    return head_fill("qk_scores", "kv_replay", "online_softmax_pv")
+    return head_fill("qk_scores", "kv_replay", "online_softmax_pv", nm, lanes)
 
 
-def online_head_cycles(n: int, lanes: int = 1) -> int:
-    """Cycles of the online head without stalls: N K loads, then N rows of
-    ceil(N / lanes) score groups, then the fill."""
-    return n + n * online.groups(n, lanes) + online_fill()
+def online_rows(nm, lanes: int = 1) -> int:
+    """Query rows the online head interleaves (``templates.online.interleave``)."""
+    from ..templates.online import interleave
+    return interleave(nm, lanes)
 
 
-def choose_lanes(n: int, multipliers, target_cycles: int | None = None,
+def online_head_cycles(nm, lanes: int = 1) -> int:
+    """Cycles of the online head without stalls: N K loads, then the softmax's firings
+    (every block of R interleaved rows: ceil(N / lanes) key groups of R firings; a last
+    partial block as many, with bubbles for its missing rows), less the bubbles after the
+    last row's last score, then the fill."""
+    n, rows = nm.seq_len, online_rows(nm, lanes)
+    full, tail = online.blocks(n, rows)
+    firings = -(-n // rows) * rows * online.groups(n, lanes)
+    return n + firings - (rows - tail if tail else 0) + online_fill(nm, lanes)
+
+
+def choose_lanes(nm, multipliers, target_cycles: int | None = None,
                  multiplier_budget: int | None = None) -> int:
     """The lanes of an online head for a goal: the fewest lanes whose cycles meet
     ``target_cycles``, or the fewest lanes reaching the fewest cycles within
     ``multiplier_budget`` (``multipliers(lanes)``: the head's multiplier count). Only lane
-    counts that give a new group count are candidates (N = 8: 1, 2, 3, 4, 8)."""
+    counts that give a new group count are candidates (N = 8: 1, 2, 3, 4, 8). Cycles
+    need not fall with every lane added: the head interleaves lanes * step query rows,
+    and more of them than N rows leave bubbles (``online_head_cycles``)."""
+    n = nm.seq_len
     cands = sorted({-(-n // g) for g in range(1, n + 1)})
     if target_cycles is not None:
+        best = min(cands, key=lambda lanes: (online_head_cycles(nm, lanes), lanes))
         for lanes in cands:
-            if online_head_cycles(n, lanes) <= target_cycles:
+            if online_head_cycles(nm, lanes) <= target_cycles:
                 return lanes
         raise MappingError("hardware.target_cycles",
-                           f"{target_cycles} cycles is below the fastest head ({n} lanes: "
-                           f"{online_head_cycles(n, n)} cycles); raise it")
+                           f"{target_cycles} cycles is below the fastest head ({best} lanes: "
+                           f"{online_head_cycles(nm, best)} cycles); raise it")
     fit = [lanes for lanes in cands if multipliers(lanes) <= multiplier_budget]
     if not fit:
         raise MappingError("hardware.multiplier_budget",
                            f"{multiplier_budget} multipliers is below the one-lane head's "
                            f"{multipliers(1)}; raise it")
-    return fit[-1]
+    # not always the most lanes: the rows interleaved grow with the lanes, and a last
+    # partial block of them runs with bubbles
+    return min(fit, key=lambda lanes: (online_head_cycles(nm, lanes), lanes))
 
 
 def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnflow_top",
@@ -133,42 +153,44 @@ def map_attention_head(graph: Graph, variant: str, fifo_depths=None, name="attnf
         hw.channels[name] = Channel(name, layout, depth, latency, src, dst)
         hw.depth_notes[name] = note
 
-    inst("qk", online.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b"), lanes), **lp)
-    inst("vstore", online.kv_replay(n, lanes), **lp)
+    # the online head interleaves its query rows (``online_rows``); recorded as a parameter
+    rows = online_rows(nm, lanes) if variant == "online" else 1
+    rp = dict(lp, rows=rows) if rows > 1 else lp
+    inst("qk", online.qk_scores(n, ("s",) if variant == "online" else ("s_a", "s_b"), lanes, rows,
+                           nm=nm), **rp)
+    inst("vstore", online.kv_replay(n, lanes, rows, nm=nm), **rp)
     chan("q", online.vec_layout(nm.q, d), None, ("qk", "q"), INPUT_DEPTH, "input")
     chan("k", online.vec_layout(nm.k, d), None, ("qk", "k"), INPUT_DEPTH, "input")
     chan("v", online.vec_layout(nm.v, d), None, ("vstore", "v"), INPUT_DEPTH, "input")
     fr = full_rate_depth
     if variant == "online":
-        inst("softmax", online.online_softmax_pv(n, lanes), **lp)
-        inst("norm", online.normalize(n))
-        chan("s", online.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"),
-             fr(lat("qk_scores")), "L+1")
+        inst("softmax", online.online_softmax_pv(n, lanes, rows, nm=nm), **rp)
+        inst("norm", online.normalize(n, nm=nm))
+        own = {name: i.contract.latency for name, i in hw.instances.items()}
+        chan("s", online.score_layout(nm, lanes), ("qk", "s"), ("softmax", "s"), fr(own["qk"]), "L+1")
         chan("vr", online.vec_layout(nm.v, d * lanes), ("vstore", "vr"), ("softmax", "vr"),
-             fr(lat("kv_replay")), "L+1")
-        chan("ol", online.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"),
-             fr(lat("online_softmax_pv")), "L+1")
-        chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None, fr(lat("normalize")), "L+1")
+             fr(own["vstore"]), "L+1")
+        chan("ol", online.ol_layout(nm), ("softmax", "ol"), ("norm", "ol"), fr(own["softmax"]),
+             "L+1")
+        chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None, fr(own["norm"]), "L+1")
     else:
         inst("rowmax", naive.row_max(n))
         inst("exp", naive.sub_exp(n))
         inst("rowsum", naive.row_sum(n))
         inst("recip", naive.recip_mul(n))
         inst("pv", naive.pv_accum(n))
-        chan("s_a", online.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"),
-             fr(lat("qk_scores")), "L+1")
+        lqk = hw.instances["qk"].contract.latency
+        chan("s_a", online.score_layout(nm), ("qk", "s_a"), ("rowmax", "s"), fr(lqk), "L+1")
         chan("s_b", online.score_layout(nm), ("qk", "s_b"), ("exp", "s"),
-             bypass_depth(n, lat("qk_scores"), lat("row_max")), "row bypass: N + L(qk) + L(rowmax)")
+             bypass_depth(n, lqk, lat("row_max")), "row bypass: N + L(qk) + L(rowmax)")
         chan("m", naive.max_layout(nm), ("rowmax", "m"), ("exp", "m"), fr(lat("row_max")), "L+1")
-        chan("e_a", naive.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"),
-             fr(lat("sub_exp")), "L+1")
+        chan("e_a", naive.prob_layout(nm), ("exp", "e_a"), ("rowsum", "e"), fr(lat("sub_exp")), "L+1")
         chan("e_b", naive.prob_layout(nm), ("exp", "e_b"), ("recip", "e"),
              bypass_depth(n, lat("sub_exp"), lat("row_sum")), "row bypass: N + L(exp) + L(rowsum)")
         chan("l", naive.sum_layout(nm), ("rowsum", "l"), ("recip", "l"), fr(lat("row_sum")), "L+1")
-        chan("p", naive.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"),
-             fr(lat("recip_mul")), "L+1")
+        chan("p", naive.prob_layout(nm, "p"), ("recip", "p"), ("pv", "p"), fr(lat("recip_mul")), "L+1")
         chan("vr", online.vec_layout(nm.v, d), ("vstore", "vr"), ("pv", "vr"),
-             fr(lat("kv_replay")), "L+1")
+             fr(hw.instances["vstore"].contract.latency), "L+1")
         chan("o", online.vec_layout(nm.out, d), ("pv", "o"), None, fr(lat("pv_accum")), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()

@@ -27,13 +27,13 @@ from .hwgraph import Channel, HwGraph, Instance
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth
 
 
-def split_fill(p: int) -> int:
+def split_fill(p: int, nm) -> int:
     """Cycles of a P-engine split head after its last engine's last score: the input
     channel (1), split_rows', the slower of qk_slice and kv_slice (they fire in step),
     softmax_slice's and normalize's latencies, and one combine per tree level above the
     last engine (``ir.split.leaf_depth``)."""
     return (1 + latency("split_rows") + max(latency("qk_slice"), latency("kv_slice"))
-            + latency("softmax_slice") + latency("normalize")
+            + latency("softmax_slice") + latency("normalize", nm=nm)
             + latency("combine") * leaf_depth(p, p - 1))
 
 
@@ -101,11 +101,11 @@ def map_split_head(nm: AttentionNumerics, p: int, fifo_depths=None,
                      fr(hw.instances[src[0]].contract.latency), "L+1")
             nxt.append((cname, "y"))
         states = nxt
-    inst("norm", online.normalize(n))
+    inst("norm", online.normalize(n, nm=nm))
     chan("st", state_layout(nm), states[0], ("norm", "ol"),
          fr(hw.instances[states[0][0]].contract.latency), "L+1")
     chan("o", online.vec_layout(nm.out, d), ("norm", "o"), None,
-         fr(latency("normalize")), "L+1")
+         fr(hw.instances["norm"].contract.latency), "L+1")
     apply_fifo_overrides(hw, fifo_depths)
     hw.freeze()
     return hw

@@ -19,18 +19,19 @@ from ..templates.window import kv_window, qk_window, softmax_window, window_scor
 from .hwgraph import Channel, HwGraph, Instance, Layout
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth, head_fill
 
-def window_fill() -> int:
+def window_fill(nm) -> int:
     """Cycles of a window/causal head after its last score group
     (``mappers.sdpa.head_fill`` of qk_window, kv_window and softmax_window)."""
-    return head_fill("qk_window", "kv_window", "softmax_window")
+    return head_fill("qk_window", "kv_window", "softmax_window", nm)
 
 
-def window_head_cycles(n: int, w, kind: str = "window", lanes: int = 1) -> int:
+def window_head_cycles(nm, w, kind: str = "window", lanes: int = 1) -> int:
     """Cycles of one window/causal head without stalls: the w' lookahead rows, then N rows
     of ceil(W / lanes) slot groups (a causal head without a window: each row its block's
-    groups, ``ir.window.causal_blocks``), then the fill."""
+    groups, ``ir.window.causal_blocks``), then the fill (``nm``: the head's numerics)."""
+    n = nm.seq_len
     return (lookahead(w, n, kind)
-            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + window_fill())
+            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + window_fill(nm))
 
 
 def is_triangle(kind: str, w, n: int) -> bool:
@@ -67,7 +68,7 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
     return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes, tri),
                                         kv_window(n, w, kind, lanes, tri),
                                         softmax_window(n, w, kind, lanes, tri),
-                                        online.normalize(n)),
+                                        online.normalize(n, nm=nm)),
                        params, window_score_layout(nm, lanes), fifo_depths, lanes)
 
 

@@ -65,10 +65,11 @@ class TemplateProc(Proc):
         self.t = -c.ii
         self.plan = []
         for ph in c.phases:
-            pattern = [(tuple(chans[p] for p in c.inputs if ph.uses(p, j)),
-                        tuple(chans[p] for p in c.outputs if ph.uses(p, j)))
-                       for j in range(ph.inner)]
-            self.plan.append((ph.fires, ph.inner, pattern))
+            use = {p: ph.pattern(p) for p in c.inputs + c.outputs}
+            pattern = [(tuple(chans[p] for p in c.inputs if use[p][j]),
+                        tuple(chans[p] for p in c.outputs if use[p][j]))
+                       for j in range(ph.period)]
+            self.plan.append((ph.fires, ph.period, pattern))
         self.phase = 0
         self.f = 0
 

@@ -64,7 +64,6 @@ import warnings
 
 import numpy as np
 
-from ..mappers.contracts import ALWAYS, FIRST, LAST
 from ..mappers.hwgraph import HwGraph
 from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Timing
 from .schedule import Schedule
@@ -138,33 +137,19 @@ class _Map:
         return [values[i] for i in self.idx.tolist()]
 
 
-def _uses(ph, port: str) -> tuple[bool, bool, bool]:
-    """Whether ``port`` is used at the first, a middle and the last inner index of ``ph``."""
-    whens = {w for p, w in ph.ports if p == port}
-    always = ALWAYS in whens
-    return always or FIRST in whens, always, always or LAST in whens
-
-
 def _port_map(contract, port: str) -> _Map:
     """Token -> firing map of one port, from the contract's phases."""
-    runs = []           # (start, step, count) per phase
+    runs = []           # (start, step, count) per phase, or an index array
     base = 0
     for ph in contract.phases:
-        inner, rows = ph.inner, ph.fires // ph.inner
-        first, mid, last = _uses(ph, port)
-        if inner == 1:
-            js = [0] if first or last else []
-        elif mid or (inner == 2 and first and last):
-            js = list(range(inner))
-        else:
-            js = ([0] if first else []) + ([inner - 1] if last else [])
-        if len(js) == inner:
+        period, reps = ph.period, ph.fires // ph.period
+        js = np.flatnonzero(ph.pattern(port))
+        if len(js) == period:
             runs.append((base, 1, ph.fires))
         elif len(js) == 1:
-            runs.append((base + js[0], inner, rows))
-        elif js:
-            grid = np.arange(rows, dtype=np.int64)[:, None] * inner + \
-                np.asarray(js, dtype=np.int64)[None, :] + base
+            runs.append((base + int(js[0]), period, reps))
+        elif len(js):
+            grid = np.arange(reps, dtype=np.int64)[:, None] * period + js[None, :] + base
             runs.append(grid.ravel())
         base += ph.fires
     # one progression when the runs line up, else an index array
@@ -659,28 +644,9 @@ def _sink_stats(p: _Node) -> int:
 
 
 def _template_proc(inst, chans: dict) -> TemplateProc:
-    """A finished TemplateProc without the reference constructor's per-index port scan
-    (same plan: which channels each inner index uses)."""
-    p = TemplateProc.__new__(TemplateProc)
-    Proc.__init__(p, inst.name)
-    con = inst.contract
-    p.ii = con.ii
-    plan = []
-    for ph in con.phases:
-        uses = {q: _uses(ph, q) for q in con.inputs + con.outputs}
-
-        def pattern(cls, ph=ph, uses=uses):
-            return (tuple(chans[q] for q in con.inputs if uses[q][cls]),
-                    tuple(chans[q] for q in con.outputs if uses[q][cls]))
-        inner = ph.inner
-        pat = [pattern(1)] * inner if inner > 2 else [None] * inner
-        pat[-1] = pattern(2)
-        pat[0] = pattern(0) if inner > 1 else tuple(
-            tuple(chans[q] for q in ports if uses[q][0] or uses[q][2])
-            for ports in (con.inputs, con.outputs))
-        plan.append((ph.fires, inner, pat))
-    p.plan = plan
-    p.phase, p.f = len(plan), 0
+    """A finished TemplateProc (the reference's plan, every firing made)."""
+    p = TemplateProc(inst, chans)
+    p.phase, p.f = len(p.plan), 0
     return p
 
 

@@ -23,7 +23,7 @@ from amaranth.hdl import Signal
 from ..hdl.templates import Template
 from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import ALWAYS, FIRST, GROUP, LAST, LOAD_ROW, PREFILL, STEP, Contract, Phase
-from .online import OnlineSoftmaxPV, QKScores, kv_resources, qk_resources, softmax_resources
+from .online import OneCycleQK, OneCycleSoftmax, kv_resources, qk_resources, softmax_resources
 from .window import RowStore
 
 
@@ -106,7 +106,7 @@ class _Cache:
         self.data = store.read(m, j, "key")
 
 
-class QKDecode(QKScores):
+class QKDecode(OneCycleQK):
     def datapath(self, m, seq):
         m.d.comb += self.s.payload.eq(self.score(m, seq, _Cache(self, m, seq, "k").data))
 
@@ -121,6 +121,6 @@ TEMPLATE_DEFS = (
                 "qk_scores over the KV cache"),
     TemplateDef("kv_decode", 1, kv_decode, kv_decode_model, KVDecode, kv_resources,
                 "cache read"),
-    TemplateDef("softmax_decode", 1, softmax_decode, softmax_decode_model, OnlineSoftmaxPV,
+    TemplateDef("softmax_decode", 1, softmax_decode, softmax_decode_model, OneCycleSoftmax,
                 softmax_resources, "online_softmax_pv's step"),
 )

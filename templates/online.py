@@ -1,38 +1,127 @@
-"""The full attention head's templates (online variant): ``qk_scores``, ``kv_replay``,
-``online_softmax_pv`` and ``normalize``; with them the attention token layouts and
-:func:`groups`, which the naive, window, split and decode families reuse.
+"""The full attention head's templates (online variant), pipelined: ``qk_scores``,
+``kv_replay``, ``online_softmax_pv`` and ``normalize``; with them the attention token
+layouts and :func:`groups`, which the naive, window, split and decode families reuse.
 
-* ``qk_scores`` (k, q -> s): loads K (N rows), then for each Q row emits the N scaled
-  scores q.k_j, ``lanes`` a firing (one token per key group, :func:`groups`);
-* ``kv_replay`` (v -> vr): stores N V rows, then replays them once per Q row, ``lanes``
-  rows a token;
-* ``online_softmax_pv`` (s, vr -> ol): running max m, sum l and output o over a row's
-  scores in key order (``ir.numerics.online_step``), ``lanes`` scores a firing chained;
-  emits (o, l) on the row's last firing;
-* ``normalize`` (ol -> o): o / l per row, one reciprocal and d multipliers.
+* ``qk_scores`` (k, q -> s): loads K (N rows), then emits the scaled scores q_i.k_j,
+  ``lanes`` a firing (one token per key group, :func:`groups`), ``rows`` query rows
+  interleaved (for each block of rows, for each key group, for each row);
+* ``kv_replay`` (v -> vr): stores N V rows, then replays the key group of every score in
+  the same order;
+* ``online_softmax_pv`` (s, vr -> ol): running max m, sum l and output o of each query
+  row over its scores in key order (``ir.numerics.online_step``), ``lanes`` scores a
+  firing; emits (o, l) on the row's last key group;
+* ``normalize`` (ol -> o): o / l per row, a pipelined restoring divider and d products.
 
-Each template's facets sit below in this order: contract (its latency read through
-``mappers.catalog.latency`` from :data:`TEMPLATE_DEFS`), behavioural model (token values
-in stream order, a dict field -> array per port, from ``ir.numerics``), Amaranth
-component (fire control from the contract's :class:`~attnflow.hdl.sequencer.Sequencer`,
-the datapath computing in the firing cycle the values ``ir.numerics`` defines; the
-latency is carried by the output channel), resource model; :data:`TEMPLATE_DEFS` ties
-them together.
+Every datapath is registered stages (``hdl.pipeline``): a firing reserves its output slot
+and its token follows :meth:`~attnflow.hdl.templates.Template.stages` cycles later, the
+stage count being the template's latency less the output channel's visibility cycle
+(:func:`qk_latency` ...: functions of the numerics and the lanes). K and V live in
+memories read through registered ports (block RAM), the exp table in a logic ROM with a
+registered read.
+
+The online softmax's state of a query row is updated once per key group by a recurrence
+through multipliers, which cannot close in one cycle: :func:`interleave` query rows
+(``lanes * step_stages``) run interleaved, and a row's state lives in a small register
+file between its updates, which come that many firings apart; the lanes of one firing
+are a chain of update units, ``step_stages`` deep each. A last partial block of rows runs
+with bubbles in place of its missing rows. Every row's arithmetic is that of
+``online_step`` in key order, so the bits equal those of one score a cycle, for every
+lanes and rows.
+
+The window, split and decode families still compute in the firing cycle and build on the
+one-cycle datapaths kept here (:class:`OneCycleQK`, :class:`OneCycleKV`,
+:class:`OneCycleSoftmax`) until they are pipelined the same way.
+
+Each template's facets sit below in this order: stage counts and latencies, contract,
+behavioural model, Amaranth component, resource model; :data:`TEMPLATE_DEFS` ties them
+together.
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
 
+from ..hdl import pipeline as P
 from ..hdl.datapath import (elems, exp_hw, lane_store, lanes_of, recip_hw, requant_hw,
                             saturate_hw, tree_sum)
 from ..hdl.templates import Template
+from ..ir.numerics import LOG2E_BITS, LOG2E_MULT, exp2_table
 from ..ir.window import offsets
 from ..mappers.catalog import TemplateDef, latency
-from ..mappers.contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REPLAY, ROW,
-                                 ROWS, SCORES, Contract, Phase)
+from ..mappers.contracts import (ALWAYS, BELOW, BLOCK, FIRST, GROUP, LAST, LOAD, LOAD_ROW,
+                                 REPLAY, ROW, ROWS, SCORES, TAIL, Contract, Phase, when)
 from ..mappers.hwgraph import Field, Layout
 from ..targets.estimate import Mem, Mult, NodeModel, exp_cost
+
+
+# ---------------------------------------------------------------- stage counts
+
+def qk_stages(nm) -> int:
+    """Firing -> score: operands registered (the K row from its memory), d products,
+    the adder tree, the scale product, the rounding."""
+    return (READ_STAGES + P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
+            + P.mul_stages(nm.dot_bits, nm.scale_mult.bit_length()) + 1)
+
+
+def _exp_stages(nm) -> int:
+    """|x - m| -> e: the log2(e) product, its rounding, the ROM read (address and data
+    registered), the shift."""
+    return P.mul_stages(nm.score_bits + 1, LOG2E_MULT.bit_length()) + 1 + READ_STAGES + 1
+
+
+def step_stages(nm) -> int:
+    """Cycles of one lane's state update: the products l*e and O*e, then the add."""
+    return max(P.mul_stages(nm.sum_bits, nm.exp_bits),
+               P.mul_stages(nm.acc_bits, nm.exp_bits)) + 1
+
+
+#: stages of the running max: the row's max read from its register file (registered),
+#: the comparisons with the group's prefix maxima, the choices (written back)
+MAX_STAGES = 3
+
+
+def interleave(nm, lanes: int = 1) -> int:
+    """Query rows interleaved by the online head: a row's next key group must find the
+    state its previous one left after ``lanes`` chained updates (and its running max,
+    written back MAX_STAGES cycles after it was read)."""
+    return max(lanes * step_stages(nm), MAX_STAGES)
+
+
+def _max_stages(lanes: int) -> int:
+    return P.tree_stages(lanes)
+
+
+def _update_start(nm, lanes: int) -> int:
+    """Stage at which the first lane's update takes the row state."""
+    return 1 + _max_stages(lanes) + MAX_STAGES + 2 + _exp_stages(nm)
+
+
+def softmax_stages(nm, lanes: int = 1) -> int:
+    return _update_start(nm, lanes) + lanes * step_stages(nm)
+
+
+def normalize_stages(nm) -> int:
+    """(o, l) -> output row: registered, the reciprocal (one quotient bit a stage), the d
+    products, rounding, saturation."""
+    return 1 + P.recip_stages(nm.recip_width) + P.mul_stages(nm.acc_bits, nm.recip_width) + 2
+
+
+# latencies (``mappers.catalog``): the stages and the output channel's visibility cycle
+def qk_latency(nm, lanes: int = 1) -> int:
+    return qk_stages(nm) + 1
+
+
+def kv_latency(nm=None, lanes: int = 1) -> int:
+    return READ_STAGES + 1
+
+
+def softmax_latency(nm, lanes: int = 1) -> int:
+    return softmax_stages(nm, lanes) + 1
+
+
+def normalize_latency(nm) -> int:
+    return normalize_stages(nm) + 1
 
 
 # ---------------------------------------------------------------- contracts and layouts
@@ -44,39 +133,77 @@ def groups(n: int, lanes: int) -> int:
     return -(-n // lanes)
 
 
-def qk_scores(n: int, outs=("s",), lanes: int = 1) -> Contract:
-    """Loads K (n rows), then for each q row emits the n scaled scores q.k_j, ``lanes``
-    per cycle (one token of ``lanes`` scores per key group, see :func:`groups`)."""
+def blocks(n: int, rows: int) -> tuple[int, int]:
+    """(full blocks, rows of the last partial block) when a head's query rows are
+    interleaved ``rows`` at a time (:func:`online_softmax_pv`)."""
+    return divmod(n, rows)
+
+
+def _interleaved(name, n, lanes, rows, ports, tail_ports=None):
+    """The score phases of the full head with ``rows`` query rows interleaved: for each
+    block of ``rows`` rows, for each key group j, for each row i of the block (innermost);
+    the rows of a last partial block in a phase of their own (``tail_ports``: its ports,
+    default ``ports``). ``rows`` = 1: one row after another (loops i, j)."""
+    g = groups(n, lanes)
+    if rows == 1:
+        return (Phase(name, ((ROW, n), (GROUP, g)), ports),)
+    full, tail = blocks(n, rows)
+    out = ()
+    if full:
+        out += (Phase(name, ((BLOCK, full), (GROUP, g), (ROW, rows)), ports),)
+    if tail:
+        out += (Phase(TAIL, ((GROUP, g), (ROW, rows if tail_ports else tail)),
+                      tail_ports or ports),)
+    return out
+
+
+def qk_scores(n: int, outs=("s",), lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Loads K (n rows), then emits the n scaled scores q_i.k_j of each query row,
+    ``lanes`` per cycle (one token of ``lanes`` scores per key group, see :func:`groups`),
+    ``rows`` query rows interleaved (:func:`_interleaved`): Q row i is taken on its first
+    key group. ``lat``: the latency's parameters (``mappers.catalog``)."""
+    q = ("q", FIRST) if rows == 1 else ("q", when((FIRST, GROUP)))
     return Contract("qk_scores", ("k", "q"), tuple(outs), (
         Phase(LOAD, ((LOAD_ROW, n),), (("k", ALWAYS),)),
-        Phase(SCORES, ((ROW, n), (GROUP, groups(n, lanes))),
-              (("q", FIRST),) + tuple((o, ALWAYS) for o in outs)),
-    ), latency=latency("qk_scores"))
+    ) + _interleaved(SCORES, n, lanes, rows, (q,) + tuple((o, ALWAYS) for o in outs)),
+        latency=latency("qk_scores", lanes=lanes, **lat))
 
 
-def kv_replay(n: int, lanes: int = 1) -> Contract:
-    """Stores n V rows, then replays all n rows once per query row, ``lanes`` rows a token
-    (n * groups(n, lanes) tokens)."""
+def kv_replay(n: int, lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Stores n V rows, then replays the key group of every score of
+    :func:`qk_scores` (same order), ``lanes`` rows a token."""
     return Contract("kv_replay", ("v",), ("vr",), (
         Phase(LOAD, ((LOAD_ROW, n),), (("v", ALWAYS),)),
-        Phase(REPLAY, ((ROW, n), (GROUP, groups(n, lanes))), (("vr", ALWAYS),)),
-    ), latency=latency("kv_replay"))
+    ) + _interleaved(REPLAY, n, lanes, rows, (("vr", ALWAYS),)),
+        latency=latency("kv_replay", lanes=lanes, **lat))
 
 
-def online_softmax_pv(n: int, lanes: int = 1) -> Contract:
-    """Running max m, sum l and output o over a row of scores, ``lanes`` scores (and V
-    rows) a firing, applied in key order; emits (o, l) per row."""
-    return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
-        Phase(ROWS, ((ROW, n), (GROUP, groups(n, lanes))),
-              (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))),
-    ), latency=latency("online_softmax_pv"))
+def online_softmax_pv(n: int, lanes: int = 1, rows: int = 1, **lat) -> Contract:
+    """Running max m, sum l and output o of each query row over its scores, ``lanes``
+    scores (and V rows) a firing, applied in key order; emits (o, l) per row on its last
+    key group. ``rows`` rows interleaved (the order of :func:`qk_scores`), so a row's state
+    is updated once every ``rows`` firings, the depth of the pipelined recurrence; the
+    rows of a last partial block run with bubbles (firings that take nothing) in the
+    places of the missing rows, keeping that distance."""
+    if rows == 1:
+        ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
+        return Contract("online_softmax_pv", ("s", "vr"), ("ol",), (
+            Phase(ROWS, ((ROW, n), (GROUP, groups(n, lanes))), ports),
+        ), latency=latency("online_softmax_pv", lanes=lanes, **lat))
+    _, tail = blocks(n, rows)
+    last = (LAST, GROUP)
+    real = (BELOW, ROW, tail)
+    return Contract("online_softmax_pv", ("s", "vr"), ("ol",), _interleaved(
+        ROWS, n, lanes, rows, (("s", ALWAYS), ("vr", ALWAYS), ("ol", when(last))),
+        (("s", when(real)), ("vr", when(real)), ("ol", when(last, real))) if tail else None),
+        latency=latency("online_softmax_pv", lanes=lanes, **lat))
 
 
-def normalize(n: int) -> Contract:
+def normalize(n: int, **lat) -> Contract:
     """o / l per row: one reciprocal per row, d multipliers."""
     return Contract("normalize", ("ol",), ("o",), (
         Phase("rows", (("i", n),), (("ol", ALWAYS), ("o", ALWAYS))),
-    ), latency=latency("normalize"))
+    ), latency=latency("normalize", **lat))
 
 
 # ---- token layouts of the attention datapath (widths from AttentionNumerics)
@@ -103,27 +230,56 @@ def _lane_groups(a, lanes: int):
     return a.reshape((-1, lanes) + a.shape[2:])
 
 
+def interleave_rows(a, rows: int):
+    """(n, groups, ...) per query row and key group -> the tokens in the order of the full
+    head's interleaved contracts (``mappers.templates._interleaved``): for each block of
+    ``rows`` rows, for each key group, for each row of the block; a last partial block
+    likewise with its own rows."""
+    if rows == 1:
+        return a.reshape((-1,) + a.shape[2:])
+    n, g = a.shape[:2]
+    full = n // rows * rows
+    head = a[:full].reshape((-1, rows, g) + a.shape[2:]).swapaxes(1, 2)
+    tail = a[full:].swapaxes(0, 1)
+    return np.concatenate([head.reshape((-1,) + a.shape[2:]),
+                           tail.reshape((-1,) + a.shape[2:])])
+
+
+def deinterleave_rows(tokens, n: int, rows: int):
+    """The inverse of :func:`interleave_rows`: tokens -> (n, groups, ...)."""
+    tokens = np.asarray(tokens)
+    g = len(tokens) // n
+    if rows == 1:
+        return tokens.reshape((n, g) + tokens.shape[1:])
+    full = n // rows * rows
+    head = tokens[:full * g].reshape((-1, g, rows) + tokens.shape[1:]).swapaxes(1, 2)
+    tail = tokens[full * g:].reshape((g, n - full) + tokens.shape[1:]).swapaxes(0, 1)
+    return np.concatenate([head.reshape((full, g) + tokens.shape[1:]), tail])
+
+
 def qk_scores_model(inst, nm, ins):
     x = nm.scores(ins["q"]["x"], ins["k"]["x"])
-    lanes = inst.param("lanes") or 1
-    s = {"x": x.reshape(-1) if lanes == 1 else _lane_groups(x, lanes)}
+    lanes, rows = inst.param("lanes") or 1, inst.param("rows") or 1
+    g = _lane_groups(x, lanes).reshape((nm.seq_len, -1, lanes))      # (rows, groups, lanes)
+    tok = interleave_rows(g, rows)
+    s = {"x": tok.reshape(-1) if lanes == 1 else tok}
     return {o: s for o in inst.contract.outputs}
 
 
 def kv_replay_model(inst, nm, ins):
     v = np.asarray(ins["v"]["x"], np.int64)
-    n, lanes = nm.seq_len, inst.param("lanes") or 1
-    if lanes == 1:
-        return {"vr": {"x": np.tile(v, (n, 1))}}
-    g = _lane_groups(np.broadcast_to(v, (n,) + v.shape), lanes)    # (n * groups, lanes, d)
-    return {"vr": {"x": g.reshape(len(g), -1)}}
+    n, lanes, rows = nm.seq_len, inst.param("lanes") or 1, inst.param("rows") or 1
+    g = _lane_groups(v[None], lanes)                                   # (groups, lanes, d)
+    per_row = np.broadcast_to(g.reshape(1, len(g), -1), (n, len(g), lanes * v.shape[1]))
+    return {"vr": {"x": interleave_rows(per_row, rows)}}
 
 
 def online_softmax_pv_model(inst, nm, ins):
-    n = nm.seq_len
+    n, rows = nm.seq_len, inst.param("rows") or 1
     # lanes: a row's tokens hold its keys in order, then padding (dropped here)
-    x = np.asarray(ins["s"]["x"], np.int64).reshape(n, -1)[:, :n]
-    v = np.asarray(ins["vr"]["x"], np.int64).reshape(n, -1, nm.head_dim)[:, :n]
+    x = deinterleave_rows(np.asarray(ins["s"]["x"], np.int64), n, rows).reshape(n, -1)[:, :n]
+    v = deinterleave_rows(np.asarray(ins["vr"]["x"], np.int64), n, rows)
+    v = v.reshape(n, -1, nm.head_dim)[:, :n]
     _, l, o = nm.online_rows(x, v)    # one score per row per step, rows in parallel
     return {"ol": {"o": o, "l": l}}
 
@@ -134,7 +290,355 @@ def normalize_model(inst, nm, ins):
 
 # ---------------------------------------------------------------- components
 
-class QKScores(Template):
+#: a memory read: the address registered (the read port), then the data (the block RAM's
+#: output register), so nothing follows a RAM's slow clock-to-output in the same cycle
+READ_STAGES = 2
+
+def rows_of(inst) -> int:
+    return inst.param("rows") or 1
+
+
+def loop_value(seq, contract, var, shape):
+    """The current index of loop ``var`` in whichever phase is active (0 in a phase
+    without it)."""
+    v = Const(0, shape)
+    for ph in contract.phases:
+        if var in dict(ph.loops):
+            v = Mux(seq.in_phase[ph.name], seq.counter[(ph.name, var)], v)
+    return v
+
+
+def group_and_row(m, tpl, seq, lanes: int, rows: int):
+    """(key group j, row of the block i) of the current firing, as named signals."""
+    g = -(-tpl.n // lanes)
+    j = Signal(range(max(g, 2)), name="grp")
+    m.d.comb += j.eq(loop_value(seq, tpl.contract, GROUP, j.shape()))
+    i = Signal(range(max(rows, 2)), name="row")
+    if rows > 1:
+        m.d.comb += i.eq(loop_value(seq, tpl.contract, ROW, i.shape()))
+    return j, i
+
+
+def read_store(m, name, width, n, lanes, seq, data, group):
+    """n rows in ``lanes`` banks (row r in bank r % lanes at address r // lanes), written
+    once per firing of the load phase; read at key group ``group``: returns each lane's
+    row of the group READ_STAGES cycles later (address and data registered)."""
+    g = -(-n // lanes)
+    write = seq.fire & seq.in_phase[LOAD]
+    r = seq.counter[(LOAD, LOAD_ROW)]
+    if lanes == 1:
+        bank_cur, addr_cur = Const(0, 1), r
+    else:
+        bank = Signal(range(lanes), name=f"{name}_bank")
+        addr = Signal(range(max(g, 2)), name=f"{name}_addr")
+        bank_cur = Signal.like(bank, name=f"{name}_bank_cur")
+        addr_cur = Signal.like(addr, name=f"{name}_addr_cur")
+        m.d.comb += [bank_cur.eq(Mux(r == 0, 0, bank)), addr_cur.eq(Mux(r == 0, 0, addr))]
+        wrap = bank_cur == lanes - 1
+        with m.If(write):
+            m.d.sync += [bank.eq(Mux(wrap, 0, bank_cur + 1)), addr.eq(addr_cur + wrap)]
+    out = []
+    for k in range(lanes):
+        mem = Memory(shape=unsigned(width), depth=max(g, 2), init=[])
+        m.submodules[f"{name}{k}"] = mem
+        wp, rp = mem.write_port(), mem.read_port()
+        m.d.comb += [wp.addr.eq(addr_cur), wp.data.eq(data),
+                     wp.en.eq(write & (bank_cur == k)), rp.addr.eq(group)]
+        out.append(P.reg(m, rp.data, f"{name}{k}_q"))
+    return out
+
+
+def padded(m, rows, n, lanes, last, name):
+    """The lanes' rows with the padding lanes of a row's last key group (keys past n - 1)
+    set to 0; ``last``: 'last group', delayed like the rows."""
+    g = -(-n // lanes)
+    out = []
+    for k, row in enumerate(rows):
+        r = Signal(len(row), name=f"{name}{k}")
+        m.d.comb += r.eq(row if k < n - (g - 1) * lanes else Mux(last, 0, row))
+        out.append(r)
+    return out
+
+
+class _Pipe(Template):
+    """A pipelined full-head template: ``self.n`` keys, one output port staged."""
+
+    def __init__(self, inst, nm, ports):
+        self.n = inst.param("keys") or nm.seq_len
+        super().__init__(inst, nm, ports)
+
+    def stages(self, port) -> int:
+        return self.pipeline_stages()
+
+    def pipeline_stages(self) -> int:
+        raise NotImplementedError
+
+    def output(self, m, seq, port, payload):
+        out = getattr(self, port)
+        m.d.comb += [out.payload.eq(payload), out.data_valid.eq(self.staged_valid(m, seq, port))]
+
+
+# ---------------------------------------------------------------- qk_scores
+
+class QKScores(_Pipe):
+    """Stores K; emits the scaled scores q_i.k_j in the contract's order, ``lanes`` a
+    token (padding lanes of a row's last key group: 0); holds the ``rows`` interleaved
+    query rows of a block in a register file (written from the live q token)."""
+
+    def pipeline_stages(self):
+        return qk_stages(self.nm)
+
+    def datapath(self, m, seq):
+        nm, lanes, rows = self.nm, lanes_of(self.inst), rows_of(self.inst)
+        n, g = self.n, -(-self.n // lanes)
+        j, i = group_and_row(m, self, seq, lanes, rows)
+        krows = read_store(m, "kmem", self.layout("k").width, n, lanes, seq, self.k.payload, j)
+        last = P.delay(m, j == g - 1, READ_STAGES, "last")
+        krows = padded(m, krows, n, lanes, last, "krow")
+        # the block's query rows: the live token on a row's first group, else the file
+        qw = self.layout("q").width
+        qfile = Memory(shape=unsigned(qw), depth=max(rows, 2), init=[])
+        m.submodules.qfile = qfile
+        qwp, qrp = qfile.write_port(), qfile.read_port(domain="comb")
+        use_q = seq.use["q"]
+        m.d.comb += [qwp.addr.eq(i), qwp.data.eq(self.q.payload), qwp.en.eq(seq.fire & use_q),
+                     qrp.addr.eq(i)]
+        q1 = P.delay(m, Mux(use_q, self.q.payload, qrp.data), READ_STAGES, "q", unsigned(qw))
+        qs = elems(q1, self.layout("q"), "x")
+        xs = []
+        for k, krow in enumerate(krows):
+            ks = elems(krow, self.layout("k"), "x")
+            prods = [P.mul(m, a, b, f"qk{k}_{t}") for t, (a, b) in enumerate(zip(qs, ks))]
+            dot = Signal(signed(nm.dot_bits), name=f"dot{k}")
+            m.d.comb += dot.eq(P.tree_sum(m, prods, f"dot{k}"))
+            sp = P.mul(m, dot, Const(nm.scale_mult), f"scale{k}")
+            xs.append(P.reg(m, requant_hw(sp, nm.scale_shift), f"x{k}", signed(nm.score_bits)))
+        for p in self.contract.outputs:
+            self.output(m, seq, p, Cat(*xs))
+
+
+# ---------------------------------------------------------------- kv_replay
+
+class KVReplay(_Pipe):
+    """Stores V; replays the key group of every score (same order as qk_scores), ``lanes``
+    rows a token, read with a registered read port."""
+
+    def pipeline_stages(self):
+        return READ_STAGES
+
+    def datapath(self, m, seq):
+        lanes, rows, n = lanes_of(self.inst), rows_of(self.inst), self.n
+        g = -(-n // lanes)
+        j, _ = group_and_row(m, self, seq, lanes, rows)
+        vrows = read_store(m, "vmem", self.layout("v").width, n, lanes, seq, self.v.payload, j)
+        last = P.delay(m, j == g - 1, READ_STAGES, "last")
+        self.output(m, seq, "vr", Cat(*padded(m, vrows, n, lanes, last, "vrow")))
+
+
+# ---------------------------------------------------------------- online_softmax_pv
+
+def prefix_max(m, xs, name):
+    """[max(x_0..x_k) for each k], by doubling (ceil(log2 L) levels), registered like
+    ``hdl.pipeline.tree_sum`` (``tree_stages(L)`` stages)."""
+    pre = list(xs)
+    level, d = 0, 1
+    while d < len(pre):
+        pre = [p if k < d else Mux(p >= pre[k - d], p, pre[k - d]) for k, p in enumerate(pre)]
+        d *= 2
+        level += 1
+        if level % P.ADDS_PER_STAGE == 0 or d >= len(pre):
+            pre = [P.reg(m, p, f"{name}_l{level}_{k}", xs[0].shape()) for k, p in enumerate(pre)]
+    return pre
+
+
+class OnlineSoftmaxPV(_Pipe):
+    """Running max, sum and output of the interleaved query rows (see the module
+    docstring); emits (o, l) of a row on its last key group."""
+
+    def pipeline_stages(self):
+        return softmax_stages(self.nm, lanes_of(self.inst))
+
+    def datapath(self, m, seq):
+        nm, lanes, rows, n = self.nm, lanes_of(self.inst), rows_of(self.inst), self.n
+        g, d = -(-n // lanes), nm.head_dim
+        j, i = group_and_row(m, self, seq, lanes, rows)
+        rem = n - (g - 1) * lanes                      # real keys in a row's last group
+        xs0 = elems(self.s.payload, self.layout("s"), "x")
+        vs0 = elems(self.vr.payload, self.layout("vr"), "x")
+        # stage 1: everything the firing brings, registered
+        x = [P.reg(m, v, f"x{k}") for k, v in enumerate(xs0)]
+        v = [[P.reg(m, e, f"v{k}_{t}") for t, e in enumerate(vs0[k * d:(k + 1) * d])]
+             for k in range(lanes)]
+        ctl = {"valid": seq.fire & seq.use["s"], "first": j == 0, "lastg": j == g - 1,
+               "row": i}
+        ctl = {k: P.reg(m, val, f"c_{k}") for k, val in ctl.items()}
+        take = [Const(1, 1) if k < rem else ~ctl["lastg"] for k in range(lanes)]
+        stage = 1
+        # prefix maxima of the group's scores (a padding lane's max is never used)
+        pre = prefix_max(m, x, "pmax")
+        ms = _max_stages(lanes)
+        x = [P.delay(m, e, ms, f"x{k}m") for k, e in enumerate(x)]
+        ctl = {k: P.delay(m, val, ms, f"c_{k}m") for k, val in ctl.items()}
+        stage += ms
+        # the row's running max: read from its register file (registered), compared with
+        # the group's prefix maxima (registered), chosen and written back (MAX_STAGES);
+        # the row's next group reads it back at least ``rows`` firings later
+        mfile = Memory(shape=signed(nm.score_bits), depth=max(rows, 2), init=[])
+        m.submodules.mfile = mfile
+        mwp, mrp = mfile.write_port(), mfile.read_port(domain="comb")
+        m.d.comb += mrp.addr.eq(ctl["row"])
+        m_rf = P.reg(m, mrp.data, "m_rf")
+        cands = [P.reg(m, p, f"pm{k}") for k, p in enumerate(pre)]
+        x = [P.reg(m, e, f"x{k}q") for k, e in enumerate(x)]
+        ctl = {k: P.reg(m, val, f"c_{k}q") for k, val in ctl.items()}
+        ge = [P.reg(m, m_rf >= c, f"ge{k}") for k, c in enumerate(cands)]
+        m_rf = P.reg(m, m_rf, "m_rf2")
+        cands = [P.reg(m, c, f"pm{k}b") for k, c in enumerate(cands)]
+        x = [P.reg(m, e, f"x{k}g") for k, e in enumerate(x)]
+        ctl = {k: P.reg(m, val, f"c_{k}g") for k, val in ctl.items()}
+
+        def running(k):     # max(m, cand_k), or cand_k on a row's first group
+            return Mux(ctl["first"] | ~ge[k], cands[k], m_rf)
+        m_next = Signal(signed(nm.score_bits), name="m_next")
+        m.d.comb += [m_next.eq(running(lanes - 1)), mwp.addr.eq(ctl["row"]),
+                     mwp.data.eq(m_next), mwp.en.eq(ctl["valid"])]
+        m_old = [m_rf] + [running(k - 1) for k in range(1, lanes)]
+        m_old = [P.reg(m, mo, f"mold{k}", signed(nm.score_bits)) for k, mo in enumerate(m_old)]
+        x = [P.reg(m, e, f"x{k}r") for k, e in enumerate(x)]
+        ctl = {k: P.reg(m, val, f"c_{k}r") for k, val in ctl.items()}
+        stage += MAX_STAGES
+        # |x - m| and x <= m, two stages
+        diff = [P.reg(m, mo - xe, f"diff{k}", signed(nm.score_bits + 1))
+                for k, (mo, xe) in enumerate(zip(m_old, x))]
+        le = [P.reg(m, df >= 0, f"le{k}", unsigned(1)) for k, df in enumerate(diff)]
+        z = [P.reg(m, Mux(df >= 0, df, -df), f"z{k}", unsigned(nm.score_bits + 1))
+             for k, df in enumerate(diff)]
+        ctl_stage, stage = stage, stage + 2
+        es = [self._exp(m, zk, f"exp{k}") for k, zk in enumerate(z)]
+        stage += _exp_stages(nm)
+        le = [P.delay(m, e, _exp_stages(nm), f"le{k}e") for k, e in enumerate(le)]
+        ctl = {k: P.delay(m, val, stage - ctl_stage, f"c_{k}u") for k, val in ctl.items()}
+        u0 = stage
+        assert u0 == _update_start(nm, lanes)
+        # the lanes' updates, a chain; the row's (l, O) from / back to its register file
+        lw, ow = nm.sum_bits, nm.acc_bits
+        lfile = Memory(shape=unsigned(lw + d * ow), depth=max(rows, 2), init=[])
+        m.submodules.lofile = lfile
+        lwp, lrp = lfile.write_port(), lfile.read_port(domain="comb")
+        m.d.comb += lrp.addr.eq(ctl["row"])
+        l_in = Signal(lw, name="l_in")
+        o_in = [Signal(signed(ow), name=f"o_in{t}") for t in range(d)]
+        m.d.comb += Cat(l_in, *o_in).eq(lrp.data)
+        step = step_stages(nm)
+        take_u = [P.delay(m, t, u0 - 1, f"take{k}") if k >= rem else t for k, t in enumerate(take)]
+        vv = [[P.delay(m, e, u0 - 1, f"v{k}_{t}u") for t, e in enumerate(row)]
+              for k, row in enumerate(v)]
+        for k in range(lanes):
+            s0 = u0 + k * step
+            first_k = P.delay(m, ctl["first"], k * step, f"first{k}") if k == 0 else Const(0, 1)
+            l_next, o_next, l_in, o_in = self._update(
+                m, k, l_in, o_in, P.delay(m, es[k], k * step, f"e{k}s"),
+                P.delay(m, le[k], k * step, f"le{k}s"), first_k,
+                P.delay(m, take_u[k], k * step, f"take{k}s"),
+                [P.delay(m, e, k * step, f"v{k}_{t}s") for t, e in enumerate(vv[k])])
+            if k == lanes - 1:
+                row_w = P.delay(m, ctl["row"], s0 + step - 1 - u0, "row_w")
+                val_w = P.delay(m, ctl["valid"], s0 + step - 1 - u0, "valid_w")
+                m.d.comb += [lwp.addr.eq(row_w), lwp.data.eq(Cat(l_next, *o_next)),
+                             lwp.en.eq(val_w)]
+        # the state after the last lane: the row's (o, l) on its last group
+        self.output(m, seq, "ol", Cat(*o_in, l_in))
+
+    def _exp(self, m, z, name):
+        """``ir.numerics.exp_neg``: log2(e) product, rounding, ROM (registered read),
+        shift (``_exp_stages``)."""
+        nm = self.nm
+        sf, pf = nm.score_frac, nm.prob_frac
+        p = P.mul(m, z, Const(LOG2E_MULT, LOG2E_MULT.bit_length()), f"{name}_p")
+        u = P.reg(m, requant_hw(p, LOG2E_BITS), f"{name}_u", unsigned(len(z) + 2))
+        # in logic: a block RAM's clock-to-output (5.6 ns on ECP5, whose inferred block RAMs
+        # have no output register) would leave no time for the next stage's routing
+        rom = Memory(shape=unsigned(nm.exp_bits), depth=1 << sf, init=exp2_table(sf, pf),
+                     attrs={"rom_style": "logic"})
+        m.submodules[f"{name}_rom"] = rom
+        rp = rom.read_port()
+        m.d.comb += rp.addr.eq(u[:sf])
+        word = P.reg(m, rp.data, f"{name}_word")
+        ipart = P.delay(m, u[sf:], READ_STAGES, f"{name}_ip")
+        e = Mux(ipart >= pf + 1, 0, word >> ipart[:max(1, (pf + 1).bit_length())])
+        return P.reg(m, e, f"{name}_e", unsigned(nm.exp_bits))
+
+    def _update(self, m, k, l_in, o_in, e, le, first, take, vs):
+        """One lane's update of (l, O) (``online_step`` without the max, which is ahead):
+        products in :func:`step_stages` - 1 stages, then the add and the choice; returns
+        the new state (l, O) before its register (the register file's write) and after."""
+        nm = self.nm
+        pf, one, ow, lw = nm.prob_frac, nm.one, nm.acc_bits, nm.sum_bits
+        ms = step_stages(nm) - 1
+        half = 1 << (pf - 1)
+        pl = P.delay(m, P.mul(m, l_in, e, f"pl{k}"), ms - P.mul_stages(lw, nm.exp_bits),
+                     f"pl{k}")
+        pos = [P.delay(m, P.mul(m, o, e, f"po{k}_{t}"), ms - P.mul_stages(ow, nm.exp_bits),
+                       f"po{k}_{t}") for t, o in enumerate(o_in)]
+        evs = [P.delay(m, P.mul(m, e, vt.as_signed(), f"ev{k}_{t}"),
+                       ms - P.mul_stages(nm.exp_bits, len(vt)), f"ev{k}_{t}")
+               for t, vt in enumerate(vs)]
+        l_d = P.delay(m, l_in, ms, f"l{k}d")
+        o_d = [P.delay(m, o, ms, f"o{k}_{t}d") for t, o in enumerate(o_in)]
+        e_d, le_d = P.delay(m, e, ms, f"e{k}d"), P.delay(m, le, ms, f"le{k}d")
+        first_d, take_d = P.delay(m, first, ms, f"first{k}d"), P.delay(m, take, ms, f"take{k}d")
+        vs_d = [P.delay(m, vt, ms, f"v{k}_{t}d") for t, vt in enumerate(vs)]
+        l_new = Mux(take_d, Mux(first_d, one,
+                                Mux(le_d, l_d + e_d, (pl + (half + (one << pf))) >> pf)), l_d)
+        l_next = Signal(lw, name=f"l{k}_next")
+        m.d.comb += l_next.eq(l_new)
+        o_next = []
+        for t, (po, od, ev, vt) in enumerate(zip(pos, o_d, evs, vs_d)):
+            start = vt.as_signed() << pf
+            mulc = (po + Cat(Const(half, 2 * pf), vt).as_signed()) >> pf
+            new = Signal(signed(ow), name=f"o{k}_{t}_next")
+            m.d.comb += new.eq(Mux(take_d, Mux(first_d, start, Mux(le_d, od + ev, mulc)), od))
+            o_next.append(new)
+        return (l_next, o_next, P.reg(m, l_next, f"l{k}"),
+                [P.reg(m, o, f"o{k}_{t}") for t, o in enumerate(o_next)])
+
+
+# ---------------------------------------------------------------- normalize
+
+class Normalize(_Pipe):
+    """o / l per row: the reciprocal floor(2**R / l) by a pipelined restoring divider, d
+    products, rounding and saturation to the output format."""
+
+    def __init__(self, inst, nm, ports):
+        Template.__init__(self, inst, nm, ports)
+        self.n = nm.seq_len
+
+    def pipeline_stages(self):
+        return normalize_stages(self.nm)
+
+    def datapath(self, m, seq):
+        nm = self.nm
+        ol = P.reg(m, self.ol.payload, "ol1")
+        os_ = elems(ol, self.layout("ol"), "o")
+        l = elems(ol, self.layout("ol"), "l")[0]
+        q = nm.recip_width
+        r = P.recip(m, l, nm.recip_bits, q, "recip")
+        o_packed = P.delay_line(m, Cat(*os_), P.recip_stages(q), "o_wait")
+        owid = nm.acc_bits
+        ys = []
+        for t in range(nm.head_dim):
+            o_t = o_packed[t * owid:(t + 1) * owid].as_signed()
+            p = P.mul(m, o_t, r, f"or{t}")
+            y = P.reg(m, requant_hw(p, nm.out_shift_online), f"yr{t}",
+                      signed(len(p) + 1 - nm.out_shift_online))
+            ys.append(P.reg(m, saturate_hw(y, nm.out), f"y{t}", signed(nm.out.bits)))
+        self.output(m, seq, "o", Cat(*ys))
+
+
+# ---------------------------------------------------------------- one-cycle datapaths
+# (the window, split and decode families' score, V and softmax templates build on these)
+
+class OneCycleQK(Template):
     """Stores K; for each q row emits the scaled scores q.k_j, ``lanes`` per cycle (padding
     lanes of a row's last key group: 0)."""
 
@@ -170,7 +674,7 @@ class QKScores(Template):
         return x
 
 
-class KVReplay(Template):
+class OneCycleKV(Template):
     """Stores V rows, replays them once per query row, ``lanes`` rows a token."""
 
     def datapath(self, m, seq):
@@ -181,7 +685,7 @@ class KVReplay(Template):
         m.d.comb += self.vr.payload.eq(Cat(*out))
 
 
-class OnlineSoftmaxPV(Template):
+class OneCycleSoftmax(Template):
     """Running max, sum and output; one exp (of |x - m|) per score, ``lanes`` scores a
     firing chained in key order (the same arithmetic as one a cycle); emits (o, l) per
     row."""
@@ -255,24 +759,6 @@ class OnlineSoftmaxPV(Template):
             m.d.comb += on.eq(keep(start(v * one, Mux(le, oi + e * v,
                                                       requant_hw(oi * e, pf) + v * one)), oi))
         return m_new, l_new, o_new
-
-
-class Normalize(Template):
-    """o / l: one reciprocal per row and d multipliers, saturated to the output format."""
-
-    def datapath(self, m, seq):
-        nm = self.nm
-        ol = self.layout("ol")
-        os_ = elems(self.ol.payload, ol, "o")
-        l = elems(self.ol.payload, ol, "l")[0]
-        r = Signal(nm.recip_width)
-        m.d.comb += r.eq(recip_hw(nm, l))
-        outs = []
-        for i, oi in enumerate(os_):
-            y = Signal(signed(nm.out.bits), name=f"y{i}")
-            m.d.comb += y.eq(saturate_hw(requant_hw(oi * r, nm.out_shift_online), nm.out))
-            outs.append(y)
-        m.d.comb += self.o.payload.eq(Cat(*outs))
 
 
 # ---------------------------------------------------------------- resource models
@@ -349,13 +835,18 @@ def normalize_resources(m: NodeModel, inst, hw) -> None:
 
 
 TEMPLATE_DEFS = (
-    TemplateDef("qk_scores", 3, qk_scores, qk_scores_model, QKScores, qk_resources,
-                "d multipliers, adder tree, scale multiplier"),
-    TemplateDef("kv_replay", 1, kv_replay, kv_replay_model, KVReplay, kv_resources,
-                "memory read"),
-    TemplateDef("online_softmax_pv", 1, online_softmax_pv, online_softmax_pv_model,
-                OnlineSoftmaxPV, softmax_resources,
-                "state update registered; row result written on the last score"),
-    TemplateDef("normalize", 4, normalize, normalize_model, Normalize, normalize_resources,
-                "reciprocal, d multipliers, rounding"),
+    TemplateDef("qk_scores", qk_latency, qk_scores, qk_scores_model, QKScores, qk_resources,
+                "K memory read, d products, adder tree, scale product, rounding: each "
+                "registered"),
+    TemplateDef("kv_replay", kv_latency, kv_replay, kv_replay_model, KVReplay, kv_resources,
+                "V memory read (address and data registered)"),
+    TemplateDef("online_softmax_pv", softmax_latency, online_softmax_pv,
+                online_softmax_pv_model, OnlineSoftmaxPV, softmax_resources,
+                "prefix maxima, the running max, |x - m|, exp, then per lane the products "
+                "and the add; rows interleaved so a row's state comes round once per its "
+                "update's depth"),
+    TemplateDef("normalize", normalize_latency, normalize, normalize_model, Normalize,
+                normalize_resources,
+                "restoring divider (a quotient bit a stage), d products, rounding, "
+                "saturation"),
 )

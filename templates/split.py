@@ -28,7 +28,7 @@ from ..mappers.contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REP
                                  SCORES, Contract, Phase)
 from ..mappers.hwgraph import Field, Layout
 from ..targets.estimate import Mult, NodeModel, exp_cost
-from .online import (KVReplay, OnlineSoftmaxPV, QKScores, kv_resources, qk_resources,
+from .online import (OneCycleKV, OneCycleQK, OneCycleSoftmax, kv_resources, qk_resources,
                      softmax_resources)
 
 
@@ -92,7 +92,7 @@ def combine_model(inst, nm, ins):
 
 # ---------------------------------------------------------------- components
 
-class SoftmaxSlice(OnlineSoftmaxPV):
+class SoftmaxSlice(OneCycleSoftmax):
     out_port = "st"
 
 
@@ -137,9 +137,9 @@ def combine_resources(m: NodeModel, inst, hw) -> None:
 
 
 TEMPLATE_DEFS = (
-    TemplateDef("qk_slice", 3, qk_slice, qk_slice_model, QKScores, qk_resources,
+    TemplateDef("qk_slice", 3, qk_slice, qk_slice_model, OneCycleQK, qk_resources,
                 "qk_scores over a slice of keys"),
-    TemplateDef("kv_slice", 1, kv_slice, kv_slice_model, KVReplay, kv_resources,
+    TemplateDef("kv_slice", 1, kv_slice, kv_slice_model, OneCycleKV, kv_resources,
                 "memory read"),
     TemplateDef("softmax_slice", 1, softmax_slice, softmax_slice_model, SoftmaxSlice,
                 softmax_resources, "online_softmax_pv's step; emits the partial state (o, l, m)"),

@@ -47,7 +47,7 @@ from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import (ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL,
                                  Contract, Phase)
 from ..mappers.hwgraph import Field, Layout
-from .online import (OnlineSoftmaxPV, QKScores, groups, kv_resources, qk_resources,
+from .online import (OneCycleQK, OneCycleSoftmax, groups, kv_resources, qk_resources,
                      softmax_resources)
 
 
@@ -270,7 +270,7 @@ class _Ring:
             self.valid.append(valid)
 
 
-class QKWindow(QKScores):
+class QKWindow(OneCycleQK):
     """Scores of the query row against its window's K rows, one slot per firing."""
 
     def datapath(self, m, seq):
@@ -287,7 +287,7 @@ class KVWindow(Template):
         m.d.comb += self.vr.payload.eq(Cat(*ring.data))
 
 
-class SoftmaxWindow(OnlineSoftmaxPV):
+class SoftmaxWindow(OneCycleSoftmax):
     """``online_softmax_pv`` that skips masked slots (the score's valid bit)."""
 
     def datapath(self, m, seq):

@@ -52,3 +52,25 @@ def engine_runs(design, schedule=None) -> list:
             f"{engine}: {int(np.count_nonzero(got != golden))} elements differ from golden"
         runs.append(r)
     return runs
+
+
+def latency_of(hw, instance: str) -> int:
+    """The mapped instance's latency (its contract's, which the registry defined)."""
+    return hw.instances[instance].contract.latency
+
+
+def stream_fill(hw) -> int:
+    """A one-head design's cycles after its last score firing, the tests' own sum: the
+    input channel, qk, softmax and normalize latencies of the mapped instances."""
+    return 1 + latency_of(hw, "qk") + latency_of(hw, "softmax") + latency_of(hw, "norm")
+
+
+def online_cycles(hw, n: int, lanes: int = 1) -> int:
+    """The full online head without stalls, written out: N K loads; then blocks of R
+    interleaved query rows (R: the instances' ``rows``), each ceil(N / lanes) key groups
+    of R firings, a last partial block as long (bubbles for its missing rows), less the
+    bubbles after the last row's last group; then the fill."""
+    rows = hw.instances["softmax"].param("rows") or 1
+    groups = -(-n // lanes)
+    blocks, tail = -(-n // rows), n % rows
+    return n + blocks * rows * groups - (rows - tail if tail else 0) + stream_fill(hw)

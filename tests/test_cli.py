@@ -29,18 +29,18 @@ def test_build_writes_everything_and_is_deterministic(tmp_path, capsys):
                        "tb/vectors.json"}
     assert fa == fb  # same spec + seed -> same bytes
     sim = json.loads(fa["sim.json"])
-    assert sim["total_cycles"] == 8 * 8 + 8 + 9 and sim["golden_mismatches"] == 0
+    assert sim["total_cycles"] == 128 and sim["golden_mismatches"] == 0   # helpers.online_cycles
     assert len(sim["output_cycles"]["o"]) == 8
     assert {c["name"] for c in sim["channels"]} >= {"q", "k", "v", "s", "vr", "ol", "o"}
     vec = json.loads(fa["tb/vectors.json"])
     assert vec["outputs"][0]["cycles"] == sim["output_cycles"]["o"]
-    assert "| s | 4 | 3 | 64 |" in fa["report.md"].decode()
+    assert "| s | 11 | 10 | 64 |" in fa["report.md"].decode()      # depth L + 1, latency L
 
 
 def test_sim_prints_cycles(capsys):
     assert main(["sim", SPEC, *SMALL]) == 0
     out = capsys.readouterr().out
-    assert "total cycles 81" in out and "golden mismatches 0" in out
+    assert "total cycles 128" in out and "golden mismatches 0" in out
 
 
 def test_sim_reports_deadlock_with_exit_1(capsys):

@@ -74,15 +74,16 @@ def _normalize_unit(n=3, d=2):
     from attnflow.templates.online import Normalize, normalize, ol_layout, vec_layout
     nm = numerics_from_spec(load_spec("examples/sdpa_online.yaml",
                                       [f"model.seq_len={n}", f"model.head_dim={d}"]))
-    inst = Instance("norm", "normalize", normalize(n))
+    inst = Instance("norm", "normalize", normalize(n, nm=nm))
     ports = {"ol": ol_layout(nm), "o": vec_layout(nm.out, d)}
     return Normalize, inst, nm, ports
 
 
 def test_a_component_is_built_and_run_from_its_parameters_alone():
     """No HwGraph: the normalize template from its instance, the numerics and its two
-    port layouts, run under Amaranth's simulator; each row's output is
-    AttentionNumerics.normalize of its (o, l) token, in the firing cycle."""
+    port layouts, run under Amaranth's simulator, one token a cycle: each row's output is
+    AttentionNumerics.normalize of its (o, l) token, its slot reserved in the firing cycle
+    and its data ``stages`` cycles later (latency - 1: the channel's visibility cycle)."""
     Normalize, inst, nm, ports = _normalize_unit()
     rng = np.random.default_rng(5)
     one = 1 << nm.prob_frac                           # exp(0): the row max's term
@@ -91,23 +92,28 @@ def test_a_component_is_built_and_run_from_its_parameters_alone():
     words = ports["ol"].pack({"o": o, "l": l})
     want = nm.normalize(o, l)
     dut = Normalize(inst, nm, ports)
-    got = []
+    stages = dut.stages("o")
+    assert stages == inst.contract.latency - 1 > 20         # the divider: a bit a stage
+    got, when = [], []
 
     async def bench(ctx):
         ctx.set(dut.o.ready, 1)
-        for w in words:
-            ctx.set(dut.ol.valid, 1)
-            ctx.set(dut.ol.payload, w)
-            assert ctx.get(dut.ol.ready) and ctx.get(dut.o.valid)
-            got.append(ctx.get(dut.o.payload))
+        for t in range(len(words) + stages + 2):
+            ctx.set(dut.ol.valid, t < len(words))
+            if t < len(words):
+                ctx.set(dut.ol.payload, words[t])
+                assert ctx.get(dut.ol.ready) and ctx.get(dut.o.valid)   # the reservation
+            if ctx.get(dut.o.data_valid):
+                got.append(ctx.get(dut.o.payload))
+                when.append(t)
             await ctx.tick()
-        ctx.set(dut.ol.valid, 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
     assert np.array_equal(ports["o"].unpack(got)["x"], want)
+    assert when == [stages, stages + 1, stages + 2]
     assert len({tuple(r) for r in want.tolist()}) == 3      # three different rows
 
 

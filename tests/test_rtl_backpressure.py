@@ -16,7 +16,10 @@ HARSH = ScheduleSpec(seed=11, input_gap_prob=0.5, input_gap_max=6, output_ready_
 
 @pytest.mark.parametrize("variant", ["naive", "online"])
 def test_backpressure_reaches_the_pipeline_in_sim(variant):
-    design = prepare(spec(variant, 12, 2))
+    # the online head's output channel is normalize's pipeline + 1 deep (31 tokens), more
+    # than its 12 rows: 2 slots make the output's stalls reach normalize
+    design = prepare(spec(variant, 12, 2, *(["hardware.fifo_depths.o=2"]
+                                           if variant == "online" else [])))
     res = design.simulate(HARSH)
     blocked = {p.name: p.blocked for p in res.process_stats() if not p.name.startswith("<")}
     assert blocked["qk"] > 0 and blocked["pv" if variant == "naive" else "norm"] > 0, blocked

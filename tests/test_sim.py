@@ -10,17 +10,15 @@ from attnflow.mappers.catalog import latency
 from attnflow.sim.engine import run_timing
 from attnflow.sim.schedule import schedule_from_spec
 
-from helpers import spec
+from helpers import latency_of, online_cycles, spec, stream_fill
 
 CONFIGS = [(n, d) for n in (8, 32, 128, 12) for d in (4, 16)]
 
 
-def fill(variant):
-    """Cycles beyond N*N + N without stalls: the input channel's latency plus every
-    template latency on the path to the output (naive: plus two row-long waits)."""
-    if variant == "online":
-        return 1 + latency("qk_scores") + latency("online_softmax_pv") + latency("normalize")
-    return 1 + latency("qk_scores") + latency("row_max") + latency("sub_exp") + \
+def naive_fill(hw):
+    """Cycles beyond N*N + N of the naive head without stalls: the input channel's latency
+    plus every template latency on the path to the output (plus two row-long waits)."""
+    return 1 + latency_of(hw, "qk") + latency("row_max") + latency("sub_exp") + \
         latency("row_sum") + latency("recip_mul") + latency("pv_accum")
 
 
@@ -31,13 +29,19 @@ def test_sim_matches_golden_and_exact_cycles(variant, n, d):
     res = design.simulate()
     assert res.deadlock is None
     assert np.array_equal(res.outputs["o"]["x"], design.golden())
-    # naive: the row max and the row sum each wait for the rest of the row (N - 1 cycles)
-    extra = fill(variant) + (2 * (n - 1) if variant == "naive" else 0)
-    assert res.total_cycles == n * n + n + extra
-    if variant == "online":
-        # one score per cycle after fill; rows leave exactly N cycles apart
-        assert res.total_cycles <= 1.01 * n * n + n + extra
-        assert np.all(np.diff(res.output_cycles["o"]) == n)
+    if variant == "naive":
+        # the row max and the row sum each wait for the rest of the row (N - 1 cycles)
+        assert res.total_cycles == n * n + n + naive_fill(design.hw) + 2 * (n - 1)
+    else:
+        assert res.total_cycles == online_cycles(design.hw, n)
+        # one score per cycle after fill (the last block's bubbles at most R * N more); R
+        # interleaved rows leave one a cycle at the end of their block, blocks R*N apart
+        rows = design.hw.instances["softmax"].param("rows")
+        assert res.total_cycles <= n * n + rows * n + n + stream_fill(design.hw)
+        gaps = np.diff(res.output_cycles["o"]).reshape(-1)
+        block_starts = np.arange(rows, n, rows) - 1
+        assert np.all(np.delete(gaps, block_starts) == 1)
+        assert np.all(gaps[block_starts[:-1] if n % rows else block_starts] == rows * n - rows + 1)
     for c in res.channel_stats():
         assert c.max_occupancy <= c.depth, c
 
@@ -109,7 +113,7 @@ def test_naive_bypass_depth_thresholds():
     n = 16
     full = prepare(spec("naive", n, 4)).simulate()
     depth = prepare(spec("naive", n, 4)).hw.channels["s_b"].depth
-    assert depth == n + latency("qk_scores") + latency("row_max")
+    assert depth == n + latency_of(prepare(spec("naive", n, 4)).hw, "qk") + latency("row_max")
     slow = prepare(spec("naive", n, 4, f"hardware.fifo_depths.s_b={n}")).simulate()
     assert slow.deadlock is None and slow.total_cycles > full.total_cycles
     one_less = prepare(spec("naive", n, 4, f"hardware.fifo_depths.s_b={depth - 1}")).simulate()
@@ -119,10 +123,14 @@ def test_naive_bypass_depth_thresholds():
 
 
 def test_online_depths_do_not_grow_with_n():
-    depths = {n: {c.name: c.depth for c in prepare(spec("online", n, 4)).hw.channels.values()}
-              for n in (8, 64, 512)}
-    assert depths[8] == depths[64] == depths[512]
-    assert max(depths[8].values()) <= latency("normalize") + 1
+    """The FIFOs are their producers' latency + 1: constant in N but for normalize's
+    divider, one stage per quotient bit, log2(N) + 17 of them."""
+    heads = {n: prepare(spec("online", n, 4)) for n in (8, 64, 512)}
+    depths = {n: {c.name: c.depth for c in h.hw.channels.values()} for n, h in heads.items()}
+    for n, h in heads.items():
+        assert max(depths[n].values()) <= latency_of(h.hw, "norm") + 1
+        assert {c: depths[n][c] - depths[8][c] for c in depths[n]} == \
+            {c: {8: 0, 64: 3, 512: 6}[n] if c == "o" else 0 for c in depths[n]}
 
 
 def test_online_shallower_than_mapper_loses_throughput_not_correctness():

@@ -19,11 +19,10 @@ from attnflow.ir.spec import ScheduleSpec, SpecError, spec_from_dict
 from attnflow.ir.window import (causal_blocks, effective_window, offsets, slot_keys,
                                 window_float)
 from attnflow.mappers.window import window_head_cycles
-from helpers import engine_runs
+from helpers import engine_runs, stream_fill
 
 #: a window/causal/decode head's cycles after its last score slot: the input channel, then
 #: the score, softmax and normalize templates' latencies along k -> s -> ol -> o
-WINDOW_FILL = 1 + latency("qk_window") + latency("softmax_window") + latency("normalize")
 
 
 def head(n, d, w, **extra):
@@ -51,9 +50,9 @@ def test_golden_equals_simulator_and_cycles(n, d, w, stalls):
     for r in engine_runs(design, sched):
         we = effective_window(w, n)
         if not stalls:
-            assert r.total_cycles == we + n * (2 * we + 1) + WINDOW_FILL
+            assert r.total_cycles == we + n * (2 * we + 1) + stream_fill(design.hw)
         else:
-            assert r.total_cycles >= we + n * (2 * we + 1) + WINDOW_FILL
+            assert r.total_cycles >= we + n * (2 * we + 1) + stream_fill(design.hw)
 
 
 def test_window_covering_the_sequence_equals_full_attention_in_float():
@@ -115,27 +114,29 @@ def test_causal_golden_equals_simulator_and_cycles(n, d):
         for r in engine_runs(design, sched):
             if sched is None:
                 assert r.total_cycles == sum(
-                    rows * g for rows, g in causal_blocks(n)) + WINDOW_FILL
+                    rows * g for rows, g in causal_blocks(n)) + stream_fill(design.hw)
     acc = design.accuracy()
     assert acc["cosine"] > 0.9999 and acc["max_abs_error"] < 2 * acc["out_lsb"]
 
 
 def test_causal_blocked_triangle():
     """Blocks of ceil(sqrt(N)) rows (rounded up to the lanes): rows (8, 16, ..., 64) slots
-    at N = 64, 2313 cycles against N*N + 9 = 4105 for N slots a row and the exact
-    triangle's N(N+1)/2 + 9 = 2089; with 4 lanes the groups are ceil(block end / 4). The
-    contracts have one phase per block, the cycle count is the simulator's."""
+    at N = 64, 2304 score slots against N*N = 4096 for N slots a row and the exact
+    triangle's N(N+1)/2 = 2080; with 4 lanes the groups are ceil(block end / 4). The
+    contracts have one phase per block, the cycle count is the simulator's (the slots
+    plus the fill)."""
     assert causal_blocks(64) == tuple((8, e) for e in range(8, 65, 8))
     assert causal_blocks(9, 4) == ((4, 1), (4, 2), (1, 3))
     assert causal_blocks(1) == ((1, 1),)
-    assert window_head_cycles(64, None, "causal") == 2313
     d = causal(64, 4)
+    assert window_head_cycles(d.numerics, None, "causal") == 2304 + stream_fill(d.hw)
     assert [p.name for p in d.hw.instances["qk"].contract.phases] == [f"b{k}" for k in
                                                                        range(8)]
-    assert d.simulate(engine="fast").total_cycles == 2313
+    assert d.simulate(engine="fast").total_cycles == 2304 + stream_fill(d.hw)
     for n in (2, 10, 100, 1000):
         tri = n * (n + 1) // 2
-        slots = window_head_cycles(n, None, "causal") - WINDOW_FILL
+        dn = causal(n, 4)
+        slots = window_head_cycles(dn.numerics, None, "causal") - stream_fill(dn.hw)
         assert tri <= slots <= tri + n * math.isqrt(n) and slots <= n * n
 
 
