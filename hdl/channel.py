@@ -11,9 +11,10 @@ producer's pipelined datapath has computed it (:class:`StagedSignature`:
 cycle (a plain stream: the data comes with the reservation) and for the design's inputs.
 The rest of the latency is a line of ``latency - 1 - stages`` registers in front of the
 storage. Tokens in the producer's pipeline or in the line never stall: their slots were
-taken when they were fired. So ``ready`` never depends on the consumer in the same cycle
-(it is the occupancy register compared with the depth), and no combinational path runs
-from one template to the next through a channel.
+taken when they were fired. So ``ready`` never depends on the consumer in the same cycle:
+it is a register, updated with the occupancy from comparisons precomputed on the
+occupancy register, so the consumer's read (its firing) only selects among them, and no
+long combinational path runs from one template to the next through a channel.
 """
 from __future__ import annotations
 
@@ -77,11 +78,17 @@ class Channel(wiring.Component):
                 store.w_data.eq(self.i.payload),
             ]
             return m
-        # tokens in flight + stored
+        # tokens in flight + stored, and "a slot is free" (occ < depth), both registered:
+        # the next values are chosen by (write, read) among values computed from the
+        # registers alone
         occ = Signal(range(self.depth + 1))
+        free = Signal(init=1)
         read = store.r_rdy & self.o.ready
-        m.d.comb += self.i.ready.eq(occ < self.depth)
-        m.d.sync += occ.eq(occ + write - read)
+        m.d.comb += self.i.ready.eq(free)
+        with m.If(write & ~read):
+            m.d.sync += [occ.eq(occ + 1), free.eq(occ < self.depth - 1)]
+        with m.Elif(read & ~write):
+            m.d.sync += [occ.eq(occ - 1), free.eq(1)]
         valid, data = (self.i.data_valid, self.i.payload) if self.stages else \
             (write, self.i.payload)
         for k in range(self.latency - 1 - self.stages):

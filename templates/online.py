@@ -120,7 +120,7 @@ def softmax_latency(nm, lanes: int = 1) -> int:
     return softmax_stages(nm, lanes) + 1
 
 
-def normalize_latency(nm) -> int:
+def normalize_latency(nm, lanes: int = 1) -> int:
     return normalize_stages(nm) + 1
 
 

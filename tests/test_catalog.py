@@ -20,7 +20,7 @@ from attnflow.api import prepare
 from attnflow.build import _model_fields
 from attnflow.ir.spec import load_spec
 from attnflow.mappers import catalog
-from attnflow.mappers.catalog import (FACETS, FAMILIES, TEMPLATES, TemplateDef, facet, latencies,
+from attnflow.mappers.catalog import (FACETS, FAMILIES, TEMPLATES, TemplateDef, facet, slower,
                                       latency)
 from attnflow.mappers.contracts import Contract
 from attnflow.targets.estimate import template_model
@@ -71,7 +71,8 @@ def used():
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_every_template_has_every_facet_of_the_right_kind(name):
     d = TEMPLATES[name]
-    assert d.name == name and isinstance(d.latency, int) and d.latency >= 1
+    assert d.name == name and (callable(d.latency) or isinstance(d.latency, int) and
+                               d.latency >= 1)
     assert set(FACETS) == {"contract", "model", "component", "resources"}
     for f in ("contract", "model", "resources"):
         assert callable(facet(name, f)), (name, f)
@@ -97,12 +98,15 @@ def test_contract_facet_builds_the_instance_contract(used):
     families' own builders, not copies): checked on one instance of every template."""
     seen = {}
     for name in DESIGNS:
-        for inst in build(name).hw.instances.values():
-            seen.setdefault(inst.template, inst)
+        design = build(name)
+        nm = design.plans[0].attn if design.kind.stack else design.numerics
+        for inst in design.hw.instances.values():
+            seen.setdefault(inst.template, (inst, nm))
     assert set(seen) == set(TEMPLATES)
-    for t, inst in seen.items():
+    for t, (inst, nm) in seen.items():
         assert isinstance(inst.contract, Contract) and inst.contract.template == t
-        assert inst.contract.latency == latency(t)
+        # a function latency reads the numerics and the lanes; a number ignores them
+        assert inst.contract.latency == latency(t, nm=nm, lanes=inst.param("lanes") or 1)
 
 
 def test_designs_use_every_template_and_only_registered_ones(used):
@@ -120,7 +124,8 @@ def test_a_template_lacking_a_facet_cannot_be_defined():
         TemplateDef("t", 1, normalize, normalize_model, normalize, res)
     with pytest.raises(ValueError, match="template t: facet resources must be callable, got None"):
         TemplateDef("t", 1, normalize, normalize_model, Normalize, None)
-    with pytest.raises(ValueError, match="template t: latency must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="template t: latency must be an integer >= 1 or a "
+                                         "function of the parameters, got 0"):
         TemplateDef("t", 0, normalize, normalize_model, Normalize, res)
 
 
@@ -158,17 +163,19 @@ def test_split_combine_and_split_rows_have_resource_models():
 
 # ---------------------------------------------------------------- latency perturbation
 
-def naive_cycles(n: int) -> int:
+def naive_cycles(design) -> int:
     """The naive head without stalls: N K/V loads, N*N scores, the path's latencies
     (input channel, qk, row_max, sub_exp, row_sum, recip_mul, pv_accum), and two row-long
     waits (the row max and the row sum each wait for the rest of their row)."""
-    path = ("qk_scores", "row_max", "sub_exp", "row_sum", "recip_mul", "pv_accum")
-    return n + n * n + 1 + sum(latency(t) for t in path) + 2 * (n - 1)
+    n = design.numerics.seq_len
+    path = ("row_max", "sub_exp", "row_sum", "recip_mul", "pv_accum")
+    qk = design.hw.instances["qk"].contract.latency
+    return n + n * n + 1 + qk + sum(latency(t) for t in path) + 2 * (n - 1)
 
 
 def expected(name, design) -> int:
     if name == "naive":
-        return naive_cycles(design.numerics.seq_len)
+        return naive_cycles(design)
     if design.kind.stack:
         assert design.folding.cycles_source != "simulator"
         return design.folding.cycles
@@ -192,16 +199,20 @@ def test_cycle_models_equal_the_simulator(name):
 @pytest.mark.parametrize("delta", [1, 3])
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 def test_a_latency_change_moves_every_model_with_the_simulator(template, delta, used):
-    before = {n: build(n).simulate().total_cycles for n in DESIGNS if template in used[n]}
+    before = {n: build(n) for n in DESIGNS if template in used[n]}
     assert before, template
-    with latencies(**{template: latency(template) + delta}):
+    lat0 = {n: {i.name: i.contract.latency for i in d.hw.instances.values()
+                if i.template == template} for n, d in before.items()}
+    cycles0 = {n: d.simulate().total_cycles for n, d in before.items()}
+    with slower(**{template: delta}):
         for name in before:
             design = build(name)
-            lat = {i.contract.latency for i in design.hw.instances.values()
+            lat = {i.name: i.contract.latency for i in design.hw.instances.values()
                    if i.template == template}
-            assert lat == {TEMPLATES[template].latency}
+            assert lat == {k: v + delta for k, v in lat0[name].items()}
             after = check(name, design)
-            assert after >= before[name], (name, before[name], after)
+            assert after >= cycles0[name], (name, cycles0[name], after)
+    before = cycles0
     # the context manager restores the registry
     assert {n: build(n).simulate().total_cycles for n in before} == before
 
@@ -215,13 +226,13 @@ def test_a_latency_change_moves_every_model_with_the_simulator(template, delta, 
 ])
 def test_perturbed_latency_on_rtl(tmp_path, template, extra, spec_overrides):
     """A latency raised in the registry reaches the RTL: the design built inside
-    ``latencies(...)`` runs on Verilator with the same bits on the same cycles as its
+    ``slower(...)`` runs on Verilator with the same bits on the same cycles as its
     simulation (no stalls and stall seed 1), and its run is exactly ``extra`` cycles longer
     than the unperturbed design's (the template is on the no-stall critical path once)."""
     from helpers import verify_head_rtl
     spec = load_spec(HEAD, spec_overrides)
     base = prepare(spec).simulate().total_cycles
-    with latencies(**{template: latency(template) + extra}):
+    with slower(**{template: extra}):
         result, stalled = verify_head_rtl(spec, tmp_path)
         design = prepare(spec)
         assert template in templates_of(design)
