@@ -245,11 +245,12 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
 
 def report_md(summary: dict) -> str:
     from .accounting import clock_label, report_md_summary
+    from .report_extras import schedule_text
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
              f"- model: {s['model_text']}"]
     lines += [f"- note: {t}" for t in s.get("notes", ())]
-    lines += [f"- schedule: {s['schedule']}"]
+    lines += [f"- schedule: seed {s['schedule']['seed']}, {schedule_text(s['schedule'])}"]
     if s["deadlock"]:
         lines += ["", f"**DEADLOCK**: {s['deadlock']}", ""]
     else:
@@ -275,6 +276,8 @@ def report_md(summary: dict) -> str:
         lines.append(f"- multipliers (variable products of every template, from the "
                      f"resource models): {s['multipliers']}; memory: {s['memory_bits']} "
                      f"bits (ROMs, RAMs and FIFO storage)")
+    from .report_graph import graph_md
+    lines += graph_md(s)
     if s["kind"] == "encoder":
         f = s["folding"]
         lines += ["", "## Folding", "", f["text"], "",
@@ -350,10 +353,13 @@ def build(spec, out_dir, progress=print, target=None,
         summary["resources"], section = resources_summary(design, result, target)
         for line in summary["resources"]["overflows"]:
             progress(f"does not fit: {line}")
+    from .report_graph import write_graph
+    graph_png = write_graph(design.hw, summary, out)
     md = report_md(summary) + section
     write_json(out / "sim.json", summary)
     (out / "report.md").write_text(md)
-    write_html_report(summary, result, out, resources=summary.get("resources"))
+    write_html_report(summary, result, out, resources=summary.get("resources"),
+                      graph_png=graph_png)
     write_vcd(result, out / "channels.vcd", clock_mhz=design.spec.hardware.clock_mhz)
     if result.deadlock:
         progress(result.deadlock.describe())
@@ -370,7 +376,8 @@ def build(spec, out_dir, progress=print, target=None,
     emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
     from .report_extras import rtl_section_md
+    from .verify_record import md_section
     with open(out / "report.md", "a") as f:
-        f.write(rtl_section_md(design.hw))
+        f.write(rtl_section_md(design.hw) + md_section([]))
     progress(f"wrote {out / 'rtl' / (design.hw.name + '.v')} and testbench {out / 'run_tb.py'}")
     return design, result, summary

@@ -156,6 +156,7 @@ def cmd_verify(args) -> int:
         print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
         return EXIT_TOOL_MISSING
     vectors = None
+    sched = load_spec(out / "spec.yaml").schedule
     if args.inputs and args.stall_seed is None:
         from .verify_inputs import resimulate_on_inputs
         vectors = resimulate_on_inputs(out, args.inputs)
@@ -185,8 +186,9 @@ def cmd_verify(args) -> int:
         wf = waves_file(out, args.simulator)
         print(f"[attnflow] waveform: {wf}" if wf.is_file() else
               f"[attnflow] no waveform written (expected {wf}); see the log")
-    from .verify_record import append_verdict
-    append_verdict(out, args, res, vectors)
+    from .verify_record import record_verdict, stimulus_text, verdict_entry
+    record_verdict(out, verdict_entry(args.simulator, vectors or out / "tb" / "vectors.json",
+                                      stimulus_text(sched, args.stall_seed, args.inputs), res))
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
