@@ -373,7 +373,9 @@ def build(spec, out_dir, progress=print, target=None,
         return design, result, summary
     progress(f"writing Verilog ({len(design.hw.instances)} templates; tens of seconds for "
              f"an encoder) ...")
-    emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
+    from .heartbeat import heartbeat
+    with heartbeat(progress, "writing Verilog"):
+        emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
     from .report_extras import rtl_section_md
     from .verify_record import md_section
