@@ -217,12 +217,11 @@ def sim_summary(design, result: SimResult) -> dict:
 
 def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, str]:
     """Estimate and fit check on a target device: (summary entry, Markdown section)."""
+    from .report_extras import resource_rows, resource_totals_md
     from .targets import estimate, fit, load_device
-    from .targets.estimate import capacity
     device = load_device(target)
     est = estimate(design.hw, device)
     over = fit(est)
-    need, have = est.totals, capacity(device)
     cycles = result.total_cycles
     entry = {
         "device": device.name, "part": device.part, "clock_mhz": device.clock_mhz,
@@ -230,10 +229,10 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
         "latency_us_at_device_clock": cycles / device.clock_mhz if cycles else None,
         "sequences_per_second_at_device_clock":
             device.clock_mhz * 1e6 / cycles if cycles else None,
-        "rows": [{"resource": r, "estimate": need.get(r, 0), "measured": None,
-                  "ratio": None, "budget": have.get(r)} for r in need],
+        "rows": resource_rows(est, device),
     }
-    md = ["", "## Resources", "", est.table().rstrip("\n"), ""]
+    md = ["", "## Resources", "", *resource_totals_md(entry["rows"]), "",
+          est.table().rstrip("\n"), ""]
     md.append(f"Fit on {device.name} ({device.part}): " +
               ("fits." if not over else "DOES NOT FIT: " + "; ".join(entry["overflows"])))
     if cycles:
@@ -303,7 +302,7 @@ def report_md(summary: dict) -> str:
                      f"{c['memory_bits']} | {c['why']} | {c.get('token', '')} |")
     lines += ["", "## Processes", "",
               "| process | template | firings | first | last | starved | blocked | "
-              "multipliers | memory bits |",
+              "multipliers | memory bits (ROM + RAM) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for p in s["processes"]:
         lines.append(f"| {p['name']} | {p['template']} | {p['fires']} | {p['first']} | "

@@ -198,11 +198,16 @@ def cmd_resources(args) -> int:
     device = load_device(args.target)
     design = prepare_for(_spec(args), args.target)
     est = estimate(design.hw, device)
+    from .report_extras import resource_rows, resource_totals_md
     print(device.summary())
+    print("\n".join(resource_totals_md(resource_rows(est, device))))
+    print()
     print(est.table(), end="")
     over = fit(est)
     for o in over:
         print(f"error: does not fit on {device.name}: {o}", file=sys.stderr)
+    if not over:
+        print(f"fit: fits on {device.name} ({device.part}): every resource within the device")
     return EXIT_FAIL if over else EXIT_OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from .accounting import dsp_text, fit_text, product_text
+from .accounting import dsp_text, fit_text, memory_text, product_text
 
 #: label of each scalar of ``build.resources_summary``'s entry (None: not shown)
 RESOURCE_LABELS = {
@@ -38,11 +38,32 @@ def cost_rows(s: dict) -> list[tuple[str, str]]:
     d = dsp_text(costs)
     if d:
         rows.append(("DSP blocks", _e(d)))
-    rows.append(("memory", f"{s['memory_bits']} bits (ROMs, RAMs and FIFO storage)"))
+    rows.append(("memory", _e(memory_text(costs))))
     res = s.get("resources")
     cls = "" if not res else ' class="ok"' if res["fits"] else ' class="bad"'
     rows.append(("fit", f"<span{cls}>{_e(fit_text(s))}</span>"))
     return rows
+
+
+def resource_rows(est, device) -> list[dict]:
+    """One row per resource of the estimate: {resource, estimate, measured, ratio,
+    budget} (budget: what the device has; LUT includes LUT RAM, as the fit check counts)."""
+    from .targets.estimate import capacity
+    need, have = est.totals, capacity(device)
+    return [{"resource": r, "estimate": need.get(r, 0), "measured": None, "ratio": None,
+             "budget": have.get(r)} for r in need]
+
+
+def resource_totals_md(rows: list[dict]) -> list[str]:
+    """The estimate against the device, as report.md and ``attnflow resources`` print it."""
+    out = ["| resource | estimate | device has | used |", "|---|---|---|---|"]
+    for r in rows:
+        have = r["budget"]
+        used = f"{100 * r['estimate'] / have:.1f}%" if have else "-"
+        out.append(f"| {r['resource']} | {r['estimate']} | "
+                   f"{have if have is not None else '-'} | {used} |")
+    return out + ["", "LUT counts LUT RAM too (as the fit check does); the node table below "
+                      "splits them (LUT RAM, LUT (logic))."]
 
 
 def resources_kv(entry: dict) -> list[tuple[str, object]]:

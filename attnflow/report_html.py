@@ -416,7 +416,8 @@ def render_html(summary: dict, result, resources=None, graph_png: bytes | None =
         f"testbench.</p>",
         f'<img alt="per-process firings, starved and blocked cycles" src="{proc_png}">',
         _table(["process", "template", "firings", "busy", "first", "last", "starved",
-                "blocked", "multipliers", "memory bits"], pr_rows, pr_hot, left=(0, 1)),
+                "blocked", "multipliers", "memory bits (ROM + RAM)"], pr_rows, pr_hot,
+               left=(0, 1)),
         "<h2>FIFO occupancy</h2>",
         '<p class="note">Tokens held by each internal channel, in flight or stored, over '
         "its depth (capacity, in-flight tokens included), one row per channel labelled "
