@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -118,10 +119,18 @@ def cmd_sim(args) -> int:
 
 def cmd_build(args) -> int:
     from .build import build
+    spec = _spec(args)
+    created = not os.path.lexists(args.output)
     guards.output_folder(args.output)
-    design, result, summary = build(_spec(args), args.output,
-                                    progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                                    target=args.target, limits=_limits(args))
+    try:
+        design, result, summary = build(spec, args.output,
+                                        progress=lambda s: print(f"[attnflow] {s}", flush=True),
+                                        target=args.target, limits=_limits(args))
+    except SpecError:
+        if created:             # refused before writing anything: leave no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)
+        raise
     out = Path(args.output)
     print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
           f"waveform {out / 'channels.vcd'} (GTKWave)")
