@@ -165,7 +165,8 @@ def cmd_verify(args) -> int:
         print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
         return EXIT_TOOL_MISSING
     vectors = None
-    sched = load_spec(out / "spec.yaml").schedule
+    built = load_spec(out / "spec.yaml")
+    sched = built.schedule
     if args.inputs and args.stall_seed is None:
         from .verify_inputs import resimulate_on_inputs
         vectors = resimulate_on_inputs(out, args.inputs)
@@ -197,7 +198,8 @@ def cmd_verify(args) -> int:
               f"[attnflow] no waveform written (expected {wf}); see the log")
     from .verify_record import record_verdict, stimulus_text, verdict_entry
     record_verdict(out, verdict_entry(args.simulator, vectors or out / "tb" / "vectors.json",
-                                      stimulus_text(sched, args.stall_seed, args.inputs), res))
+                                      stimulus_text(sched, args.stall_seed,
+                                                    args.inputs or built.inputs), res))
     return EXIT_OK if res.ok else EXIT_FAIL
 
 

@@ -18,11 +18,19 @@ NOT_RUN = "not run yet: `attnflow verify DIR` adds its verdict here."
 HTML_BEGIN, HTML_END = "<!-- attnflow verify: begin -->", "<!-- attnflow verify: end -->"
 
 
-def stimulus_text(schedule, stall_seed: int | None, inputs: str | None) -> str:
-    """What drove a run: the spec's schedule or a ``--stall-seed``, and user inputs."""
-    what = (f"stall seed {stall_seed}: " if stall_seed is not None else
-            f"spec schedule, seed {schedule.seed}: ") + schedule_text(schedule)
-    return what + (f"; inputs {inputs}" if inputs else "")
+def stimulus_text(schedule, stall_seed: int | None, inputs) -> str:
+    """What drove a run: the inputs (a spec's ``InputsSpec``: random with its seed, or
+    its file; or the path ``verify --inputs`` gave) and the stall pattern (the spec's
+    schedule or a ``--stall-seed``)."""
+    if isinstance(inputs, str):
+        what = f"inputs {inputs}"
+    elif inputs is not None and inputs.file:
+        what = f"inputs {inputs.file}"
+    else:
+        what = f"random inputs, seed {inputs.seed}" if inputs is not None else ""
+    stalls = (f"stall seed {stall_seed}: " if stall_seed is not None else
+              f"spec schedule, seed {schedule.seed}: ") + schedule_text(schedule)
+    return f"{what}; {stalls}" if what else stalls
 
 
 def verdict_entry(simulator: str, vectors: Path, stimulus: str, res) -> dict:

@@ -11,7 +11,7 @@ import pytest
 from attnflow.cli import main
 from attnflow.cli_extras import renamed
 from attnflow.hdl.testbench import TestbenchResult
-from attnflow.ir.spec import ScheduleSpec
+from attnflow.ir.spec import InputsSpec, ScheduleSpec
 from attnflow.verify_record import (HEADING, HTML_BEGIN, HTML_END, html_section, md_section,
                                     record_verdict, stimulus_text, verdict_entry)
 
@@ -81,25 +81,27 @@ def test_verify_verdicts_go_to_sim_json_report_md_and_html(tmp_path):
     (tmp_path / "sim.json").write_text(json.dumps({"total_cycles": 73}))
     spec = ScheduleSpec(seed=0)
     stalls = ScheduleSpec(seed=4, input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
-    base = stimulus_text(spec, None, None)
-    assert base == "spec schedule, seed 0: no stalls"
+    base = stimulus_text(spec, None, InputsSpec(seed=1))
+    assert base == "random inputs, seed 1; spec schedule, seed 0: no stalls"
+    assert stimulus_text(spec, None, InputsSpec(file="/d/q.npz")) == (
+        "inputs /d/q.npz; spec schedule, seed 0: no stalls")
     record_verdict(tmp_path, verdict_entry("verilator", tmp_path / "tb" / "vectors.json",
                                            base, _res(False, "FAIL o token 3: bits differ", 73)))
     record_verdict(tmp_path, verdict_entry("verilator", tmp_path / "tb" / "vectors.json",
                                            base, _res(True, PASS, 73)))
     stalled = stimulus_text(stalls, 4, "x.npz")
-    assert stalled == ("stall seed 4: input gap prob 0.3 (gaps of 1..3 cycles), output "
-                       "ready prob 0.7; inputs x.npz")
+    assert stalled == ("inputs x.npz; stall seed 4: input gap prob 0.3 (gaps of 1..3 "
+                       "cycles), output ready prob 0.7")
     record_verdict(tmp_path, verdict_entry("verilator", "tb/vectors_stall4.json", stalled,
                                            _res(True, PASS, 91)))
     assert (tmp_path / "report.md").read_text() == (
         "# report\n\n- total cycles 73\n\n" + HEADING + "\n\n"
         "RTL against the simulator, every output bit and output cycle; one line per "
         "simulator and vectors file (the latest run).\n\n"
-        "- verilator, `tb/vectors.json` (spec schedule, seed 0: no stalls): **PASS** 8 output "
-        "tokens: bits and cycles match; 73 cycles\n"
-        "- verilator, `tb/vectors_stall4.json` (stall seed 4: input gap prob 0.3 (gaps of 1..3 "
-        "cycles), output ready prob 0.7; inputs x.npz): **PASS** 8 output tokens: bits and "
+        "- verilator, `tb/vectors.json` (random inputs, seed 1; spec schedule, seed 0: no "
+        "stalls): **PASS** 8 output tokens: bits and cycles match; 73 cycles\n"
+        "- verilator, `tb/vectors_stall4.json` (inputs x.npz; stall seed 4: input gap prob 0.3 "
+        "(gaps of 1..3 cycles), output ready prob 0.7): **PASS** 8 output tokens: bits and "
         "cycles match; 91 cycles\n")
     sim = json.loads((tmp_path / "sim.json").read_text())
     assert sim["total_cycles"] == 73
@@ -113,11 +115,12 @@ def test_verify_verdicts_go_to_sim_json_report_md_and_html(tmp_path):
     rows = re.findall(r"<tr><td class=l>verilator</td>.*?</tr>", page)
     assert rows == [
         "<tr><td class=l>verilator</td><td class=l><code>tb/vectors.json</code></td>"
-        "<td class=l>spec schedule, seed 0: no stalls</td><td class=l><span class=\"ok\">"
+        "<td class=l>random inputs, seed 1; spec schedule, seed 0: no stalls</td>"
+        "<td class=l><span class=\"ok\">"
         "PASS</span> 8 output tokens: bits and cycles match</td><td>73</td></tr>",
         "<tr><td class=l>verilator</td><td class=l><code>tb/vectors_stall4.json</code></td>"
-        "<td class=l>stall seed 4: input gap prob 0.3 (gaps of 1..3 cycles), output ready "
-        "prob 0.7; inputs x.npz</td><td class=l><span class=\"ok\">PASS</span> 8 output "
+        "<td class=l>inputs x.npz; stall seed 4: input gap prob 0.3 (gaps of 1..3 cycles), "
+        "output ready prob 0.7</td><td class=l><span class=\"ok\">PASS</span> 8 output "
         "tokens: bits and cycles match</td><td>91</td></tr>"]
     assert page.endswith("\n<footer>f</footer></main>\n")
 
