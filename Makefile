@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: build the bundled tiny encoder (2 layers) and check its RTL bit- and cycle-exactly
-## (no stalls, then random stalls); then the same for one attention head (~2 min here)
+## (no stalls, then random stalls); then the same for one attention head (README: measured time)
 demo: $(STAMP)
 	$(BIN)/attnflow build $(DEMO) -o $(OUT)
 	$(BIN)/attnflow verify $(OUT)

@@ -379,8 +379,8 @@ def render_html(summary: dict, result, resources=None, graph_png: bytes | None =
         ch_rows.append([f"<b>{_e(c['name'])}</b>", kinds.get(c["name"], ""), c["depth"],
                         c["latency"], _num(c["tokens"]),
                         f"{c['max_occupancy']}", _num(c["full_stall"]),
-                        _num(c["empty_stall"]), _e(c.get("why", "")),
-                        _e(c.get("token", ""))])
+                        _num(c["empty_stall"]), _num(c.get("memory_bits")),
+                        _e(c.get("why", "")), _e(c.get("token", ""))])
         if result.deadlock and c["max_occupancy"] >= c["depth"] and any(
                 n == c["name"] and o >= d for n, o, d in result.deadlock.channels):
             ch_hot.add(i)
@@ -430,8 +430,8 @@ def render_html(summary: dict, result, resources=None, graph_png: bytes | None =
          if unused else ""),
         "<h2>Channels</h2>",
         _table(["channel", "kind", "depth", "latency", "tokens", "max occupancy",
-                "producer stalled (full)", "consumer stalled (empty)", "depth chosen as",
-                "token"], ch_rows, ch_hot, left=(0, 1, 8, 9)),
+                "producer stalled (full)", "consumer stalled (empty)", "memory bits",
+                "depth chosen as", "token"], ch_rows, ch_hot, left=(0, 1, 9, 10)),
         ('<p class="note">Highlighted channels are full at the deadlock.</p>'
          if ch_hot else ""),
         "<h2>Resources</h2>", _resources_html(resources),
