@@ -76,7 +76,15 @@ def set_examples(text: str) -> list[str]:
     return re.findall(r"`(--set [^`]+)`", bullet)
 
 
+def excerpts(text: str) -> dict[str, list[str]]:
+    """file -> its lines the README quotes as "`build/.../file` (excerpt):" + a block."""
+    return {path: [ln.strip() for ln in body.splitlines() if ln.strip()]
+            for path, body in re.findall(r"`(build/[^`]+)` \(excerpt\):\s*\n```[^\n]*\n(.*?)^```",
+                                         text, re.S | re.M)}
+
+
 BLOCKS = readme_blocks(README)
+EXCERPTS = excerpts(README)
 COMMANDS = [c for c, _ in BLOCKS] + inline_commands(README) + [
     f"attnflow sim {HEAD_EXAMPLE} {s}" for s in set_examples(README)]
 SHOWN = {c: shown for c, shown in BLOCKS}
@@ -119,6 +127,7 @@ def test_readme_has_the_commands():
     assert "attnflow build examples/sdpa_online.yaml -o build/head" in COMMANDS
     assert f"attnflow sim {HEAD_EXAMPLE} --set hardware.fifo_depths.s=20" in COMMANDS
     assert not [c for c in COMMANDS if "SPEC" in c or "[" in c]
+    assert len(EXCERPTS["build/demo/report.md"]) == 10
     # the worked example shows its output, checked line by line
     assert "[attnflow] simulated: 11506 cycles, 0 mismatches against the golden model" in \
         SHOWN["attnflow build examples/encoder_tiny.yaml -o build/demo"]
@@ -140,3 +149,9 @@ def test_readme_command(cmd, workdir):
     printed = {line.strip() for line in (r.stdout + r.stderr).splitlines()}
     missing = [line for line in SHOWN.get(cmd, []) if line not in printed]
     assert not missing, f"{cmd}: the README shows lines it does not print: {missing}"
+    folder = _out_dir(cmd)
+    for path, lines in EXCERPTS.items():
+        if folder and path.startswith(folder + "/"):
+            written = {ln.strip() for ln in (workdir / path).read_text().splitlines()}
+            missing = [line for line in lines if line not in written]
+            assert not missing, f"{path}: the README quotes lines it does not hold: {missing}"
