@@ -72,6 +72,8 @@ class GraphView:
 # ----------------------------------------------------------------------------- view
 
 def _layer_of(name: str) -> int | None:
+    """The layer of a stack's instance (names prefixed ``mappers.encoder.layer_prefix``:
+    ``l<i>_``), None for anything else (a head's, a final norm's)."""
     m = re.match(r"l(\d+)_", name)
     return int(m.group(1)) if m else None
 
@@ -107,26 +109,25 @@ def graph_view(hw, hot: set[str]) -> GraphView:
     from .accounting import group_of
     layers = sorted({n for n in map(_layer_of, hw.instances) if n is not None})
     collapse = len(layers) > DETAIL_LAYERS
-    summary_of = {}                               # instance -> its layer box
-    if collapse:
-        for name in hw.instances:
-            layer = _layer_of(name)
-            if layer is not None and layer > 0:
-                summary_of[name] = f"<layer {layer}>"
+    members: dict[int, list[str]] = {}            # a summarised layer -> its instances
+    summary_of = {}                               # instance -> the box that shows it
+    for name in hw.instances:
+        layer = _layer_of(name)
+        if collapse and layer is not None and layer > 0:
+            members.setdefault(layer, []).append(name)
+            summary_of[name] = f"<layer {layer}>"
 
     def keep(inst):
         return summary_of.get(inst, inst)
 
     nodes = [Node(i.name, i.name, _what(i), group_of(i.template), i.name in hot)
              for i in hw.instances.values() if i.name not in summary_of]
-    for box in sorted(set(summary_of.values()), key=lambda b: int(b[7:-1])):
-        members = sorted(n for n, b in summary_of.items() if b == box)
-        tied = [n for n in members if n in hot]
-        prefix = f"l{box[7:-1]}_"
-        sub = (f"bottleneck: {', '.join(n[len(prefix):] for n in tied[:2])}"
+    for layer, names in sorted(members.items()):
+        tied = sorted(n[len(f"l{layer}_"):] for n in names if n in hot)
+        sub = (f"bottleneck: {', '.join(tied[:2])}"
                f"{f' +{len(tied) - 2}' if len(tied) > 2 else ''}" if tied else
-               f"{len(members)} templates, as layer 0")
-        nodes.append(Node(box, f"layer {box[7:-1]}", sub, "layers", bool(tied)))
+               f"{len(names)} templates, as layer 0")
+        nodes.append(Node(f"<layer {layer}>", f"layer {layer}", sub, "layers", bool(tied)))
     stream_nodes, edges = _stream_nodes(hw, keep)
     label = len(hw.channels) <= EDGE_LABELS_MAX
     seen = set()
