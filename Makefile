@@ -9,14 +9,17 @@ HEAD   ?= examples/sdpa_online.yaml
 
 .PHONY: demo test test-full bench clean
 
+# setuptools prints an "Editable installation" notice for every editable install of a
+# package whose folders are mapped (pyproject's package-dir: attnflow.ir = ir, ...) about
+# folders named like the package; the one here is the package itself, so it is silenced
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 ## demo: build the bundled tiny encoder (2 layers) and check its RTL bit- and cycle-exactly
-## (no stalls, then random stalls); then the same for one attention head (~2 min here)
+## (no stalls, then random stalls); then the same for one attention head (README: measured time)
 demo: $(STAMP)
 	$(BIN)/attnflow build $(DEMO) -o $(OUT)
 	$(BIN)/attnflow verify $(OUT)

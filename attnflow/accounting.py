@@ -10,6 +10,8 @@ Products (from the resource models of ``targets.estimate``, one per template):
   count (``mappers.folding.multipliers``);
 * **constant products**: products by a constant that is not a power of two (a power of
   two is a shift, no multiplier);
+* **memory bits**: ROMs (weights, function tables) + RAMs and FIFOs; the resource
+  estimate's "memory bits" count the RAMs and FIFOs (it builds ROMs as logic);
 * **DSP blocks** (with a target only): the device's DSP primitives after Yosys' mapping
   rules, a product wider than one block split over several, constant products included.
 
@@ -45,6 +47,18 @@ def product_counts(hw) -> dict:
         constant += sum(m.count for m in model.mults
                         if m.const is not None and not m.is_shift)
     return {"variable": variable, "constant": constant}
+
+
+def memory_counts(hw) -> dict:
+    """{"total", "rom", "ram"} bits of every template and channel memory: ROMs (weights,
+    function tables: read-only, built as logic by the resource estimate) and RAMs and
+    FIFOs (what the estimate's "memory bits" column counts)."""
+    from .targets.estimate import channel_model, template_model
+    models = [template_model(i, hw) for i in hw.instances.values()]
+    models += [channel_model(c) for c in hw.channels.values()]
+    rom = sum(m.bits for model in models for m in model.mems if m.rom)
+    ram = sum(m.bits for model in models for m in model.mems if not m.rom)
+    return {"total": rom + ram, "rom": rom, "ram": ram}
 
 
 def dsp_counts(hw, device) -> dict:
@@ -102,6 +116,7 @@ def accounting(design, result, summary: dict, device=None) -> dict:
         "multiplier_budget": design.spec.hardware.multiplier_budget,
         "folding_multipliers": folding.multipliers if folding is not None else None,
         "constant_products": counts["constant"],
+        "memory_bits": memory_counts(design.hw),
         "dsp": dsp_counts(design.hw, device) if device is not None else None,
         "clock": clk,
         "latency_us": total / clk["mhz"] if total else None,
@@ -137,6 +152,12 @@ def product_text(costs: dict) -> str:
     c = costs["constant_products"]
     return (text + f"; {c} constant product{'s' if c != 1 else ''} (by constants other "
                    f"than powers of two, which are shifts)")
+
+
+def memory_text(costs: dict) -> str:
+    m = costs["memory_bits"]
+    return (f"{m['total']} bits = {m['rom']} in ROMs (weights, function tables) + {m['ram']} "
+            f"in RAMs and FIFOs (what the resource estimate's memory bits count)")
 
 
 def dsp_text(costs: dict) -> str | None:
@@ -195,7 +216,7 @@ def report_md_summary(s: dict) -> list[str]:
     d = dsp_text(costs)
     if d:
         lines.append(f"- DSP blocks: {d}")
-    lines.append(f"- memory: {s['memory_bits']} bits (ROMs, RAMs and FIFO storage)")
+    lines.append(f"- memory: {memory_text(costs)}")
     lines.append(f"- fit: {fit_text(s)}")
     return lines
 
@@ -208,7 +229,9 @@ def cli_lines(s: dict) -> list[str]:
     d = dsp_text(costs)
     if d:
         lines.append(f"DSP blocks: {d}")
+    lines.append(f"memory: {memory_text(costs)}")
     b = bound_text(costs)
     if b:
         lines.append(f"bottleneck: {b}")
+    lines.append(f"fit: {fit_text(s)}")
     return lines

@@ -217,12 +217,11 @@ def sim_summary(design, result: SimResult) -> dict:
 
 def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, str]:
     """Estimate and fit check on a target device: (summary entry, Markdown section)."""
+    from .report_extras import resource_rows, resource_totals_md
     from .targets import estimate, fit, load_device
-    from .targets.estimate import capacity
     device = load_device(target)
     est = estimate(design.hw, device)
     over = fit(est)
-    need, have = est.totals, capacity(device)
     cycles = result.total_cycles
     entry = {
         "device": device.name, "part": device.part, "clock_mhz": device.clock_mhz,
@@ -230,10 +229,10 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
         "latency_us_at_device_clock": cycles / device.clock_mhz if cycles else None,
         "sequences_per_second_at_device_clock":
             device.clock_mhz * 1e6 / cycles if cycles else None,
-        "rows": [{"resource": r, "estimate": need.get(r, 0), "measured": None,
-                  "ratio": None, "budget": have.get(r)} for r in need],
+        "rows": resource_rows(est, device),
     }
-    md = ["", "## Resources", "", est.table().rstrip("\n"), ""]
+    md = ["", "## Resources", "", *resource_totals_md(entry["rows"]), "",
+          est.table().rstrip("\n"), ""]
     md.append(f"Fit on {device.name} ({device.part}): " +
               ("fits." if not over else "DOES NOT FIT: " + "; ".join(entry["overflows"])))
     if cycles:
@@ -245,11 +244,12 @@ def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, 
 
 def report_md(summary: dict) -> str:
     from .accounting import clock_label, report_md_summary
+    from .report_extras import schedule_text
     s = summary
     lines = [f"# attnflow build report: {s['design']}", "",
              f"- model: {s['model_text']}"]
     lines += [f"- note: {t}" for t in s.get("notes", ())]
-    lines += [f"- schedule: {s['schedule']}"]
+    lines += [f"- schedule: seed {s['schedule']['seed']}, {schedule_text(s['schedule'])}"]
     if s["deadlock"]:
         lines += ["", f"**DEADLOCK**: {s['deadlock']}", ""]
     else:
@@ -275,6 +275,8 @@ def report_md(summary: dict) -> str:
         lines.append(f"- multipliers (variable products of every template, from the "
                      f"resource models): {s['multipliers']}; memory: {s['memory_bits']} "
                      f"bits (ROMs, RAMs and FIFO storage)")
+    from .report_graph import graph_md
+    lines += graph_md(s)
     if s["kind"] == "encoder":
         f = s["folding"]
         lines += ["", "## Folding", "", f["text"], "",
@@ -300,7 +302,7 @@ def report_md(summary: dict) -> str:
                      f"{c['memory_bits']} | {c['why']} | {c.get('token', '')} |")
     lines += ["", "## Processes", "",
               "| process | template | firings | first | last | starved | blocked | "
-              "multipliers | memory bits |",
+              "multipliers | memory bits (ROM + RAM) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for p in s["processes"]:
         lines.append(f"| {p['name']} | {p['template']} | {p['fires']} | {p['first']} | "
@@ -337,10 +339,13 @@ def build(spec, out_dir, progress=print, target=None,
         summary["resources"], section = resources_summary(design, result, target)
         for line in summary["resources"]["overflows"]:
             progress(f"does not fit: {line}")
+    from .report_graph import write_graph
+    graph_png = write_graph(design.hw, summary, out)
     md = report_md(summary) + section
     write_json(out / "sim.json", summary)
     (out / "report.md").write_text(md)
-    write_html_report(summary, result, out, resources=summary.get("resources"))
+    write_html_report(summary, result, out, resources=summary.get("resources"),
+                      graph_png=graph_png)
     write_vcd(result, out / "channels.vcd", clock_mhz=design.spec.hardware.clock_mhz)
     if result.deadlock:
         progress(result.deadlock.describe())
@@ -349,10 +354,13 @@ def build(spec, out_dir, progress=print, target=None,
              f"{summary['golden_mismatches']} mismatches against the golden model")
     progress(f"writing Verilog ({len(design.hw.instances)} templates; tens of seconds for "
              f"an encoder) ...")
-    emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
+    from .heartbeat import heartbeat
+    with heartbeat(progress, "writing Verilog"):
+        emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
     from .report_extras import rtl_section_md
+    from .verify_record import md_section
     with open(out / "report.md", "a") as f:
-        f.write(rtl_section_md(design.hw))
+        f.write(rtl_section_md(design.hw) + md_section([]))
     progress(f"wrote {out / 'rtl' / (design.hw.name + '.v')} and testbench {out / 'run_tb.py'}")
     return design, result, summary

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -118,10 +119,18 @@ def cmd_sim(args) -> int:
 
 def cmd_build(args) -> int:
     from .build import build
+    spec = _spec(args)
+    created = not os.path.lexists(args.output)
     guards.output_folder(args.output)
-    design, result, summary = build(_spec(args), args.output,
-                                    progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                                    target=args.target, limits=_limits(args))
+    try:
+        design, result, summary = build(spec, args.output,
+                                        progress=lambda s: print(f"[attnflow] {s}", flush=True),
+                                        target=args.target, limits=_limits(args))
+    except SpecError:
+        if created:             # refused before writing anything: leave no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)
+        raise
     out = Path(args.output)
     print(f"[attnflow] report: {out / 'report.md'} and {out / 'report.html'}; "
           f"waveform {out / 'channels.vcd'} (GTKWave)")
@@ -153,6 +162,8 @@ def cmd_verify(args) -> int:
         print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
         return EXIT_TOOL_MISSING
     vectors = None
+    built = load_spec(out / "spec.yaml")
+    sched = built.schedule
     if args.inputs and args.stall_seed is None:
         from .verify_inputs import resimulate_on_inputs
         vectors = resimulate_on_inputs(out, args.inputs)
@@ -182,8 +193,10 @@ def cmd_verify(args) -> int:
         wf = waves_file(out, args.simulator)
         print(f"[attnflow] waveform: {wf}" if wf.is_file() else
               f"[attnflow] no waveform written (expected {wf}); see the log")
-    from .verify_record import append_verdict
-    append_verdict(out, args, res, vectors)
+    from .verify_record import record_verdict, stimulus_text, verdict_entry
+    record_verdict(out, verdict_entry(args.simulator, vectors or out / "tb" / "vectors.json",
+                                      stimulus_text(sched, args.stall_seed,
+                                                    args.inputs or built.inputs), res))
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
@@ -193,11 +206,16 @@ def cmd_resources(args) -> int:
     device = load_device(args.target)
     design = prepare_for(_spec(args), args.target)
     est = estimate(design.hw, device)
+    from .report_extras import resource_rows, resource_totals_md
     print(device.summary())
+    print("\n".join(resource_totals_md(resource_rows(est, device))))
+    print()
     print(est.table(), end="")
     over = fit(est)
     for o in over:
         print(f"error: does not fit on {device.name}: {o}", file=sys.stderr)
+    if not over:
+        print(f"fit: fits on {device.name} ({device.part}): every resource within the device")
     return EXIT_FAIL if over else EXIT_OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from .accounting import dsp_text, fit_text, product_text
+from .accounting import dsp_text, fit_text, memory_text, product_text
 
 #: label of each scalar of ``build.resources_summary``'s entry (None: not shown)
 RESOURCE_LABELS = {
@@ -20,6 +20,17 @@ def _e(x) -> str:
     return html.escape(str(x), quote=True)
 
 
+def schedule_text(schedule) -> str:
+    """A stall pattern in words: a ``ScheduleSpec`` or its dict (sim.json's
+    ``schedule``)."""
+    from .ir.spec import ScheduleSpec
+    s = ScheduleSpec(**schedule) if isinstance(schedule, dict) else schedule
+    if not s.has_stalls:
+        return "no stalls"
+    return (f"input gap prob {s.input_gap_prob:g} (gaps of 1..{s.input_gap_max} cycles), "
+            f"output ready prob {s.output_ready_prob:g}")
+
+
 def cost_rows(s: dict) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary: products, DSP, memory, fit."""
     costs = s["costs"]
@@ -27,11 +38,32 @@ def cost_rows(s: dict) -> list[tuple[str, str]]:
     d = dsp_text(costs)
     if d:
         rows.append(("DSP blocks", _e(d)))
-    rows.append(("memory", f"{s['memory_bits']} bits (ROMs, RAMs and FIFO storage)"))
+    rows.append(("memory", _e(memory_text(costs))))
     res = s.get("resources")
     cls = "" if not res else ' class="ok"' if res["fits"] else ' class="bad"'
     rows.append(("fit", f"<span{cls}>{_e(fit_text(s))}</span>"))
     return rows
+
+
+def resource_rows(est, device) -> list[dict]:
+    """One row per resource of the estimate: {resource, estimate, measured, ratio,
+    budget} (budget: what the device has; LUT includes LUT RAM, as the fit check counts)."""
+    from .targets.estimate import capacity
+    need, have = est.totals, capacity(device)
+    return [{"resource": r, "estimate": need.get(r, 0), "measured": None, "ratio": None,
+             "budget": have.get(r)} for r in need]
+
+
+def resource_totals_md(rows: list[dict]) -> list[str]:
+    """The estimate against the device, as report.md and ``attnflow resources`` print it."""
+    out = ["| resource | estimate | device has | used |", "|---|---|---|---|"]
+    for r in rows:
+        have = r["budget"]
+        used = f"{100 * r['estimate'] / have:.1f}%" if have else "-"
+        out.append(f"| {r['resource']} | {r['estimate']} | "
+                   f"{have if have is not None else '-'} | {used} |")
+    return out + ["", "LUT counts LUT RAM too (as the fit check does); the node table below "
+                      "splits them (LUT RAM, LUT (logic))."]
 
 
 def resources_kv(entry: dict) -> list[tuple[str, object]]:
@@ -66,16 +98,18 @@ def add_token_widths(summary: dict, hw) -> None:
             c["token"] = token_text(ch.layout)
 
 
-def packing_text(layout) -> str:
-    """Where each element sits in the payload."""
+def packing_text(layout, stream: str = "") -> str:
+    """Where each element sits in the payload (a one-field token's elements are named
+    after its ``stream``)."""
     out, offset = [], 0
     for f in layout.fields:
+        name = stream if stream and len(layout.fields) == 1 else f.name
         kind = "two's complement" if f.signed else "unsigned"
         if f.count == 1:
-            out.append(f"{f.name}: bits {offset + f.bits - 1}..{offset} ({kind})")
+            out.append(f"{name}: bits {offset + f.bits - 1}..{offset} ({kind})")
         else:
             base = f"{offset} + " if offset else ""
-            out.append(f"{f.name}[j]: bits {base}{f.bits}j + {f.bits - 1} .. {base}{f.bits}j, "
+            out.append(f"{name}[j]: bits {base}{f.bits}j + {f.bits - 1} .. {base}{f.bits}j, "
                        f"j = 0..{f.count - 1} (element 0 lowest, {kind})")
         offset += f.width
     return "; ".join(out)
@@ -93,7 +127,7 @@ def rtl_ports(hw) -> list[dict]:
             d_in, d_out = ("input", "output") if into else ("output", "input")
             ports += [
                 {"name": f"{s}__payload", "direction": d_in, "width": layout.width,
-                 "stream": s, "packing": packing_text(layout)},
+                 "stream": s, "packing": packing_text(layout, s)},
                 {"name": f"{s}__valid", "direction": d_in, "width": 1, "stream": s,
                  "packing": "token offered"},
                 {"name": f"{s}__ready", "direction": d_out, "width": 1, "stream": s,

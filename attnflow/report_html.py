@@ -2,9 +2,11 @@
 
 Everything is inline (CSS in a ``<style>`` element, plots as PNG ``data:`` URIs, no
 script, no external asset), so the file can be mailed, archived or opened offline. The
-page shows the design summary, a per-process bar chart (firings / starved / blocked
-cycles, the bottleneck marked), the occupancy of every internal FIFO over time with its
-depth, the channel and process tables and the resources (when estimated).
+page shows the design summary, the template/channel graph (``attnflow.report_graph``,
+the bottleneck marked), a per-process bar chart (firings / starved / blocked cycles, the
+bottleneck marked), the occupancy of every internal FIFO over time as one heatmap, the
+channel and process tables, the resources (when estimated), the RTL's ports and the
+verdicts ``attnflow verify`` adds (``attnflow.verify_record``).
 
 The bytes are deterministic: the same summary and result give the same file (plots are
 drawn with matplotlib's Agg renderer on its default style, without the PNG ``Software``
@@ -22,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .accounting import bound_text, clock_label
-from .report_extras import cost_rows, resources_kv, rtl_section_html
+from .report_extras import cost_rows, resources_kv, rtl_section_html, schedule_text
+from .report_graph import graph_html
+from .verify_record import html_section
 from .sim.engine import occupancy_bins, occupancy_series
 
 __all__ = ["write_html_report", "bottleneck", "occupancy_series", "BOTTLENECK_RULE"]
@@ -71,6 +75,16 @@ def bottleneck(summary: dict, result) -> dict | None:
         if best[1]["busy"] == busy:
             best[1]["ties"] = sorted(set(best[1]["ties"]) | {p["name"]})
     return best[1] if best else None
+
+
+def bound_names(summary: dict) -> set[str]:
+    """The processes marked as the bottleneck: the accounting's bound (every tied
+    process), else the processes tied in ``summary["bottleneck"]``."""
+    bound = (summary.get("costs") or {}).get("bound")
+    if bound:
+        return set(bound["names"])
+    b = summary.get("bottleneck")
+    return set(b.get("ties") or [b["name"]]) if b else set()
 
 
 # ----------------------------------------------------------------------------- plots
@@ -254,7 +268,7 @@ def _summary_html(s: dict, result, bneck: dict | None, total: int) -> str:
     kv = [("design", f"<code>{_e(s['design'])}</code>"),
           ("model", _e(s["model_text"]))]
     sched = s["schedule"]
-    kv.append(("schedule", _e(", ".join(f"{k} {v}" for k, v in sched.items()))))
+    kv.append(("schedule", _e(f"seed {sched['seed']}, {schedule_text(sched)}")))
     out = []
     if s["deadlock"]:
         out.append(f'<div class="dead"><b>DEADLOCK</b>\n{_e(s["deadlock"])}</div>')
@@ -349,8 +363,9 @@ def _resources_html(resources) -> str:
     return "\n".join(parts)
 
 
-def render_html(summary: dict, result, resources=None) -> str:
-    """The page as a string (``write_html_report`` writes it)."""
+def render_html(summary: dict, result, resources=None, graph_png: bytes | None = None) -> str:
+    """The page as a string (``write_html_report`` writes it); ``graph_png``: the drawing
+    of the template/channel graph (``attnflow.report_graph``), or None."""
     s = summary
     total = run_length(s, result)
     bneck = bottleneck(s, result)
@@ -364,8 +379,8 @@ def render_html(summary: dict, result, resources=None) -> str:
         ch_rows.append([f"<b>{_e(c['name'])}</b>", kinds.get(c["name"], ""), c["depth"],
                         c["latency"], _num(c["tokens"]),
                         f"{c['max_occupancy']}", _num(c["full_stall"]),
-                        _num(c["empty_stall"]), _e(c.get("why", "")),
-                        _e(c.get("token", ""))])
+                        _num(c["empty_stall"]), _num(c.get("memory_bits")),
+                        _e(c.get("why", "")), _e(c.get("token", ""))])
         if result.deadlock and c["max_occupancy"] >= c["depth"] and any(
                 n == c["name"] and o >= d for n, o, d in result.deadlock.channels):
             ch_hot.add(i)
@@ -380,6 +395,7 @@ def render_html(summary: dict, result, resources=None) -> str:
         if bneck and p["name"] in (bneck.get("ties") or [bneck["name"]]):
             pr_hot.add(i)
 
+    rtl = rtl_section_html(result.hw)
     title = f"attnflow design report: {s['design']}"
     parts = [
         "<!DOCTYPE html>",
@@ -391,6 +407,7 @@ def render_html(summary: dict, result, resources=None) -> str:
         f"cycle-accurate simulation ({len(result.hw.instances)} templates, "
         f"{len(result.hw.channels)} channels).</p>",
         "<h2>Summary</h2>", _summary_html(s, result, bneck, total),
+        graph_html(s, graph_png) if graph_png else "",
         _encoder_html(s),
         "<h2>Processes</h2>",
         f'<p class="note">{_e(BOTTLENECK_RULE)} Starved: cycles lost waiting for an input '
@@ -399,7 +416,8 @@ def render_html(summary: dict, result, resources=None) -> str:
         f"testbench.</p>",
         f'<img alt="per-process firings, starved and blocked cycles" src="{proc_png}">',
         _table(["process", "template", "firings", "busy", "first", "last", "starved",
-                "blocked", "multipliers", "memory bits"], pr_rows, pr_hot, left=(0, 1)),
+                "blocked", "multipliers", "memory bits (ROM + RAM)"], pr_rows, pr_hot,
+               left=(0, 1)),
         "<h2>FIFO occupancy</h2>",
         '<p class="note">Tokens held by each internal channel, in flight or stored, over '
         "its depth (capacity, in-flight tokens included), one row per channel labelled "
@@ -412,12 +430,13 @@ def render_html(summary: dict, result, resources=None) -> str:
          if unused else ""),
         "<h2>Channels</h2>",
         _table(["channel", "kind", "depth", "latency", "tokens", "max occupancy",
-                "producer stalled (full)", "consumer stalled (empty)", "depth chosen as",
-                "token"], ch_rows, ch_hot, left=(0, 1, 8, 9)),
+                "producer stalled (full)", "consumer stalled (empty)", "memory bits",
+                "depth chosen as", "token"], ch_rows, ch_hot, left=(0, 1, 9, 10)),
         ('<p class="note">Highlighted channels are full at the deadlock.</p>'
          if ch_hot else ""),
         "<h2>Resources</h2>", _resources_html(resources),
-        rtl_section_html(result.hw),
+        rtl,
+        html_section([]) if rtl and not result.deadlock else "",
         "<footer>Generated by attnflow. Waveform of every channel and process: "
         "<code>channels.vcd</code> (GTKWave); machine-readable numbers: "
         "<code>sim.json</code>.</footer>",
@@ -426,7 +445,8 @@ def render_html(summary: dict, result, resources=None) -> str:
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def write_html_report(summary: dict, result, out_dir, resources=None) -> Path:
+def write_html_report(summary: dict, result, out_dir, resources=None,
+                      graph_png: bytes | None = None) -> Path:
     """Write ``out_dir/report.html`` (one self-contained page) and return its path.
 
     ``summary``: ``attnflow.build.sim_summary(design, result)``; ``result``: the
@@ -437,5 +457,6 @@ def write_html_report(summary: dict, result, out_dir, resources=None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"
-    path.write_text(render_html(summary, result, resources), encoding="utf-8", newline="\n")
+    path.write_text(render_html(summary, result, resources, graph_png), encoding="utf-8",
+                    newline="\n")
     return path

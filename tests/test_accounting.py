@@ -7,6 +7,7 @@ import re
 import pytest
 
 from attnflow.cli import main
+from attnflow.report_html import _num
 
 HEAD = "examples/sdpa_online.yaml"
 ENC = "examples/encoder_tiny.yaml"
@@ -46,6 +47,34 @@ def test_head_figures_agree(tmp_path, capsys):
     assert "3.727 us</b> at 300 MHz (planning clock of u280)" in page
     assert "3.727 us at 300 MHz" in cli and "clock: 300 MHz (planning clock of u280)" in cli
     assert "- fit: fits on u280 (xcu280-fsvh2892-2L-e)" in md
+    # memory: the exp ROM 256 x 16; K and V stores 32 x 128; FIFOs q, k, v, vr 2 x 128,
+    # s 4 x 18, ol 2 x 485, o 5 x 256
+    ram = 2 * 32 * 128 + 4 * 2 * 128 + 4 * 18 + 2 * 485 + 5 * 256
+    assert c["memory_bits"] == {"total": 4096 + ram, "rom": 4096, "ram": ram} and ram == 11538
+    assert sim["memory_bits"] == 4096 + ram
+    memory = (f"{4096 + ram} bits = 4096 in ROMs (weights, function tables) + {ram} in RAMs "
+              f"and FIFOs (what the resource estimate's memory bits count)")
+    for text in (md, page, cli):
+        assert memory in text
+    assert f"| **total** | | **{c['dsp']['total']}** | | **{ram}** |" in md
+    # the estimate against the device: the same figures in sim.json, report.md,
+    # report.html and `attnflow resources`
+    assert main(["resources", HEAD, "--target", "u280"]) == 0
+    res_cli = capsys.readouterr().out
+    assert res_cli.endswith("fit: fits on u280 (xcu280-fsvh2892-2L-e): every resource "
+                            "within the device\n")
+    for r in sim["resources"]["rows"]:
+        have = r["budget"]
+        used = f"{100 * r['estimate'] / have:.1f}%" if have else "-"
+        line = (f"| {r['resource']} | {r['estimate']} | "
+                f"{have if have is not None else '-'} | {used} |")
+        assert line in md and line in res_cli
+        assert f"<td class=l>{r['resource']}</td><td>{_num(r['estimate'])}</td>" in page
+    lut = {r["resource"]: r["estimate"] for r in sim["resources"]["rows"]}
+    total_row = re.search(r"\| \*\*total\*\* \|.*\| \*\*(\d+)\*\* \| \*\*(\d+)\*\* \| "
+                          r"\*\*(\d+)\*\* \|", res_cli)
+    assert (int(total_row[1]), int(total_row[1]) + int(total_row[2]), int(total_row[3])) == (
+        lut["LUTRAM"], lut["LUT"], lut["FF"])
 
 
 def test_encoder_figures_agree(tmp_path, capsys):
@@ -71,3 +100,10 @@ def test_encoder_figures_agree(tmp_path, capsys):
     assert f"{lat}</b> at 200 MHz (spec hardware.clock_mhz)" in page
     assert f"{lat} at 200 MHz" in cli
     assert "- fit: not checked: give --target DEVICE" in md
+    m = c["memory_bits"]
+    assert m["total"] == m["rom"] + m["ram"] == sim["memory_bits"]
+    assert m["rom"] > 0 and m["ram"] == sum(ch["memory_bits"] for ch in sim["channels"]) + sum(
+        p.get("memory_bits", 0) for p in sim["processes"]) - m["rom"]
+    memory = f"{m['total']} bits = {m['rom']} in ROMs (weights, function tables) + {m['ram']}"
+    for text in (md, page, cli):
+        assert memory in text

@@ -25,8 +25,8 @@ def test_build_writes_everything_and_is_deterministic(tmp_path, capsys):
     assert main(["build", SPEC, "-o", str(b), *SMALL]) == 0
     fa, fb = files(a), files(b)
     assert set(fa) == {"spec.yaml", "sim.json", "report.md", "report.html", "channels.vcd",
-                       "run_tb.py", "rtl/sdpa_online_n8.v", "tb/cocotb_test.py",
-                       "tb/vectors.json"}
+                       "graph.png", "graph.svg", "run_tb.py", "rtl/sdpa_online_n8.v",
+                       "tb/cocotb_test.py", "tb/vectors.json"}
     assert fa == fb  # same spec + seed -> same bytes
     sim = json.loads(fa["sim.json"])
     assert sim["total_cycles"] == 128 and sim["golden_mismatches"] == 0   # helpers.online_cycles

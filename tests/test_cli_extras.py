@@ -1,5 +1,7 @@
 """--version, exit 3 for a missing simulator, the resources error line, names that follow
 --set overrides, and verify's verdict in report.md."""
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +11,12 @@ import pytest
 from attnflow.cli import main
 from attnflow.cli_extras import renamed
 from attnflow.hdl.testbench import TestbenchResult
-from attnflow.verify_record import HEADING, append_verdict
+from attnflow.ir.spec import InputsSpec, ScheduleSpec
+from attnflow.verify_record import (HEADING, HTML_BEGIN, HTML_END, html_section, md_section,
+                                    record_verdict, stimulus_text, verdict_entry)
 
 SPEC = "examples/sdpa_online.yaml"
+PASS = "PASS 8 output tokens: bits and cycles match"
 
 
 def test_version():
@@ -68,24 +73,62 @@ def _res(ok, message, cycles):
                            wall_seconds=1.0, cycles_simulated=cycles, log=Path("x.log"))
 
 
-class _Args:
-    simulator = "verilator"
-    stall_seed = None
-    inputs = None
-
-
-def test_verify_verdict_is_appended_once_per_check(tmp_path):
-    (tmp_path / "report.md").write_text("# report\n\n- total cycles 73\n")
-    append_verdict(tmp_path, _Args, _res(False, "FAIL o token 3: bits differ", 73), None)
-    append_verdict(tmp_path, _Args, _res(True, "PASS 8 output tokens: bits and cycles match", 73), None)
-    stall = type("S", (_Args,), {"stall_seed": 4})
-    append_verdict(tmp_path, stall, _res(True, "PASS 8 output tokens: bits and cycles match", 91),
-                   tmp_path / "tb" / "vectors_stall4.json")
+def test_verify_verdicts_go_to_sim_json_report_md_and_html(tmp_path):
+    """One entry per simulator and vectors file, the latest run's, in all three files."""
+    (tmp_path / "report.md").write_text("# report\n\n- total cycles 73\n" + md_section([]))
+    (tmp_path / "report.html").write_text("<main><h1>r</h1>\n" + html_section([])
+                                          + "\n<footer>f</footer></main>\n")
+    (tmp_path / "sim.json").write_text(json.dumps({"total_cycles": 73}))
+    spec = ScheduleSpec(seed=0)
+    stalls = ScheduleSpec(seed=4, input_gap_prob=0.3, input_gap_max=3, output_ready_prob=0.7)
+    base = stimulus_text(spec, None, InputsSpec(seed=1))
+    assert base == "random inputs, seed 1; spec schedule, seed 0: no stalls"
+    assert stimulus_text(spec, None, InputsSpec(file="/d/q.npz")) == (
+        "inputs /d/q.npz; spec schedule, seed 0: no stalls")
+    record_verdict(tmp_path, verdict_entry("verilator", tmp_path / "tb" / "vectors.json",
+                                           base, _res(False, "FAIL o token 3: bits differ", 73)))
+    record_verdict(tmp_path, verdict_entry("verilator", tmp_path / "tb" / "vectors.json",
+                                           base, _res(True, PASS, 73)))
+    stalled = stimulus_text(stalls, 4, "x.npz")
+    assert stalled == ("inputs x.npz; stall seed 4: input gap prob 0.3 (gaps of 1..3 "
+                       "cycles), output ready prob 0.7")
+    record_verdict(tmp_path, verdict_entry("verilator", "tb/vectors_stall4.json", stalled,
+                                           _res(True, PASS, 91)))
     assert (tmp_path / "report.md").read_text() == (
         "# report\n\n- total cycles 73\n\n" + HEADING + "\n\n"
         "RTL against the simulator, every output bit and output cycle; one line per "
         "simulator and vectors file (the latest run).\n\n"
-        "- verilator, `tb/vectors.json` (the spec's schedule): **PASS** 8 output tokens: "
-        "bits and cycles match; 73 cycles\n"
-        "- verilator, `tb/vectors_stall4.json` (stall seed 4): **PASS** 8 output tokens: "
-        "bits and cycles match; 91 cycles\n")
+        "- verilator, `tb/vectors.json` (random inputs, seed 1; spec schedule, seed 0: no "
+        "stalls): **PASS** 8 output tokens: bits and cycles match; 73 cycles\n"
+        "- verilator, `tb/vectors_stall4.json` (inputs x.npz; stall seed 4: input gap prob 0.3 "
+        "(gaps of 1..3 cycles), output ready prob 0.7): **PASS** 8 output tokens: bits and "
+        "cycles match; 91 cycles\n")
+    sim = json.loads((tmp_path / "sim.json").read_text())
+    assert sim["total_cycles"] == 73
+    assert sim["verification"] == [
+        {"simulator": "verilator", "vectors": "tb/vectors.json", "stimulus": base,
+         "verdict": "PASS", "message": "8 output tokens: bits and cycles match", "cycles": 73},
+        {"simulator": "verilator", "vectors": "tb/vectors_stall4.json", "stimulus": stalled,
+         "verdict": "PASS", "message": "8 output tokens: bits and cycles match", "cycles": 91}]
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(HTML_BEGIN) == page.count(HTML_END) == 1 and "not run yet" not in page
+    rows = re.findall(r"<tr><td class=l>verilator</td>.*?</tr>", page)
+    assert rows == [
+        "<tr><td class=l>verilator</td><td class=l><code>tb/vectors.json</code></td>"
+        "<td class=l>random inputs, seed 1; spec schedule, seed 0: no stalls</td>"
+        "<td class=l><span class=\"ok\">"
+        "PASS</span> 8 output tokens: bits and cycles match</td><td>73</td></tr>",
+        "<tr><td class=l>verilator</td><td class=l><code>tb/vectors_stall4.json</code></td>"
+        "<td class=l>inputs x.npz; stall seed 4: input gap prob 0.3 (gaps of 1..3 cycles), "
+        "output ready prob 0.7</td><td class=l><span class=\"ok\">PASS</span> 8 output "
+        "tokens: bits and cycles match</td><td>91</td></tr>"]
+    assert page.endswith("\n<footer>f</footer></main>\n")
+
+
+def test_a_failed_check_is_red_in_html(tmp_path):
+    (tmp_path / "report.html").write_text("<main>\n<footer>f</footer></main>\n")   # no markers
+    record_verdict(tmp_path, verdict_entry("icarus", "tb/vectors.json", "spec schedule",
+                                           _res(False, "FAIL o token 3: bits differ", None)))
+    page = (tmp_path / "report.html").read_text()
+    assert '<span class="bad">FAIL</span> o token 3: bits differ</td><td>—</td>' in page
+    assert page.index(HTML_END) < page.index("<footer>")

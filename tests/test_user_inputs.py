@@ -98,7 +98,10 @@ def test_wrong_shaped_npy_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"error: {f}: inputs.file: the array has shape (32, 63), expected "
                    f"(32, 64) (x in s16.8)\n")
-    assert not (tmp_path / "o" / "rtl").exists()
+    assert not (tmp_path / "o").exists()          # refused before writing: no empty folder
+    (tmp_path / "kept").mkdir()                    # a folder the user had is left alone
+    assert main(["build", ENC, "--inputs", str(f), "-o", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_npy_for_a_three_stream_head_and_missing_file(tmp_path, capsys):
