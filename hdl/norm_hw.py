@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 
 from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                                 gelu_table)
+from ..ir.numerics_act import GateNumerics, activation_rom
 from .templates import requant_hw, saturate_hw, tree_sum
 
 
@@ -162,6 +163,40 @@ def gelu_hw(m, num: GeluNumerics, x, name: str = "gelu"):
         h.eq(requant_hw(s * num.gate_mult, num.gate_shift)),
         y.eq(saturate_hw(requant_hw(x * h, num.out_shift), num.out)),
     ]
+    return y
+
+
+def gate_hw(m, num: GateNumerics, x, name: str = "act"):
+    """``ir.numerics_act.gate_golden`` of one signed Value of ``num.x``: the ROM of every
+    input pattern, or the gate table with linear interpolation (as ``num.kind`` says)."""
+    y = Signal(signed(num.out.bits), name=f"{name}_y")
+    if num.kind == "rom":
+        mask = (1 << num.out.bits) - 1
+        rom = Memory(shape=unsigned(num.out.bits), depth=1 << num.x.bits,
+                     init=[w & mask for w in activation_rom(num.fn, num.x, num.out)])
+        m.submodules[f"{name}_rom"] = rom
+        rp = rom.read_port(domain="comb")
+        m.d.comb += [rp.addr.eq(x.as_unsigned()), y.eq(rp.data.as_signed())]
+        return y
+    gb, db, sh = num.g_bits, num.d_bits, num.frac_shift
+    words = num.rom_words()
+    rom = Memory(shape=unsigned(gb + db), depth=len(words),
+                 init=[g | ((d & ((1 << db) - 1)) << gb) for g, d in words])
+    m.submodules[f"{name}_gate"] = rom
+    rp = rom.read_port(domain="comb")
+    c = num.clip
+    off = Signal(max(1, num.off_bits), name=f"{name}_off")
+    m.d.comb += off.eq(Mux(x > c, 2 * c, Mux(x < -c, 0, x + c)))
+    h = Signal(signed(num.h_bits), name=f"{name}_h")
+    g = rp.data[:gb]
+    if sh > 0:
+        t = Signal(sh, name=f"{name}_t")
+        d = rp.data[gb:].as_signed()
+        m.d.comb += [rp.addr.eq(off[sh:]), t.eq(off[:sh]),
+                     h.eq(g + requant_hw(t * d, sh))]
+    else:
+        m.d.comb += [rp.addr.eq(off if sh == 0 else Cat(Const(0, -sh), off)), h.eq(g)]
+    m.d.comb += y.eq(saturate_hw(requant_hw(x * h, num.out_shift), num.out))
     return y
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Mux, Signal, signed
 
 from ..mappers.rowops import ActivationParams, ForkParams, NormParams, ResidualParams
-from .norm_hw import gelu_hw, layernorm_row_hw, relu_hw, rescale_hw, rmsnorm_row_hw
+from .norm_hw import gate_hw, gelu_hw, layernorm_row_hw, relu_hw, rescale_hw, rmsnorm_row_hw
 from .templates import Template, elems, saturate_hw
 
 
@@ -72,7 +72,8 @@ class LayerNorm(Template):
 
 
 class Activation(Template):
-    """``activation``: GELU (ROM or polynomial), ReLU or a rescale on every element."""
+    """``activation``: GELU (ROM or polynomial), a gated activation (ROM or interpolated
+    gate table), ReLU or a rescale on every element."""
 
     def __init__(self, inst, nm, ports):
         self.params = ActivationParams.of(inst)
@@ -80,7 +81,7 @@ class Activation(Template):
 
     def datapath(self, m, seq):
         p = self.params
-        fn = {"gelu": gelu_hw, "relu": relu_hw, "rescale": rescale_hw}[p.fn]
+        fn = {"gelu": gelu_hw, "relu": relu_hw, "rescale": rescale_hw}.get(p.fn, gate_hw)
         lane_rows(self, m, seq, ("x",), p.fires, lambda c: [
             fn(m, p.numerics, x, name=f"{p.fn}{i}") for i, x in enumerate(c[0])])
 

@@ -16,8 +16,10 @@ The numerics travel in the instance params as frozen, hashable dataclasses (the
   and the per-element gamma (and beta for LayerNorm) as stored integers; the RTL holds
   them as constants. RMSNorm has no shift: beta must be all zero.
 * ``activation`` (:class:`ActivationParams`): ``fn`` ``gelu`` (``GeluNumerics``: ROM or
-  I-BERT polynomial per ``kind``), ``relu`` or ``rescale`` (``RescaleNumerics``: ReLU then
-  the requantization, or the requantization alone), element by element.
+  I-BERT polynomial per ``kind``), a gated activation ``gelu_tanh``, ``gelu_fast``,
+  ``quick_gelu`` or ``silu`` (``ir.numerics_act.GateNumerics``: ROM or interpolated gate
+  table), ``relu`` or ``rescale`` (``RescaleNumerics``: ReLU then the requantization, or
+  the requantization alone), element by element.
 * ``residual_add`` (:class:`ResidualParams`, :class:`ResidualNumerics`): inputs ``a``
   (the skip path) and ``b`` (the block output), ``y = saturate(ra(a) + rb(b), out)`` where
   ``ra``/``rb`` are ``RescaleNumerics`` to ``out.frac`` fractional bits, each into an
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.numerics import MAX_BITS, requant, saturate, signed_bits
+from ..ir.numerics_act import GATE_RANGE, GateNumerics, gate_golden
 from ..ir.numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                                 gelu_golden, layernorm_golden, relu_golden, rescale_golden,
                                 rmsnorm_golden)
@@ -48,7 +51,7 @@ from .hwgraph import Field, Instance, Layout
 
 #: the element-wise templates defined here (latencies: ``mappers.catalog``)
 TEMPLATES = ("layernorm", "rmsnorm", "activation", "residual_add", "fork")
-ACTIVATION_FNS = ("gelu", "relu", "rescale")
+ACTIVATION_FNS = ("gelu", *(f for f in GATE_RANGE if f != "gelu"), "relu", "rescale")
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -217,14 +220,15 @@ class NormParams:
 
 @dataclass(frozen=True)
 class ActivationParams:
-    """One ``activation`` instance: ``fn`` (gelu | relu | rescale) on each of D elements.
+    """One ``activation`` instance: ``fn`` (one of ACTIVATION_FNS) on each of D elements.
 
-    ``numerics``: ``GeluNumerics`` for gelu, ``RescaleNumerics`` for relu and rescale
-    (its ``x`` and ``out`` formats are the port formats)."""
+    ``numerics``: ``GeluNumerics`` for gelu, ``GateNumerics`` of the same ``fn`` for the
+    gated activations, ``RescaleNumerics`` for relu and rescale (its ``x`` and ``out``
+    formats are the port formats)."""
     n: int
     dim: int
     fn: str
-    numerics: GeluNumerics | RescaleNumerics
+    numerics: GeluNumerics | GateNumerics | RescaleNumerics
     #: elements computed per firing (None: the whole row in one firing)
     lanes: int | None = None
 
@@ -240,10 +244,14 @@ class ActivationParams:
         check_lanes(t, self.dim, self.lanes)
         if self.fn not in ACTIVATION_FNS:
             raise ValueError(f"{t}: fn must be one of {', '.join(ACTIVATION_FNS)}, got {self.fn!r}")
-        want = GeluNumerics if self.fn == "gelu" else RescaleNumerics
+        want = (GeluNumerics if self.fn == "gelu" else
+                RescaleNumerics if self.fn in ("relu", "rescale") else GateNumerics)
         if not isinstance(self.numerics, want):
             raise ValueError(f"{t}: fn {self.fn} needs a {want.__name__}, got "
                              f"{type(self.numerics).__name__}")
+        if want is GateNumerics and self.numerics.fn != self.fn:
+            raise ValueError(f"{t}: fn {self.fn} needs GateNumerics of {self.fn}, got "
+                             f"{self.numerics.fn}")
         _check_problems(t, self.numerics.check())
 
     @property
@@ -266,7 +274,9 @@ class ActivationParams:
             return gelu_golden(x, self.numerics)
         if self.fn == "relu":
             return relu_golden(x, self.numerics)
-        return rescale_golden(x, self.numerics)
+        if self.fn == "rescale":
+            return rescale_golden(x, self.numerics)
+        return gate_golden(x, self.numerics)
 
     def contract(self) -> Contract:
         return rows_contract("activation", self.n, ("x",), ("y",), self.fires)

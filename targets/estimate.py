@@ -535,8 +535,8 @@ def norm_resources(m: NodeModel, inst, hw) -> None:
 
 
 def activation_resources(m: NodeModel, inst, hw) -> None:
-    """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``relu_hw`` or
-    ``rescale_hw`` on each lane (all D elements unless folded)."""
+    """``hdl.rowops.Activation``: ``gelu_hw`` (ROM or I-BERT polynomial), ``gate_hw``,
+    ``relu_hw`` or ``rescale_hw`` on each lane (all D elements unless folded)."""
     from ..ir.numerics_norm import gelu_table
     from ..mappers.rowops import ActivationParams
     p = ActivationParams.of(inst)
@@ -564,10 +564,38 @@ def activation_resources(m: NodeModel, inst, hw) -> None:
         m.mults.append(Mult("x*h", xb, True, num.gate_bits, False, n, split_adders=True))
         w = _requant(m, xb + num.gate_bits + 1, num.out_shift, n)
         _saturate(m, w, num.out, n)
-    else:
+    elif p.fn in ("relu", "rescale"):
         if p.fn == "relu":
             m.logic.add("cmpc", num.x.bits, n).add("mux", num.x.bits, n)   # max(x, 0)
         _rescale(m, num, n)
+    else:
+        _gate_resources(m, num, n)
+
+
+def _gate_resources(m: NodeModel, num, n: int) -> None:
+    """``hdl.norm_hw.gate_hw`` on n lanes: the ROM of every input pattern, or the clip of
+    the table offset, the gate table (G and D per word), the interpolation t * D and
+    x * H with their requantizations and the saturation."""
+    from ..ir.numerics_act import activation_rom
+    if num.kind == "rom":
+        mask = (1 << num.out.bits) - 1
+        words = [w & mask for w in activation_rom(num.fn, num.x, num.out)]
+        m.mems.append(Mem(f"{num.fn} ROM", 1 << num.x.bits, num.out.bits, rom=True,
+                          init=tuple(words), copies=n))
+        return
+    xb, gb, db = num.x.bits, num.g_bits, num.d_bits
+    m.logic.add("cmpc", xb, 2 * n).add("mux", num.off_bits, 2 * n)   # clip
+    m.logic.add("addc", num.off_bits, n)                             # + R 2**F
+    words = tuple(g | ((d & ((1 << db) - 1)) << gb) for g, d in num.rom_words())
+    m.mems.append(Mem(f"{num.fn} gate table", len(words), gb + db, rom=True, init=words,
+                      copies=n))
+    if num.frac_shift > 0:
+        m.mults.append(Mult("t*D", num.frac_shift, False, db, True, n, split_adders=True))
+        w = _requant(m, num.frac_shift + db + 1, num.frac_shift, n)
+        m.logic.add("addc", max(w, gb) + 1, n)                       # G + step
+    m.mults.append(Mult("x*h", xb, True, num.h_bits, True, n, split_adders=True))
+    w = _requant(m, xb + num.h_bits, num.out_shift, n)
+    _saturate(m, w, num.out, n)
 
 
 def residual_resources(m: NodeModel, inst, hw) -> None:
