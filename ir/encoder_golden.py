@@ -26,7 +26,8 @@ to the stack's IR (``ir.stack.stack_graph``), whose ops carry them. :func:`layer
 :func:`encoder_accuracy`) interpret that IR: its ops' semantics are the golden kernels on
 whole (N, D) arrays -- ``linear_golden``, the attention head's ``AttentionNumerics``
 (the online variant's arithmetic, the one the streaming templates implement),
-``layernorm_golden`` / ``rmsnorm_golden``, ``gelu_golden`` / ``relu_golden``,
+``layernorm_golden`` / ``rmsnorm_golden``, ``gelu_golden`` / ``gate_golden`` /
+``relu_golden``,
 ``residual_golden`` -- and know nothing about the HwGraph wiring (which channel, which
 fork output, which FIFO).
 
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .numerics import AttentionNumerics, quantize
+from .numerics_act import GateNumerics
 from .numerics_linear import LinearNumerics, linear_golden, quantize_bias, quantize_weights
 from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                             layernorm_float, layernorm_golden, rmsnorm_float, rmsnorm_golden)
@@ -111,8 +113,8 @@ class LayerPlan:
     lin: dict            # op -> QLinear (full width)
     norm1: QNorm
     norm2: QNorm
-    act_fn: str          # gelu | relu
-    act_num: object      # GeluNumerics | RescaleNumerics
+    act_fn: str          # model.activation: gelu | gelu_tanh | ... | relu
+    act_num: object      # GeluNumerics | GateNumerics | RescaleNumerics
     res1: object         # ResidualNumerics (mappers.rowops)
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
@@ -158,15 +160,23 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
     def norm(prefix):
         return norm_plan(spec, weights, f"layers.{layer}.{prefix}")
 
-    if m.activation == "gelu":
-        act_num = GeluNumerics(act, act)
-    else:
-        act_num = RescaleNumerics(act, act, 1.0)
+    act_num = activation_numerics(m.activation, act, act)
     res = ResidualNumerics(act, act, act)
     return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
                      m.activation, act_num, res, res, m.norm_position == "pre",
                      m.attention.kind == "causal",
                      m.attention.window if m.attention.kind in ("causal", "window") else None)
+
+
+def activation_numerics(fn: str, x: FixedFormat, out: FixedFormat):
+    """The integer definition of activation ``fn`` from ``x`` to ``out``: the erf GELU's
+    ``GeluNumerics``, ReLU's ``RescaleNumerics``, the other gated functions'
+    ``GateNumerics`` (``ir.numerics_act``)."""
+    if fn == "gelu":
+        return GeluNumerics(x, out)
+    if fn == "relu":
+        return RescaleNumerics(x, out, 1.0)
+    return GateNumerics(fn, x, out)
 
 
 def norm_plan(spec, weights: dict, prefix: str) -> QNorm:

@@ -44,13 +44,13 @@ Without ``model_type`` (old configs), the family is inferred from the keys: ``di
 ``n_heads`` -> DistilBERT, ``patch_size`` -> ViT, ``hidden_size`` -> BERT, ``n_embd``,
 ``n_head`` and ``n_layer`` -> GPT-2. Every model uses LayerNorm.
 
-Activations: ``gelu`` and ``gelu_python`` are the exact (erf) GELU, which our GELU
-implements (a ROM exact to half an output LSB, or I-BERT's polynomial for wide inputs,
-see ``ir.numerics_norm``). ``gelu_new``, ``gelu_pytorch_tanh`` and ``gelu_fast`` are the
-tanh approximation of that GELU; they differ from it by less than 4.8e-4 (at x ~= +-2.7),
-below half an LSB for activations with up to 10 fractional bits, so they map to ``gelu``
-too. ``relu`` maps to ``relu``. Anything else (``quick_gelu``, 0.02 away from GELU;
-``silu``/``swish``, ``tanh``, ``mish``, ...) is rejected.
+Activations, each built as the family defines it (``ir.numerics_act``: float reference
+and integer definition): ``gelu`` and ``gelu_python`` are the exact (erf) GELU (spec
+``gelu``); ``gelu_new``, ``gelu_pytorch_tanh`` and ``gelu_python_tanh`` its tanh form (spec
+``gelu_tanh``, 4.8e-4 away from the erf GELU at x ~= +-2.7); ``gelu_fast`` the tanh form
+as transformers' ``FastGELUActivation`` writes it (spec ``gelu_fast``); ``quick_gelu``
+(x sigmoid(1.702 x)); ``silu`` and ``swish`` (x sigmoid(x), spec ``silu``); ``relu``.
+Anything else (``tanh``, ``mish``, ``gelu_10``, ...) is rejected.
 
 Rejected (one error line names every such field): an activation not listed above;
 ``position_embedding_type`` ``relative_key``/``relative_key_query`` (they add a learned
@@ -115,7 +115,9 @@ _ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 #: HF activation name -> spec activation
 HF_ACTIVATIONS = {
     "gelu": "gelu", "gelu_python": "gelu",
-    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
+    "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_python_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_fast", "quick_gelu": "quick_gelu",
+    "silu": "silu", "swish": "silu",
     "relu": "relu",
 }
 #: family -> spec field -> config key

@@ -76,7 +76,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       norm_position: post     # post (BERT: x = norm(x + sublayer(x))) | pre (ViT: x = x + sublayer(norm(x)))
       final_norm: false       # true: one more norm after the last layer (pre-norm models such as ViT)
       norm_eps: 1.0e-05       # epsilon under the norm's square root: number > 0
-      activation: gelu        # gelu (exact, erf-based GELU) | relu: the feed-forward activation
+      activation: gelu        # the feed-forward activation: gelu (exact, erf-based GELU) |
+                              # gelu_tanh (tanh form: HF gelu_new, gelu_pytorch_tanh) | gelu_fast |
+                              # quick_gelu | silu | relu (ir/numerics_act.py)
       weights:                # where the weights come from: random ...
         source: random        # random | file
         seed: 0               # RNG seed: integer >= 0
@@ -225,6 +227,7 @@ from typing import Any, Iterable, Mapping, Union
 
 import yaml
 
+from .numerics_act import ACTIVATIONS  # gelu, gelu_tanh, gelu_fast, quick_gelu, silu, relu
 from .readers import json_load, yaml_load
 from .types import FixedFormat
 from .verilog_names import name_problem
@@ -242,7 +245,6 @@ ENCODER_ATTENTION_KINDS = ("full", "window", "causal")
 ATTENTION_VARIANTS = ("naive", "online")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("post", "pre")
-ACTIVATIONS = ("gelu", "relu")
 WEIGHT_SOURCES = ("random", "file")
 WEIGHT_SUFFIXES = (".npz", ".safetensors")
 #: the tensor names a weights file uses: attnflow's, or a Hugging Face family's checkpoint
