@@ -32,6 +32,10 @@ class Design:
     folding: object = None  # a stack's mappers.folding.FoldPlan
     plans: list = None      # a stack's layers as the mapper read them from the IR
     final: object = None    # a stack's final norm (ir.encoder_golden.QNorm), or None
+    #: values computed once per design (a stack's golden layer outputs); not copied by
+    #: dataclasses.replace, so a replaced design computes its own
+    memo: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     @property
     def x(self) -> np.ndarray:

@@ -316,12 +316,24 @@ class StackKind(HeadKind):
         from .ir.encoder_golden import random_input
         return {"x": random_input(spec)}
 
+    def layer_ints(self, design) -> dict:
+        """The integer stack's value after every layer (``ir.stack.layer_outputs``), the
+        lowered graph interpreted once per design (intermediates dropped as it goes)."""
+        from .ir.stack import layer_outputs
+        if "layer_ints" not in design.memo:
+            design.memo["layer_ints"] = interpret(design.lowered, design.inputs, "int",
+                                                  keep=layer_outputs(design.graph))
+        return design.memo["layer_ints"]
+
+    def golden(self, design) -> np.ndarray:
+        return self.layer_ints(design)[design.lowered.outputs[0]]
+
     def accuracy(self, design) -> dict:
         """The integer stack against the float stack after the last layer (the figures)
         and after every layer (``layers``)."""
         from .ir.stack import stack_accuracy
         per = stack_accuracy(design.plans, design.x, design.final, design.graph,
-                             design.lowered)
+                             design.lowered, self.layer_ints(design))
         return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
                 "layers": per}
 

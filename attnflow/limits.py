@@ -248,7 +248,7 @@ def simulate(design, limits: Limits, schedule=None, expected: int | None = None,
                                args=(stop, patterns, expected, out or sys.stderr))
     watcher.start()
     try:
-        return run(design.hw, design.stream_inputs(), sched)
+        return run(design.hw, design.stream_inputs(), sched, keep_values=False)
     except Exception as e:
         from .sim.schedule import CycleBudgetExceeded
         if not isinstance(e, CycleBudgetExceeded):

@@ -153,7 +153,8 @@ def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
         mm, kk = m.linear_dims(op)
         xf, yf = io[op]
         num = LinearNumerics(kk, mm, xf, f.weight, yf, 1.0, f.acc_bits)
-        wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"], dtype=np.float64)
+        # float32 file weights stay float32 (exact; promoted to float64 where used)
+        wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"])
         bf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.bias"], dtype=np.float64)
         lin[op] = QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
 

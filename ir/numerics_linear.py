@@ -144,8 +144,8 @@ def linear_numerics(k: int, m: int, x: FixedFormat, w: FixedFormat, y: FixedForm
 # ---------------------------------------------------------------- the kernels
 
 def _check_shapes(x, w, b, num: LinearNumerics):
-    x = np.asarray(x, dtype=np.int64).reshape(-1, num.k)
-    w = np.asarray(w, dtype=np.int64)
+    x = np.asarray(x).reshape(-1, num.k)
+    w = np.asarray(w)
     b = np.asarray(b, dtype=np.int64).reshape(-1)
     if w.shape != (num.m, num.k):
         raise ValueError(f"linear: weights must have shape (M, K) = {(num.m, num.k)}, got {w.shape}")
@@ -154,10 +154,25 @@ def _check_shapes(x, w, b, num: LinearNumerics):
     return x, w, b
 
 
+#: float64 holds every integer below 2**53 exactly
+_FLOAT_EXACT = 1 << 53
+
+
+def exact_matmul(x, w_t, bound: int) -> np.ndarray:
+    """``x @ w_t`` of integer arrays, exact, as int64. When every partial sum is below
+    ``bound`` in magnitude and ``bound`` < 2**53, the product runs in float64 (BLAS):
+    each partial sum is an integer float64 holds exactly, so the result is the integer
+    product whatever the summation order; otherwise in int64 (numpy's integer matmul,
+    no BLAS)."""
+    if bound < _FLOAT_EXACT:
+        return (np.asarray(x, np.float64) @ np.asarray(w_t, np.float64)).astype(np.int64)
+    return np.asarray(x, np.int64) @ np.asarray(w_t, np.int64)
+
+
 def linear_acc(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
     """acc[i, j] = sum_k x[i, k] * w[j, k] + b[j], exact int64, shape (N, M)."""
     x, w, b = _check_shapes(x_ints, w_ints, b_ints, num)
-    return x @ w.T + b[None, :]
+    return exact_matmul(x, w.T, num.dot_max) + b[None, :]
 
 
 def linear_golden(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
@@ -176,8 +191,16 @@ def linear_float(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
 
 
 def quantize_weights(w_float, num: LinearNumerics) -> np.ndarray:
-    """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate)."""
-    return quantize(np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k), num.w)
+    """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate), in
+    the narrowest numpy integer type that holds the format (int8 for 8-bit weights)."""
+    w = quantize(np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k), num.w)
+    return w.astype(int_dtype(num.w))
+
+
+def int_dtype(fmt: FixedFormat):
+    """The narrowest signed numpy integer type holding every integer of ``fmt``."""
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                if np.iinfo(t).bits >= fmt.bits)
 
 
 def quantize_bias(b_float, num: LinearNumerics) -> np.ndarray:
@@ -219,17 +242,23 @@ def unpack_weight_rom(words, pe: int, simd: int, num: LinearNumerics) -> np.ndar
 
 
 def _pack_rows(rows: np.ndarray, bits: int) -> list[int]:
-    mask = (1 << bits) - 1
-    words = []
-    for row in rows.tolist():
-        word = 0
-        for i, v in enumerate(row):
-            word |= (v & mask) << (i * bits)
-        words.append(word)
-    return words
+    """Row r -> the integer with element i's two's-complement bits at [i*bits, +bits)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return [0] * len(rows)
+    shifts = np.arange(bits, dtype=np.int64)
+    # (rows, count, bits) little-endian bits of every element, then bytes of each row
+    bit_array = ((rows[..., None] >> shifts) & 1).astype(np.uint8).reshape(len(rows), -1)
+    packed = np.packbits(bit_array, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 def _unpack_rows(words, count: int, bits: int) -> np.ndarray:
-    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    out = [[(((w >> (i * bits)) & mask) ^ sign) - sign for i in range(count)] for w in words]
-    return np.asarray(out, dtype=np.int64).reshape(len(words), count)
+    """Inverse of :func:`_pack_rows`: (len(words), count) signed elements."""
+    nbytes = (count * bits + 7) // 8
+    raw = np.frombuffer(b"".join(int(w).to_bytes(nbytes, "little") for w in words),
+                        dtype=np.uint8).reshape(len(words), nbytes)
+    bit_array = np.unpackbits(raw, axis=1, bitorder="little")[:, :count * bits]
+    vals = (bit_array.reshape(len(words), count, bits).astype(np.int64)
+            << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    return np.where(vals >> (bits - 1), vals - (1 << bits), vals)

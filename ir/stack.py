@@ -167,34 +167,47 @@ def stack_golden(plans: list, x_ints, traces: list | None = None, final=None) ->
     dict per layer."""
     g = lower_stack(stack_graph(plans, final))
     p0 = plans[0]
-    vals = interpret(g, {"x": np.asarray(x_ints, np.int64).reshape(p0.n, p0.d_model)})
-    if traces is not None:
-        traces.extend(_trace(vals, layer_prefix(i), p.heads) for i, p in enumerate(plans))
+    x = {"x": np.asarray(x_ints, np.int64).reshape(p0.n, p0.d_model)}
+    if traces is None:
+        return interpret(g, x, keep=g.outputs)[g.outputs[0]]
+    vals = interpret(g, x)
+    traces.extend(_trace(vals, layer_prefix(i), p.heads) for i, p in enumerate(plans))
     return vals[g.outputs[0]]
 
 
 def stack_float(plans: list, x, final=None) -> np.ndarray:
     """The stack as written, interpreted in floats on real inputs x."""
     g = stack_graph(plans, final)
-    return interpret(g, {"x": np.asarray(x, np.float64)}, "float")[g.outputs[0]]
+    return interpret(g, {"x": np.asarray(x, np.float64)}, "float",
+                     keep=g.outputs)[g.outputs[0]]
+
+
+def layer_outputs(graph: Graph) -> list[str]:
+    """The node after every layer (the last one: the final norm, if any)."""
+    outs = list(graph.g.graph["layer_outputs"])
+    if outs[-1] != graph.outputs[0]:
+        outs[-1] = graph.outputs[0]
+    return outs
 
 
 def stack_accuracy(plans: list, x_ints, final=None, graph: Graph | None = None,
-                   lowered: Graph | None = None) -> list:
+                   lowered: Graph | None = None, ints: dict | None = None) -> list:
     """Per layer: the integer stack (lowered graph) after that layer against the float
     stack (graph as written) on the same dequantized input; the final norm, if any, in
     the last layer's figures. Errors accumulate from layer to layer. ``graph`` /
-    ``lowered``: the stack's IR when already built (else built from the plans)."""
+    ``lowered``: the stack's IR when already built (else built from the plans); ``ints``:
+    the integer values of :func:`layer_outputs` when already computed."""
     graph = graph if graph is not None else stack_graph(plans, final)
-    lsb = 2.0 ** -plans[0].act_fmt.frac
+    x_fmt = graph.node("x")["type"].fmt
     x = np.asarray(x_ints, np.int64)
-    ints = interpret(lowered if lowered is not None else lower_stack(graph), {"x": x})
-    flts = interpret(graph, {"x": x * lsb}, "float")
-    outs = list(graph.g.graph["layer_outputs"])
-    if final is not None:
-        outs[-1] = graph.outputs[0]
+    outs = layer_outputs(graph)
+    if ints is None:
+        lowered = lowered if lowered is not None else lower_stack(graph)
+        ints = interpret(lowered, {"x": x}, keep=outs)
+    flts = interpret(graph, {"x": x * x_fmt.lsb}, "float", keep=outs)
     res = []
     for i, n in enumerate(outs):
+        lsb = graph.node(n)["type"].fmt.lsb
         got, ref = ints[n] * lsb, flts[n]
         cos = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
         res.append({"layer": i, "max_abs_error": float(np.abs(ref - got).max()),

@@ -66,7 +66,7 @@ import numpy as np
 
 from ..mappers.contracts import ALWAYS, FIRST, LAST
 from ..mappers.hwgraph import HwGraph
-from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Timing
+from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Times, Timing
 from .schedule import Schedule
 
 __all__ = ["run_timing_fast"]
@@ -762,14 +762,13 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
             if not getattr(ch, attr + "_view"):
                 setattr(ch, attr, end.map.take(node.T))
 
-    # the reference's objects: lists share one conversion per process
-    lists = {id(n): n.T.tolist() for n in nodes}
+    # the reference's objects, the times as int64 arrays read like its lists (Times)
     chans = {}
     for c in hw.channels.values():
         ch = fch[c.name]
         out = Chan(c.name, c.depth, c.latency)
-        out.push = ch.src[1].map.take_list(lists[id(ch.src[0])])
-        out.pop = ch.dst[1].map.take_list(lists[id(ch.dst[0])])
+        out.push = Times(ch.src[1].map.take(ch.src[0].T))
+        out.pop = Times(ch.dst[1].map.take(ch.dst[0].T))
         chans[c.name] = out
 
     empty = {name: 0 for name in fch}
