@@ -26,6 +26,7 @@ import numpy as np
 from ..ir.numerics_linear import LinearNumerics
 from .catalog import latency
 from .contracts import FIRST, FOLD, LAST, ROW, ROWS, Contract, Phase
+from ..ir.types import IntArray
 from .hwgraph import Field, Instance, Layout
 
 TEMPLATE = "linear"
@@ -77,15 +78,16 @@ class LinearParams:
     """Everything one ``linear`` instance needs: rows, folding, numerics, weights, bias.
 
     ``weights``: M rows of K stored integers (format ``numerics.w``); ``bias``: M stored
-    integers (``numerics.bias``, accumulator scale). Tuples, so the whole object is
-    hashable and fits ``Instance.params``; build it with :meth:`make` from arrays.
+    integers (``numerics.bias``, accumulator scale). ``ir.types.IntArray`` (or tuples), so
+    the whole object is hashable and fits ``Instance.params``; build it with :meth:`make`
+    from arrays.
     """
     n: int
     pe: int
     simd: int
     numerics: LinearNumerics
-    weights: tuple[tuple[int, ...], ...]
-    bias: tuple[int, ...]
+    weights: IntArray | tuple
+    bias: IntArray | tuple
 
     def __post_init__(self):
         num = self.numerics
@@ -108,13 +110,13 @@ class LinearParams:
     @classmethod
     def make(cls, n, pe, simd, numerics, weights, bias=None) -> "LinearParams":
         """From arrays: weights (M, K); bias (M,) or None (zeros)."""
-        w = np.asarray(weights, dtype=np.int64)
+        w = np.asarray(weights)
+        w = w if w.dtype.kind == "i" else w.astype(np.int64)
         if w.ndim != 2:
             raise ValueError(f"linear: weights must be a 2-d array (M, K), got shape {w.shape}")
         b = np.zeros(w.shape[0], dtype=np.int64) if bias is None else \
             np.asarray(bias, dtype=np.int64).reshape(-1)
-        return cls(int(n), int(pe), int(simd), numerics,
-                   tuple(tuple(r) for r in w.tolist()), tuple(b.tolist()))
+        return cls(int(n), int(pe), int(simd), numerics, IntArray(w), IntArray(b))
 
     # --- derived
     @property
@@ -141,9 +143,14 @@ class LinearParams:
         return self.groups * self.chunks
 
     def w_array(self) -> np.ndarray:
+        """The (M, K) weights (read-only; the stored integer type, e.g. int8)."""
+        if isinstance(self.weights, IntArray):
+            return self.weights.array
         return np.asarray(self.weights, dtype=np.int64).reshape(len(self.weights), -1)
 
     def b_array(self) -> np.ndarray:
+        if isinstance(self.bias, IntArray):
+            return self.bias.array.reshape(-1)
         return np.asarray(self.bias, dtype=np.int64).reshape(-1)
 
     def contract(self) -> Contract:
