@@ -10,6 +10,8 @@ step with the firings):
 * the weight ROM word f (PE x SIMD weights) and the bias ROM word p (PE biases) are read
   combinationally;
 * PE accumulators: ``acc_new_j = (s == 0 ? b_j : acc_j) + sum_t x[s*SIMD + t] * W_j,t``;
+* with per-channel multipliers (scaled weights, ``LinearNumerics.per_channel``) the
+  multiplier ROM word p (PE unsigned multipliers) is read beside the bias;
 * the requantized, saturated ``acc_new`` of a finished group (s == K/SIMD - 1) goes into
   the output row register at group p; the row leaves on the last firing, the last group
   taken combinationally from this firing's ``acc_new``.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from ..ir.numerics_linear import bias_rom, weight_rom
+from ..ir.numerics_linear import bias_rom, mult_rom, weight_rom
 from ..mappers.contracts import FOLD, ROWS
 from ..mappers.linear import LinearParams
 from .templates import Template, elems, requant_hw, saturate_hw, tree_sum
@@ -98,6 +100,10 @@ class Linear(Template):
         m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
         brp = _rom(m, "brom", pe * bb, bias_rom(p.b_array(), pe, num))
         m.d.comb += brp.addr.eq(g)
+        mb = num.mult_max.bit_length()
+        if num.per_channel:     # one multiplier per output channel: word g, PE of them
+            mrp = _rom(m, "mrom", pe * mb, mult_rom(pe, num))
+            m.d.comb += mrp.addr.eq(g)
 
         ys = []
         for j in range(pe):
@@ -111,7 +117,8 @@ class Linear(Template):
             with m.If(fire):
                 m.d.sync += acc.eq(acc_new)
             y = Signal(signed(num.y.bits), name=f"y{j}")
-            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * num.mult, num.shift), num.y))
+            mult = mrp.data[j * mb:(j + 1) * mb] if num.per_channel else num.mult
+            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * mult, num.shift), num.y))
             ys.append(y)
 
         # the output row: groups 0 .. groups-2 registered, the last one from this firing

@@ -490,7 +490,14 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
     m.ffs += pe * ab                                    # accumulators
     w = ab
-    if num.mult != 1:
+    if num.per_channel:         # a multiplier per channel from a ROM: variable products
+        from ..ir.numerics_linear import mult_rom
+        mb = num.mult_max.bit_length()
+        m.mems.append(Mem("mult ROM", max(2, groups), pe * mb, rom=True,
+                          init=tuple(mult_rom(pe, num))))
+        m.mults.append(Mult("acc*mult", ab, True, mb, False, pe, split_adders=True))
+        w += mb + 1
+    elif num.mult != 1:
         m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
                             const=num.mult, split_adders=True))
         w += num.mult.bit_length() + 1
