@@ -163,6 +163,22 @@ def design_notes(spec) -> list[str]:
     return notes
 
 
+def input_notes(design) -> list[str]:
+    """A note when real input values lie beyond a calibrated input format (they
+    saturate, like every calibrated tensor's outliers)."""
+    from .ir.user_inputs import calibrated, saturated_inputs
+    if not design.kind.stack or not calibrated(design.spec):
+        return []
+    fmt = design.graph.node("x")["type"].fmt
+    n = saturated_inputs(design.spec, fmt)
+    if not n:
+        return []
+    return [f"inputs.file: {n} of the {design.x.size} input values lie beyond the "
+            f"calibrated input format {fmt} [{fmt.min_value:g}, {fmt.max_value:g}] and "
+            f"saturate; calibrate on inputs like them (calibration.file) or raise "
+            f"calibration.headroom"]
+
+
 def weight_notes(design) -> list[str]:
     """A note when more than 1 % of an encoder's float weights lie outside their stored
     format and are clipped (the design is built as asked; its accuracy says the rest)."""
@@ -173,6 +189,8 @@ def weight_notes(design) -> list[str]:
     for plan in design.plans:
         for q in plan.lin.values():
             f = q.numerics.w
+            if q.numerics.w_scales is not None:    # scaled from the weights: none clipped
+                continue
             w = np.asarray(q.w_float)
             out = int(np.count_nonzero((w > f.max_value) | (w < f.min_value)))
             clipped, total = clipped + out, total + w.size
@@ -191,7 +209,7 @@ def sim_summary(design, result: SimResult) -> dict:
     total = result.total_cycles
     out = {"design": spec.name, **_model_fields(design),
            "schedule": dataclasses.asdict(design.spec.schedule),
-           "notes": design_notes(spec) + weight_notes(design),
+           "notes": design_notes(spec) + weight_notes(design) + input_notes(design),
            "deadlock": result.deadlock.describe() if result.deadlock else None,
            "total_cycles": total, "clock_mhz": clock,
            "latency_us": total / clock if total else None,

@@ -312,9 +312,10 @@ class StackKind(HeadKind):
     def applies(self, att) -> bool:
         return False        # chosen by model.type, not by model.attention
 
-    def inputs(self, spec, nm) -> dict:
+    def inputs(self, spec, nm, x_fmt=None) -> dict:
+        """The input X in the stack's input format ``x_fmt`` (default formats.act)."""
         from .ir.encoder_golden import random_input
-        return {"x": random_input(spec)}
+        return {"x": random_input(spec, x_fmt)}
 
     def layer_ints(self, design) -> dict:
         """The integer stack's value after every layer (``ir.stack.layer_outputs``), the

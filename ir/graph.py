@@ -229,12 +229,14 @@ def infer_types(graph: Graph) -> Graph:
     return graph
 
 
-def interpret(graph: Graph, inputs: dict, mode: str = "int", keep=None) -> dict:
+def interpret(graph: Graph, inputs: dict, mode: str = "int", keep=None,
+              observe=None) -> dict:
     """The golden model: evaluate every node. ``mode`` is ``"int"`` (bit-exact, the
     hardware's arithmetic on stored integers) or ``"float"`` (the real-valued reference on
     dequantised inputs). Returns every node's value; with ``keep`` (node names), only
     those: every other value is dropped once the last node reading it has run, so a deep
-    stack holds a few layers' intermediates at a time, not all of them."""
+    stack holds a few layers' intermediates at a time, not all of them. ``observe(name,
+    value)``, when given, sees every node's value as it is computed."""
     if mode not in ("int", "float"):
         raise ValueError(f"mode must be 'int' or 'float', got {mode!r}")
     nm = graph.numerics
@@ -261,6 +263,8 @@ def interpret(graph: Graph, inputs: dict, mode: str = "int", keep=None) -> dict:
             vals[n] = np.asarray(op.integer(nm, node["attrs"], *args), dtype=np.int64)
         else:
             vals[n] = np.asarray(op.real(node["attrs"], *args), dtype=np.float64)
+        if observe is not None:
+            observe(n, vals[n])
         if keep is not None:
             del args
             for s in set(node["operands"]):

@@ -89,6 +89,14 @@ Without that file the weights are random, unless the folder holds a checkpoint t
 not read (``pytorch_model.bin``, a sharded ``model.safetensors.index.json``): that is an
 error (convert it, or ask for random weights) rather than a silent random design.
 
+Quantization: a config's spec takes its scales from the checkpoint (``quantization:
+{weights: per_channel, activations: calibrated}``, ``ir.quantize``): a weight step per
+output channel, and each activation tensor's format from a calibration run on
+``calibration.file`` (hidden states, .npy), else on ``inputs.file``, else on random
+inputs (``inputs.range``; real hidden states are better). ``--set
+quantization.weights=fixed --set quantization.activations=fixed`` gives the fixed
+formats of a YAML spec.
+
 Errors are :class:`~attnflow.ir.spec.SpecError` lines ``<config path>: <key>: <message>``
 naming the config's own keys (and spec fields for problems found after the mapping,
 e.g. from ``overrides``).
@@ -132,6 +140,9 @@ _KEYS["vit"] = _KEYS["bert"]
 _KEYS["gpt2"] = {"d_model": "n_embd", "heads": "n_head", "d_ff": "n_inner",
                  "layers": "n_layer", "activation": "activation_function",
                  "norm_eps": "layer_norm_epsilon"}
+#: a checkpoint's quantization: weight scales per output channel, activation formats
+#: calibrated (``ir.quantize``); ``--set quantization.weights=fixed`` etc. change it
+HF_QUANTIZATION = {"weights": "per_channel", "activations": "calibrated"}
 #: the checkpoint read from a config's folder when it is there (Hugging Face's file name)
 CHECKPOINT = "model.safetensors"
 #: checkpoint files that are not read: the spec fails rather than use random weights
@@ -348,7 +359,8 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
                         f"a {model_type} config has no sequence length: give one, e.g. "
                         f"--set model.seq_len=128{most}")
 
-    spec = spec_from_dict({"name": _spec_name(path, model_type), "model": model}, source,
+    spec = spec_from_dict({"name": _spec_name(path, model_type), "model": model,
+                           "quantization": dict(HF_QUANTIZATION)}, source,
                           overrides, base_dir=path.parent)
     if limit and spec.model.type == "encoder" and spec.model.seq_len > limit[0]:
         raise SpecError(source, "model.seq_len",

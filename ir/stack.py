@@ -65,8 +65,12 @@ def spec_graph(spec, weights: dict) -> Graph:
     its float weights (``ir.weights.load_weights``): the layer plans (formats, quantized
     weights) written as the stack's ops."""
     from .encoder_golden import encoder_plans, final_norm_plan
-    return stack_graph(encoder_plans(spec, weights), final_norm_plan(spec, weights),
-                       spec.name)
+    from .quantize import stack_formats
+    formats = stack_formats(spec, weights)
+    g = stack_graph(encoder_plans(spec, weights, formats),
+                    final_norm_plan(spec, weights, formats), spec.name)
+    g.g.graph["formats"] = formats
+    return g
 
 
 def _layer(g: Graph, plan, x: str, p: str) -> str:
