@@ -320,10 +320,13 @@ class StackKind(HeadKind):
     def layer_ints(self, design) -> dict:
         """The integer stack's value after every layer (``ir.stack.layer_outputs``), the
         lowered graph interpreted once per design (intermediates dropped as it goes)."""
-        from .ir.stack import layer_outputs
+        from .ir.stack import TensorLosses, layer_outputs
         if "layer_ints" not in design.memo:
+            losses = TensorLosses(design.graph, design.lowered)
             design.memo["layer_ints"] = interpret(design.lowered, design.inputs, "int",
-                                                  keep=layer_outputs(design.graph))
+                                                  keep=layer_outputs(design.graph),
+                                                  observe=losses.observe)
+            design.memo["tensor_losses"] = losses
         return design.memo["layer_ints"]
 
     def golden(self, design) -> np.ndarray:
@@ -335,8 +338,9 @@ class StackKind(HeadKind):
         from .ir.stack import stack_accuracy
         per = stack_accuracy(design.plans, design.x, design.final, design.graph,
                              design.lowered, self.layer_ints(design))
+        losses = design.memo["tensor_losses"]
         return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
-                "layers": per}
+                "layers": per, "tensors": losses.results, "worst": losses.worst()}
 
     def fields(self, design) -> dict:
         from .build import _encoder_fields

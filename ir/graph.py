@@ -254,6 +254,8 @@ def interpret(graph: Graph, inputs: dict, mode: str = "int", keep=None,
             if n not in inputs:
                 raise IRError(f"missing input {n!r}")
             vals[n] = np.asarray(inputs[n], dtype=np.int64 if mode == "int" else np.float64)
+            if observe is not None:
+                observe(n, vals[n])
             continue
         args = [vals[s] for s in node["operands"]]
         op = OPS[node["op"]]

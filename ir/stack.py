@@ -219,6 +219,77 @@ def stack_accuracy(plans: list, x_ints, final=None, graph: Graph | None = None,
     return res
 
 
+class TensorLosses:
+    """The error each op of a stack adds, measured on the integer model as it runs: for
+    every node of the IR as written, its integer value (dequantized) against the op's
+    float semantics applied to its *integer* inputs (dequantized), as a relative RMS
+    error ``||int - float(int inputs)|| / ||float(int inputs)||``: the loss that op's
+    format, weights and arithmetic add, not the loss it inherits. Q, K and V (per head in
+    the lowered IR) are measured whole, as the written linears. Use :meth:`observe` as
+    ``interpret``'s ``observe`` on the lowered graph; values are kept only until their
+    last reader here has been measured."""
+
+    def __init__(self, graph: Graph, lowered: Graph):
+        from .graph import OPS
+        self.graph, self.lowered, self.ops = graph, lowered, OPS
+        self.parts: dict[str, list[str]] = {}      # written node -> lowered nodes (concat)
+        self.users: dict[str, int] = {}            # written node -> measurements that read it
+        for n in graph.nodes():
+            node = graph.node(n)
+            self.parts[n] = [n] if n in lowered.g else self._heads(n)
+            if node["op"] == "input":
+                continue
+            for src in node["operands"] + (n,):
+                self.users[src] = self.users.get(src, 0) + 1
+        self.owner = {part: n for n, parts in self.parts.items() for part in parts}
+        self.seen: dict[str, np.ndarray] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self.results: list[dict] = []
+
+    def _heads(self, n: str) -> list[str]:
+        p, op = n.rsplit(".", 1)
+        role = {"attn_q": "q", "attn_k": "k", "attn_v": "v"}.get(op)
+        if role is None:
+            return []
+        heads = self.graph.node(next(iter(self.graph.g.successors(n))))["attrs"]["heads"]
+        return [f"{p}.{role}{h}" for h in range(heads)]
+
+    def _real(self, name: str) -> np.ndarray:
+        fmt = self.lowered.node(self.parts[name][0])["type"].fmt
+        return self.values[name] * fmt.lsb
+
+    def observe(self, name: str, value: np.ndarray) -> None:
+        w = self.owner.get(name)
+        if w is None:
+            return
+        self.seen[name] = value
+        parts = self.parts[w]
+        if not all(p in self.seen for p in parts):
+            return
+        self.values[w] = (np.concatenate([self.seen.pop(p) for p in parts], axis=1)
+                          if len(parts) > 1 else self.seen.pop(parts[0]))
+        node = self.graph.node(w)
+        if node["op"] != "input":
+            self._measure(w, node)
+
+    def _measure(self, w: str, node: dict) -> None:
+        args = [self._real(s) for s in node["operands"]]
+        ref = np.asarray(self.ops[node["op"]].real(node["attrs"], *args), np.float64)
+        got = self._real(w)
+        norm = float(np.linalg.norm(ref))
+        self.results.append({
+            "tensor": w, "format": str(self.graph.node(w)["type"].fmt),
+            "added": float(np.linalg.norm(got - ref) / norm) if norm else 0.0})
+        for src in node["operands"] + (w,):
+            self.users[src] -= 1
+            if not self.users[src]:
+                self.values.pop(src, None)
+
+    def worst(self, count: int = 3) -> list[dict]:
+        """The ``count`` tensors that add the most error, most first."""
+        return sorted(self.results, key=lambda r: -r["added"])[:count]
+
+
 # ---------------------------------------------------------------- the mapper's view
 
 def _users(graph: Graph, n: str, op: str, what: str) -> list:
