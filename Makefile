@@ -7,7 +7,7 @@ DEMO   ?= examples/encoder_tiny.yaml
 OUT    ?= build/demo
 HEAD   ?= examples/sdpa_online.yaml
 
-.PHONY: demo test test-full bench clean
+.PHONY: demo test test-full test-hf bench clean
 
 # setuptools prints an "Editable installation" notice for every editable install of a
 # package whose folders are mapped (pyproject's package-dir: attnflow.ir = ir, ...) about
@@ -28,9 +28,17 @@ demo: $(STAMP)
 	$(BIN)/attnflow verify $(OUT)_head
 	$(BIN)/attnflow verify $(OUT)_head --stall-seed 1
 
-## test: everything except the full RTL matrix and the long fuzz profile (`make test-full`)
+## test: everything except the full RTL matrix, the long fuzz profile (`make test-full`)
+## and the cross-check against transformers (`make test-hf`)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not rtl_full and not fuzz_long" -q
+	$(BIN)/python -m pytest -m "not rtl_full and not fuzz_long and not hf" -q
+
+## test-hf: install torch (CPU) + transformers (the extra hf) and cross-check attnflow
+## against the real model families (tiny models of every family; `-m "hf and slow"` adds
+## BERT-base and GPT-2 small dimensions)
+test-hf: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,hf]'
+	$(BIN)/python -m pytest -m "hf and not slow" -q tests/test_hf_crosscheck.py
 
 ## test-full: the full RTL matrix (both variants x N x d x stall seeds), ~tens of minutes
 test-full: $(STAMP)

@@ -32,6 +32,10 @@ class Design:
     folding: object = None  # a stack's mappers.folding.FoldPlan
     plans: list = None      # a stack's layers as the mapper read them from the IR
     final: object = None    # a stack's final norm (ir.encoder_golden.QNorm), or None
+    #: values computed once per design (a stack's golden layer outputs); not copied by
+    #: dataclasses.replace, so a replaced design computes its own
+    memo: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     @property
     def x(self) -> np.ndarray:
@@ -93,7 +97,8 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
     except (FoldingError, MappingError) as e:
         raise SpecError(spec.source, e.field, e.message) from None
     design = Design(spec, graph.numerics, graph, lower_stack(graph), hw,
-                    STACK.inputs(spec, graph.numerics), STACK, fold, plans, final)
+                    STACK.inputs(spec, graph.numerics, graph.node("x")["type"].fmt), STACK,
+                    fold, plans, final)
     if fold.cycles_source == "lower bound":
         # a window stack with Q/K/V folded differently: the model is a lower bound only
         # (mappers.folding.window_stack_cycles); count on the simulator, no stalls

@@ -163,6 +163,22 @@ def design_notes(spec) -> list[str]:
     return notes
 
 
+def input_notes(design) -> list[str]:
+    """A note when real input values lie beyond a calibrated input format (they
+    saturate, like every calibrated tensor's outliers)."""
+    from .ir.user_inputs import calibrated, saturated_inputs
+    if not design.kind.stack or not calibrated(design.spec):
+        return []
+    fmt = design.graph.node("x")["type"].fmt
+    n = saturated_inputs(design.spec, fmt)
+    if not n:
+        return []
+    return [f"inputs.file: {n} of the {design.x.size} input values lie beyond the "
+            f"calibrated input format {fmt} [{fmt.min_value:g}, {fmt.max_value:g}] and "
+            f"saturate; calibrate on inputs like them (calibration.file) or raise "
+            f"calibration.headroom"]
+
+
 def weight_notes(design) -> list[str]:
     """A note when more than 1 % of an encoder's float weights lie outside their stored
     format and are clipped (the design is built as asked; its accuracy says the rest)."""
@@ -173,6 +189,8 @@ def weight_notes(design) -> list[str]:
     for plan in design.plans:
         for q in plan.lin.values():
             f = q.numerics.w
+            if q.numerics.w_scales is not None:    # scaled from the weights: none clipped
+                continue
             w = np.asarray(q.w_float)
             out = int(np.count_nonzero((w > f.max_value) | (w < f.min_value)))
             clipped, total = clipped + out, total + w.size
@@ -191,7 +209,7 @@ def sim_summary(design, result: SimResult) -> dict:
     total = result.total_cycles
     out = {"design": spec.name, **_model_fields(design),
            "schedule": dataclasses.asdict(design.spec.schedule),
-           "notes": design_notes(spec) + weight_notes(design),
+           "notes": design_notes(spec) + weight_notes(design) + input_notes(design),
            "deadlock": result.deadlock.describe() if result.deadlock else None,
            "total_cycles": total, "clock_mhz": clock,
            "latency_us": total / clock if total else None,
@@ -212,7 +230,60 @@ def sim_summary(design, result: SimResult) -> dict:
     if not result.deadlock:
         out["golden_mismatches"] = check_golden(design, result)
         out["accuracy"] = design.accuracy()
+        if design.kind.stack:
+            out["quantization"] = quantization_fields(design)
     return out
+
+
+#: tensors listed in the report's table of the error each tensor adds
+LOSS_ROWS = 12
+
+
+def quantization_fields(design) -> dict:
+    """A stack's quantization: the modes, every tensor's format and how it was chosen."""
+    q, fm = design.spec.quantization, design.graph.g.graph.get("formats")
+    out = {"weights": q.weights, "activations": q.activations, "weight_bits":
+           design.spec.formats.weight.bits}
+    if fm is not None:
+        out["formats"] = [{"tensor": n, "format": str(f), "source": fm.source(n)}
+                          for n, f in fm.formats]
+    return out
+
+
+def loss_text(acc: dict, count: int = 3) -> str:
+    """'l1.attn_q (s8.7) adds 1.64 % relative error, then ...' (``accuracy['worst']``)."""
+    worst = [w for w in acc.get("worst", ()) if w["added"] > 0][:count]
+    if not worst:
+        return ""
+    first, rest = worst[0], worst[1:]
+    text = (f"{first['tensor']} ({first['format']}) adds {100 * first['added']:.3g} % "
+            f"relative error")
+    if rest:
+        text += "; then " + ", ".join(f"{w['tensor']} {100 * w['added']:.3g} %" for w in rest)
+    return text
+
+
+def quantization_md(s: dict) -> list[str]:
+    q, acc = s.get("quantization"), s.get("accuracy") or {}
+    if not q or "tensors" not in acc:
+        return []
+    lines = ["", "## Quantization", "",
+             f"- weights: {q['weights']} ({q['weight_bits']}-bit integers"
+             + (", a step per output channel" if q["weights"] == "per_channel" else
+                ", one step per tensor" if q["weights"] == "per_tensor" else
+                ", formats.weight") + f"); activations: {q['activations']}",
+             f"- most loss: {loss_text(acc)}", "",
+             "Error each tensor adds (its integer value against its op's float semantics "
+             "on the op's integer inputs, relative RMS), the largest first:", "",
+             "| tensor | format | chosen | adds |", "|---|---|---|---|"]
+    source = {f["tensor"]: f["source"] for f in q.get("formats", ())}
+    for t in sorted(acc["tensors"], key=lambda t: -t["added"])[:LOSS_ROWS]:
+        key = t["tensor"].rsplit(".", 1)[-1] if t["tensor"].endswith(
+            ("attn_q", "attn_k", "attn_v")) else t["tensor"]
+        key = {"attn_q": "q", "attn_k": "k", "attn_v": "v"}.get(key, key)
+        lines.append(f"| {t['tensor']} | {t['format']} | {source.get(key, 'fixed')} | "
+                     f"{100 * t['added']:.3g} % |")
+    return lines
 
 
 def resources_summary(design: Design, result: SimResult, target) -> tuple[dict, str]:
@@ -292,6 +363,8 @@ def report_md(summary: dict) -> str:
             for a in s["accuracy"]["layers"]:
                 lines.append(f"| {a['layer']} | {a['max_abs_error']:.4g} | {a['cosine']:.6f} | "
                              f"{a['max_abs_float']:.4g} |")
+        if not s["deadlock"]:
+            lines += quantization_md(s)
     lines += ["", "## Channels", "",
               "| channel | depth | latency | tokens | max occupancy | producer stalled (full) | "
               "consumer stalled (empty) | memory bits | depth chosen as | token |",

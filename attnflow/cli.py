@@ -8,8 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import guards
-from . import limits
+# One BLAS thread unless the caller says otherwise: the golden model's matrix products
+# are small (a head's 128 x 768 x 64), and OpenBLAS threads spinning on a busy 2-core
+# machine made them 40x slower than one thread (measured). Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from . import guards  # noqa: E402
+from . import limits  # noqa: E402
 from .ir.spec import SpecError, load_spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -109,6 +114,9 @@ def cmd_sim(args) -> int:
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
+            from .build import loss_text
+            if loss_text(acc):
+                print(f"most loss: {loss_text(acc)}")
             for line in cli_lines(summary):
                 print(line)
         print(section, end="")

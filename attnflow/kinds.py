@@ -318,18 +318,35 @@ class StackKind(HeadKind):
     def applies(self, att) -> bool:
         return False        # chosen by model.type, not by model.attention
 
-    def inputs(self, spec, nm) -> dict:
+    def inputs(self, spec, nm, x_fmt=None) -> dict:
+        """The input X in the stack's input format ``x_fmt`` (default formats.act)."""
         from .ir.encoder_golden import random_input
-        return {"x": random_input(spec)}
+        return {"x": random_input(spec, x_fmt)}
+
+    def layer_ints(self, design) -> dict:
+        """The integer stack's value after every layer (``ir.stack.layer_outputs``), the
+        lowered graph interpreted once per design (intermediates dropped as it goes)."""
+        from .ir.stack import TensorLosses, layer_outputs
+        if "layer_ints" not in design.memo:
+            losses = TensorLosses(design.graph, design.lowered)
+            design.memo["layer_ints"] = interpret(design.lowered, design.inputs, "int",
+                                                  keep=layer_outputs(design.graph),
+                                                  observe=losses.observe)
+            design.memo["tensor_losses"] = losses
+        return design.memo["layer_ints"]
+
+    def golden(self, design) -> np.ndarray:
+        return self.layer_ints(design)[design.lowered.outputs[0]]
 
     def accuracy(self, design) -> dict:
         """The integer stack against the float stack after the last layer (the figures)
         and after every layer (``layers``)."""
         from .ir.stack import stack_accuracy
         per = stack_accuracy(design.plans, design.x, design.final, design.graph,
-                             design.lowered)
+                             design.lowered, self.layer_ints(design))
+        losses = design.memo["tensor_losses"]
         return {**{k: per[-1][k] for k in ("max_abs_error", "cosine", "out_lsb")},
-                "layers": per}
+                "layers": per, "tensors": losses.results, "worst": losses.worst()}
 
     def fields(self, design) -> dict:
         from .build import _encoder_fields

@@ -15,11 +15,12 @@ integer plans and tables are not counted):
   drawn, int64 stored: 16 B per value), the golden model's activations and score
   matrices (eight float64 / int64 copies of one head's N x N score matrix; three per
   head and layer of an encoder);
-* design level (from the HwGraph): every channel token's two timestamps (Python ints in
-  lists, ~56 B each with the lists' growth) and its values (8 B per element), the
-  ready pattern (a byte per cycle, two more in ``build``'s testbench vectors), and in
-  ``build`` each FIFO's
-  storage in the RTL emitter (~16 B per entry);
+* design level (from the HwGraph): the fast timing engine's two int64 arrays per firing
+  of every template and the times of every channel token (8 B on average), the largest
+  channel's values three times over (only the input and output streams are kept), the
+  ready pattern (a
+  byte per cycle, two more in ``build``'s testbench vectors), and in ``build`` each
+  FIFO's storage in the RTL emitter (~16 B per entry);
 * cycles: the most of (the busiest template's firings x its II), (each input's tokens
   plus their expected gaps, ``tokens x (1 + gap_prob x (gap_max + 1) / 2)``) and (each
   output's tokens / output_ready_prob): the run is not expected to be shorter than any.
@@ -46,8 +47,14 @@ DEFAULT_MAX_CYCLES = 10 ** 9
 #: seconds between progress lines of a long simulation (stderr)
 PROGRESS_EVERY = 5.0
 
-_STAMP = 56          # bytes per token timestamp: a Python int (28 B) in a list (8 B), + 1/2
-#                      for list growth and the engines' temporaries (measured: head N = 1024)
+_STAMP = 56          # bytes per token timestamp in the reference engine's lists
+#: the fast timing engine: bytes per firing (its times T and bounds W, int64) and per
+#: channel token (the push/pop times of a port that is not a view of T), and how many
+#: copies of the largest channel's values the run holds at once (the stream, its
+#: consumer's arrays; only the input and output streams are kept)
+_FIRING = 16
+_TOKEN = 8
+_VALUES = 3
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
@@ -199,8 +206,10 @@ def check_design(design, limits: Limits, build: bool = False) -> int:
                          f"cycles ({why}); the cycle budget is {show_count(limits.max_cycles)} "
                          f"(raise it with --max-cycles)")
     tokens = {c.name: hw.tokens(c.name) for c in hw.channels.values()}
-    sim = sum(t * (2 * _STAMP + 8 * _elements(hw.channels[c].layout))
-              for c, t in tokens.items())
+    fires = sum(i.contract.fires for i in hw.instances.values())
+    values = max((t * 8 * _elements(hw.channels[c].layout) for c, t in tokens.items()),
+                 default=0)
+    sim = fires * _FIRING + sum(tokens.values()) * _TOKEN + values * _VALUES
     ready = cycles * (3 if build else 1) if sched.output_ready_prob < 1 else 0
     _refuse_memory(spec, "model.seq_len", spec.model.seq_len, sim + ready,
                    f"simulator state ({show_count(sum(tokens.values()))} channel tokens"
@@ -248,7 +257,7 @@ def simulate(design, limits: Limits, schedule=None, expected: int | None = None,
                                args=(stop, patterns, expected, out or sys.stderr))
     watcher.start()
     try:
-        return run(design.hw, design.stream_inputs(), sched)
+        return run(design.hw, design.stream_inputs(), sched, keep_values=False)
     except Exception as e:
         from .sim.schedule import CycleBudgetExceeded
         if not isinstance(e, CycleBudgetExceeded):

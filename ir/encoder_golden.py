@@ -26,7 +26,8 @@ to the stack's IR (``ir.stack.stack_graph``), whose ops carry them. :func:`layer
 :func:`encoder_accuracy`) interpret that IR: its ops' semantics are the golden kernels on
 whole (N, D) arrays -- ``linear_golden``, the attention head's ``AttentionNumerics``
 (the online variant's arithmetic, the one the streaming templates implement),
-``layernorm_golden`` / ``rmsnorm_golden``, ``gelu_golden`` / ``relu_golden``,
+``layernorm_golden`` / ``rmsnorm_golden``, ``gelu_golden`` / ``gate_golden`` /
+``relu_golden``,
 ``residual_golden`` -- and know nothing about the HwGraph wiring (which channel, which
 fork output, which FIFO).
 
@@ -39,11 +40,13 @@ norm parameters ``formats.gamma/beta``. One :class:`AttentionNumerics` serves ev
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from .numerics import AttentionNumerics, quantize
+from .numerics_act import GateNumerics
 from .numerics_linear import LinearNumerics, linear_golden, quantize_bias, quantize_weights
 from .numerics_norm import (GeluNumerics, LayerNormNumerics, RescaleNumerics,
                             layernorm_float, layernorm_golden, rmsnorm_float, rmsnorm_golden)
@@ -73,7 +76,8 @@ class QLinear:
     def rows(self, lo: int, hi: int) -> "QLinear":
         """Output features lo..hi-1 only (a head's slice of Q/K/V)."""
         n = self.numerics
-        num = LinearNumerics(n.k, hi - lo, n.x, n.w, n.y, n.scale, n.bias_bits, n.mult_bits)
+        num = dataclasses.replace(n, m=hi - lo, w_scales=None if n.w_scales is None
+                                  else n.w_scales[lo:hi])
         return QLinear(num, self.w[lo:hi], self.b[lo:hi], self.w_float[lo:hi],
                        self.b_float[lo:hi])
 
@@ -111,8 +115,8 @@ class LayerPlan:
     lin: dict            # op -> QLinear (full width)
     norm1: QNorm
     norm2: QNorm
-    act_fn: str          # gelu | relu
-    act_num: object      # GeluNumerics | RescaleNumerics
+    act_fn: str          # model.activation: gelu | gelu_tanh | ... | relu
+    act_num: object      # GeluNumerics | GateNumerics | RescaleNumerics
     res1: object         # ResidualNumerics (templates.residual)
     res2: object
     pre: bool = False    # norm_position pre: the norms sit at the sublayer inputs
@@ -131,57 +135,106 @@ class LayerPlan:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
 
 
-def layer_plan(spec, weights: dict, layer: int = 0) -> LayerPlan:
-    """The integer datapath of encoder layer ``layer`` of ``spec``."""
+def layer_plan(spec, weights: dict, layer: int = 0, formats=None) -> LayerPlan:
+    """The integer datapath of encoder layer ``layer`` of ``spec``: every tensor in its
+    format from ``formats`` (``ir.quantize.StackFormats``; None: the spec's, calibrated
+    if it asks), the weights quantized as ``quantization.weights`` says."""
     from ..templates.residual import ResidualNumerics   # the residual numerics live there
+    from .quantize import stack_formats
     m, f = spec.model, spec.formats
     if m.attention.kind not in LAYER_KINDS or m.attention.variant != "online":
         raise ValueError(f"model.attention: only kind {' or '.join(LAYER_KINDS)}, variant "
                          "online is mapped so far")
-    n, d, dff = m.seq_len, m.d_model, m.d_ff
-    act = f.act
-    attn = AttentionNumerics(n, m.d_head, f.q, f.k, f.v, f.out, f.score_frac, f.prob_frac)
+    formats = formats if formats is not None else stack_formats(spec, weights)
+    n, d, dff, pre = m.seq_len, m.d_model, m.d_ff, m.norm_position == "pre"
+    t = {name: formats[f"l{layer}.{name}"] for name in _layer_names(pre)}
+    xin = formats.layer_input(layer, pre)
+    attn = AttentionNumerics(n, m.d_head, formats["q"], formats["k"], formats["v"],
+                             formats["att"], f.score_frac, f.prob_frac)
     problems = attn.check()
     if problems:
         raise ValueError(f"{problems[0][0]}: {problems[0][1]}")
-    io = {"attn_q": (act, f.q), "attn_k": (act, f.k), "attn_v": (act, f.v),
-          "attn_out": (f.out, act), "ffn_up": (act, act), "ffn_down": (act, act)}
-    lin = {}
-    for op in OPS:
-        mm, kk = m.linear_dims(op)
-        xf, yf = io[op]
-        num = LinearNumerics(kk, mm, xf, f.weight, yf, 1.0, f.acc_bits)
-        wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"], dtype=np.float64)
-        bf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.bias"], dtype=np.float64)
-        lin[op] = QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
-
-    def norm(prefix):
-        return norm_plan(spec, weights, f"layers.{layer}.{prefix}")
-
-    if m.activation == "gelu":
-        act_num = GeluNumerics(act, act)
+    a_in = t["a"] if pre else xin                   # the Q/K/V linears' input
+    f_in = t["f"] if pre else t["h1"]               # the FFN's input
+    io = {"attn_q": (a_in, attn.q), "attn_k": (a_in, attn.k), "attn_v": (a_in, attn.v),
+          "attn_out": (attn.out, t["proj"]), "ffn_up": (f_in, t["up"]),
+          "ffn_down": (t["act"], t["down"])}
+    lin = {op: linear_plan(spec, weights, layer, op, *io[op]) for op in OPS}
+    prefix = f"layers.{layer}."
+    if pre:
+        n1 = norm_plan(spec, weights, prefix + "ln1", xin, t["a"])
+        n2 = norm_plan(spec, weights, prefix + "ln2", t["r1"], t["f"])
+        res1 = ResidualNumerics(xin, t["proj"], t["r1"])
     else:
-        act_num = RescaleNumerics(act, act, 1.0)
-    res = ResidualNumerics(act, act, act)
-    return LayerPlan(n, d, m.heads, m.d_head, dff, act, attn, lin, norm("ln1"), norm("ln2"),
-                     m.activation, act_num, res, res, m.norm_position == "pre",
+        n1 = norm_plan(spec, weights, prefix + "ln1", t["r1"], t["h1"])
+        n2 = norm_plan(spec, weights, prefix + "ln2", t["r2"], t["y"])
+        res1 = ResidualNumerics(xin, t["proj"], t["r1"])
+    res2 = ResidualNumerics(t["r1"] if pre else t["h1"], t["down"], t["r2"])
+    act_num = activation_numerics(m.activation, t["up"], t["act"])
+    return LayerPlan(n, d, m.heads, m.d_head, dff, xin, attn, lin, n1, n2,
+                     m.activation, act_num, res1, res2, pre,
                      m.attention.kind == "causal",
                      m.attention.window if m.attention.kind in ("causal", "window") else None)
 
 
-def norm_plan(spec, weights: dict, prefix: str) -> QNorm:
-    """The norm whose weights are ``<prefix>.gamma`` (and ``.beta`` for LayerNorm)."""
+def _layer_names(pre: bool) -> tuple[str, ...]:
+    from .quantize import layer_tensors
+    return layer_tensors(pre)
+
+
+def linear_plan(spec, weights: dict, layer: int, op: str, x: FixedFormat,
+                y: FixedFormat) -> QLinear:
+    """Linear ``op`` of layer ``layer`` from input format ``x`` to ``y``: weights in
+    ``formats.weight`` (``quantization.weights: fixed``) or scaled per tensor / per output
+    channel (``ir.quantize.weight_scales``), bias at accumulator scale."""
+    from .quantize import weight_scales
+    m, f = spec.model, spec.formats
+    mm, kk = m.linear_dims(op)
+    # float32 file weights stay float32 (exact; promoted to float64 where used)
+    wf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.weight"])
+    bf = np.asarray(weights[f"layers.{layer}.{STEM[op]}.bias"], dtype=np.float64)
+    mode = spec.quantization.weights
+    if mode == "fixed":
+        num = LinearNumerics(kk, mm, x, f.weight, y, 1.0, f.acc_bits)
+    else:
+        num = LinearNumerics(kk, mm, x, FixedFormat(f.weight.bits, 0), y, 1.0, f.acc_bits,
+                             w_scales=weight_scales(wf, f.weight.bits, mode))
+    return QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
+
+
+def activation_numerics(fn: str, x: FixedFormat, out: FixedFormat):
+    """The integer definition of activation ``fn`` from ``x`` to ``out``: the erf GELU's
+    ``GeluNumerics``, ReLU's ``RescaleNumerics``, the other gated functions'
+    ``GateNumerics`` (``ir.numerics_act``)."""
+    if fn == "gelu":
+        return GeluNumerics(x, out)
+    if fn == "relu":
+        return RescaleNumerics(x, out, 1.0)
+    return GateNumerics(fn, x, out)
+
+
+def norm_plan(spec, weights: dict, prefix: str, x: FixedFormat | None = None,
+              out: FixedFormat | None = None) -> QNorm:
+    """The norm whose weights are ``<prefix>.gamma`` (and ``.beta`` for LayerNorm), from
+    format ``x`` to ``out`` (default ``formats.act``)."""
     m, f = spec.model, spec.formats
     d, rms = m.d_model, m.norm == "rmsnorm"
-    num = LayerNormNumerics(d, f.act, f.gamma, f.beta, f.act, m.norm_eps)
+    num = LayerNormNumerics(d, x or f.act, f.gamma, f.beta, out or f.act, m.norm_eps)
     g = np.asarray(weights[f"{prefix}.gamma"], dtype=np.float64)
     b = np.zeros(d) if rms else np.asarray(weights[f"{prefix}.beta"], dtype=np.float64)
     return QNorm(num, quantize(g, f.gamma), quantize(b, f.beta), g, b, rms)
 
 
-def final_norm_plan(spec, weights: dict) -> QNorm | None:
+def final_norm_plan(spec, weights: dict, formats=None) -> QNorm | None:
     """The norm after the last layer (``model.final_norm``), or None."""
-    return norm_plan(spec, weights, "final_norm") if spec.model.final_norm else None
+    if not spec.model.final_norm:
+        return None
+    from .quantize import stack_formats
+    formats = formats if formats is not None else stack_formats(spec, weights)
+    m = spec.model
+    return norm_plan(spec, weights, "final_norm",
+                     formats.layer_input(m.layers, m.norm_position == "pre"),
+                     formats["final_ln"])
 
 
 # ---------------------------------------------------------------- golden and float
@@ -219,22 +272,26 @@ def accuracy(plan: LayerPlan, x_ints, y_ints) -> dict:
             "out_lsb": 2.0 ** -plan.act_fmt.frac}
 
 
-def random_input(spec) -> np.ndarray:
-    """The encoder input X (N, d_model) from ``spec.inputs``, as stored ints of act."""
+def random_input(spec, fmt: FixedFormat | None = None) -> np.ndarray:
+    """The encoder input X (N, d_model) from ``spec.inputs``, as stored ints of ``fmt``
+    (the stack's input format; default ``formats.act``)."""
+    fmt = fmt or spec.formats.act
     if spec.inputs.file:   # user vectors instead (inputs.file / --inputs)
         from .user_inputs import load_user_inputs
-        return load_user_inputs(spec)["x"]
+        return load_user_inputs(spec, fmt)["x"]
     rng = np.random.default_rng(spec.inputs.seed)
     r = spec.inputs.range
     x = rng.uniform(-r, r, (spec.model.seq_len, spec.model.d_model))
-    return quantize(x, spec.formats.act)
+    return quantize(x, fmt)
 
 
 # ---------------------------------------------------------------- whole encoder
 
-def encoder_plans(spec, weights: dict) -> list:
-    """One :class:`LayerPlan` per layer of ``spec``."""
-    return [layer_plan(spec, weights, i) for i in range(spec.model.layers)]
+def encoder_plans(spec, weights: dict, formats=None) -> list:
+    """One :class:`LayerPlan` per layer of ``spec`` (``formats``: as ``layer_plan``)."""
+    from .quantize import stack_formats
+    formats = formats if formats is not None else stack_formats(spec, weights)
+    return [layer_plan(spec, weights, i, formats) for i in range(spec.model.layers)]
 
 
 def encoder_golden(plans: list, x_ints, traces: list | None = None,

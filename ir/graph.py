@@ -229,20 +229,33 @@ def infer_types(graph: Graph) -> Graph:
     return graph
 
 
-def interpret(graph: Graph, inputs: dict, mode: str = "int") -> dict:
+def interpret(graph: Graph, inputs: dict, mode: str = "int", keep=None,
+              observe=None) -> dict:
     """The golden model: evaluate every node. ``mode`` is ``"int"`` (bit-exact, the
     hardware's arithmetic on stored integers) or ``"float"`` (the real-valued reference on
-    dequantised inputs). Returns every node's value."""
+    dequantised inputs). Returns every node's value; with ``keep`` (node names), only
+    those: every other value is dropped once the last node reading it has run, so a deep
+    stack holds a few layers' intermediates at a time, not all of them. ``observe(name,
+    value)``, when given, sees every node's value as it is computed."""
     if mode not in ("int", "float"):
         raise ValueError(f"mode must be 'int' or 'float', got {mode!r}")
     nm = graph.numerics
     vals = {}
-    for n in graph.nodes():
+    order = graph.nodes()
+    last_use = {}
+    if keep is not None:
+        keep = set(keep)
+        for i, n in enumerate(order):
+            for s in graph.node(n)["operands"]:
+                last_use[s] = i
+    for i, n in enumerate(order):
         node = graph.node(n)
         if node["op"] == "input":
             if n not in inputs:
                 raise IRError(f"missing input {n!r}")
             vals[n] = np.asarray(inputs[n], dtype=np.int64 if mode == "int" else np.float64)
+            if observe is not None:
+                observe(n, vals[n])
             continue
         args = [vals[s] for s in node["operands"]]
         op = OPS[node["op"]]
@@ -252,4 +265,13 @@ def interpret(graph: Graph, inputs: dict, mode: str = "int") -> dict:
             vals[n] = np.asarray(op.integer(nm, node["attrs"], *args), dtype=np.int64)
         else:
             vals[n] = np.asarray(op.real(node["attrs"], *args), dtype=np.float64)
+        if observe is not None:
+            observe(n, vals[n])
+        if keep is not None:
+            del args
+            for s in set(node["operands"]):
+                if last_use[s] == i and s not in keep:
+                    del vals[s]
+    if keep is not None:
+        return {n: v for n, v in vals.items() if n in keep}
     return vals

@@ -44,13 +44,13 @@ Without ``model_type`` (old configs), the family is inferred from the keys: ``di
 ``n_heads`` -> DistilBERT, ``patch_size`` -> ViT, ``hidden_size`` -> BERT, ``n_embd``,
 ``n_head`` and ``n_layer`` -> GPT-2. Every model uses LayerNorm.
 
-Activations: ``gelu`` and ``gelu_python`` are the exact (erf) GELU, which our GELU
-implements (a ROM exact to half an output LSB, or I-BERT's polynomial for wide inputs,
-see ``ir.numerics_norm``). ``gelu_new``, ``gelu_pytorch_tanh`` and ``gelu_fast`` are the
-tanh approximation of that GELU; they differ from it by less than 4.8e-4 (at x ~= +-2.7),
-below half an LSB for activations with up to 10 fractional bits, so they map to ``gelu``
-too. ``relu`` maps to ``relu``. Anything else (``quick_gelu``, 0.02 away from GELU;
-``silu``/``swish``, ``tanh``, ``mish``, ...) is rejected.
+Activations, each built as the family defines it (``ir.numerics_act``: float reference
+and integer definition): ``gelu`` and ``gelu_python`` are the exact (erf) GELU (spec
+``gelu``); ``gelu_new``, ``gelu_pytorch_tanh`` and ``gelu_python_tanh`` its tanh form (spec
+``gelu_tanh``, 4.8e-4 away from the erf GELU at x ~= +-2.7); ``gelu_fast`` the tanh form
+as transformers' ``FastGELUActivation`` writes it (spec ``gelu_fast``); ``quick_gelu``
+(x sigmoid(1.702 x)); ``silu`` and ``swish`` (x sigmoid(x), spec ``silu``); ``relu``.
+Anything else (``tanh``, ``mish``, ``gelu_10``, ...) is rejected.
 
 Rejected (one error line names every such field): an activation not listed above;
 ``position_embedding_type`` ``relative_key``/``relative_key_query`` (they add a learned
@@ -89,6 +89,14 @@ Without that file the weights are random, unless the folder holds a checkpoint t
 not read (``pytorch_model.bin``, a sharded ``model.safetensors.index.json``): that is an
 error (convert it, or ask for random weights) rather than a silent random design.
 
+Quantization: a config's spec takes its scales from the checkpoint (``quantization:
+{weights: per_channel, activations: calibrated}``, ``ir.quantize``): a weight step per
+output channel, and each activation tensor's format from a calibration run on
+``calibration.file`` (hidden states, .npy), else on ``inputs.file``, else on random
+inputs (``inputs.range``; real hidden states are better). ``--set
+quantization.weights=fixed --set quantization.activations=fixed`` gives the fixed
+formats of a YAML spec.
+
 Errors are :class:`~attnflow.ir.spec.SpecError` lines ``<config path>: <key>: <message>``
 naming the config's own keys (and spec fields for problems found after the mapping,
 e.g. from ``overrides``).
@@ -115,7 +123,9 @@ _ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 #: HF activation name -> spec activation
 HF_ACTIVATIONS = {
     "gelu": "gelu", "gelu_python": "gelu",
-    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
+    "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_python_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_fast", "quick_gelu": "quick_gelu",
+    "silu": "silu", "swish": "silu",
     "relu": "relu",
 }
 #: family -> spec field -> config key
@@ -130,6 +140,9 @@ _KEYS["vit"] = _KEYS["bert"]
 _KEYS["gpt2"] = {"d_model": "n_embd", "heads": "n_head", "d_ff": "n_inner",
                  "layers": "n_layer", "activation": "activation_function",
                  "norm_eps": "layer_norm_epsilon"}
+#: a checkpoint's quantization: weight scales per output channel, activation formats
+#: calibrated (``ir.quantize``); ``--set quantization.weights=fixed`` etc. change it
+HF_QUANTIZATION = {"weights": "per_channel", "activations": "calibrated"}
 #: the checkpoint read from a config's folder when it is there (Hugging Face's file name)
 CHECKPOINT = "model.safetensors"
 #: checkpoint files that are not read: the spec fails rather than use random weights
@@ -346,7 +359,8 @@ def spec_from_hf_config(path: str | Path, seq_len: int | None = None,
                         f"a {model_type} config has no sequence length: give one, e.g. "
                         f"--set model.seq_len=128{most}")
 
-    spec = spec_from_dict({"name": _spec_name(path, model_type), "model": model}, source,
+    spec = spec_from_dict({"name": _spec_name(path, model_type), "model": model,
+                           "quantization": dict(HF_QUANTIZATION)}, source,
                           overrides, base_dir=path.parent)
     if limit and spec.model.type == "encoder" and spec.model.seq_len > limit[0]:
         raise SpecError(source, "model.seq_len",

@@ -8,7 +8,8 @@ op                        meaning (attributes)
 ========================  ============================================================
 ``linear``                x W^T + b, requantized (``q``: ``ir.encoder_golden.QLinear``)
 ``norm``                  LayerNorm or RMSNorm over the row (``q``: ``QNorm``)
-``activation``            GELU or ReLU (``fn``, ``numerics``)
+``activation``            GELU, its tanh forms, SiLU or ReLU (``fn``, ``numerics``:
+                          ``ir.numerics_act``)
 ``residual_add``          a + b, both rescaled to the output (``numerics``:
                           ``templates.residual.ResidualNumerics``; a: the skip)
 ``mha``                   multi-head attention on full-width Q, K, V (``heads``, ``kind``,
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .numerics_act import activation_float, gate_golden
 from .numerics_linear import linear_golden
-from .numerics_norm import gelu_float, gelu_golden, relu_golden
+from .numerics_norm import gelu_golden, relu_golden
 from .types import TensorType
 
 
@@ -82,11 +84,12 @@ def _linear_real(a, x):
 
 
 def _act_int(nm, a, x):
-    return (gelu_golden if a["fn"] == "gelu" else relu_golden)(x, a["numerics"])
+    golden = {"gelu": gelu_golden, "relu": relu_golden}.get(a["fn"], gate_golden)
+    return golden(x, a["numerics"])
 
 
 def _act_real(a, x):
-    return gelu_float(x) if a["fn"] == "gelu" else np.maximum(x, 0.0)
+    return activation_float(a["fn"], x)
 
 
 def _residual_int(nm, a, x, y):

@@ -118,6 +118,18 @@ def exp2_table(score_frac: int, prob_frac: int) -> tuple[int, ...]:
 LOG2E_MULT = int(round(math.log2(math.e) * (1 << LOG2E_BITS)))
 
 
+@lru_cache(maxsize=None)
+def _table_array(score_frac: int, prob_frac: int) -> np.ndarray:
+    a = np.asarray(exp2_table(score_frac, prob_frac), dtype=np.int64)
+    a.flags.writeable = False
+    return a
+#: elements (rows x cols x d) of one row block of :meth:`AttentionNumerics.online_rows`
+ONLINE_BLOCK = 1 << 22
+#: segments per row (running-max changes) up to which a shared-V online softmax sums
+#: its segments with one matrix product
+ONLINE_MATMUL_SEGMENTS = 16
+
+
 def exp_neg(z, score_frac: int, prob_frac: int):
     """``round(2**prob_frac * e**(-z / 2**score_frac))`` approximately, for integer z >= 0.
 
@@ -130,7 +142,7 @@ def exp_neg(z, score_frac: int, prob_frac: int):
     fpart = u & ((1 << score_frac) - 1)
     limit = prob_frac + 1
     if isinstance(u, np.ndarray):
-        word = np.asarray(table, dtype=np.int64)[fpart]
+        word = _table_array(score_frac, prob_frac)[fpart]
         return np.where(ipart >= limit, 0, word >> np.minimum(ipart, limit))
     return 0 if ipart >= limit else table[fpart] >> ipart
 
@@ -271,18 +283,92 @@ class AttentionNumerics:
         l_new = np.where(le, l + e, requant(l * e, self.prob_frac) + one)
         return np.maximum(m, x), l_new, o_new
 
-    def online_rows(self, x, v) -> tuple:
-        """The online softmax over whole rows: scores ``x`` (rows x cols), taken column by
-        column with :meth:`online_step`; ``v`` one V row per column shared by every row
-        (cols x d) or one per row and column (rows x cols x d). Returns the state
-        (m, l, o) after the last column. The one row loop of the golden models and the
-        simulator's online_softmax_pv."""
+    def online_rows_stepwise(self, x, v) -> tuple:
+        """The online softmax over whole rows, column by column with :meth:`online_step`
+        (the definition; :meth:`online_rows` computes the same integers faster)."""
         rows, cols = x.shape
         m = l = o = None
         for j in range(cols):
             vj = v[:, j] if v.ndim == 3 else np.broadcast_to(v[j], (rows, v.shape[-1]))
             m, l, o = self.online_step(j == 0, m, l, o, x[:, j], vj)
         return m, l, o
+
+    def online_rows(self, x, v, valid=None) -> tuple:
+        """The online softmax over whole rows: scores ``x`` (rows x cols), taken column by
+        column as :meth:`online_step` takes them; ``v`` one V row per column shared by
+        every row (cols x d) or one per row and column (rows x cols x d); ``valid`` (rows x
+        cols booleans, column 0 all true): a column that is not valid leaves the state
+        as it was. Returns the state (m, l, o) after the last column. The one row loop of
+        the golden models and the simulator's softmax templates.
+
+        The same integers as the column-by-column recurrence, computed in whole arrays:
+        the running max of every column is a prefix max, so whether a column raises the
+        max (a *change*: the state is rescaled, rounded) or adds ``e = exp(m - x)`` (an
+        exact integer sum) is known before the recurrence runs. The sums between changes
+        are differences of cumulative sums, and only the changes are taken in order (one
+        step per change, over the rows that have that many). Rows go in blocks of at most
+        ONLINE_BLOCK elements of (rows x cols x d)."""
+        x = np.asarray(x, np.int64)
+        v = np.asarray(v, np.int64)
+        rows, cols = x.shape
+        block = max(1, ONLINE_BLOCK // max(1, cols * v.shape[-1]))
+        parts = []
+        for a in range(0, rows, block):
+            parts.append(self._online_block(
+                x[a:a + block], v if v.ndim == 2 else v[a:a + block],
+                None if valid is None else np.asarray(valid, bool)[a:a + block]))
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def _online_block(self, x, v, valid) -> tuple:
+        rows, cols = x.shape
+        one, pf = self.one, self.prob_frac
+        shared = v.ndim == 2
+        low = np.iinfo(np.int64).min >> 2
+        mx = np.maximum.accumulate(x if valid is None else np.where(valid, x, low), axis=1)
+        change = np.zeros((rows, cols), bool)
+        change[:, 0] = True
+        change[:, 1:] = x[:, 1:] > mx[:, :-1]
+        adds = ~change if valid is None else valid & ~change
+        if valid is not None:
+            change &= valid
+        w = np.where(adds, self.exp(np.where(adds, mx - x, 0)), 0)
+        # segments: from each change up to the next (every row starts one at column 0);
+        # their sums of w and of w * v, in row-major order
+        starts = np.flatnonzero(change)
+        count = change.sum(axis=1)
+        first = np.concatenate(([0], np.cumsum(count)[:-1]))
+        seg_l = np.add.reduceat(w.reshape(-1), starts)
+        seg_o = self._segment_sums(w, v, change, starts)
+        column = starts - np.repeat(np.arange(rows) * cols, count)
+        l = np.full(rows, one, np.int64)
+        o = np.array(np.broadcast_to((v[0][None, :] if shared else v[:, 0]) * one,
+                                     (rows, v.shape[-1])))
+        for k in range(1, int(count.max())):
+            r = np.nonzero(count > k)[0]
+            seg = first[r] + k
+            c = column[seg]
+            a = self.exp(x[r, c] - mx[r, c - 1])
+            l[r] = requant((l[r] + seg_l[seg - 1]) * a, pf) + one
+            o[r] = requant((o[r] + seg_o[seg - 1]) * a[:, None], pf) + \
+                (v[c] if shared else v[r, c]) * one
+        last = first + count - 1
+        return mx[:, -1], l + seg_l[last], o + seg_o[last]
+
+    def _segment_sums(self, w, v, change, starts) -> np.ndarray:
+        """Sums of w * v over the segments starting at ``starts`` (flat row-major
+        indices of w). With V rows shared by every row and few segments: one matrix
+        product (segments x cols) @ V, exact (``numerics_linear.exact_matmul``); else
+        the products summed with ``np.add.reduceat``."""
+        rows, cols = w.shape
+        if v.ndim == 2 and len(starts) <= ONLINE_MATMUL_SEGMENTS * rows:
+            from .numerics_linear import exact_matmul
+            seg = np.cumsum(change.reshape(-1)) - 1
+            a = np.zeros((len(starts), cols), np.int64)
+            a[seg, np.tile(np.arange(cols), rows)] = w.reshape(-1)
+            bound = cols * self.one * max(1, int(np.abs(v).max(initial=0)))
+            return exact_matmul(a, v, bound)
+        prod = (w[:, :, None] * (v[None] if v.ndim == 2 else v)).reshape(rows * cols, -1)
+        return np.add.reduceat(prod, starts, axis=0)
 
     def normalize(self, o, l):
         """Online variant's output: saturate(requant(o * floor(2**R / l), out_shift))."""

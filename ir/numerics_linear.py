@@ -21,15 +21,30 @@ at most ``2**-mult_bits``.
 Error against the float reference (:func:`linear_float`), for outputs that do not
 saturate: ``|y - acc * factor| <= 0.5 + |acc| * |mult * 2**-shift - factor|`` output LSBs
 (``<= 0.5`` LSB with a power-of-two factor).
+
+Scaled weights (``w_scales``, one real step per output channel, ``ir.quantize``): the
+integers stand for ``W_real[j, k] = W[j, k] * w_scales[j]`` (``w.frac`` is not used), the
+bias of channel j is held in that channel's accumulator units (``2**-x.frac *
+w_scales[j]``), and channel j has its own multiplier with the layer's one shift:
+
+    y_j = saturate(requant(acc_j * mult_j, shift), y),
+    mult_j = round(factor_j * 2**shift),  factor_j = scale * w_scales[j] * 2**(y.frac - x.frac)
+
+with ``shift`` chosen so the largest ``mult_j`` has ``mult_bits`` bits
+(:func:`channel_mults`); a channel whose factor is 2**-b times the largest has its mult
+b bits shorter (relative error <= 2**-(mult_bits - b)). When every channel has the same
+factor (``per_tensor``) there is one ``mult``, as for fixed weights.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from .numerics import MAX_BITS, mult_shift, quantize, requant, saturate, signed_bits
+from .numerics import (MAX_BITS, mult_shift, quantize, requant, round_int, round_saturate,
+                       saturate, signed_bits)
 from .types import FixedFormat
 
 
@@ -51,6 +66,8 @@ class LinearNumerics:
     scale: float = 1.0
     bias_bits: int | None = None
     mult_bits: int = 16
+    #: the real step of each output channel's weight integers (None: 2**-w.frac)
+    w_scales: tuple[float, ...] | None = None
 
     def __post_init__(self):
         for name in ("k", "m"):
@@ -69,6 +86,11 @@ class LinearNumerics:
             raise ValueError(f"linear: mult_bits must be in 1..31, got {self.mult_bits}")
         if self.bias_bits is not None and not 2 <= self.bias_bits <= MAX_BITS:
             raise ValueError(f"linear: bias_bits must be in 2..{MAX_BITS}, got {self.bias_bits}")
+        if self.w_scales is not None and (
+                len(self.w_scales) != self.m
+                or not all(math.isfinite(v) and v > 0 for v in self.w_scales)):
+            raise ValueError(f"linear: w_scales must be {self.m} finite numbers > 0 (one per "
+                             "output channel)")
         if self.scaled_bits > MAX_BITS:
             raise ValueError(f"linear: the requantization product needs {self.scaled_bits} bits "
                              f"(limit {MAX_BITS}); use narrower formats, fewer input features "
@@ -77,8 +99,16 @@ class LinearNumerics:
     # --- accumulator
     @property
     def acc_frac(self) -> int:
-        """Fractional bits of the accumulator (and of the bias)."""
-        return self.x.frac + self.w.frac
+        """Fractional bits of the accumulator (and of the bias); scaled weights: those of
+        x (the channel's weight step is in its factor)."""
+        return self.x.frac + (0 if self.w_scales is not None else self.w.frac)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The real value of one weight integer, per output channel."""
+        if self.w_scales is not None:
+            return np.asarray(self.w_scales, dtype=np.float64)
+        return np.full(self.m, 2.0 ** -self.w.frac)
 
     @property
     def dot_max(self) -> int:
@@ -103,15 +133,43 @@ class LinearNumerics:
     # --- requantization
     @property
     def factor(self) -> float:
-        """The exact real factor from accumulator integers to output integers."""
-        return math.ldexp(float(self.scale), self.y.frac - self.acc_frac)
+        """The exact real factor from accumulator integers to output integers (scaled
+        weights: the largest channel's)."""
+        return max(self.factors)
+
+    @property
+    def factors(self) -> tuple[float, ...]:
+        """Each output channel's exact real factor."""
+        if self.w_scales is None:
+            return (math.ldexp(float(self.scale), self.y.frac - self.acc_frac),) * self.m
+        return tuple(math.ldexp(float(self.scale) * s, self.y.frac - self.x.frac)
+                     for s in self.w_scales)
+
+    @property
+    def per_channel(self) -> bool:
+        """True when the output channels have different multipliers (a mult ROM)."""
+        return self.w_scales is not None and len(set(self.w_scales)) > 1
 
     @property
     def mult_shift(self) -> tuple[int, int]:
-        return mult_shift(self.factor, self.mult_bits)
+        if not self.per_channel:
+            return mult_shift(self.factor, self.mult_bits)
+        return channel_mults(self.factors, self.mult_bits)[1:]
+
+    @property
+    def mults(self) -> tuple[int, ...]:
+        """Each output channel's multiplier (all equal unless :attr:`per_channel`)."""
+        if not self.per_channel:
+            return (self.mult,) * self.m
+        return channel_mults(self.factors, self.mult_bits)[0]
+
+    @property
+    def mult_max(self) -> int:
+        return max(self.mults)
 
     @property
     def mult(self) -> int:
+        """The one multiplier (the largest channel's when :attr:`per_channel`)."""
         return self.mult_shift[0]
 
     @property
@@ -121,18 +179,33 @@ class LinearNumerics:
 
     @property
     def factor_error(self) -> float:
-        """|mult * 2**-shift - factor|: 0 for a power-of-two factor."""
-        return abs(math.ldexp(self.mult, -self.shift) - self.factor)
+        """max_j |mult_j * 2**-shift - factor_j|: 0 for a power-of-two factor."""
+        return max(abs(math.ldexp(m, -self.shift) - f) for m, f in
+                   zip(self.mults, self.factors))
 
     @property
     def scaled_bits(self) -> int:
         """Width of acc * mult (before the shift; shifted left when shift < 0), + rounding."""
-        mag = self.acc_max * self.mult
+        mag = self.acc_max * self.mult_max
         if self.shift < 0:
             mag <<= -self.shift
         elif self.shift > 0:                 # requant adds 2**(shift-1) before the shift
             mag += 1 << (self.shift - 1)
         return signed_bits(mag)
+
+
+@lru_cache(maxsize=256)
+def channel_mults(factors: tuple[float, ...], mult_bits: int) -> tuple[tuple[int, ...], int,
+                                                                      int]:
+    """(mult_j per channel, the largest mult, the one shift) with ``requant(acc * mult_j,
+    shift) ~= acc * factors[j]``: the shift puts the largest factor's mult at
+    ``mult_bits`` bits (``ir.numerics.mult_shift``'s normalisation), every other mult is
+    its factor at that shift, rounded half up (at least 1)."""
+    top, shift = mult_shift(max(factors), mult_bits)
+    if top == 1:                         # a power of two: keep mult_bits of precision
+        top, shift = 1 << (mult_bits - 1), shift + mult_bits - 1
+    mults = tuple(max(1, round_int(math.ldexp(f, shift))) for f in factors)
+    return mults, max(mults), shift
 
 
 def linear_numerics(k: int, m: int, x: FixedFormat, w: FixedFormat, y: FixedFormat,
@@ -144,8 +217,8 @@ def linear_numerics(k: int, m: int, x: FixedFormat, w: FixedFormat, y: FixedForm
 # ---------------------------------------------------------------- the kernels
 
 def _check_shapes(x, w, b, num: LinearNumerics):
-    x = np.asarray(x, dtype=np.int64).reshape(-1, num.k)
-    w = np.asarray(w, dtype=np.int64)
+    x = np.asarray(x).reshape(-1, num.k)
+    w = np.asarray(w)
     b = np.asarray(b, dtype=np.int64).reshape(-1)
     if w.shape != (num.m, num.k):
         raise ValueError(f"linear: weights must have shape (M, K) = {(num.m, num.k)}, got {w.shape}")
@@ -154,35 +227,68 @@ def _check_shapes(x, w, b, num: LinearNumerics):
     return x, w, b
 
 
+#: float64 holds every integer below 2**53 exactly
+_FLOAT_EXACT = 1 << 53
+
+
+def exact_matmul(x, w_t, bound: int) -> np.ndarray:
+    """``x @ w_t`` of integer arrays, exact, as int64. When every partial sum is below
+    ``bound`` in magnitude and ``bound`` < 2**53, the product runs in float64 (BLAS):
+    each partial sum is an integer float64 holds exactly, so the result is the integer
+    product whatever the summation order; otherwise in int64 (numpy's integer matmul,
+    no BLAS)."""
+    if bound < _FLOAT_EXACT:
+        return (np.asarray(x, np.float64) @ np.asarray(w_t, np.float64)).astype(np.int64)
+    return np.asarray(x, np.int64) @ np.asarray(w_t, np.int64)
+
+
 def linear_acc(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
     """acc[i, j] = sum_k x[i, k] * w[j, k] + b[j], exact int64, shape (N, M)."""
     x, w, b = _check_shapes(x_ints, w_ints, b_ints, num)
-    return x @ w.T + b[None, :]
+    return exact_matmul(x, w.T, num.dot_max) + b[None, :]
 
 
 def linear_golden(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
     """y[i, j] = saturate(requant(acc[i, j] * mult, shift), y): (N, K) -> (N, M) int64."""
     acc = linear_acc(x_ints, w_ints, b_ints, num)
-    return saturate(requant(acc * num.mult, num.shift), num.y)
+    mult = np.asarray(num.mults, dtype=np.int64)[None, :] if num.per_channel else num.mult
+    return saturate(requant(acc * mult, num.shift), num.y)
 
 
 def linear_float(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
     """The float reference, in real units: scale * (x_real @ W_real.T + b_real)."""
     x, w, b = _check_shapes(x_ints, w_ints, b_ints, num)
     xr = x.astype(np.float64) * 2.0 ** -num.x.frac
-    wr = w.astype(np.float64) * 2.0 ** -num.w.frac
-    br = b.astype(np.float64) * 2.0 ** -num.acc_frac
+    wr = w.astype(np.float64) * num.steps[:, None]
+    br = b.astype(np.float64) * 2.0 ** -num.x.frac * num.steps
     return num.scale * (xr @ wr.T + br[None, :])
 
 
 def quantize_weights(w_float, num: LinearNumerics) -> np.ndarray:
-    """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate)."""
-    return quantize(np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k), num.w)
+    """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate), in
+    the narrowest numpy integer type that holds the format (int8 for 8-bit weights)."""
+    w = np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k)
+    if num.w_scales is not None:
+        w = round_saturate(w / num.steps[:, None], num.w.min_int, num.w.max_int)
+    else:
+        w = quantize(w, num.w)
+    return w.astype(int_dtype(num.w))
+
+
+def int_dtype(fmt: FixedFormat):
+    """The narrowest signed numpy integer type holding every integer of ``fmt``."""
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                if np.iinfo(t).bits >= fmt.bits)
 
 
 def quantize_bias(b_float, num: LinearNumerics) -> np.ndarray:
-    """Float bias of ``y = scale * x.W + b_float`` -> accumulator-scale integers (b / scale)."""
-    return quantize(np.asarray(b_float, dtype=np.float64).reshape(num.m) / num.scale, num.bias)
+    """Float bias of ``y = scale * x.W + b_float`` -> accumulator-scale integers (b / scale;
+    scaled weights: in each channel's accumulator units)."""
+    b = np.asarray(b_float, dtype=np.float64).reshape(num.m) / num.scale
+    if num.w_scales is None:
+        return quantize(b, num.bias)
+    return round_saturate(b * 2.0 ** num.x.frac / num.steps, num.bias.min_int,
+                          num.bias.max_int)
 
 
 # ---------------------------------------------------------------- ROM contents
@@ -204,6 +310,20 @@ def weight_rom(w_ints, pe: int, simd: int, num: LinearNumerics) -> list[int]:
     return _pack_rows(blocks, num.w.bits)
 
 
+def mult_rom(pe: int, num: LinearNumerics) -> list[int]:
+    """The requantization multiplier ROM of a :attr:`~LinearNumerics.per_channel` linear:
+    word p holds mult[p*PE + j] at bits [j * mult_bits, +mult_bits) (unsigned), with
+    mult_bits = the largest mult's bit length."""
+    groups, _ = _folds(num, pe, 1)
+    width = num.mult_max.bit_length()
+    m = np.asarray(num.mults, dtype=np.int64).reshape(groups, pe)
+    return _pack_unsigned(m, width)
+
+
+def _pack_unsigned(rows: np.ndarray, bits: int) -> list[int]:
+    return [sum(int(v) << (i * bits) for i, v in enumerate(row)) for row in rows.tolist()]
+
+
 def bias_rom(b_ints, pe: int, num: LinearNumerics) -> list[int]:
     """The bias ROM: word p holds b[p*PE + j] at bits [j * bias.bits, +bias.bits)."""
     groups, _ = _folds(num, pe, 1)
@@ -219,17 +339,23 @@ def unpack_weight_rom(words, pe: int, simd: int, num: LinearNumerics) -> np.ndar
 
 
 def _pack_rows(rows: np.ndarray, bits: int) -> list[int]:
-    mask = (1 << bits) - 1
-    words = []
-    for row in rows.tolist():
-        word = 0
-        for i, v in enumerate(row):
-            word |= (v & mask) << (i * bits)
-        words.append(word)
-    return words
+    """Row r -> the integer with element i's two's-complement bits at [i*bits, +bits)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return [0] * len(rows)
+    shifts = np.arange(bits, dtype=np.int64)
+    # (rows, count, bits) little-endian bits of every element, then bytes of each row
+    bit_array = ((rows[..., None] >> shifts) & 1).astype(np.uint8).reshape(len(rows), -1)
+    packed = np.packbits(bit_array, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 def _unpack_rows(words, count: int, bits: int) -> np.ndarray:
-    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    out = [[(((w >> (i * bits)) & mask) ^ sign) - sign for i in range(count)] for w in words]
-    return np.asarray(out, dtype=np.int64).reshape(len(words), count)
+    """Inverse of :func:`_pack_rows`: (len(words), count) signed elements."""
+    nbytes = (count * bits + 7) // 8
+    raw = np.frombuffer(b"".join(int(w).to_bytes(nbytes, "little") for w in words),
+                        dtype=np.uint8).reshape(len(words), nbytes)
+    bit_array = np.unpackbits(raw, axis=1, bitorder="little")[:, :count * bits]
+    vals = (bit_array.reshape(len(words), count, bits).astype(np.int64)
+            << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    return np.where(vals >> (bits - 1), vals - (1 << bits), vals)

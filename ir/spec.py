@@ -76,7 +76,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       norm_position: post     # post (BERT: x = norm(x + sublayer(x))) | pre (ViT: x = x + sublayer(norm(x)))
       final_norm: false       # true: one more norm after the last layer (pre-norm models such as ViT)
       norm_eps: 1.0e-05       # epsilon under the norm's square root: number > 0
-      activation: gelu        # gelu (exact, erf-based GELU) | relu: the feed-forward activation
+      activation: gelu        # the feed-forward activation: gelu (exact, erf-based GELU) |
+                              # gelu_tanh (tanh form: HF gelu_new, gelu_pytorch_tanh) | gelu_fast |
+                              # quick_gelu | silu | relu (ir/numerics_act.py)
       weights:                # where the weights come from: random ...
         source: random        # random | file
         seed: 0               # RNG seed: integer >= 0
@@ -225,13 +227,14 @@ from typing import Any, Iterable, Mapping, Union
 
 import yaml
 
+from .numerics_act import ACTIVATIONS  # gelu, gelu_tanh, gelu_fast, quick_gelu, silu, relu
 from .readers import json_load, yaml_load
 from .types import FixedFormat
 from .verilog_names import name_problem
 
 __all__ = [
     "AttentionSpec", "ModelSpec", "EncoderSpec", "WeightsSpec", "FormatsSpec", "InputsSpec",
-    "ScheduleSpec", "Folding", "HardwareSpec", "Spec", "SpecError", "LINEAR_OPS",
+    "ScheduleSpec", "QuantizationSpec", "CalibrationSpec", "Folding", "HardwareSpec", "Spec", "SpecError", "LINEAR_OPS",
     "load_spec", "parse_override", "spec_from_dict", "spec_to_dict",
 ]
 
@@ -242,7 +245,6 @@ ENCODER_ATTENTION_KINDS = ("full", "window", "causal")
 ATTENTION_VARIANTS = ("naive", "online")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("post", "pre")
-ACTIVATIONS = ("gelu", "relu")
 WEIGHT_SOURCES = ("random", "file")
 WEIGHT_SUFFIXES = (".npz", ".safetensors")
 #: the tensor names a weights file uses: attnflow's, or a Hugging Face family's checkpoint
@@ -430,6 +432,22 @@ class HardwareSpec:
 
 
 @dataclass(frozen=True)
+class CalibrationSpec:
+    """``calibration``: the inputs of the run that calibrates activation formats."""
+    file: str | None = None      # .npy of real hidden states, absolute path
+    seed: int | None = None      # random inputs like ``inputs`` with this seed (None: inputs.seed)
+    headroom: float = 1.0        # headroom * max |x| must fit each calibrated format
+
+
+@dataclass(frozen=True)
+class QuantizationSpec:
+    """``quantization``: where the stack's integer formats come from (``ir.quantize``)."""
+    weights: str = "fixed"           # fixed | per_tensor | per_channel
+    activations: str = "fixed"       # fixed | calibrated
+    formats: tuple = ()              # ((tensor name, FixedFormat), ...) fixed by hand
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     model: Model
@@ -437,6 +455,8 @@ class Spec:
     inputs: InputsSpec
     schedule: ScheduleSpec
     hardware: HardwareSpec
+    quantization: QuantizationSpec = QuantizationSpec()
+    calibration: CalibrationSpec = CalibrationSpec()
     source: str = field(default="<dict>", compare=False)  # where the spec came from
 
     @property
@@ -759,8 +779,55 @@ def _parse_parallelism(c: _Checker, data: Any, model: EncoderSpec) -> tuple:
                         for key in raw))
 
 
+def _parse_quantization(c: _Checker, top: Mapping, model: Model,
+                        base_dir: Path) -> tuple[QuantizationSpec, CalibrationSpec]:
+    """``quantization`` and ``calibration`` (encoder specs only)."""
+    from .quantize import ACTIVATION_MODES, WEIGHT_MODES, tensor_names
+    encoder = model.type == "encoder"
+    hints = None if encoder else _elsewhere(("weights", "activations", "formats"),
+                                            _ONLY_ENCODER)
+    q = c.section(top.get("quantization"), "quantization",
+                  ("weights", "activations", "formats") if encoder else (), hints=hints)
+    cal = c.section(top.get("calibration"), "calibration",
+                    ("file", "seed", "headroom") if encoder else (),
+                    hints=None if encoder else _elsewhere(("file", "seed", "headroom"),
+                                                          _ONLY_ENCODER))
+    if not encoder:
+        return QuantizationSpec(), CalibrationSpec()
+    dq = QuantizationSpec()
+    by_hand = q.get("formats") or {}
+    if not isinstance(by_hand, Mapping):
+        c.fail("quantization.formats", f"must be a mapping of tensor name -> {{bits, frac}}, "
+                                       f"got {_show(by_hand)}")
+    names = tensor_names(model.layers, model.norm_position == "pre", model.final_norm)
+    fixed = []
+    for name, fmt in by_hand.items():
+        if name not in names:
+            near = difflib.get_close_matches(str(name), names, 3)
+            c.fail(f"quantization.formats.{name}",
+                   f"unknown tensor; tensors are x, q, k, v, att, l<i>.<name> and final_ln "
+                   f"(ir/quantize.py){'; did you mean ' + ', '.join(near) + '?' if near else ''}")
+        fixed.append((name, _parse_format(c, fmt, f"quantization.formats.{name}",
+                                          FixedFormat(16, 8))))
+    cfile = cal.get("file")
+    if cfile is not None and (not isinstance(cfile, str) or not cfile):
+        c.fail("calibration.file", f"must be the path of a .npy file, got {_show(cfile)}")
+    seed = cal.get("seed")
+    quant = QuantizationSpec(
+        weights=c.choice(q.get("weights", dq.weights), "quantization.weights", WEIGHT_MODES),
+        activations=c.choice(q.get("activations", dq.activations),
+                             "quantization.activations", ACTIVATION_MODES),
+        formats=tuple(sorted(fixed)))
+    return quant, CalibrationSpec(
+        file=None if cfile is None else os.path.abspath(os.path.join(base_dir, cfile)),
+        seed=None if seed is None else c.integer(seed, "calibration.seed", 0),
+        headroom=c.number(cal.get("headroom", CalibrationSpec().headroom),
+                          "calibration.headroom", 1.0, 1e6))
+
+
 def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
-    top = c.section(data, "", ("name", "model", "formats", "inputs", "schedule", "hardware"))
+    top = c.section(data, "", ("name", "model", "formats", "inputs", "schedule", "hardware",
+                               "quantization", "calibration"))
 
     name = top.get("name", DEFAULT_NAME)
     if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
@@ -836,8 +903,9 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
         **optional,
     )
 
+    quantization, calibration = _parse_quantization(c, top, model, base_dir)
     r = inputs.range
-    if encoder:
+    if encoder and quantization.activations == "fixed":
         fmt = formats.act
         if not fmt.holds(-r, r):
             c.fail("formats.act",
@@ -854,7 +922,8 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
                        f"{r!r} does not fit{why}: raise formats.{key}.bits or lower "
                        f"formats.{key}.frac")
 
-    return Spec(name, model, formats, inputs, schedule, hardware, source=c.source)
+    return Spec(name, model, formats, inputs, schedule, hardware, quantization, calibration,
+                source=c.source)
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -1009,7 +1078,7 @@ def spec_to_dict(spec: Spec) -> dict:
         formats.update(act=_fmt(f.act), weight=_fmt(f.weight), gamma=_fmt(f.gamma),
                        beta=_fmt(f.beta), acc_bits=f.acc_bits)
         hardware.update(parallelism={k: {"pe": v.pe, "simd": v.simd} for k, v in h.parallelism})
-    return {
+    out = {
         "name": spec.name,
         "model": _model_to_dict(spec.model),
         "formats": formats,
@@ -1018,3 +1087,9 @@ def spec_to_dict(spec: Spec) -> dict:
                      "input_gap_max": s.input_gap_max, "output_ready_prob": s.output_ready_prob},
         "hardware": hardware,
     }
+    if encoder:
+        q, cal = spec.quantization, spec.calibration
+        out["quantization"] = {"weights": q.weights, "activations": q.activations,
+                               "formats": {n: _fmt(f) for n, f in q.formats}}
+        out["calibration"] = {"file": cal.file, "seed": cal.seed, "headroom": cal.headroom}
+    return out

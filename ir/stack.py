@@ -65,8 +65,12 @@ def spec_graph(spec, weights: dict) -> Graph:
     its float weights (``ir.weights.load_weights``): the layer plans (formats, quantized
     weights) written as the stack's ops."""
     from .encoder_golden import encoder_plans, final_norm_plan
-    return stack_graph(encoder_plans(spec, weights), final_norm_plan(spec, weights),
-                       spec.name)
+    from .quantize import stack_formats
+    formats = stack_formats(spec, weights)
+    g = stack_graph(encoder_plans(spec, weights, formats),
+                    final_norm_plan(spec, weights, formats), spec.name)
+    g.g.graph["formats"] = formats
+    return g
 
 
 def _layer(g: Graph, plan, x: str, p: str) -> str:
@@ -167,39 +171,123 @@ def stack_golden(plans: list, x_ints, traces: list | None = None, final=None) ->
     dict per layer."""
     g = lower_stack(stack_graph(plans, final))
     p0 = plans[0]
-    vals = interpret(g, {"x": np.asarray(x_ints, np.int64).reshape(p0.n, p0.d_model)})
-    if traces is not None:
-        traces.extend(_trace(vals, layer_prefix(i), p.heads) for i, p in enumerate(plans))
+    x = {"x": np.asarray(x_ints, np.int64).reshape(p0.n, p0.d_model)}
+    if traces is None:
+        return interpret(g, x, keep=g.outputs)[g.outputs[0]]
+    vals = interpret(g, x)
+    traces.extend(_trace(vals, layer_prefix(i), p.heads) for i, p in enumerate(plans))
     return vals[g.outputs[0]]
 
 
 def stack_float(plans: list, x, final=None) -> np.ndarray:
     """The stack as written, interpreted in floats on real inputs x."""
     g = stack_graph(plans, final)
-    return interpret(g, {"x": np.asarray(x, np.float64)}, "float")[g.outputs[0]]
+    return interpret(g, {"x": np.asarray(x, np.float64)}, "float",
+                     keep=g.outputs)[g.outputs[0]]
+
+
+def layer_outputs(graph: Graph) -> list[str]:
+    """The node after every layer (the last one: the final norm, if any)."""
+    outs = list(graph.g.graph["layer_outputs"])
+    if outs[-1] != graph.outputs[0]:
+        outs[-1] = graph.outputs[0]
+    return outs
 
 
 def stack_accuracy(plans: list, x_ints, final=None, graph: Graph | None = None,
-                   lowered: Graph | None = None) -> list:
+                   lowered: Graph | None = None, ints: dict | None = None) -> list:
     """Per layer: the integer stack (lowered graph) after that layer against the float
     stack (graph as written) on the same dequantized input; the final norm, if any, in
     the last layer's figures. Errors accumulate from layer to layer. ``graph`` /
-    ``lowered``: the stack's IR when already built (else built from the plans)."""
+    ``lowered``: the stack's IR when already built (else built from the plans); ``ints``:
+    the integer values of :func:`layer_outputs` when already computed."""
     graph = graph if graph is not None else stack_graph(plans, final)
-    lsb = 2.0 ** -plans[0].act_fmt.frac
+    x_fmt = graph.node("x")["type"].fmt
     x = np.asarray(x_ints, np.int64)
-    ints = interpret(lowered if lowered is not None else lower_stack(graph), {"x": x})
-    flts = interpret(graph, {"x": x * lsb}, "float")
-    outs = list(graph.g.graph["layer_outputs"])
-    if final is not None:
-        outs[-1] = graph.outputs[0]
+    outs = layer_outputs(graph)
+    if ints is None:
+        lowered = lowered if lowered is not None else lower_stack(graph)
+        ints = interpret(lowered, {"x": x}, keep=outs)
+    flts = interpret(graph, {"x": x * x_fmt.lsb}, "float", keep=outs)
     res = []
     for i, n in enumerate(outs):
+        lsb = graph.node(n)["type"].fmt.lsb
         got, ref = ints[n] * lsb, flts[n]
         cos = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
         res.append({"layer": i, "max_abs_error": float(np.abs(ref - got).max()),
                     "cosine": cos, "out_lsb": lsb, "max_abs_float": float(np.abs(ref).max())})
     return res
+
+
+class TensorLosses:
+    """The error each op of a stack adds, measured on the integer model as it runs: for
+    every node of the IR as written, its integer value (dequantized) against the op's
+    float semantics applied to its *integer* inputs (dequantized), as a relative RMS
+    error ``||int - float(int inputs)|| / ||float(int inputs)||``: the loss that op's
+    format, weights and arithmetic add, not the loss it inherits. Q, K and V (per head in
+    the lowered IR) are measured whole, as the written linears. Use :meth:`observe` as
+    ``interpret``'s ``observe`` on the lowered graph; values are kept only until their
+    last reader here has been measured."""
+
+    def __init__(self, graph: Graph, lowered: Graph):
+        from .graph import OPS
+        self.graph, self.lowered, self.ops = graph, lowered, OPS
+        self.parts: dict[str, list[str]] = {}      # written node -> lowered nodes (concat)
+        self.users: dict[str, int] = {}            # written node -> measurements that read it
+        for n in graph.nodes():
+            node = graph.node(n)
+            self.parts[n] = [n] if n in lowered.g else self._heads(n)
+            if node["op"] == "input":
+                continue
+            for src in node["operands"] + (n,):
+                self.users[src] = self.users.get(src, 0) + 1
+        self.owner = {part: n for n, parts in self.parts.items() for part in parts}
+        self.seen: dict[str, np.ndarray] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self.results: list[dict] = []
+
+    def _heads(self, n: str) -> list[str]:
+        p, op = n.rsplit(".", 1)
+        role = {"attn_q": "q", "attn_k": "k", "attn_v": "v"}.get(op)
+        if role is None:
+            return []
+        heads = self.graph.node(next(iter(self.graph.g.successors(n))))["attrs"]["heads"]
+        return [f"{p}.{role}{h}" for h in range(heads)]
+
+    def _real(self, name: str) -> np.ndarray:
+        fmt = self.lowered.node(self.parts[name][0])["type"].fmt
+        return self.values[name] * fmt.lsb
+
+    def observe(self, name: str, value: np.ndarray) -> None:
+        w = self.owner.get(name)
+        if w is None:
+            return
+        self.seen[name] = value
+        parts = self.parts[w]
+        if not all(p in self.seen for p in parts):
+            return
+        self.values[w] = (np.concatenate([self.seen.pop(p) for p in parts], axis=1)
+                          if len(parts) > 1 else self.seen.pop(parts[0]))
+        node = self.graph.node(w)
+        if node["op"] != "input":
+            self._measure(w, node)
+
+    def _measure(self, w: str, node: dict) -> None:
+        args = [self._real(s) for s in node["operands"]]
+        ref = np.asarray(self.ops[node["op"]].real(node["attrs"], *args), np.float64)
+        got = self._real(w)
+        norm = float(np.linalg.norm(ref))
+        self.results.append({
+            "tensor": w, "format": str(self.graph.node(w)["type"].fmt),
+            "added": float(np.linalg.norm(got - ref) / norm) if norm else 0.0})
+        for src in node["operands"] + (w,):
+            self.users[src] -= 1
+            if not self.users[src]:
+                self.values.pop(src, None)
+
+    def worst(self, count: int = 3) -> list[dict]:
+        """The ``count`` tensors that add the most error, most first."""
+        return sorted(self.results, key=lambda r: -r["added"])[:count]
 
 
 # ---------------------------------------------------------------- the mapper's view

@@ -6,7 +6,10 @@ A :class:`FixedFormat` is a two's-complement (or unsigned) fixed-point number wi
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,40 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{'x'.join(map(str, self.shape))}:{self.fmt}"
+
+
+class IntArray:
+    """An immutable integer numpy array that can sit in a frozen, hashable parameter set
+    (``mappers.hwgraph.Instance.params``): a read-only view of ``values`` (no copy when
+    it is already an integer array), hashed by shape, dtype and contents once, equal to
+    an IntArray of the same shape and values. Holds a linear's weights without turning
+    millions of them into Python tuples."""
+    __slots__ = ("array", "_hash")
+
+    def __init__(self, values):
+        a = np.asarray(values)
+        if a.dtype.kind not in "iu":
+            a = a.astype(np.int64)
+        a = a.view()
+        a.flags.writeable = False
+        self.array = a
+        self._hash = None
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            data = np.ascontiguousarray(self.array).tobytes()
+            self._hash = hash((self.array.shape, hashlib.blake2b(data, digest_size=16)
+                               .digest()))
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, IntArray):
+            return NotImplemented
+        return (self.array.shape == other.array.shape
+                and bool(np.array_equal(self.array, other.array)))
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __repr__(self) -> str:
+        return f"IntArray(shape={self.array.shape}, dtype={self.array.dtype})"

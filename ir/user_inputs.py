@@ -32,11 +32,12 @@ FIELD = "inputs.file"
 SUFFIXES = (".npy", ".npz")
 
 
-def expected_streams(spec) -> dict:
-    """Input stream name -> (shape, format) the design reads, in stream order."""
+def expected_streams(spec, x_fmt: FixedFormat | None = None) -> dict:
+    """Input stream name -> (shape, format) the design reads, in stream order (an
+    encoder's input in ``x_fmt``, its calibrated format, else ``formats.act``)."""
     m, f = spec.model, spec.formats
     if m.type == "encoder":
-        return {"x": ((m.seq_len, m.d_model), f.act)}
+        return {"x": ((m.seq_len, m.d_model), x_fmt or f.act)}
     shape = (m.seq_len, m.head_dim)
     return {"q": (shape, f.q), "k": (shape, f.k), "v": (shape, f.v)}
 
@@ -81,8 +82,9 @@ def _read(path: Path, streams: dict) -> dict:
 
 
 def _stored(path: Path, name: str, arr: np.ndarray, shape: tuple, fmt: FixedFormat,
-            label: str) -> np.ndarray:
-    """The stored integers of one stream, after checking shape, dtype and range."""
+            label: str, saturate: bool = False) -> np.ndarray:
+    """The stored integers of one stream, after checking shape, dtype and range
+    (``saturate``: real values beyond the format saturate instead: a calibrated format)."""
     where = f"array {name!r}" if label == "npz" else "the array"
     if arr.shape != tuple(shape):
         raise SpecError(str(path), FIELD, f"{where} has shape {arr.shape}, expected "
@@ -100,6 +102,8 @@ def _stored(path: Path, name: str, arr: np.ndarray, shape: tuple, fmt: FixedForm
         lo, hi = fmt.min_value, fmt.max_value
         # holds(): rounds to a representable integer
         bad = (vals < lo - fmt.lsb / 2) | (vals >= hi + fmt.lsb / 2)
+        if saturate:
+            bad = np.zeros_like(bad)
         unit = f"real values of {fmt}"
         ints = quantize(vals, fmt)
     else:
@@ -113,11 +117,62 @@ def _stored(path: Path, name: str, arr: np.ndarray, shape: tuple, fmt: FixedForm
     return ints
 
 
-def load_user_inputs(spec) -> dict:
-    """Stream name -> stored integers (int64, the stream's shape) from ``spec.inputs.file``."""
+def load_user_inputs(spec, x_fmt: FixedFormat | None = None) -> dict:
+    """Stream name -> stored integers (int64, the stream's shape) from ``spec.inputs.file``
+    (an encoder's X in ``x_fmt`` when given: the stack's calibrated input format)."""
     path = Path(spec.inputs.file)
-    streams = expected_streams(spec)
+    streams = expected_streams(spec, x_fmt)
     raw = _read(path, streams)
     label = path.suffix.lower().lstrip(".")
-    return {name: _stored(path, name, raw[name], shape, fmt, label)
+    return {name: _stored(path, name, raw[name], shape, fmt, label, calibrated(spec))
             for name, (shape, fmt) in streams.items()}
+
+
+def calibrated(spec) -> bool:
+    """True when the input format comes from a calibration run: real input values beyond
+    it saturate (as every calibrated tensor does) and the report counts them."""
+    return spec.model.type == "encoder" and spec.quantization.activations == "calibrated"
+
+
+def saturated_inputs(spec, x_fmt: FixedFormat) -> int:
+    """How many real values of ``inputs.file`` lie beyond ``x_fmt`` (0 for integers)."""
+    if not spec.inputs.file:
+        return 0
+    arr = _read(Path(spec.inputs.file), expected_streams(spec, x_fmt))["x"]
+    if arr.dtype.kind != "f":
+        return 0
+    return int(np.count_nonzero((arr < x_fmt.min_value - x_fmt.lsb / 2)
+                                | (arr >= x_fmt.max_value + x_fmt.lsb / 2)))
+
+
+def read_hidden_states(path, seq_len: int, d_model: int, field: str) -> np.ndarray:
+    """Real hidden states for a calibration run: a float ``.npy`` (or array ``x`` of a
+    ``.npz``) of shape (seq_len, d_model) or (samples, seq_len, d_model) -> float64
+    (samples, seq_len, d_model). One SpecError line on ``field`` for anything else."""
+    path = Path(path)
+    want = f"real hidden states ({seq_len}, {d_model}) or (samples, {seq_len}, {d_model})"
+    if path.suffix.lower() not in SUFFIXES:
+        raise SpecError(str(path), field, f"must be a .npy or .npz file of {want}")
+    if not path.is_file():
+        raise SpecError(str(path), field, f"file not found; expected {want}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.ndarray):
+            with data:
+                if "x" not in data.files:
+                    raise SpecError(str(path), field, f"no array 'x' in the .npz; expected "
+                                                      f"{want}")
+                data = data["x"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise SpecError(str(path), field, f"cannot read it: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                                          f"expected {want}") from None
+    if data.dtype.kind != "f":
+        raise SpecError(str(path), field, f"the array has dtype {data.dtype}; expected {want} "
+                                          "as floats")
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3 or data.shape[1:] != (seq_len, d_model) or not len(data):
+        raise SpecError(str(path), field, f"the array has shape {data.shape}; expected {want}")
+    if not np.isfinite(data).all():
+        raise SpecError(str(path), field, "the array holds NaN or inf; expected finite values")
+    return data.astype(np.float64)

@@ -1,6 +1,6 @@
 """Encoder weights: the tensor names and shapes, random weights, and weight files.
 
-:func:`load_weights` returns every weight tensor of an encoder spec as a float64 numpy
+:func:`load_weights` returns every weight tensor of an encoder spec as a float numpy
 array, by name (:func:`weight_shapes` gives the names in order and their shapes; the
 table is in ``attnflow.ir.spec``'s docstring). Linear weights are ``[out, in]`` as in
 PyTorch's ``nn.Linear``::
@@ -354,8 +354,9 @@ def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) ->
 
 
 def load_weights(spec: Spec) -> dict[str, np.ndarray]:
-    """Every weight tensor of the encoder ``spec`` -> float64 array of its documented
-    shape, from ``model.weights`` (random or file). Raises SpecError on field
+    """Every weight tensor of the encoder ``spec`` -> a float array of its documented
+    shape (float64; float32 for a file's float16/BF16/float32 tensors, whose values it
+    holds exactly), from ``model.weights`` (random or file). Raises SpecError on field
     ``model.weights.path`` (one line) for anything wrong with the file."""
     model = spec.model
     if not isinstance(model, EncoderSpec):
@@ -410,7 +411,9 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         if got != shape:
             fail(f"tensor {name!r} in {path} has shape {_shape_text(got)}, "
                  f"expected {_shape_text(shape)}")
-        arr = np.asarray(arr, dtype=np.float64)
+        # float16, BF16 and float32 widen exactly to float32 (half the memory of float64;
+        # arithmetic promotes them to float64 exactly where they are used)
+        arr = np.asarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32)
         if not np.isfinite(arr).all():
             fail(f"tensor {name!r} in {path} holds non-finite values (nan or inf)")
         return arr

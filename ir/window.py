@@ -104,15 +104,7 @@ def window_online(nm: AttentionNumerics, xs, ok, vs) -> tuple[np.ndarray, np.nda
     """The masked online softmax over the slots: scores ``xs`` (N, W), ``ok`` (N, W)
     booleans, values ``vs`` (N, W, d) -> the final (o, l) of every row. A masked slot
     leaves (m, l, o) as they were; slot 0 is never masked and starts the row."""
-    m = l = o = None
-    for t in range(xs.shape[1]):
-        if t == 0:
-            m, l, o = nm.online_step(True, m, l, o, xs[:, 0], vs[:, 0])
-            continue
-        m2, l2, o2 = nm.online_step(False, m, l, o, xs[:, t], vs[:, t])
-        keep = ok[:, t]
-        m, l = np.where(keep, m2, m), np.where(keep, l2, l)
-        o = np.where(keep[:, None], o2, o)
+    _, l, o = nm.online_rows(xs, vs, ok)
     return o, l
 
 

@@ -363,7 +363,7 @@ class _Layer:
         self.add(n1.instance("ln1"))
         self.chan("x_ln1", fk.layout(), ("fork_in", "y1"), ("ln1", "x"), fr(latency("fork")),
                   "L+1")
-        fa = ForkParams(n, d, act, ways=3 * plan.heads)
+        fa = ForkParams(n, d, plan.norm1.numerics.out, ways=3 * plan.heads)
         self.add(fa.instance("fork_attn"))
         self.chan("n1", n1.y_layout(), ("ln1", "y"), ("fork_attn", "x"),
                   fr(latency(n1.template)), "L+1")
@@ -437,7 +437,9 @@ class _Layer:
         """The FFN sublayer from res1 to the layer's output (see :func:`_add_layer`)."""
         plan, fr, fe, n1, n2 = self.plan, full_rate_depth, self.fe, self.n1, self.n2
         n, d, act, lin_lat = plan.n, plan.d_model, plan.act_fmt, latency("linear")
-        fk2 = ForkParams(n, d, act, ways=2)
+        # the FFN's fork carries the attention residual (pre-norm) or ln1's output
+        fk2 = ForkParams(n, d, plan.res1.out if plan.pre else plan.norm1.numerics.out,
+                         ways=2)
         self.add(fk2.instance("fork_ffn"))
         if plan.pre:   # res1 -> fork_ffn -> (skip2, ln2 -> lin_up)
             self.chan("r1", r1.y_layout(), ("res1", "y"), ("fork_ffn", "x"),

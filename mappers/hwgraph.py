@@ -154,7 +154,18 @@ class HwGraph:
         return [c.name for c in self.channels.values() if c.dst is None]
 
     def port_channels(self, inst: str) -> dict[str, Channel]:
-        """port -> channel for one instance."""
+        """port -> channel for one instance (a frozen graph indexes every instance's
+        ports once: a stack of ~1000 instances asks for them thousands of times)."""
+        if self.frozen:
+            index = self.__dict__.get("_ports")
+            if index is None:
+                index = {name: {} for name in self.instances}
+                for c in self.channels.values():
+                    for end in (c.src, c.dst):
+                        if end and end[0] in index:
+                            index[end[0]][end[1]] = c
+                object.__setattr__(self, "_ports", index)
+            return dict(index.get(inst, {}))
         out = {}
         for c in self.channels.values():
             if c.src and c.src[0] == inst:

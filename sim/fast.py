@@ -65,7 +65,7 @@ import warnings
 import numpy as np
 
 from ..mappers.hwgraph import HwGraph
-from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Timing
+from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Times, Timing
 from .schedule import Schedule
 
 __all__ = ["run_timing_fast"]
@@ -84,6 +84,37 @@ _MIN_ROUNDS = 50
 _MIN_WINDOW = 1024
 #: the first window (firings; None: the whole process)
 _FIRST_WINDOW = None
+
+
+class _Progression:
+    """``start + step * i`` for i in 0 .. n-1, computed when read (an int, or an int64
+    array for a slice or an index array): a template's ramp R = ii * f and its ports'
+    offsets, which as arrays of a firing each were most of the engine's memory."""
+    __slots__ = ("start", "step", "n")
+
+    def __init__(self, start: int, step: int, n: int):
+        self.start, self.step, self.n = int(start), int(step), int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            a, b, c = k.indices(self.n)
+            return self.start + self.step * np.arange(a, b, c, dtype=np.int64)
+        if isinstance(k, np.ndarray):
+            return self.start + self.step * k.astype(np.int64)
+        k = int(k)
+        return self.start + self.step * (k + self.n if k < 0 else k)
+
+
+def _offsets(m, ramp, k0: int, delta: int):
+    """``ramp`` at the firings of tokens k0.. of map ``m``, plus ``delta``: a progression
+    when both are, else an array."""
+    if isinstance(ramp, _Progression) and m.idx is None:
+        return _Progression(ramp.start + ramp.step * (m.start + m.step * k0) + delta,
+                            ramp.step * m.step, max(0, m.n - k0))
+    return m.take(ramp, k0) + delta
 
 
 class _Map:
@@ -225,10 +256,10 @@ class _Chain(_Node):
         self.L = max(1, self.F if _FIRST_WINDOW is None else _FIRST_WINDOW)   # window
         self.wf0 = self.wf1 = 0         # the last window
         for e in ins:
-            e.off = e.map.take(ramp) - e.ch.lat
+            e.off = _offsets(e.map, ramp, 0, -e.ch.lat)
         for e in outs:
             d = e.ch.depth
-            e.off = (e.map.take(ramp, d) - 1) if e.ch.n > d else np.zeros(0, np.int64)
+            e.off = _offsets(e.map, ramp, d, -1) if e.ch.n > d else np.zeros(0, np.int64)
         # A round trip over a channel: the producer's firing for token k follows the pop
         # of token k - depth by 1, that pop follows the push of k - depth by lat at least,
         # so t(k) >= t(k - depth) + lat + 1 at the producer; the consumer's pop of k
@@ -689,8 +720,7 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
         for e in ins + outs:
             if e.map.n != e.ch.n:
                 raise ValueError(f"{name}: {e.map.n} tokens on {e.ch.name}, expected {e.ch.n}")
-        node = _Chain(name, np.arange(0, con.fires * con.ii, con.ii, dtype=np.int64),
-                      con.ii, ins, outs)
+        node = _Chain(name, _Progression(0, con.ii, con.fires), con.ii, ins, outs)
         for e in outs:
             e.ch.src = (node, e)
         for e in ins:
@@ -703,7 +733,7 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
         end = _End(ch, _Map(ch.n))
         ready = schedule.ready[name]
         if ready.prob >= 1.0:
-            node = _Chain(f"<output {name}>", np.arange(ch.n, dtype=np.int64), 1, [end], [])
+            node = _Chain(f"<output {name}>", _Progression(0, 1, ch.n), 1, [end], [])
         else:
             node = _ReadySink(f"<output {name}>", end, ready)
         ch.dst = (node, end)
@@ -728,14 +758,13 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
             if not getattr(ch, attr + "_view"):
                 setattr(ch, attr, end.map.take(node.T))
 
-    # the reference's objects: lists share one conversion per process
-    lists = {id(n): n.T.tolist() for n in nodes}
+    # the reference's objects, the times as int64 arrays read like its lists (Times)
     chans = {}
     for c in hw.channels.values():
         ch = fch[c.name]
         out = Chan(c.name, c.depth, c.latency)
-        out.push = ch.src[1].map.take_list(lists[id(ch.src[0])])
-        out.pop = ch.dst[1].map.take_list(lists[id(ch.dst[0])])
+        out.push = Times(ch.src[1].map.take(ch.src[0].T))
+        out.pop = Times(ch.dst[1].map.take(ch.dst[0].T))
         chans[c.name] = out
 
     empty = {name: 0 for name in fch}

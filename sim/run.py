@@ -71,34 +71,55 @@ class SimResult:
         return out
 
 
-def topo_instances(hw: HwGraph) -> list[str]:
+def channel_index(hw: HwGraph) -> dict[str, dict]:
+    """instance -> {port: channel}, for every instance at once (``HwGraph.port_channels``
+    walks every channel per call)."""
+    index = {name: {} for name in hw.instances}
+    for c in hw.channels.values():
+        for end in (c.src, c.dst):
+            if end and end[0] in index:
+                index[end[0]][end[1]] = c
+    return index
+
+
+def topo_instances(hw: HwGraph, index: dict | None = None) -> list[str]:
+    """The instances in an order where every input channel's producer comes first (the
+    graph inputs are ready); instances in insertion order among the ready ones."""
+    index = channel_index(hw) if index is None else index
     order, done = [], set(hw.inputs)
     pending = list(hw.instances)
     while pending:
-        for name in pending:
-            ins = [c for p, c in hw.port_channels(name).items()
-                   if p in hw.instances[name].contract.inputs]
-            if all(c.name in done for c in ins):
-                order.append(name)
-                done.update(c.name for p, c in hw.port_channels(name).items()
-                            if p in hw.instances[name].contract.outputs)
-                pending.remove(name)
-                break
-        else:
+        name = next((n for n in pending
+                     if all(index[n][p].name in done for p in hw.instances[n].contract.inputs)),
+                    None)
+        if name is None:
             raise ValueError(f"HwGraph has a cycle through {pending}")
+        order.append(name)
+        done.update(index[name][p].name for p in hw.instances[name].contract.outputs)
+        pending.remove(name)
     return order
 
 
-def compute_values(hw: HwGraph, inputs: dict) -> dict:
-    """Values on every channel, from the graph inputs (channel -> {field: array})."""
+def compute_values(hw: HwGraph, inputs: dict, keep_all: bool = True) -> dict:
+    """Values on every channel, from the graph inputs (channel -> {field: array}). With
+    ``keep_all`` False only the graph's input and output channels are kept: an internal
+    channel's values are dropped once its consumer has run (every channel has one), so a
+    deep design holds a few templates' streams at a time."""
     values = {name: inputs[name] for name in hw.inputs}
-    for name in topo_instances(hw):
+    io = set(hw.inputs) | set(hw.outputs)
+    index = channel_index(hw)
+    for name in topo_instances(hw, index):
         inst = hw.instances[name]
-        ports = hw.port_channels(name)
+        ports = index[name]
         ins = {p: values[ports[p].name] for p in inst.contract.inputs}
         outs = facet(inst.template, "model")(inst, hw.numerics, ins)
         for p in inst.contract.outputs:
             values[ports[p].name] = outs[p]
+        if not keep_all:
+            del ins, outs
+            for p in inst.contract.inputs:
+                if ports[p].name not in io:
+                    del values[ports[p].name]
     return values
 
 
@@ -106,8 +127,9 @@ ENGINES = ("auto", "reference", "fast")
 
 
 def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None,
-             engine: str = "auto") -> SimResult:
-    """``inputs``: input channel -> {field: array}. Values and times of every token.
+             engine: str = "auto", keep_values: bool = True) -> SimResult:
+    """``inputs``: input channel -> {field: array}. Values and times of every token
+    (``keep_values`` False: the values of the input and output channels only).
 
     ``engine``: ``reference`` steps every firing (``sim.engine``); ``fast`` solves whole
     firing-time arrays (``sim.fast``) and gives the identical result, or None when the
@@ -115,7 +137,7 @@ def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None,
     back to the reference, which then also reports any deadlock."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    values = compute_values(hw, inputs)
+    values = compute_values(hw, inputs, keep_values)
     timing = None
     if engine != "reference":
         timing = run_timing_fast(hw, schedule, order=order)

@@ -154,7 +154,9 @@ class Mem:
     width: int
     rom: bool = False          # initialised, never written (the exp table)
     async_read: bool = True    # every read port in attnflow's RTL today
-    #: a ROM's words when known (the LUTs then follow its contents: :func:`rom_content_luts`)
+    #: a ROM's words when known (the LUTs then follow its contents: :func:`rom_content_luts`),
+    #: or a function returning them, called only when the LUTs are wanted (a linear's
+    #: weight ROM: millions of weights are packed only for a device estimate)
     init: tuple | None = field(default=None, repr=False, compare=False)
     #: identical ROMs side by side, each with its own address (one per lane)
     copies: int = 1
@@ -233,8 +235,9 @@ def rom_luts(depth: int, width: int, flow: str, k: int) -> int:
 def rom_columns(words, width: int) -> set:
     """The bit columns of a ROM (its words padded with zeros to at least 2, as
     ``templates.linear`` pads them) that need logic: not constant, not an address bit, each
-    once (ABC shares equal columns) and up to inversion (an INV cell, not a LUT)."""
-    words = list(words)
+    once (ABC shares equal columns) and up to inversion (an INV cell, not a LUT).
+    ``words``: the words, or a function returning them (``Mem.init``)."""
+    words = list(words() if callable(words) else words)
     depth = max(2, len(words))
     words += [0] * (depth - len(words))
     addr = set()

@@ -29,6 +29,8 @@ with the firings):
 
 * the input row is the live ``x`` payload on the row's first firing, then a register;
   its chunk s (SIMD elements) is selected;
+* with per-channel multipliers (scaled weights, ``LinearNumerics.per_channel``) the
+  multiplier ROM word p (PE unsigned multipliers) is read beside the bias;
 * the weight ROM word f (PE x SIMD weights) and the bias ROM word p (PE biases) are read
   combinationally;
 * PE accumulators: ``acc_new_j = (s == 0 ? b_j : acc_j) + sum_t x[s*SIMD + t] * W_j,t``;
@@ -47,7 +49,8 @@ from amaranth.lib.memory import Memory
 from ..hdl.datapath import elems, requant_hw, saturate_hw, tree_sum
 from ..hdl.templates import Template
 from ..ir.numerics import clog2
-from ..ir.numerics_linear import LinearNumerics, bias_rom, linear_golden, weight_rom
+from ..ir.numerics_linear import LinearNumerics, bias_rom, linear_golden, mult_rom, weight_rom
+from ..ir.types import IntArray
 from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import FIRST, FOLD, LAST, ROW, ROWS, Contract, Phase
 from ..mappers.hwgraph import Field, Instance, Layout
@@ -102,15 +105,16 @@ class LinearParams:
     """Everything one ``linear`` instance needs: rows, folding, numerics, weights, bias.
 
     ``weights``: M rows of K stored integers (format ``numerics.w``); ``bias``: M stored
-    integers (``numerics.bias``, accumulator scale). Tuples, so the whole object is
-    hashable and fits ``Instance.params``; build it with :meth:`make` from arrays.
+    integers (``numerics.bias``, accumulator scale). ``ir.types.IntArray`` (or tuples), so
+    the whole object is hashable and fits ``Instance.params``; build it with :meth:`make`
+    from arrays.
     """
     n: int
     pe: int
     simd: int
     numerics: LinearNumerics
-    weights: tuple[tuple[int, ...], ...]
-    bias: tuple[int, ...]
+    weights: IntArray | tuple
+    bias: IntArray | tuple
 
     def __post_init__(self):
         num = self.numerics
@@ -133,13 +137,13 @@ class LinearParams:
     @classmethod
     def make(cls, n, pe, simd, numerics, weights, bias=None) -> "LinearParams":
         """From arrays: weights (M, K); bias (M,) or None (zeros)."""
-        w = np.asarray(weights, dtype=np.int64)
+        w = np.asarray(weights)
+        w = w if w.dtype.kind == "i" else w.astype(np.int64)
         if w.ndim != 2:
             raise ValueError(f"linear: weights must be a 2-d array (M, K), got shape {w.shape}")
         b = np.zeros(w.shape[0], dtype=np.int64) if bias is None else \
             np.asarray(bias, dtype=np.int64).reshape(-1)
-        return cls(int(n), int(pe), int(simd), numerics,
-                   tuple(tuple(r) for r in w.tolist()), tuple(b.tolist()))
+        return cls(int(n), int(pe), int(simd), numerics, IntArray(w), IntArray(b))
 
     # --- derived
     @property
@@ -166,9 +170,14 @@ class LinearParams:
         return self.groups * self.chunks
 
     def w_array(self) -> np.ndarray:
+        """The (M, K) weights (read-only; the stored integer type, e.g. int8)."""
+        if isinstance(self.weights, IntArray):
+            return self.weights.array
         return np.asarray(self.weights, dtype=np.int64).reshape(len(self.weights), -1)
 
     def b_array(self) -> np.ndarray:
+        if isinstance(self.bias, IntArray):
+            return self.bias.array.reshape(-1)
         return np.asarray(self.bias, dtype=np.int64).reshape(-1)
 
     def contract(self) -> Contract:
@@ -272,6 +281,10 @@ class Linear(Template):
         m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
         brp = _rom(m, "brom", pe * bb, bias_rom(p.b_array(), pe, num))
         m.d.comb += brp.addr.eq(g)
+        mb = num.mult_max.bit_length()
+        if num.per_channel:     # one multiplier per output channel: word g, PE of them
+            mrp = _rom(m, "mrom", pe * mb, mult_rom(pe, num))
+            m.d.comb += mrp.addr.eq(g)
 
         ys = []
         for j in range(pe):
@@ -285,7 +298,8 @@ class Linear(Template):
             with m.If(fire):
                 m.d.sync += acc.eq(acc_new)
             y = Signal(signed(num.y.bits), name=f"y{j}")
-            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * num.mult, num.shift), num.y))
+            mult = mrp.data[j * mb:(j + 1) * mb] if num.per_channel else num.mult
+            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * mult, num.shift), num.y))
             ys.append(y)
 
         # the output row: groups 0 .. groups-2 registered, the last one from this firing
@@ -317,9 +331,9 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
         m.ffs += xw if groups > 1 else xw - xw // chunks
     # the live payload or the register, then the chunk: one (2 x chunks):1 mux per bit
     m.logic.add("muxn", simd * num.x.bits, 1, 2 * chunks if p.fold > 1 else 1)
-    words = weight_rom(p.w_array(), pe, simd, num)
     width = pe * simd * num.w.bits
-    m.mems.append(Mem("weight ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
+    m.mems.append(Mem("weight ROM", max(2, p.fold), width, rom=True,
+                      init=lambda: tuple(weight_rom(p.w_array(), pe, simd, num))))
     words = bias_rom(p.b_array(), pe, num)
     width = pe * num.bias.bits
     m.mems.append(Mem("bias ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
@@ -330,7 +344,13 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
     m.ffs += pe * ab                                    # accumulators
     w = ab
-    if num.mult != 1:
+    if num.per_channel:         # a multiplier per channel from a ROM: variable products
+        mb = num.mult_max.bit_length()
+        m.mems.append(Mem("mult ROM", max(2, groups), pe * mb, rom=True,
+                          init=tuple(mult_rom(pe, num))))
+        m.mults.append(Mult("acc*mult", ab, True, mb, False, pe, split_adders=True))
+        w += mb + 1
+    elif num.mult != 1:
         m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
                             const=num.mult, split_adders=True))
         w += num.mult.bit_length() + 1

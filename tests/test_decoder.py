@@ -287,7 +287,8 @@ def test_gpt2_config_maps_to_a_causal_pre_norm_stack():
     m = gpt2().model
     assert (m.d_model, m.heads, m.layers, m.d_ff, m.seq_len) == (32, 2, 2, 128, 16)
     assert (m.norm, m.norm_position, m.final_norm, m.norm_eps) == ("layernorm", "pre", True, 1e-5)
-    assert (m.activation, m.attention.kind, m.attention.variant) == ("gelu", "causal", "online")
+    assert (m.activation, m.attention.kind, m.attention.variant) == \
+        ("gelu_tanh", "causal", "online")
     assert gpt2().name == "hf_gpt2_tiny"
 
 
@@ -310,9 +311,9 @@ def test_gpt2_keys_without_model_type_and_older_keys(tmp_path):
      "3 heads do not divide n_embd = 32; valid head counts: 1, 2, 4, 8, 16, 32"),
     ({}, 65, "model.seq_len",
      "65 tokens exceed this model's 64 positions (n_positions 64); use at most 64"),
-    ({"activation_function": "silu"}, 16, "activation_function",
-     "unsupported value 'silu'; allowed: gelu, gelu_fast, gelu_new, gelu_python, "
-     "gelu_pytorch_tanh, relu"),
+    ({"activation_function": "mish"}, 16, "activation_function",
+     "unsupported value 'mish'; allowed: gelu, gelu_fast, gelu_new, gelu_python, "
+     "gelu_python_tanh, gelu_pytorch_tanh, quick_gelu, relu, silu, swish"),
     ({"scale_attn_by_inverse_layer_idx": True}, 16, "scale_attn_by_inverse_layer_idx",
      "true (a boolean): scores divided by the layer index + 1 are not built; allowed: false"),
     ({"scale_attn_weights": False}, 16, "scale_attn_weights",

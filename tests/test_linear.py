@@ -358,3 +358,72 @@ def test_rtl_matches_simulator(rtl_available, tmp_path, k, m, pe, simd, scale, y
         assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
         assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
     assert totals["nostall"] == n * params.fold + FILL < totals["stall"]
+
+
+def make_scaled_layer(n, k, m, pe, simd, seed=0, x=S8_4, y=FixedFormat(10, 4)):
+    """A linear with per-output-channel weight steps (``w_scales``): int8 weights whose
+    rows' steps differ by up to 16x, so the channel multipliers differ."""
+    rng = np.random.default_rng(seed)
+    scales = tuple(float(v) for v in 0.01 * 2.0 ** rng.uniform(0, 4, m))
+    num = LinearNumerics(k, m, x, FixedFormat(8, 0), y, w_scales=scales)
+    wi = rng.integers(-127, 128, (m, k))
+    bi = rng.integers(-2000, 2000, m)
+    xi = rng.integers(x.min_int, x.max_int + 1, (n, k))
+    return LinearParams.make(n, pe, simd, num, wi, bi), xi
+
+
+def test_per_channel_multipliers_within_their_bound():
+    """y_j = requant(acc_j * mult_j, shift): |y - acc * factor_j| <= 0.5 + |acc| *
+    |mult_j 2**-shift - factor_j| output LSBs, and the float reference in real units
+    uses each channel's step."""
+    params, xi = make_scaled_layer(20, 16, 12, 1, 1, seed=4, y=FixedFormat(20, 6))
+    num = params.numerics
+    assert num.per_channel and len(set(num.mults)) > 1
+    assert num.mult_max.bit_length() == num.mult_bits
+    acc = linear_acc(xi, params.w_array(), params.b_array(), num)
+    y = golden(params, xi)
+    exact = acc * np.asarray(num.factors)[None, :]
+    err = np.abs(y - exact)
+    bound = 0.5 + np.abs(acc) * np.asarray(
+        [abs(math.ldexp(mu, -num.shift) - f) for mu, f in zip(num.mults, num.factors)])
+    assert (err <= bound + 1e-9).all()
+    real = linear_float(xi, params.w_array(), params.b_array(), num)
+    assert np.abs(real * 2 ** num.y.frac - exact).max() < 1e-6
+
+
+def test_per_channel_weights_and_bias_round_trip():
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 0.02, (6, 10)) * np.arange(1, 7)[:, None]
+    scales = tuple(float(v) for v in np.abs(w).max(axis=1) / 127)
+    num = LinearNumerics(10, 6, S8_4, FixedFormat(8, 0), S8_4, w_scales=scales)
+    wi = quantize_weights(w, num)
+    assert wi.dtype == np.int8 and (np.abs(wi).max(axis=1) == 127).all()
+    assert np.abs(wi * np.asarray(scales)[:, None] - w).max() <= max(scales) / 2 + 1e-12
+    b = rng.normal(0, 0.1, 6)
+    bi = quantize_bias(b, num)
+    assert np.abs(bi * 2.0 ** -S8_4.frac * np.asarray(scales) - b).max() <= \
+        max(scales) * 2.0 ** -S8_4.frac / 2 + 1e-12
+
+
+@pytest.mark.rtl
+def test_rtl_per_channel_matches_simulator(rtl_available, tmp_path):
+    """Per-channel multipliers from a ROM (3 groups of 2): bits and cycles on Verilator
+    with and without stalls."""
+    n, k, m, pe, simd = 10, 8, 6, 2, 4
+    params, xi = make_scaled_layer(n, k, m, pe, simd, seed=7)
+    assert params.numerics.per_channel
+    name = "linear_per_channel"
+    hw = standalone_graph(params, name)
+    emit_verilog(hw, tmp_path / "rtl" / f"{name}.v")
+    y = golden(params, xi)
+    F = params.fold
+    stall = dict(input_gap_prob=0.4, input_gap_max=3 * F, output_ready_prob=0.5 / F)
+    for label, kw in (("nostall", {}), ("stall", stall)):
+        res = simulate(hw, {"x": {"x": xi}}, make_schedule({"x": n}, ["y"], 3, **kw))
+        assert np.array_equal(res.outputs["y"]["x"], y)
+        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
+        tb = run_testbench(tmp_path, vectors=path, timeout=900)
+        print(f"[rtl] {name} {label}: {res.total_cycles} cycles: {tb.message}")
+        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
+        if label == "nostall":
+            assert res.total_cycles == n * F + FILL

@@ -33,6 +33,7 @@ from attnflow.build import vectors
 from attnflow.hdl.emit import emit_verilog
 from attnflow.hdl.tb_files.run_tb import verilator_root
 from attnflow.hdl.testbench import run_testbench, write_testbench
+from attnflow.ir.numerics_act import GateNumerics
 from attnflow.ir.numerics_linear import LinearNumerics, linear_golden
 from attnflow.ir.numerics_norm import GeluNumerics, LayerNormNumerics, RescaleNumerics
 from attnflow.ir.types import FixedFormat
@@ -283,6 +284,9 @@ def _single(kind, n, d, seed=0):
     if kind.startswith("activation"):
         fn, num = {"activation_gelu_rom": ("gelu", GeluNumerics(S8_4, S8_5)),
                    "activation_gelu_poly": ("gelu", GeluNumerics(F(12, 8), F(10, 6))),
+                   "activation_gelu_tanh_table": (
+                       "gelu_tanh", GateNumerics("gelu_tanh", S8_4, S8_5, "table")),
+                   "activation_silu_rom": ("silu", GateNumerics("silu", S8_4, F(6, 3))),
                    "activation_relu": ("relu", RescaleNumerics(S8_4, F(6, 3), 0.8)),
                    "activation_rescale": ("rescale", RescaleNumerics(S8_4, S8_5, 0.37))}[kind]
         p = ActivationParams(n, d, fn, num)
@@ -300,7 +304,7 @@ def _single(kind, n, d, seed=0):
 
 
 KINDS = ["layernorm", "rmsnorm", "activation_gelu_rom", "activation_gelu_poly",
-         "activation_relu", "activation_rescale", "residual_add", "fork"]
+         "activation_gelu_tanh_table", "activation_silu_rom", "activation_relu", "activation_rescale", "residual_add", "fork"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -362,6 +366,18 @@ def chain2(n, d, fold_pe=2, fold_simd=2):
     relu = ActivationParams(n, d, "relu", RescaleNumerics(S8_5, S8_4, 0.8))
     add = ResidualParams(n, d, ResidualNumerics(S8_4, S8_4, F(9, 4), 1.0, 0.75))
     return [rms, gelu, lin, relu], add
+
+
+def chain3(n, d):
+    """fork -> rmsnorm (s12.8) -> tanh GELU (gate table, interpolated: 3 input bits below
+    the table step) -> SiLU (ROM) -> quick GELU (gate table, no interpolation: s8.3) ->
+    add.b; skip -> add.a."""
+    rms = ln_params(n, d, rms=True, out=F(12, 8), seed=5)
+    acts = [ActivationParams(n, d, fn, GateNumerics(fn, x, y, method)) for fn, x, y, method in
+            (("gelu_tanh", F(12, 8), S8_5, "table"), ("silu", S8_5, F(8, 3), "auto"),
+             ("quick_gelu", F(8, 3), S8_5, "table"))]
+    add = ResidualParams(n, d, ResidualNumerics(S8_4, S8_5, S8_4))
+    return [rms, *acts], add
 
 
 def test_chain_full_rate_at_the_computed_skip_depth():
@@ -499,6 +515,7 @@ RTL_CHAINS = {
     # throttled: a skip of 2 rows where 4 are needed (depth 1 is the sim's extreme, but a
     # depth-1 Channel emits a [-1:0] FIFO address that Verilator rejects: hdl/channel.py)
     "rms_poly_lin_relu": (chain2, 8, 4, 2),
+    "rms_gated_activations": (chain3, 6, 8, None),   # full rate
 }
 
 
@@ -534,5 +551,8 @@ def test_rtl_chain_matches_simulator(rtl_available, tmp_path, which):
     assert totals["nostall"] < totals["stall"]
     if which == "ln_gelu_rom":
         assert totals["nostall"] == n + 9
+    elif which == "rms_gated_activations":          # fork, rmsnorm, 3 activations, add
+        assert totals["nostall"] == n + 1 + sum(latency(t) for t in (
+            "fork", "rmsnorm", "activation", "activation", "activation", "residual_add"))
     else:       # pairs of rows every P + 1 cycles, the second row F cycles after the first
         assert totals["nostall"] == 1 + (n // 2 - 1) * (p + 1) + p + period + 2 == 66

@@ -185,7 +185,8 @@ def test_unknown_top_level_field():
     err = spec_error(minimal(modle={}))
     assert err.field == "modle"
     assert err.message == ("unknown field; did you mean 'model'? allowed fields: "
-                           "name, model, formats, inputs, schedule, hardware")
+                           "name, model, formats, inputs, schedule, hardware, "
+                           "quantization, calibration")
 
 
 def test_unknown_nested_field():

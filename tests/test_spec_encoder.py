@@ -298,7 +298,8 @@ def test_encoder_required_fields(missing):
     ({"final_norm": 1}, "model.final_norm", "must be true or false, got 1"),
     ({"norm_eps": 0}, "model.norm_eps", "must be a number > 0, got 0"),
     ({"norm_eps": "1e-5x"}, "model.norm_eps", "must be a number > 0, got '1e-5x' (str)"),
-    ({"activation": "swish"}, "model.activation", "unsupported value 'swish'; allowed: gelu, relu"),
+    ({"activation": "swish"}, "model.activation", "unsupported value 'swish'; allowed: gelu, "
+     "gelu_fast, gelu_tanh, quick_gelu, relu, silu"),
     ({"weights": {"source": "hub"}}, "model.weights.source",
      "unsupported value 'hub'; allowed: file, random"),
     ({"weights": {"std": -1}}, "model.weights.std", "must be a number > 0, got -1"),
@@ -451,8 +452,9 @@ def test_weights_file_loads(tmp_path, suffix):
     s = file_spec(tmp_path, want, suffix)
     got = load_weights(s)
     assert set(got) == set(weight_shapes(s.model))
-    for n, a in got.items():
-        assert a.dtype == np.float64 and np.array_equal(a, want[n].astype(np.float64))
+    for n, a in got.items():     # float32 in the file: kept float32 (exact), else float64
+        assert a.dtype == (np.float32 if want[n].dtype == np.float32 else np.float64)
+        assert np.array_equal(a, want[n].astype(np.float64))
 
 
 def test_safetensors_dtypes(tmp_path):
@@ -635,7 +637,8 @@ def test_hf_bert_family(tmp_path, model_type):
     s, _ = hf(tmp_path, {**BERT, "model_type": model_type, "hidden_act": "gelu_new",
                          "layer_norm_eps": 1e-5})
     assert (s.model.d_model, s.model.heads, s.model.d_ff, s.model.layers) == (128, 2, 512, 2)
-    assert (s.model.activation, s.model.norm_eps, s.model.norm_position) == ("gelu", 1e-5, "post")
+    assert (s.model.activation, s.model.norm_eps, s.model.norm_position) == \
+        ("gelu_tanh", 1e-5, "post")
 
 
 def test_hf_defaults_and_inferred_type(tmp_path):
@@ -654,7 +657,7 @@ def test_hf_distilbert(tmp_path):
     assert s.model.d_head == 64
     del cfg["model_type"]                                 # inferred from dim / n_heads
     assert hf(tmp_path, cfg, 128, folder="d2")[0].model == s.model
-    err, path = hf_error(tmp_path, {**cfg, "activation": "quick_gelu"})
+    err, path = hf_error(tmp_path, {**cfg, "activation": "mish"})
     assert err.field == "activation"
 
 
@@ -690,18 +693,20 @@ def test_hf_seq_len_above_positions(tmp_path):
 
 
 def test_hf_unsupported_activation(tmp_path):
-    err, path = hf_error(tmp_path, {**BERT, "hidden_act": "swish"})
-    assert str(err) == (f"{path}: hidden_act: unsupported value 'swish'; allowed: gelu, "
-                        "gelu_fast, gelu_new, gelu_python, gelu_pytorch_tanh, relu")
+    err, path = hf_error(tmp_path, {**BERT, "hidden_act": "mish"})
+    assert str(err) == (f"{path}: hidden_act: unsupported value 'mish'; allowed: gelu, "
+                        "gelu_fast, gelu_new, gelu_python, gelu_python_tanh, gelu_pytorch_tanh, "
+                        "quick_gelu, relu, silu, swish")
 
 
 def test_hf_several_unsupported_fields(tmp_path):
-    err, path = hf_error(tmp_path, {**BERT, "hidden_act": "silu", "is_decoder": True,
+    err, path = hf_error(tmp_path, {**BERT, "hidden_act": "mish", "is_decoder": True,
                                     "position_embedding_type": "relative_key"})
     assert str(err) == (
         f"{path}: hidden_act, position_embedding_type, is_decoder: cannot build: hidden_act: "
-        "unsupported value 'silu'; allowed: gelu, gelu_fast, gelu_new, gelu_python, "
-        "gelu_pytorch_tanh, relu; position_embedding_type: 'relative_key' adds relative-position "
+        "unsupported value 'mish'; allowed: gelu, gelu_fast, gelu_new, gelu_python, "
+        "gelu_python_tanh, gelu_pytorch_tanh, quick_gelu, relu, silu, swish; "
+        "position_embedding_type: 'relative_key' adds relative-position "
         "terms inside the attention scores, which are not built; allowed: absolute; is_decoder: "
         "true: decoders of this family are not supported (GPT-2-style ones are: model_type "
         "gpt2)")
