@@ -103,7 +103,7 @@ def softmax_stages(nm, lanes: int = 1) -> int:
 
 def normalize_stages(nm) -> int:
     """(o, l) -> output row: registered, the reciprocal (one quotient bit a stage), the d
-    products, rounding, saturation."""
+    products, rounding (with the saturation's comparisons beside it), the saturation."""
     return 1 + P.recip_stages(nm.recip_width) + P.mul_stages(nm.acc_bits, nm.recip_width) + 2
 
 
@@ -629,9 +629,15 @@ class Normalize(_Pipe):
         for t in range(nm.head_dim):
             o_t = o_packed[t * owid:(t + 1) * owid].as_signed()
             p = P.mul(m, o_t, r, f"or{t}")
-            y = P.reg(m, requant_hw(p, nm.out_shift_online), f"yr{t}",
-                      signed(len(p) + 1 - nm.out_shift_online))
-            ys.append(P.reg(m, saturate_hw(y, nm.out), f"y{t}", signed(nm.out.bits)))
+            s = nm.out_shift_online
+            y = P.reg(m, requant_hw(p, s), f"yr{t}", signed(len(p) + 1 - s))
+            # the saturation's comparisons on the product, beside the rounding's add:
+            # floor((p + h) / 2**s) > max  <=>  p >= (max + 1) 2**s - h, likewise < min
+            half = 1 << (s - 1)
+            hi = P.reg(m, p >= ((nm.out.max_int + 1) << s) - half, f"hi{t}")
+            lo = P.reg(m, p < (nm.out.min_int << s) - half, f"lo{t}")
+            ys.append(P.reg(m, Mux(hi, nm.out.max_int, Mux(lo, nm.out.min_int, y)), f"y{t}",
+                            signed(nm.out.bits)))
         self.output(m, seq, "o", Cat(*ys))
 
 

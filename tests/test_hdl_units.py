@@ -67,13 +67,13 @@ def test_channel_rtl_matches_engine(depth, latency, seed):
 
 # ---------------------------------------------------------------- a template from its parameters
 
-def _normalize_unit(n=3, d=2):
+def _normalize_unit(n=3, d=2, *overrides):
     from attnflow.ir.lower import numerics_from_spec
     from attnflow.ir.spec import load_spec
     from attnflow.mappers.hwgraph import Instance
     from attnflow.templates.online import Normalize, normalize, ol_layout, vec_layout
     nm = numerics_from_spec(load_spec("examples/sdpa_online.yaml",
-                                      [f"model.seq_len={n}", f"model.head_dim={d}"]))
+                                      [f"model.seq_len={n}", f"model.head_dim={d}", *overrides]))
     inst = Instance("norm", "normalize", normalize(n, nm=nm))
     ports = {"ol": ol_layout(nm), "o": vec_layout(nm.out, d)}
     return Normalize, inst, nm, ports
@@ -83,12 +83,19 @@ def test_a_component_is_built_and_run_from_its_parameters_alone():
     """No HwGraph: the normalize template from its instance, the numerics and its two
     port layouts, run under Amaranth's simulator, one token a cycle: each row's output is
     AttentionNumerics.normalize of its (o, l) token, its slot reserved in the firing cycle
-    and its data ``stages`` cycles later (latency - 1: the channel's visibility cycle)."""
-    Normalize, inst, nm, ports = _normalize_unit()
+    and its data ``stages`` cycles later (latency - 1: the channel's visibility cycle).
+    Rows 3 and 4 sit at the saturation's edges (a 6-bit output format: l = 1 and o one
+    output LSB past the largest / below the smallest output, and exactly at them): the
+    component compares the product with constants instead of the rounded value."""
+    Normalize, inst, nm, ports = _normalize_unit(5, 2, "formats.out.bits=6",
+                                                  "formats.out.frac=4", "inputs.range=1.0")
     rng = np.random.default_rng(5)
     one = 1 << nm.prob_frac                           # exp(0): the row max's term
-    l = rng.integers(one, 3 * one, 3)
-    o = rng.integers(-1, 2, (3, 2)) * (l[:, None] << (nm.v.bits - 2)) // 3
+    l = np.concatenate([rng.integers(one, 3 * one, 3), [one, one]])
+    o = rng.integers(-1, 2, (3, 2)) * (l[:3, None] << (nm.v.bits - 2)) // 3
+    lsb = one << (nm.v.frac - nm.out.frac)            # one output LSB of o at l = 1
+    hi, lo = nm.out.max_int, nm.out.min_int
+    o = np.concatenate([o, [[(hi + 1) * lsb, hi * lsb], [(lo - 1) * lsb, lo * lsb]]])
     words = ports["ol"].pack({"o": o, "l": l})
     want = nm.normalize(o, l)
     dut = Normalize(inst, nm, ports)
@@ -113,8 +120,9 @@ def test_a_component_is_built_and_run_from_its_parameters_alone():
     sim.add_testbench(bench)
     sim.run()
     assert np.array_equal(ports["o"].unpack(got)["x"], want)
-    assert when == [stages, stages + 1, stages + 2]
-    assert len({tuple(r) for r in want.tolist()}) == 3      # three different rows
+    assert when == [stages + k for k in range(5)]
+    assert want[3].tolist() == [hi, hi] and want[4].tolist() == [lo, lo]   # saturated, and not
+    assert len({tuple(r) for r in want[:3].tolist()}) == 3  # three different rows
 
 
 def test_a_component_without_a_port_layout_is_refused():
