@@ -90,7 +90,7 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
         raise SpecError(spec.source, fld, msg)
     plans, final = match_layers(graph)      # the mapper maps what the IR holds
     try:
-        fold = plan_folding(spec, multiplier_budget)
+        fold = plan_folding(spec, multiplier_budget, plans[0].attn)
         with numerics_errors(spec):
             hw = map_encoder(plans, fold.foldings, dict(spec.hardware.fifo_depths), spec.name,
                              final=final, lanes=fold.lanes)

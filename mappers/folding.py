@@ -344,11 +344,13 @@ def lanes_for(n: int, period: int) -> int:
     return max(1, -(-n // period))
 
 
-def plan_folding(spec, multiplier_budget: int | None = None) -> FoldPlan:
+def plan_folding(spec, multiplier_budget: int | None = None, attn=None) -> FoldPlan:
     """The folding of ``spec``'s encoder: spec entries as given, the rest automatic.
     ``multiplier_budget`` applies when the spec sets none (``prepare_for`` passes the
-    budgets of its bisection against a device's fit check)."""
-    search = _Search(spec, multiplier_budget)
+    budgets of its bisection against a device's fit check). ``attn``: the heads'
+    attention numerics (the stack IR's, calibrated formats included; default: the spec's
+    formats), which the heads' latencies in the cycle model read."""
+    search = _Search(spec, multiplier_budget, attn)
     if not search.auto:
         return search.plan("spec", None, None, *search.at(1, 1, search.fixed_lanes or 1))
     if search.budget is None and search.target is None:
@@ -365,7 +367,7 @@ class _Search:
     """The folding search of one encoder spec: which ops are fixed, the goal, and the
     layer kind's cycle model (``mappers.encoder.STACK_HEADS``)."""
 
-    def __init__(self, spec, multiplier_budget):
+    def __init__(self, spec, multiplier_budget, attn=None):
         from .encoder import STACK_HEADS
         self.model, hwspec = spec.model, spec.hardware
         model = self.model
@@ -386,8 +388,8 @@ class _Search:
         self.budget = hwspec.multiplier_budget or multiplier_budget
         self.fixed_lanes = att.lanes
         f = spec.formats
-        self.nm = AttentionNumerics(self.n, model.d_head, f.q, f.k, f.v, f.out, f.score_frac,
-                                    f.prob_frac)
+        self.nm = attn or AttentionNumerics(self.n, model.d_head, f.q, f.k, f.v, f.out,
+                                            f.score_frac, f.prob_frac)
         # score slots a row: N, w' + 1 for a causal sliding window, 2 w' + 1 for a window
         self.keys = keys = row_slots(self.n, att.kind, att.window)
         if self.fixed_lanes is not None and not 1 <= self.fixed_lanes <= keys:

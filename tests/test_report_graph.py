@@ -30,9 +30,11 @@ def test_head_view_ranks_and_marks(head):
     assert names["<in q>"].subtitle == "input, 32 bits"        # 4 x s8
     assert names["<out o>"].subtitle == "output, 64 bits"      # 4 x s16
     # every internal channel is one arrow, named with its depth (the head has 7 channels)
+    depth = {c.name: c.depth for c in head.hw.channels.values()}
     assert {(e.src, e.dst, e.label) for e in view.edges if e.label} == {
-        ("qk", "softmax", "s, depth 4"), ("vstore", "softmax", "vr, depth 2"),
-        ("softmax", "norm", "ol, depth 2")}
+        ("qk", "softmax", f"s, depth {depth['s']}"), ("vstore", "softmax", f"vr, depth {depth['vr']}"),
+        ("softmax", "norm", f"ol, depth {depth['ol']}")}
+    assert (depth["s"], depth["vr"], depth["ol"]) == (11, 4, 18)   # pipelined: latency + 1
     assert len(view.edges) == 7
     rank, back = ranks(view)
     assert back == set()
