@@ -203,15 +203,18 @@ _XILINX_LUTRAM = ((32, 14, 8, "RAM32M16"), (64, 7, 8, "RAM64M8"))
 _XILINX_LUTRAM_SP = ((32, 16, 8, "RAM32M16"), (64, 8, 8, "RAM64M8"))
 
 #: block RAM geometries Yosys' memory_libmap chooses among for a memory with a registered
-#: read port (simple dual port): (depth, width, blocks of the device's BRAM, cost), and
-#: the cost of one LUT RAM cell (brams_xc4v.txt, lutrams_xcu.txt; brams_16kd.txt,
-#: lutrams_trellis.txt; ice40/brams.txt). A memory left in logic costs a point a bit;
-#: the cheapest mapping wins, logic on a tie.
+#: read port (simple dual port): (depth, width, blocks of the device's BRAM, cost,
+#: primitive), and the cost of one LUT RAM cell (brams_xc4v.txt, lutrams_xcu.txt;
+#: brams_16kd.txt, lutrams_trellis.txt; ice40/brams.txt). A memory left in logic costs a
+#: point a bit; the cheapest mapping wins, logic on a tie.
 _BLOCK_RAM = {
-    "xilinx": [(16384 // w if w < 9 else 18432 // w, w, 0.5, 129) for w in (1, 2, 4, 9, 18, 36)]
-    + [(32768 // w if w < 9 else 36864 // w, w, 1, 257) for w in (1, 2, 4, 9, 18, 36, 72)],
-    "ecp5": [(16384 // w if w < 9 else 18432 // w, w, 1, 128) for w in (1, 2, 4, 9, 18, 36)],
-    "ice40": [(4096 // w, w, 1, 64) for w in (2, 4, 8, 16)],
+    "xilinx": [(16384 // w if w < 9 else 18432 // w, w, 0.5, 129, "RAMB18E2")
+               for w in (1, 2, 4, 9, 18, 36)]
+    + [(32768 // w if w < 9 else 36864 // w, w, 1, 257, "RAMB36E2")
+       for w in (1, 2, 4, 9, 18, 36, 72)],
+    "ecp5": [(16384 // w if w < 9 else 18432 // w, w, 1, 128,
+              "PDPW16KD" if w == 36 else "DP16KD") for w in (1, 2, 4, 9, 18, 36)],
+    "ice40": [(4096 // w, w, 1, 64, "SB_RAM40_4K") for w in (2, 4, 8, 16)],
 }
 _LUTRAM_CELL_COST = {"xilinx": 16, "ecp5": 4}
 
@@ -222,11 +225,13 @@ def bram_blocks(mem: Mem, device: Device) -> int:
     return max(math.ceil(mem.width / br.max_width), math.ceil(mem.bits / br.bits))
 
 
-def _block_ram(mem: Mem, flow: str) -> tuple[float, int]:
-    """(blocks, cost) of the cheapest block RAM geometry for ``mem``."""
-    return min((math.ceil(mem.depth / depth) * math.ceil(mem.width / width) * blocks,
-                math.ceil(mem.depth / depth) * math.ceil(mem.width / width) * cost)
-               for depth, width, blocks, cost in _BLOCK_RAM[flow])
+def _block_ram(mem: Mem, flow: str) -> tuple[int, float, int, str]:
+    """(cost, blocks of the device's BRAM, cells, primitive) of the cheapest block RAM
+    geometry for ``mem``."""
+    def option(depth, width, blocks, cost, prim):
+        cells = math.ceil(mem.depth / depth) * math.ceil(mem.width / width)
+        return cells * cost, cells * blocks, cells, prim
+    return min(option(*geometry) for geometry in _BLOCK_RAM[flow])
 
 
 def _distributed(mem: Mem, device: Device) -> dict:
@@ -278,12 +283,12 @@ def map_memory(mem: Mem, device: Device, k: int) -> dict:
         return out
     dist = _distributed(mem, device)
     if mem.read == "sync":
-        blocks, cost = _block_ram(mem, device.flow)
+        cost, blocks, cells, prim = _block_ram(mem, device.flow)
         dist_cost = (dist["count"] * _LUTRAM_CELL_COST[device.flow]
                      if device.flow in _LUTRAM_CELL_COST else mem.bits)
         if cost < min(dist_cost, mem.bits):
             out["bram"] = blocks
-            out["cells"] = f"{blocks:g} x {device.bram.primitive or 'BRAM'}"
+            out["cells"] = f"{cells} x {prim}"
             return out
     out.update({key: dist[key] for key in ("lutram", "lut", "cells")})
     out["ff"] = dist["ff"] + read_ffs

@@ -5,9 +5,8 @@ and the restoring divider.
 Measured with Yosys 0.70 (``synth_xilinx -family xcup`` and ``synth_ecp5``) on the online
 and naive heads N=32, d=16, module by module, register by register:
 
-* no pipeline register goes into a DSP block (every one has the clock domain's
-  synchronous reset; Yosys packs none into DSP48E2's A/B/M/P registers, and synth_ecp5
-  infers no MULT18X18D register): each is a flip-flop;
+* no pipeline register goes into a DSP block (every DSP48E2 comes out with AREG = BREG =
+  MREG = PREG = 0, and synth_ecp5 infers no MULT18X18D register): each is a flip-flop;
 * registers with the same input merge (``opt_merge``): a value registered by several
   consumers (each product's operand register, a delay line of the same value) costs its
   width times its longest delay: :meth:`~attnflow.targets.estimate.NodeModel.hold`;

@@ -783,10 +783,11 @@ def _key_lanes(inst, hw):
     return nm, n, lanes, rows_of(inst), g, n - (g - 1) * lanes
 
 
-def _store_cost(m: NodeModel, what: str, n: int, lanes: int, width: int) -> None:
+def _store_cost(m: NodeModel, what: str, n: int, lanes: int, width: int) -> int:
     """``read_store``: a memory of ceil(n / lanes) rows per lane, read through a
     registered port and registered once more (READ_STAGES); written in order (lanes > 1:
-    bank and address counters); the padding lanes of a row's last group set to 0."""
+    bank and address counters); the padding lanes of a row's last group set to 0 (the
+    caller's logic: ``padded``). Returns the padding lanes."""
     g = groups(n, lanes)
     for k in range(lanes):
         m.mems.append(Mem(what, g, width, read="sync"))
@@ -797,7 +798,7 @@ def _store_cost(m: NodeModel, what: str, n: int, lanes: int, width: int) -> None
     padding = lanes - (n - (g - 1) * lanes)
     if padding:
         m.hold("last group", 1, READ_STAGES)
-        m.logic.add("mux", width, padding)
+    return padding
 
 
 def qk_resources(m: NodeModel, inst, hw) -> None:
@@ -806,6 +807,8 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
     d, ch = nm.head_dim, hw.port_channels(inst.name)
     qw, kw = ch["q"].layout.width, ch["k"].layout.width
+    # a padding lane's zeroed K row goes into the products' operand registers: their
+    # synchronous reset, no LUT (Yosys 0.70, N = 9 with 4 lanes)
     _store_cost(m, "K", n, lanes, kw)
     for k in range(lanes):
         m.hold(f"K row {k}", kw, READ_STAGES)             # + each product's operand register
@@ -828,7 +831,9 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
 def kv_resources(m: NodeModel, inst, hw) -> None:
     """``KVReplay``: the V store, read through a registered port (READ_STAGES)."""
     nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
-    _store_cost(m, "V", n, lanes, hw.port_channels(inst.name)["v"].layout.width)
+    vw = hw.port_channels(inst.name)["v"].layout.width
+    padding = _store_cost(m, "V", n, lanes, vw)
+    m.logic.add("mux", vw, padding)                 # a padding lane's row zeroed
     staged_valid(m, READ_STAGES)
 
 
@@ -886,10 +891,12 @@ def _update_cost(m: NodeModel, nm, lanes: int) -> None:
         width = mul_cost(m, what, a, b, count, low=low, high=high)
         live = min(width, width if high is None else high) - low
         m.hold(f"{what} product", live * count, ms - P.mul_stages(a[0], b[0]))
-    # l: l + e, the rounding (+ one); O: O + e*v, the rounding (+ v); each bit a choice
-    # among the row's start, the two updates and the old state (one LUT6)
-    m.logic.add("add", lw, 2 * lanes).add("muxn", lw, lanes, 3)
-    m.logic.add("add", ow, 2 * d * lanes).add("muxn", ow, d * lanes, 3)
+    # l: l + e, the rounding (+ half + one: constants); O: O + e*v, the rounding (+ half
+    # + v << 2 prob_frac: v's bits from 2 prob_frac up, the half below); each bit a
+    # choice among the row's start, the two updates and the old state (one LUT6)
+    m.logic.add("add", lw, lanes).add("addc", lw + 1, lanes).add("muxn", lw, lanes, 3)
+    m.logic.add("add", ow, d * lanes).add("add", ow - pf, d * lanes)
+    m.logic.add("addc", pf + 1, d * lanes).add("muxn", ow, d * lanes, 3)
     m.ffs += lanes * (lw + d * ow)
 
 

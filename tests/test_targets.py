@@ -113,6 +113,24 @@ def test_dsp_split_matches_yosys(flow):
         assert dsp_blocks(a, b, a + b, RULES[flow]) == blocks, (flow, a, b)
 
 
+def test_pipelined_product_registers_follow_yosys():
+    """hdl.pipeline.mul of o (29s) by r (22u) read from bit 31 (normalize's rounding by 32):
+    the bits Yosys 0.70 keeps of each register (synth_xilinx, read off the netlist of
+    normalize N=32 d=16): partial products 17u x 17u at 0 (bits 17..33), 17u x 5u at 17
+    (17..38), 12s x 17u at 17 (17..45), 12s x 5u at 34 (34..50); sums 17..39, 17..50 and
+    the result 31..50; 4 DSP48E2."""
+    from attnflow.targets.estimate import NodeModel, dsp_rules
+    from attnflow.targets.pipeline_cost import mul_cost
+    m = NodeModel()
+    assert mul_cost(m, "o*r", (29, True), (22, False), low=31) == 51
+    assert m.ffs == (17 + 22 + 29 + 17) + (23 + 34 + 20)
+    # adders: 17..39 (both operands from 17), 34..50, 17..50
+    assert m.logic.items == [("add", 23 + 17 + 34, 1)]
+    assert m.mults[0].blocks(dsp_rules(load_device("u280"))) == 4
+    assert m.mults[0].pieces == ((17, False, 17, False), (17, False, 5, False),
+                                 (12, True, 17, False), (12, True, 5, False))
+
+
 # ----------------------------------------------------------------------------- estimates
 
 def _row(est, name):
@@ -132,6 +150,13 @@ NAIVE_U280 = {"qk": (18, 80, 1551, 500), "vstore": (0, 80, 275, 99), "rowmax": (
               "ch_m": (0, 16, 4, 24), "ch_e_a": (0, 16, 26, 28), "ch_e_b": (0, 24, 42, 54),
               "ch_l": (0, 16, 4, 24), "ch_p": (0, 16, 64, 34), "ch_vr": (0, 80, 11, 95),
               "ch_o": (0, 152, 266, 164)}
+# the same with lanes: N = 32, d = 16, 4 lanes (16 rows interleaved) and N = 9, d = 4,
+# 4 lanes (the last key group has 3 padding lanes)
+LANES4_U280 = {"qk": (72, 384, 4405, 1615), "vstore": (0, 320, 1046, 351),
+               "softmax": (208, 296, 30691, 7347), "norm": (64, 272, 5799, 2750),
+               "ch_s": (0, 48, 17, 70), "ch_vr": (0, 296, 11, 312)}
+N9_LANES4_U280 = {"qk": (20, 112, 1184, 380), "vstore": (0, 96, 276, 225),
+                  "softmax": (60, 96, 9373, 2523), "norm": (16, 64, 2149, 1442)}
 #: the pipelined templates, whose LUT model this data checks
 PIPELINED = {"qk_scores", "kv_replay", "online_softmax_pv", "normalize"}
 
@@ -200,6 +225,13 @@ def test_estimate_naive_n32_d16_on_u280():
     # the row bypasses are 46 and 35 deep: 64-deep LUT RAM (RAM64M8, 7 bits each)
     assert _row(est, "ch_s_b").mem_bits == 46 * 18 and _row(est, "ch_s_b").lutram == 3 * 8
     assert _row(est, "ch_e_b").mem_bits == 35 * 16 and _row(est, "ch_e_b").lutram == 3 * 8
+
+
+@pytest.mark.parametrize("sets, measured", [
+    (("model.attention.lanes=4",), LANES4_U280),
+    (("model.seq_len=9", "model.head_dim=4", "model.attention.lanes=4"), N9_LANES4_U280)])
+def test_estimate_lanes_on_u280(sets, measured):
+    _against(estimate(hw_of(ONLINE, *sets), "u280"), measured)
 
 
 def test_estimate_small_on_lattice():
