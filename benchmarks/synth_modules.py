@@ -5,7 +5,8 @@ Synthesizing a whole encoder takes too long, so this emits single template insta
 channels of a design, each as its own top module (``verilog.convert`` of the component, as
 ``hdl.emit`` does for the whole design), runs ``attnflow.targets.synthesize`` on each, one
 at a time, and compares the counts with that node's row of ``attnflow.targets.estimate``
-(LUT includes LUT RAM on both sides).
+(LUT includes LUT RAM on both sides). On Lattice parts (``--device ecp5_85f``,
+``ice40up5k``) synthesis only, no place and route.
 
 Usage::
 
@@ -31,6 +32,7 @@ from attnflow.api import prepare
 from attnflow.hdl.channel import Channel
 from attnflow.hdl.templates import of_graph
 from attnflow.targets import SynthError, estimate, load_device, synthesize
+from attnflow.targets.estimate import producer_stages
 
 DEFAULT_MODULES = ["l0_lin_q0", "l0_lin_out", "l0_lin_up", "l0_lin_down", "l0_qk0",
                    "l0_vstore0", "l0_softmax0", "l0_norm0", "l0_concat", "l0_res1", "l0_ln1",
@@ -45,7 +47,10 @@ def module(hw, name):
         return name, of_graph(inst, hw), name, inst.template
     if name in hw.channels:
         c = hw.channels[name]
-        return f"ch_{name}", Channel(c.layout.width, c.depth, c.latency), f"ch_{name}", "channel"
+        # a pipelined producer's channel takes the reservation and the data ``stages``
+        # cycles later, its register line that much shorter (as ``hdl.top`` builds it)
+        return (f"ch_{name}", Channel(c.layout.width, c.depth, c.latency,
+                                      producer_stages(hw, c)), f"ch_{name}", "channel")
     raise SystemExit(f"{name}: neither a template instance nor a channel of {hw.name}")
 
 
@@ -115,7 +120,7 @@ def main(argv=None) -> int:
         rtl.write_text(verilog.convert(comp, name=top, emit_src=False))
         log(f"[{time.monotonic() - start:.0f} s] {name} ({template}) ...")
         try:
-            res = synthesize(out / top, device, timeout=args.timeout, top=top,
+            res = synthesize(out / top, device, timeout=args.timeout, top=top, pnr=False,
                              progress=lambda m: log(f"  {m}"), every=60)
         except SynthError as e:
             status = "timed out" if "timed out" in str(e) else f"failed: {e}"
@@ -125,7 +130,9 @@ def main(argv=None) -> int:
         results.append((name, template, est, res.counts, res.yosys_seconds))
         cells[name] = res.cells
         log(f"  {res.summary()}")
-    print(f"Estimate vs Yosys `synth_xilinx` per module of `{hw.name}` on {device.name} "
+    flow = {"xilinx": f"synth_xilinx -family {device.yosys_family}", "ecp5": "synth_ecp5",
+            "ice40": "synth_ice40"}[device.flow]
+    print(f"Estimate vs Yosys `{flow}` per module of `{hw.name}` on {device.name} "
           f"(out of context, one module per run; LUT includes LUT RAM). "
           f"Wall time {time.monotonic() - start:.0f} s.\n")
     print(table(results))

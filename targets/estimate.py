@@ -13,18 +13,27 @@ What is modelled, node by node (template instances and channels):
   27x18, ``DSP_A_MAXWIDTH_PARTIAL=18``) a 29x17 product takes 2 blocks and a 29x23 one 4;
   unsigned operands take one more bit (the block multiplies signed numbers only).
   Products by a power-of-two constant are shifts (Yosys' ``opt_expr``), no multiplier.
-* **memories**: K/V stores (N x d x bits), FIFO storage (depth x width) and exp ROMs
-  (2**score_frac x exp_bits). All read ports in attnflow's RTL are *combinational*
-  (asynchronous), so Yosys cannot place them in block RAM (block RAM reads are
-  synchronous): on Xilinx they become LUT RAM (RAM32M16: 32 x 14 bits per 8 LUTs; RAM64M8:
-  64 x 7), on ECP5 TRELLIS_DPR16X4 (16 x 4), on iCE40 (no LUT RAM) flip-flops plus read
-  multiplexers. ROMs are pruned from LUT RAM and become logic. For each memory the block
-  RAMs it would take with a synchronous read port are given as a note.
-* **LUTs and FFs**: registers are counted exactly (state, pipeline line, FIFO pointers and
-  levels, loop counters); LUTs by a rough model of the adders, comparators, multiplexers,
-  shifters, dividers and ROMs in each template's datapath (its component), with
-  per-flow costs (LUT6 or LUT4). Adders that a DSP block's post-adder absorbs are not
-  counted on Xilinx when the product fits one block. The LUT model is within a small factor, not exact (see ``compare``).
+  A pipelined product (``hdl.pipeline.mul``, the full head's) is cut into partial
+  products in the RTL already (:attr:`Mult.pieces`), each mapped on its own; its operands
+  are registered, so Yosys sees no constant and even a power of two takes blocks.
+* **memories**: K/V stores (N x d x bits), FIFO storage (depth x width), register files,
+  delay lines and exp ROMs (2**score_frac x exp_bits). FIFOs and register files read
+  combinationally (asynchronously), which block RAM cannot (its reads are synchronous):
+  on Xilinx they become LUT RAM (RAM32M16: 32 x 14 bits per 8 LUTs, or 32 x 16 with one
+  address for reads and writes; RAM64M8: 64 x 7 or 64 x 8), on ECP5 TRELLIS_DPR16X4
+  (16 x 4), on iCE40 (no LUT RAM) flip-flops plus read multiplexers; for each the block
+  RAMs it would take with a synchronous read port are given as a note. The full head's
+  K/V stores and delay lines have registered read ports: block RAM where that is Yosys'
+  cheapest mapping (``memory_libmap``'s costs, :func:`map_memory`), else LUT RAM with the
+  data register in flip-flops (the N = 32 heads' stores on Xilinx and ECP5). A memory of
+  one word is a register. ROMs are pruned from LUT RAM and become logic.
+* **LUTs and FFs**: registers are counted exactly (state, pipeline registers, FIFO
+  pointers and levels, loop counters; for the pipelined templates what Yosys keeps of
+  them: ``targets.pipeline_cost``); LUTs by a rough model of the adders, comparators,
+  multiplexers, shifters, dividers and ROMs in each template's datapath (its component),
+  with per-flow costs (LUT6 or LUT4). Adders that a DSP block's post-adder absorbs are
+  not counted on Xilinx when the product fits one block. The LUT model is within a small
+  factor, not exact (see ``compare``).
 * **encoder templates** (``linear``, ``layernorm``/``rmsnorm``, ``activation``,
   ``residual_add``, ``fork``, ``concat``): widths from the numerics in each instance's
   params (``LinearParams``, ``NormParams``, ...), the objects the HDL reads. The linear
@@ -118,10 +127,20 @@ class Mult:
     #: count the LUT adders that sum the partial products of a product split over several
     #: blocks (the encoder templates' models; the attention templates' models predate it)
     split_adders: bool = False
+    #: a product of ``hdl.pipeline.mul``: its partial products (a_bits, a_signed, b_bits,
+    #: b_signed), each mapped on its own; their adder tree is the model's. Its operands are
+    #: registered, so Yosys sees no constant operand: a power of two is a multiplier too
+    pieces: tuple = ()
 
     @property
     def is_shift(self) -> bool:
+        """A product by a power of two (the accounting's shifts)."""
         return self.const is not None and self.const > 0 and self.const & (self.const - 1) == 0
+
+    @property
+    def free_shift(self) -> bool:
+        """Yosys makes the product a shift: no multiplier, no LUT."""
+        return self.is_shift and not self.pieces
 
     def operands(self, signed_only: bool) -> tuple[int, int]:
         """Operand widths as Yosys sees them (Amaranth zero-extends the unsigned operand of
@@ -133,16 +152,26 @@ class Mult:
         return a, b
 
     def blocks(self, rules: DspRules) -> int:
-        if self.is_shift:
+        if self.free_shift:
             return 0
+        if self.pieces:
+            return sum(self.piece_blocks(rules))
         a, b = self.operands(rules.signed_only)
         return dsp_blocks(a, b, a + b, rules)
+
+    def piece_blocks(self, rules: DspRules) -> list[int]:
+        """The blocks of each partial product (``pieces``)."""
+        return [dsp_blocks(a, b, a + b, rules) for a, b in self.piece_operands(rules.signed_only)]
+
+    def piece_operands(self, signed_only: bool) -> list[tuple[int, int]]:
+        return [Mult("", *piece).operands(signed_only) for piece in self.pieces]
 
     def describe(self) -> str:
         sa = "s" if self.a_signed else "u"
         sb = "s" if self.b_signed else "u"
         b = f"const {self.const}" if self.const is not None else f"{self.b_bits}{sb}"
-        return f"{self.count} x {self.what} ({self.a_bits}{sa} * {b})"
+        cut = f" in {len(self.pieces)} pieces" if len(self.pieces) > 1 else ""
+        return f"{self.count} x {self.what} ({self.a_bits}{sa} * {b}){cut}"
 
 
 # ----------------------------------------------------------------------------- memories
@@ -153,7 +182,11 @@ class Mem:
     depth: int
     width: int
     rom: bool = False          # initialised, never written (the exp table)
-    async_read: bool = True    # every read port in attnflow's RTL today
+    #: "comb": a combinational read port (FIFOs, register files); "sync": a registered one
+    #: (the address in, the data out a cycle later: the K/V stores, delay lines, exp ROM)
+    read: str = "comb"
+    #: read and write share one address (a single-port LUT RAM on Xilinx: wider cells)
+    one_address: bool = False
     #: a ROM's words when known (the LUTs then follow its contents: :func:`rom_content_luts`),
     #: or a function returning them, called only when the LUTs are wanted (a linear's
     #: weight ROM: millions of weights are packed only for a device estimate)
@@ -166,8 +199,26 @@ class Mem:
         return self.depth * self.width * self.copies
 
 
-#: Xilinx UltraScale(+) simple-dual-port LUT RAM (Yosys lutrams_xcu.txt): depth, width, LUTs
+#: Xilinx UltraScale(+) LUT RAM (Yosys lutrams_xcu.txt): depth, bits a cell, LUTs a cell,
+#: primitive; simple dual port (a write and a read address) and single port (one address)
 _XILINX_LUTRAM = ((32, 14, 8, "RAM32M16"), (64, 7, 8, "RAM64M8"))
+_XILINX_LUTRAM_SP = ((32, 16, 8, "RAM32M16"), (64, 8, 8, "RAM64M8"))
+
+#: block RAM geometries Yosys' memory_libmap chooses among for a memory with a registered
+#: read port (simple dual port): (depth, width, blocks of the device's BRAM, cost,
+#: primitive), and the cost of one LUT RAM cell (brams_xc4v.txt, lutrams_xcu.txt;
+#: brams_16kd.txt, lutrams_trellis.txt; ice40/brams.txt). A memory left in logic costs a
+#: point a bit; the cheapest mapping wins, logic on a tie.
+_BLOCK_RAM = {
+    "xilinx": [(16384 // w if w < 9 else 18432 // w, w, 0.5, 129, "RAMB18E2")
+               for w in (1, 2, 4, 9, 18, 36)]
+    + [(32768 // w if w < 9 else 36864 // w, w, 1, 257, "RAMB36E2")
+       for w in (1, 2, 4, 9, 18, 36, 72)],
+    "ecp5": [(16384 // w if w < 9 else 18432 // w, w, 1, 128,
+              "PDPW16KD" if w == 36 else "DP16KD") for w in (1, 2, 4, 9, 18, 36)],
+    "ice40": [(4096 // w, w, 1, 64, "SB_RAM40_4K") for w in (2, 4, 8, 16)],
+}
+_LUTRAM_CELL_COST = {"xilinx": 16, "ecp5": 4}
 
 
 def bram_blocks(mem: Mem, device: Device) -> int:
@@ -176,46 +227,75 @@ def bram_blocks(mem: Mem, device: Device) -> int:
     return max(math.ceil(mem.width / br.max_width), math.ceil(mem.bits / br.bits))
 
 
-def map_memory(mem: Mem, device: Device, k: int) -> dict:
-    """What Yosys does with one memory: {'lutram': LUTs, 'ff': bits, 'lut': logic LUTs,
-    'bram': blocks, 'cells': str}."""
-    out = {"lutram": 0, "ff": 0, "lut": 0, "bram": 0, "uram": 0, "cells": ""}
-    if mem.rom:
-        if mem.init is None:
-            out["lut"] = rom_luts(mem.depth, mem.width, device.flow, k)
-        else:
-            out["lut"] = mem.copies * rom_content_luts(mem.init, mem.width, device.flow, k)
-        n = f"{mem.copies} x " if mem.copies > 1 else ""
-        out["cells"] = f"{n}ROM {mem.depth}x{mem.width} as logic ({out['lut']} LUT)"
-        return out
-    if not mem.async_read:   # not produced today; block RAM when the read is registered
-        out["bram"] = bram_blocks(mem, device)
-        out["cells"] = f"{out['bram']} x {device.bram.primitive or 'BRAM'}"
-        return out
+def _block_ram(mem: Mem, flow: str) -> tuple[int, float, int, str]:
+    """(cost, blocks of the device's BRAM, cells, primitive) of the cheapest block RAM
+    geometry for ``mem``."""
+    def option(depth, width, blocks, cost, prim):
+        cells = math.ceil(mem.depth / depth) * math.ceil(mem.width / width)
+        return cells * cost, cells * blocks, cells, prim
+    return min(option(*geometry) for geometry in _BLOCK_RAM[flow])
+
+
+def _distributed(mem: Mem, device: Device) -> dict:
+    """``mem`` in LUT RAM (Xilinx, ECP5) or, on iCE40, in flip-flops with a read mux."""
+    out = {"lutram": 0, "ff": 0, "lut": 0, "cells": "", "count": 0}
     if device.flow == "xilinx":
-        for depth, width, luts, prim in _XILINX_LUTRAM:
+        for depth, width, luts, prim in (_XILINX_LUTRAM_SP if mem.one_address
+                                         else _XILINX_LUTRAM):
             if mem.depth <= depth:
                 n = math.ceil(mem.width / width)
-                out["lutram"] = n * luts
-                out["cells"] = f"{n} x {prim}"
+                out.update(lutram=n * luts, cells=f"{n} x {prim}", count=n)
                 return out
         banks = math.ceil(mem.depth / 64)
         n = banks * math.ceil(mem.width / 7)
-        out["lutram"] = n * 8
-        out["lut"] = mem.width * math.ceil((banks - 1) / 3)     # read mux (LUT6 = 4:1)
-        out["cells"] = f"{n} x RAM64M8 in {banks} banks"
+        out.update(lutram=n * 8, lut=mem.width * math.ceil((banks - 1) / 3),   # LUT6 = 4:1
+                   cells=f"{n} x RAM64M8 in {banks} banks", count=n)
         return out
     if device.flow == "ecp5":
         banks = math.ceil(mem.depth / 16)
         n = banks * math.ceil(mem.width / 4)
-        out["lutram"] = 2 * n                                   # 2 RAM-mode LUT4s each
-        out["lut"] = mem.width * (banks - 1)
-        out["cells"] = f"{n} x TRELLIS_DPR16X4"
+        out.update(lutram=2 * n, lut=mem.width * (banks - 1),    # 2 RAM-mode LUT4s each
+                   cells=f"{n} x TRELLIS_DPR16X4", count=n)
         return out
     # iCE40: no LUT RAM: a register per bit, write decode and a read multiplexer per bit
-    out["ff"] = mem.bits
-    out["lut"] = mem.width * (mem.depth - 1) + mem.depth
-    out["cells"] = f"{mem.bits} FF + read mux"
+    out.update(ff=mem.bits, lut=mem.width * (mem.depth - 1) + mem.depth,
+               cells=f"{mem.bits} FF + read mux")
+    return out
+
+
+def map_memory(mem: Mem, device: Device, k: int) -> dict:
+    """What Yosys does with one memory: {'lutram': LUTs, 'ff': bits, 'lut': logic LUTs,
+    'bram': blocks, 'cells': str}. A registered read port is block RAM where that is
+    Yosys' cheapest mapping (:data:`_BLOCK_RAM`), else its data register is a flip-flop
+    per bit in front of LUT RAM or logic (for the sizes of the attention heads' stores,
+    N x d x 8 bits with N = 32, LUT RAM: 10 RAM32M16 against 4 RAMB18 on Xilinx)."""
+    out = {"lutram": 0, "ff": 0, "lut": 0, "bram": 0, "uram": 0, "cells": ""}
+    read_ffs = mem.width * mem.copies if mem.read == "sync" else 0
+    if mem.rom:
+        if mem.init is None:
+            out["lut"] = mem.copies * rom_luts(mem.depth, mem.width, device.flow, k)
+        else:
+            out["lut"] = mem.copies * rom_content_luts(mem.init, mem.width, device.flow, k)
+        out["ff"] = read_ffs
+        n = f"{mem.copies} x " if mem.copies > 1 else ""
+        out["cells"] = f"{n}ROM {mem.depth}x{mem.width} as logic ({out['lut']} LUT)"
+        return out
+    if mem.depth == 1:          # one word (a register file of one row): a register
+        out.update(ff=mem.width + read_ffs, cells=f"{mem.width} FF")
+        return out
+    dist = _distributed(mem, device)
+    if mem.read == "sync":
+        cost, blocks, cells, prim = _block_ram(mem, device.flow)
+        dist_cost = (dist["count"] * _LUTRAM_CELL_COST[device.flow]
+                     if device.flow in _LUTRAM_CELL_COST else mem.bits)
+        if cost < min(dist_cost, mem.bits):
+            out["bram"] = blocks
+            out["cells"] = f"{cells} x {prim}"
+            return out
+    out.update({key: dist[key] for key in ("lutram", "lut", "cells")})
+    out["ff"] = dist["ff"] + read_ffs
+    if read_ffs:
+        out["cells"] += f" + {read_ffs} FF read register"
     return out
 
 
@@ -337,6 +417,22 @@ class NodeModel:
     logic: Logic = field(default_factory=Logic)
     ffs: int = 0
     notes: list = field(default_factory=list)
+    #: registered copies of named values: value -> (bits, longest delay)
+    held: dict = field(default_factory=dict)
+
+    def hold(self, value: str, width: int, stages: int, count: int = 1) -> "NodeModel":
+        """``count`` values of ``width`` bits named ``value`` registered ``stages`` times in
+        a row. Yosys merges registers with the same input, so every consumer of a value's
+        k-th copy shares it: a value costs its width times its longest delay, however many
+        times it is held."""
+        bits, longest = self.held.get(value, (width * count, 0))
+        self.held[value] = (bits, max(longest, stages))
+        return self
+
+    @property
+    def register_bits(self) -> int:
+        """Every flip-flop of the node's logic (memories' own are their mapping's)."""
+        return self.ffs + sum(bits * stages for bits, stages in self.held.values())
 
 
 def exp_cost(model: NodeModel, nm, z_bits: int):
@@ -446,20 +542,34 @@ def template_model(inst, hw) -> NodeModel:
     return m
 
 
-def channel_model(c) -> NodeModel:
-    """``hdl.channel.Channel``: a SyncFIFO (storage, two pointers, a level) behind a line of
-    ``latency - 1`` registers with an occupancy counter."""
+def channel_model(c, stages: int = 0) -> NodeModel:
+    """``hdl.channel.Channel``: a SyncFIFO (storage, two pointers, a level); with a latency
+    above 1 (or a single slot), the occupancy and its registered "a slot is free" flag, and
+    a line of ``latency - 1 - stages`` registers (data and valid) in front of the storage
+    (``stages``: the producer's pipeline stages, which make up the rest of the latency)."""
     m = NodeModel()
     w = c.layout.width
     m.mems.append(Mem("FIFO", c.depth, w))
-    ptr = clog2(c.depth)
-    lvl = clog2(c.depth + 1)
+    ptr = clog2(max(c.depth, 2))
+    lvl = clog2(max(c.depth, 2) + 1)
     m.ffs += 2 * ptr + lvl
     m.logic.add("add", ptr, 2).add("cmpc", ptr, 2).add("add", lvl, 2).add("cmpc", lvl, 2)
-    if c.latency > 1:
-        m.ffs += (c.latency - 1) * (w + 1) + lvl
-        m.logic.add("add", lvl, 2).add("cmpc", lvl)
+    if c.latency > 1 or c.depth < 2:
+        occ = clog2(c.depth + 1)
+        m.ffs += occ + 1 + (c.latency - 1 - stages) * (w + 1)
+        m.logic.add("add", occ, 2).add("cmpc", occ)
     return m
+
+
+def producer_stages(hw, c) -> int:
+    """The pipeline stages of the channel's producer (its component's ``stages``, as
+    ``hdl.top`` builds the channel); 0 for a design input."""
+    if c.src is None:
+        return 0
+    from ..hdl.templates import of_graph
+    comp = of_graph(hw.instances[c.src[0]], hw)
+    comp._MustUse__silence = True       # built to be asked, never elaborated
+    return comp.stages(c.src[1])
 
 
 # ----------------------------------------------------------------------------- estimate
@@ -532,12 +642,16 @@ def _row(name, kind, template, model: NodeModel, device: Device) -> Row:
     dsp, mults, absorbed = 0, [], 0
     for mu in model.mults:
         blocks = mu.blocks(rules)
-        if mu.is_shift:
+        if mu.free_shift:
             mults.append(f"{mu.describe()}: shift")
             continue
         dsp += blocks * mu.count
         a, b = mu.operands(rules.signed_only)
-        if blocks == 0:
+        if mu.pieces:
+            for (pa, pb), n in zip(mu.piece_operands(rules.signed_only), mu.piece_blocks(rules)):
+                if n == 0:
+                    model.logic.add("soft_mul", pa, mu.count, pb)
+        elif blocks == 0:
             model.logic.add("soft_mul", a, mu.count, b)
         elif blocks > 1 and mu.split_adders:
             # mul2dsp's partial products meet in LUT adders as wide as the product above
@@ -569,12 +683,12 @@ def _row(name, kind, template, model: NodeModel, device: Device) -> Row:
         lut += got["lut"]
         bram += got["bram"]
         memory.append(f"{mem.what} {mem.depth}x{mem.width}: {got['cells']}")
-        if mem.async_read and not mem.rom and got["bram"] == 0:
+        if mem.read == "comb" and not mem.rom and got["bram"] == 0:
             notes.append(f"{mem.what}: {bram_blocks(mem, device)} {device.bram.primitive or 'BRAM'} "
                          "if its read port were synchronous")
     lut += max(0, model.logic.luts(device.flow, k) - absorbed)
     return Row(name, kind, template, dsp, mults, sum(m.bits for m in model.mems if not m.rom),
-               memory, lutram, lut, ff + model.ffs, bram, uram, notes)
+               memory, lutram, lut, ff + model.register_bits, bram, uram, notes)
 
 
 def top_io(hw) -> int:
@@ -588,18 +702,24 @@ def estimate(hw, device) -> Estimate:
     device = load_device(device)
     rows = [_row(i.name, "template", i.template, template_model(i, hw), device)
             for i in hw.instances.values()]
-    rows += [_row(f"ch_{c.name}", "channel", "channel", channel_model(c), device)
+    rows += [_row(f"ch_{c.name}", "channel", "channel",
+                  channel_model(c, producer_stages(hw, c)), device)
              for c in hw.channels.values()]
     notes = []
     if device.flow == "xilinx":
-        notes.append("Memories have combinational read ports, so Yosys maps them to LUT RAM, "
-                     "not block RAM; the exp ROM becomes logic.")
+        notes.append("Memories with combinational read ports (FIFOs, register files) map to LUT "
+                     "RAM, not block RAM; those with registered ones (K/V stores, delay lines) "
+                     "to block RAM only where Yosys finds it cheaper; the exp ROM becomes logic.")
     elif device.flow == "ecp5":
-        notes.append("Memories have combinational read ports, so Yosys maps them to "
-                     "TRELLIS_DPR16X4 distributed RAM, not EBR; the exp ROM becomes logic.")
+        notes.append("Memories with combinational read ports (FIFOs, register files) map to "
+                     "TRELLIS_DPR16X4 distributed RAM, not EBR; those with registered ones (K/V "
+                     "stores, delay lines) to EBR only where Yosys finds it cheaper; the exp ROM "
+                     "becomes logic.")
     else:
-        notes.append("iCE40 has no LUT RAM and its EBR reads are synchronous: every memory "
-                     "becomes flip-flops and read multiplexers; the exp ROM becomes logic.")
+        notes.append("iCE40 has no LUT RAM and its EBR reads are synchronous: memories with "
+                     "combinational read ports become flip-flops and read multiplexers, those "
+                     "with registered ones EBR where Yosys finds it cheaper; the exp ROM becomes "
+                     "logic.")
     notes.append("LUT figures are a rough model (within a small factor); DSP, memory bits, "
                  "LUT RAM and FF follow Yosys' mapping rules.")
     return Estimate(hw.name, device, rows, top_io(hw), notes)

@@ -23,7 +23,8 @@ from amaranth.hdl import Signal
 from ..hdl.templates import Template
 from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import ALWAYS, FIRST, GROUP, LAST, LOAD_ROW, PREFILL, STEP, Contract, Phase
-from .online import OneCycleQK, OneCycleSoftmax, kv_resources, qk_resources, softmax_resources
+from .online import (OneCycleQK, OneCycleSoftmax, one_cycle_kv_resources,
+                     one_cycle_qk_resources, one_cycle_softmax_resources)
 from .window import RowStore
 
 
@@ -117,10 +118,10 @@ class KVDecode(Template):
 
 
 TEMPLATE_DEFS = (
-    TemplateDef("qk_decode", 3, qk_decode, qk_decode_model, QKDecode, qk_resources,
+    TemplateDef("qk_decode", 3, qk_decode, qk_decode_model, QKDecode, one_cycle_qk_resources,
                 "qk_scores over the KV cache"),
-    TemplateDef("kv_decode", 1, kv_decode, kv_decode_model, KVDecode, kv_resources,
+    TemplateDef("kv_decode", 1, kv_decode, kv_decode_model, KVDecode, one_cycle_kv_resources,
                 "cache read"),
     TemplateDef("softmax_decode", 1, softmax_decode, softmax_decode_model, OneCycleSoftmax,
-                softmax_resources, "online_softmax_pv's step"),
+                one_cycle_softmax_resources, "online_softmax_pv's step"),
 )

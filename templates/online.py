@@ -52,7 +52,10 @@ from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import (ALWAYS, BELOW, BLOCK, FIRST, GROUP, LAST, LOAD, LOAD_ROW,
                                  REPLAY, ROW, ROWS, SCORES, TAIL, Contract, Phase, when)
 from ..mappers.hwgraph import Field, Layout
-from ..targets.estimate import Mem, Mult, NodeModel, exp_cost
+from ..ir.numerics import clog2
+from ..targets.estimate import Mem, Mult, NodeModel, exp_cost, saturate_cost
+from ..targets.pipeline_cost import (CONSTANT, Span, mul_cost, recip_cost, staged_valid,
+                                     tree_cost)
 
 
 # ---------------------------------------------------------------- stage counts
@@ -769,9 +772,197 @@ class OneCycleSoftmax(Template):
 
 # ---------------------------------------------------------------- resource models
 #
-# Widths come from hw.numerics; the window (templates.window), split (templates.split) and
-# decode (templates.decode) score, V and softmax templates reuse these models: on rings of
-# W rows, on slices of n_p keys, on the KV cache.
+# Of the pipelined components above, stage by stage: the same stage-count functions, the
+# widths from hw.numerics and the ports' layouts, each block of hdl.pipeline costed by
+# targets.pipeline_cost (what Yosys keeps of it). Registers of one value are held once
+# (NodeModel.hold: Yosys merges registers with the same input), counted in stages from
+# the point named; memories with a registered read port count their data register in
+# their mapping (Mem read "sync"), so a value read from one is held READ_STAGES - 1
+# stages more by the component.
+
+def _key_lanes(inst, hw):
+    """(numerics, keys n, lanes, rows interleaved, key groups g, real keys in the last
+    group) of a full-head template."""
+    nm = hw.numerics
+    n, lanes = inst.param("keys") or nm.seq_len, lanes_of(inst)
+    g = groups(n, lanes)
+    return nm, n, lanes, rows_of(inst), g, n - (g - 1) * lanes
+
+
+def _store_cost(m: NodeModel, what: str, n: int, lanes: int, width: int) -> int:
+    """``read_store``: a memory of ceil(n / lanes) rows per lane, read through a
+    registered port and registered once more (READ_STAGES); written in order (lanes > 1:
+    bank and address counters); the padding lanes of a row's last group set to 0 (the
+    caller's logic: ``padded``). Returns the padding lanes."""
+    g = groups(n, lanes)
+    for k in range(lanes):
+        m.mems.append(Mem(what, g, width, read="sync"))
+        m.hold(f"{what} row {k}", width, READ_STAGES - 1)
+    if lanes > 1:
+        m.ffs += clog2(lanes) + clog2(max(g, 2))
+        m.logic.add("add", clog2(max(g, 2))).add("cmpc", clog2(lanes)).add("mux", clog2(lanes))
+    padding = lanes - (n - (g - 1) * lanes)
+    if padding:
+        m.hold("last group", 1, READ_STAGES)
+    return padding
+
+
+def qk_resources(m: NodeModel, inst, hw) -> None:
+    """``QKScores``: K store, q file, the d products, the dot-product tree, the scale
+    product and its rounding, per lane."""
+    nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
+    d, ch = nm.head_dim, hw.port_channels(inst.name)
+    qw, kw = ch["q"].layout.width, ch["k"].layout.width
+    # a padding lane's zeroed K row goes into the products' operand registers: their
+    # synchronous reset, no LUT (Yosys 0.70, N = 9 with 4 lanes)
+    _store_cost(m, "K", n, lanes, kw)
+    for k in range(lanes):
+        m.hold(f"K row {k}", kw, READ_STAGES)             # + each product's operand register
+    # the block's query rows (one address: the row's slot), the live token or the file,
+    # READ_STAGES registers and each product's operand register (shared by the lanes)
+    m.mems.append(Mem("q file", rows, qw, one_address=True))
+    m.logic.add("mux", qw)
+    m.hold("q row", qw, READ_STAGES + 1)
+    mul_cost(m, "q*k", (nm.q.bits, True), (nm.k.bits, True), d * lanes)
+    tree_cost(m, [Span(0, nm.q.bits + nm.k.bits, True)] * d, lanes, high=nm.dot_bits)
+    m.hold("dot", nm.dot_bits, 1, lanes)                 # the scale product's operand
+    mul_cost(m, "dot*scale", (nm.dot_bits, True), (nm.scale_mult.bit_length(), False), lanes,
+             low=nm.scale_shift - 1, high=nm.scale_shift + nm.score_bits,
+             const=nm.scale_mult)
+    m.logic.add("addc", nm.score_bits + 1, lanes)       # the rounding
+    m.hold("scores", nm.score_bits * lanes, 1)
+    staged_valid(m, qk_stages(nm), len(inst.contract.outputs))
+
+
+def kv_resources(m: NodeModel, inst, hw) -> None:
+    """``KVReplay``: the V store, read through a registered port (READ_STAGES)."""
+    nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
+    vw = hw.port_channels(inst.name)["v"].layout.width
+    padding = _store_cost(m, "V", n, lanes, vw)
+    m.logic.add("mux", vw, padding)                 # a padding lane's row zeroed
+    staged_valid(m, READ_STAGES)
+
+
+def _max_cost(m: NodeModel, nm, lanes: int, rows: int) -> None:
+    """The running max: the group's prefix maxima (registered every level), the row's max
+    from its register file against them, the choices written back (MAX_STAGES), then
+    |x - m| and x <= m (two stages)."""
+    sb = nm.score_bits
+    levels = _max_stages(lanes)
+    # lane 0's prefix maximum is its score: those registers, and its candidate's two,
+    # are the score's own (x is held alongside: softmax_resources)
+    m.ffs += (lanes - 1) * sb * levels
+    for level in range(levels):
+        moved = lanes - (1 << level)                    # values taking a max this level
+        m.logic.add("cmp", sb, moved).add("mux", sb, moved)
+    m.mems.append(Mem("m file", rows, sb))
+    # m_rf, m_rf2; per lane x >= m and the old max, the candidate twice (lanes past 0)
+    m.ffs += 2 * sb + lanes * (sb + 1) + (lanes - 1) * 2 * sb
+    m.logic.add("cmp", sb, lanes).add("mux", sb, lanes)
+    m.ffs += lanes * (2 * (sb + 1) + 1)                 # x - m, x <= m, |x - m|
+    m.logic.add("add", sb + 1, 2 * lanes).add("mux", sb + 1, lanes)
+
+
+def _exp_cost(m: NodeModel, nm, lanes: int) -> None:
+    """``OnlineSoftmaxPV._exp`` per lane: z * log2(e) (z held once more as the operand),
+    its rounding registered, the ROM (logic) with its registered read and data register,
+    the integer part delayed alongside, the shift registered."""
+    sf, pf, zb, eb = nm.score_frac, nm.prob_frac, nm.score_bits + 1, nm.exp_bits
+    ub = zb + 2
+    for k in range(lanes):
+        m.hold(f"z {k}", zb, 1)
+    mul_cost(m, "z*log2e", (zb, False), (LOG2E_MULT.bit_length(), False), lanes,
+             low=LOG2E_BITS - 1, high=LOG2E_BITS + ub, const=LOG2E_MULT)
+    m.logic.add("addc", ub + 1, lanes)
+    m.mems.append(Mem("exp ROM", 1 << sf, eb, rom=True, read="sync", copies=lanes))
+    shift_bits = max(1, (pf + 1).bit_length())
+    m.logic.add("shift", eb, lanes, shift_bits).add("cmpc", ub - sf, lanes)
+    m.ffs += lanes * (ub + eb + READ_STAGES * (ub - sf) + eb)   # u, word, integer part, e
+
+
+def _update_cost(m: NodeModel, nm, lanes: int) -> None:
+    """The lanes' chained (l, O) updates: per lane the products l*e, O*e (each rounded by
+    prob_frac) and e*v, each delayed to the update's last stage; l, O, e and x <= m held
+    alongside; the choices; the new state registered."""
+    d, pf, lw, ow, eb, vb = (nm.head_dim, nm.prob_frac, nm.sum_bits, nm.acc_bits,
+                             nm.exp_bits, nm.v.bits)
+    step = step_stages(nm)
+    ms = step - 1
+    for k in range(lanes):
+        m.hold(f"l {k}", lw, ms).hold(f"O {k}", d * ow, ms).hold(f"e {k}", eb, k * step + ms)
+    for what, a, b, count, low, high in (
+            ("l*e", (lw, False), (eb, False), lanes, pf - 1, pf + lw),
+            ("o*e", (ow, True), (eb, False), d * lanes, pf - 1, pf + ow),
+            ("e*v", (eb, False), (vb, True), d * lanes, 0, None)):
+        width = mul_cost(m, what, a, b, count, low=low, high=high)
+        live = min(width, width if high is None else high) - low
+        m.hold(f"{what} product", live * count, ms - P.mul_stages(a[0], b[0]))
+    # l: l + e, the rounding (+ half + one: constants); O: O + e*v, the rounding (+ half
+    # + v << 2 prob_frac: v's bits from 2 prob_frac up, the half below); each bit a
+    # choice among the row's start, the two updates and the old state (one LUT6)
+    m.logic.add("add", lw, lanes).add("addc", lw + 1, lanes).add("muxn", lw, lanes, 3)
+    m.logic.add("add", ow, d * lanes).add("add", ow - pf, d * lanes)
+    m.logic.add("addc", pf + 1, d * lanes).add("muxn", ow, d * lanes, 3)
+    m.ffs += lanes * (lw + d * ow)
+
+
+def softmax_resources(m: NodeModel, inst, hw) -> None:
+    """``OnlineSoftmaxPV``: the scores, V rows and control registered at stage 1 and
+    carried to where they are used; the running max; the exps; the lanes' updates with
+    the rows' (l, O) in a register file."""
+    nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
+    d, sb = nm.head_dim, nm.score_bits
+    step, u0 = step_stages(nm), _update_start(nm, lanes)
+    last = softmax_stages(nm, lanes) - 1     # the (l, O) write: the last lane's last stage
+    for k in range(lanes):
+        m.hold(f"x {k}", sb, 1 + _max_stages(lanes) + MAX_STAGES)
+        m.hold(f"v {k}", d * nm.v.bits, u0 + k * step + step - 1)
+        m.hold(f"x <= m {k}", 1, _exp_stages(nm) + k * step + step - 1)
+    m.hold("valid", 1, last).hold("row", clog2(max(rows, 2)), last)
+    m.hold("first group", 1, u0 + step - 1)
+    # the take flag: 1 for a lane with a real key (constant registers), ~last group for
+    # a padding lane of a row's last group
+    m.hold(CONSTANT, 1, (min(rem, lanes) - 1) * step + step - 1)
+    if rem < lanes:
+        m.hold("last group", 1, u0 + (lanes - 1) * step + step - 1)
+    _max_cost(m, nm, lanes, rows)
+    _exp_cost(m, nm, lanes)
+    _update_cost(m, nm, lanes)
+    m.mems.append(Mem("(l, O) file", rows, nm.sum_bits + d * nm.acc_bits))
+    staged_valid(m, softmax_stages(nm, lanes))
+
+
+def normalize_resources(m: NodeModel, inst, hw) -> None:
+    """``Normalize``: (o, l) registered, the restoring divider, o carried through a delay
+    line meanwhile, d products o * r rounded by out_shift_online, saturation."""
+    nm = hw.numerics
+    d, ow, q = nm.head_dim, nm.acc_bits, nm.recip_width
+    m.ffs += d * ow + nm.sum_bits
+    recip_cost(m, nm.sum_bits, q)
+    wait = P.recip_stages(q)
+    if wait >= 3:                      # hdl.pipeline.delay_line: a ring of 2**k words
+        depth = 1 << (wait - 1).bit_length()
+        m.mems.append(Mem("o delay line", depth, d * ow, read="sync"))
+        m.ffs += clog2(depth)
+        m.logic.add("add", clog2(depth))
+        m.hold("o delayed", d * ow, 1)                  # the products' operand registers
+    else:
+        m.hold("o", d * ow, wait + 1)
+    m.hold("r", q, 1)
+    width = mul_cost(m, "o*r", (ow, True), (q, False), d, low=nm.out_shift_online - 1)
+    rounded = width + 1 - nm.out_shift_online
+    m.logic.add("addc", rounded, d)
+    m.ffs += d * (rounded + nm.out.bits)
+    saturate_cost(m, rounded, nm.out, d)
+    staged_valid(m, normalize_stages(nm))
+
+
+# ---------------------------------------------------------------- one-cycle resource models
+#
+# Of the one-cycle datapaths (OneCycleQK, OneCycleKV, OneCycleSoftmax): the window
+# (templates.window), split (templates.split) and decode (templates.decode) score, V and
+# softmax templates use these models: on rings of W rows, on slices of n_p keys, on the KV
+# cache. Widths come from hw.numerics.
 
 def _head(inst, hw):
     """(numerics, d, the instance's channels, rows stored, lanes, banks per lane)."""
@@ -790,7 +981,7 @@ def _head(inst, hw):
     return nm, nm.head_dim, hw.port_channels(inst.name), rows, lanes, banks
 
 
-def qk_resources(m: NodeModel, inst, hw) -> None:
+def one_cycle_qk_resources(m: NodeModel, inst, hw) -> None:
     nm, d, ch, rows, lanes, banks = _head(inst, hw)
     kw = ch["k"].layout.width
     for _ in range(lanes):
@@ -805,14 +996,14 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     m.logic.add("add", nm.score_bits, lanes)                    # rounding
 
 
-def kv_resources(m: NodeModel, inst, hw) -> None:
+def one_cycle_kv_resources(m: NodeModel, inst, hw) -> None:
     nm, d, ch, rows, lanes, banks = _head(inst, hw)
     for _ in range(lanes):
         m.mems.append(Mem("V store" if rows == nm.seq_len else "V ring/slice", banks,
                           ch["v"].layout.width))
 
 
-def softmax_resources(m: NodeModel, inst, hw) -> None:
+def one_cycle_softmax_resources(m: NodeModel, inst, hw) -> None:
     nm, d, ch, rows, lanes, banks = _head(inst, hw)
     sb, lb, ab, eb = nm.score_bits, nm.sum_bits, nm.acc_bits, nm.exp_bits
     m.ffs += sb + lb + d * ab                                   # m, l, o
@@ -829,15 +1020,6 @@ def softmax_resources(m: NodeModel, inst, hw) -> None:
         m.mults.append(Mult("v*one", nm.v.bits, True, nm.prob_frac + 1, False, d,
                             const=nm.one))
         m.logic.add("add", ab, 3 * d).add("mux", ab, 2 * d)     # o + e*v, round, + v
-
-
-def normalize_resources(m: NodeModel, inst, hw) -> None:
-    nm, d = hw.numerics, hw.numerics.head_dim
-    m.logic.add("div", nm.recip_bits + 1, 1, nm.sum_bits)       # floor(2**R / l)
-    prod = nm.acc_bits + nm.recip_width + 1
-    m.mults.append(Mult("o*r", nm.acc_bits, True, nm.recip_width, False, d, post_add=prod))
-    rest = prod - nm.out_shift_online
-    m.logic.add("add", rest, d).add("cmpc", rest, 2 * d).add("mux", nm.out.bits, 2 * d)
 
 
 TEMPLATE_DEFS = (

@@ -28,8 +28,8 @@ from ..mappers.contracts import (ALWAYS, FIRST, GROUP, LAST, LOAD, LOAD_ROW, REP
                                  SCORES, Contract, Phase)
 from ..mappers.hwgraph import Field, Layout
 from ..targets.estimate import Mult, NodeModel, exp_cost
-from .online import (OneCycleKV, OneCycleQK, OneCycleSoftmax, kv_resources, qk_resources,
-                     softmax_resources)
+from .online import (OneCycleKV, OneCycleQK, OneCycleSoftmax, one_cycle_kv_resources,
+                     one_cycle_qk_resources, one_cycle_softmax_resources)
 
 
 # ---------------------------------------------------------------- contracts and layouts
@@ -137,12 +137,13 @@ def combine_resources(m: NodeModel, inst, hw) -> None:
 
 
 TEMPLATE_DEFS = (
-    TemplateDef("qk_slice", 3, qk_slice, qk_slice_model, OneCycleQK, qk_resources,
+    TemplateDef("qk_slice", 3, qk_slice, qk_slice_model, OneCycleQK, one_cycle_qk_resources,
                 "qk_scores over a slice of keys"),
-    TemplateDef("kv_slice", 1, kv_slice, kv_slice_model, OneCycleKV, kv_resources,
+    TemplateDef("kv_slice", 1, kv_slice, kv_slice_model, OneCycleKV, one_cycle_kv_resources,
                 "memory read"),
     TemplateDef("softmax_slice", 1, softmax_slice, softmax_slice_model, SoftmaxSlice,
-                softmax_resources, "online_softmax_pv's step; emits the partial state (o, l, m)"),
+                one_cycle_softmax_resources,
+                "online_softmax_pv's step; emits the partial state (o, l, m)"),
     TemplateDef("combine", 2, combine_contract, combine_model, Combine, combine_resources,
                 "max, two exps, d + 1 scaled adds of the (m, l, O) combine"),
 )

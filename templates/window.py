@@ -47,8 +47,8 @@ from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import (ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL,
                                  Contract, Phase)
 from ..mappers.hwgraph import Field, Layout
-from .online import (OneCycleQK, OneCycleSoftmax, groups, kv_resources, qk_resources,
-                     softmax_resources)
+from .online import (OneCycleQK, OneCycleSoftmax, groups, one_cycle_kv_resources,
+                     one_cycle_qk_resources, one_cycle_softmax_resources)
 
 
 # ---------------------------------------------------------------- contracts and layouts
@@ -300,10 +300,10 @@ class SoftmaxWindow(OneCycleSoftmax):
 
 
 TEMPLATE_DEFS = (
-    TemplateDef("qk_window", 3, qk_window, qk_window_model, QKWindow, qk_resources,
+    TemplateDef("qk_window", 3, qk_window, qk_window_model, QKWindow, one_cycle_qk_resources,
                 "qk_scores' datapath; ring addressing in the same cycle"),
-    TemplateDef("kv_window", 1, kv_window, kv_window_model, KVWindow, kv_resources,
+    TemplateDef("kv_window", 1, kv_window, kv_window_model, KVWindow, one_cycle_kv_resources,
                 "ring read"),
     TemplateDef("softmax_window", 1, softmax_window, softmax_window_model, SoftmaxWindow,
-                softmax_resources, "online_softmax_pv's step, masked slots skipped"),
+                one_cycle_softmax_resources, "online_softmax_pv's step, masked slots skipped"),
 )

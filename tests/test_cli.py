@@ -113,7 +113,7 @@ def test_target_fit_check(tmp_path, capsys):
     assert "Fit on u280 (xcu280-fsvh2892-2L-e): fits." in out
     assert main(["build", SPEC, "-o", str(tmp_path), "--target", "ice40up5k"]) == 1
     err = capsys.readouterr().err
-    assert "error: does not fit on ice40up5k: DSP: needs 131, ice40up5k has 8 (+123, 1638%)" in err
+    assert "error: does not fit on ice40up5k: DSP: needs 150, ice40up5k has 8 (+142, 1875%)" in err
     sim = json.loads((tmp_path / "sim.json").read_text())
     assert sim["resources"]["fits"] is False
     assert "DOES NOT FIT" in (tmp_path / "report.md").read_text()

@@ -39,8 +39,8 @@ def test_resources_does_not_fit_is_an_error_line(capsys):
     assert main(["resources", SPEC, "--target", "ice40up5k"]) == 1
     cap = capsys.readouterr()
     assert "does not fit" not in cap.out
-    assert cap.err.splitlines()[2] == ("error: does not fit on ice40up5k: DSP: needs 131, "
-                                      "ice40up5k has 8 (+123, 1638%)")
+    assert cap.err.splitlines()[2] == ("error: does not fit on ice40up5k: DSP: needs 150, "
+                                      "ice40up5k has 8 (+142, 1875%)")
     assert all(line.startswith("error: does not fit on ice40up5k: ")
                for line in cap.err.splitlines())
 
