@@ -126,7 +126,9 @@ def run(design: Design, device: str, root: Path, args) -> dict:
     est_rows = [r for r in est.rows if row is None or r.name == row]
     row_out = {"key": design.key, "what": design.what, "template": template, "top": top,
                "est_BRAM": sum(r.bram for r in est_rows),
-               "est_LUTRAM": sum(r.lutram for r in est_rows)}
+               "est_LUTRAM": sum(r.lutram for r in est_rows),
+               "templates": {**{n: i.template for n, i in hw.instances.items()},
+                             **{f"ch_{c}": "channel" for c in hw.channels}}}
     result_path = folder / "synth" / dev.name / RESULT_FILE
     digest = rtl_digest(sorted((folder / "rtl").glob("*.v")))
     if args.reuse and result_path.is_file():
@@ -184,7 +186,8 @@ def depth_table(rows) -> str:
         lines.append(f"| {r['what']} | whole design | (flattened) | **{d['cells']}** | "
                      f"`{d['start']}` | `{end_label(d)}` (through {' -> '.join(d['owners'])}) |")
         for owner, p in depth["owners"].items():
-            lines.append(f"| | | {owner} | {p['cells']} | `{p['start']}` | `{end_label(p)}` |")
+            lines.append(f"| | {r['templates'].get(owner, '')} | {owner} | {p['cells']} | "
+                         f"`{p['start']}` | `{end_label(p)}` |")
     return "\n".join(lines) + "\n"
 
 

@@ -11,14 +11,15 @@ LUTs and flip-flops it counts what ``ltp`` counts with the flip-flops deselected
 (``tests/test_synth_timing.py`` checks that on a real netlist).
 
 What counts as a cell (one level each): LUT1-6, MUXF7/8/9, CARRY4/8 (one per 4/8 carry
-bits: a 32-bit adder is 4 CARRY8), a LUT RAM or SRL read (address -> data), a DSP48E2
-whose path from that input to P has no register enabled, INV. Not counted: buffers
-(BUFG, IBUF, OBUF: 0 levels). Path ends: flip-flop inputs (D, CE, R/S), LUT RAM / SRL
-writes (data, write enable), block RAM / UltraRAM ports (synchronous), registered DSP
-inputs, the top's output ports and nets nobody reads. Path starts: flip-flop Q, block
-RAM and LUT RAM outputs, registered DSP outputs, the top's input ports. Logic whose
-inputs are all constants (Yosys leaves a few such carry cells) starts no path: its output
-never changes, so as in static timing analysis it is not timed.
+bits: a 32-bit adder is 8 CARRY4 or 4 CARRY8), a LUT RAM or SRL read (address -> data),
+a DSP48E2 whose path from that input to P has no register enabled, INV. Not counted:
+buffers (BUFG, IBUF, OBUF: 0 levels). Path ends: flip-flop inputs (D, CE, R/S), LUT RAM
+/ SRL writes (data, write address, write enable), block RAM / UltraRAM ports
+(synchronous), registered DSP inputs and the top's output ports (a net nobody reads, such
+as an unused carry-out, ends no path). Path starts: flip-flop Q, block RAM and LUT RAM
+outputs, registered DSP outputs, the top's input ports. Logic whose inputs are all
+constants (Yosys leaves a few such carry cells) starts no path: its output never
+changes, so as in static timing analysis it is not timed.
 
 Per owner (template instance or channel, see :mod:`.hierarchy`) the count restarts where
 a path enters the owner from another one, so it is the owner's own depth out of context
@@ -301,7 +302,9 @@ def logic_depth(netlist: dict, top: str, hierarchy: Hierarchy) -> LogicDepth:
                          f"{', '.join(sorted(netlist['modules'])[:5])}...)")
     g = _graph(module)
     level, local, loops, owner = _walk(g, hierarchy)
-    ends = [b for b in level if b in g.sinks or b not in g.fanout]
+    # a path ends where something registers or leaves it (an unread net, e.g. a carry
+    # chain's unused carry-out, is no timing path)
+    ends = [b for b in level if b in g.sinks]
     design = None
     if ends:
         end = max(ends, key=lambda b: (level[b][0], -b))
@@ -312,7 +315,7 @@ def logic_depth(netlist: dict, top: str, hierarchy: Hierarchy) -> LogicDepth:
             continue
         o = owner(local[b][1][1])
         leaves = any(owner(cell) != o for cell, _, _ in g.fanout.get(b, ()))
-        if (b in g.sinks or b not in g.fanout or leaves) and \
+        if (b in g.sinks or leaves) and \
                 (o not in best or local[b][0] > local[best[o]][0]):
             best[o] = b
     owners = {o: _trace(b, local, g, owner, local=True) for o, b in sorted(best.items())
