@@ -371,7 +371,9 @@ def place_and_route(result: SynthResult, hierarchy: Hierarchy, freq_mhz, seed: i
     else:
         result.placement = "pinned (I/O buffers on package pins, global clock)"
     freq = freq_mhz or device.clock_mhz
-    bitstream = ["--asc", "out.asc"] if device.flow == "ice40" else ["--textcfg", "out.config"]
+    # nextpnr writes no bitstream out of context (and timing needs none)
+    bitstream = [] if ooc else ["--asc", "out.asc"] if device.flow == "ice40" else \
+        ["--textcfg", "out.config"]
     args = [*device.pnr_args, "--json", "netlist.json", *bitstream, "--log", "nextpnr.log",
             "--report", "report.json", *(["--out-of-context"] if ooc else []),
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed), "-q"]
