@@ -343,12 +343,16 @@ def write_reports(design, result, out: Path, target=None, measured=None) -> dict
 
 def refresh_clock(out_dir, design, measured: dict) -> dict:
     """Rewrite a build folder's sim.json and reports with a measured clock (after
-    ``attnflow synth``): the design is simulated again (deterministic: the same cycles)
-    and the build's target, if it was a bundled device, kept. Returns the summary."""
+    ``attnflow synth``): the design is simulated again (deterministic: the same cycles),
+    the build's target, if it was a bundled device, and ``attnflow verify``'s verdicts
+    kept. Returns the summary."""
     from .report_extras import rtl_section_md
     from .targets import DeviceError, load_device
+    from .verify_record import HEADING
     out = Path(out_dir)
     old = json.loads((out / "sim.json").read_text()) if (out / "sim.json").is_file() else {}
+    old_md = (out / "report.md").read_text() if (out / "report.md").is_file() else ""
+    _, sep, verdicts = old_md.partition("\n" + HEADING + "\n")   # verify's lines stay
     target = (old.get("resources") or {}).get("device")
     if target is not None:
         try:
@@ -357,9 +361,11 @@ def refresh_clock(out_dir, design, measured: dict) -> dict:
             target = None   # a device file the folder does not record: no resource section
     result = design.simulate()
     summary = write_reports(design, result, out, target, measured)
-    if any((out / "rtl").glob("*.v")):
-        with open(out / "report.md", "a") as f:
+    with open(out / "report.md", "a") as f:
+        if any((out / "rtl").glob("*.v")):
             f.write(rtl_section_md(design.hw))
+        if sep:
+            f.write(sep + verdicts)
     return summary
 
 
