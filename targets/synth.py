@@ -74,6 +74,7 @@ class SynthResult:
     io_bits: int | None = None     # top-level port bits of the synthesized netlist
     placement: str = ""            # Lattice: "pinned" or "out of context (<why>)"
     critical: CriticalPath | None = None   # nextpnr: the slowest clock's critical path
+    clocks: dict = field(default_factory=dict)  # nextpnr: clock -> achieved Fmax (MHz)
     depth: LogicDepth | None = None        # xilinx: logic depth per owner and design
     rtl_sha256: str = ""           # of the Verilog synthesized (which RTL the figures are of)
 
@@ -100,6 +101,9 @@ class SynthResult:
         lines = []
         if self.placement:
             lines.append(f"placement: {self.placement}")
+        if len(self.clocks) > 1:
+            lines.append("Fmax per clock: " + ", ".join(f"{c} {f:.2f} MHz"
+                                                        for c, f in self.clocks.items()))
         if self.critical is not None:
             lines.append(self.critical.describe())
         if self.depth is not None and self.depth.design is not None:
@@ -118,6 +122,7 @@ class SynthResult:
                 "fmax_mhz": self.fmax_mhz, "clock_source": self.clock_source()
                 if self.fmax_mhz else None, "placement": self.placement,
                 "io_bits": self.io_bits, "io_pins": self.device.io,
+                "fmax_per_clock": self.clocks,
                 "critical_path": self.critical.to_json() if self.critical else None,
                 "logic_depth": self.depth.to_json() if self.depth else None,
                 "pnr_util": {k: list(v) for k, v in self.pnr_util.items()},
@@ -389,7 +394,7 @@ def place_and_route(result: SynthResult, hierarchy: Hierarchy, freq_mhz, seed: i
         raise SynthError(f"{tool}: {e}") from None
     if timing.fmax is not None:
         result.fmax_mhz = timing.fmax
-    result.critical = timing.critical
+    result.critical, result.clocks = timing.critical, timing.fmax_mhz
     progress(f"{tool}: done in {result.pnr_seconds:.0f} s, Fmax "
              f"{f'{result.fmax_mhz:.2f}' if result.fmax_mhz is not None else '?'} MHz")
 
