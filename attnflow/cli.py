@@ -228,16 +228,19 @@ def cmd_synth(args) -> int:
         print(line)
     print(compare_table(compare(estimate(design.hw, device), res)), end="")
     print(f"[attnflow] synthesis result: {res.out_dir / 'result.json'}")
-    measured = measured_clock(out, device)
+    measured = measured_clock(out, device) if res.fmax_mhz else None
     if measured:
         from .accounting import latency_text
         from .build import refresh_clock
         summary = refresh_clock(out, design, measured)
         print(f"latency {latency_text(summary)}; {out / 'report.md'}, report.html and "
               f"sim.json now use this clock")
-    elif device.flow == "xilinx":
-        print("no Fmax on AMD parts (no open place and route): the report's clock stays a "
-              "planning value; the logic depth above is what was measured")
+    else:
+        other = measured_clock(out)
+        why = ("no Fmax on AMD parts (no open place and route; the logic depth above is "
+               "what was measured)" if device.flow == "xilinx" else "no Fmax measured")
+        print(f"{why}: the report's clock stays " + (f"the measured Fmax of {other['result']}"
+                                                    if other else "a planning value"))
     return EXIT_OK
 
 
