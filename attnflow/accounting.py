@@ -15,8 +15,10 @@ Products (from the resource models of ``targets.estimate``, one per template):
 * **DSP blocks** (with a target only): the device's DSP primitives after Yosys' mapping
   rules, a product wider than one block split over several, constant products included.
 
-One clock per report: the target device's planning clock when a target is given, else
-the spec's ``hardware.clock_mhz``; ``clock.source`` says which.
+One clock per report: a measured Fmax when ``attnflow synth`` placed and routed the
+design (nextpnr on a Lattice part; ``measured`` below), else the target device's planning
+clock when a target is given, else the spec's ``hardware.clock_mhz``; ``clock.source``
+says which, and a planning value says plainly that it was not measured.
 
 The bottleneck is the bound on the schedule: the template processes with the most busy
 cycles (firings x II); every process tied at that count is named, and the busy count is
@@ -74,13 +76,18 @@ def dsp_counts(hw, device) -> dict:
     return out
 
 
-def clock(spec, device=None) -> dict:
-    """The report's one clock: {"mhz", "source"}."""
+def clock(spec, device=None, measured: dict | None = None) -> dict:
+    """The report's one clock: {"mhz", "source"}. ``measured``: {"mhz", "source"} of a
+    measured Fmax (``SynthResult.clock_source``), which wins over the planning values."""
+    if measured is not None:
+        return {"mhz": float(measured["mhz"]), "source": measured["source"]}
     if device is not None:
         from .targets import load_device
         dev = load_device(device)
-        return {"mhz": float(dev.clock_mhz), "source": f"planning clock of {dev.name}"}
-    return {"mhz": float(spec.hardware.clock_mhz), "source": "spec hardware.clock_mhz"}
+        return {"mhz": float(dev.clock_mhz),
+                "source": f"planning clock of {dev.name}, not measured"}
+    return {"mhz": float(spec.hardware.clock_mhz),
+            "source": "spec hardware.clock_mhz, a planning value, not measured"}
 
 
 def bound(summary: dict, result) -> dict | None:
@@ -103,12 +110,12 @@ def bound(summary: dict, result) -> dict | None:
             "fraction": top / total}
 
 
-def accounting(design, result, summary: dict, device=None) -> dict:
+def accounting(design, result, summary: dict, device=None, measured=None) -> dict:
     """The ``costs`` entry of sim.json (see the module docstring)."""
     counts = product_counts(design.hw)
     var = counts["variable"]
     folding = design.folding
-    clk = clock(design.spec, device)
+    clk = clock(design.spec, device, measured)
     total = result.total_cycles
     out = {
         "variable_products": {"total": sum(var.values()), **var},
@@ -126,11 +133,12 @@ def accounting(design, result, summary: dict, device=None) -> dict:
     return out
 
 
-def apply(summary: dict, design, result, device=None) -> dict:
+def apply(summary: dict, design, result, device=None, measured=None) -> dict:
     """Put the accounting into ``summary`` (``costs``) and make its clock and latency the
-    report's one clock; returns the costs."""
+    report's one clock (``measured``: a measured Fmax, see :func:`clock`); returns the
+    costs."""
     from .report_extras import add_token_widths
-    costs = accounting(design, result, summary, device)
+    costs = accounting(design, result, summary, device, measured)
     add_token_widths(summary, design.hw)
     summary["costs"] = costs
     summary["clock_mhz"] = costs["clock"]["mhz"]

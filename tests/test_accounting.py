@@ -31,7 +31,7 @@ def test_head_figures_agree(tmp_path, capsys):
     assert c["variable_products"] == {"total": 65, "linear": 0, "attention": 65,
                                       "norm/activation": 0}
     assert sim["multipliers"] == 65
-    assert c["clock"] == {"mhz": 300.0, "source": "planning clock of u280"}
+    assert c["clock"] == {"mhz": 300.0, "source": "planning clock of u280, not measured"}
     assert sim["clock_mhz"] == 300.0 and sim["latency_us"] == pytest.approx(1118 / 300)
     products = ("65 variable products: 65 attention; 1 constant product (by constants "
                 "other than powers of two, which are shifts)")
@@ -43,9 +43,10 @@ def test_head_figures_agree(tmp_path, capsys):
              "(firings x II 1)")
     for text in (md, page, cli):
         assert products in text and dsp in text and bound in text
-    assert "latency at 300 MHz (planning clock of u280): 3.727 us" in md
-    assert "3.727 us</b> at 300 MHz (planning clock of u280)" in page
-    assert "3.727 us at 300 MHz" in cli and "clock: 300 MHz (planning clock of u280)" in cli
+    assert "latency at 300 MHz (planning clock of u280, not measured): 3.727 us" in md
+    assert "3.727 us</b> at 300 MHz (planning clock of u280, not measured)" in page
+    assert "3.727 us at 300 MHz" in cli
+    assert "clock: 300 MHz (planning clock of u280, not measured)" in cli
     assert "- fit: fits on u280 (xcu280-fsvh2892-2L-e)" in md
     # memory: the exp ROM 256 x 16; K and V stores 32 x 128; FIFOs q, k, v, vr 2 x 128,
     # s 4 x 18, ol 2 x 485, o 5 x 256
@@ -92,12 +93,14 @@ def test_encoder_figures_agree(tmp_path, capsys):
             f"attention + {v['norm/activation']} norm/activation (linear + attention = "
             f"{c['budgeted_products']}: what the folding line and "
             f"hardware.multiplier_budget 1500 count)")
-    assert c["dsp"] is None and c["clock"]["source"] == "spec hardware.clock_mhz"
+    assert c["dsp"] is None and c["clock"]["source"] == (
+        "spec hardware.clock_mhz, a planning value, not measured")
     for text in (md, page, cli):
         assert line in text
     lat = f"{sim['latency_us']:.3f} us"
-    assert f"latency at 200 MHz (spec hardware.clock_mhz): {lat}" in md
-    assert f"{lat}</b> at 200 MHz (spec hardware.clock_mhz)" in page
+    planning = "(spec hardware.clock_mhz, a planning value, not measured)"
+    assert f"latency at 200 MHz {planning}: {lat}" in md
+    assert f"{lat}</b> at 200 MHz {planning}" in page
     assert f"{lat} at 200 MHz" in cli
     assert "- fit: not checked: give --target DEVICE" in md
     m = c["memory_bits"]
