@@ -113,7 +113,9 @@ def report_html(res, front: list, png: Path | None) -> str:
           ("steps", _e(", ".join(s.run))),
           ("points", f"{len(rows)}: {ok} ok, {len(rows) - ok} failed"),
           ("this run", f"{res.computed} computed on {res.workers} worker(s), {res.cached} "
-                       f"from the cache, {res.invalid} invalid; {res.wall_seconds:.1f} s"),
+                       f"from the cache, {res.invalid} invalid; {res.wall_seconds:.1f} s"
+                       + "".join(f"; worker {_e(w)} lost while running {_e(list(i))}, rerun"
+                                 for w, i in res.lost)),
           ("golden mismatches (all sim points)", str(mism))]
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>attnflow sweep</title>"
              f"<style>{CSS}</style></head><body><main>",

@@ -131,7 +131,7 @@ def test_worker_side_failure_is_a_row(tmp_path):
      "axes.target"),
     (f"base: {HEAD}\noptions: {{seeds: [1]}}\n",
      "sweep.yaml: options.seeds: unknown option; allowed: target, stall_seeds, simulator, "
-     "synth_timeout, pnr"),
+     "verify_timeout, synth_timeout, pnr"),
 ])
 def test_bad_sweep_file_one_line(tmp_path, text, message):
     path = _write(tmp_path, text)
