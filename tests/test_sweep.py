@@ -85,9 +85,24 @@ def test_bad_value_is_a_one_line_error_row(head_sweep):
     for r in rows[4:]:
         assert r["status"] == "failed" and r["cycles"] == ""
         assert r["error"] == (f"{HEAD}: model.attention.lanes: must be an integer >= 1, got 0")
-    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("pareto.png", "accuracy.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert "Pareto front" in html and "must be an integer &gt;= 1, got 0" in html
+    assert "must be an integer &gt;= 1, got 0" in html
+    assert "Pareto front: latency against cost" in html
+    assert "Pareto front: accuracy against cost" in html
+
+
+def test_pareto_front_of_hand_made_rows():
+    from attnflow.sweep_report import pareto_front
+    rows = [{"point": 0, "status": "ok", "DSP": 10, "lat": 5.0},
+            {"point": 1, "status": "ok", "DSP": 20, "lat": 5.0},      # costlier, no faster
+            {"point": 2, "status": "ok", "DSP": 20, "lat": 3.0},
+            {"point": 3, "status": "failed", "DSP": 5, "lat": 1.0},   # failed: never on it
+            {"point": 4, "status": "ok", "DSP": 30, "lat": 4.0},      # beaten by 2
+            {"point": 5, "status": "ok", "DSP": 40, "lat": 1.0},
+            {"point": 6, "status": "ok", "DSP": None, "lat": 0.5}]    # no cost figure
+    assert [r["point"] for r in pareto_front(rows, "DSP", "lat")] == [0, 2, 5]
 
 
 def test_rerun_is_served_from_the_cache(head_sweep):

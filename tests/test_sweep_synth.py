@@ -42,6 +42,7 @@ def test_synth_timeout_is_a_row_not_cached(tmp_path):
 
 
 @pytest.mark.synth
+@pytest.mark.rtl_full    # a second Yosys run of test_targets' design (~7 min under load): not CI
 def test_synth_point_counts(tmp_path):
     path = _sweep(tmp_path, "ice40up5k", "pnr: false, synth_timeout: 1800")
     res = run_sweep(path, tmp_path / "out", workers=1, processes=False, progress=False,
