@@ -161,7 +161,7 @@ def run_regression(reg: Regression, out_dir, workers=None, scheduler=None, proce
 
     client, cluster = open_cluster(workers, scheduler, processes)
     try:
-        run = run_jobs(client, jobs, done, Progress(len(ids), 0, progress, "regression"))
+        run = run_jobs(client, jobs, done, Progress(len(ids), 0, progress, "regression", "test"))
     finally:
         client.close()
         if cluster is not None:

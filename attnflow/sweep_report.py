@@ -59,9 +59,17 @@ def pareto_front(rows: list, cost: str, lat: str) -> list:
 
 
 def accuracy_axes(rows: list) -> tuple[str, str, str, str]:
-    """(cost field, error field, labels): the accuracy front, max abs error against cost."""
+    """(cost field, error field, labels): the accuracy front, the cosine distance of the
+    outputs to the float reference (1 - cosine similarity, :func:`with_distance`) against
+    cost."""
     cost, _, xlabel, _ = pareto_axes(rows)
-    return cost, "max_abs_error", xlabel, "max abs error against the float reference"
+    return cost, "cosine_distance", xlabel, "1 - cosine similarity to the float reference"
+
+
+def with_distance(rows: list) -> list:
+    """The rows with ``cosine_distance`` = 1 - cosine where they have a cosine."""
+    return [{**r, "cosine_distance": 1.0 - r["cosine"]} if r.get("cosine") is not None
+            else r for r in rows]
 
 
 def pareto_png(rows: list, path: Path, group: str | None, axes=None,
@@ -157,10 +165,12 @@ def report_html(res, plots: list) -> str:
     return "\n".join(parts) + "\n"
 
 
-#: the plots of a sweep: file, section title, axes function, what the y axis is
-PLOTS = (("pareto.png", "Pareto front: latency against cost", pareto_axes, "latency"),
+#: the plots of a sweep: file, section title, axes function, what the y axis is, the
+#: axis whose values colour the points (the first axis key starting so; else none)
+PLOTS = (("pareto.png", "Pareto front: latency against cost", pareto_axes, "latency",
+          "target"),
          ("accuracy.png", "Pareto front: accuracy against cost", accuracy_axes,
-          "max abs error"))
+          "cosine distance", "formats"))
 
 
 def write_results(res, out: Path):
@@ -168,13 +178,13 @@ def write_results(res, out: Path):
     write_csv(res.rows, res.columns, out / "results.csv")
     if not write_parquet(res.rows, res.columns, out / "results.parquet"):
         (out / "results.parquet").unlink(missing_ok=True)     # not an old run's
-    group = "target" if any(a.key == "target" for a in res.sweep.axes) else None
-    plots = []
-    for name, title, axes_of, what in PLOTS:
-        axes = axes_of(res.rows)
+    rows, plots = with_distance(res.rows), []
+    for name, title, axes_of, what, colour in PLOTS:
+        axes = axes_of(rows)
+        group = next((a.key for a in res.sweep.axes if a.key.startswith(colour)), None)
         png = out / name
-        if any(r.get(axes[0]) is not None and r.get(axes[1]) is not None for r in res.rows):
-            plots.append((title, axes, pareto_png(res.rows, png, group, axes, what), png))
+        if any(r.get(axes[0]) is not None and r.get(axes[1]) is not None for r in rows):
+            plots.append((title, axes, pareto_png(rows, png, group, axes, what), png))
         else:
             png.unlink(missing_ok=True)
     (out / "report.html").write_text(report_html(res, plots), encoding="utf-8")

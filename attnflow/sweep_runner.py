@@ -63,7 +63,8 @@ def open_cluster(workers: int | None, scheduler: str | None, processes: bool = T
 class Progress:
     """One live line on stderr: done / failed / running, with an ETA (tqdm if present)."""
 
-    def __init__(self, total: int, initial: int, enabled: bool, what: str = "sweep"):
+    def __init__(self, total: int, initial: int, enabled: bool, what: str = "sweep",
+                 unit: str = "pt"):
         self.enabled, self.bar, self.start = enabled, None, time.monotonic()
         self.total, self.initial, self.what = total, initial, what
         self._last, self._when = None, 0.0
@@ -71,7 +72,7 @@ class Progress:
         if enabled:
             try:
                 from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=initial, unit="pt", file=sys.stderr,
+                self.bar = tqdm(total=total, initial=initial, unit=unit, file=sys.stderr,
                                 dynamic_ncols=True, desc=what)
             except ImportError:
                 pass
