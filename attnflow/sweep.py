@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ir.spec import spec_from_dict, spec_to_dict
-from .sweep_cache import cache_get, cache_put, code_hash, point_key
+from .sweep_cache import cache_get, cache_put, code_hash, point_key, wrong_code
 from .sweep_file import Point, Sweep, load_sweep, points
 from .sweep_runner import Job, Progress, one_line, open_cluster, run_jobs
 
@@ -37,15 +37,6 @@ NO_CACHE = "no_cache"
 
 
 # ----------------------------------------------------------------------------- one point
-
-def wrong_code(code: str) -> str:
-    """The error of a worker whose attnflow (or tool versions) differ from the client's."""
-    import socket
-    from .sweep_cache import package_folders
-    return (f"worker {socket.gethostname()} runs other attnflow code or tools (hash "
-            f"{code_hash()}, client {code}; attnflow at {package_folders()[0][1]}): start "
-            f"the workers from the client's checkout and environment")
-
 
 def _sim(design, row: dict):
     from .build import sim_summary
@@ -215,13 +206,22 @@ def run_sweep(path, out_dir, workers: int | None = None, scheduler: str | None =
             figures[p.index] = hit
         else:
             todo.append(p)
-    cached = len(pts) - invalid - len(todo)
+    # points that resolve to the same spec (e.g. a value listed twice) run once
+    first = {}
+    for p in todo:
+        first.setdefault(keys[p.index], p)
+    same = [p for p in todo if first[keys[p.index]] is not p]
+    todo = list(first.values())
+    cached = len(pts) - invalid - len(todo) - len(same)
     log(f"[attnflow] sweep {sweep.source}: {len(pts)} points ({invalid} invalid, {cached} "
-        f"cached, {len(todo)} to run: {', '.join(sweep.run)})")
+        f"cached, {len(todo)} to run{f', {len(same)} the same as another' if same else ''}"
+        f": {', '.join(sweep.run)})")
     n_workers, lost = 0, []
     if todo:
         n_workers, lost = _compute(sweep, todo, keys, figures, cache, out, code, workers,
                                    scheduler, processes, progress, len(pts) - len(todo))
+    for p in same:
+        figures[p.index] = figures[first[keys[p.index]].index]
     rows = [_row(p, sweep, figures[p.index]) for p in pts]
     res = SweepResult(sweep, rows, len(todo), cached, invalid, time.monotonic() - start,
                       n_workers, ["point", *(a.key for a in sweep.axes), *FIGURES], lost)

@@ -84,6 +84,14 @@ def code_hash() -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def wrong_code(code: str) -> str:
+    """The error of a worker whose code hash differs from the client's ``code``."""
+    import socket
+    return (f"worker {socket.gethostname()} runs other attnflow code or tools (hash "
+            f"{code_hash()}, client {code}; attnflow at {package_folders()[0][1]}): start "
+            f"the workers from the client's checkout and environment")
+
+
 def point_key(point, sweep, code: str) -> str:
     """SHA-256 (hex, 16 digits) of what determines a point's row (``code``: the client's
     :func:`code_hash`)."""

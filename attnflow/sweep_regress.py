@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .ir.spec import SpecError
-from .sweep_cache import code_hash
+from .sweep_cache import code_hash, wrong_code
 from .sweep_runner import Job, Progress, one_line, open_cluster, run_jobs
 
 COLUMNS = ("test", "outcome", "seconds", "host", "rtl_runs", "error")
@@ -97,7 +97,6 @@ def run_test(nodeid: str, reg: Regression, out_dir: str, code: str) -> dict:
     """One test in its own ``pytest`` process on a worker: its row (never raises)."""
     row = {"test": nodeid, "host": socket.gethostname()}
     if code_hash() != code:
-        from .sweep import wrong_code
         return {**row, "outcome": "error", "error": wrong_code(code)}
     if not (reg.root / "tests").is_dir():
         return {**row, "outcome": "error", "error": f"no checkout at {reg.root} on this "

@@ -147,6 +147,9 @@ def run_jobs(client, jobs: list, on_done: Callable[[Job, Any, str | None], bool]
     info = client.scheduler_info(n_workers=-1)["workers"]
     log = RunLog(workers=len(info))
     threads = sum(w.get("nthreads", 1) for w in info.values()) or 1
+    if not info:
+        progress.note("[attnflow] the scheduler has no workers: the tasks wait for one "
+                      "(start `dask worker SCHEDULER_ADDRESS`)")
     futures = {client.submit(j.fn, *j.args, key=j.key, retries=1, pure=False): j
                for j in jobs}
     by_key = {f.key: futures[f] for f in futures}

@@ -168,3 +168,17 @@ def test_cli_bad_workers_exit_2(tmp_path, capsys):
     path = _write(tmp_path, f"base: {HEAD}\naxes: {{model.seq_len: [16]}}\n")
     assert main(["sweep", str(path), "-o", str(tmp_path / "out"), "--workers", "0"]) == 2
     assert capsys.readouterr().err == "error: <command line>: --workers: must be >= 1, got 0\n"
+
+
+def test_points_of_the_same_spec_run_once(tmp_path):
+    """A value listed twice resolves to one spec: one task, one build folder, two rows."""
+    path = _write(tmp_path, f"base: {HEAD}\naxes:\n  model.seq_len: [8, 8, 12]\nrun: [sim]\n")
+    notes = []
+    res = run_sweep(path, tmp_path / "out", workers=1, processes=False, progress=False,
+                    log=notes.append)
+    assert notes == [f"[attnflow] sweep {path}: 3 points (0 invalid, 0 cached, 2 to run, "
+                     "1 the same as another: sim)"]
+    assert res.computed == 2 and len(list((tmp_path / "out" / "cache").glob("*.json"))) == 2
+    first, second, third = res.rows
+    assert {**first, "point": 1} == second and first["cycles"] == 8 + 64 + 9
+    assert third["cycles"] == 12 + 144 + 9
