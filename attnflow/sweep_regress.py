@@ -141,7 +141,7 @@ def _write(path: Path, columns, rows):
 def run_regression(reg: Regression, out_dir, workers=None, scheduler=None, processes=True,
                    progress=True, log=print) -> tuple[list, float, list]:
     """Every selected test as a Dask task: (rows in collection order, wall seconds, the
-    workers lost). Writes out_dir/results.csv and runs.csv."""
+    workers lost). Writes out_dir/results.csv and runs.csv, again after every test."""
     start = time.monotonic()
     out = Path(out_dir).resolve()
     ids = collect(reg)
@@ -156,8 +156,12 @@ def run_regression(reg: Regression, out_dir, workers=None, scheduler=None, proce
         if error is not None:           # a worker killed twice, a lost task
             row = {"test": ids[job.index], "outcome": "error", "error": error}
         rows[job.index] = row
+        _write_rows(out, [rows[i] for i in sorted(rows)])   # a long run shows its rows
         return row["outcome"] in FAILED
 
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("results.csv", "runs.csv"):
+        (out / name).unlink(missing_ok=True)                # not an earlier run's
     client, cluster = open_cluster(workers, scheduler, processes)
     try:
         run = run_jobs(client, jobs, done, Progress(len(ids), 0, progress, "regression", "test"))
@@ -165,12 +169,14 @@ def run_regression(reg: Regression, out_dir, workers=None, scheduler=None, proce
         client.close()
         if cluster is not None:
             cluster.close()
-    ordered = [rows[i] for i in range(len(ids))]
-    out.mkdir(parents=True, exist_ok=True)
-    _write(out / "results.csv", COLUMNS, ordered)
+    return [rows[i] for i in range(len(ids))], time.monotonic() - start, run.lost
+
+
+def _write_rows(out: Path, rows: list):
+    """results.csv and runs.csv of the tests finished so far, in collection order."""
+    _write(out / "results.csv", COLUMNS, rows)
     _write(out / "runs.csv", RUN_COLUMNS, [{"test": r["test"], "run": w, "verdict": v}
-                                           for r in ordered for w, v in r.get("runs") or []])
-    return ordered, time.monotonic() - start, run.lost
+                                           for r in rows for w, v in r.get("runs") or []])
 
 
 def _folder(nodeid: str) -> str:
