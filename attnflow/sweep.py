@@ -24,7 +24,8 @@ from pathlib import Path
 from .ir.spec import spec_from_dict, spec_to_dict
 from .sweep_cache import cache_get, cache_put, code_hash, point_key, wrong_code
 from .sweep_file import Point, Sweep, load_sweep, points
-from .sweep_runner import Job, Progress, one_line, open_cluster, run_jobs
+from .sweep_runner import (Job, Progress, check_cluster_args, one_line, open_cluster,
+                           run_jobs)
 
 #: result fields of a row, in CSV order (after the point index and the axis values)
 FIGURES = ("status", "error", "design", "cycles", "expected_cycles", "ii_cycles",
@@ -190,6 +191,7 @@ def run_sweep(path, out_dir, workers: int | None = None, scheduler: str | None =
     pyarrow is installed, pareto.png, report.html, cache/)."""
     from .sweep_report import write_results
     start = time.monotonic()
+    check_cluster_args(workers, scheduler)
     sweep = load_sweep(path)
     pts = points(sweep)
     out = Path(out_dir)

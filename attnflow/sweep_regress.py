@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .ir.spec import SpecError
 from .sweep_cache import code_hash, wrong_code
-from .sweep_runner import Job, Progress, one_line, open_cluster, run_jobs
+from .sweep_runner import Job, Progress, check_cluster_args, open_cluster, run_jobs
 
 COLUMNS = ("test", "outcome", "seconds", "host", "rtl_runs", "error")
 RUN_COLUMNS = ("test", "run", "verdict")
@@ -144,6 +144,7 @@ def run_regression(reg: Regression, out_dir, workers=None, scheduler=None, proce
     workers lost). Writes out_dir/results.csv and runs.csv, again after every test."""
     start = time.monotonic()
     out = Path(out_dir).resolve()
+    check_cluster_args(workers, scheduler)
     ids = collect(reg)
     log(f"[attnflow] regression: {len(ids)} tests (-m {reg.marks!r}"
         f"{f' -k {reg.keyword!r}' if reg.keyword else ''}) from {reg.root}")

@@ -33,6 +33,15 @@ def one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
+def check_cluster_args(workers: int | None, scheduler: str | None):
+    """One line for --workers < 1, or --workers with --scheduler."""
+    if workers is not None and workers < 1:
+        raise SpecError("<command line>", "--workers", f"must be >= 1, got {workers}")
+    if scheduler and workers is not None:
+        raise SpecError("<command line>", "--workers", "sizes the LocalCluster only; "
+                        "with --scheduler the cluster's own workers run the tasks")
+
+
 def open_cluster(workers: int | None, scheduler: str | None, processes: bool = True):
     """(client, cluster or None): a LocalCluster of ``workers`` single-threaded workers
     (default: one per core), or a client of the scheduler at ``scheduler``."""
@@ -42,12 +51,8 @@ def open_cluster(workers: int | None, scheduler: str | None, processes: bool = T
     except ImportError:
         raise SpecError("<command line>", "sweep", "needs dask.distributed: "
                         "pip install 'attnflow[sweep]'") from None
-    if workers is not None and workers < 1:
-        raise SpecError("<command line>", "--workers", f"must be >= 1, got {workers}")
+    check_cluster_args(workers, scheduler)
     if scheduler:
-        if workers is not None:
-            raise SpecError("<command line>", "--workers", "sizes the LocalCluster only; "
-                            "with --scheduler the cluster's own workers run the tasks")
         try:
             return Client(scheduler, timeout="20s"), None
         except (OSError, TimeoutError) as e:
