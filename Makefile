@@ -7,7 +7,7 @@ DEMO   ?= examples/encoder_tiny.yaml
 OUT    ?= build/demo
 HEAD   ?= examples/sdpa_online.yaml
 
-.PHONY: demo test test-full test-hf bench clean
+.PHONY: demo test test-full test-hf regress bench clean
 
 # setuptools prints an "Editable installation" notice for every editable install of a
 # package whose folders are mapped (pyproject's package-dir: attnflow.ir = ir, ...) about
@@ -43,6 +43,17 @@ test-hf: $(STAMP)
 ## test-full: the full RTL matrix (both variants x N x d x stall seeds), ~tens of minutes
 test-full: $(STAMP)
 	$(BIN)/python -m pytest -m "rtl_full or fuzz_long" -q
+
+## regress: the full RTL matrix (pytest -m rtl_full: every design x stall seed on Verilator),
+## one Dask task per test: on a LocalCluster (a worker per core), or on a cluster with
+## SCHEDULER=tcp://HOST:PORT (its workers need this checkout at the same path); WORKERS=N,
+## MARKS=..., K=... (pytest -k); one row per test in $(REGRESS)/results.csv, per RTL run in runs.csv
+REGRESS ?= build/regress
+MARKS   ?= rtl_full
+regress: $(STAMP)
+	$(BIN)/python -m attnflow.sweep_regress -m "$(MARKS)" -o $(REGRESS) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(K),-k "$(K)")
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_vs_rtl.py

@@ -271,8 +271,10 @@ def cmd_sweep(args) -> int:
     from .sweep import run_sweep
     res = run_sweep(args.sweep, args.output, workers=args.workers, scheduler=args.scheduler)
     failed = sum(r["status"] != "ok" for r in res.rows)
-    print(f"[attnflow] {len(res.rows)} points ({failed} failed, {res.cached} cached) in "
-          f"{res.wall_seconds:.1f} s: {Path(args.output) / 'results.csv'}, report.html")
+    lost = "".join(f", worker {w} lost (points {', '.join(map(str, i))} rerun)"
+                   for w, i in res.lost)
+    print(f"[attnflow] {len(res.rows)} points ({failed} failed, {res.cached} cached{lost}) "
+          f"in {res.wall_seconds:.1f} s: {Path(args.output) / 'results.csv'}, report.html")
     return EXIT_OK
 
 

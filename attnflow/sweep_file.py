@@ -15,6 +15,7 @@
       target: u280                          # the device when no 'target' axis
       stall_seeds: [1]                      # verify: also run these stall seeds
       simulator: verilator                  # verify: verilator | icarus
+      verify_timeout: 1800                  # verify: seconds per testbench run
       synth_timeout: 1800                   # synth: seconds per tool run
       pnr: true                             # synth: place and route on Lattice parts
 
@@ -36,7 +37,7 @@ from .ir.spec import Spec, SpecError, load_spec
 RUN_STEPS = ("sim", "resources", "verify", "synth")
 TOP_FIELDS = ("base", "axes", "run", "options")
 OPTION_DEFAULTS = {"target": None, "stall_seeds": [], "simulator": "verilator",
-                   "synth_timeout": 1800.0, "pnr": True}
+                   "verify_timeout": 1800.0, "synth_timeout": 1800.0, "pnr": True}
 SIMULATORS = ("verilator", "icarus")
 TARGET_AXIS = "target"
 
@@ -139,10 +140,11 @@ def _options(src: str, raw) -> dict:
     opts["stall_seeds"] = list(seeds)
     if opts["simulator"] not in SIMULATORS:
         _fail(src, "options.simulator", f"{opts['simulator']!r}; allowed: {', '.join(SIMULATORS)}")
-    t = opts["synth_timeout"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-        _fail(src, "options.synth_timeout", f"must be a number of seconds > 0, got {t!r}")
-    opts["synth_timeout"] = float(t)
+    for name in ("verify_timeout", "synth_timeout"):
+        t = opts[name]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+            _fail(src, f"options.{name}", f"must be a number of seconds > 0, got {t!r}")
+        opts[name] = float(t)
     if not isinstance(opts["pnr"], bool):
         _fail(src, "options.pnr", f"must be true or false, got {opts['pnr']!r}")
     if opts["target"] is not None and not isinstance(opts["target"], str):

@@ -58,11 +58,27 @@ def pareto_front(rows: list, cost: str, lat: str) -> list:
     return front
 
 
-def pareto_png(rows: list, path: Path, group: str | None) -> list:
-    """Plot every point with figures (failed ones as grey crosses) and the front."""
+def accuracy_axes(rows: list) -> tuple[str, str, str, str]:
+    """(cost field, error field, labels): the accuracy front, the cosine distance of the
+    outputs to the float reference (1 - cosine similarity, :func:`with_distance`) against
+    cost."""
+    cost, _, xlabel, _ = pareto_axes(rows)
+    return cost, "cosine_distance", xlabel, "1 - cosine similarity to the float reference"
+
+
+def with_distance(rows: list) -> list:
+    """The rows with ``cosine_distance`` = 1 - cosine where they have a cosine."""
+    return [{**r, "cosine_distance": 1.0 - r["cosine"]} if r.get("cosine") is not None
+            else r for r in rows]
+
+
+def pareto_png(rows: list, path: Path, group: str | None, axes=None,
+               what: str = "latency") -> list:
+    """Plot every point with figures (failed ones as grey crosses) and the front of
+    ``axes`` (cost field, figure field, labels; default :func:`pareto_axes`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    cost, lat, xlabel, ylabel = pareto_axes(rows)
+    cost, lat, xlabel, ylabel = axes or pareto_axes(rows)
     front = pareto_front(rows, cost, lat)
     have = [r for r in rows if r.get(cost) is not None and r.get(lat) is not None]
     with _style():
@@ -85,12 +101,12 @@ def pareto_png(rows: list, path: Path, group: str | None) -> list:
             for r in front:
                 ax.annotate(f"#{r['point']}", (r[cost], r[lat]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points", color="#9b2c2c")
-        lats = [r[lat] for r in have if r[lat]]
+        lats = [r[lat] for r in have if r[lat] and r[lat] > 0]
         if lats and max(lats) > 20 * min(lats):
             ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{len(have)} points: latency against cost")
+        ax.set_title(f"{len(have)} points: {what} against cost")
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
         fig.tight_layout()
@@ -103,7 +119,19 @@ def _png_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def report_html(res, front: list, png: Path | None) -> str:
+def _front_section(rows: list, axes: list, plot) -> list:
+    title, (cost, figure, xlabel, ylabel), front, png = plot
+    return [f"<h2>{_e(title)}</h2>", f'<img src="{_png_uri(png)}" alt="{_e(title)}">',
+            f"<p class=note>{_e(ylabel)} against {_e(xlabel)}; the front: the ok points "
+            "no other ok point beats on both.</p>",
+            _table(["point", *axes, xlabel, ylabel, "cycles"],
+                   [[str(r["point"]), *(_e(r.get(a)) for a in axes), _num(r[cost]),
+                     _num(r[figure]), _num(r.get("cycles"))] for r in front],
+                   left=tuple(range(len(axes) + 1)))]
+
+
+def report_html(res, plots: list) -> str:
+    """The page: the run, one section per plot (title, axes, front, png), every row."""
     s, rows = res.sweep, res.rows
     axes = [a.key for a in s.axes]
     ok = sum(r["status"] == "ok" for r in rows)
@@ -113,25 +141,20 @@ def report_html(res, front: list, png: Path | None) -> str:
           ("steps", _e(", ".join(s.run))),
           ("points", f"{len(rows)}: {ok} ok, {len(rows) - ok} failed"),
           ("this run", f"{res.computed} computed on {res.workers} worker(s), {res.cached} "
-                       f"from the cache, {res.invalid} invalid; {res.wall_seconds:.1f} s"),
+                       f"from the cache, {res.invalid} invalid; {res.wall_seconds:.1f} s"
+                       + "".join(f"; worker {_e(w)} lost while running {_e(list(i))}, rerun"
+                                 for w, i in res.lost)),
           ("golden mismatches (all sim points)", str(mism))]
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>attnflow sweep</title>"
              f"<style>{CSS}</style></head><body><main>",
              f"<h1>attnflow sweep: {_e(Path(s.source).name)}</h1>",
              '<table class=kv>' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in kv)
              + "</table>"]
-    cost, lat, xlabel, ylabel = pareto_axes(rows)
-    if png is not None:
-        parts += ["<h2>Pareto front</h2>", f'<img src="{_png_uri(png)}" alt="Pareto front">',
-                  f"<p class=note>{_e(ylabel)} against {_e(xlabel)}; the front: the ok points "
-                  "no other ok point beats on both.</p>"]
-        parts.append(_table(["point", *axes, xlabel, ylabel, "cycles"],
-                            [[str(r["point"]), *(_e(r.get(a)) for a in axes), _num(r[cost]),
-                              _num(r[lat]), _num(r.get("cycles"))] for r in front],
-                            left=tuple(range(len(axes) + 1))))
+    for plot in plots:
+        parts += _front_section(rows, axes, plot)
     cols = ["point", *axes, "status", "cycles", "ii_cycles", "latency_us", "multipliers",
-            "device", "DSP", "LUT", "BRAM", "fits", "golden_mismatches", "cosine", "verify",
-            "fmax_mhz", "error"]
+            "device", "DSP", "LUT", "BRAM", "fits", "golden_mismatches", "max_abs_error",
+            "cosine", "verify", "synth_LUT", "fmax_mhz", "error"]
     bad = {i for i, r in enumerate(rows) if r["status"] != "ok"}
     parts += ["<h2>All points</h2>",
               _table(cols, [[_num(r.get(c)) if c != "error" else _e(r.get(c) or "")
@@ -142,15 +165,26 @@ def report_html(res, front: list, png: Path | None) -> str:
     return "\n".join(parts) + "\n"
 
 
+#: the plots of a sweep: file, section title, axes function, what the y axis is, the
+#: axis whose values colour the points (the first axis key starting so; else none)
+PLOTS = (("pareto.png", "Pareto front: latency against cost", pareto_axes, "latency",
+          "target"),
+         ("accuracy.png", "Pareto front: accuracy against cost", accuracy_axes,
+          "cosine distance", "formats"))
+
+
 def write_results(res, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     write_csv(res.rows, res.columns, out / "results.csv")
-    write_parquet(res.rows, res.columns, out / "results.parquet")
-    cost, lat, _, _ = pareto_axes(res.rows)
-    png = out / "pareto.png"
-    group = "target" if any(a.key == "target" for a in res.sweep.axes) else None
-    if any(r.get(cost) is not None and r.get(lat) is not None for r in res.rows):
-        front = pareto_png(res.rows, png, group)
-    else:
-        front, png = [], None
-    (out / "report.html").write_text(report_html(res, front, png), encoding="utf-8")
+    if not write_parquet(res.rows, res.columns, out / "results.parquet"):
+        (out / "results.parquet").unlink(missing_ok=True)     # not an old run's
+    rows, plots = with_distance(res.rows), []
+    for name, title, axes_of, what, colour in PLOTS:
+        axes = axes_of(rows)
+        group = next((a.key for a in res.sweep.axes if a.key.startswith(colour)), None)
+        png = out / name
+        if any(r.get(axes[0]) is not None and r.get(axes[1]) is not None for r in rows):
+            plots.append((title, axes, pareto_png(rows, png, group, axes, what), png))
+        else:
+            png.unlink(missing_ok=True)
+    (out / "report.html").write_text(report_html(res, plots), encoding="utf-8")

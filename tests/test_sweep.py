@@ -86,9 +86,24 @@ def test_bad_value_is_a_one_line_error_row(head_sweep):
     for r in rows[4:]:
         assert r["status"] == "failed" and r["cycles"] == ""
         assert r["error"] == (f"{HEAD}: model.attention.lanes: must be an integer >= 1, got 0")
-    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("pareto.png", "accuracy.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert "Pareto front" in html and "must be an integer &gt;= 1, got 0" in html
+    assert "must be an integer &gt;= 1, got 0" in html
+    assert "Pareto front: latency against cost" in html
+    assert "Pareto front: accuracy against cost" in html
+
+
+def test_pareto_front_of_hand_made_rows():
+    from attnflow.sweep_report import pareto_front
+    rows = [{"point": 0, "status": "ok", "DSP": 10, "lat": 5.0},
+            {"point": 1, "status": "ok", "DSP": 20, "lat": 5.0},      # costlier, no faster
+            {"point": 2, "status": "ok", "DSP": 20, "lat": 3.0},
+            {"point": 3, "status": "failed", "DSP": 5, "lat": 1.0},   # failed: never on it
+            {"point": 4, "status": "ok", "DSP": 30, "lat": 4.0},      # beaten by 2
+            {"point": 5, "status": "ok", "DSP": 40, "lat": 1.0},
+            {"point": 6, "status": "ok", "DSP": None, "lat": 0.5}]    # no cost figure
+    assert [r["point"] for r in pareto_front(rows, "DSP", "lat")] == [0, 2, 5]
 
 
 def test_rerun_is_served_from_the_cache(head_sweep):
@@ -132,7 +147,7 @@ def test_worker_side_failure_is_a_row(tmp_path):
      "axes.target"),
     (f"base: {HEAD}\noptions: {{seeds: [1]}}\n",
      "sweep.yaml: options.seeds: unknown option; allowed: target, stall_seeds, simulator, "
-     "synth_timeout, pnr"),
+     "verify_timeout, synth_timeout, pnr"),
 ])
 def test_bad_sweep_file_one_line(tmp_path, text, message):
     path = _write(tmp_path, text)
@@ -154,3 +169,17 @@ def test_cli_bad_workers_exit_2(tmp_path, capsys):
     path = _write(tmp_path, f"base: {HEAD}\naxes: {{model.seq_len: [16]}}\n")
     assert main(["sweep", str(path), "-o", str(tmp_path / "out"), "--workers", "0"]) == 2
     assert capsys.readouterr().err == "error: <command line>: --workers: must be >= 1, got 0\n"
+
+
+def test_points_of_the_same_spec_run_once(tmp_path):
+    """A value listed twice resolves to one spec: one task, one build folder, two rows."""
+    path = _write(tmp_path, f"base: {HEAD}\naxes:\n  model.seq_len: [8, 8, 12]\nrun: [sim]\n")
+    notes = []
+    res = run_sweep(path, tmp_path / "out", workers=1, processes=False, progress=False,
+                    log=notes.append)
+    assert notes == [f"[attnflow] sweep {path}: 3 points (0 invalid, 0 cached, 2 to run, "
+                     "1 the same as another: sim)"]
+    assert res.computed == 2 and len(list((tmp_path / "out" / "cache").glob("*.json"))) == 2
+    first, second, third = res.rows
+    assert {**first, "point": 1} == second and first["cycles"] == 8 + 64 + 9
+    assert third["cycles"] == 12 + 144 + 9
