@@ -23,7 +23,7 @@ from .ir.spec import spec_to_dict
 #: the packages whose source makes a row (pyproject's [tool.setuptools] packages, whose
 #: sub-folders hdl/tb_files and targets/devices are walked with their parents)
 PACKAGES = ("attnflow", "attnflow.ir", "attnflow.sim", "attnflow.hdl", "attnflow.mappers",
-            "attnflow.targets")
+            "attnflow.templates", "attnflow.targets")
 #: modules that only run a sweep or write its outputs: changing them keeps the cache
 NOT_RESULTS = ("attnflow/sweep_report.py", "attnflow/sweep_runner.py",
                "attnflow/sweep_regress.py", "attnflow/sweep_cache.py")

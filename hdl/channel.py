@@ -85,8 +85,10 @@ class Channel(wiring.Component):
         free = Signal(init=1)
         read = store.r_rdy & self.o.ready
         m.d.comb += self.i.ready.eq(free)
+        # a one-deep channel is full after any write (no compare: a constant one lints)
+        after_write = (occ < self.depth - 1) if self.depth > 1 else 0
         with m.If(write & ~read):
-            m.d.sync += [occ.eq(occ + 1), free.eq(occ < self.depth - 1)]
+            m.d.sync += [occ.eq(occ + 1), free.eq(after_write)]
         with m.Elif(read & ~write):
             m.d.sync += [occ.eq(occ - 1), free.eq(1)]
         valid, data = (self.i.data_valid, self.i.payload) if self.stages else \

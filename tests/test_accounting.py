@@ -48,11 +48,14 @@ def test_head_figures_agree(tmp_path, capsys):
     assert "3.727 us at 300 MHz" in cli
     assert "clock: 300 MHz (planning clock of u280, not measured)" in cli
     assert "- fit: fits on u280 (xcu280-fsvh2892-2L-e)" in md
-    # memory: the exp ROM 256 x 16; K and V stores 32 x 128; FIFOs q, k, v 2 x 128, vr 4 x 128,
-    # s 14 x 18, ol 19 x 485, o 31 x 256 (the depths the FIFO sizing gives the pipelined
-    # head: the scores' and rows' FIFOs cover the stages in flight)
-    ram = 2 * 32 * 128 + 3 * 2 * 128 + 4 * 128 + 14 * 18 + 19 * 485 + 31 * 256
-    assert c["memory_bits"] == {"total": 4096 + ram, "rom": 4096, "ram": ram} and ram == 26875
+    # memory: the exp ROM 256 x 16; K and V stores 32 x 128; the q file of the R = 4
+    # interleaved rows 4 x 128; softmax's row files m 4 x 18 and (l, O) 4 x 485;
+    # normalize's delay line of O while the divider runs 32 x 464; FIFOs q, k, v 2 x 128,
+    # vr 4 x 128, s 14 x 18, ol 19 x 485, o 31 x 256 (the depths the FIFO sizing gives the
+    # pipelined head: the scores' and rows' FIFOs cover the stages in flight)
+    ram = (2 * 32 * 128 + 4 * 128 + 4 * 18 + 4 * 485 + 32 * 464
+           + 3 * 2 * 128 + 4 * 128 + 14 * 18 + 19 * 485 + 31 * 256)
+    assert c["memory_bits"] == {"total": 4096 + ram, "rom": 4096, "ram": ram} and ram == 44247
     assert sim["memory_bits"] == 4096 + ram
     memory = (f"{4096 + ram} bits = 4096 in ROMs (weights, function tables) + {ram} in RAMs "
               f"and FIFOs (what the resource estimate's memory bits count)")

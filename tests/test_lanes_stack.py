@@ -134,7 +134,7 @@ def test_rtl_decoder_with_lanes_and_a_causal_window(rtl_available, tmp_path):
     from test_encoder_rtl import build_and_verify
     runs = build_and_verify("examples/decoder_tiny.yaml", tmp_path, [
         "model.seq_len=16", "model.attention.window=6", "model.attention.lanes=2"])
-    assert runs["nostall"][0] == 178
+    assert runs["nostall"][0] == 228     # 178 before the full head was pipelined
 
 
 @pytest.mark.rtl_full

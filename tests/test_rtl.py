@@ -203,6 +203,8 @@ def test_rtl_full_matrix(rtl_builds, variant, n, d):
     sr = b.design.simulate(harsh)
     assert np.array_equal(sr.outputs[b.out_name]["x"], b.golden)
     blocked = {p.name: p.blocked for p in sr.process_stats()}
-    assert blocked["qk"] > 0 or n < 12, blocked
+    # the pipelined online head's output FIFO is 29 to 33 rows deep (it covers normalize's
+    # stages): up to N = 12 every row fits in it and the scores never block
+    assert blocked["qk"] > 0 or n <= (12 if variant == "online" else 8), blocked
     vec_path = write_testbench(b.out_dir, vectors(sr), vectors_name="vectors_harsh.json")
     _run(b, vec_path, "harsh backpressure", sr)

@@ -217,9 +217,13 @@ def test_report_clock_follows_a_synth_result_of_the_same_rtl(tmp_path):
                       fmax_mhz=12.5, placement="out of context (asked for)",
                       rtl_sha256=rtl_digest(files))
     write_result(res)
-    verdict = "\n## Verification (attnflow verify)\n\n- verilator, `tb/vectors.json`: PASS\n"
-    with open(tmp_path / "report.md", "a") as f:
-        f.write(verdict)
+    from attnflow.verify_record import record_verdict
+    record_verdict(tmp_path, {"simulator": "verilator", "vectors": "tb/vectors.json",
+                              "stimulus": "no stalls", "verdict": "PASS",
+                              "message": "4 output tokens: bits and cycles match",
+                              "cycles": 60})
+    verdict = ("- verilator, `tb/vectors.json` (no stalls): **PASS** 4 output tokens: "
+               "bits and cycles match; 60 cycles\n")
     label = "measured Fmax: nextpnr on ecp5_85f, LFE5U-85F-6BG381C, out of context"
     measured = measured_clock(tmp_path)
     assert measured["mhz"] == 12.5 and measured["source"] == label
@@ -230,7 +234,9 @@ def test_report_clock_follows_a_synth_result_of_the_same_rtl(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert f"- latency at 12.5 MHz ({label}): {cycles / 12.5:.3f} us" in md
     assert "## Resources" in md and "## RTL" in md      # the sections stay
-    assert md.endswith(verdict)
+    assert md.endswith(verdict)        # attnflow verify's verdict stays, in all three files
+    assert "4 output tokens: bits and cycles match" in (tmp_path / "report.html").read_text()
+    assert summary["verification"][0]["verdict"] == "PASS"
     sim = json.loads((tmp_path / "sim.json").read_text())
     assert sim["costs"]["clock"] == {"mhz": 12.5, "source": label}
     assert f"at 12.5 MHz ({label})" in (tmp_path / "report.html").read_text()

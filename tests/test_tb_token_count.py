@@ -57,7 +57,9 @@ def test_last_token_removed_fails_as_extra(head_build):
     o = _o(vec)
     tok, cyc = int(o["tokens"].pop()), o["cycles"].pop()
     n = len(o["tokens"])
-    assert cyc - o["cycles"][-1] > 8      # the old 8-cycle drain would not have seen it
+    # (the pipelined head emits its last rows in a burst, 1 cycle apart; the drain counts
+    # tokens, so a token 1 or 100 cycles after the last expected one fails alike)
+    assert cyc - o["cycles"][-1] >= 1
     res = _run(out, vec, "count_extra")
     assert not res.ok and res.returncode not in (0, None)
     assert res.message == (f"FAIL MISMATCH stream 'o' token {n}: unexpected extra token "

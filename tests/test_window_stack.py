@@ -281,4 +281,4 @@ def test_rtl_small_window_encoder(rtl_available, tmp_path):
     runs = build_and_verify("examples/encoder_tiny.yaml", tmp_path, [
         "model.d_model=16", "model.d_ff=32", "model.seq_len=16", "model.attention.kind=window",
         "model.attention.window=3", "hardware.multiplier_budget=null", "inputs.range=1.0"])
-    assert runs["nostall"][0] == 256
+    assert runs["nostall"][0] == 306     # 256 before the full head was pipelined
