@@ -31,7 +31,7 @@ demo: $(STAMP)
 ## test: everything except the full RTL matrix, the long fuzz profile (`make test-full`)
 ## and the cross-check against transformers (`make test-hf`)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not rtl_full and not fuzz_long and not hf" -q
+	$(BIN)/python -m pytest -m "not rtl_full and not fuzz_long and not hf" -q --durations=15
 
 ## test-hf: install torch (CPU) + transformers (the extra hf) and cross-check attnflow
 ## against the real model families (tiny models of every family; `-m "hf and slow"` adds
