@@ -287,7 +287,7 @@ _HF_LINEAR = {
 }
 #: weights.naming values (the spec's list; every one but attnflow has a table above)
 NAMINGS = WEIGHT_NAMINGS
-assert set(_HF_LINEAR) == set(NAMINGS[1:])
+assert set(_HF_LINEAR) == set(NAMINGS[1:]) - {"onnx"}
 
 
 def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[int, ...], object]]:
@@ -353,6 +353,16 @@ def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) ->
                        f"the file")
 
 
+def _checked_shapes(spec: Spec, weights: dict, shapes: dict) -> dict[str, np.ndarray]:
+    for name, shape in shapes.items():
+        got = weights.get(name)
+        if got is None or tuple(got.shape) != shape:
+            raise SpecError(spec.source, FIELD, f"tensor {name!r}: expected {_shape_text(shape)}, "
+                            f"the ONNX stack gives "
+                            f"{'none' if got is None else _shape_text(got.shape)}")
+    return {name: weights[name] for name in shapes}
+
+
 def load_weights(spec: Spec) -> dict[str, np.ndarray]:
     """Every weight tensor of the encoder ``spec`` -> a float array of its documented
     shape (float64; float32 for a file's float16/BF16/float32 tensors, whose values it
@@ -374,6 +384,9 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         fail(f"file not found: {path}")
     if problem:
         fail(f"{path} {problem}")
+    if model.weights.naming == "onnx":
+        from .onnx_frontend import onnx_weights
+        return _checked_shapes(spec, onnx_weights(path, model), shapes)
     reader = read_npz if path.lower().endswith(".npz") else read_safetensors
     naming = model.weights.naming
     # attnflow name -> (name in the file, its shape there, extract or None)

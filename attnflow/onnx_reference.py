@@ -1,0 +1,103 @@
+"""attnflow against onnxruntime on an ONNX model's layer stack (needs ``onnx`` and
+``onnxruntime``, the test extra; nothing else in attnflow imports this).
+
+:func:`stack_model` cuts the model at the stack that ``ir.onnx_frontend`` recognised: its
+input tensor (the hidden states after the embeddings) becomes a graph input, its output
+the only graph output; the other graph inputs the stack still reads (an
+``attention_mask`` a mask is built from) stay inputs and are fed all ones (no padding),
+as the front-end assumes. :func:`compare` runs that cut model in onnxruntime on hidden
+states ``x`` and puts attnflow's float model and integer design on the same ``x`` beside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hf_reference import attnflow_layers, figures
+
+
+def stack_model(path, seq_len: int | None = None):
+    """The ModelProto computing the recognised stack's output from its input tensor."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from .ir.onnx_frontend import recognise
+    from .ir.onnx_graph import read_model
+    stack = recognise(path, seq_len)
+    model = read_model(path)
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    keep, todo, needed = [], [stack.output], set()
+    seen = set()
+    while todo:
+        t = todo.pop()
+        if t in seen or t == stack.input:
+            continue
+        seen.add(t)
+        n = producer.get(t)
+        if n is None:
+            needed.add(t)
+            continue
+        if id(n) not in {id(k) for k in keep}:
+            keep.append(n)
+        todo += [i for i in n.input if i]
+    order = {id(n): k for k, n in enumerate(g.node)}
+    keep.sort(key=lambda n: order[id(n)])
+    inputs = [helper.make_tensor_value_info(stack.input, TensorProto.FLOAT, None)]
+    inputs += [i for i in g.input if i.name in needed]
+    inits = [t for t in g.initializer if t.name in needed]
+    out = helper.make_tensor_value_info(stack.output, TensorProto.FLOAT, None)
+    graph = helper.make_graph(keep, "attnflow_stack", inputs, [out], inits)
+    cut = helper.make_model(graph, opset_imports=model.opset_import)
+    cut.ir_version = model.ir_version
+    return onnx.shape_inference.infer_shapes(cut)
+
+
+def run_stack(path, x, seq_len: int | None = None) -> np.ndarray:
+    """onnxruntime's stack output (N, d_model) on hidden states ``x`` (N, d_model)."""
+    import onnxruntime as ort
+    cut = stack_model(path, seq_len)
+    sess = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for inp in sess.get_inputs():
+        if inp.name == cut.graph.input[0].name:
+            rank = len(inp.shape) if inp.shape is not None else 3
+            arr = np.asarray(x, np.float32)
+            feeds[inp.name] = arr[None] if rank != 2 else arr
+        else:
+            shape = [1 if not isinstance(s, int) or k == 0 else s
+                     for k, s in enumerate(inp.shape)]
+            if len(shape) >= 2 and not isinstance(inp.shape[-1], int):
+                shape[-1] = np.asarray(x).shape[0]
+            dtype = np.int64 if "int64" in inp.type else (np.int32 if "int32" in inp.type
+                                                          else np.float32)
+            feeds[inp.name] = np.ones(shape, dtype)
+    y = sess.run(None, feeds)[0]
+    return np.asarray(y, np.float64).reshape(np.asarray(x).shape[0], -1)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    float_model: dict       # figures of attnflow's float model against onnxruntime
+    integer: dict           # figures of the integer design (golden model)
+    design: object
+
+
+def compare(path, x, seq_len: int | None = None, overrides=(), calibration=None) -> Comparison:
+    """attnflow (float model, integer design) against onnxruntime at the stack output, on
+    hidden states ``x`` (N, d_model). ``calibration``: a .npy of other hidden states for
+    the activation formats (default: the spec's random inputs)."""
+    from .api import prepare
+    from .ir.spec import load_spec
+    x = np.asarray(x, np.float64)
+    ref = run_stack(path, x, seq_len)
+    ov = [f"model.seq_len={x.shape[0]}", *overrides]
+    if calibration is not None:
+        ov.append(f"calibration.file={calibration}")
+    design = prepare(load_spec(path, ov))
+    flt, ints = attnflow_layers(design, x)
+    return Comparison(figures(ref, flt[-1]), figures(ref, ints[-1]), design)
+
+
+__all__ = ["stack_model", "run_stack", "compare", "Comparison"]

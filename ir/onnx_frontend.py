@@ -1,0 +1,316 @@
+"""ONNX front-end: a ``.onnx`` transformer graph -> the same encoder :class:`Spec` and
+weights a Hugging Face checkpoint gives (``ir.hf_config``), so quantization, the golden
+model, the simulator and the RTL are shared.
+
+:func:`recognise` reads the model (``ir.onnx_graph``: external data, shape inference, one
+evaluation on a dummy input), finds every ``Softmax`` and recognises the layer around it
+by pattern (``ir.onnx_patterns``, never by node names): the attention (Q/K/V linears,
+head split, scale, mask, P V, head merge, output linear), the residual Adds, the
+LayerNorms (op or decomposed) before (pre-norm: ViT, GPT-2) or after (post-norm: BERT,
+DistilBERT) each sublayer, the feed-forward linears and their activation, and a final
+LayerNorm after the last pre-norm layer. Layer i + 1 must read layer i's output. The
+mask decides the attention kind: none (or all zeros) is ``full``, a lower-triangular one
+``causal``; a mask built from a graph input (``attention_mask``) is evaluated with that
+input all ones (no padding), and a note says so.
+
+Everything outside the stack (embeddings before it, the mask construction, pooler and
+heads after it) is skipped and listed (:func:`skipped_lines`); an unrecognised node inside
+it is one :class:`SpecError` line naming the node, its op type, where it sits and what
+is supported there. The sequence length is the graph's when its shapes are static, else
+``--seq-len`` / ``--set model.seq_len=N``.
+
+The spec reads the weights back from the model: ``model.weights: {source: file, path:
+MODEL.onnx, naming: onnx}`` (:func:`onnx_weights`, called by ``ir.weights.load_weights``).
+Quantization is the checkpoint one (per-channel weight scales, calibrated activations).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .onnx_graph import OnnxGraph, Unrecognised, read_model
+from .onnx_patterns import Norm, activation_between, attention_at, linear_after, norm_after, norm_at
+from .spec import Spec, SpecError, parse_override, spec_from_dict
+
+__all__ = ["recognise", "spec_from_onnx", "onnx_weights", "skipped_lines", "OnnxStack"]
+
+#: the checkpoint quantization of ``ir.hf_config``
+ONNX_QUANTIZATION = {"weights": "per_channel", "activations": "calibrated"}
+
+
+@dataclass(frozen=True)
+class OnnxStack:
+    """The layer stack found in an ONNX model."""
+    source: str
+    model: dict                 # the spec's model fields (without weights)
+    weights: dict               # attnflow tensor name -> float64 array
+    input: str                  # the stack's input tensor (hidden states after embeddings)
+    output: str                 # its output tensor
+    nodes: frozenset            # names of the nodes the stack is built from
+    skipped: tuple              # (where, node count, "op x count, ...")
+    mask_inputs: tuple          # graph inputs a mask is built from (evaluated as all ones)
+
+
+def _where_text(node) -> str:
+    if node is None:
+        return "a graph input"
+    return f"node {node.name or '(unnamed)'!r} (op {node.op_type})"
+
+
+def _layer(g: OnnxGraph, i: int, att) -> dict:
+    """Layer ``i`` around its attention: its tensors, nodes and weights."""
+    where = f"layer {i}, after the attention output projection"
+    add, other, s1 = _residual(g, att.out.y, where)
+    nodes = [*att.nodes, add]
+    before = norm_at(g, att.x)
+    if other == att.x:                                      # post-norm (BERT)
+        ln1 = norm_after(g, s1)
+        if ln1 is None:
+            _stop(g, s1, f"layer {i}, after the attention residual Add",
+                  "a LayerNorm (post-norm layer)")
+        h, x, position = ln1.y, att.x, "post"
+    elif before is not None and before.x == other:          # pre-norm (ViT, GPT-2)
+        ln1, h, x, position = before, s1, before.x, "pre"
+    else:
+        raise Unrecognised(g.producer.get(att.x), f"layer {i}, before the attention",
+                           "a LayerNorm (pre-norm) or the layer input that the residual "
+                           "Add also reads (post-norm)")
+    ffn_in, ln2 = h, None
+    if position == "pre":
+        ln2 = norm_after(g, h)
+        if ln2 is None:
+            _stop(g, h, f"layer {i}, before the feed-forward", "a LayerNorm (pre-norm layer)")
+        ffn_in = ln2.y
+    up = linear_after(g, ffn_in, f"layer {i}'s feed-forward up projection")
+    act, a_out, region = activation_between(
+        g, up.y, f"layer {i}'s feed-forward activation (between the up and down projections)")
+    down = linear_after(g, a_out, f"layer {i}'s feed-forward down projection")
+    add2, other2, s2 = _residual(g, down.y, f"layer {i}, after the feed-forward")
+    if other2 != h:
+        raise Unrecognised(add2, f"layer {i}, after the feed-forward",
+                           "a residual Add of the feed-forward output and its sublayer input")
+    y = s2
+    if position == "post":
+        ln2 = norm_after(g, s2)
+        if ln2 is None:
+            _stop(g, s2, f"layer {i}, after the feed-forward residual Add",
+                  "a LayerNorm (post-norm layer)")
+        y = ln2.y
+    nodes += [*ln1.nodes, *ln2.nodes, *up.nodes, *region, *down.nodes, add2]
+    weights = {}
+    for key, lin in (("attn.q", att.q), ("attn.k", att.k), ("attn.v", att.v),
+                     ("attn.out", att.out), ("ffn.up", up), ("ffn.down", down)):
+        weights[f"layers.{i}.{key}.weight"] = lin.weight
+        weights[f"layers.{i}.{key}.bias"] = lin.bias
+    for key, norm in (("ln1", ln1), ("ln2", ln2)):
+        weights[f"layers.{i}.{key}.gamma"] = norm.gamma
+        weights[f"layers.{i}.{key}.beta"] = norm.beta
+    return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": att.kind,
+            "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
+            "eps": {ln1.eps, ln2.eps}, "nodes": nodes, "weights": weights,
+            "mask_inputs": att.mask_inputs}
+
+
+def _stop(g: OnnxGraph, t: str, where: str, expected: str):
+    users = [n for n, _ in g.uses(t)]
+    raise Unrecognised(users[0] if users else g.producer.get(t), where, expected)
+
+
+def _residual(g: OnnxGraph, y: str, where: str):
+    """(Add node, root of its other operand, its output) of the residual Add reading y."""
+    for n, read in g.uses(y):
+        if n.op_type == "Add" and not any(g.constant(i) for i in n.input):
+            other = n.input[1] if n.input[0] == read else n.input[0]
+            return n, g.root(other), n.output[0]
+    _stop(g, y, where, "a residual Add")
+
+
+def _uniform(source: str, layers: list, key: str, field: str, show=lambda v: v):
+    first = layers[0][key]
+    for i, layer in enumerate(layers[1:], 1):
+        if layer[key] != first:
+            raise SpecError(source, field, f"layer {i} has {show(layer[key])}, layer 0 "
+                                           f"{show(first)}; every layer must be alike")
+    return first
+
+
+def _eps(source: str, layers: list, final: Norm | None) -> float:
+    eps = set().union(*(layer["eps"] for layer in layers)) | ({final.eps} if final else set())
+    # float32 constants: 1e-12 is stored as 9.99999996e-13; keep 7 significant digits
+    eps = {float(f"{e:.7g}") for e in eps}
+    if len(eps) != 1:
+        raise SpecError(source, "model.norm_eps", f"the LayerNorms use different epsilons "
+                                                  f"({', '.join(map(str, sorted(eps)))}); "
+                                                  "attnflow builds one")
+    return eps.pop()
+
+
+def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
+    source = g.source
+    softmaxes = [n for n in g.nodes if n.op_type == "Softmax"]
+    if not softmaxes:
+        raise SpecError(source, "<graph>", "no attention (Softmax) in the graph: not a "
+                                           "transformer layer stack")
+    layers = []
+    for i, sm in enumerate(softmaxes):
+        layers.append(_layer(g, i, attention_at(g, sm, f"layer {i}'s attention")))
+        if i and layers[i]["x"] != layers[i - 1]["y"]:
+            raise Unrecognised(g.producer.get(layers[i]["x"]), f"between layers {i - 1} and {i}",
+                               f"layer {i} reading layer {i - 1}'s output directly")
+    position = _uniform(source, layers, "position", "model.norm_position")
+    final = norm_after(g, layers[-1]["y"]) if position == "pre" else None
+    model = {"type": "encoder", "layers": len(layers),
+             "d_model": _uniform(source, layers, "d_model", "model.d_model"),
+             "heads": _uniform(source, layers, "heads", "model.heads"),
+             "d_ff": _uniform(source, layers, "d_ff", "model.d_ff"),
+             "seq_len": int(g.shape(layers[0]["x"])[-2]),
+             "attention": {"kind": _uniform(source, layers, "kind", "model.attention.kind")},
+             "norm": "layernorm", "norm_position": position, "final_norm": final is not None,
+             "norm_eps": _eps(source, layers, final),
+             "activation": _uniform(source, layers, "activation", "model.activation")}
+    weights = {k: v for layer in layers for k, v in layer["weights"].items()}
+    nodes = [n for layer in layers for n in layer["nodes"]]
+    out = layers[-1]["y"]
+    if final is not None:
+        weights["final_norm.gamma"], weights["final_norm.beta"] = final.gamma, final.beta
+        nodes += final.nodes
+        out = final.y
+    masks = frozenset().union(*(layer["mask_inputs"] for layer in layers))
+    names = frozenset(n.name for n in nodes) | frozenset(id(n) for n in nodes)
+    return OnnxStack(source, model, weights, layers[0]["x"], out,
+                     frozenset(n.name for n in nodes), _skipped(g, names, layers[0]["x"]),
+                     tuple(sorted(masks)))
+
+
+def _ancestors(g: OnnxGraph, t: str) -> set:
+    seen, todo = set(), [t]
+    while todo:
+        n = g.producer.get(todo.pop())
+        if n is not None and id(n) not in seen:
+            seen.add(id(n))
+            todo += [i for i in n.input if i]
+    return seen
+
+
+def _with_views(g: OnnxGraph, stack: set) -> set:
+    """``stack`` plus the view nodes between its nodes (reshapes the patterns look through)."""
+    stack = set(stack)
+    for n in reversed(g.nodes):
+        if n.op_type in ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose",
+                         "Concat") and id(n) not in stack:
+            if any(id(c) in stack for c in g.consumers.get(n.output[0], ())):
+                if g.producer.get(n.input[0]) is None or id(g.producer[n.input[0]]) in stack \
+                        or g.producer[n.input[0]].op_type in ("Reshape", "Transpose"):
+                    stack.add(id(n))
+    return stack
+
+
+def _skipped(g: OnnxGraph, stack: frozenset, x: str) -> tuple:
+    stack = _with_views(g, stack)
+    before = _ancestors(g, x)
+    groups: dict[str, Counter] = {}
+    for n in g.nodes:
+        if id(n) in stack or n.op_type == "Constant":
+            continue
+        if all(g.constant(o) for o in n.output if o):
+            where = "constant or shape computations (folded)"
+        elif id(n) in before:
+            where = "before the stack (embeddings)"
+        elif all(not (g.taint.get(o, frozenset()) & g.taint.get(x, frozenset()))
+                 for o in n.output if o):
+            where = "mask construction (from graph inputs)"
+        else:
+            where = "after the stack (pooler, heads, extra outputs)"
+        groups.setdefault(where, Counter())[n.op_type] += 1
+    return tuple((w, sum(c.values()), ", ".join(f"{op} x{k}" for op, k in c.most_common()))
+                 for w, c in groups.items())
+
+
+def skipped_lines(stack: OnnxStack) -> list[str]:
+    """One line per group of nodes outside the layer stack."""
+    lines = [f"skipped {count} nodes {where}: {ops}" for where, count, ops in stack.skipped]
+    if stack.mask_inputs:
+        lines.append(f"attention mask built from graph input(s) {', '.join(stack.mask_inputs)}"
+                     " taken as all ones (no padding)")
+    return lines
+
+
+@lru_cache(maxsize=8)
+def _recognise(path: str, stamp: tuple, seq_len: int | None) -> OnnxStack:
+    g = OnnxGraph(read_model(path), path, seq_len)
+    try:
+        stack = _stack_from_graph(g)
+    except Unrecognised as e:
+        raise SpecError(path, "<graph>", f"{_where_text(e.node)} in {e.where}: not "
+                                         f"supported; expected there: {e.expected}") from None
+    n = stack.model["seq_len"]
+    if seq_len is not None and n != seq_len:
+        raise SpecError(path, "model.seq_len", f"{seq_len} tokens asked, but this graph is "
+                                               f"exported for {n} (static shapes); use "
+                                               f"--seq-len {n}, or export it with a dynamic "
+                                               "sequence axis")
+    return stack
+
+
+def recognise(path: str | Path, seq_len: int | None = None) -> OnnxStack:
+    """The layer stack of the ONNX model at ``path`` (cached per file version)."""
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    return _recognise(path, stamp, seq_len)
+
+
+def _override_seq_len(source: str, overrides: list) -> int | None:
+    seq_len = None
+    for ov in overrides:
+        key, value = parse_override(ov) if isinstance(ov, str) else ov
+        if key.replace(" ", "") == "model.seq_len":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(source, "model.seq_len", f"must be an integer >= 1, got {value!r}")
+            seq_len = value
+    return seq_len
+
+
+def _spec_name(path: Path) -> str:
+    name = re.sub(r"\W", "_", path.stem, flags=re.ASCII) or "onnx_model"
+    return name if re.match(r"[A-Za-z_]", name) else f"m_{name}"
+
+
+def spec_from_onnx(path: str | Path, overrides: Iterable = ()) -> Spec:
+    """The encoder spec of the ONNX model at ``path`` (``--set``-style ``overrides``)."""
+    overrides = list(overrides)
+    source = str(path)
+    stack = recognise(path, _override_seq_len(source, overrides))
+    model = dict(stack.model, weights={"source": "file", "path": os.path.abspath(path),
+                                       "naming": "onnx"})
+    return spec_from_dict({"name": _spec_name(Path(path)), "model": model,
+                           "quantization": dict(ONNX_QUANTIZATION)}, source, overrides,
+                          base_dir=Path(path).parent)
+
+
+def onnx_weights(path: str, model) -> dict[str, np.ndarray]:
+    """The attnflow weights of the encoder ``model`` (an EncoderSpec) from the ONNX model
+    at ``path``; a stack that does not match ``model`` is a SpecError."""
+    stack = recognise(path, model.seq_len)
+    dims = ("layers", "d_model", "heads", "d_ff")
+    for dim in dims:
+        if stack.model[dim] != getattr(model, dim):
+            raise SpecError(path, f"model.{dim}", f"{getattr(model, dim)} in the spec, "
+                                                  f"{stack.model[dim]} in the ONNX graph")
+    out = dict(stack.weights)
+    if not model.final_norm:
+        out = {k: v for k, v in out.items() if not k.startswith("final_norm.")}
+    elif "final_norm.gamma" not in out:
+        raise SpecError(path, "model.final_norm", "true, but the ONNX graph has no LayerNorm "
+                                                  "after the last layer")
+    return out
