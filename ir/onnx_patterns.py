@@ -410,8 +410,7 @@ def _scores(g: OnnxGraph, t: str, where: str):
             t = n.input[0]
         elif n.op_type == "Add":
             for scores, m in (tuple(n.input), tuple(n.input)[::-1]):
-                tokens = _score_inputs(g, scores)
-                if tokens and not (g.taint.get(m, frozenset()) & tokens):
+                if _reaches_matmul(g, scores) and _is_mask(g, m):
                     t = scores
                     adds.append(m)
                     break
@@ -420,7 +419,7 @@ def _scores(g: OnnxGraph, t: str, where: str):
         elif n.op_type == "Where" and len(n.input) == 3:
             c, x, y = n.input
             fill = g.scalar(y)
-            if fill is None or fill > -1e4 or (g.taint.get(c, frozenset()) & _score_inputs(g, x)):
+            if fill is None or fill > -1e4 or not _is_mask(g, c):
                 _fail(g, n, where, "Where(mask, scores, large negative value)")
             conds.append(c)
             t = x
@@ -429,9 +428,8 @@ def _scores(g: OnnxGraph, t: str, where: str):
                                "then Softmax")
 
 
-def _score_inputs(g: OnnxGraph, t: str) -> frozenset:
-    """The graph inputs the Q K^T MatMul behind ``t`` depends on (through scales, masks
-    and casts), or none when no such MatMul is behind it."""
+def _reaches_matmul(g: OnnxGraph, t: str) -> bool:
+    """A Q K^T MatMul is behind ``t`` (through scales, masks and casts)."""
     seen, todo = set(), [t]
     while todo:
         cur = todo.pop()
@@ -440,10 +438,29 @@ def _score_inputs(g: OnnxGraph, t: str) -> frozenset:
             continue
         seen.add(cur)
         if n.op_type == "MatMul":
-            return g.taint.get(cur, frozenset())
+            return True
         if n.op_type in ("Mul", "Div", "Add", "Cast", "Identity", "Where"):
             todo += [i for i in n.input if i and not g.constant(i)]
-    return frozenset()
+    return False
+
+
+def _is_mask(g: OnnxGraph, t: str) -> bool:
+    """``t`` is built from shapes, constants and graph inputs only: no linear layer,
+    matmul, softmax or norm (no hidden state) is behind it."""
+    seen, todo = set(), [t]
+    while todo:
+        cur = todo.pop()
+        n = g.producer.get(cur)
+        if n is None or cur in seen:
+            continue
+        seen.add(cur)
+        if n.op_type in ("Shape", "Size") or g.constant(cur):
+            continue                    # shapes and constants
+        if n.op_type in ("MatMul", "Gemm", "Softmax", "LayerNormalization", "ReduceMean",
+                         "Gather", "Conv"):
+            return False
+        todo += [i for i in n.input if i]
+    return True
 
 
 def _probabilities_user(g: OnnxGraph, p: str, where: str):
