@@ -77,6 +77,52 @@ def run_stack(path, x, seq_len: int | None = None) -> np.ndarray:
     return np.asarray(y, np.float64).reshape(np.asarray(x).shape[0], -1)
 
 
+def export_model(family: str, config: dict, path, seq_len: int, opset: int | None = None,
+                 dynamo: bool = True, dynamic: bool = False, seed: int = 0):
+    """A transformers ``family`` model (``attnflow.hf_reference.FAMILIES``) from ``config``
+    with its own random initialisation (seed ``seed``), exported by ``torch.onnx.export``
+    to ``path`` (its last hidden state from ``input_ids``, or ``pixel_values`` for ViT;
+    ``opset`` None: the exporter's default; ``dynamo`` False: the TorchScript exporter;
+    ``dynamic``: a symbolic sequence axis). Returns the torch model (float32, eval)."""
+    import torch
+
+    from .hf_reference import FAMILIES, _torch
+    _, tf = _torch()
+    cfg_name, model_name = FAMILIES[family]
+    cfg = getattr(tf, cfg_name)(**config)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(tf, model_name)(cfg).eval()
+    vision = family == "vit"
+
+    class Wrapper(torch.nn.Module):     # forward(tensor) -> last_hidden_state
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            kw = {"pixel_values": x} if vision else {"input_ids": x}
+            return self.inner(**kw).last_hidden_state
+
+    if vision:
+        size = cfg.image_size
+        example = torch.rand(1, cfg.num_channels, size, size)
+    else:
+        example = torch.randint(3, cfg.vocab_size, (1, seq_len))
+    name = "pixel_values" if vision else "input_ids"
+    kw = {"input_names": [name], "output_names": ["last_hidden_state"], "dynamo": dynamo}
+    if opset is not None:
+        kw["opset_version"] = opset
+    if dynamic and not vision:
+        if dynamo:
+            kw["dynamic_shapes"] = {"x": {1: torch.export.Dim("seq", min=2, max=512)}}
+        else:
+            kw["dynamic_axes"] = {name: {1: "seq"}}
+    with torch.no_grad():
+        torch.onnx.export(Wrapper(model).eval(), (example,), str(path), **kw)
+    return model
+
+
 @dataclass(frozen=True)
 class Comparison:
     float_model: dict       # figures of attnflow's float model against onnxruntime
@@ -100,4 +146,4 @@ def compare(path, x, seq_len: int | None = None, overrides=(), calibration=None)
     return Comparison(figures(ref, flt[-1]), figures(ref, ints[-1]), design)
 
 
-__all__ = ["stack_model", "run_stack", "compare", "Comparison"]
+__all__ = ["stack_model", "run_stack", "compare", "Comparison", "export_model"]
