@@ -219,7 +219,10 @@ def _skipped(g: OnnxGraph, stack: frozenset, x: str) -> tuple:
     for n in g.nodes:
         if id(n) in stack or n.op_type == "Constant":
             continue
-        if all(g.constant(o) for o in n.output if o):
+        outs = [o for o in n.output if o]
+        folded = all(g.constant(o) for o in outs)
+        if folded and (id(n) not in before or all(o in g.values and g.values[o].dtype.kind
+                                                  in "iub" for o in outs)):
             where = "constant or shape computations (folded)"
         elif id(n) in before:
             where = "before the stack (embeddings)"

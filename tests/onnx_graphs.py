@@ -80,8 +80,11 @@ def _embeddings(b: _Builder, n: int, d: int, vocab: int = 50) -> str:
     return b.op("Gather", [table, "input_ids"], axis=0)
 
 
-def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0):
-    """A post-norm BERT-like stack; ``act``: erf | gelu_op | relu | sin (unsupported)."""
+def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0,
+              scale=None, between=None):
+    """A post-norm BERT-like stack; ``act``: erf | gelu_op | relu | sin (unsupported);
+    ``scale``: the scores' divisor (default sqrt(d_head)); ``between``: an op put on the
+    residual stream between the layers (unsupported)."""
     b = _Builder(seed)
     opset = 20 if act == "gelu_op" else opset       # the Gelu op is opset 20
     dh = d // heads
@@ -89,11 +92,13 @@ def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0
     mask_in = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, n])
     m = b.op("Cast", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2])])], to=1)
     mask = b.op("Mul", [b.op("Sub", [b.const(1.0), m]), b.const(-10000.0)])
-    for _ in range(layers):
+    for i in range(layers):
+        if i and between:
+            x = b.op(between, [x])
         q = b.heads(b.linear(x, d, d), n, heads, dh, [0, 2, 1, 3])
         k = b.heads(b.linear(x, d, d), n, heads, dh, [0, 2, 3, 1])
         v = b.heads(b.linear(x, d, d), n, heads, dh, [0, 2, 1, 3])
-        s = b.op("Div", [b.op("MatMul", [q, k]), b.const(math.sqrt(dh))])
+        s = b.op("Div", [b.op("MatMul", [q, k]), b.const(scale or math.sqrt(dh))])
         p = b.op("Softmax", [b.op("Add", [s, mask])], axis=-1)
         att = b.linear(b.merge(b.op("MatMul", [p, v]), n, d), d, d)
         h = b.layernorm(b.op("Add", [att, x]), d, opset)

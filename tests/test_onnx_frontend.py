@@ -91,6 +91,26 @@ def test_unsupported_op_inside_the_stack(tmp_path, capsys):
     assert "not supported; expected there: an activation: Gelu" in err
 
 
+def test_unsupported_op_between_layers(tmp_path, capsys):
+    path = _save(tmp_path, bert_like(layers=2, between="Abs"))
+    err = _error(capsys, ["sim", str(path)])
+    assert "(op Abs) in between layers 0 and 1: not supported" in err
+
+
+def test_scores_scaled_otherwise(tmp_path, capsys):
+    path = _save(tmp_path, bert_like(scale=2.0))
+    err = _error(capsys, ["sim", str(path)])
+    assert "(op Softmax) in layer 0's attention: not supported; expected there: scores " \
+           "scaled by 1/sqrt(d_head) = 0.353553 (this graph scales them by 0.5)" in err
+
+
+def test_attention_mask_input_is_named(tmp_path, capsys):
+    path = _save(tmp_path, bert_like())
+    assert main(["sim", str(path)]) == 0
+    assert "attention mask built from graph input(s) attention_mask taken as all ones " \
+           "(no padding)" in capsys.readouterr().out
+
+
 def test_dynamic_sequence_needs_seq_len(tmp_path, capsys):
     path = _save(tmp_path, gpt2_like(dynamic=True))
     err = _error(capsys, ["sim", str(path)])

@@ -1,0 +1,72 @@
+"""attnflow's ONNX front-end against onnxruntime on torch.onnx.export graphs of every
+family (needs the extra ``hf`` plus ``onnx`` and ``onnxruntime``).
+
+Each tiny model (the family's own random initialisation) is exported with the
+torch.export-based exporter (default opset, dynamic sequence axis) and with the
+TorchScript exporter at opset 14 under ``build/onnx/``; attnflow reads the .onnx, and at
+the stack output on the family's hidden states it prints attnflow's float model against
+onnxruntime (max abs error), the integer design's cosine and max abs error (activations
+calibrated on other hidden states) and the simulator's mismatches against the golden
+model.
+
+    python benchmarks/onnx_families.py
+    python benchmarks/onnx_families.py --only gpt2
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from attnflow import hf_reference as hf  # noqa: E402
+from attnflow.onnx_reference import compare, export_model  # noqa: E402
+from test_onnx_export import EXPORTERS, MODELS  # noqa: E402
+
+
+def run(name: str, exporter: str, out: Path) -> str:
+    family, config, n = MODELS[name]
+    opset, dynamo, dynamic = EXPORTERS[exporter]
+    path = out / f"{name}_{exporter}.onnx"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = export_model(family, config, path, n, opset, dynamo, dynamic)
+    model = copy.deepcopy(model).double()
+    x = hf.hidden_states(model, family, n, 0)
+    cal = out / f"{name}_cal.npy"
+    np.save(cal, hf.hidden_states(model, family, n, 1))
+    c = compare(path, x, n, calibration=cal)
+    res = c.design.simulate()
+    got = res.outputs[c.design.hw.outputs[0]]["x"]
+    mismatches = int(np.count_nonzero(got != c.design.golden()))
+    m = c.design.spec.model
+    return (f"{name:<11} {exporter:<8} N={n:<3} {m.attention.kind:<6} {m.norm_position:<4} "
+            f"{m.activation:<9} float max abs err {c.float_model['max_abs_error']:.2e}  "
+            f"integer cosine {c.integer['cosine']:.6f} max abs err "
+            f"{c.integer['max_abs_error']:.3g}  sim vs golden {mismatches} mismatches  "
+            f"({time.perf_counter() - start:.1f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", action="append", choices=list(MODELS))
+    ap.add_argument("--out", default=str(ROOT / "build" / "onnx"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.only or list(MODELS):
+        for exporter in EXPORTERS:
+            print(run(name, exporter, out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
