@@ -54,6 +54,22 @@ def stack_model(path, seq_len: int | None = None):
     return onnx.shape_inference.infer_shapes(cut)
 
 
+def stack_input(path, feeds: dict, seq_len: int | None = None) -> np.ndarray:
+    """The stack's input (N, d_model): onnxruntime's value of that tensor when the whole
+    model runs on ``feeds`` (e.g. token ids), i.e. the model's own hidden states."""
+    import onnx
+    import onnxruntime as ort
+
+    from .ir.onnx_frontend import recognise
+    from .ir.onnx_graph import read_model
+    stack = recognise(path, seq_len)
+    model = read_model(path)
+    model.graph.output.extend([onnx.ValueInfoProto(name=stack.input)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = sess.run([stack.input], feeds)[0]
+    return np.asarray(x, np.float64).reshape(-1, stack.model["d_model"])
+
+
 def run_stack(path, x, seq_len: int | None = None) -> np.ndarray:
     """onnxruntime's stack output (N, d_model) on hidden states ``x`` (N, d_model)."""
     import onnxruntime as ort
@@ -146,4 +162,4 @@ def compare(path, x, seq_len: int | None = None, overrides=(), calibration=None)
     return Comparison(figures(ref, flt[-1]), figures(ref, ints[-1]), design)
 
 
-__all__ = ["stack_model", "run_stack", "compare", "Comparison", "export_model"]
+__all__ = ["stack_model", "stack_input", "run_stack", "compare", "Comparison", "export_model"]

@@ -56,6 +56,7 @@ class OnnxStack:
     nodes: frozenset            # names of the nodes the stack is built from
     skipped: tuple              # (where, node count, "op x count, ...")
     mask_inputs: tuple          # graph inputs a mask is built from (evaluated as all ones)
+    qdq: tuple = (0, 0)         # (QDQ pairs on activations looked through, dequantized weights)
 
 
 def _where_text(node) -> str:
@@ -183,10 +184,13 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
         nodes += final.nodes
         out = final.y
     masks = frozenset().union(*(layer["mask_inputs"] for layer in layers))
-    names = frozenset(n.name for n in nodes) | frozenset(id(n) for n in nodes)
+    ids = _with_views(g, {id(n) for n in nodes})
+    inside = [n for n in g.nodes if id(n) in ids]
+    qdq = (sum(n.op_type == "QuantizeLinear" and not g.constant(n.input[0]) for n in inside),
+           sum(n.op_type == "DequantizeLinear" and g.constant(n.input[0]) for n in inside))
     return OnnxStack(source, model, weights, layers[0]["x"], out,
-                     frozenset(n.name for n in nodes), _skipped(g, names, layers[0]["x"]),
-                     tuple(sorted(masks)))
+                     frozenset(n.name for n in inside), _skipped(g, ids, layers[0]["x"]),
+                     tuple(sorted(masks)), qdq)
 
 
 def _ancestors(g: OnnxGraph, t: str) -> set:
@@ -202,18 +206,18 @@ def _ancestors(g: OnnxGraph, t: str) -> set:
 def _with_views(g: OnnxGraph, stack: set) -> set:
     """``stack`` plus the view nodes between its nodes (reshapes the patterns look through)."""
     stack = set(stack)
+    views = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Concat",
+             "QuantizeLinear", "DequantizeLinear")
     for n in reversed(g.nodes):
-        if n.op_type in ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose",
-                         "Concat") and id(n) not in stack:
+        if n.op_type in views and id(n) not in stack:
             if any(id(c) in stack for c in g.consumers.get(n.output[0], ())):
-                if g.producer.get(n.input[0]) is None or id(g.producer[n.input[0]]) in stack \
-                        or g.producer[n.input[0]].op_type in ("Reshape", "Transpose"):
+                src = g.producer.get(n.input[0])
+                if src is None or id(src) in stack or src.op_type in views:
                     stack.add(id(n))
     return stack
 
 
-def _skipped(g: OnnxGraph, stack: frozenset, x: str) -> tuple:
-    stack = _with_views(g, stack)
+def _skipped(g: OnnxGraph, stack: set, x: str) -> tuple:
     before = _ancestors(g, x)
     groups: dict[str, Counter] = {}
     for n in g.nodes:
@@ -239,6 +243,13 @@ def _skipped(g: OnnxGraph, stack: frozenset, x: str) -> tuple:
 def skipped_lines(stack: OnnxStack) -> list[str]:
     """One line per group of nodes outside the layer stack."""
     lines = [f"skipped {count} nodes {where}: {ops}" for where, count, ops in stack.skipped]
+    acts, weights = stack.qdq
+    if acts or weights:
+        lines.append(f"QDQ: {weights} constant tensors (weights, biases, norm parameters) "
+                     f"read as their dequantized integers (the "
+                     f"design's per-channel int8 steps are max |w| / 127 of each row); {acts} "
+                     "QuantizeLinear/DequantizeLinear pairs on activations looked through (the "
+                     "design's calibrated power-of-two formats replace their scales)")
     if stack.mask_inputs:
         lines.append(f"attention mask built from graph input(s) {', '.join(stack.mask_inputs)}"
                      " taken as all ones (no padding)")

@@ -29,9 +29,13 @@ __all__ = ["read_model", "OnnxGraph", "VIEW_OPS", "ORDER_VIEWS", "Unrecognised"]
 
 #: ops that move elements without changing them (one data input)
 VIEW_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Split", "Slice",
-            "Identity")
-#: view ops that keep the row-major order of the elements (the same data)
-ORDER_VIEWS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+            "Identity", "QuantizeLinear", "DequantizeLinear")
+#: QDQ fake quantization: QuantizeLinear -> DequantizeLinear pairs on activations are
+#: looked through like views (the design's own activation formats replace them)
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: view ops that keep the row-major order of the elements (the same data, or QDQ's
+#: rounded copy of it)
+ORDER_VIEWS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity") + QDQ_OPS
 _SHAPE_ONLY = ("Shape", "Size")
 
 
@@ -118,6 +122,37 @@ def _gather_elements():
     return GatherElements
 
 
+def _per_axis(v, x, axis):
+    v = np.asarray(v)
+    if v.ndim == 0 or v.size == 1:
+        return v.reshape(())
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = v.size
+    return v.reshape(shape)
+
+
+def _qdq_ops():
+    """QuantizeLinear / DequantizeLinear (per tensor or per axis, 8-bit) for every opset:
+    onnx 1.23's reference evaluator has them only from opset 19."""
+    from onnx.reference.op_run import OpRun
+
+    class QuantizeLinear(OpRun):
+        def _run(self, x, scale, zero_point=None, axis=1, saturate=1, block_size=0,
+                 output_dtype=0, precision=0):
+            dtype = np.asarray(zero_point).dtype if zero_point is not None else np.uint8
+            zp = 0 if zero_point is None else _per_axis(zero_point, x, axis).astype(np.int64)
+            q = np.rint(x / _per_axis(scale, x, axis)) + zp
+            info = np.iinfo(dtype)
+            return (np.clip(q, info.min, info.max).astype(dtype),)
+
+    class DequantizeLinear(OpRun):
+        def _run(self, x, scale, zero_point=None, axis=1, block_size=0, output_dtype=0):
+            zp = 0 if zero_point is None else _per_axis(zero_point, x, axis).astype(np.int64)
+            s = _per_axis(scale, x, axis)
+            return (((x.astype(np.int64) - zp) * s).astype(np.asarray(scale).dtype),)
+    return QuantizeLinear, DequantizeLinear
+
+
 class OnnxGraph:
     """A loaded model with every tensor evaluated once (see the module docstring)."""
 
@@ -165,7 +200,7 @@ class OnnxGraph:
     def _evaluate(self) -> dict:
         from onnx.reference import ReferenceEvaluator
         try:
-            ev = ReferenceEvaluator(self.model, new_ops=[_gather_elements()])
+            ev = ReferenceEvaluator(self.model, new_ops=[_gather_elements(), *_qdq_ops()])
             values = ev.run(None, self.feeds, intermediate=True)
         except Exception as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -272,6 +272,8 @@ def _eval_region(g: OnnxGraph, region, x: str, probe: np.ndarray) -> dict:
             return vals[t]
         if g.root(t) == x:
             return probe
+        if g.root(t) in vals:           # through a reshape or a QDQ pair
+            return vals[g.root(t)]
         v = g.value(t)
         return float(v.reshape(-1)[0]) if g.constant(t) and v.size == 1 else None
 
@@ -406,7 +408,7 @@ def _scores(g: OnnxGraph, t: str, where: str):
         elif n.op_type == "Mul" and s0 is not None:
             factor *= s0
             t = n.input[1]
-        elif n.op_type in ("Cast", "Identity"):
+        elif n.op_type in ("Cast", "Identity", "QuantizeLinear", "DequantizeLinear"):
             t = n.input[0]
         elif n.op_type == "Add":
             for scores, m in (tuple(n.input), tuple(n.input)[::-1]):
@@ -439,7 +441,8 @@ def _reaches_matmul(g: OnnxGraph, t: str) -> bool:
         seen.add(cur)
         if n.op_type == "MatMul":
             return True
-        if n.op_type in ("Mul", "Div", "Add", "Cast", "Identity", "Where"):
+        if n.op_type in ("Mul", "Div", "Add", "Cast", "Identity", "Where", "QuantizeLinear",
+                         "DequantizeLinear"):
             todo += [i for i in n.input if i and not g.constant(i)]
     return False
 
@@ -473,7 +476,8 @@ def _probabilities_user(g: OnnxGraph, p: str, where: str):
         if mm:
             return mm[0], nodes
         wh = [n for n in users if n.op_type == "Where" and n.input[2] == p]
-        cast = [n for n in users if n.op_type in ("Cast", "Identity")]
+        cast = [n for n in users if n.op_type in ("Cast", "Identity", "QuantizeLinear",
+                                                   "DequantizeLinear")]
         if wh:
             isnan = g.producer.get(wh[0].input[0])
             if isnan is None or isnan.op_type != "IsNaN" or g.scalar(wh[0].input[1]) != 0.0:
@@ -494,7 +498,8 @@ def _merge(g: OnnxGraph, o: str, heads: int, dh: int, where: str):
     while True:
         users = g.consumers.get(t, [])
         if len(users) != 1 or users[0].op_type not in ("Transpose", "Reshape", "Identity",
-                                                      "Squeeze", "Unsqueeze", "Flatten"):
+                                                      "Squeeze", "Unsqueeze", "Flatten",
+                                                      "QuantizeLinear", "DequantizeLinear"):
             break
         chain.append((users[0], users[0].output[0]))
         t = users[0].output[0]

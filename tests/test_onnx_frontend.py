@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from attnflow.cli import main  # noqa: E402
 from attnflow.ir.spec import SpecError, load_spec  # noqa: E402
-from attnflow.onnx_reference import compare  # noqa: E402
+from attnflow.onnx_reference import compare, stack_input  # noqa: E402
 
 from onnx_graphs import bert_like, gpt2_like  # noqa: E402
 
@@ -135,3 +135,61 @@ def test_external_data_present(tmp_path):
     path = _save(tmp_path, bert_like(), save_as_external_data=True,
                  all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
     assert load_spec(path).model.layers == 1
+
+
+def _qdq(tmp_path):
+    """bert_like quantized by onnxruntime's static quantization (QDQ, int8 weights per
+    channel, int8 activations), calibrated on the model's own inputs."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    plain = _save(tmp_path, bert_like(opset=17, layers=2), "plain.onnx")
+    rng = np.random.default_rng(0)
+    batches = iter([{"input_ids": rng.integers(0, 50, (1, 8)),
+                     "attention_mask": np.ones((1, 8), np.int64)} for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+    qdq = tmp_path / "qdq.onnx"
+    quantize_static(str(plain), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8)
+    return plain, qdq
+
+
+def _feeds(seed):
+    return {"input_ids": np.random.default_rng(seed).integers(0, 50, (1, 8)),
+            "attention_mask": np.ones((1, 8), np.int64)}
+
+
+def test_qdq_graph_weights_exact_and_output_against_onnxruntime(tmp_path):
+    from onnx import numpy_helper
+
+    from attnflow.ir.onnx_frontend import recognise
+    from attnflow.ir.quantize import weight_scales
+    plain, qdq = _qdq(tmp_path)
+    stack = recognise(qdq)
+    assert stack.qdq[0] > 0 and stack.qdq[1] > 0
+    # every int8 weight of the graph is the design's own per-channel integer
+    model = onnx.load(str(qdq))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    ints = {}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and init.get(n.input[0]) is not None \
+                and init[n.input[0]].dtype == np.int8 and init[n.input[0]].ndim == 2:
+            ints[n.output[0]] = (init[n.input[0]].T, init[n.input[1]])
+    found = 0
+    for name, w in stack.weights.items():
+        if not name.endswith(".weight"):
+            continue
+        steps = np.asarray(weight_scales(w, 8, "per_channel"))
+        match = [q for q, s in ints.values() if q.shape == w.shape
+                 and np.allclose(q * s[:, None], w, rtol=0, atol=0)]
+        assert len(match) == 1, name
+        assert np.array_equal(np.rint(w / steps[:, None]), match[0]), name
+        found += 1
+    assert found == 12
+    x = stack_input(qdq, _feeds(10))
+    np.save(tmp_path / "cal.npy", stack_input(qdq, _feeds(11)))
+    c = compare(qdq, x, calibration=tmp_path / "cal.npy")
+    assert c.integer["cosine"] >= 0.99, c.integer
