@@ -94,12 +94,14 @@ def run_stack(path, x, seq_len: int | None = None) -> np.ndarray:
 
 
 def export_model(family: str, config: dict, path, seq_len: int, opset: int | None = None,
-                 dynamo: bool = True, dynamic: bool = False, seed: int = 0):
+                 dynamo: bool = True, dynamic: bool = False, seed: int = 0,
+                 attention_mask: bool = False):
     """A transformers ``family`` model (``attnflow.hf_reference.FAMILIES``) from ``config``
     with its own random initialisation (seed ``seed``), exported by ``torch.onnx.export``
     to ``path`` (its last hidden state from ``input_ids``, or ``pixel_values`` for ViT;
     ``opset`` None: the exporter's default; ``dynamo`` False: the TorchScript exporter;
-    ``dynamic``: a symbolic sequence axis). Returns the torch model (float32, eval)."""
+    ``dynamic``: a symbolic sequence axis; ``attention_mask``: a second input
+    ``attention_mask``, text models). Returns the torch model (float32, eval)."""
     import torch
 
     from .hf_reference import FAMILIES, _torch
@@ -116,8 +118,10 @@ def export_model(family: str, config: dict, path, seq_len: int, opset: int | Non
             super().__init__()
             self.inner = inner
 
-        def forward(self, x):
+        def forward(self, x, mask=None):
             kw = {"pixel_values": x} if vision else {"input_ids": x}
+            if mask is not None:
+                kw["attention_mask"] = mask
             return self.inner(**kw).last_hidden_state
 
     if vision:
@@ -126,16 +130,20 @@ def export_model(family: str, config: dict, path, seq_len: int, opset: int | Non
     else:
         example = torch.randint(3, cfg.vocab_size, (1, seq_len))
     name = "pixel_values" if vision else "input_ids"
-    kw = {"input_names": [name], "output_names": ["last_hidden_state"], "dynamo": dynamo}
+    args, names = (example,), [name]
+    if attention_mask and not vision:
+        args, names = (example, torch.ones_like(example)), [name, "attention_mask"]
+    kw = {"input_names": names, "output_names": ["last_hidden_state"], "dynamo": dynamo}
     if opset is not None:
         kw["opset_version"] = opset
     if dynamic and not vision:
         if dynamo:
-            kw["dynamic_shapes"] = {"x": {1: torch.export.Dim("seq", min=2, max=512)}}
+            seq = torch.export.Dim("seq", min=2, max=512)
+            kw["dynamic_shapes"] = tuple({1: seq} for _ in args)
         else:
-            kw["dynamic_axes"] = {name: {1: "seq"}}
+            kw["dynamic_axes"] = {n: {1: "seq"} for n in names}
     with torch.no_grad():
-        torch.onnx.export(Wrapper(model).eval(), (example,), str(path), **kw)
+        torch.onnx.export(Wrapper(model).eval(), args, str(path), **kw)
     return model
 
 

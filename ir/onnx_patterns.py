@@ -448,8 +448,9 @@ def _reaches_matmul(g: OnnxGraph, t: str) -> bool:
 
 
 def _is_mask(g: OnnxGraph, t: str) -> bool:
-    """``t`` is built from shapes, constants and graph inputs only: no linear layer,
-    matmul, softmax or norm (no hidden state) is behind it."""
+    """``t`` is built from shapes, constants and graph inputs only (an ``attention_mask``
+    input, indexed and compared as exporters do): no linear layer, matmul, softmax, norm
+    or convolution (no hidden state) is behind it."""
     seen, todo = set(), [t]
     while todo:
         cur = todo.pop()
@@ -459,8 +460,7 @@ def _is_mask(g: OnnxGraph, t: str) -> bool:
         seen.add(cur)
         if n.op_type in ("Shape", "Size") or g.constant(cur):
             continue                    # shapes and constants
-        if n.op_type in ("MatMul", "Gemm", "Softmax", "LayerNormalization", "ReduceMean",
-                         "Gather", "Conv"):
+        if n.op_type in ("MatMul", "Gemm", "Softmax", "LayerNormalization", "Conv"):
             return False
         todo += [i for i in n.input if i]
     return True
