@@ -87,7 +87,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       # ... or a file:  weights: {source: file, path: weights.npz}   (.npz or .safetensors;
       #                 a relative path is relative to the spec file's folder; naming:
       #                 attnflow (default) | bert | distilbert | vit | gpt2: the tensor
-      #                 names of a Hugging Face checkpoint of that family, ir/weights.py)
+      #                 names of a Hugging Face checkpoint of that family, ir/weights.py;
+      #                 onnx with an .onnx model: its recognised layer stack,
+      #                 ir/onnx_frontend.py)
     formats:                  # q, k, v, out, score_frac, prob_frac as for one head, plus:
       act:    {bits: 16, frac: 8}   # activations between ops (encoder input, residual stream,
                                     # norm outputs, projections, FFN hidden values, layer outputs)

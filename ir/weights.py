@@ -49,6 +49,11 @@ gpt2       ``h.{i}.``: ``ln_1``, ``attn.c_attn`` (Conv1D ``[d, 3d]``: Q, K, V co
            ``mlp.c_proj`` (Conv1D ``[in, out]``, transposed here); final norm ``ln_f``
 ========== ============================================================================
 
+``naming: onnx`` goes with a ``.onnx`` model: the tensors come from the layer stack that
+:mod:`attnflow.ir.onnx_frontend` recognises in its graph (``onnx_weights``), already in
+attnflow's names and shapes (MatMul weights transposed to ``[out, in]``, fused Q/K/V
+split, Gemm's alpha/beta/transB applied).
+
 Every problem is one :class:`~attnflow.ir.spec.SpecError` line on field
 ``model.weights.path``: a missing file, a missing tensor (named, with the file), a tensor
 of the wrong shape (name, expected and found shape), an unsupported dtype, non-finite
@@ -347,7 +352,8 @@ def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) ->
         raise _FileProblem(f"no tensor named {anchor!r} (or ending in '.{anchor}') in {path} "
                            f"for weights.naming {naming} (the file holds {seen}"
                            f"{', ...' if len(names) > 3 else ''}); set model.weights.naming "
-                           f"to the file's naming, one of: {', '.join(NAMINGS)}")
+                           f"to the file's naming, one of: "
+                           f"{', '.join(n for n in NAMINGS if n != 'onnx')}")
     raise _FileProblem(f"{len(hits)} tensors in {path} end in {anchor!r} "
                        f"({', '.join(repr(h) for h in hits[:3])}): more than one model in "
                        f"the file")
