@@ -44,7 +44,8 @@ def stack_model(path, seq_len: int | None = None):
         todo += [i for i in n.input if i]
     order = {id(n): k for k, n in enumerate(g.node)}
     keep.sort(key=lambda n: order[id(n)])
-    inputs = [helper.make_tensor_value_info(stack.input, TensorProto.FLOAT, None)]
+    inputs = [helper.make_tensor_value_info(stack.input, TensorProto.FLOAT,
+                                            list(stack.input_shape))]
     inputs += [i for i in g.input if i.name in needed]
     inits = [t for t in g.initializer if t.name in needed]
     out = helper.make_tensor_value_info(stack.output, TensorProto.FLOAT, None)
@@ -70,27 +71,45 @@ def stack_input(path, feeds: dict, seq_len: int | None = None) -> np.ndarray:
     return np.asarray(x, np.float64).reshape(-1, stack.model["d_model"])
 
 
-def run_stack(path, x, seq_len: int | None = None) -> np.ndarray:
-    """onnxruntime's stack output (N, d_model) on hidden states ``x`` (N, d_model)."""
-    import onnxruntime as ort
-    cut = stack_model(path, seq_len)
-    sess = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
+def _stack_feeds(cut, x, inputs) -> dict:
+    """The cut model's feeds: ``x`` for the stack input, all ones for the rest."""
     feeds = {}
-    for inp in sess.get_inputs():
-        if inp.name == cut.graph.input[0].name:
-            rank = len(inp.shape) if inp.shape is not None else 3
-            arr = np.asarray(x, np.float32)
-            feeds[inp.name] = arr[None] if rank != 2 else arr
-        else:
-            shape = [1 if not isinstance(s, int) or k == 0 else s
-                     for k, s in enumerate(inp.shape)]
-            if len(shape) >= 2 and not isinstance(inp.shape[-1], int):
-                shape[-1] = np.asarray(x).shape[0]
-            dtype = np.int64 if "int64" in inp.type else (np.int32 if "int32" in inp.type
-                                                          else np.float32)
-            feeds[inp.name] = np.ones(shape, dtype)
-    y = sess.run(None, feeds)[0]
-    return np.asarray(y, np.float64).reshape(np.asarray(x).shape[0], -1)
+    shape0 = [d.dim_value for d in cut.graph.input[0].type.tensor_type.shape.dim]
+    for name, shape, dtype in inputs:
+        if name == cut.graph.input[0].name:
+            feeds[name] = np.asarray(x, np.float32).reshape(shape0)
+            continue
+        shape = [s if isinstance(s, int) and k else 1 for k, s in enumerate(shape)]
+        if len(shape) >= 2:
+            shape[-1] = np.asarray(x).shape[0]
+        feeds[name] = np.ones(shape, dtype)
+    return feeds
+
+
+def run_stack(path, x, seq_len: int | None = None, executor: str = "onnxruntime") -> np.ndarray:
+    """The stack output (N, d_model) on hidden states ``x`` (N, d_model), computed by
+    onnxruntime, or by QONNX's executor (``executor="qonnx"``, for graphs with QONNX
+    ``Quant`` nodes; needs the ``qonnx`` package)."""
+    from onnx import helper
+    cut = stack_model(path, seq_len)
+    n = np.asarray(x).shape[0]
+    if executor == "qonnx":
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.transformation.infer_shapes import InferShapes
+        wrapped = ModelWrapper(cut).transform(InferShapes())
+        inputs = [(i.name, [d.dim_value or 1 for d in i.type.tensor_type.shape.dim],
+                   helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+                  for i in cut.graph.input]
+        y = execute_onnx(wrapped, _stack_feeds(cut, x, inputs))[cut.graph.output[0].name]
+    else:
+        import onnxruntime as ort
+        sess = ort.InferenceSession(cut.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        inputs = [(i.name, i.shape, np.int64 if "int64" in i.type else
+                   np.int32 if "int32" in i.type else np.float32) for i in sess.get_inputs()]
+        y = sess.run(None, _stack_feeds(cut, x, inputs))[0]
+    return np.asarray(y, np.float64).reshape(n, -1)
 
 
 def export_model(family: str, config: dict, path, seq_len: int, opset: int | None = None,
@@ -154,14 +173,15 @@ class Comparison:
     design: object
 
 
-def compare(path, x, seq_len: int | None = None, overrides=(), calibration=None) -> Comparison:
-    """attnflow (float model, integer design) against onnxruntime at the stack output, on
-    hidden states ``x`` (N, d_model). ``calibration``: a .npy of other hidden states for
-    the activation formats (default: the spec's random inputs)."""
+def compare(path, x, seq_len: int | None = None, overrides=(), calibration=None,
+            executor: str = "onnxruntime") -> Comparison:
+    """attnflow (float model, integer design) against onnxruntime (or QONNX's executor)
+    at the stack output, on hidden states ``x`` (N, d_model). ``calibration``: a .npy of
+    other hidden states for the activation formats (default: the spec's random inputs)."""
     from .api import prepare
     from .ir.spec import load_spec
     x = np.asarray(x, np.float64)
-    ref = run_stack(path, x, seq_len)
+    ref = run_stack(path, x, seq_len, executor)
     ov = [f"model.seq_len={x.shape[0]}", *overrides]
     if calibration is not None:
         ov.append(f"calibration.file={calibration}")

@@ -36,7 +36,8 @@ from typing import Iterable
 import numpy as np
 
 from .onnx_graph import OnnxGraph, Unrecognised, read_model
-from .onnx_patterns import Norm, activation_between, attention_at, linear_after, norm_after, norm_at
+from .onnx_patterns import (Norm, activation_between, attention_at, linear_after, norm_after,
+                            norm_at, weight_bits)
 from .spec import Spec, SpecError, parse_override, spec_from_dict
 
 __all__ = ["recognise", "spec_from_onnx", "onnx_weights", "skipped_lines", "OnnxStack"]
@@ -57,6 +58,9 @@ class OnnxStack:
     skipped: tuple              # (where, node count, "op x count, ...")
     mask_inputs: tuple          # graph inputs a mask is built from (evaluated as all ones)
     qdq: tuple = (0, 0)         # (QDQ pairs on activations looked through, dequantized weights)
+    weight_bits: int | None = None  # the graph's weight bit width (every linear alike)
+    exact: tuple = (0, 0)       # (linears whose per-channel integers are the graph's, linears)
+    input_shape: tuple = ()     # the stack input's shape in the evaluated graph (batch 1)
 
 
 def _where_text(node) -> str:
@@ -105,17 +109,18 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
                   "a LayerNorm (post-norm layer)")
         y = ln2.y
     nodes += [*ln1.nodes, *ln2.nodes, *up.nodes, *region, *down.nodes, add2]
-    weights = {}
+    weights, bits = {}, []
     for key, lin in (("attn.q", att.q), ("attn.k", att.k), ("attn.v", att.v),
                      ("attn.out", att.out), ("ffn.up", up), ("ffn.down", down)):
         weights[f"layers.{i}.{key}.weight"] = lin.weight
         weights[f"layers.{i}.{key}.bias"] = lin.bias
+        bits.append(weight_bits(g, lin))
     for key, norm in (("ln1", ln1), ("ln2", ln2)):
         weights[f"layers.{i}.{key}.gamma"] = norm.gamma
         weights[f"layers.{i}.{key}.beta"] = norm.beta
     return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": att.kind,
             "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
-            "eps": {ln1.eps, ln2.eps}, "nodes": nodes, "weights": weights,
+            "eps": {ln1.eps, ln2.eps}, "nodes": nodes, "weights": weights, "bits": bits,
             "mask_inputs": att.mask_inputs}
 
 
@@ -184,13 +189,32 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
         nodes += final.nodes
         out = final.y
     masks = frozenset().union(*(layer["mask_inputs"] for layer in layers))
-    ids = _with_views(g, {id(n) for n in nodes})
+    ids = _with_views(g, {id(n) for n in nodes}, layers[0]["x"])
     inside = [n for n in g.nodes if id(n) in ids]
-    qdq = (sum(n.op_type == "QuantizeLinear" and not g.constant(n.input[0]) for n in inside),
-           sum(n.op_type == "DequantizeLinear" and g.constant(n.input[0]) for n in inside))
+    qdq = (sum(n.op_type in ("QuantizeLinear", "Quant") and not g.constant(n.input[0])
+               for n in inside),
+           sum(n.op_type in ("DequantizeLinear", "Quant") and g.constant(n.input[0])
+               for n in inside))
+    bits = {b for layer in layers for b in layer["bits"]}
+    wbits = bits.pop() if len(bits) == 1 and None not in bits else None
     return OnnxStack(source, model, weights, layers[0]["x"], out,
                      frozenset(n.name for n in inside), _skipped(g, ids, layers[0]["x"]),
-                     tuple(sorted(masks)), qdq)
+                     tuple(sorted(masks)), qdq, wbits, _exact(weights, wbits),
+                     g.shape(layers[0]["x"]))
+
+
+def _exact(weights: dict, bits: int | None) -> tuple:
+    """(linears whose weights are integers times the design's per-channel steps, linears)
+    for a quantized graph of ``bits``-bit weights."""
+    if bits is None:
+        return (0, 0)
+    from .quantize import weight_scales
+    mats = [w for k, w in weights.items() if k.endswith(".weight")]
+    exact = 0
+    for w in mats:
+        q = w / np.asarray(weight_scales(w, bits, "per_channel"))[:, None]
+        exact += bool(np.allclose(q, np.rint(q), rtol=0, atol=1e-3))
+    return exact, len(mats)
 
 
 def _ancestors(g: OnnxGraph, t: str) -> set:
@@ -203,16 +227,17 @@ def _ancestors(g: OnnxGraph, t: str) -> set:
     return seen
 
 
-def _with_views(g: OnnxGraph, stack: set) -> set:
+def _with_views(g: OnnxGraph, stack: set, x: str) -> set:
     """``stack`` plus the view nodes between its nodes (reshapes the patterns look through)."""
     stack = set(stack)
     views = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Concat",
-             "QuantizeLinear", "DequantizeLinear")
+             "QuantizeLinear", "DequantizeLinear", "Quant")
     for n in reversed(g.nodes):
         if n.op_type in views and id(n) not in stack:
             if any(id(c) in stack for c in g.consumers.get(n.output[0], ())):
                 src = g.producer.get(n.input[0])
-                if src is None or id(src) in stack or src.op_type in views:
+                if src is None or id(src) in stack or src.op_type in views \
+                        or g.root(n.input[0]) == x:
                     stack.add(id(n))
     return stack
 
@@ -245,11 +270,15 @@ def skipped_lines(stack: OnnxStack) -> list[str]:
     lines = [f"skipped {count} nodes {where}: {ops}" for where, count, ops in stack.skipped]
     acts, weights = stack.qdq
     if acts or weights:
-        lines.append(f"QDQ: {weights} constant tensors (weights, biases, norm parameters) "
-                     f"read as their dequantized integers (the "
-                     f"design's per-channel int8 steps are max |w| / 127 of each row); {acts} "
-                     "QuantizeLinear/DequantizeLinear pairs on activations looked through (the "
-                     "design's calibrated power-of-two formats replace their scales)")
+        exact, total = stack.exact
+        bits = (f"{stack.weight_bits}-bit weights per output channel (formats.weight.bits "
+                f"{stack.weight_bits}): the design's integers are the graph's in {exact} of "
+                f"{total} linears" if stack.weight_bits else "float weights")
+        lines.append(f"quantized graph: {weights} constant tensors (weights, biases, norm "
+                     f"parameters) read as their dequantized values; {bits}; {acts} "
+                     "activation quantizers (QuantizeLinear/DequantizeLinear, Quant) looked "
+                     "through: the design's calibrated power-of-two formats replace their "
+                     "scales")
     if stack.mask_inputs:
         lines.append(f"attention mask built from graph input(s) {', '.join(stack.mask_inputs)}"
                      " taken as all ones (no padding)")
@@ -307,9 +336,12 @@ def spec_from_onnx(path: str | Path, overrides: Iterable = ()) -> Spec:
     stack = recognise(path, _override_seq_len(source, overrides))
     model = dict(stack.model, weights={"source": "file", "path": os.path.abspath(path),
                                        "naming": "onnx"})
-    return spec_from_dict({"name": _spec_name(Path(path)), "model": model,
-                           "quantization": dict(ONNX_QUANTIZATION)}, source, overrides,
-                          base_dir=Path(path).parent)
+    data = {"name": _spec_name(Path(path)), "model": model,
+            "quantization": dict(ONNX_QUANTIZATION)}
+    if stack.weight_bits is not None and 2 <= stack.weight_bits <= 16:
+        data["formats"] = {"weight": {"bits": stack.weight_bits,
+                                      "frac": min(6, stack.weight_bits - 1)}}
+    return spec_from_dict(data, source, overrides, base_dir=Path(path).parent)
 
 
 def onnx_weights(path: str, model) -> dict[str, np.ndarray]:

@@ -29,10 +29,10 @@ __all__ = ["read_model", "OnnxGraph", "VIEW_OPS", "ORDER_VIEWS", "Unrecognised"]
 
 #: ops that move elements without changing them (one data input)
 VIEW_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Split", "Slice",
-            "Identity", "QuantizeLinear", "DequantizeLinear")
+            "Identity", "QuantizeLinear", "DequantizeLinear", "Quant")
 #: QDQ fake quantization: QuantizeLinear -> DequantizeLinear pairs on activations are
 #: looked through like views (the design's own activation formats replace them)
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "Quant")      # Quant: QONNX
 #: view ops that keep the row-major order of the elements (the same data, or QDQ's
 #: rounded copy of it)
 ORDER_VIEWS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity") + QDQ_OPS
@@ -153,6 +153,40 @@ def _qdq_ops():
     return QuantizeLinear, DequantizeLinear
 
 
+#: the domains of QONNX's (and FINN's) custom ops
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
+
+
+def quant_int(x, scale, zero_point, bits, signed=1, narrow=0, rounding_mode="ROUND"):
+    """QONNX ``Quant``: the integers of x / scale + zero_point, clipped to the signed or
+    unsigned (narrow) range of ``bits`` bits, then rounded (QONNX's order)."""
+    bits = int(np.asarray(bits).reshape(()))
+    if signed:
+        lo, hi = -(1 << (bits - 1)) + (1 if narrow else 0), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - (2 if narrow else 1)
+    mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else rounding_mode
+    rounding = {"ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil,
+                "FLOOR": np.floor}[mode.upper()]
+    return rounding(np.clip(x / scale + zero_point, lo, hi))
+
+
+def _qonnx_ops():
+    """QONNX's ``Quant`` op (both domains) for the evaluator."""
+    from onnx.reference.op_run import OpRun
+    ops = []
+    for domain in QONNX_DOMAINS:
+        class Quant(OpRun):
+            op_domain = domain
+
+            def _run(self, x, scale, zero_point, bits, signed=1, narrow=0,
+                     rounding_mode="ROUND"):
+                q = quant_int(x, scale, zero_point, bits, signed, narrow, rounding_mode)
+                return (((q - zero_point) * scale).astype(x.dtype),)
+        ops.append(Quant)
+    return ops
+
+
 class OnnxGraph:
     """A loaded model with every tensor evaluated once (see the module docstring)."""
 
@@ -200,7 +234,8 @@ class OnnxGraph:
     def _evaluate(self) -> dict:
         from onnx.reference import ReferenceEvaluator
         try:
-            ev = ReferenceEvaluator(self.model, new_ops=[_gather_elements(), *_qdq_ops()])
+            ev = ReferenceEvaluator(self.model, new_ops=[_gather_elements(), *_qdq_ops(),
+                                                         *_qonnx_ops()])
             values = ev.run(None, self.feeds, intermediate=True)
         except Exception as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__

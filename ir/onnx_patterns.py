@@ -23,7 +23,7 @@ import numpy as np
 from .onnx_graph import OnnxGraph, Unrecognised
 
 __all__ = ["Linear", "Norm", "Attention", "linear_at", "linear_after", "norm_at",
-           "norm_after", "activation_between", "attention_at", "ACTIVATION_OPS"]
+           "norm_after", "activation_between", "attention_at", "weight_bits", "ACTIVATION_OPS"]
 
 #: elementwise ops allowed inside a feed-forward activation
 ACTIVATION_OPS = ("Gelu", "Erf", "Tanh", "Sigmoid", "Relu", "Mul", "Div", "Add", "Sub",
@@ -42,6 +42,7 @@ class Linear:
     weight: np.ndarray      # [out, in]
     bias: np.ndarray        # [out]
     nodes: list = field(default_factory=list)
+    w_tensor: str = ""      # the weight input of the MatMul / Gemm
 
 
 @dataclass
@@ -109,7 +110,8 @@ def linear_at(g: OnnxGraph, y: str, where: str) -> Linear:
     bias = np.zeros(out) if bias is None else np.asarray(bias, np.float64)
     if bias.size != out or (bias.ndim > 1 and bias.shape[-1] != out):
         _fail(g, nodes[0], where, f"a bias of {out} values")
-    return Linear(g.root(a), y, weight, np.broadcast_to(bias.reshape(-1), (out,)).copy(), nodes)
+    return Linear(g.root(a), y, weight, np.broadcast_to(bias.reshape(-1), (out,)).copy(), nodes,
+                  w)
 
 
 def linear_after(g: OnnxGraph, x: str, where: str, skip=()) -> Linear:
@@ -364,7 +366,8 @@ def _projection(g: OnnxGraph, t: str, transposed: bool, where: str):
               "[.., heads, N, d_head] (K: [.., heads, d_head, N])")
     off, heads, dh = lay
     d = heads * dh
-    part = Linear(lin.x, lin.y, lin.weight[off:off + d], lin.bias[off:off + d], lin.nodes)
+    part = Linear(lin.x, lin.y, lin.weight[off:off + d], lin.bias[off:off + d], lin.nodes,
+                  lin.w_tensor)
     return part, heads, dh, factor, used
 
 
@@ -408,7 +411,7 @@ def _scores(g: OnnxGraph, t: str, where: str):
         elif n.op_type == "Mul" and s0 is not None:
             factor *= s0
             t = n.input[1]
-        elif n.op_type in ("Cast", "Identity", "QuantizeLinear", "DequantizeLinear"):
+        elif n.op_type in ("Cast", "Identity", "QuantizeLinear", "DequantizeLinear", "Quant"):
             t = n.input[0]
         elif n.op_type == "Add":
             for scores, m in (tuple(n.input), tuple(n.input)[::-1]):
@@ -442,7 +445,7 @@ def _reaches_matmul(g: OnnxGraph, t: str) -> bool:
         if n.op_type == "MatMul":
             return True
         if n.op_type in ("Mul", "Div", "Add", "Cast", "Identity", "Where", "QuantizeLinear",
-                         "DequantizeLinear"):
+                         "DequantizeLinear", "Quant"):
             todo += [i for i in n.input if i and not g.constant(i)]
     return False
 
@@ -477,7 +480,7 @@ def _probabilities_user(g: OnnxGraph, p: str, where: str):
             return mm[0], nodes
         wh = [n for n in users if n.op_type == "Where" and n.input[2] == p]
         cast = [n for n in users if n.op_type in ("Cast", "Identity", "QuantizeLinear",
-                                                   "DequantizeLinear")]
+                                                   "DequantizeLinear", "Quant")]
         if wh:
             isnan = g.producer.get(wh[0].input[0])
             if isnan is None or isnan.op_type != "IsNaN" or g.scalar(wh[0].input[1]) != 0.0:
@@ -499,7 +502,8 @@ def _merge(g: OnnxGraph, o: str, heads: int, dh: int, where: str):
         users = g.consumers.get(t, [])
         if len(users) != 1 or users[0].op_type not in ("Transpose", "Reshape", "Identity",
                                                       "Squeeze", "Unsqueeze", "Flatten",
-                                                      "QuantizeLinear", "DequantizeLinear"):
+                                                      "QuantizeLinear", "DequantizeLinear",
+                                                      "Quant"):
             break
         chain.append((users[0], users[0].output[0]))
         t = users[0].output[0]
@@ -538,3 +542,21 @@ def attention_at(g: OnnxGraph, softmax, where: str) -> Attention:
     return Attention(q.x, q, k, v, out, heads, kind, mask_inputs,
                      [softmax, *nodes, *used_q, *used_k, pv, *p_nodes, *used_v, *m_nodes,
                       *q.nodes, *k.nodes, *v.nodes, *out.nodes])
+
+
+def weight_bits(g: OnnxGraph, lin: Linear) -> int | None:
+    """The bit width a quantized graph gives a linear's weights: a DequantizeLinear of
+    8-bit (or 4-bit) integers, or a QONNX Quant's bit width; None for float weights."""
+    t = lin.w_tensor
+    while True:
+        n = g.producer.get(t)
+        if n is None:
+            return None
+        if n.op_type == "DequantizeLinear":
+            kind = g.value(n.input[0]).dtype
+            return 8 * kind.itemsize if kind.kind in "iu" else None
+        if n.op_type == "Quant":
+            return int(np.asarray(g.value(n.input[3])).reshape(()))
+        if n.op_type not in ("Transpose", "Reshape", "Identity", "Cast"):
+            return None
+        t = n.input[0]

@@ -19,9 +19,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+QONNX = "qonnx.custom_op.general"
+
+
 class _Builder:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, qonnx_bits: int | None = None):
         self.nodes, self.inits, self.rng, self.k = [], [], np.random.default_rng(seed), 0
+        self.qonnx_bits = qonnx_bits
 
     def name(self, stem: str) -> str:
         self.k += 1
@@ -43,8 +47,24 @@ class _Builder:
     def weight(self, shape, std):
         return self.const(self.rng.normal(0, std, shape).astype(np.float32), "w")
 
+    def quant(self, t, scale, bits):
+        """QONNX Quant (signed, narrow, round half even) of ``t``."""
+        name = self.name("quant")
+        self.nodes.append(helper.make_node(
+            "Quant", [t, self.const(np.float32(scale) if np.ndim(scale) == 0 else scale),
+                      self.const(np.float32(0)), self.const(np.float32(bits))], [name],
+            name=self.name("n"), domain=QONNX, signed=1, narrow=1, rounding_mode="ROUND"))
+        return name
+
     def linear(self, x, d_in, d_out):
-        y = self.op("MatMul", [x, self.weight((d_in, d_out), 1 / math.sqrt(d_in))])
+        w = self.weight((d_in, d_out), 1 / math.sqrt(d_in))
+        if self.qonnx_bits:         # per output channel: each column reaches the top integer
+            top = (1 << (self.qonnx_bits - 1)) - 1
+            arr = numpy_helper.to_array(next(t for t in self.inits if t.name == w))
+            scale = (np.abs(arr).max(axis=0, keepdims=True) / top).astype(np.float32)
+            w = self.quant(w, scale, self.qonnx_bits)
+            x = self.quant(x, np.float32(4.0 / 127), 8)
+        y = self.op("MatMul", [x, w])
         return self.op("Add", [self.weight((d_out,), 0.1), y])
 
     def layernorm(self, x, d, opset):
@@ -69,7 +89,10 @@ class _Builder:
 
     def model(self, inputs, outputs, opset):
         graph = helper.make_graph(self.nodes, "stack", inputs, outputs, self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        opsets = [helper.make_opsetid("", opset)]
+        if self.qonnx_bits:
+            opsets.append(helper.make_opsetid(QONNX, 1))
+        m = helper.make_model(graph, opset_imports=opsets)
         m.ir_version = 8
         onnx.checker.check_model(m)
         return m
@@ -81,11 +104,13 @@ def _embeddings(b: _Builder, n: int, d: int, vocab: int = 50) -> str:
 
 
 def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0,
-              scale=None, between=None):
+              scale=None, between=None, qonnx_bits=None):
     """A post-norm BERT-like stack; ``act``: erf | gelu_op | relu | sin (unsupported);
     ``scale``: the scores' divisor (default sqrt(d_head)); ``between``: an op put on the
-    residual stream between the layers (unsupported)."""
-    b = _Builder(seed)
+    residual stream between the layers (unsupported); ``qonnx_bits``: QONNX ``Quant``
+    nodes on every linear's weights (that many bits, per output channel) and inputs (8
+    bits, per tensor), as Brevitas exports them."""
+    b = _Builder(seed, qonnx_bits)
     opset = 20 if act == "gelu_op" else opset       # the Gelu op is opset 20
     dh = d // heads
     x = _embeddings(b, n, d)

@@ -193,3 +193,20 @@ def test_qdq_graph_weights_exact_and_output_against_onnxruntime(tmp_path):
     np.save(tmp_path / "cal.npy", stack_input(qdq, _feeds(11)))
     c = compare(qdq, x, calibration=tmp_path / "cal.npy")
     assert c.integer["cosine"] >= 0.99, c.integer
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qonnx_graph_against_qonnx_executor(tmp_path, bits):
+    """QONNX Quant nodes (per-channel weights of ``bits`` bits, 8-bit activations), the
+    expected values from QONNX's own executor: the weight format is the graph's, every
+    linear's integers are the graph's, and the integer design is within cosine 0.99."""
+    pytest.importorskip("qonnx")
+    from attnflow.ir.onnx_frontend import recognise
+    path = _save(tmp_path, bert_like(layers=2, qonnx_bits=bits))
+    spec = load_spec(path)
+    assert spec.formats.weight.bits == bits
+    stack = recognise(path)
+    assert stack.exact == (12, 12) and stack.qdq == (12, 12)
+    np.save(tmp_path / "cal.npy", _hidden(8, 16, 1))
+    c = compare(path, _hidden(8, 16, 0), calibration=tmp_path / "cal.npy", executor="qonnx")
+    assert c.integer["cosine"] >= 0.99, c.integer
