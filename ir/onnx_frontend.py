@@ -79,19 +79,19 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
         ln1 = norm_after(g, s1)
         if ln1 is None:
             _stop(g, s1, f"layer {i}, after the attention residual Add",
-                  "a LayerNorm (post-norm layer)")
+                  "a LayerNorm or RMSNorm (post-norm layer)")
         h, x, position = ln1.y, att.x, "post"
     elif before is not None and before.x == other:          # pre-norm (ViT, GPT-2)
         ln1, h, x, position = before, s1, before.x, "pre"
     else:
         raise Unrecognised(g.producer.get(att.x), f"layer {i}, before the attention",
-                           "a LayerNorm (pre-norm) or the layer input that the residual "
+                           "a LayerNorm or RMSNorm (pre-norm) or the layer input that the residual "
                            "Add also reads (post-norm)")
     ffn_in, ln2 = h, None
     if position == "pre":
         ln2 = norm_after(g, h)
         if ln2 is None:
-            _stop(g, h, f"layer {i}, before the feed-forward", "a LayerNorm (pre-norm layer)")
+            _stop(g, h, f"layer {i}, before the feed-forward", "a LayerNorm or RMSNorm (pre-norm layer)")
         ffn_in = ln2.y
     up = linear_after(g, ffn_in, f"layer {i}'s feed-forward up projection")
     act, a_out, region = activation_between(
@@ -106,7 +106,7 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
         ln2 = norm_after(g, s2)
         if ln2 is None:
             _stop(g, s2, f"layer {i}, after the feed-forward residual Add",
-                  "a LayerNorm (post-norm layer)")
+                  "a LayerNorm or RMSNorm (post-norm layer)")
         y = ln2.y
     nodes += [*ln1.nodes, *ln2.nodes, *up.nodes, *region, *down.nodes, add2]
     weights, bits = {}, []
@@ -117,10 +117,11 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
         bits.append(weight_bits(g, lin))
     for key, norm in (("ln1", ln1), ("ln2", ln2)):
         weights[f"layers.{i}.{key}.gamma"] = norm.gamma
-        weights[f"layers.{i}.{key}.beta"] = norm.beta
+        if norm.kind == "layernorm":
+            weights[f"layers.{i}.{key}.beta"] = norm.beta
     return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": att.kind,
             "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
-            "eps": {ln1.eps, ln2.eps}, "nodes": nodes, "weights": weights, "bits": bits,
+            "eps": {ln1.eps, ln2.eps}, "norm": {ln1.kind, ln2.kind}, "nodes": nodes, "weights": weights, "bits": bits,
             "mask_inputs": att.mask_inputs}
 
 
@@ -145,6 +146,14 @@ def _uniform(source: str, layers: list, key: str, field: str, show=lambda v: v):
             raise SpecError(source, field, f"layer {i} has {show(layer[key])}, layer 0 "
                                            f"{show(first)}; every layer must be alike")
     return first
+
+
+def _norm_kind(source: str, layers: list, final: Norm | None) -> str:
+    kinds = set().union(*(layer["norm"] for layer in layers)) | ({final.kind} if final else set())
+    if len(kinds) != 1:
+        raise SpecError(source, "model.norm", "the stack mixes LayerNorm and RMSNorm; "
+                                              "attnflow builds one norm kind")
+    return kinds.pop()
 
 
 def _eps(source: str, layers: list, final: Norm | None) -> float:
@@ -178,14 +187,17 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
              "d_ff": _uniform(source, layers, "d_ff", "model.d_ff"),
              "seq_len": int(g.shape(layers[0]["x"])[-2]),
              "attention": {"kind": _uniform(source, layers, "kind", "model.attention.kind")},
-             "norm": "layernorm", "norm_position": position, "final_norm": final is not None,
+             "norm": _norm_kind(source, layers, final), "norm_position": position,
+             "final_norm": final is not None,
              "norm_eps": _eps(source, layers, final),
              "activation": _uniform(source, layers, "activation", "model.activation")}
     weights = {k: v for layer in layers for k, v in layer["weights"].items()}
     nodes = [n for layer in layers for n in layer["nodes"]]
     out = layers[-1]["y"]
     if final is not None:
-        weights["final_norm.gamma"], weights["final_norm.beta"] = final.gamma, final.beta
+        weights["final_norm.gamma"] = final.gamma
+        if final.kind == "layernorm":
+            weights["final_norm.beta"] = final.beta
         nodes += final.nodes
         out = final.y
     masks = frozenset().union(*(layer["mask_inputs"] for layer in layers))

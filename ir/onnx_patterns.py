@@ -53,6 +53,7 @@ class Norm:
     beta: np.ndarray
     eps: float
     nodes: list = field(default_factory=list)
+    kind: str = "layernorm"     # layernorm | rmsnorm (no mean, no beta)
 
 
 @dataclass
@@ -225,10 +226,67 @@ def _decomposed_norm(g: OnnxGraph, y: str) -> Norm | None:
     return Norm(g.root(x), y, gamma, beta, float(np.asarray(eps).reshape(())), nodes)
 
 
+def _decomposed_rms(g: OnnxGraph, y: str) -> Norm | None:
+    """``x * 1/Sqrt(ReduceMean(x^2) + eps) * gamma`` (``Reciprocal`` or ``Div(1, .)``, or
+    ``x / Sqrt(..)``), as torch exports an RMSNorm."""
+    nodes = []
+
+    def prod(t, *ops):
+        n = g.producer.get(t)
+        if n is None or n.op_type not in ops:
+            return None
+        nodes.append(n)
+        return n
+    top = prod(y, "Mul")
+    if top is None:
+        return None
+    a, b = top.input
+    normed, gamma = (a, b) if g.constant(b) else (b, a)
+    if not g.constant(gamma) or g.constant(normed):
+        return None
+    scale = prod(normed, "Mul", "Div")
+    if scale is None:
+        return None
+    x, s = scale.input
+    sqrt = None
+    if scale.op_type == "Mul":
+        for x, s in (tuple(scale.input), tuple(scale.input)[::-1]):
+            inv = g.producer.get(s)
+            if inv is not None and (inv.op_type == "Reciprocal" or
+                                    (inv.op_type == "Div" and g.scalar(inv.input[0]) == 1.0)):
+                nodes.append(inv)
+                sqrt = prod(inv.input[-1], "Sqrt")
+                break
+    else:
+        sqrt = prod(s, "Sqrt")
+    add = sqrt and prod(sqrt.input[0], "Add")
+    if not add:
+        return None
+    var_t, eps_t = add.input if g.constant(add.input[1]) else add.input[::-1]
+    mean = prod(var_t, "ReduceMean")
+    if not mean or not _last_axis(g, mean) or g.scalar(eps_t) is None:
+        return None
+    sq = prod(mean.input[0], "Pow", "Mul")
+    if sq is None or sq.input[0] != x or (sq.op_type == "Pow" and g.scalar(sq.input[1]) != 2.0) \
+            or (sq.op_type == "Mul" and sq.input[1] != x):
+        return None
+    d_model = g.shape(x)[-1]
+    gamma = np.broadcast_to(np.asarray(g.value(gamma), np.float64).reshape(-1), (d_model,))
+    return Norm(g.root(x), y, gamma.copy(), np.zeros(d_model), g.scalar(eps_t), nodes,
+                "rmsnorm")
+
+
 def norm_at(g: OnnxGraph, y: str) -> Norm | None:
-    """The LayerNorm (op or decomposed) whose output is ``y``, else None."""
+    """The LayerNorm or RMSNorm (op or decomposed) whose output is ``y``, else None."""
     y = g.root(y)
     n = g.producer.get(y)
+    if n is not None and n.op_type in ("RMSNormalization", "SimplifiedLayerNormalization"):
+        rank = len(g.shape(n.input[0]))
+        if g.attr(n, "axis", -1) % rank != rank - 1 or not g.constant(n.input[1]):
+            return None
+        d_model = g.shape(n.input[0])[-1]
+        return Norm(g.root(n.input[0]), y, np.asarray(g.value(n.input[1]), np.float64),
+                    np.zeros(d_model), float(g.attr(n, "epsilon", 1e-5)), [n], "rmsnorm")
     if n is not None and n.op_type == "LayerNormalization":
         rank = len(g.shape(n.input[0]))
         if g.attr(n, "axis", -1) % rank != rank - 1 or not g.constant(n.input[1]):
@@ -237,7 +295,7 @@ def norm_at(g: OnnxGraph, y: str) -> Norm | None:
         beta = (g.value(n.input[2]) if len(n.input) > 2 and n.input[2] else np.zeros(d_model))
         return Norm(g.root(n.input[0]), y, np.asarray(g.value(n.input[1]), np.float64),
                     np.asarray(beta, np.float64), float(g.attr(n, "epsilon", 1e-5)), [n])
-    return _decomposed_norm(g, y)
+    return _decomposed_norm(g, y) or _decomposed_rms(g, y)
 
 
 def norm_after(g: OnnxGraph, x: str) -> Norm | None:
@@ -252,7 +310,8 @@ def norm_after(g: OnnxGraph, x: str) -> Norm | None:
                 if id(n) in seen:
                     continue
                 seen.add(id(n))
-                if n.op_type in ("LayerNormalization", "Add", "Mul"):
+                if n.op_type in ("LayerNormalization", "RMSNormalization",
+                                 "SimplifiedLayerNormalization", "Add", "Mul"):
                     norm = norm_at(g, n.output[0])
                     if norm is not None and norm.x == x:
                         found.append(norm)

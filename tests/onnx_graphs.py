@@ -67,7 +67,19 @@ class _Builder:
         y = self.op("MatMul", [x, w])
         return self.op("Add", [self.weight((d_out,), 0.1), y])
 
+    def rmsnorm(self, x, d, opset):
+        gamma = self.const(1 + self.rng.normal(0, 0.1, d), "gamma")
+        if opset >= 23:
+            return self.op("RMSNormalization", [x, gamma], axis=-1, epsilon=1e-6)
+        ms = self.op("ReduceMean", [self.op("Pow", [x, self.const(2.0)])], axes=[-1]) \
+            if opset < 18 else self.op("ReduceMean", [self.op("Pow", [x, self.const(2.0)]),
+                                                      self.const([-1])])
+        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [ms, self.const(1e-6)])])])
+        return self.op("Mul", [gamma, self.op("Mul", [x, inv])])
+
     def layernorm(self, x, d, opset):
+        if getattr(self, "rms", False):
+            return self.rmsnorm(x, d, opset)
         gamma = self.const(1 + self.rng.normal(0, 0.1, d), "gamma")
         beta = self.const(self.rng.normal(0, 0.1, d), "beta")
         if opset >= 17:
@@ -145,9 +157,11 @@ def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0
     return b.model([ids, mask_in], outs, opset)
 
 
-def gpt2_like(n=8, d=16, heads=2, layers=2, opset=18, seed=1, dynamic=False):
-    """A pre-norm GPT-2-like causal stack (``dynamic``: a symbolic sequence axis)."""
+def gpt2_like(n=8, d=16, heads=2, layers=2, opset=18, seed=1, dynamic=False, rms=False):
+    """A pre-norm GPT-2-like causal stack (``dynamic``: a symbolic sequence axis; ``rms``:
+    RMSNorm instead of LayerNorm, decomposed as torch exports it, or the opset-23 op)."""
     b = _Builder(seed)
+    b.rms = rms
     dh = d // heads
     x = _embeddings(b, n, d)
     causal = b.const(np.tril(np.ones((1, 1, n, n), bool)).astype(np.int64), "tril")

@@ -55,6 +55,16 @@ def test_gpt2_like_causal_layer_against_onnxruntime(tmp_path, opset):
     assert c.integer["cosine"] >= COSINE, c.integer
 
 
+@pytest.mark.parametrize("opset", [17, 23])
+def test_rmsnorm_stack_against_onnxruntime(tmp_path, opset):
+    path = _save(tmp_path, gpt2_like(opset=opset, rms=True))
+    m = load_spec(path).model
+    assert (m.norm, m.norm_eps, m.final_norm) == ("rmsnorm", 1e-6, True)
+    c = compare(path, _hidden(8, 16, 3))
+    assert c.float_model["max_abs_error"] <= FLOAT_BOUND, c.float_model
+    assert c.integer["cosine"] >= COSINE, c.integer
+
+
 @pytest.mark.parametrize("act, name", [("gelu_op", "gelu"), ("relu", "relu")])
 def test_activation_forms(tmp_path, act, name):
     path = _save(tmp_path, bert_like(act=act))
