@@ -91,7 +91,8 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
     if position == "pre":
         ln2 = norm_after(g, h)
         if ln2 is None:
-            _stop(g, h, f"layer {i}, before the feed-forward", "a LayerNorm or RMSNorm (pre-norm layer)")
+            _stop(g, h, f"layer {i}, before the feed-forward",
+                  "a LayerNorm or RMSNorm (pre-norm layer)")
         ffn_in = ln2.y
     up = linear_after(g, ffn_in, f"layer {i}'s feed-forward up projection")
     act, a_out, region = activation_between(
@@ -121,7 +122,8 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
             weights[f"layers.{i}.{key}.beta"] = norm.beta
     return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": att.kind,
             "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
-            "eps": {ln1.eps, ln2.eps}, "norm": {ln1.kind, ln2.kind}, "nodes": nodes, "weights": weights, "bits": bits,
+            "eps": {ln1.eps, ln2.eps}, "norm": {ln1.kind, ln2.kind}, "nodes": nodes,
+            "weights": weights, "bits": bits,
             "mask_inputs": att.mask_inputs}
 
 

@@ -79,9 +79,9 @@ def read_model(path: str | Path):
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:          # protobuf DecodeError and friends
-        raise SpecError(source, "<file>", f"not an ONNX model (cannot parse it: "
-                                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                                          "give a .onnx file written by onnx.save or "
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpecError(source, "<file>", f"not an ONNX model (cannot parse it: {why}); give "
+                                          "a .onnx file written by onnx.save or "
                                           "torch.onnx.export") from None
     if model.ir_version < 1 or not model.graph.node:
         raise SpecError(source, "<file>", "not an ONNX model (no ir_version or no graph nodes); "
