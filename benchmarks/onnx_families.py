@@ -12,6 +12,8 @@ model.
 
     python benchmarks/onnx_families.py
     python benchmarks/onnx_families.py --only gpt2
+    python benchmarks/onnx_families.py --real      # BERT-base N = 128, GPT-2 small N = 256
+                                                   # (default exporter only)
 """
 from __future__ import annotations
 
@@ -32,9 +34,16 @@ from attnflow import hf_reference as hf  # noqa: E402
 from attnflow.onnx_reference import compare, export_model  # noqa: E402
 from test_onnx_export import EXPORTERS, MODELS  # noqa: E402
 
+#: real dimensions (vocab 1000: only the embeddings change)
+REAL = {
+    "bert_base": ("bert", dict(hf.bert_base(), vocab_size=1000), 128),
+    "gpt2_small": ("gpt2", dict(hf.gpt2_small(), vocab_size=1000, bos_token_id=0,
+                                eos_token_id=0), 256),
+}
+
 
 def run(name: str, exporter: str, out: Path) -> str:
-    family, config, n = MODELS[name]
+    family, config, n = {**MODELS, **REAL}[name]
     opset, dynamo, dynamic, mask = EXPORTERS[exporter]
     path = out / f"{name}_{exporter}.onnx"
     start = time.perf_counter()
@@ -60,11 +69,16 @@ def run(name: str, exporter: str, out: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", action="append", choices=list(MODELS))
+    ap.add_argument("--only", action="append", choices=list(MODELS) + list(REAL))
+    ap.add_argument("--real", action="store_true", help="the real-sized models only")
     ap.add_argument("--out", default=str(ROOT / "build" / "onnx"))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.real:
+        for name in args.only or list(REAL):
+            print(run(name, "default", out), flush=True)
+        return
     for name in args.only or list(MODELS):
         for exporter in EXPORTERS:
             if EXPORTERS[exporter][3] and MODELS[name][0] == "vit":

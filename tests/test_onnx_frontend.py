@@ -92,6 +92,8 @@ def test_not_onnx(tmp_path, capsys):
     bad = tmp_path / "model.onnx"
     bad.write_text("this is not a protobuf\n" * 3)
     assert "not an ONNX model" in _error(capsys, ["sim", str(bad)])
+    assert "model.onnx: <file>: file not found" in _error(capsys, ["sim", str(tmp_path / "no" /
+                                                                          "model.onnx")])
 
 
 def test_unsupported_op_inside_the_stack(tmp_path, capsys):
