@@ -120,7 +120,8 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
         weights[f"layers.{i}.{key}.gamma"] = norm.gamma
         if norm.kind == "layernorm":
             weights[f"layers.{i}.{key}.beta"] = norm.beta
-    return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": att.kind,
+    attention = {"kind": att.kind, **({"window": att.window} if att.window else {})}
+    return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": attention,
             "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
             "eps": {ln1.eps, ln2.eps}, "norm": {ln1.kind, ln2.kind}, "nodes": nodes,
             "weights": weights, "bits": bits,
@@ -188,7 +189,7 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
              "heads": _uniform(source, layers, "heads", "model.heads"),
              "d_ff": _uniform(source, layers, "d_ff", "model.d_ff"),
              "seq_len": int(g.shape(layers[0]["x"])[-2]),
-             "attention": {"kind": _uniform(source, layers, "kind", "model.attention.kind")},
+             "attention": _uniform(source, layers, "kind", "model.attention"),
              "norm": _norm_kind(source, layers, final), "norm_position": position,
              "final_norm": final is not None,
              "norm_eps": _eps(source, layers, final),

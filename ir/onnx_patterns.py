@@ -64,7 +64,8 @@ class Attention:
     v: Linear
     out: Linear
     heads: int
-    kind: str               # full | causal
+    kind: str               # full | causal | window
+    window: int | None      # window and causal: keys |i - j| <= w (i - w <= j <= i); None
     mask_inputs: frozenset  # graph inputs the mask is built from (evaluated as no padding)
     nodes: list = field(default_factory=list)
 
@@ -430,7 +431,8 @@ def _projection(g: OnnxGraph, t: str, transposed: bool, where: str):
     return part, heads, dh, factor, used
 
 
-def _mask_kind(g: OnnxGraph, add_mask, where_masks, n: int, node, where: str) -> str:
+def _mask_kind(g: OnnxGraph, add_mask, where_masks, n: int, node, where: str):
+    """(attention kind, window or None) of the keys the masks keep."""
     keep = np.ones((n, n), bool)
     for m in add_mask:
         v = np.asarray(g.value(m), np.float64)
@@ -444,11 +446,19 @@ def _mask_kind(g: OnnxGraph, add_mask, where_masks, n: int, node, where: str) ->
     for c in where_masks:
         v = np.broadcast_to(np.asarray(g.value(c), bool), g.shape(c)[:-2] + (n, n))
         keep &= v.reshape(-1, n, n)[0]
+    dist = np.subtract.outer(np.arange(n), np.arange(n))        # query i - key j
     if keep.all():
-        return "full"
-    if (keep == np.tril(np.ones((n, n), bool))).all():
-        return "causal"
-    _fail(g, node, where, "no mask, or a causal mask (query i sees keys j <= i)")
+        return "full", None
+    if (keep == (dist >= 0)).all():
+        return "causal", None
+    if keep.any():
+        w = int(np.abs(dist[keep]).max())
+        if w >= 1 and (keep == (np.abs(dist) <= w)).all():
+            return "window", w
+        if w >= 1 and (keep == ((dist >= 0) & (dist <= w))).all():
+            return "causal", w
+    _fail(g, node, where, "no mask, a causal mask (query i sees keys j <= i), a sliding "
+                          "window (|i - j| <= w) or a causal one (i - w <= j <= i)")
 
 
 def _scores(g: OnnxGraph, t: str, where: str):
@@ -594,11 +604,11 @@ def attention_at(g: OnnxGraph, softmax, where: str) -> Attention:
         _fail(g, softmax, where, f"scores scaled by 1/sqrt(d_head) = {1 / math.sqrt(dh):.6g} "
                                  f"(this graph scales them by {scale:.6g})")
     n = g.shape(softmax.input[0])[-1]
-    kind = _mask_kind(g, adds, conds, n, softmax, where)
+    kind, window = _mask_kind(g, adds, conds, n, softmax, where)
     merged, m_nodes = _merge(g, pv.output[0], heads, dh, where)
     out = linear_after(g, merged, where)
     mask_inputs = frozenset().union(*(g.taint.get(m, frozenset()) for m in adds + conds))
-    return Attention(q.x, q, k, v, out, heads, kind, mask_inputs,
+    return Attention(q.x, q, k, v, out, heads, kind, window, mask_inputs,
                      [softmax, *nodes, *used_q, *used_k, pv, *p_nodes, *used_v, *m_nodes,
                       *q.nodes, *k.nodes, *v.nodes, *out.nodes])
 

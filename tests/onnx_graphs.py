@@ -157,14 +157,17 @@ def bert_like(n=8, d=16, heads=2, d_ff=32, layers=1, opset=14, act="erf", seed=0
     return b.model([ids, mask_in], outs, opset)
 
 
-def gpt2_like(n=8, d=16, heads=2, layers=2, opset=18, seed=1, dynamic=False, rms=False):
+def gpt2_like(n=8, d=16, heads=2, layers=2, opset=18, seed=1, dynamic=False, rms=False,
+              keep=None):
     """A pre-norm GPT-2-like causal stack (``dynamic``: a symbolic sequence axis; ``rms``:
-    RMSNorm instead of LayerNorm, decomposed as torch exports it, or the opset-23 op)."""
+    RMSNorm instead of LayerNorm, decomposed as torch exports it, or the opset-23 op;
+    ``keep``: the [n, n] boolean mask of the keys each query sees, default causal)."""
     b = _Builder(seed)
     b.rms = rms
     dh = d // heads
     x = _embeddings(b, n, d)
-    causal = b.const(np.tril(np.ones((1, 1, n, n), bool)).astype(np.int64), "tril")
+    keep = np.tril(np.ones((n, n), bool)) if keep is None else np.asarray(keep, bool)
+    causal = b.const(keep.reshape(1, 1, n, n).astype(np.int64), "tril")
     cond = b.op("Cast", [causal], to=TensorProto.BOOL)
     for _ in range(layers):
         a = b.op("Reshape", [b.layernorm(x, d, opset), b.const([n, d])])

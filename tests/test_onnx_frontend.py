@@ -55,6 +55,30 @@ def test_gpt2_like_causal_layer_against_onnxruntime(tmp_path, opset):
     assert c.integer["cosine"] >= COSINE, c.integer
 
 
+_DIST = np.subtract.outer(np.arange(8), np.arange(8))
+
+
+@pytest.mark.parametrize("keep, attention", [
+    (np.abs(_DIST) <= 2, {"kind": "window", "window": 2}),
+    ((_DIST >= 0) & (_DIST <= 3), {"kind": "causal", "window": 3}),
+])
+def test_window_masks_against_onnxruntime(tmp_path, keep, attention):
+    path = _save(tmp_path, gpt2_like(keep=keep))
+    a = load_spec(path).model.attention
+    assert {"kind": a.kind, "window": a.window} == attention
+    c = compare(path, _hidden(8, 16, 4))
+    assert c.float_model["max_abs_error"] <= FLOAT_BOUND, c.float_model
+    assert c.integer["cosine"] >= COSINE, c.integer
+
+
+def test_other_mask_is_one_line(tmp_path, capsys):
+    keep = np.ones((8, 8), bool)
+    keep[0, 5] = False
+    err = _error(capsys, ["sim", str(_save(tmp_path, gpt2_like(keep=keep)))])
+    assert "(op Softmax) in layer 0's attention: not supported; expected there: no mask, " \
+           "a causal mask" in err
+
+
 @pytest.mark.parametrize("opset", [17, 23])
 def test_rmsnorm_stack_against_onnxruntime(tmp_path, opset):
     path = _save(tmp_path, gpt2_like(opset=opset, rms=True))
