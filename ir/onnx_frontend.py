@@ -194,13 +194,13 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
              "final_norm": final is not None,
              "norm_eps": _eps(source, layers, final),
              "activation": _uniform(source, layers, "activation", "model.activation")}
-    weights = {k: v for layer in layers for k, v in layer["weights"].items()}
+    weights = {k: _compact(v) for layer in layers for k, v in layer["weights"].items()}
     nodes = [n for layer in layers for n in layer["nodes"]]
     out = layers[-1]["y"]
     if final is not None:
-        weights["final_norm.gamma"] = final.gamma
+        weights["final_norm.gamma"] = _compact(final.gamma)
         if final.kind == "layernorm":
-            weights["final_norm.beta"] = final.beta
+            weights["final_norm.beta"] = _compact(final.beta)
         nodes += final.nodes
         out = final.y
     masks = frozenset().union(*(layer["mask_inputs"] for layer in layers))
@@ -230,6 +230,13 @@ def _exact(weights: dict, bits: int | None) -> tuple:
         q = w / np.asarray(weight_scales(w, bits, "per_channel"))[:, None]
         exact += bool(np.allclose(q, np.rint(q), rtol=0, atol=1e-3))
     return exact, len(mats)
+
+
+def _compact(w: np.ndarray) -> np.ndarray:
+    """``w`` as float32 when that holds it exactly (a float32 graph's weights): half the
+    memory, like ``ir.weights`` keeps a checkpoint's float32 tensors."""
+    w32 = np.ascontiguousarray(w, dtype=np.float32)
+    return w32 if np.array_equal(w32, w) else w
 
 
 def _ancestors(g: OnnxGraph, t: str) -> set:
@@ -300,7 +307,7 @@ def skipped_lines(stack: OnnxStack) -> list[str]:
     return lines
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _recognise(path: str, stamp: tuple, seq_len: int | None) -> OnnxStack:
     g = OnnxGraph(read_model(path), path, seq_len)
     try:
