@@ -114,20 +114,22 @@ def run_stack(path, x, seq_len: int | None = None, executor: str = "onnxruntime"
 
 def export_model(family: str, config: dict, path, seq_len: int, opset: int | None = None,
                  dynamo: bool = True, dynamic: bool = False, seed: int = 0,
-                 attention_mask: bool = False):
+                 attention_mask: bool = False, attention: str = "eager"):
     """A transformers ``family`` model (``attnflow.hf_reference.FAMILIES``) from ``config``
     with its own random initialisation (seed ``seed``), exported by ``torch.onnx.export``
     to ``path`` (its last hidden state from ``input_ids``, or ``pixel_values`` for ViT;
     ``opset`` None: the exporter's default; ``dynamo`` False: the TorchScript exporter;
     ``dynamic``: a symbolic sequence axis; ``attention_mask``: a second input
-    ``attention_mask``, text models). Returns the torch model (float32, eval)."""
+    ``attention_mask``, text models; ``attention``: transformers' attention implementation,
+    eager or sdpa, the default of a model loaded without one). Returns the torch model
+    (float32, eval)."""
     import torch
 
     from .hf_reference import FAMILIES, _torch
     _, tf = _torch()
     cfg_name, model_name = FAMILIES[family]
     cfg = getattr(tf, cfg_name)(**config)
-    cfg._attn_implementation = "eager"
+    cfg._attn_implementation = attention
     torch.manual_seed(seed)
     model = getattr(tf, model_name)(cfg).eval()
     vision = family == "vit"

@@ -3,8 +3,8 @@ family (needs the extra ``hf`` plus ``onnx`` and ``onnxruntime``).
 
 Each tiny model (the family's own random initialisation) is exported with the
 torch.export-based exporter (default opset, dynamic sequence axis) and with the
-TorchScript exporter at opset 14, each without and with an ``attention_mask`` input,
-under ``build/onnx/``; attnflow reads the .onnx, and at
+TorchScript exporter at opset 14, each without and with an ``attention_mask`` input and
+with transformers' SDPA attention (with the mask input) under ``build/onnx/``; attnflow reads the .onnx, and at
 the stack output on the family's hidden states it prints attnflow's float model against
 onnxruntime (max abs error), the integer design's cosine and max abs error (activations
 calibrated on other hidden states) and the simulator's mismatches against the golden
@@ -44,13 +44,14 @@ REAL = {
 
 def run(name: str, exporter: str, out: Path) -> str:
     family, config, n = {**MODELS, **REAL}[name]
-    opset, dynamo, dynamic, mask = EXPORTERS[exporter]
+    opset, dynamo, dynamic, mask, attention = EXPORTERS[exporter]
+    mask = mask and family != "vit"
     path = out / f"{name}_{exporter}.onnx"
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = export_model(family, config, path, n, opset, dynamo, dynamic,
-                             attention_mask=mask)
+                             attention_mask=mask, attention=attention)
     model = copy.deepcopy(model).double()
     x = hf.hidden_states(model, family, n, 0)
     cal = out / f"{name}_cal.npy"
@@ -81,7 +82,7 @@ def main() -> None:
         return
     for name in args.only or list(MODELS):
         for exporter in EXPORTERS:
-            if EXPORTERS[exporter][3] and MODELS[name][0] == "vit":
+            if exporter.endswith("_mask") and MODELS[name][0] == "vit":
                 continue            # no attention_mask input
             print(run(name, exporter, out), flush=True)
 

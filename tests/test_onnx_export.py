@@ -5,7 +5,9 @@ CI; ``make test-hf`` runs it).
 Each case builds a small random-init model of one family (the family's own
 initialisation), exports it at the exporter's default opset (the torch.export-based
 exporter, opset 20 here) or at opset 14 (the TorchScript exporter), with or without an
-``attention_mask`` input (taken as all ones: no padding), reads the .onnx with
+``attention_mask`` input (taken as all ones: no padding), with transformers' eager or
+SDPA attention (``torch.nn.functional.scaled_dot_product_attention``, which the exporters
+decompose with the scale on Q and K), reads the .onnx with
 attnflow and compares at the stack output on the family's own hidden states (its
 embeddings of random tokens; a random image for ViT), with onnxruntime running the
 recognised stack cut out of the exported graph (``attnflow.onnx_reference``):
@@ -45,23 +47,29 @@ MODELS = {
                           bos_token_id=0, eos_token_id=0), 32),
     "vit": ("vit", dict(TINY, image_size=16, patch_size=4), 17),
 }
-#: exporter settings: (opset, dynamo, dynamic sequence axis, attention_mask input)
-EXPORTERS = {"default": (None, True, True, False), "opset14": (14, False, True, False),
-             "default_mask": (None, True, True, True), "opset14_mask": (14, False, True, True)}
+#: exporter settings: (opset, dynamo, dynamic sequence axis, attention_mask input,
+#: transformers' attention implementation)
+EXPORTERS = {"default": (None, True, True, False, "eager"),
+             "opset14": (14, False, True, False, "eager"),
+             "default_mask": (None, True, True, True, "eager"),
+             "opset14_mask": (14, False, True, True, "eager"),
+             "default_sdpa": (None, True, True, True, "sdpa"),
+             "opset14_sdpa": (14, False, True, True, "sdpa")}
 
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
 @pytest.mark.parametrize("name", list(MODELS))
 def test_exported_family_against_onnxruntime(tmp_path, name, exporter):
     family, config, n = MODELS[name]
-    opset, dynamo, dynamic, mask = EXPORTERS[exporter]
-    if mask and family == "vit":
+    opset, dynamo, dynamic, mask, attention = EXPORTERS[exporter]
+    mask = mask and family != "vit"             # ViT has no attention_mask input
+    if family == "vit" and exporter.endswith("_mask"):
         pytest.skip("ViT has no attention_mask input")
     path = tmp_path / f"{name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = export_model(family, config, path, n, opset, dynamo, dynamic,
-                             attention_mask=mask)
+                             attention_mask=mask, attention=attention)
     model = copy.deepcopy(model).double()       # the family's hidden states in float64
     x = hf.hidden_states(model, family, n, 0)
     np.save(tmp_path / "cal.npy", hf.hidden_states(model, family, n, 1))
