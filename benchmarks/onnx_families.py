@@ -3,12 +3,12 @@ family (needs the extra ``hf`` plus ``onnx`` and ``onnxruntime``).
 
 Each tiny model (the family's own random initialisation) is exported with the
 torch.export-based exporter (default opset, dynamic sequence axis) and with the
-TorchScript exporter at opset 14, each without and with an ``attention_mask`` input and
-with transformers' SDPA attention (with the mask input) under ``build/onnx/``; attnflow reads the .onnx, and at
-the stack output on the family's hidden states it prints attnflow's float model against
-onnxruntime (max abs error), the integer design's cosine and max abs error (activations
-calibrated on other hidden states) and the simulator's mismatches against the golden
-model.
+TorchScript exporter at opset 14, each with transformers' eager attention without and
+with an ``attention_mask`` input and with its SDPA attention (with the mask input), under
+``build/onnx/``; attnflow reads the .onnx, and at the stack output on the family's hidden
+states it prints attnflow's float model against onnxruntime (max abs error), the integer
+design's cosine and max abs error (activations calibrated on other hidden states) and
+the simulator's mismatches against the golden model.
 
     python benchmarks/onnx_families.py
     python benchmarks/onnx_families.py --only gpt2

@@ -6,12 +6,19 @@ model, the simulator and the RTL are shared.
 evaluation on a dummy input), finds every ``Softmax`` and recognises the layer around it
 by pattern (``ir.onnx_patterns``, never by node names): the attention (Q/K/V linears,
 head split, scale, mask, P V, head merge, output linear), the residual Adds, the
-LayerNorms (op or decomposed) before (pre-norm: ViT, GPT-2) or after (post-norm: BERT,
-DistilBERT) each sublayer, the feed-forward linears and their activation, and a final
-LayerNorm after the last pre-norm layer. Layer i + 1 must read layer i's output. The
-mask decides the attention kind: none (or all zeros) is ``full``, a lower-triangular one
-``causal``; a mask built from a graph input (``attention_mask``) is evaluated with that
-input all ones (no padding), and a note says so.
+LayerNorms or RMSNorms (op or decomposed) before (pre-norm: ViT, GPT-2) or after
+(post-norm: BERT, DistilBERT) each sublayer, the feed-forward linears and their
+activation, and a final norm after the last pre-norm layer. Layer i + 1 must read layer
+i's output. The mask decides the attention kind: none (or all zeros) is ``full``, a
+lower-triangular one ``causal``, a band ``window`` (a causal band: ``causal`` with a
+window); a mask built from a graph input (``attention_mask``) is evaluated with that input
+all ones (no padding), and a note says so.
+
+Quantized graphs: QDQ (``QuantizeLinear``/``DequantizeLinear``) and QONNX (``Quant``)
+nodes on constant weights give their dequantized values and, when every linear has the
+same one, their bit width (``formats.weight.bits``); on activations they are looked
+through, and attnflow's calibrated formats replace their scales (a note says how many,
+and in how many linears the design's per-channel integers are the graph's).
 
 Everything outside the stack (embeddings before it, the mask construction, pooler and
 heads after it) is skipped and listed (:func:`skipped_lines`); an unrecognised node inside

@@ -6,7 +6,9 @@ by node or tensor names):
   beta, optional C), through any reshapes (GPT-2's ``Conv1D`` is a Gemm on [N, d]);
 * LayerNorm: ``LayerNormalization`` over the last axis, or its decomposed form
   ``(x - ReduceMean(x)) / Sqrt(ReduceMean((x - mean)^2) + eps) * gamma + beta`` (``Pow``
-  2 or ``Mul``, ``Div`` or ``Mul`` by ``Reciprocal``);
+  2 or ``Mul``, ``Div`` or ``Mul`` by ``Reciprocal``); RMSNorm: ``RMSNormalization``,
+  ``SimplifiedLayerNormalization``, or ``x * Reciprocal(Sqrt(ReduceMean(x^2) + eps)) *
+  gamma`` (``Div`` forms too);
 * the activation between the two feed-forward linears: the elementwise subgraph is
   checked op by op (Gelu, Erf, Tanh, Sigmoid, Relu, Mul, Div, Add, Sub, Pow, ...) and
   then evaluated on probe values against every activation attnflow builds
