@@ -68,6 +68,7 @@ class OnnxStack:
     weight_bits: int | None = None  # the graph's weight bit width (every linear alike)
     exact: tuple = (0, 0)       # (linears whose per-channel integers are the graph's, linears)
     input_shape: tuple = ()     # the stack input's shape in the evaluated graph (batch 1)
+    act_ranges: tuple = ()      # (ir.quantize tensor name, max |value| its quantizer holds)
 
 
 def _where_text(node) -> str:
@@ -128,10 +129,15 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
         if norm.kind == "layernorm":
             weights[f"layers.{i}.{key}.beta"] = norm.beta
     attention = {"kind": att.kind, **({"window": att.window} if att.window else {})}
+    # the tensors ir.quantize names (l{i}.<name>; q, k, v, att shared by the layers)
+    tensors = {"proj": att.out.y, "r1": s1, "up": up.y, "act": a_out, "down": down.y,
+               "r2": s2, ("a" if position == "pre" else "h1"): ln1.y,
+               ("f" if position == "pre" else "y"): ln2.y,
+               "q": att.q.y, "k": att.k.y, "v": att.v.y, "att": att.out.x}
     return {"x": x, "y": y, "position": position, "heads": att.heads, "kind": attention,
             "d_model": att.q.weight.shape[1], "d_ff": up.weight.shape[0], "activation": act,
             "eps": {ln1.eps, ln2.eps}, "norm": {ln1.kind, ln2.kind}, "nodes": nodes,
-            "weights": weights, "bits": bits,
+            "weights": weights, "bits": bits, "tensors": tensors,
             "mask_inputs": att.mask_inputs}
 
 
@@ -219,10 +225,56 @@ def _stack_from_graph(g: OnnxGraph) -> OnnxStack:
                for n in inside))
     bits = {b for layer in layers for b in layer["bits"]}
     wbits = bits.pop() if len(bits) == 1 and None not in bits else None
+    ranges = _activation_ranges(g, layers, final)
     return OnnxStack(source, model, weights, layers[0]["x"], out,
                      frozenset(n.name for n in inside), _skipped(g, ids, layers[0]["x"]),
                      tuple(sorted(masks)), qdq, wbits, _exact(weights, wbits),
-                     g.shape(layers[0]["x"]))
+                     g.shape(layers[0]["x"]), ranges)
+
+
+def _quantizer_range(g: OnnxGraph, t: str) -> float | None:
+    """max |value| the per-tensor quantizer reading ``t`` represents (QuantizeLinear:
+    (qmin - zp) s .. (qmax - zp) s; QONNX Quant likewise), None without one."""
+    todo = [t]
+    while todo:
+        cur = todo.pop()
+        for n in g.consumers.get(cur, ()):
+            if n.op_type in ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"):
+                todo.append(n.output[0])
+            elif n.op_type in ("QuantizeLinear", "Quant") and n.input[0] == cur:
+                scale = g.value(n.input[1])
+                if scale.size != 1:
+                    return None
+                zp = (g.value(n.input[2]) if len(n.input) > 2 and n.input[2]
+                      else np.zeros((), np.uint8))
+                if n.op_type == "Quant":
+                    b = int(np.asarray(g.value(n.input[3])).reshape(()))
+                    lo, hi = ((-(1 << (b - 1)), (1 << (b - 1)) - 1) if g.attr(n, "signed", 1)
+                              else (0, (1 << b) - 1))
+                else:
+                    info = np.iinfo(zp.dtype)
+                    lo, hi = info.min, info.max
+                z = float(np.asarray(zp, np.float64).reshape(-1)[0])
+                s = float(scale.reshape(()))
+                return max(abs((lo - z) * s), abs((hi - z) * s))
+    return None
+
+
+def _activation_ranges(g: OnnxGraph, layers: list, final: Norm | None) -> tuple:
+    """(tensor name, range) for every stack tensor a quantized graph quantizes."""
+    ranges = {}
+
+    def put(name, t):
+        r = _quantizer_range(g, t)
+        if r is not None:
+            ranges[name] = max(ranges.get(name, 0.0), r)
+    put("x", layers[0]["x"])
+    for i, layer in enumerate(layers):
+        for name, t in layer["tensors"].items():
+            put(name if name in ("q", "k", "v", "att") else f"l{i}.{name}", t)
+    if final is not None:
+        put("final_ln", final.y)
+    return tuple(sorted(ranges.items()))
 
 
 def _exact(weights: dict, bits: int | None) -> tuple:
@@ -303,11 +355,13 @@ def skipped_lines(stack: OnnxStack) -> list[str]:
         bits = (f"{stack.weight_bits}-bit weights per output channel (formats.weight.bits "
                 f"{stack.weight_bits}): the design's integers are the graph's in {exact} of "
                 f"{total} linears" if stack.weight_bits else "float weights")
+        ranged = len(stack.act_ranges)
         lines.append(f"quantized graph: {weights} constant tensors (weights, biases, norm "
                      f"parameters) read as their dequantized values; {bits}; {acts} "
                      "activation quantizers (QuantizeLinear/DequantizeLinear, Quant) looked "
-                     "through: the design's calibrated power-of-two formats replace their "
-                     "scales")
+                     f"through; {ranged} activation formats hold their quantizer's range "
+                     "(power-of-two steps of the formats' bits, not the graph's scales), "
+                     "the others are calibrated")
     if stack.mask_inputs:
         lines.append(f"attention mask built from graph input(s) {', '.join(stack.mask_inputs)}"
                      " taken as all ones (no padding)")
@@ -370,7 +424,23 @@ def spec_from_onnx(path: str | Path, overrides: Iterable = ()) -> Spec:
     if stack.weight_bits is not None and 2 <= stack.weight_bits <= 16:
         data["formats"] = {"weight": {"bits": stack.weight_bits,
                                       "frac": min(6, stack.weight_bits - 1)}}
+    spec = spec_from_dict(data, source, overrides, base_dir=Path(path).parent)
+    if not stack.act_ranges:
+        return spec
+    data["quantization"]["formats"] = _graph_formats(spec, stack.act_ranges)
     return spec_from_dict(data, source, overrides, base_dir=Path(path).parent)
+
+
+def _graph_formats(spec: Spec, ranges: tuple) -> dict:
+    """quantization.formats for the tensors the graph quantizes: the spec's bits for each
+    (formats.act, or formats.q/k/v/out), the fractional bits that hold the range of the
+    graph's quantizer (its clipping range, with a power-of-two step)."""
+    from .quantize import ATTENTION_TENSORS, frac_for
+    out = {}
+    for name, peak in ranges:
+        fmt = getattr(spec.formats, ATTENTION_TENSORS.get(name, "act"))
+        out[name] = {"bits": fmt.bits, "frac": frac_for(peak, fmt.bits)}
+    return out
 
 
 def onnx_weights(path: str, model) -> dict[str, np.ndarray]:

@@ -206,6 +206,13 @@ def test_qdq_graph_weights_exact_and_output_against_onnxruntime(tmp_path):
     plain, qdq = _qdq(tmp_path)
     stack = recognise(qdq)
     assert stack.qdq[0] > 0 and stack.qdq[1] > 0
+    # every activation the graph quantizes gets a format holding the quantizer's range
+    from attnflow.ir.quantize import tensor_names
+    by_hand = dict(load_spec(qdq).quantization.formats)
+    assert set(by_hand) == set(tensor_names(2, False, False)), sorted(by_hand)
+    for name, peak in stack.act_ranges:
+        fmt = by_hand[name]
+        assert fmt.max_value >= peak * (1 - 2 ** -fmt.frac) and fmt.max_value < 2 * peak
     # every int8 weight of the graph is the design's own per-channel integer
     model = onnx.load(str(qdq))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
