@@ -38,7 +38,7 @@ test: $(STAMP)
 ## BERT-base and GPT-2 small dimensions)
 test-hf: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,hf]'
-	$(BIN)/python -m pytest -m "hf and not slow" -q tests/test_hf_crosscheck.py
+	$(BIN)/python -m pytest -m "hf and not slow" -q tests/test_hf_crosscheck.py tests/test_onnx_export.py
 
 ## test-full: the full RTL matrix (both variants x N x d x stall seeds), ~tens of minutes
 test-full: $(STAMP)

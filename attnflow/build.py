@@ -160,6 +160,10 @@ def design_notes(spec) -> list[str]:
                          f"slots (w' = {effective_window(a.window, n)}) for N = {n} keys, so "
                          f"each row takes more cycles than full attention's {n}; use window "
                          f"<= {(n - 1) // 2} (rows of at most N slots) or kind: full")
+    if m.type == "encoder" and m.weights.source == "file" and m.weights.naming == "onnx":
+        from .ir.onnx_frontend import recognise, skipped_lines
+        notes += [f"{os.path.basename(m.weights.path)}: {line}"
+                  for line in skipped_lines(recognise(m.weights.path, m.seq_len))]
     return notes
 
 

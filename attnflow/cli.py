@@ -287,13 +287,14 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def add_spec(p):
-        p.add_argument("spec", help="YAML model spec (see README: spec fields), or a Hugging "
-                                    "Face config.json (or its folder)")
+        p.add_argument("spec", help="YAML model spec (see README: spec fields), a Hugging "
+                                    "Face config.json (or its folder), or an ONNX model "
+                                    "(.onnx)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a spec field, e.g. --set model.seq_len=64 (repeatable)")
         p.add_argument("--seq-len", type=int, default=None, metavar="N",
                        help="tokens per sequence (= --set model.seq_len=N); needed for a "
-                            "config.json")
+                            "config.json and an .onnx with a dynamic sequence axis")
         add_inputs(p)
         add_limits(p)
 

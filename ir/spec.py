@@ -87,7 +87,9 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       # ... or a file:  weights: {source: file, path: weights.npz}   (.npz or .safetensors;
       #                 a relative path is relative to the spec file's folder; naming:
       #                 attnflow (default) | bert | distilbert | vit | gpt2: the tensor
-      #                 names of a Hugging Face checkpoint of that family, ir/weights.py)
+      #                 names of a Hugging Face checkpoint of that family, ir/weights.py;
+      #                 onnx with an .onnx model: its recognised layer stack,
+      #                 ir/onnx_frontend.py)
     formats:                  # q, k, v, out, score_frac, prob_frac as for one head, plus:
       act:    {bits: 16, frac: 8}   # activations between ops (encoder input, residual stream,
                                     # norm outputs, projections, FFN hidden values, layer outputs)
@@ -246,10 +248,11 @@ ATTENTION_VARIANTS = ("naive", "online")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("post", "pre")
 WEIGHT_SOURCES = ("random", "file")
-WEIGHT_SUFFIXES = (".npz", ".safetensors")
+WEIGHT_SUFFIXES = (".npz", ".safetensors", ".onnx")
 #: the tensor names a weights file uses: attnflow's, or a Hugging Face family's checkpoint
-#: names (``ir.weights``)
-WEIGHT_NAMINGS = ("attnflow", "bert", "distilbert", "vit", "gpt2")
+#: names (``ir.weights``), or ``onnx``: the layer stack recognised in an ONNX model
+#: (``ir.onnx_frontend``)
+WEIGHT_NAMINGS = ("attnflow", "bert", "distilbert", "vit", "gpt2", "onnx")
 MAX_ACC_BITS = 62                                 # int64 golden model and simulator
 #: the linear layers of an encoder layer: op name -> (output features, input features),
 #: named by the model dimension they equal
@@ -669,11 +672,14 @@ def _parse_weights(c: _Checker, data: Any, base_dir: Path) -> WeightsSpec:
         c.fail(f"{path}.path", f"must be a file path (text), got {_show(p)}")
     if not p.lower().endswith(WEIGHT_SUFFIXES):
         c.fail(f"{path}.path", f"unsupported file type {Path(p).suffix or '(none)'!r} of {p!r}; "
-                               "allowed: .npz, .safetensors")
+                               "allowed: .npz, .safetensors, .onnx (naming onnx)")
     full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(p)))
     if not os.path.isfile(full):
         c.fail(f"{path}.path", f"file not found: {full}")
     naming = c.choice(w.get("naming", "attnflow"), f"{path}.naming", WEIGHT_NAMINGS)
+    if (naming == "onnx") != p.lower().endswith(".onnx"):
+        c.fail(f"{path}.naming", "naming onnx goes with an .onnx file (the weights of the "
+                                 "layer stack recognised in it), and only with one")
     return WeightsSpec(source="file", path=full, naming=naming)
 
 
@@ -1020,7 +1026,12 @@ def load_spec(path: str | Path, overrides: Iterable = ()) -> Spec:
     ``config.json`` (or the folder holding one): see
     :func:`attnflow.ir.hf_config.spec_from_hf_config`; the sequence length then comes from
     the override ``model.seq_len``. (JSON is YAML, so a spec may be written as JSON.)
+    A ``.onnx`` file is a transformer graph: see
+    :func:`attnflow.ir.onnx_frontend.spec_from_onnx`.
     """
+    if str(path).lower().endswith(".onnx"):
+        from .onnx_frontend import spec_from_onnx
+        return spec_from_onnx(path, overrides)
     if _is_hf_config(Path(path)):
         from .hf_config import spec_from_hf_config
         return spec_from_hf_config(path, None, overrides)

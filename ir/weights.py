@@ -49,6 +49,11 @@ gpt2       ``h.{i}.``: ``ln_1``, ``attn.c_attn`` (Conv1D ``[d, 3d]``: Q, K, V co
            ``mlp.c_proj`` (Conv1D ``[in, out]``, transposed here); final norm ``ln_f``
 ========== ============================================================================
 
+``naming: onnx`` goes with a ``.onnx`` model: the tensors come from the layer stack that
+:mod:`attnflow.ir.onnx_frontend` recognises in its graph (``onnx_weights``), already in
+attnflow's names and shapes (MatMul weights transposed to ``[out, in]``, fused Q/K/V
+split, Gemm's alpha/beta/transB applied).
+
 Every problem is one :class:`~attnflow.ir.spec.SpecError` line on field
 ``model.weights.path``: a missing file, a missing tensor (named, with the file), a tensor
 of the wrong shape (name, expected and found shape), an unsupported dtype, non-finite
@@ -287,7 +292,7 @@ _HF_LINEAR = {
 }
 #: weights.naming values (the spec's list; every one but attnflow has a table above)
 NAMINGS = WEIGHT_NAMINGS
-assert set(_HF_LINEAR) == set(NAMINGS[1:])
+assert set(_HF_LINEAR) == set(NAMINGS[1:]) - {"onnx"}
 
 
 def hf_sources(model: EncoderSpec, naming: str) -> dict[str, tuple[str, tuple[int, ...], object]]:
@@ -347,10 +352,21 @@ def _checkpoint_prefix(path: str, names: list[str], anchor: str, naming: str) ->
         raise _FileProblem(f"no tensor named {anchor!r} (or ending in '.{anchor}') in {path} "
                            f"for weights.naming {naming} (the file holds {seen}"
                            f"{', ...' if len(names) > 3 else ''}); set model.weights.naming "
-                           f"to the file's naming, one of: {', '.join(NAMINGS)}")
+                           f"to the file's naming, one of: "
+                           f"{', '.join(n for n in NAMINGS if n != 'onnx')}")
     raise _FileProblem(f"{len(hits)} tensors in {path} end in {anchor!r} "
                        f"({', '.join(repr(h) for h in hits[:3])}): more than one model in "
                        f"the file")
+
+
+def _checked_shapes(spec: Spec, weights: dict, shapes: dict) -> dict[str, np.ndarray]:
+    for name, shape in shapes.items():
+        got = weights.get(name)
+        if got is None or tuple(got.shape) != shape:
+            raise SpecError(spec.source, FIELD, f"tensor {name!r}: expected {_shape_text(shape)}, "
+                            f"the ONNX stack gives "
+                            f"{'none' if got is None else _shape_text(got.shape)}")
+    return {name: weights[name] for name in shapes}
 
 
 def load_weights(spec: Spec) -> dict[str, np.ndarray]:
@@ -374,6 +390,9 @@ def load_weights(spec: Spec) -> dict[str, np.ndarray]:
         fail(f"file not found: {path}")
     if problem:
         fail(f"{path} {problem}")
+    if model.weights.naming == "onnx":
+        from .onnx_frontend import onnx_weights
+        return _checked_shapes(spec, onnx_weights(path, model), shapes)
     reader = read_npz if path.lower().endswith(".npz") else read_safetensors
     naming = model.weights.naming
     # attnflow name -> (name in the file, its shape there, extract or None)

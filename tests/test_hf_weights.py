@@ -254,7 +254,7 @@ def test_bad_checkpoints_are_one_line(tmp_path):
      "model.weights.naming: only for source file; set model.weights.source: file"),
     ({"source": "file", "path": "w.safetensors", "naming": "llama"},
      "model.weights.naming: unsupported value 'llama'; allowed: attnflow, bert, distilbert, "
-     "gpt2, vit"),
+     "gpt2, onnx, vit"),
 ])
 def test_bad_naming_fields_are_one_line(tmp_path, weights, text):
     write_safetensors(tmp_path / "w.safetensors", {"x": np.zeros(1)})

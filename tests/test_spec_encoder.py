@@ -311,7 +311,7 @@ def test_encoder_required_fields(missing):
     ({"weights": {"source": "file", "path": "w.npz", "seed": 3}}, "model.weights.seed",
      "only for source random (a weights file fixes every value)"),
     ({"weights": {"source": "file", "path": "w.pt"}}, "model.weights.path",
-     "unsupported file type '.pt' of 'w.pt'; allowed: .npz, .safetensors"),
+     "unsupported file type '.pt' of 'w.pt'; allowed: .npz, .safetensors, .onnx (naming onnx)"),
 ])
 def test_bad_encoder_fields(model, field, message):
     err = spec_error(enc(model))
