@@ -144,15 +144,24 @@ def _last_axis(g: OnnxGraph, node) -> bool:
     return axes is not None and [a % rank for a in axes] == [rank - 1]
 
 
-def _decomposed_norm(g: OnnxGraph, y: str) -> Norm | None:
-    nodes = []
+class _Walk:
+    """The nodes a decomposed pattern (a norm written out op by op) has taken so far."""
 
-    def prod(t, *ops):
-        n = g.producer.get(t)
+    def __init__(self, g: OnnxGraph):
+        self.g, self.nodes = g, []
+
+    def prod(self, t: str, *ops: str):
+        """The node producing ``t`` if its op is one of ``ops`` (taken), else None."""
+        n = self.g.producer.get(t)
         if n is None or n.op_type not in ops:
             return None
-        nodes.append(n)
+        self.nodes.append(n)
         return n
+
+
+def _decomposed_norm(g: OnnxGraph, y: str) -> Norm | None:
+    walk = _Walk(g)
+    nodes, prod = walk.nodes, walk.prod
 
     def split(n):           # (stream input, constant value) of a binary node
         a, b = n.input
@@ -232,14 +241,8 @@ def _decomposed_norm(g: OnnxGraph, y: str) -> Norm | None:
 def _decomposed_rms(g: OnnxGraph, y: str) -> Norm | None:
     """``x * 1/Sqrt(ReduceMean(x^2) + eps) * gamma`` (``Reciprocal`` or ``Div(1, .)``, or
     ``x / Sqrt(..)``), as torch exports an RMSNorm."""
-    nodes = []
-
-    def prod(t, *ops):
-        n = g.producer.get(t)
-        if n is None or n.op_type not in ops:
-            return None
-        nodes.append(n)
-        return n
+    walk = _Walk(g)
+    nodes, prod = walk.nodes, walk.prod
     top = prod(y, "Mul")
     if top is None:
         return None
