@@ -84,10 +84,7 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
     nodes = [*att.nodes, add]
     before = norm_at(g, att.x)
     if other == att.x:                                      # post-norm (BERT)
-        ln1 = norm_after(g, s1)
-        if ln1 is None:
-            _stop(g, s1, f"layer {i}, after the attention residual Add",
-                  "a LayerNorm or RMSNorm (post-norm layer)")
+        ln1 = _norm_needed(g, s1, f"layer {i}, after the attention residual Add", "post")
         h, x, position = ln1.y, att.x, "post"
     elif before is not None and before.x == other:          # pre-norm (ViT, GPT-2)
         ln1, h, x, position = before, s1, before.x, "pre"
@@ -97,10 +94,7 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
                            "Add also reads (post-norm)")
     ffn_in, ln2 = h, None
     if position == "pre":
-        ln2 = norm_after(g, h)
-        if ln2 is None:
-            _stop(g, h, f"layer {i}, before the feed-forward",
-                  "a LayerNorm or RMSNorm (pre-norm layer)")
+        ln2 = _norm_needed(g, h, f"layer {i}, before the feed-forward", "pre")
         ffn_in = ln2.y
     up = linear_after(g, ffn_in, f"layer {i}'s feed-forward up projection")
     act, a_out, region = activation_between(
@@ -112,10 +106,7 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
                            "a residual Add of the feed-forward output and its sublayer input")
     y = s2
     if position == "post":
-        ln2 = norm_after(g, s2)
-        if ln2 is None:
-            _stop(g, s2, f"layer {i}, after the feed-forward residual Add",
-                  "a LayerNorm or RMSNorm (post-norm layer)")
+        ln2 = _norm_needed(g, s2, f"layer {i}, after the feed-forward residual Add", "post")
         y = ln2.y
     nodes += [*ln1.nodes, *ln2.nodes, *up.nodes, *region, *down.nodes, add2]
     weights, bits = {}, []
@@ -144,6 +135,14 @@ def _layer(g: OnnxGraph, i: int, att) -> dict:
 def _stop(g: OnnxGraph, t: str, where: str, expected: str):
     users = [n for n, _ in g.uses(t)]
     raise Unrecognised(users[0] if users else g.producer.get(t), where, expected)
+
+
+def _norm_needed(g: OnnxGraph, t: str, where: str, position: str):
+    """The norm reading ``t``, which a ``position``-norm layer has there (else one line)."""
+    norm = norm_after(g, t)
+    if norm is None:
+        _stop(g, t, where, f"a LayerNorm or RMSNorm ({position}-norm layer)")
+    return norm
 
 
 def _residual(g: OnnxGraph, y: str, where: str):
@@ -299,13 +298,8 @@ def _compact(w: np.ndarray) -> np.ndarray:
 
 
 def _ancestors(g: OnnxGraph, t: str) -> set:
-    seen, todo = set(), [t]
-    while todo:
-        n = g.producer.get(todo.pop())
-        if n is not None and id(n) not in seen:
-            seen.add(id(n))
-            todo += [i for i in n.input if i]
-    return seen
+    """ids of every node behind ``t``."""
+    return {id(n) for _, n in g.upstream(t, lambda _, n: [i for i in n.input if i])}
 
 
 def _with_views(g: OnnxGraph, stack: set, x: str) -> set:

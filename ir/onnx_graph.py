@@ -286,6 +286,20 @@ class OnnxGraph:
                 return t
             t = n.input[0]
 
+    def upstream(self, t: str, follow):
+        """(tensor, its producer) for ``t`` and every tensor behind it, each once, depth
+        first; ``follow(tensor, node)`` names the inputs to walk on from there (called when
+        the caller asks for the next one, so it may stop early)."""
+        seen, todo = set(), [t]
+        while todo:
+            cur = todo.pop()
+            n = self.producer.get(cur)
+            if n is None or cur in seen:
+                continue
+            seen.add(cur)
+            yield cur, n
+            todo += follow(cur, n)
+
     def uses(self, t: str) -> list:
         """(node, tensor it reads) for every consumer of ``t`` or of an order-keeping view
         of it."""

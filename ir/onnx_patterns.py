@@ -509,38 +509,27 @@ def _scores(g: OnnxGraph, t: str, where: str):
 
 def _reaches_matmul(g: OnnxGraph, t: str) -> bool:
     """A Q K^T MatMul is behind ``t`` (through scales, masks and casts)."""
-    seen, todo = set(), [t]
-    while todo:
-        cur = todo.pop()
-        n = g.producer.get(cur)
-        if n is None or cur in seen:
-            continue
-        seen.add(cur)
-        if n.op_type == "MatMul":
-            return True
-        if n.op_type in ("Mul", "Div", "Add", "Cast", "Identity", "Where", "QuantizeLinear",
-                         "DequantizeLinear", "Quant"):
-            todo += [i for i in n.input if i and not g.constant(i)]
-    return False
+    through = ("Mul", "Div", "Add", "Cast", "Identity", "Where", "QuantizeLinear",
+               "DequantizeLinear", "Quant")
+
+    def follow(_, n):
+        if n.op_type not in through:
+            return []
+        return [i for i in n.input if i and not g.constant(i)]
+    return any(n.op_type == "MatMul" for _, n in g.upstream(t, follow))
 
 
 def _is_mask(g: OnnxGraph, t: str) -> bool:
     """``t`` is built from shapes, constants and graph inputs only (an ``attention_mask``
     input, indexed and compared as exporters do): no linear layer, matmul, softmax, norm
     or convolution (no hidden state) is behind it."""
-    seen, todo = set(), [t]
-    while todo:
-        cur = todo.pop()
-        n = g.producer.get(cur)
-        if n is None or cur in seen:
-            continue
-        seen.add(cur)
+    def follow(cur, n):
         if n.op_type in ("Shape", "Size") or g.constant(cur):
-            continue                    # shapes and constants
-        if n.op_type in ("MatMul", "Gemm", "Softmax", "LayerNormalization", "Conv"):
-            return False
-        todo += [i for i in n.input if i]
-    return True
+            return []                   # shapes and constants
+        return [i for i in n.input if i]
+    hidden = ("MatMul", "Gemm", "Softmax", "LayerNormalization", "Conv")
+    return not any(n.op_type in hidden and not g.constant(cur)
+                   for cur, n in g.upstream(t, follow))
 
 
 def _probabilities_user(g: OnnxGraph, p: str, where: str):
