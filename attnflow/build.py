@@ -472,6 +472,11 @@ def build(spec, out_dir, progress=print, target=None,
     with heartbeat(progress, "writing Verilog"):
         emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
     write_testbench(out, vectors(result))
+    from .accounting import clock
+    from .export import write_export
+    from .targets import load_device
+    write_export(out, design.hw.name, clock(design.spec, target),
+                 load_device(target) if target is not None else None)
     from .report_extras import rtl_section_md
     from .verify_record import md_section
     with open(out / "report.md", "a") as f:

@@ -26,7 +26,9 @@ def test_build_writes_everything_and_is_deterministic(tmp_path, capsys):
     fa, fb = files(a), files(b)
     assert set(fa) == {"spec.yaml", "sim.json", "report.md", "report.html", "channels.vcd",
                        "graph.png", "graph.svg", "run_tb.py", "rtl/sdpa_online_n8.v",
-                       "tb/cocotb_test.py", "tb/vectors.json"}
+                       "tb/cocotb_test.py", "tb/vectors.json", "files.f", "sdpa_online_n8.core",
+                       "constraints/sdpa_online_n8.xdc", "constraints/sdpa_online_n8.sdc",
+                       "package_ip.tcl"}
     assert fa == fb  # same spec + seed -> same bytes
     sim = json.loads(fa["sim.json"])
     assert sim["total_cycles"] == 128 and sim["golden_mismatches"] == 0   # helpers.online_cycles

