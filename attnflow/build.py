@@ -12,7 +12,8 @@ import yaml
 
 from .accounting import apply as apply_accounting
 from .api import Design, prepare_for, resolved_spec
-from .hdl.emit import emit_verilog
+from .hdl.axis import axis_name, axis_ports
+from .hdl.emit import emit_axis_wrapper, emit_verilog
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
 from .report_html import bottleneck, write_html_report
@@ -73,6 +74,17 @@ def vectors(result: SimResult) -> dict:
                                "cycles": list(result.output_cycles[name]),
                                "ready": result.schedule.ready[name].as_string(total)})
     return vec
+
+
+def axis_vectors(vec: dict, hw) -> dict:
+    """``vec`` (see :func:`vectors`) driven and checked at the AXI4-Stream wrapper's ports
+    (``hdl.axis``): the same tokens, gaps, ready pattern and cycles, plus ``tlast`` (driven
+    on inputs, checked on outputs, every ``per_sequence`` tokens)."""
+    ports = axis_ports(hw)
+    out = dict(vec, top=axis_name(hw.name))
+    for key in ("inputs", "outputs"):
+        out[key] = [dict(s, ports=ports[s["name"]]) for s in vec[key]]
+    return out
 
 
 def node_costs(hw) -> dict:
@@ -471,6 +483,7 @@ def build(spec, out_dir, progress=print, target=None,
     from .heartbeat import heartbeat
     with heartbeat(progress, "writing Verilog"):
         emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
+        emit_axis_wrapper(design.hw, out / "rtl" / f"{axis_name(design.hw.name)}.v")
     write_testbench(out, vectors(result))
     from .accounting import clock
     from .export import write_export

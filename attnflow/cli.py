@@ -191,6 +191,8 @@ def cmd_verify(args) -> int:
                                   vectors_name=f"vectors_stall{args.stall_seed}.json").resolve()
         print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
+    if args.axis:
+        vectors = _axis_vectors(out, vectors)
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
                         progress=lambda s: print(f"[attnflow] {s}", flush=True),
@@ -206,6 +208,19 @@ def cmd_verify(args) -> int:
                                       stimulus_text(sched, args.stall_seed,
                                                     args.inputs or built.inputs), res))
     return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _axis_vectors(out: Path, vectors) -> Path:
+    """The vectors of this verify (a path, or None: the build's) rewritten for the
+    AXI4-Stream wrapper's ports (``build.axis_vectors``), as ``tb/<stem>_axis.json``."""
+    import json
+    from .api import prepare
+    from .build import axis_vectors
+    from .hdl.testbench import write_testbench
+    path = Path(vectors) if vectors is not None else out / "tb" / "vectors.json"
+    hw = prepare(load_spec(out / "spec.yaml")).hw
+    vec = axis_vectors(json.loads(path.read_text()), hw)
+    return write_testbench(out, vec, vectors_name=f"{path.stem}_axis.json").resolve()
 
 
 def cmd_resources(args) -> int:
@@ -349,6 +364,10 @@ def main(argv=None) -> int:
                         "from SEED (the spec's stall probabilities; else 0.3 gap / 0.7 ready, "
                         "scaled to the design's row period P as gaps up to P/2 and ready "
                         "0.5/P) and check the RTL against that")
+    v.add_argument("--axis", action="store_true",
+                   help="run the testbench through the AXI4-Stream wrapper (module "
+                        "<name>_axis: s_axis_*/m_axis_* with tlast) instead of the design's "
+                        "own stream ports; same bits and cycles")
     v.set_defaults(fn=cmd_verify)
 
     r = sub.add_parser("resources", help="estimate resources on a device and check the fit",

@@ -136,7 +136,16 @@ def rtl_ports(hw) -> list[dict]:
 
 
 def rtl_files(hw) -> list[tuple[str, str]]:
-    return [(f"rtl/{hw.name}.v", "the Verilog of the whole design (one file)"),
+    from .hdl.axis import axis_name
+    from .export import FILE_LIST, TCL_SCRIPT
+    return [(f"rtl/{hw.name}.v", "the Verilog of the whole design (one module tree)"),
+            (f"rtl/{axis_name(hw.name)}.v", f"module {axis_name(hw.name)}: the same ports as "
+             "AXI4-Stream (s_axis_*/m_axis_* tdata/tvalid/tready/tlast; "
+             "attnflow verify --axis)"),
+            (FILE_LIST, "the HDL file list (verilator -F)"),
+            (f"{hw.name}.core", "FuseSoC core"),
+            (f"constraints/{hw.name}.xdc, .sdc", "the clock constraint"),
+            (TCL_SCRIPT, "Vivado: package as IP"),
             ("run_tb.py", "the testbench runner: python run_tb.py"),
             ("tb/cocotb_test.py", "the cocotb test"),
             ("tb/vectors.json", "stimulus, expected tokens and output cycles")]

