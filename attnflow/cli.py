@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -169,6 +170,10 @@ def cmd_verify(args) -> int:
     if missing:
         print(f"error: cannot run the testbench on {args.simulator}: {missing}", file=sys.stderr)
         return EXIT_TOOL_MISSING
+    if args.axis_random is not None and importlib.util.find_spec("cocotbext") is None:
+        print("error: --axis-random needs the Python package 'cocotbext-axi' (pip install "
+              "cocotbext-axi)", file=sys.stderr)
+        return EXIT_TOOL_MISSING
     vectors = None
     built = load_spec(out / "spec.yaml")
     sched = built.schedule
@@ -191,12 +196,12 @@ def cmd_verify(args) -> int:
                                   vectors_name=f"vectors_stall{args.stall_seed}.json").resolve()
         print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
-    if args.axis:
+    if args.axis or args.axis_random is not None:
         vectors = _axis_vectors(out, vectors)
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
                         progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                        waves=args.waves)
+                        waves=args.waves, axis_random=args.axis_random)
     print(res.message)
     print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
     if args.waves:
@@ -368,6 +373,10 @@ def main(argv=None) -> int:
                    help="run the testbench through the AXI4-Stream wrapper (module "
                         "<name>_axis: s_axis_*/m_axis_* with tlast) instead of the design's "
                         "own stream ports; same bits and cycles")
+    v.add_argument("--axis-random", type=guards.seed, default=None, metavar="SEED",
+                   help="drive the AXI4-Stream wrapper with cocotbext-axi (AxiStreamSource/"
+                        "Sink, one frame per sequence) pausing at random from SEED: checks "
+                        "every token's bits and tlast, not cycles (needs cocotbext-axi)")
     v.set_defaults(fn=cmd_verify)
 
     r = sub.add_parser("resources", help="estimate resources on a device and check the fit",

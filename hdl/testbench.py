@@ -38,6 +38,9 @@ __all__ = [
 TB_PACKAGE = "attnflow.hdl.tb_files"
 TEST_MODULE_FILE = "cocotb_test.py"
 RUNNER_FILE = "run_tb.py"
+#: the cocotb test modules copied into tb/: the cycle-exact one, and the AXI4-Stream one
+#: driven by cocotbext-axi (run_tb.py --axis-random)
+TB_MODULE_FILES = (TEST_MODULE_FILE, "axis_random_test.py")
 
 _STATS_RE = re.compile(r"^STATS\b.*$", re.MULTILINE)
 _VERDICT_RE = re.compile(r"^(PASS|FAIL)\b.*$", re.MULTILINE)
@@ -135,7 +138,8 @@ def write_testbench(out_dir, vectors: Mapping[str, Any], vectors_name: str = "ve
     tb_dir = out_dir / "tb"
     tb_dir.mkdir(parents=True, exist_ok=True)
     pkg = resources.files(TB_PACKAGE)
-    _write_if_changed(tb_dir / TEST_MODULE_FILE, pkg.joinpath(TEST_MODULE_FILE).read_bytes())
+    for name in TB_MODULE_FILES:
+        _write_if_changed(tb_dir / name, pkg.joinpath(name).read_bytes())
     _write_if_changed(out_dir / RUNNER_FILE, pkg.joinpath(RUNNER_FILE).read_bytes())
     text = json.dumps(normalize_vectors(vectors), separators=(",", ":"), ensure_ascii=True) + "\n"
     vec_path = tb_dir / vectors_name
@@ -177,6 +181,7 @@ def run_testbench(
     progress=None,
     progress_every: float = 10.0,
     waves: bool = False,
+    axis_random: int | None = None,
 ) -> TestbenchResult:
     """Run ``python run_tb.py`` in *out_dir* and return its verdict.
 
@@ -187,6 +192,8 @@ def run_testbench(
     ``out_dir/tb/<vectors stem>.log``. ``progress`` (a callable taking a line) is told
     every ``progress_every`` seconds that the run is still going, so a long Verilator
     compile is never silent. ``waves``: record a waveform (``run_tb.py --waves``).
+    ``axis_random``: a seed: *vectors* are the AXI4-Stream wrapper's, driven by
+    cocotbext-axi with random pauses (``run_tb.py --axis-random``; bits and tlast only).
     """
     out_dir = Path(out_dir).resolve()
     if vectors is None:
@@ -197,7 +204,8 @@ def run_testbench(
         vec_path = Path(vectors)
         if not vec_path.is_absolute():
             vec_path = out_dir / vec_path
-    log_path = out_dir / "tb" / f"{vec_path.stem}.log"
+    stem = vec_path.stem if axis_random is None else f"{vec_path.stem}_random{axis_random}"
+    log_path = out_dir / "tb" / f"{stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     cmd = [sys.executable, RUNNER_FILE, "--simulator", simulator, "--vectors", str(vec_path)]
@@ -205,6 +213,8 @@ def run_testbench(
         cmd += ["--build-dir", str(Path(build_dir).resolve())]
     if waves:
         cmd.append("--waves")
+    if axis_random is not None:
+        cmd += ["--axis-random", str(axis_random)]
 
     env = dict(os.environ)
     env.pop("PYTEST_CURRENT_TEST", None)

@@ -25,6 +25,8 @@ from xml.etree import ElementTree
 
 HERE = Path(__file__).resolve().parent
 TEST_MODULE = "cocotb_test"
+#: --axis-random: the AXI4-Stream wrapper driven by cocotbext-axi (bits and tlast, not cycles)
+AXIS_RANDOM_MODULE = "axis_random_test"
 TB_DIR = HERE / "tb"
 RTL_DIR = HERE / "rtl"
 FILE_LIST = HERE / "files.f"
@@ -171,6 +173,10 @@ def main(argv=None):
     ap.add_argument("--vectors", default="tb/vectors.json", help="vectors JSON (default tb/vectors.json)")
     ap.add_argument("--build-dir", default=None, help="build folder (default sim_build/<simulator>)")
     ap.add_argument("--waves", action="store_true", help="record a waveform (rebuilds with tracing)")
+    ap.add_argument("--axis-random", type=int, default=None, metavar="SEED",
+                    help="vectors of the AXI4-Stream wrapper (attnflow verify --axis): drive "
+                         "them with cocotbext-axi, random pauses from SEED; checks bits and "
+                         "tlast, not cycles")
     ap.add_argument("--keep-pch", action="store_true",
                     help="keep Verilator's precompiled headers (*.gch, ~73 MB each) after the "
                          "run; by default they are deleted (a rerun recompiles the C++)")
@@ -194,8 +200,9 @@ def main(argv=None):
     missing = [p for p in sources + mems if not p.is_file()]
     if missing:
         return _verdict(f"FAIL {FILE_LIST.name} lists {missing[0]}, which does not exist", 2)
-    if not (TB_DIR / f"{TEST_MODULE}.py").is_file():
-        return _verdict(f"FAIL test module {TB_DIR / (TEST_MODULE + '.py')} not found", 2)
+    module = TEST_MODULE if args.axis_random is None else AXIS_RANDOM_MODULE
+    if not (TB_DIR / f"{module}.py").is_file():
+        return _verdict(f"FAIL test module {TB_DIR / (module + '.py')} not found", 2)
 
     # The environment is inherited by build and simulation: make runs identical
     # whether started by hand or from pytest, and pin the Verilator used.
@@ -227,6 +234,8 @@ def main(argv=None):
     # cocotb imports the test module through PYTHONPATH, which the runner builds from sys.path.
     sys.path.insert(0, str(TB_DIR))
     env = {"ATTNFLOW_VECTORS": str(vectors), "ATTNFLOW_SUMMARY": str(summary_path)}
+    if args.axis_random is not None:
+        env["ATTNFLOW_AXIS_SEED"] = str(args.axis_random)
     os.environ.update(env)  # the runner lets os.environ override extra_env
 
     try:
@@ -257,7 +266,7 @@ def main(argv=None):
     sim_error = None
     try:
         runner.test(
-            test_module=TEST_MODULE,
+            test_module=module,
             hdl_toplevel=top,
             hdl_toplevel_lang="verilog",
             build_dir=build_dir,
@@ -302,6 +311,8 @@ def main(argv=None):
         msg = msg or (f"simulator exited abnormally: {sim_error}" if sim_error else "test failed")
         msg = msg if msg.startswith("FAIL") else f"FAIL {msg}"
         return _verdict(msg, 1)
+    if args.axis_random is not None:
+        return _verdict(summary["message"], 0)
     return _verdict(f"PASS {n_expected} output tokens: bits and cycles match", 0)
 
 
