@@ -198,10 +198,19 @@ def cmd_verify(args) -> int:
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
     if args.axis or args.axis_random is not None:
         vectors = _axis_vectors(out, vectors)
+    listing = build_dir = None
+    if args.variant:
+        from .api import prepare
+        from .hdl.variants import emit_variant
+        print(f"[attnflow] writing the {args.variant} variant (multipliers as the device's DSP "
+              f"primitives, with a simulation model of them) ...", flush=True)
+        listing = emit_variant(prepare(load_spec(out / "spec.yaml")).hw, out, args.variant)
+        build_dir = out / "sim_build" / f"{args.simulator}_{args.variant}"
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
                         progress=lambda s: print(f"[attnflow] {s}", flush=True),
-                        waves=args.waves, axis_random=args.axis_random)
+                        waves=args.waves, axis_random=args.axis_random,
+                        file_list=listing, build_dir=build_dir)
     print(res.message)
     print(f"[attnflow] log: {res.log} ({res.wall_seconds:.1f} s)")
     if args.waves:
@@ -259,9 +268,20 @@ def cmd_synth(args) -> int:
         return EXIT_USAGE
     device = load_device(args.target)
     design = prepare(load_spec(out / "spec.yaml"))
+    kind = args.variant or ("ecp5" if device.flow == "ecp5" else "rtl")
+    variant = None
+    if kind != "rtl":
+        if device.flow != kind:
+            print(f"error: --variant {kind} is for {kind} devices; {device.name} is "
+                  f"{device.flow}: use --variant rtl", file=sys.stderr)
+            return EXIT_USAGE
+        from .hdl.variants import emit_variant
+        variant = (kind, emit_variant(design.hw, out, kind))
+        print(f"[attnflow] synthesizing the {kind} variant ({out / kind / 'rtl'}; "
+              f"'attnflow verify {out} --variant {kind}' checks it)", flush=True)
     try:
         res = synthesize(out, device, timeout=args.timeout, pnr=not args.no_pnr,
-                         out_of_context=args.out_of_context,
+                         out_of_context=args.out_of_context, variant=variant,
                          progress=lambda s: print(f"[attnflow] {s}", flush=True))
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -373,6 +393,10 @@ def main(argv=None) -> int:
                    help="run the testbench through the AXI4-Stream wrapper (module "
                         "<name>_axis: s_axis_*/m_axis_* with tlast) instead of the design's "
                         "own stream ports; same bits and cycles")
+    v.add_argument("--variant", choices=("ecp5",), default=None,
+                   help="verify the device variant instead (ecp5: every partial product an "
+                        "ECP5 MULT18X18D, simulated by attnflow's model of it; written to "
+                        "DIR/ecp5/, what 'attnflow synth --target ecp5_85f' synthesizes)")
     v.add_argument("--axis-random", type=guards.seed, default=None, metavar="SEED",
                    help="drive the AXI4-Stream wrapper with cocotbext-axi (AxiStreamSource/"
                         "Sink, one frame per sequence) pausing at random from SEED: checks "
@@ -399,6 +423,11 @@ def main(argv=None) -> int:
     y.add_argument("--out-of-context", action="store_true",
                    help="ECP5: place without I/O pins (nextpnr --out-of-context) even when "
                         "the ports fit the package (done anyway when they do not)")
+    y.add_argument("--variant", choices=("rtl", "ecp5"), default=None,
+                   help="what to synthesize: rtl (DIR/rtl as verified, multipliers left to "
+                        "Yosys) or ecp5 (every partial product an ECP5 MULT18X18D with its "
+                        "registers, written to DIR/ecp5; 'attnflow verify DIR --variant ecp5' "
+                        "checks it); default ecp5 on ECP5 devices, rtl elsewhere")
     y.set_defaults(fn=cmd_synth)
 
     w = sub.add_parser("sweep", help="run a design-space sweep as Dask tasks (README: Sweeps)")

@@ -182,6 +182,7 @@ def run_testbench(
     progress_every: float = 10.0,
     waves: bool = False,
     axis_random: int | None = None,
+    file_list=None,
 ) -> TestbenchResult:
     """Run ``python run_tb.py`` in *out_dir* and return its verdict.
 
@@ -194,6 +195,8 @@ def run_testbench(
     compile is never silent. ``waves``: record a waveform (``run_tb.py --waves``).
     ``axis_random``: a seed: *vectors* are the AXI4-Stream wrapper's, driven by
     cocotbext-axi with random pauses (``run_tb.py --axis-random``; bits and tlast only).
+    ``file_list``: build from this list (a device variant's, ``hdl.variants``) instead of
+    the folder's ``files.f``.
     """
     out_dir = Path(out_dir).resolve()
     if vectors is None:
@@ -205,6 +208,8 @@ def run_testbench(
         if not vec_path.is_absolute():
             vec_path = out_dir / vec_path
     stem = vec_path.stem if axis_random is None else f"{vec_path.stem}_random{axis_random}"
+    if file_list is not None:
+        stem += f"_{Path(file_list).resolve().parent.name}"
     log_path = out_dir / "tb" / f"{stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -215,6 +220,8 @@ def run_testbench(
         cmd.append("--waves")
     if axis_random is not None:
         cmd += ["--axis-random", str(axis_random)]
+    if file_list is not None:
+        cmd += ["--file-list", str(Path(file_list).resolve())]
 
     env = dict(os.environ)
     env.pop("PYTEST_CURRENT_TEST", None)

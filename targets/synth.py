@@ -76,7 +76,10 @@ class SynthResult:
     critical: CriticalPath | None = None   # nextpnr: the slowest clock's critical path
     clocks: dict = field(default_factory=dict)  # nextpnr: clock -> achieved Fmax (MHz)
     depth: LogicDepth | None = None        # xilinx: logic depth per owner and design
-    rtl_sha256: str = ""           # of the Verilog synthesized (which RTL the figures are of)
+    rtl_sha256: str = ""           # of the folder's rtl/*.v (which design the figures are of)
+    #: what was synthesized: "rtl" (the folder's Verilog) or a device variant
+    #: (``hdl.variants``: "ecp5", its multipliers as MULT18X18D)
+    variant: str = "rtl"
 
     @property
     def out_of_context(self) -> bool:
@@ -85,13 +88,16 @@ class SynthResult:
     def clock_source(self) -> str:
         """How the report labels a clock at this result's Fmax."""
         return (f"measured Fmax: nextpnr on {self.device.name}, {self.device.part}"
-                f"{', out of context' if self.out_of_context else ''}")
+                f"{', out of context' if self.out_of_context else ''}"
+                f"{f', {self.variant} variant' if self.variant != 'rtl' else ''}")
 
     def summary(self) -> str:
         c = self.counts
         s = (f"{self.top} on {self.device.name}: LUT {c['LUT']} (LUT RAM {c['LUTRAM']}), "
              f"FF {c['FF']}, DSP {c['DSP']}, BRAM {c['BRAM']}, URAM {c['URAM']}, "
              f"carry {c['CARRY']}; yosys {self.yosys_seconds:.0f} s")
+        if self.variant != "rtl":
+            s += f"; the {self.variant} variant (multipliers as the device's DSP primitives)"
         if self.fmax_mhz is not None:
             s += f"; Fmax {self.fmax_mhz:.2f} MHz (nextpnr {self.pnr_seconds:.0f} s)"
         return s
@@ -128,7 +134,8 @@ class SynthResult:
                 "pnr_util": {k: list(v) for k, v in self.pnr_util.items()},
                 "yosys_seconds": round(self.yosys_seconds, 1),
                 "pnr_seconds": round(self.pnr_seconds, 1), "commands": self.commands,
-                "yosys_version": self.yosys_version, "rtl_sha256": self.rtl_sha256}
+                "yosys_version": self.yosys_version, "rtl_sha256": self.rtl_sha256,
+                "variant": self.variant}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -303,17 +310,23 @@ def _yosys_script(device: Device, top: str, read: str, use_dsp) -> tuple[str, st
 def synthesize(build_dir, device, timeout: float = 1800, progress=print, top: str | None = None,
                pnr: bool = True, freq_mhz: float | None = None, seed: int = 1,
                use_dsp: bool | None = None, every: float = 10.0,
-               out_of_context: bool = False) -> SynthResult:
+               out_of_context: bool = False, variant=None) -> SynthResult:
     """Synthesize ``build_dir/rtl/*.v`` for ``device`` (and place and route it on Lattice
     parts when ``pnr``; ``out_of_context``: place without I/O pins even when they fit).
-    ``timeout`` (seconds) applies to each tool run. Writes ``<out>/result.json``."""
+    ``timeout`` (seconds) applies to each tool run. ``variant``: (name, file list) of a
+    device variant of the folder's design (``hdl.variants``) to synthesize instead of
+    ``rtl/*.v``. Writes ``<out>/result.json``."""
     device = load_device(device)
     build_dir = Path(build_dir)
-    files = sorted((build_dir / "rtl").glob("*.v"))
-    if not files:
+    design_files = sorted((build_dir / "rtl").glob("*.v"))
+    if not design_files:
         raise SynthError(f"{build_dir}: no Verilog in {build_dir / 'rtl'} "
                          f"(run 'attnflow build SPEC -o {build_dir}' first)")
-    top = top or find_top(build_dir, files)
+    top = top or find_top(build_dir, design_files)
+    files = design_files
+    if variant is not None:
+        from ..hdl.variants import synthesis_files
+        files = synthesis_files(variant[1])
     out = build_dir / "synth" / device.name
     out.mkdir(parents=True, exist_ok=True)
     # relative paths: YoWASP maps its own temporary folder over /tmp inside the tool
@@ -336,7 +349,8 @@ def synthesize(build_dir, device, timeout: float = 1800, progress=print, top: st
     result = SynthResult(device, top, out, cells, counts, sizes,
                          modules if device.flow == "xilinx" else {}, yosys_seconds=ys,
                          commands=[f"yosys -p '{script}'"], yosys_version=version,
-                         rtl_sha256=rtl_digest(files))
+                         rtl_sha256=rtl_digest(design_files),
+                         variant=variant[0] if variant is not None else "rtl")
     progress(f"yosys: done in {ys:.0f} s")
     # a build folder holds a whole design (owners: its instances); else one module alone
     hierarchy = Hierarchy.of_verilog(files, top, instances=(build_dir / "spec.yaml").is_file())

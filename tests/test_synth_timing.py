@@ -275,7 +275,12 @@ def test_synth_ecp5_names_the_critical_path(tmp_path, capsys):
     assert f"from {cp['start']['owner']}: {cp['start']['signal']}" in out
     sim = json.loads((tmp_path / "sim.json").read_text())
     assert sim["clock_mhz"] == pytest.approx(data["fmax_mhz"])
-    assert sim["clock_source"] == "measured Fmax: nextpnr on ecp5_85f, LFE5U-85F-6BG381C"
+    assert sim["clock_source"] == ("measured Fmax: nextpnr on ecp5_85f, LFE5U-85F-6BG381C, "
+                                   "ecp5 variant")
+    # what was placed is the ecp5 variant: its partial products are MULT18X18D primitives
+    assert data["variant"] == "ecp5"
+    assert data["cells"]["MULT18X18D"] == (tmp_path / "ecp5" / "rtl" /
+                                           f"{design.hw.name}.v").read_text().count("MULT18X18D #(")
 
 
 @pytest.mark.synth

@@ -36,20 +36,20 @@ VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"]
 TIMESCALE = ("1ns", "1ps")
 
 
-def file_list():
-    """(HDL sources, memory init files) to build from: those of ./files.f (the build's file
-    list: sources one per line, memory init files as '// memory init file: PATH' lines,
-    paths relative to this folder), else every .v/.sv of ./rtl (folders from before the
-    file list)."""
-    if not FILE_LIST.exists():
+def file_list(listing=FILE_LIST):
+    """(HDL sources, memory init files) to build from: those of ``listing`` (the build's
+    ./files.f, or a variant's: sources one per line, memory init files as '// memory init
+    file: PATH' lines, paths relative to the list's folder), else every .v/.sv of ./rtl
+    (folders from before the file list)."""
+    if not listing.exists():
         return sorted(p for p in RTL_DIR.glob("*") if p.suffix in (".v", ".sv")), []
     sources, mems = [], []
-    for line in FILE_LIST.read_text(encoding="utf-8").splitlines():
+    for line in listing.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line.startswith(MEM_LINE):
-            mems.append(HERE / line[len(MEM_LINE):])
+            mems.append(listing.parent / line[len(MEM_LINE):])
         elif line and not line.startswith("//"):
-            sources.append(HERE / line)
+            sources.append(listing.parent / line)
     return sources, mems
 
 
@@ -173,6 +173,9 @@ def main(argv=None):
     ap.add_argument("--vectors", default="tb/vectors.json", help="vectors JSON (default tb/vectors.json)")
     ap.add_argument("--build-dir", default=None, help="build folder (default sim_build/<simulator>)")
     ap.add_argument("--waves", action="store_true", help="record a waveform (rebuilds with tracing)")
+    ap.add_argument("--file-list", default=None, metavar="FILE",
+                    help="build from this file list (e.g. a device variant's ecp5/files.f) "
+                         "instead of ./files.f")
     ap.add_argument("--axis-random", type=int, default=None, metavar="SEED",
                     help="vectors of the AXI4-Stream wrapper (attnflow verify --axis): drive "
                          "them with cocotbext-axi, random pauses from SEED; checks bits and "
@@ -194,12 +197,15 @@ def main(argv=None):
         return _verdict(f"FAIL cannot read vectors {vectors}: {exc}", 2)
     n_expected = sum(len(s.get("tokens", [])) for s in vec.get("outputs", []))
 
-    sources, mems = file_list()
+    listing = _abs(args.file_list).resolve() if args.file_list else FILE_LIST
+    if args.file_list and not listing.is_file():
+        return _verdict(f"FAIL file list {listing} not found", 2)
+    sources, mems = file_list(listing)
     if not sources:
-        return _verdict(f"FAIL no Verilog sources in {FILE_LIST if FILE_LIST.exists() else RTL_DIR}", 2)
+        return _verdict(f"FAIL no Verilog sources in {listing if listing.exists() else RTL_DIR}", 2)
     missing = [p for p in sources + mems if not p.is_file()]
     if missing:
-        return _verdict(f"FAIL {FILE_LIST.name} lists {missing[0]}, which does not exist", 2)
+        return _verdict(f"FAIL {listing.name} lists {missing[0]}, which does not exist", 2)
     module = TEST_MODULE if args.axis_random is None else AXIS_RANDOM_MODULE
     if not (TB_DIR / f"{module}.py").is_file():
         return _verdict(f"FAIL test module {TB_DIR / (module + '.py')} not found", 2)
