@@ -12,7 +12,7 @@ import yaml
 
 from .accounting import apply as apply_accounting
 from .api import Design, prepare_for, resolved_spec
-from .hdl.axis import axis_name, axis_ports
+from .hdl.axis import axis_name, axis_ports, registers as axis_registers
 from .hdl.emit import emit_axis_wrapper, emit_verilog
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
@@ -81,7 +81,8 @@ def axis_vectors(vec: dict, hw) -> dict:
     (``hdl.axis``): the same tokens, gaps, ready pattern and cycles, plus ``tlast`` (driven
     on inputs, checked on outputs, every ``per_sequence`` tokens)."""
     ports = axis_ports(hw)
-    out = dict(vec, top=axis_name(hw.name))
+    out = dict(vec, top=axis_name(hw.name),
+               axil={name: addr for addr, name, _ in axis_registers(hw)})
     for key in ("inputs", "outputs"):
         out[key] = [dict(s, ports=ports[s["name"]]) for s in vec[key]]
     return out

@@ -129,6 +129,15 @@ def test_axis_wrapper_ports(tmp_path):
                  f"{TOP} core ("):
         assert port in text
     assert "assign m_axis_o_tlast = o_count == 2'h3;" in text
+    for port in ("input [7:0] s_axil_araddr;", "output [31:0] s_axil_rdata;",
+                 "output [1:0] s_axil_bresp;", "input [3:0] s_axil_wstrb;"):
+        assert port in text
+    from attnflow.hdl.axis import registers
+    from attnflow.api import prepare
+    hw = prepare(spec("online", 4, 2, f"name={TOP}")).hw
+    assert [(a, n) for a, n, _ in registers(hw)] == [
+        (0x00, "ID"), (0x04, "STATUS"), (0x08, "SEQUENCES"), (0x0C, "CYCLES"),
+        (0x10, "TOKENS_Q"), (0x14, "TOKENS_K"), (0x18, "TOKENS_V"), (0x1C, "TOKENS_O")]
     assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v",
                                                               f"rtl/{TOP}_axis.v"]
 
@@ -152,8 +161,10 @@ def test_verify_through_the_axis_ports_with_stalls(tmp_path, capsys):
                                           "per_sequence": 4}
     # cocotbext-axi's AxiStreamSource/Sink with random pauses on the same compiled model
     assert main(["verify", str(out), "--axis-random", "5"]) == 0
+    printed = capsys.readouterr().out
     assert ("PASS 4 output tokens: bits and tlast match (cocotbext-axi, random pauses, "
-            "seed 5; cycles not checked)") in capsys.readouterr().out
+            "seed 5; cycles not checked); AXI4-Lite: 1 sequence in ") in printed
+    assert "cycles, counters match" in printed
     vec["outputs"][0]["ports"]["per_sequence"] = 3   # the model reused: a run of seconds
     (out / "tb" / "wrong_last.json").write_text(json.dumps(vec))
     run = subprocess.run([sys.executable, "run_tb.py", "--vectors", "tb/wrong_last.json"],

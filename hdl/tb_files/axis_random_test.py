@@ -7,7 +7,11 @@ stream is an ``AxiStreamSource`` sending one frame per sequence (``tlast`` on it
 token), every output stream an ``AxiStreamSink``; both pause at random (source: valid
 low, sink: ready low, each cycle with probability 0.3 and 0.5, drawn from the seed).
 Checked: every output frame's tokens equal the expected payloads and it ends (``tlast``)
-after exactly ``per_sequence`` tokens; nothing more arrives. Cycles are not checked here:
+after exactly ``per_sequence`` tokens; nothing more arrives. Then, through the AXI4-Lite
+port with cocotbext-axi's ``AxiLiteMaster`` (the register map in the vectors' ``axil``):
+the ID, STATUS done, SEQUENCES, every stream's TOKENS, and CYCLES equal to what a monitor
+of the handshakes counted (first input token to last output token, both counted); a
+write to STATUS clears them; an unmapped address answers SLVERR. Cycles are not checked here:
 the pauses are not the simulator's (the cycle-exact run through the same ports is
 ``cocotb_test.py`` with these vectors).
 """
@@ -18,8 +22,10 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, with_timeout
-from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
+                           AxiStreamSink, AxiStreamSource)
+from cocotbext.axi.constants import AxiResp
 
 RESET_CYCLES = 4
 
@@ -39,6 +45,47 @@ def _write_summary(summary):
 
 def _prefix(stream):
     return stream["ports"]["payload"][: -len("_tdata")]
+
+
+async def _watch(clk, rst, ins, outs, seen):
+    """Cycle (rising edges after reset) of the first input and the last output handshake."""
+    t = 0
+    while True:
+        await RisingEdge(clk)
+        if str(rst.value) == "1":
+            continue
+        if seen.get("first") is None and any(
+                str(v.value) == "1" and str(r.value) == "1" for v, r in ins):
+            seen["first"] = t
+        if any(str(v.value) == "1" and str(r.value) == "1" for v, r in outs):
+            seen["last"] = t
+        t += 1
+
+
+async def _check_registers(dut, clk, rst, vec, seen):
+    regs = vec["axil"]
+    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, rst,
+                         reset_active_level=True)
+    got = {name: await axil.read_dword(addr) for name, addr in regs.items()}
+    streams = vec["inputs"] + vec["outputs"]
+    out0 = vec["outputs"][0]
+    want = {"ID": 0x41464C57, "STATUS": 2,
+            "SEQUENCES": len(out0["tokens"]) // int(out0["ports"]["per_sequence"]),
+            "CYCLES": seen["last"] - seen["first"] + 1,
+            **{f"TOKENS_{s['name'].upper()}": len(s["tokens"]) for s in streams}}
+    if got != want:
+        bad = [k for k in want if got.get(k) != want[k]]
+        raise AssertionError("MISMATCH AXI4-Lite " + ", ".join(
+            f"{k} {got.get(k)} (expected {want[k]})" for k in bad))
+    await axil.write_dword(regs["STATUS"], 1)
+    after = [await axil.read_dword(regs[k]) for k in ("SEQUENCES", "CYCLES", "STATUS")]
+    if after != [0, 0, 0]:
+        raise AssertionError(f"MISMATCH AXI4-Lite after clearing: SEQUENCES, CYCLES, "
+                             f"STATUS = {after}")
+    resp = await axil.read(max(regs.values()) + 4, 4)
+    if resp.resp != AxiResp.SLVERR:
+        raise AssertionError(f"MISMATCH AXI4-Lite: an unmapped read answered {resp.resp}")
+    return want
 
 
 @cocotb.test()
@@ -61,9 +108,13 @@ async def attnflow_axis_random_test(dut):
                              reset_active_level=True, byte_lanes=1)
         sink.set_pause_generator(_pauses(random.Random(rng.random()), 0.5))
         sinks.append((s, sink))
+    seen = {}
+    ins = [(dut[s["ports"]["valid"]], dut[s["ports"]["ready"]]) for s in vec["inputs"]]
+    outs = [(dut[s["ports"]["valid"]], dut[s["ports"]["ready"]]) for s in vec["outputs"]]
     rst.value = 1
     await ClockCycles(clk, RESET_CYCLES)
     rst.value = 0
+    cocotb.start_soon(_watch(clk, rst, ins, outs, seen))
     n_tokens = 0
     try:
         for s, src in sources:
@@ -94,9 +145,12 @@ async def attnflow_axis_random_test(dut):
             if not sink.empty():
                 raise AssertionError(f"MISMATCH stream {s['name']!r}: tokens after the last "
                                      f"expected frame")
+        regs = await _check_registers(dut, clk, rst, vec, seen)
         summary["status"] = "PASS"
         summary["message"] = (f"PASS {n_tokens} output tokens: bits and tlast match "
-                              f"(cocotbext-axi, random pauses, seed {seed}; cycles not checked)")
+                              f"(cocotbext-axi, random pauses, seed {seed}; cycles not "
+                              f"checked); AXI4-Lite: {regs['SEQUENCES']} sequence in "
+                              f"{regs['CYCLES']} cycles, counters match")
     except BaseException as exc:
         summary["message"] = str(exc) if isinstance(exc, AssertionError) else \
             f"ERROR {type(exc).__name__}: {exc}"
