@@ -13,7 +13,7 @@ import yaml
 from .accounting import apply as apply_accounting
 from .api import Design, prepare_for, resolved_spec
 from .hdl.axis import axis_name, axis_ports, registers as axis_registers
-from .hdl.emit import emit_axis_wrapper, emit_verilog
+from .hdl.emit import emit_axis_wrapper, emit_verilog, write_rtl
 from .hdl.testbench import write_testbench
 from .ir.spec import ScheduleSpec, spec_to_dict
 from .report_html import bottleneck, write_html_report
@@ -483,14 +483,15 @@ def build(spec, out_dir, progress=print, target=None,
              f"an encoder) ...")
     from .heartbeat import heartbeat
     with heartbeat(progress, "writing Verilog"):
-        emit_verilog(design.hw, out / "rtl" / f"{design.hw.name}.v")
-        emit_axis_wrapper(design.hw, out / "rtl" / f"{axis_name(design.hw.name)}.v")
+        rtl = write_rtl(emit_verilog(design.hw), out / "rtl" / f"{design.hw.name}.v")
+        rtl.append(out / "rtl" / f"{axis_name(design.hw.name)}.v")
+        emit_axis_wrapper(design.hw, rtl[-1])
     write_testbench(out, vectors(result))
     from .accounting import clock
     from .export import write_export
     from .targets import load_device
     write_export(out, design.hw.name, clock(design.spec, target),
-                 load_device(target) if target is not None else None)
+                 load_device(target) if target is not None else None, files=rtl)
     from .report_extras import rtl_section_md
     from .verify_record import md_section
     with open(out / "report.md", "a") as f:

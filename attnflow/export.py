@@ -17,8 +17,9 @@ Written by ``attnflow build`` next to ``rtl/`` (paths relative to the build fold
 * ``package_ip.tcl``: ``vivado -mode batch -source package_ip.tcl [-tclargs PART]``
   packages the sources, memory init files and the XDC as an IP under ``ip/``.
 
-Every list is made by :func:`rtl_files` from the folder's ``rtl/``, so a file the emitter
-adds (a memory init file, a second module) is in all four at once.
+Every list is made by :func:`rtl_files` from the files the build wrote (the design's
+Verilog, its memory init files from ``hdl.emit.split_memories``, the AXI4-Stream
+wrapper), so a file the emitter adds is in all four at once.
 """
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ TCL_SCRIPT = "package_ip.tcl"
 CLOCK_PORT = "clk"
 
 
-def rtl_files(out) -> tuple[list[str], list[str]]:
-    """(HDL sources, memory init files) under ``out/rtl``, as paths relative to ``out``
-    (sorted, '/'-separated)."""
+def rtl_files(out, files=None) -> tuple[list[str], list[str]]:
+    """(HDL sources, memory init files) as paths relative to ``out`` ('/'-separated):
+    ``files`` in their order (what the build wrote), else everything under ``out/rtl``,
+    sorted."""
     rtl = Path(out) / "rtl"
-    files = sorted(p for p in rtl.rglob("*") if p.is_file()) if rtl.is_dir() else []
-    rel = [p.relative_to(out).as_posix() for p in files]
+    if files is None:
+        files = sorted(p for p in rtl.rglob("*") if p.is_file()) if rtl.is_dir() else []
+    rel = [Path(p).relative_to(out).as_posix() for p in files]
     return ([p for p in rel if p.endswith(HDL_SUFFIXES)],
             [p for p in rel if p.endswith(MEM_SUFFIXES)])
 
@@ -118,13 +121,13 @@ def tcl_text(top: str, sources, mems, xdc: str, part: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_export(out, top: str, clock: dict, device=None) -> list[Path]:
+def write_export(out, top: str, clock: dict, device=None, files=None) -> list[Path]:
     """Write the file list, FuseSoC core, constraints and Vivado script of the build
-    folder ``out`` whose RTL is in ``out/rtl``; ``clock``: the report's
-    ``{"mhz", "source"}``; ``device``: a :class:`targets.Device` or None. Returns the
-    paths written."""
+    folder ``out`` whose RTL is ``files`` (in compile order; None: everything in
+    ``out/rtl``); ``clock``: the report's ``{"mhz", "source"}``; ``device``: a
+    :class:`targets.Device` or None. Returns the paths written."""
     out = Path(out)
-    sources, mems = rtl_files(out)
+    sources, mems = rtl_files(out, files)
     part = device.part if device is not None and device.flow == "xilinx" else None
     xdc, sdc = f"constraints/{top}.xdc", f"constraints/{top}.sdc"
     (out / "constraints").mkdir(parents=True, exist_ok=True)

@@ -139,6 +139,7 @@ def rtl_files(hw) -> list[tuple[str, str]]:
     from .hdl.axis import axis_name
     from .export import FILE_LIST, TCL_SCRIPT
     return [(f"rtl/{hw.name}.v", "the Verilog of the whole design (one module tree)"),
+            ("rtl/*.hex", "initialised memories (weights, tables), read by $readmemh"),
             (f"rtl/{axis_name(hw.name)}.v", f"module {axis_name(hw.name)}: the same ports as "
              "AXI4-Stream (s_axis_*/m_axis_* tdata/tvalid/tready/tlast; "
              "attnflow verify --axis)"),

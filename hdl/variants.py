@@ -12,8 +12,9 @@ verified bit- and cycle-exactly like the generic RTL.
   the design uses (our reading of the ECP5 sysDSP documentation: 18 x 18 -> 36 bits,
   signed or unsigned per SIGNEDA/SIGNEDB, each register on CLK0 enabled by CE0; the
   synchronous resets are tied low) for simulation only, never for synthesis;
-* ``files.f``: both, the model after a ``// simulation model`` line, for
-  ``run_tb.py --file-list ecp5/files.f``.
+* ``files.f``: both, the model after a ``// simulation model`` line, and the variant's
+  memory init files (``hdl.emit.split_memories``), for ``run_tb.py --file-list
+  ecp5/files.f``.
 """
 from __future__ import annotations
 
@@ -76,17 +77,20 @@ endmodule
 def emit_variant(hw, out, kind: str) -> Path:
     """Write the ``kind`` variant of ``hw``'s RTL under ``out/kind`` (see the module
     docstring); returns that folder's ``files.f``."""
-    from .emit import emit_verilog
+    from ..export import MEM_LINE
+    from .emit import emit_verilog, write_rtl
     if kind not in VARIANTS:
         raise ValueError(f"variant {kind!r}; allowed: {', '.join(VARIANTS)}")
     folder = Path(out) / kind
     with primitives(kind):
-        emit_verilog(hw, folder / "rtl" / f"{hw.name}.v")
+        rtl, *mems = write_rtl(emit_verilog(hw), folder / "rtl" / f"{hw.name}.v")
     (folder / "sim").mkdir(parents=True, exist_ok=True)
     (folder / "sim" / "MULT18X18D.v").write_text(mult18x18d_model())
     listing = folder / "files.f"
-    listing.write_text(f"// {hw.name}, {kind} variant: multipliers as the device's DSP "
-                       f"primitives\nrtl/{hw.name}.v\n{SIM_MARK}\nsim/MULT18X18D.v\n")
+    lines = [f"// {hw.name}, {kind} variant: multipliers as the device's DSP primitives",
+             f"rtl/{hw.name}.v", SIM_MARK, "sim/MULT18X18D.v"]
+    lines += [f"{MEM_LINE}rtl/{m.name}" for m in mems]
+    listing.write_text("\n".join(lines) + "\n")
     return listing
 
 

@@ -26,8 +26,9 @@ def test_build_writes_everything_and_is_deterministic(tmp_path, capsys):
     fa, fb = files(a), files(b)
     assert set(fa) == {"spec.yaml", "sim.json", "report.md", "report.html", "channels.vcd",
                        "graph.png", "graph.svg", "run_tb.py", "rtl/sdpa_online_n8.v",
-                       "rtl/sdpa_online_n8_axis.v",
-                       "tb/cocotb_test.py", "tb/vectors.json", "files.f", "sdpa_online_n8.core",
+                       "rtl/sdpa_online_n8_axis.v", "rtl/sdpa_online_n8.softmax.exp0_rom.hex",
+                       "tb/cocotb_test.py", "tb/axis_random_test.py", "tb/vectors.json",
+                       "files.f", "sdpa_online_n8.core",
                        "constraints/sdpa_online_n8.xdc", "constraints/sdpa_online_n8.sdc",
                        "package_ip.tcl"}
     assert fa == fb  # same spec + seed -> same bytes

@@ -14,6 +14,8 @@ from helpers import spec
 fusesoc_core = pytest.importorskip("fusesoc.capi2.coreparser")
 
 TOP = "exported_head"
+#: the head's one initialised memory, the softmax's exp ROM, in a $readmemh file
+EXP_ROM = f"rtl/{TOP}.softmax.exp0_rom.hex"
 
 
 def _build(tmp_path, target=None):
@@ -37,11 +39,13 @@ def test_core_file_list_and_constraints_for_an_amd_device(tmp_path):
     core = _core(out / f"{TOP}.core")
     assert str(core.name) == f"attnflow:designs:{TOP}:0.1.0"
     rtl = [(f"rtl/{TOP}.v", "verilogSource"), (f"rtl/{TOP}_axis.v", "verilogSource")]
-    assert _files(core, "default") == rtl
-    assert _files(core, "lint") == rtl
-    assert _files(core, "synth") == rtl + [(f"constraints/{TOP}.xdc", "xdc")]
+    mem = [(EXP_ROM, "user")]
+    assert _files(core, "default") == rtl + mem
+    assert _files(core, "lint") == rtl + mem
+    assert _files(core, "synth") == rtl + mem + [(f"constraints/{TOP}.xdc", "xdc")]
     assert core.get_toplevel({"target": "synth"}) == TOP
-    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v", f"rtl/{TOP}_axis.v"]
+    assert (out / "files.f").read_text().splitlines()[2:] == [
+        f"rtl/{TOP}.v", f"rtl/{TOP}_axis.v", f"// memory init file: {EXP_ROM}"]
     # the U280 device file's planning clock is 300 MHz: a 3.333 ns period on clk
     line = "create_clock -period 3.333 -name clk [get_ports clk]"
     for ext in ("xdc", "sdc"):
@@ -52,6 +56,7 @@ def test_core_file_list_and_constraints_for_an_amd_device(tmp_path):
     assert (f"add_files -norecurse [list [file join $here rtl/{TOP}.v] "
             f"[file join $here rtl/{TOP}_axis.v]]") in tcl
     assert f"[list [file join $here constraints/{TOP}.xdc]]" in tcl
+    assert f"set mems [list [file join $here {EXP_ROM}]]" in tcl
 
 
 def test_without_a_device_the_spec_clock_and_no_vivado_part(tmp_path):
@@ -66,6 +71,7 @@ def test_without_a_device_the_spec_clock_and_no_vivado_part(tmp_path):
 
 
 def test_a_memory_init_file_is_listed_everywhere(tmp_path):
+    """Without the build's list, everything in rtl/ (here one more .hex file)."""
     from attnflow.export import write_export
     out = _build(tmp_path)
     (out / "rtl" / "w_rom.hex").write_text("00\n7f\n")
@@ -76,7 +82,7 @@ def test_a_memory_init_file_is_listed_everywhere(tmp_path):
            if f["name"] == "rtl/w_rom.hex"]
     assert mem == [{"name": "rtl/w_rom.hex", "file_type": "user", "copyto": "w_rom.hex"}]
     tcl = (out / "package_ip.tcl").read_text()
-    assert "set mems [list [file join $here rtl/w_rom.hex]]" in tcl
+    assert f"set mems [list [file join $here {EXP_ROM}] [file join $here rtl/w_rom.hex]]" in tcl
     assert "set_property file_type {Memory Initialization Files} [get_files $mems]" in tcl
     assert "create_clock -period 4.000" in (out / "constraints" / f"{TOP}.sdc").read_text()
 
@@ -104,7 +110,7 @@ def test_the_exported_core_alone_builds_and_verifies(tmp_path):
     fresh = tmp_path / "fresh"
     _core(out / f"{TOP}.core").export(str(fresh), {"target": "default", "is_toplevel": True})
     assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
-                  if p.is_file()) == [f"rtl/{TOP}.v", f"rtl/{TOP}_axis.v"]
+                  if p.is_file()) == sorted([f"rtl/{TOP}.v", EXP_ROM, f"rtl/{TOP}_axis.v"])
     shutil.copy(out / "files.f", fresh)
     shutil.copy(out / "run_tb.py", fresh)
     shutil.copytree(out / "tb", fresh / "tb")
@@ -138,8 +144,8 @@ def test_axis_wrapper_ports(tmp_path):
     assert [(a, n) for a, n, _ in registers(hw)] == [
         (0x00, "ID"), (0x04, "STATUS"), (0x08, "SEQUENCES"), (0x0C, "CYCLES"),
         (0x10, "TOKENS_Q"), (0x14, "TOKENS_K"), (0x18, "TOKENS_V"), (0x1C, "TOKENS_O")]
-    assert (out / "files.f").read_text().splitlines()[2:] == [f"rtl/{TOP}.v",
-                                                              f"rtl/{TOP}_axis.v"]
+    assert (out / "files.f").read_text().splitlines()[2:4] == [f"rtl/{TOP}.v",
+                                                               f"rtl/{TOP}_axis.v"]
 
 
 @pytest.mark.rtl
@@ -178,3 +184,33 @@ def test_verify_through_the_axis_ports_with_stalls(tmp_path, capsys):
                          timeout=600)
     assert run.stdout.strip().splitlines()[-1] == (
         "FAIL MISMATCH stream 'o' sequence 0 (tlast): a frame of 4 tokens, expected 3")
+
+
+def test_split_memories_moves_initialised_memories_to_hex_files():
+    from attnflow.hdl.emit import split_memories
+    text = "\n".join([
+        "module \\top.lin (clk);",
+        "  reg [11:0] wrom [2:0];",
+        "  initial begin",
+        "    wrom[0] = 12'h0ab;",
+        "    wrom[1] = 12'hFFF;",
+        "    wrom[2] = 12'h000;",
+        "  end",
+        "  reg [7:0] storage [1:0];",
+        "  initial begin",
+        "    storage[0] = 8'h00;",
+        "    storage[1] = 8'h00;",
+        "  end",
+        "endmodule", ""])
+    body, files = split_memories(text)
+    assert files == {"top.lin.wrom.hex": "0ab\nfff\n000\n"}
+    assert body.splitlines() == [
+        "module \\top.lin (clk);",
+        "  reg [11:0] wrom [2:0];",
+        '  initial $readmemh("top.lin.wrom.hex", wrom);',
+        "  reg [7:0] storage [1:0];",   # an all-zero RAM keeps its initial block
+        "  initial begin",
+        "    storage[0] = 8'h00;",
+        "    storage[1] = 8'h00;",
+        "  end",
+        "endmodule"]

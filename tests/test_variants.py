@@ -13,7 +13,9 @@ TOP = "variant_head"
 def test_the_ecp5_variant_files(tmp_path):
     design, _, _ = build(spec("online", 4, 2, f"name={TOP}"), tmp_path, progress=lambda s: None)
     listing = emit_variant(design.hw, tmp_path, "ecp5")
-    assert listing.read_text().splitlines()[1:] == [f"rtl/{TOP}.v", SIM_MARK, "sim/MULT18X18D.v"]
+    assert listing.read_text().splitlines()[1:] == [
+        f"rtl/{TOP}.v", SIM_MARK, "sim/MULT18X18D.v",
+        f"// memory init file: rtl/{TOP}.softmax.exp0_rom.hex"]
     assert synthesis_files(listing) == [tmp_path / "ecp5" / "rtl" / f"{TOP}.v"]
     generic = (tmp_path / "rtl" / f"{TOP}.v").read_text()
     variant = (tmp_path / "ecp5" / "rtl" / f"{TOP}.v").read_text()
