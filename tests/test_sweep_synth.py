@@ -43,6 +43,10 @@ def test_synth_timeout_is_a_row_not_cached(tmp_path):
 
 @pytest.mark.synth
 @pytest.mark.rtl_full    # a second Yosys run of test_targets' design (~7 min under load): not CI
+@pytest.mark.xfail(strict=True, reason=(
+    "the iCE40 gap of test_targets.test_synth_small_online_on_ice40: Yosys puts the staged "
+    "channels s and ol in SB_RAM40_4K (10 EBR, 4610 FF measured), the estimate keeps them "
+    "in flip-flops (5932 FF)"))
 def test_synth_point_counts(tmp_path):
     path = _sweep(tmp_path, "ice40up5k", "pnr: false, synth_timeout: 1800")
     res = run_sweep(path, tmp_path / "out", workers=1, processes=False, progress=False,
