@@ -31,7 +31,7 @@ slot, so the stages never stall and advance every cycle):
 
 * the input row is the live ``x`` payload on the row's first firing, then a register;
   its chunk s (SIMD elements) and the weight ROM word f (PE x SIMD weights, read
-  combinationally) go into the products' operand registers;
+  combinationally) are registered (``READ_STAGES``), then the products' operands;
 * PE x SIMD products (``mul``), then each PE row's adder tree (``tree_sum``);
 * the accumulation, whose register is the stage's: ``acc_j = (s == 0 ? b_j : acc_j) +
   dot_j``, the bias ROM word p read the cycle before and registered;
@@ -228,7 +228,9 @@ LINEAR_STAGES = 12
 @dataclass(frozen=True)
 class StagePlan:
     """Where the stages of a ``linear`` go (``hdl.pipeline`` blocks), as cycles after the
-    firing: the products (``mul``: operands registered, then the product), the adder tree
+    firing: the chunk and weight word registered (READ_STAGES: the ROM read ends at a
+    flip-flop, not at a multiplier's input), the products (``mul``: operands registered,
+    then the product), the adder tree
     over SIMD of them (``tree`` stages, ``per_stage`` levels each), the accumulation
     (its register: stage ``acc`` + 1), the requantization product (``scale`` stages, 0
     when the multiplier is 1), the rounding, the saturation and ``pad`` stages of delay."""
@@ -241,7 +243,11 @@ class StagePlan:
     @property
     def acc(self) -> int:
         """Cycle (after the firing) of the accumulation: the dot product's arrival."""
-        return self.mul + self.tree
+        return READ_STAGES + self.mul + self.tree
+
+
+#: the chunk of x and the weight ROM word, registered before the products
+READ_STAGES = 1
 
 
 def stage_plan(num: LinearNumerics, simd: int) -> StagePlan:
@@ -256,7 +262,7 @@ def stage_plan(num: LinearNumerics, simd: int) -> StagePlan:
         scale = P.mul_stages(num.acc_bits, num.mult.bit_length())
     else:
         scale = 0
-    fixed = mul + 1 + scale + 2       # products, accumulation, scale, round, saturate
+    fixed = READ_STAGES + mul + 1 + scale + 2   # read, products, accumulation, scale, round, saturate
     levels = P.tree_levels(simd)
     budget = LINEAR_STAGES - fixed
     if budget < (1 if levels else 0):
@@ -355,7 +361,7 @@ class Linear(Template):
                      signed(num.x.bits), "xc")
 
         # weight ROM word f: W[p*PE + j, s*SIMD + t] at (j*SIMD + t) * w.bits, read in the
-        # firing cycle into the products' operand registers
+        # firing cycle into a register (READ_STAGES), then the products' operand registers
         wb, bb = num.w.bits, num.bias.bits
         wrp = _rom(m, "wrom", pe * simd * wb, weight_rom(p.w_array(), pe, simd, num))
         m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
@@ -368,11 +374,13 @@ class Linear(Template):
             mrp = _rom(m, "mrom", pe * mb, mult_rom(pe, num))
             m.d.comb += mrp.addr.eq(g_at[plan.acc + 1])
 
+        w_r = P.delay(m, wrp.data, READ_STAGES, "wword")
+        xc_r = [P.delay(m, a, READ_STAGES, f"xc{t}_r") for t, a in enumerate(xc)]
         ys = []
         for j in range(pe):
-            ws = [wrp.data[(j * simd + t) * wb:(j * simd + t + 1) * wb].as_signed()
+            ws = [w_r[(j * simd + t) * wb:(j * simd + t + 1) * wb].as_signed()
                   for t in range(simd)]
-            prods = [P.mul(m, a, w, f"xw{j}_{t}") for t, (a, w) in enumerate(zip(xc, ws))]
+            prods = [P.mul(m, a, w, f"xw{j}_{t}") for t, (a, w) in enumerate(zip(xc_r, ws))]
             dot = P.tree_sum(m, prods, f"dot{j}", plan.per_stage)
             # the accumulator is the stage register of the accumulation
             acc = Signal(signed(num.acc_bits), name=f"acc{j}")
@@ -433,8 +441,9 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
     ab, xb, wb = num.acc_bits, num.x.bits, num.w.bits
     # the products' operands: the chunk (shared by the PE rows) and the weights, then
     # the products and the adder tree of each PE row (the accumulator reads acc_bits)
-    m.hold("x chunk", simd * xb, 1)
-    m.ffs += rom_register_bits(m.mems[0].init, pe * simd * wb)       # the weights
+    m.hold("x chunk", simd * xb, READ_STAGES + 1)
+    # the weights, READ_STAGES registers and the operand registers
+    m.ffs += (READ_STAGES + 1) * rom_register_bits(m.mems[0].init, pe * simd * wb)
 
     mul_cost(m, "x*w", (xb, True), (wb, True), pe * simd)
     tree_cost(m, [Span(0, xb + wb, True)] * simd, pe, high=ab, per_stage=plan.per_stage)

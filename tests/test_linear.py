@@ -29,8 +29,9 @@ from attnflow.ir.numerics_linear import (LinearNumerics, bias_rom, linear_acc, l
 from attnflow.ir.types import FixedFormat
 from attnflow.mappers.hwgraph import Channel, HwGraph
 from attnflow.mappers.catalog import latency
-from attnflow.templates.linear import (LinearParams, check_folding, linear_contract,
-                                     x_layout, y_layout)
+from attnflow.templates.linear import (LINEAR_STAGES, LinearParams, StagePlan,
+                                     check_folding, linear_contract, stage_plan, x_layout,
+                                     y_layout)
 from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
 from attnflow.sim.run import simulate
@@ -311,6 +312,28 @@ def test_sim_deadlock_is_reported_not_hung():
 
 
 # ---------------------------------------------------------------- RTL
+
+def test_stage_plan_fills_the_fixed_stage_count():
+    """Every linear has LINEAR_STAGES stages (latency - 1): read 1, products 2 (8 x 8 bits:
+    one multiplier), the tree one level a stage while the stages suffice, accumulation,
+    scale (a 23-bit accumulator by a 16-bit multiplier: 2 pieces, 3 stages), round and
+    saturate; the rest is padding. Too deep a datapath is refused in one line."""
+    assert LINEAR_STAGES == LATENCY - 1 == 12
+    num = LinearNumerics(64, 4, S8_4, S8_6, S8_4, scale=0.37)
+    assert num.acc_bits == 23 and num.mult_max.bit_length() == 16
+    assert stage_plan(num, 4) == StagePlan(mul=2, tree=2, per_stage=1, scale=3, pad=1)
+    assert stage_plan(num, 1) == StagePlan(mul=2, tree=0, per_stage=1, scale=3, pad=3)
+    # 64 products: 6 levels in the 3 stages left, two levels a stage
+    assert stage_plan(num, 64) == StagePlan(mul=2, tree=3, per_stage=2, scale=3, pad=0)
+    # 20 x 20 bits: 4 partial products (4 stages); a 44-bit accumulator: 3 (4 stages)
+    wide = LinearNumerics(8, 4, FixedFormat(20, 4), FixedFormat(20, 4), S8_4, scale=0.37)
+    assert stage_plan(wide, 1).pad == 0
+    with pytest.raises(ValueError) as e:
+        LinearParams.make(2, 1, 2, wide, np.zeros((4, 8), dtype=np.int64))
+    assert str(e.value) == ("linear: 20-bit x 20-bit products and a 44-bit requantization "
+                            "need 12 pipeline stages besides the adder tree; at most 11 "
+                            "fit (narrower formats or mult_bits)")
+
 
 RTL_FOLDINGS = [  # (K, M, PE, SIMD, scale, y format); N = LATENCY + 9 rows
     (8, 6, 2, 4, 0.37, FixedFormat(9, 3)),         # mixed folding, 16-bit multiplier, saturation
