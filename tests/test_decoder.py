@@ -185,7 +185,7 @@ def test_no_channel_holds_a_sequence():
         pp, f = attn_path(n, max(lin("attn_q"), lin("attn_k"), lin("attn_v")),
                           (32 // fold["attn_out"][0]) * (32 // fold["attn_out"][1]),
                           hw.instances[f"{p}res1"].contract.fires // n, 2, 4, d.plans[i].attn)
-        assert hw.channels[f"{p}skip1"].depth == skip_depth(pp, f) == 6 < n
+        assert hw.channels[f"{p}skip1"].depth == skip_depth(pp, f) == 7 < n
         print(f"[{p}] skip1 depth {hw.channels[f'{p}skip1'].depth} (P={pp}, F={f}), max "
               f"occupancy {stats[f'{p}skip1'].max_occupancy}; q0 max occupancy "
               f"{stats[f'{p}q0'].max_occupancy}")
