@@ -230,10 +230,10 @@ class StagePlan:
     """Where the stages of a ``linear`` go (``hdl.pipeline`` blocks), as cycles after the
     firing: the chunk and weight word registered (READ_STAGES: the ROM read ends at a
     flip-flop, not at a multiplier's input), the products (``mul``: operands registered,
-    then the product), the adder tree
-    over SIMD of them (``tree`` stages, ``per_stage`` levels each), the accumulation
-    (its register: stage ``acc`` + 1), the requantization product (``scale`` stages, 0
-    when the multiplier is 1), the rounding, the saturation and ``pad`` stages of delay."""
+    then the product), the adder tree over SIMD of them (``tree`` stages, ``per_stage``
+    levels each), the accumulation (its register: stage ``acc`` + 1), the
+    requantization product (``scale`` stages, 0 when the multiplier is 1), the rounding,
+    the saturation and ``pad`` stages of delay."""
     mul: int
     tree: int
     per_stage: int
@@ -262,14 +262,16 @@ def stage_plan(num: LinearNumerics, simd: int) -> StagePlan:
         scale = P.mul_stages(num.acc_bits, num.mult.bit_length())
     else:
         scale = 0
-    fixed = READ_STAGES + mul + 1 + scale + 2   # read, products, accumulation, scale, round, saturate
+    # read, products, accumulation, scale, round, saturate
+    fixed = READ_STAGES + mul + 1 + scale + 2
     levels = P.tree_levels(simd)
     budget = LINEAR_STAGES - fixed
-    if budget < (1 if levels else 0):
+    room = LINEAR_STAGES - (1 if levels else 0)     # the tree needs a stage of its own
+    if fixed > room:
         raise ValueError(f"linear: {num.x.bits}-bit x {num.w.bits}-bit products and a "
                          f"{num.acc_bits}-bit requantization need {fixed} pipeline stages "
-                         f"besides the adder tree; at most {LINEAR_STAGES - (1 if levels else 0)}"
-                         f" fit (narrower formats or mult_bits)")
+                         f"besides the adder tree; at most {room} fit (narrower formats "
+                         f"or mult_bits)")
     per_stage = max(1, -(-levels // budget)) if levels else 1
     tree = P.tree_stages(simd, per_stage)
     return StagePlan(mul, tree, per_stage, scale, budget - tree)
