@@ -16,6 +16,7 @@ Usage::
     .venv/bin/python benchmarks/timing_study.py --out build/timing          # everything
     .venv/bin/python benchmarks/timing_study.py --only ecp5 --designs head_online
     .venv/bin/python benchmarks/timing_study.py --out build/timing --reuse --budget 7200
+    .venv/bin/python benchmarks/timing_study.py --only ecp5 --primitives ecp5 --designs enc_l0_lin_q0
 
 ``--timeout`` (seconds) applies to each tool run (Yosys, nextpnr); a run past it is
 killed and its row says so. No run starts after ``--budget`` seconds. ``--reuse`` takes a
@@ -39,6 +40,7 @@ from synth_modules import module as instance_module  # noqa: E402
 
 from attnflow.api import prepare  # noqa: E402
 from attnflow.build import build  # noqa: E402
+from attnflow.hdl.pipeline import PRIMITIVE_KINDS, primitives  # noqa: E402
 from attnflow.ir.spec import load_spec  # noqa: E402
 from attnflow.targets import SynthError, estimate, load_device, synthesize  # noqa: E402
 from attnflow.targets.hierarchy import Hierarchy  # noqa: E402
@@ -214,7 +216,15 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a run's result.json when its Verilog is unchanged")
     ap.add_argument("--json", help="also write every row to this file")
+    ap.add_argument("--primitives", choices=PRIMITIVE_KINDS, default="generic",
+                    help="multiplier primitives of hdl.pipeline.mul in the emitted Verilog "
+                         "(ecp5: MULT18X18D with their registers, for the ECP5 figures)")
     args = ap.parse_args(argv)
+    with primitives(args.primitives):
+        return _study(ap, args)
+
+
+def _study(ap, args) -> int:
     known = {d.key: d for d in DESIGNS}
     for key in args.designs or ():
         if key not in known:

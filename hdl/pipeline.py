@@ -46,22 +46,26 @@ def delay(m, value, n: int, name: str, shape=None):
     return value
 
 
-def tree_stages(n: int) -> int:
-    """Stages of :func:`tree_sum` over n values."""
-    levels = max(0, (n - 1).bit_length())
-    return -(-levels // ADDS_PER_STAGE)
+def tree_levels(n: int) -> int:
+    """Adder levels of a balanced tree over n values."""
+    return max(0, (n - 1).bit_length())
 
 
-def tree_sum(m, values, name: str):
-    """Sum of ``values`` as a balanced adder tree, registered every ``ADDS_PER_STAGE``
-    levels (the last level registered): :func:`tree_stages` stages."""
+def tree_stages(n: int, per_stage: int = ADDS_PER_STAGE) -> int:
+    """Stages of :func:`tree_sum` over n values, ``per_stage`` levels a stage."""
+    return -(-tree_levels(n) // per_stage)
+
+
+def tree_sum(m, values, name: str, per_stage: int = ADDS_PER_STAGE):
+    """Sum of ``values`` as a balanced adder tree, registered every ``per_stage`` levels
+    (default ``ADDS_PER_STAGE``; the last level registered): :func:`tree_stages` stages."""
     vals = list(values)
     level = 0
     while len(vals) > 1:
         vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i]
                 for i in range(0, len(vals), 2)]
         level += 1
-        if level % ADDS_PER_STAGE == 0 or len(vals) == 1:
+        if level % per_stage == 0 or len(vals) == 1:
             vals = [reg(m, v, f"{name}_l{level}_{i}") for i, v in enumerate(vals)]
     return vals[0]
 

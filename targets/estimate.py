@@ -332,6 +332,20 @@ def rom_columns(words, width: int) -> set:
     return cols
 
 
+def rom_register_bits(words, width: int) -> int:
+    """Flip-flops of a register right behind a ROM read combinationally (its address a
+    register): one per distinct column that is neither constant (the register keeps the
+    constant and goes) nor a copy of an address bit (the same value as the address one
+    cycle later, which Yosys merges with the address' own delay register); an inverted
+    column is a register of its own."""
+    words = list(words() if callable(words) else words)
+    depth = max(2, len(words))
+    words += [0] * (depth - len(words))
+    addr = {tuple((a >> k) & 1 for a in range(depth)) for k in range(clog2(depth))}
+    cols = {tuple((w >> b) & 1 for w in words) for b in range(width)}
+    return len([c for c in cols if len(set(c)) > 1 and c not in addr])
+
+
 def rom_logic_bits(words, width: int) -> int:
     """Output bits of a ROM with contents ``words`` that need logic (:func:`rom_columns`)."""
     return len(rom_columns(words, width))

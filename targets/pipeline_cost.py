@@ -55,7 +55,7 @@ class _Node:
     registered: bool = False   # a leaf held in a register (a partial product)
 
 
-def _tree(leaves: list, registered_leaves: bool) -> _Node:
+def _tree(leaves: list, registered_leaves: bool, per_stage: int = P.ADDS_PER_STAGE) -> _Node:
     """The node graph of ``hdl.pipeline.tree_sum`` over values with these spans."""
     vals = [_Node("leaf", s, registered=registered_leaves) for s in leaves]
     level = 0
@@ -63,7 +63,7 @@ def _tree(leaves: list, registered_leaves: bool) -> _Node:
         vals = [_Node("add", _sum_span(vals[i].span, vals[i + 1].span), (vals[i], vals[i + 1]))
                 if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
         level += 1
-        if level % P.ADDS_PER_STAGE == 0 or len(vals) == 1:
+        if level % per_stage == 0 or len(vals) == 1:
             vals = [_Node("reg", v.span, (v,)) for v in vals]
     return vals[0]
 
@@ -86,11 +86,13 @@ def _live(node: _Node, low: int, high: int) -> tuple[int, int]:
 
 
 def tree_cost(model: NodeModel, leaves: list, count: int = 1, low: int = 0,
-              high: int | None = None, registered_leaves: bool = False) -> Span:
+              high: int | None = None, registered_leaves: bool = False,
+              per_stage: int = P.ADDS_PER_STAGE) -> Span:
     """``count`` of ``hdl.pipeline.tree_sum`` over values with ``leaves`` spans, of which
     bits [low, high) are read: its registers (and the leaves' own when
-    ``registered_leaves``) and its adders. Returns the sum's span."""
-    root = _tree(list(leaves), registered_leaves)
+    ``registered_leaves``) and its adders (``per_stage`` levels a stage). Returns the
+    sum's span."""
+    root = _tree(list(leaves), registered_leaves, per_stage)
     high = root.span.hi if high is None else high
     ffs, adds = _live(root, low, high)
     model.ffs += ffs * count

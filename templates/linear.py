@@ -12,11 +12,12 @@ last (``y``: LAST). Weights sit in an on-chip ROM of F words of PE x SIMD weight
 addressed by f; biases in a ROM of M/PE words (``ir.numerics_linear`` packs both).
 
 Timing contract: one phase ``rows``, loops ``(("i", N), ("f", F))``, ii 1, latency
-``latency("linear")`` (its TemplateDef, :data:`TEMPLATE_DEFS`: PE x SIMD multipliers and
-adder tree, then bias + requantization, round, saturate). Without stalls a standalone
-layer fed through an input channel of latency 1 finishes in ``N * F + 1 +
-latency("linear")`` cycles (reset to last output, inclusive). The output channel carries
-the latency, as for every template.
+``latency("linear")`` (its TemplateDef, :data:`TEMPLATE_DEFS`): :data:`LINEAR_STAGES`
+registered stages and the output channel's visibility cycle. The stage count is the same
+for every instance (the encoder's cycle models take one latency for all its linears);
+:func:`stage_plan` spreads each instance's datapath over it and pads the rest. Without
+stalls a standalone layer fed through an input channel of latency 1 finishes in ``N * F
++ 1 + latency("linear")`` cycles (reset to last output, inclusive).
 
 Behavioural model: the N input rows give N output rows by
 ``ir.numerics_linear.linear_golden``, the same function the ROM contents come from. The
@@ -25,28 +26,32 @@ from ``hw.numerics`` (the attention numerics of the design), in the model, the c
 and the resource model alike.
 
 Component, per firing, with group p and chunk s (kept by two small counters that step
-with the firings):
+with the firings), as registered stages (``hdl.pipeline``; the firing reserves its output
+slot, so the stages never stall and advance every cycle):
 
 * the input row is the live ``x`` payload on the row's first firing, then a register;
-  its chunk s (SIMD elements) is selected;
-* with per-channel multipliers (scaled weights, ``LinearNumerics.per_channel``) the
-  multiplier ROM word p (PE unsigned multipliers) is read beside the bias;
-* the weight ROM word f (PE x SIMD weights) and the bias ROM word p (PE biases) are read
-  combinationally;
-* PE accumulators: ``acc_new_j = (s == 0 ? b_j : acc_j) + sum_t x[s*SIMD + t] * W_j,t``;
-* the requantized, saturated ``acc_new`` of a finished group (s == K/SIMD - 1) goes into
-  the output row register at group p; the row leaves on the last firing, the last group
-  taken combinationally from this firing's ``acc_new``.
+  its chunk s (SIMD elements) and the weight ROM word f (PE x SIMD weights, read
+  combinationally) are registered (``READ_STAGES``), then the products' operands;
+* PE x SIMD products (``mul``), then each PE row's adder tree (``tree_sum``);
+* the accumulation, whose register is the stage's: ``acc_j = (s == 0 ? b_j : acc_j) +
+  dot_j``, the bias ROM word p read the cycle before and registered;
+* the requantization product by the multiplier (a constant, or with per-channel
+  multipliers, ``LinearNumerics.per_channel``, the multiplier ROM word p), the rounding,
+  the saturation, each registered, then the padding to LINEAR_STAGES;
+* a finished group (s == K/SIMD - 1) goes into the output row register at group p; the
+  row's token is that register plus the last group, LINEAR_STAGES cycles after the
+  row's last firing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from ..hdl.datapath import elems, requant_hw, saturate_hw, tree_sum
+from ..hdl import pipeline as P
+from ..hdl.datapath import elems, requant_hw, saturate_hw
 from ..hdl.templates import Template
 from ..ir.numerics import clog2
 from ..ir.numerics_linear import LinearNumerics, bias_rom, linear_golden, mult_rom, weight_rom
@@ -54,7 +59,9 @@ from ..ir.types import IntArray
 from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import FIRST, FOLD, LAST, ROW, ROWS, Contract, Phase
 from ..mappers.hwgraph import Field, Instance, Layout
-from ..targets.estimate import Mem, Mult, NodeModel, requant_cost, saturate_cost
+from ..targets.estimate import (Mem, NodeModel, requant_cost, rom_register_bits,
+                                saturate_cost)
+from ..targets.pipeline_cost import Span, mul_cost, staged_valid, tree_cost
 
 TEMPLATE = "linear"
 
@@ -123,6 +130,7 @@ class LinearParams:
         if not isinstance(self.n, (int, np.integer)) or self.n < 1:
             raise ValueError(f"linear: N must be an integer >= 1, got {self.n!r}")
         check_folding(num.k, num.m, self.pe, self.simd)
+        stage_plan(num, self.simd)
         w, b = self.w_array(), self.b_array()
         if w.shape != (num.m, num.k):
             raise ValueError(f"linear: weights must be M x K = {num.m} x {num.k}, got "
@@ -209,6 +217,66 @@ def linear_model(inst, nm, ins):
     return {"y": {"x": linear_golden(x, p.w_array(), p.b_array(), p.numerics)}}
 
 
+# ---------------------------------------------------------------- stages
+
+#: pipeline stages of every ``linear`` (its latency less the output channel's visibility
+#: cycle): fixed, so one latency serves every instance and every cycle model; a datapath
+#: needing fewer pads its output (:func:`stage_plan`)
+LINEAR_STAGES = 12
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Where the stages of a ``linear`` go (``hdl.pipeline`` blocks), as cycles after the
+    firing: the chunk and weight word registered (READ_STAGES: the ROM read ends at a
+    flip-flop, not at a multiplier's input), the products (``mul``: operands registered,
+    then the product), the adder tree over SIMD of them (``tree`` stages, ``per_stage``
+    levels each), the accumulation (its register: stage ``acc`` + 1), the
+    requantization product (``scale`` stages, 0 when the multiplier is 1), the rounding,
+    the saturation and ``pad`` stages of delay."""
+    mul: int
+    tree: int
+    per_stage: int
+    scale: int
+    pad: int
+
+    @property
+    def acc(self) -> int:
+        """Cycle (after the firing) of the accumulation: the dot product's arrival."""
+        return READ_STAGES + self.mul + self.tree
+
+
+#: the chunk of x and the weight ROM word, registered before the products
+READ_STAGES = 1
+
+
+def stage_plan(num: LinearNumerics, simd: int) -> StagePlan:
+    """The stage plan of a ``linear`` with these numerics and SIMD in LINEAR_STAGES
+    stages: the adder tree gets the stages the rest leaves, one level a stage while they
+    suffice, else as many levels a stage as it takes. Raises ValueError (one line) when
+    the products and the requantization alone need more."""
+    mul = P.mul_stages(num.x.bits, num.w.bits)
+    if num.per_channel:
+        scale = P.mul_stages(num.acc_bits, num.mult_max.bit_length())
+    elif num.mult != 1:
+        scale = P.mul_stages(num.acc_bits, num.mult.bit_length())
+    else:
+        scale = 0
+    # read, products, accumulation, scale, round, saturate
+    fixed = READ_STAGES + mul + 1 + scale + 2
+    levels = P.tree_levels(simd)
+    budget = LINEAR_STAGES - fixed
+    room = LINEAR_STAGES - (1 if levels else 0)     # the tree needs a stage of its own
+    if fixed > room:
+        raise ValueError(f"linear: {num.x.bits}-bit x {num.w.bits}-bit products and a "
+                         f"{num.acc_bits}-bit requantization need {fixed} pipeline stages "
+                         f"besides the adder tree; at most {room} fit (narrower formats "
+                         f"or mult_bits)")
+    per_stage = max(1, -(-levels // budget)) if levels else 1
+    tree = P.tree_stages(simd, per_stage)
+    return StagePlan(mul, tree, per_stage, scale, budget - tree)
+
+
 # ---------------------------------------------------------------- component
 
 def _rom(m, name, width, words):
@@ -245,14 +313,19 @@ def _select(m, sel, options, like, name):
 
 
 class Linear(Template):
-    """y = saturate(requant((x W^T + b) * mult, shift)) per row, PE x SIMD MACs a cycle."""
+    """y = saturate(requant((x W^T + b) * mult, shift)) per row, PE x SIMD MACs a firing,
+    in :data:`LINEAR_STAGES` registered stages (:func:`stage_plan`)."""
 
     def __init__(self, inst, nm, ports):
         self.params = LinearParams.of(inst)
+        self.plan = stage_plan(self.params.numerics, self.params.simd)
         super().__init__(inst, nm, ports)
 
+    def stages(self, port) -> int:
+        return LINEAR_STAGES
+
     def datapath(self, m, seq):
-        p = self.params
+        p, plan = self.params, self.plan
         num = p.numerics
         pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
         fire = seq.fire
@@ -261,6 +334,20 @@ class Linear(Template):
         s, s_end = _step_counter(m, fire, chunks, "chunk")
         g, _ = _step_counter(m, fire, groups, "group", enable=s_end)
         s_first = (s == 0) if chunks > 1 else 1
+
+        def line(v, n, name):
+            """[v, v one cycle later, ..., v n cycles later] (constants stay)."""
+            out = [v]
+            for k in range(n):
+                out.append(out[-1] if isinstance(out[-1], int) else
+                           P.reg(m, out[-1], f"{name}_d{k + 1}"))
+            return out
+
+        last = LINEAR_STAGES
+        fire_at = line(fire, last, "fire")
+        first_at = line(s_first, plan.acc, "first")
+        end_at = line(s_end, last, "send")
+        g_at = line(g, last, "g")
 
         # the input row: live on the first firing, then held
         xl = self.layout("x")
@@ -275,49 +362,65 @@ class Linear(Template):
         xc = _select(m, s, [xs[c * simd:(c + 1) * simd] for c in range(chunks)],
                      signed(num.x.bits), "xc")
 
-        # weight ROM word f: W[p*PE + j, s*SIMD + t] at (j*SIMD + t) * w.bits
+        # weight ROM word f: W[p*PE + j, s*SIMD + t] at (j*SIMD + t) * w.bits, read in the
+        # firing cycle into a register (READ_STAGES), then the products' operand registers
         wb, bb = num.w.bits, num.bias.bits
         wrp = _rom(m, "wrom", pe * simd * wb, weight_rom(p.w_array(), pe, simd, num))
         m.d.comb += wrp.addr.eq(seq.counter[(ROWS, FOLD)])
+        # bias ROM word p, read the cycle before the accumulation and registered
         brp = _rom(m, "brom", pe * bb, bias_rom(p.b_array(), pe, num))
-        m.d.comb += brp.addr.eq(g)
+        m.d.comb += brp.addr.eq(g_at[plan.acc - 1])
+        b_reg = P.reg(m, brp.data, "bias")
         mb = num.mult_max.bit_length()
-        if num.per_channel:     # one multiplier per output channel: word g, PE of them
+        if num.per_channel:     # one multiplier per output channel: word p, PE of them
             mrp = _rom(m, "mrom", pe * mb, mult_rom(pe, num))
-            m.d.comb += mrp.addr.eq(g)
+            m.d.comb += mrp.addr.eq(g_at[plan.acc + 1])
 
+        w_r = P.delay(m, wrp.data, READ_STAGES, "wword")
+        xc_r = [P.delay(m, a, READ_STAGES, f"xc{t}_r") for t, a in enumerate(xc)]
         ys = []
         for j in range(pe):
-            ws = [wrp.data[(j * simd + t) * wb:(j * simd + t + 1) * wb].as_signed()
+            ws = [w_r[(j * simd + t) * wb:(j * simd + t + 1) * wb].as_signed()
                   for t in range(simd)]
-            bias = brp.data[j * bb:(j + 1) * bb].as_signed()
+            prods = [P.mul(m, a, w, f"xw{j}_{t}") for t, (a, w) in enumerate(zip(xc_r, ws))]
+            dot = P.tree_sum(m, prods, f"dot{j}", plan.per_stage)
+            # the accumulator is the stage register of the accumulation
             acc = Signal(signed(num.acc_bits), name=f"acc{j}")
-            acc_new = Signal(signed(num.acc_bits), name=f"acc{j}_new")
-            dot = tree_sum(a * w for a, w in zip(xc, ws))
-            m.d.comb += acc_new.eq(Mux(s_first, bias, acc) + dot)
-            with m.If(fire):
-                m.d.sync += acc.eq(acc_new)
-            y = Signal(signed(num.y.bits), name=f"y{j}")
-            mult = mrp.data[j * mb:(j + 1) * mb] if num.per_channel else num.mult
-            m.d.comb += y.eq(saturate_hw(requant_hw(acc_new * mult, num.shift), num.y))
-            ys.append(y)
+            bias = b_reg[j * bb:(j + 1) * bb].as_signed()
+            with m.If(fire_at[plan.acc]):
+                m.d.sync += acc.eq(Mux(first_at[plan.acc], bias, acc) + dot)
+            if num.per_channel:
+                scaled = P.mul(m, acc, mrp.data[j * mb:(j + 1) * mb], f"scale{j}")
+            elif num.mult != 1:
+                scaled = P.mul(m, acc, Const(num.mult), f"scale{j}")
+            else:
+                scaled = acc
+            rounded = requant_hw(scaled, num.shift)
+            r = P.reg(m, rounded, f"round{j}")
+            y = P.reg(m, saturate_hw(r, num.y), f"sat{j}", signed(num.y.bits))
+            ys.append(P.delay(m, y, plan.pad, f"y{j}"))
 
-        # the output row: groups 0 .. groups-2 registered, the last one from this firing
+        # the output row: groups 0 .. groups-2 registered, the last one from this stage
         row = [[Signal(signed(num.y.bits), name=f"row{q}_{j}") for j in range(pe)]
                for q in range(groups - 1)]
         for q, regs in enumerate(row):
-            with m.If(fire & s_end & (g == q)):
+            with m.If(fire_at[last] & end_at[last] & (g_at[last] == q)):
                 m.d.sync += [r.eq(y) for r, y in zip(regs, ys)]
-        m.d.comb += self.y.payload.eq(Cat(*[r for regs in row for r in regs], *ys))
+        m.d.comb += [self.y.payload.eq(Cat(*[r for regs in row for r in regs], *ys)),
+                     self.y.data_valid.eq(self.staged_valid(m, seq, "y"))]
 
 
 # ---------------------------------------------------------------- resource model
 
 def linear_resources(m: NodeModel, inst, hw) -> None:
-    """:class:`Linear`: PE x SIMD products of x by a weight from ROM a firing, PE
-    accumulators, the requantization of the finished group and the output row registers."""
+    """:class:`Linear`, stage by stage (:func:`stage_plan`): the input row register and
+    its chunk select, the ROMs, PE x SIMD registered products and their adder trees, the
+    bias register and the accumulators, the requantization products, the rounding and
+    saturation registers, the padding, the output row registers and the control carried
+    along (``targets.pipeline_cost``: what Yosys keeps of each block)."""
     p = LinearParams.of(inst)
     num = p.numerics
+    plan = stage_plan(num, p.simd)
     pe, simd, groups, chunks = p.pe, p.simd, p.groups, p.chunks
     # the chunk and group counters; one that steps like the sequencer's f counter (the
     # only one of the two with extent > 1) is merged with it by Yosys
@@ -335,32 +438,55 @@ def linear_resources(m: NodeModel, inst, hw) -> None:
     m.mems.append(Mem("weight ROM", max(2, p.fold), width, rom=True,
                       init=lambda: tuple(weight_rom(p.w_array(), pe, simd, num))))
     words = bias_rom(p.b_array(), pe, num)
-    width = pe * num.bias.bits
-    m.mems.append(Mem("bias ROM", max(2, len(words)), width, rom=True, init=tuple(words)))
-    ab = num.acc_bits
-    # per PE: SIMD products and (bias or accumulator) summed by one $macc
-    m.mults.append(Mult("x*w", num.x.bits, True, num.w.bits, True, pe * simd,
-                        split_adders=True))
-    m.logic.add("mux", ab, pe).add("macc", ab, pe, simd + 1)
+    bb = num.bias.bits
+    m.mems.append(Mem("bias ROM", max(2, len(words)), pe * bb, rom=True, init=tuple(words)))
+    ab, xb, wb = num.acc_bits, num.x.bits, num.w.bits
+    # the products' operands: the chunk (shared by the PE rows) and the weights, then
+    # the products and the adder tree of each PE row (the accumulator reads acc_bits)
+    m.hold("x chunk", simd * xb, READ_STAGES + 1)
+    # the weights, READ_STAGES registers and the operand registers
+    m.ffs += (READ_STAGES + 1) * rom_register_bits(m.mems[0].init, pe * simd * wb)
+
+    mul_cost(m, "x*w", (xb, True), (wb, True), pe * simd)
+    tree_cost(m, [Span(0, xb + wb, True)] * simd, pe, high=ab, per_stage=plan.per_stage)
+    m.ffs += rom_register_bits(words, pe * bb)                       # the bias register
+    m.logic.add("mux", ab, pe).add("add", ab, pe)
     m.ffs += pe * ab                                    # accumulators
     w = ab
+    mb = num.mult_max.bit_length()
     if num.per_channel:         # a multiplier per channel from a ROM: variable products
-        mb = num.mult_max.bit_length()
         m.mems.append(Mem("mult ROM", max(2, groups), pe * mb, rom=True,
                           init=tuple(mult_rom(pe, num))))
-        m.mults.append(Mult("acc*mult", ab, True, mb, False, pe, split_adders=True))
-        w += mb + 1
+        m.hold("acc operand", pe * ab, 1)
+        m.ffs += rom_register_bits(m.mems[-1].init, pe * mb)
+        w = mul_cost(m, "acc*mult", (ab, True), (mb, False), pe,
+                     low=max(0, num.shift - 1))
     elif num.mult != 1:
-        m.mults.append(Mult("acc*mult", ab, True, num.mult.bit_length(), False, pe,
-                            const=num.mult, split_adders=True))
-        w += num.mult.bit_length() + 1
-    saturate_cost(m, requant_cost(m, w, num.shift, pe), num.y, pe)
+        m.hold("acc operand", pe * ab, 1)
+        w = mul_cost(m, "acc*mult", (ab, True), (num.mult.bit_length(), False), pe,
+                     low=max(0, num.shift - 1), const=num.mult)
+    rounded = requant_cost(m, w, num.shift, pe)
+    m.ffs += pe * rounded                               # the rounding register
+    saturate_cost(m, rounded, num.y, pe)
+    m.hold("y", pe * num.y.bits, 1 + plan.pad)          # saturation register, padding
+    # the control carried along: fire, the row's last chunk and the group to the output
+    # row, the first chunk to the accumulation
+    last = LINEAR_STAGES
+    m.hold("fire", 1, last)
+    if chunks > 1:
+        m.hold("first chunk", 1, plan.acc)
+        if groups > 1:
+            m.hold("last chunk", 1, last)
+    if groups > 1:
+        m.hold("group", clog2(groups), last)
     m.ffs += (groups - 1) * pe * num.y.bits             # the output row, last group live
     m.logic.add("gate", groups - 1)                     # its write enables
+    staged_valid(m, last)
 
 
 TEMPLATE_DEFS = (
-    TemplateDef(TEMPLATE, 2, LinearParams, linear_model, Linear, linear_resources,
-                "PE x SIMD multipliers and adder tree, then bias + requantization, round, "
-                "saturate"),
+    TemplateDef(TEMPLATE, LINEAR_STAGES + 1, LinearParams, linear_model, Linear, linear_resources,
+                "LINEAR_STAGES registered stages: PE x SIMD products, their adder tree, the "
+                "accumulation with the bias, the requantization product, round, saturate "
+                "(padded to a fixed count), and the output channel's visibility cycle"),
 )

@@ -192,7 +192,7 @@ def test_ffn_skip_throttles_below_skip_depth_never_deadlocks():
     assert (fe["ffn_up"], fe["ffn_down"], fe["act"], fe["res2"]) == (32, 32, 32, 16)
     assert hw.instances["act"].contract.fires == N * 32
     p, per = ffn_path(32, 32, 32, 16)
-    assert (p, per) == (1 + 33 + 33 + 33, 32)
+    assert (p, per) == (1 + 44 + 33 + 44, 32)     # lin_up, act, lin_down: L + F - 1
     assert hw.channels["skip2"].depth == skip_depth(p, per) == 4
     base = run(hw, x).total_cycles
     totals = {}

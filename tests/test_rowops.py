@@ -439,9 +439,9 @@ def test_chain_with_folded_linear_skip_depth():
     lin = block[2]
     fold = lin.fold
     p, period = path_latency(block)
-    assert (fold, period) == (4, 4) and p == 1 + 4 + 2 + (fold - 1) + 2 + 2 == 14
+    assert (fold, period) == (4, 4) and p == 1 + 4 + 2 + (13 + fold - 1) + 2 == 25
     depth = skip_depth(p, period)
-    assert depth == 4
+    assert depth == 7
     x = rows(n, d, seed=6)
     gold = chain_golden(x, block, add)
     # fill: x channel, fork, rmsnorm, GELU, linear, ReLU, add
@@ -455,7 +455,7 @@ def test_chain_with_folded_linear_skip_depth():
         totals[k] = res.total_cycles
     assert totals[depth] == totals[depth + 3] == n * fold + fill
     assert totals[depth - 1] > totals[depth]
-    assert totals[1] == (p + 1) * n + 2             # one row per P + 1 = 15 cycles
+    assert totals[1] == (p + 1) * n + 2             # one row per P + 1 = 26 cycles
     # depth 2: two rows per P + 1 cycles, the second F cycles behind the first (N even)
     assert totals[2] == 1 + (n // 2 - 1) * (p + 1) + p + fold + 2
     print(f"[chain2 N={n} F={fold}] total cycles by skip depth:", totals)
