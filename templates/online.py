@@ -60,11 +60,16 @@ from ..targets.pipeline_cost import (CONSTANT, Span, mul_cost, recip_cost, stage
 
 # ---------------------------------------------------------------- stage counts
 
-def qk_stages(nm) -> int:
-    """Firing -> score: operands registered (the K row from its memory), d products,
-    the adder tree, the scale product, the rounding."""
-    return (READ_STAGES + P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
+def score_stages(nm) -> int:
+    """(Q row, K row) -> scaled score (:func:`scaled_scores`): d products, the adder
+    tree, the scale product, the rounding."""
+    return (P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
             + P.mul_stages(nm.dot_bits, nm.scale_mult.bit_length()) + 1)
+
+
+def qk_stages(nm) -> int:
+    """Firing -> score: the K row read from its memory, then :func:`score_stages`."""
+    return READ_STAGES + score_stages(nm)
 
 
 def _exp_stages(nm) -> int:
@@ -407,17 +412,26 @@ class QKScores(_Pipe):
         m.d.comb += [qwp.addr.eq(i), qwp.data.eq(self.q.payload), qwp.en.eq(seq.fire & use_q),
                      qrp.addr.eq(i)]
         q1 = P.delay(m, Mux(use_q, self.q.payload, qrp.data), READ_STAGES, "q", unsigned(qw))
-        qs = elems(q1, self.layout("q"), "x")
-        xs = []
-        for k, krow in enumerate(krows):
-            ks = elems(krow, self.layout("k"), "x")
-            prods = [P.mul(m, a, b, f"qk{k}_{t}") for t, (a, b) in enumerate(zip(qs, ks))]
-            dot = Signal(signed(nm.dot_bits), name=f"dot{k}")
-            m.d.comb += dot.eq(P.tree_sum(m, prods, f"dot{k}"))
-            sp = P.mul(m, dot, Const(nm.scale_mult), f"scale{k}")
-            xs.append(P.reg(m, requant_hw(sp, nm.scale_shift), f"x{k}", signed(nm.score_bits)))
+        xs = scaled_scores(m, nm, q1, krows, self.layout("q"), self.layout("k"))
         for p in self.contract.outputs:
             self.output(m, seq, p, Cat(*xs))
+
+
+def scaled_scores(m, nm, q_row, k_rows, q_layout, k_layout):
+    """The scaled scores of the Q row ``q_row`` against each K row of ``k_rows`` (one per
+    lane), :func:`score_stages` cycles later: d products, the dot product's adder tree,
+    the scale product, the rounding, each registered. The full head's ``qk_scores`` and
+    the window/causal heads' ``qk_window``."""
+    qs = elems(q_row, q_layout, "x")
+    xs = []
+    for k, krow in enumerate(k_rows):
+        ks = elems(krow, k_layout, "x")
+        prods = [P.mul(m, a, b, f"qk{k}_{t}") for t, (a, b) in enumerate(zip(qs, ks))]
+        dot = Signal(signed(nm.dot_bits), name=f"dot{k}")
+        m.d.comb += dot.eq(P.tree_sum(m, prods, f"dot{k}"))
+        sp = P.mul(m, dot, Const(nm.scale_mult), f"scale{k}")
+        xs.append(P.reg(m, requant_hw(sp, nm.scale_shift), f"x{k}", signed(nm.score_bits)))
+    return xs
 
 
 # ---------------------------------------------------------------- kv_replay
@@ -811,7 +825,7 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     """``QKScores``: K store, q file, the d products, the dot-product tree, the scale
     product and its rounding, per lane."""
     nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
-    d, ch = nm.head_dim, hw.port_channels(inst.name)
+    ch = hw.port_channels(inst.name)
     qw, kw = ch["q"].layout.width, ch["k"].layout.width
     # a padding lane's zeroed K row goes into the products' operand registers: their
     # synchronous reset, no LUT (Yosys 0.70, N = 9 with 4 lanes)
@@ -823,6 +837,14 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     m.mems.append(Mem("q file", rows, qw, one_address=True))
     m.logic.add("mux", qw)
     m.hold("q row", qw, READ_STAGES + 1)
+    score_cost(m, nm, lanes)
+    staged_valid(m, qk_stages(nm), len(inst.contract.outputs))
+
+
+def score_cost(m: NodeModel, nm, lanes: int) -> None:
+    """:func:`scaled_scores` for ``lanes`` K rows (operand registers not included): the d
+    products, the dot-product tree, the scale product and its rounding, per lane."""
+    d = nm.head_dim
     mul_cost(m, "q*k", (nm.q.bits, True), (nm.k.bits, True), d * lanes)
     tree_cost(m, [Span(0, nm.q.bits + nm.k.bits, True)] * d, lanes, high=nm.dot_bits)
     m.hold("dot", nm.dot_bits, 1, lanes)                 # the scale product's operand
@@ -831,7 +853,6 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
              const=nm.scale_mult)
     m.logic.add("addc", nm.score_bits + 1, lanes)       # the rounding
     m.hold("scores", nm.score_bits * lanes, 1)
-    staged_valid(m, qk_stages(nm), len(inst.contract.outputs))
 
 
 def kv_resources(m: NodeModel, inst, hw) -> None:
