@@ -28,9 +28,11 @@ with bubbles in place of its missing rows. Every row's arithmetic is that of
 ``online_step`` in key order, so the bits equal those of one score a cycle, for every
 lanes and rows.
 
-The window, split and decode families still compute in the firing cycle and build on the
-one-cycle datapaths kept here (:class:`OneCycleQK`, :class:`OneCycleKV`,
-:class:`OneCycleSoftmax`) until they are pipelined the same way.
+The window family's softmax and the split and decode families still compute in the
+firing cycle and build on the one-cycle datapaths kept here (:class:`OneCycleQK`,
+:class:`OneCycleKV`, :class:`OneCycleSoftmax`) until they are pipelined the same way;
+the window family's score and V templates reuse the pipelined score datapath
+(:func:`scaled_scores`).
 
 Each template's facets sit below in this order: stage counts and latencies, contract,
 behavioural model, Amaranth component, resource model; :data:`TEMPLATE_DEFS` ties them
@@ -659,7 +661,8 @@ class Normalize(_Pipe):
 
 
 # ---------------------------------------------------------------- one-cycle datapaths
-# (the window, split and decode families' score, V and softmax templates build on these)
+# (the split and decode families' score, V and softmax templates and the window softmax
+# build on these)
 
 class OneCycleQK(Template):
     """Stores K; for each q row emits the scaled scores q.k_j, ``lanes`` per cycle (padding
@@ -679,7 +682,7 @@ class OneCycleQK(Template):
     def score(self, m, seq, k_row):
         """The scaled score of the current Q row (the live ``q`` payload on a row's first
         firing, then a register) against the K row ``k_row``: one dot product a firing.
-        Shared by the window, causal and decode score templates (and by every lane)."""
+        Shared by the split and decode score templates (and by every lane)."""
         nm = self.nm
         if getattr(self, "_q_cur", None) is None:
             q_reg = Signal(self.layout("q").width)
@@ -980,10 +983,10 @@ def normalize_resources(m: NodeModel, inst, hw) -> None:
 
 # ---------------------------------------------------------------- one-cycle resource models
 #
-# Of the one-cycle datapaths (OneCycleQK, OneCycleKV, OneCycleSoftmax): the window
-# (templates.window), split (templates.split) and decode (templates.decode) score, V and
-# softmax templates use these models: on rings of W rows, on slices of n_p keys, on the KV
-# cache. Widths come from hw.numerics.
+# Of the one-cycle datapaths (OneCycleQK, OneCycleKV, OneCycleSoftmax): the split
+# (templates.split) and decode (templates.decode) score, V and softmax templates and the
+# window softmax (templates.window) use these models: on slices of n_p keys, on the KV
+# cache, on rings of W rows. Widths come from hw.numerics.
 
 def _head(inst, hw):
     """(numerics, d, the instance's channels, rows stored, lanes, banks per lane)."""
