@@ -49,7 +49,7 @@ def main() -> int:
             d = head(n, args.d, {"lanes": lanes})
             r = d.simulate(engine="fast")
             mism = int(np.sum(r.outputs["o"]["x"] != d.golden()))
-            bad += mism + (r.total_cycles != online_head_cycles(n, lanes))
+            bad += mism + (r.total_cycles != online_head_cycles(d.hw.numerics, lanes))
             base = base or r.total_cycles
             t = estimate(d.hw, dev).totals
             mult = sum(c["multipliers"] for c in node_costs(d.hw).values())
@@ -66,7 +66,7 @@ def main() -> int:
             r = d.simulate(engine="fast")
             mism = int(np.sum(r.outputs["o"]["x"] != d.golden()))
             w = min(args.window, n - 1)
-            form = w + n * -(-(2 * w + 1) // lanes) + window_fill()
+            form = w + n * -(-(2 * w + 1) // lanes) + window_fill(d.hw.numerics, lanes)
             bad += mism + (r.total_cycles != form)
             base = base or r.total_cycles
             mult = sum(c["multipliers"] for c in node_costs(d.hw).values())
@@ -77,7 +77,7 @@ def main() -> int:
     print("|---|---|---|---|")
     for n in args.n:
         for frac in (0.5, 0.2, 0.1):
-            target = int(online_head_cycles(n, 1) * frac)
+            target = int(online_head_cycles(head(n, args.d).hw.numerics, 1) * frac)
             d = head(n, args.d, hardware={"target_cycles": target})
             cyc = d.simulate(engine="fast").total_cycles
             bad += cyc > target

@@ -4,7 +4,8 @@ logic depth on AMD UltraScale+ (Yosys ``synth_xilinx -family xcup``), BRAM estim
 Yosys.
 
 Designs (``DESIGNS``): three one-head designs (online full N = 32 d = 8, window N = 32
-w = 4 d = 8, causal N = 32 d = 8 with 2 lanes), built whole; and instances of
+w = 4 d = 8, causal N = 32 d = 8 with 2 lanes), built whole, and the window and causal
+heads' templates (qk, vstore, softmax) on their own; and instances of
 ``examples/encoder_tiny.yaml`` emitted on their own, out of context (a linear, a
 LayerNorm, a GELU for ECP5; one instance of every template plus a channel for the logic
 depth). ECP5 runs use ``attnflow.targets.synthesize`` with nextpnr ``--out-of-context``
@@ -15,6 +16,7 @@ Usage::
 
     .venv/bin/python benchmarks/timing_study.py --out build/timing          # everything
     .venv/bin/python benchmarks/timing_study.py --only ecp5 --designs head_online
+    .venv/bin/python benchmarks/timing_study.py --only ecp5 --primitives ecp5   # MULT18X18D
     .venv/bin/python benchmarks/timing_study.py --out build/timing --reuse --budget 7200
     .venv/bin/python benchmarks/timing_study.py --only ecp5 --primitives ecp5 --designs enc_l0_lin_q0
 
@@ -71,13 +73,20 @@ DESIGNS = [
     Design("head_causal_l2", "causal head N=32 d=8, 2 lanes", HEAD,
            ("model.head_dim=8", "model.attention.kind=causal", "model.attention.lanes=2",
             "name=tim_causal_n32_d8_l2")),
+    *(Design(f"window_{name}", f"window head N=32 w=4 d=8 {name}", HEAD,
+             ("model.head_dim=8", "model.attention.kind=window", "model.attention.window=4",
+              "name=tim_window_n32_w4_d8"), name) for name in ("qk", "vstore", "softmax")),
+    *(Design(f"causal_l2_{name}", f"causal head N=32 d=8, 2 lanes {name}", HEAD,
+             ("model.head_dim=8", "model.attention.kind=causal", "model.attention.lanes=2",
+              "name=tim_causal_n32_d8_l2"), name) for name in ("qk", "vstore", "softmax")),
     *(Design(f"enc_{name}", f"encoder_tiny {name}", ENCODER, (), name)
       for name in ("l0_lin_q0", "l0_ln1", "l0_act", "l0_fork_in", "l0_qk0", "l0_vstore0",
                    "l0_softmax0", "l0_norm0", "l0_concat", "l0_res1", "l0_skip1")),
 ]
 #: ECP5 place and route: the issue's list (three heads, a linear, a LayerNorm, a GELU)
 ECP5 = ["head_online", "head_window", "head_causal_l2", "enc_l0_lin_q0", "enc_l0_ln1",
-        "enc_l0_act"]
+        "enc_l0_act", "window_qk", "window_vstore", "window_softmax", "causal_l2_qk",
+        "causal_l2_vstore", "causal_l2_softmax"]
 #: AMD logic depth and BRAM: every template of the tiny encoder and the three heads
 XILINX = ["head_online", "head_window", "head_causal_l2",
           *(d.key for d in DESIGNS if d.instance)]
@@ -87,9 +96,15 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def emit(design: Design, root: Path):
-    """Write the design's Verilog under ``root/<key>``; (folder, top, hw, estimate row name
-    or None for the whole design, template)."""
+def emit(design: Design, root: Path, kind: str = "generic"):
+    """Write the design's Verilog under ``root/<key>``, its products built as
+    ``hdl.pipeline.primitives(kind)``; (folder, top, hw, estimate row name or None for the
+    whole design, template)."""
+    with primitives(kind):
+        return _emit(design, root)
+
+
+def _emit(design: Design, root: Path):
     folder = root / design.key
     spec = load_spec(design.spec, list(design.overrides))
     if design.instance is None:
@@ -122,7 +137,9 @@ def reparse(data: dict, folder: Path, top: str) -> dict:
 
 def run(design: Design, device: str, root: Path, args) -> dict:
     """One synthesis (reused when asked and the RTL is unchanged): a row dict."""
-    folder, top, hw, row, template = emit(design, root)
+    kind = args.primitives if device == "ecp5_85f" else "generic"
+    folder, top, hw, row, template = emit(design, root if kind == "generic" else root / kind,
+                                          kind)
     dev = load_device(device)
     est = estimate(hw, dev)
     est_rows = [r for r in est.rows if row is None or r.name == row]
@@ -217,14 +234,10 @@ def main(argv=None) -> int:
                     help="reuse a run's result.json when its Verilog is unchanged")
     ap.add_argument("--json", help="also write every row to this file")
     ap.add_argument("--primitives", choices=PRIMITIVE_KINDS, default="generic",
-                    help="multiplier primitives of hdl.pipeline.mul in the emitted Verilog "
-                         "(ecp5: MULT18X18D with their registers, for the ECP5 figures)")
+                    help="multipliers of the ECP5 runs: generic (Yosys' $mul mapping, the "
+                         "verified Verilog) or ecp5 (MULT18X18D with its registers, "
+                         "hdl.pipeline.primitives)")
     args = ap.parse_args(argv)
-    with primitives(args.primitives):
-        return _study(ap, args)
-
-
-def _study(ap, args) -> int:
     known = {d.key: d for d in DESIGNS}
     for key in args.designs or ():
         if key not in known:

@@ -7,8 +7,10 @@ memory ~ N rows. Window attention keeps W = 2w + 1 rows in rings and makes N*W s
 cycles ~ N*W, memory independent of N; the causal window (keys i - w .. i) keeps w + 1
 rows and makes N*(w + 1) scores; causal attention without a window runs the blocked
 triangle (``ir.window.causal_blocks``, about N(N + sqrt N)/2 slots). Every run is checked against the golden model, and its
-cycle count against the closed form (full: N*N + N + 9; window: w + N*W + 9; causal
-window: N*(w + 1) + 9; causal: sum over blocks of rows * block end + 9; split: N + N*N/P + 10 + 2 log2(P), P a power of two dividing N).
+cycle count against the closed form given the head's numerics (F: the head's fill; full:
+``mappers.sdpa.online_head_cycles``; window: w + N*W + F; causal window: N*(w + 1) + F;
+causal: sum over blocks of rows * block end + F; split: N + N*N/P + ``split_fill``, P a
+power of two dividing N).
 
 Usage: python benchmarks/window_study.py [--n 256 1024 4096] [--w 32 128] [--d 16]
 """
@@ -26,6 +28,7 @@ from attnflow.mappers.window import window_fill
 from attnflow.ir.spec import spec_from_dict
 from attnflow.ir.window import effective_window
 from attnflow.mappers.window import window_head_cycles
+from attnflow.mappers.sdpa import online_head_cycles
 
 
 def run(n: int, d: int, window: int | None, split: int | None = None,
@@ -41,17 +44,18 @@ def run(n: int, d: int, window: int | None, split: int | None = None,
     wall = time.time() - t
     assert r.deadlock is None
     mism = int(np.count_nonzero(r.outputs["o"]["x"] != design.golden()))
+    nm = design.hw.numerics
     if window and kind == "causal":
-        expect = n * (effective_window(window, n) + 1) + window_fill()
+        expect = n * (effective_window(window, n) + 1) + window_fill(nm)
     elif window:
         we = effective_window(window, n)
-        expect = we + n * (2 * we + 1) + window_fill()
+        expect = we + n * (2 * we + 1) + window_fill(nm)
     elif kind == "causal":
-        expect = window_head_cycles(n, None, "causal")
+        expect = window_head_cycles(nm, None, "causal")
     elif split:
-        expect = n + n * n // split + split_fill(split)
+        expect = n + n * n // split + split_fill(split, nm)
     else:
-        expect = n * n + n + 9
+        expect = online_head_cycles(nm)
     costs = node_costs(design.hw)
     tmpl = sum(costs[i]["memory_bits"] for i in design.hw.instances)
     fifo = sum(costs[c]["memory_bits"] for c in design.hw.channels)

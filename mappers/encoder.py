@@ -221,12 +221,12 @@ class RowStackHeads(FullStackHeads):
         return 1
 
     def templates(self, h: int, plan, lanes: int) -> list:
-        n, kind, cw = plan.n, plan.kind, plan.window
+        n, kind, cw, nm = plan.n, plan.kind, plan.window, plan.attn
         cp = (("N", n), ("kind", kind), ("window", cw)) + ((("lanes", lanes),) if lanes > 1
                                                            else ())
-        return [Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, kind, lanes), cp),
-                Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, kind, lanes), cp),
-                Instance(f"softmax{h}", "softmax_window", W.softmax_window(n, cw, kind, lanes),
+        return [Instance(f"qk{h}", "qk_window", W.qk_window(n, cw, kind, lanes, nm=nm), cp),
+                Instance(f"vstore{h}", "kv_window", W.kv_window(n, cw, kind, lanes, nm=nm), cp),
+                Instance(f"softmax{h}", "softmax_window", W.softmax_window(n, cw, kind, lanes, nm=nm),
                          cp)]
 
     def score_layout(self, nm, lanes: int):
@@ -246,13 +246,12 @@ class RowStackHeads(FullStackHeads):
                 "L+1: causal qk takes Q row i with K row i (no K barrier)")
 
     def vr_channel(self, lat: dict, fe: dict) -> tuple[int, str]:
-        if fe["qk"] != 1:
-            return super().vr_channel(lat, fe)
         # Q/K and V rows arrive together; the V row reaches softmax L(qk) - L(vstore)
-        # cycles before its scores. With one score group a row (every row one firing
-        # of qk/vstore/softmax) vstore runs that far ahead at one row a cycle, so vr
-        # holds that many more tokens (L + 1 cost 2 cycles at F = 1 everywhere);
-        # with more groups a row the lead is absorbed inside the row (simulated)
+        # cycles before its scores, and vstore fires at the rate of qk, one slot group a
+        # cycle within a row: vr holds that many more tokens, else vstore stalls, and
+        # through the fork the whole layer (with L + 1 only: 2 cycles lost at F = 1
+        # everywhere when the lead was 2; 28 at 2 groups a row, N 64, w 4, 5 lanes, once
+        # the lead was 10)
         lead = lat["qk"] - lat["vstore"]
         return full_rate_depth(lat["vstore"]) + lead, f"L+1 + {lead}: V leads the scores"
 
@@ -518,7 +517,7 @@ def attn_path(n: int, f_qkv: int, f_out: int, f_res: int = 1, heads: int = 1,
     heads' numerics (normalize's latency)."""
     lat = latency("linear")
     p = (latency("fork") + (0 if norm_latency is None else norm_latency + latency("fork"))
-         + (lat + f_qkv - 1) + (latency("qk_window") + n - 1) + latency("softmax_window")
+         + (lat + f_qkv - 1) + (latency("qk_window", nm=nm) + n - 1) + latency("softmax_window")
          + latency("normalize", nm=nm) + (latency("concat") if heads > 1 else 0)
          + (lat + f_out - 1))
     return p, max(f_qkv, n, f_out, f_res)

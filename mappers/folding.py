@@ -244,13 +244,13 @@ def causal_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     :func:`layer_cycles` (causal) less ``(N - 1) B``, 2 cycles less per joint between
     layers (the joint channel's latency and the inclusive count are in both layers'
     figures). One fork in a layer has two branches of different latency: Q and K reach
-    softmax through qk_window (L 3), V through kv_window (L 1), so the row-0 part of a
-    layer takes the Q/K branch (``F_qk - 1``, F_qk the slower of Q and K) or the V
-    branch (``F_v - 1 - 2``), the longer one, and exactly that one when s is that
+    softmax through qk_window (latency ``ht.qk``), V through kv_window (``ht.kv``), so the
+    row-0 part of a layer takes the Q/K branch (``F_qk - 1``, F_qk the slower of Q and K)
+    or the V branch (``F_v - 1 - (ht.qk - ht.kv)``), the longer one, and exactly that one when s is that
     layer's lin_q/lin_k, resp. lin_v. The maximum over every stage s of every layer is
     the count; with Q, K, V folded alike it is :func:`layer_cycles`' row-0 parts plus
     ``(N - 1) max_i B_i``."""
-    skew = latency("qk_window") - latency("kv_window")
+    skew = ht.qk - ht.kv
     base, branches, stages = [], [], []
     for i, f in enumerate(layer_fires):
         single, f_qkv, b = layer_cycles(n, heads, rms, f, pre, causal=True, ht=ht)
@@ -298,7 +298,7 @@ def window_stack_cycles(n: int, heads: int, rms: bool, layer_fires: list,
     (coupling every branch at the slowest linear's period instead over-estimates by
     1 % to 18 %). :func:`plan_folding` marks such a plan ``cycles_source = "lower
     bound"`` and ``attnflow.api`` measures its cycles on the simulator instead."""
-    skew = latency("qk_window") - latency("kv_window")
+    skew = ht.qk - ht.kv
     neg = -(1 << 60)
     val = np.full(n, neg, dtype=np.int64)
     val[0] = 0

@@ -19,10 +19,10 @@ from ..templates.window import kv_window, qk_window, softmax_window, window_scor
 from .hwgraph import Channel, HwGraph, Instance, Layout
 from .sdpa import INPUT_DEPTH, MappingError, apply_fifo_overrides, full_rate_depth, head_fill
 
-def window_fill(nm) -> int:
+def window_fill(nm, lanes: int = 1) -> int:
     """Cycles of a window/causal head after its last score group
     (``mappers.sdpa.head_fill`` of qk_window, kv_window and softmax_window)."""
-    return head_fill("qk_window", "kv_window", "softmax_window", nm)
+    return head_fill("qk_window", "kv_window", "softmax_window", nm, lanes)
 
 
 def window_head_cycles(nm, w, kind: str = "window", lanes: int = 1) -> int:
@@ -31,7 +31,8 @@ def window_head_cycles(nm, w, kind: str = "window", lanes: int = 1) -> int:
     groups, ``ir.window.causal_blocks``), then the fill (``nm``: the head's numerics)."""
     n = nm.seq_len
     return (lookahead(w, n, kind)
-            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum()) + window_fill(nm))
+            + int(row_groups(n, kind, w, lanes, is_triangle(kind, w, n)).sum())
+            + window_fill(nm, lanes))
 
 
 def is_triangle(kind: str, w, n: int) -> bool:
@@ -65,9 +66,9 @@ def map_window_head(nm: AttentionNumerics, w, fifo_depths=None,
     params = ((("N", n), ("kind", kind), ("window", w))
               + ((("lanes", lanes),) if lanes > 1 else ())
               + ((("triangle", True),) if tri else ()))
-    return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes, tri),
-                                        kv_window(n, w, kind, lanes, tri),
-                                        softmax_window(n, w, kind, lanes, tri),
+    return stream_head(nm, name, kind, (qk_window(n, w, kind, lanes, tri, nm=nm),
+                                        kv_window(n, w, kind, lanes, tri, nm=nm),
+                                        softmax_window(n, w, kind, lanes, tri, nm=nm),
                                         online.normalize(n, nm=nm)),
                        params, window_score_layout(nm, lanes), fifo_depths, lanes)
 

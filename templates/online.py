@@ -28,9 +28,11 @@ with bubbles in place of its missing rows. Every row's arithmetic is that of
 ``online_step`` in key order, so the bits equal those of one score a cycle, for every
 lanes and rows.
 
-The window, split and decode families still compute in the firing cycle and build on the
-one-cycle datapaths kept here (:class:`OneCycleQK`, :class:`OneCycleKV`,
-:class:`OneCycleSoftmax`) until they are pipelined the same way.
+The window family's softmax and the split and decode families still compute in the
+firing cycle and build on the one-cycle datapaths kept here (:class:`OneCycleQK`,
+:class:`OneCycleKV`, :class:`OneCycleSoftmax`) until they are pipelined the same way;
+the window family's score and V templates reuse the pipelined score datapath
+(:func:`scaled_scores`).
 
 Each template's facets sit below in this order: stage counts and latencies, contract,
 behavioural model, Amaranth component, resource model; :data:`TEMPLATE_DEFS` ties them
@@ -60,11 +62,16 @@ from ..targets.pipeline_cost import (CONSTANT, Span, mul_cost, recip_cost, stage
 
 # ---------------------------------------------------------------- stage counts
 
-def qk_stages(nm) -> int:
-    """Firing -> score: operands registered (the K row from its memory), d products,
-    the adder tree, the scale product, the rounding."""
-    return (READ_STAGES + P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
+def score_stages(nm) -> int:
+    """(Q row, K row) -> scaled score (:func:`scaled_scores`): d products, the adder
+    tree, the scale product, the rounding."""
+    return (P.mul_stages(nm.q.bits, nm.k.bits) + P.tree_stages(nm.head_dim)
             + P.mul_stages(nm.dot_bits, nm.scale_mult.bit_length()) + 1)
+
+
+def qk_stages(nm) -> int:
+    """Firing -> score: the K row read from its memory, then :func:`score_stages`."""
+    return READ_STAGES + score_stages(nm)
 
 
 def _exp_stages(nm) -> int:
@@ -407,17 +414,26 @@ class QKScores(_Pipe):
         m.d.comb += [qwp.addr.eq(i), qwp.data.eq(self.q.payload), qwp.en.eq(seq.fire & use_q),
                      qrp.addr.eq(i)]
         q1 = P.delay(m, Mux(use_q, self.q.payload, qrp.data), READ_STAGES, "q", unsigned(qw))
-        qs = elems(q1, self.layout("q"), "x")
-        xs = []
-        for k, krow in enumerate(krows):
-            ks = elems(krow, self.layout("k"), "x")
-            prods = [P.mul(m, a, b, f"qk{k}_{t}") for t, (a, b) in enumerate(zip(qs, ks))]
-            dot = Signal(signed(nm.dot_bits), name=f"dot{k}")
-            m.d.comb += dot.eq(P.tree_sum(m, prods, f"dot{k}"))
-            sp = P.mul(m, dot, Const(nm.scale_mult), f"scale{k}")
-            xs.append(P.reg(m, requant_hw(sp, nm.scale_shift), f"x{k}", signed(nm.score_bits)))
+        xs = scaled_scores(m, nm, q1, krows, self.layout("q"), self.layout("k"))
         for p in self.contract.outputs:
             self.output(m, seq, p, Cat(*xs))
+
+
+def scaled_scores(m, nm, q_row, k_rows, q_layout, k_layout):
+    """The scaled scores of the Q row ``q_row`` against each K row of ``k_rows`` (one per
+    lane), :func:`score_stages` cycles later: d products, the dot product's adder tree,
+    the scale product, the rounding, each registered. The full head's ``qk_scores`` and
+    the window/causal heads' ``qk_window``."""
+    qs = elems(q_row, q_layout, "x")
+    xs = []
+    for k, krow in enumerate(k_rows):
+        ks = elems(krow, k_layout, "x")
+        prods = [P.mul(m, a, b, f"qk{k}_{t}") for t, (a, b) in enumerate(zip(qs, ks))]
+        dot = Signal(signed(nm.dot_bits), name=f"dot{k}")
+        m.d.comb += dot.eq(P.tree_sum(m, prods, f"dot{k}"))
+        sp = P.mul(m, dot, Const(nm.scale_mult), f"scale{k}")
+        xs.append(P.reg(m, requant_hw(sp, nm.scale_shift), f"x{k}", signed(nm.score_bits)))
+    return xs
 
 
 # ---------------------------------------------------------------- kv_replay
@@ -645,7 +661,8 @@ class Normalize(_Pipe):
 
 
 # ---------------------------------------------------------------- one-cycle datapaths
-# (the window, split and decode families' score, V and softmax templates build on these)
+# (the split and decode families' score, V and softmax templates and the window softmax
+# build on these)
 
 class OneCycleQK(Template):
     """Stores K; for each q row emits the scaled scores q.k_j, ``lanes`` per cycle (padding
@@ -665,7 +682,7 @@ class OneCycleQK(Template):
     def score(self, m, seq, k_row):
         """The scaled score of the current Q row (the live ``q`` payload on a row's first
         firing, then a register) against the K row ``k_row``: one dot product a firing.
-        Shared by the window, causal and decode score templates (and by every lane)."""
+        Shared by the split and decode score templates (and by every lane)."""
         nm = self.nm
         if getattr(self, "_q_cur", None) is None:
             q_reg = Signal(self.layout("q").width)
@@ -811,7 +828,7 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     """``QKScores``: K store, q file, the d products, the dot-product tree, the scale
     product and its rounding, per lane."""
     nm, n, lanes, rows, g, rem = _key_lanes(inst, hw)
-    d, ch = nm.head_dim, hw.port_channels(inst.name)
+    ch = hw.port_channels(inst.name)
     qw, kw = ch["q"].layout.width, ch["k"].layout.width
     # a padding lane's zeroed K row goes into the products' operand registers: their
     # synchronous reset, no LUT (Yosys 0.70, N = 9 with 4 lanes)
@@ -823,6 +840,14 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
     m.mems.append(Mem("q file", rows, qw, one_address=True))
     m.logic.add("mux", qw)
     m.hold("q row", qw, READ_STAGES + 1)
+    score_cost(m, nm, lanes)
+    staged_valid(m, qk_stages(nm), len(inst.contract.outputs))
+
+
+def score_cost(m: NodeModel, nm, lanes: int) -> None:
+    """:func:`scaled_scores` for ``lanes`` K rows (operand registers not included): the d
+    products, the dot-product tree, the scale product and its rounding, per lane."""
+    d = nm.head_dim
     mul_cost(m, "q*k", (nm.q.bits, True), (nm.k.bits, True), d * lanes)
     tree_cost(m, [Span(0, nm.q.bits + nm.k.bits, True)] * d, lanes, high=nm.dot_bits)
     m.hold("dot", nm.dot_bits, 1, lanes)                 # the scale product's operand
@@ -831,7 +856,6 @@ def qk_resources(m: NodeModel, inst, hw) -> None:
              const=nm.scale_mult)
     m.logic.add("addc", nm.score_bits + 1, lanes)       # the rounding
     m.hold("scores", nm.score_bits * lanes, 1)
-    staged_valid(m, qk_stages(nm), len(inst.contract.outputs))
 
 
 def kv_resources(m: NodeModel, inst, hw) -> None:
@@ -959,10 +983,10 @@ def normalize_resources(m: NodeModel, inst, hw) -> None:
 
 # ---------------------------------------------------------------- one-cycle resource models
 #
-# Of the one-cycle datapaths (OneCycleQK, OneCycleKV, OneCycleSoftmax): the window
-# (templates.window), split (templates.split) and decode (templates.decode) score, V and
-# softmax templates use these models: on rings of W rows, on slices of n_p keys, on the KV
-# cache. Widths come from hw.numerics.
+# Of the one-cycle datapaths (OneCycleQK, OneCycleKV, OneCycleSoftmax): the split
+# (templates.split) and decode (templates.decode) score, V and softmax templates and the
+# window softmax (templates.window) use these models: on slices of n_p keys, on the KV
+# cache, on rings of W rows. Widths come from hw.numerics.
 
 def _head(inst, hw):
     """(numerics, d, the instance's channels, rows stored, lanes, banks per lane)."""

@@ -15,7 +15,7 @@ masked at the sequence ends.
 ``lanes`` slots a firing: a row's W slots in ceil(W / lanes) groups
 (``templates.online.groups``). ``kind: causal`` uses the same templates with the
 one-sided slots of ``ir.window`` (lookahead 0, W = N: each K row is loaded on its own
-row's first firing and read in that firing, through the ring's bypass); without a window
+row's first firing and read by that firing, a cycle later); without a window
 the causal head runs the blocked triangle of ``ir.window.causal_blocks``: one phase
 ``b<k>`` per block of rows, each with its block's slot groups (instance param
 ``triangle``).
@@ -25,12 +25,18 @@ every ``main`` row, or of every row of a triangle's ``b<k>`` phases) write the n
 at a write pointer that steps mod W. Row i's slot t reads key row ``j = i + offset(t)``
 (``ir.window.offsets``: 0, -1, +1, -2, ...; causal 0, -1, -2, ...) at ring index
 ``(base + offset(t)) mod W``, ``base`` being i mod W (a pointer stepping at every row
-end); the slot is valid when ``0 <= j < N``. A read of the slot written in the same
-firing (w' = 0, and every causal row's slot 0) takes the live input row instead of the
-memory. The models are ``ir.window``'s (the golden model's own functions): a row's tokens
-are its ``ir.window.row_groups`` slot groups of ``lanes`` slots (the slots past the row's
-W, and past its block's last row for a triangle causal head, padded: score and V row 0,
-ok 0). The resource models are the full head's.
+end); the slot is valid when ``0 <= j < N``. ``qk_window`` and ``kv_window`` are
+pipelined (issue 12): the slots' offsets are registered in the firing, the ring is read
+through a registered port the cycle after (so a row written by the firing, w' = 0 and
+every causal row's slot 0, is in the ring by then; a later firing's write is not), its
+data registered (:data:`RING_STAGES`), then qk_window's score is the full head's
+registered datapath (``templates.online.scaled_scores``); latency = stages + 1.
+``softmax_window`` still computes its online step in the firing cycle
+(``templates.online.OneCycleSoftmax``). The models are ``ir.window``'s (the golden
+model's own functions): a row's tokens are its ``ir.window.row_groups`` slot groups of
+``lanes`` slots (the slots past the row's W, and past its block's last row for a
+triangle causal head, padded: score and V row 0, ok 0). The resource models follow the
+components (measured against ``synth_xilinx``: benchmarks/synth_modules.py).
 """
 from __future__ import annotations
 
@@ -47,8 +53,12 @@ from ..mappers.catalog import TemplateDef, latency
 from ..mappers.contracts import (ALWAYS, FILL, FIRST, LAST, LOAD_ROW, MAIN, ROW, SLOT, TAIL,
                                  Contract, Phase)
 from ..mappers.hwgraph import Field, Layout
-from .online import (OneCycleQK, OneCycleSoftmax, groups, one_cycle_kv_resources,
-                     one_cycle_qk_resources, one_cycle_softmax_resources)
+from ..hdl import pipeline as P
+from ..ir.numerics import clog2
+from ..targets.estimate import Mem, NodeModel
+from ..targets.pipeline_cost import staged_valid
+from .online import (READ_STAGES, OneCycleSoftmax, _Pipe, groups, one_cycle_softmax_resources,
+                     scaled_scores, score_cost, score_stages)
 
 
 # ---------------------------------------------------------------- contracts and layouts
@@ -82,21 +92,21 @@ def _phases(n: int, w, kind: str, load: str | None, extra_first: tuple, always: 
 
 
 def qk_window(n: int, w, kind: str = "window", lanes: int = 1,
-              triangle: bool = False) -> Contract:
+              triangle: bool = False, **lat) -> Contract:
     return Contract("qk_window", ("k", "q"), ("s",),
                     _phases(n, w, kind, "k", ("q",), ("s",), lanes, triangle),
-                    latency=latency("qk_window"))
+                    latency=latency("qk_window", lanes=lanes, **lat))
 
 
 def kv_window(n: int, w, kind: str = "window", lanes: int = 1,
-              triangle: bool = False) -> Contract:
+              triangle: bool = False, **lat) -> Contract:
     return Contract("kv_window", ("v",), ("vr",),
                     _phases(n, w, kind, "v", (), ("vr",), lanes, triangle),
-                    latency=latency("kv_window"))
+                    latency=latency("kv_window", lanes=lanes, **lat))
 
 
 def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
-                   triangle: bool = False) -> Contract:
+                   triangle: bool = False, **lat) -> Contract:
     ports = (("s", ALWAYS), ("vr", ALWAYS), ("ol", LAST))
     if triangle:
         phases = _block_phases(n, lanes, ports)
@@ -104,7 +114,7 @@ def softmax_window(n: int, w, kind: str = "window", lanes: int = 1,
         phases = (Phase("rows", (("i", n), ("t", groups(row_slots(n, kind, w), lanes))),
                         ports),)
     return Contract("softmax_window", ("s", "vr"), ("ol",), phases,
-                    latency=latency("softmax_window"))
+                    latency=latency("softmax_window", lanes=lanes, **lat))
 
 
 def window_score_layout(nm: AttentionNumerics, lanes: int = 1) -> Layout:
@@ -206,10 +216,38 @@ class RowStore:
         return data
 
 
+#: the ring's read: the slots' offsets registered (stage 1, then the ring index and the
+#: key's validity), the read port's address register and the data register
+#: (``templates.online.READ_STAGES``). A slot read is issued one cycle after its firing,
+#: so a row written by the firing is in the ring by then (no bypass), and a later
+#: firing's write is not (the read port is not transparent).
+RING_STAGES = 1 + READ_STAGES
+
+
+def qk_window_stages(nm) -> int:
+    """Firing -> scores: the ring's read (:data:`RING_STAGES`), then
+    ``templates.online.score_stages``."""
+    return RING_STAGES + score_stages(nm)
+
+
+def qk_window_latency(nm, lanes: int = 1) -> int:
+    return qk_window_stages(nm) + 1
+
+
+def kv_window_latency(nm=None, lanes: int = 1) -> int:
+    return RING_STAGES + 1
+
+
+def offset_bits(offs) -> int:
+    """Bits of a slot's (signed) key offset."""
+    return max(abs(o) for o in offs).bit_length() + 1
+
+
 class _Ring:
     """The ring of one stream (port ``load``) and the addressing of the current slots:
     ``lanes`` slots a firing (group g: slots g * lanes + k), one read port per lane;
-    ``data``/``valid`` per lane (a padding lane past the row's last slot: invalid)."""
+    ``data``/``valid`` per lane :data:`RING_STAGES` cycles after the firing (a padding
+    lane past the row's last slot: invalid, row 0)."""
 
     def __init__(self, tpl: Template, m, seq, load: str):
         n = tpl.nm.seq_len
@@ -217,7 +255,15 @@ class _Ring:
         lanes = tpl.inst.param("lanes") or 1
         offs = offsets(tpl.inst.param("window"), n, kind)
         self.slots = slots = len(offs)
-        store = RowStore(tpl, m, seq, load, slots, "ring")
+        depth = max(slots, 2)
+        mem = Memory(shape=unsigned(tpl.layout(load).width), depth=depth, init=[])
+        m.submodules[f"{load}_ring"] = mem
+        wp = mem.write_port()
+        write = seq.fire & seq.use[load]
+        wptr = Signal(range(depth), name=f"{load}_wptr")
+        with m.If(write):
+            m.d.sync += wptr.eq(Mux(wptr == slots - 1, 0, wptr + 1))
+        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(getattr(tpl, load).payload), wp.en.eq(write)]
 
         # the current query row i (row) and its ring index (base), stepping at row ends
         # every phase but the lookahead fill scores rows (main, tail; a triangle's blocks)
@@ -226,65 +272,87 @@ class _Ring:
         m.d.comb += scoring.eq(Cat(*[seq.in_phase[p] for p in phases]).any())
         row_end = seq.fire & seq.last & scoring
         row = Signal(range(n + 1), name="row")
-        base = Signal(range(max(slots, 2)), name="base")
+        base = Signal(range(depth), name="base")
         with m.If(row_end):
             m.d.sync += [row.eq(row + 1), base.eq(Mux(base == slots - 1, 0, base + 1))]
         # the group of the active scoring phase
-        grp = Signal(range(max(slots, 2)), name="group")
+        grp = Signal(range(depth), name="group")
         for p in phases:
             with m.If(seq.in_phase[p]):
                 m.d.comb += grp.eq(seq.counter[(p, SLOT)])
         span = max(abs(o) for o in offs) + 1
+        ob = offset_bits(offs)
+        # stage 1: the row, its ring index and each lane's slot offset, registered
+        row1, base1 = P.reg(m, row, "row1"), P.reg(m, base, "base1")
         self.data, self.valid = [], []
         for k in range(lanes):
             sfx = "" if lanes == 1 else f"_{k}"
             # slot t -> offset 0, -1, +1, -2, +2, ... (causal: 0, -1, ..., -(N-1))
             t = Signal(range(max(slots + lanes, 2)), name=f"slot{sfx}")
             m.d.comb += t.eq(grp * lanes + k if lanes > 1 else grp)
-            off = Signal(signed(span.bit_length() + 2), name=f"offset{sfx}")
+            off = Signal(signed(ob), name=f"offset{sfx}")
             if kind == "causal":
                 m.d.comb += off.eq(-t)
             else:
                 half = Signal(range(span + lanes + 1), name=f"half{sfx}")
                 m.d.comb += half.eq((t + 1) >> 1)
                 m.d.comb += off.eq(Mux(t == 0, 0, Mux(t[0], -half, half)))
+            off1 = P.reg(m, off, f"offset1{sfx}")
+            padding = lanes > 1 and k >= slots - (-(-slots // lanes) - 1) * lanes
+            pad1 = P.reg(m, t >= slots, f"pad1{sfx}") if padding else None
+            # stage 2: the ring index into the read port; the key's validity
             at = Signal(signed(max(slots, n).bit_length() + 3), name=f"at{sfx}")
-            m.d.comb += at.eq(base + off)
-            idx = Signal(range(max(slots, 2)), name=f"ring_idx{sfx}")
+            m.d.comb += at.eq(base1 + off1)
+            idx = Signal(range(depth), name=f"ring_idx{sfx}")
             m.d.comb += idx.eq(Mux(at < 0, at + slots, Mux(at >= slots, at - slots, at)))
             key = Signal(signed(n.bit_length() + 3), name=f"key{sfx}")
-            m.d.comb += key.eq(row + off)
-            valid = Signal(name=f"valid{sfx}")
+            m.d.comb += key.eq(row1 + off1)
             real = (key >= 0) & (key < n)
-            data = store.read(m, idx, f"slot{sfx}")
-            if lanes > 1 and k >= slots - (-(-slots // lanes) - 1) * lanes:
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(idx)
+            data = P.reg(m, rp.data, f"{load}_slot{sfx}")
+            if padding:
                 # a padding lane in the last group: invalid, V row 0 (as the models)
-                pad = t >= slots
-                m.d.comb += valid.eq(real & ~pad)
-                padded = Signal(len(data), name=f"{load}_lane{sfx}")
-                m.d.comb += padded.eq(Mux(pad, 0, data))
-                data = padded
+                pad = P.delay(m, pad1, READ_STAGES, f"pad{sfx}")
+                valid = P.delay(m, real & ~pad1, READ_STAGES, f"valid{sfx}")
+                zeroed = Signal(len(data), name=f"{load}_lane{sfx}")
+                m.d.comb += zeroed.eq(Mux(pad, 0, data))
+                data = zeroed
             else:
-                m.d.comb += valid.eq(real)
+                valid = P.delay(m, real, READ_STAGES, f"valid{sfx}")
             self.data.append(data)
             self.valid.append(valid)
 
 
-class QKWindow(OneCycleQK):
-    """Scores of the query row against its window's K rows, one slot per firing."""
+class QKWindow(_Pipe):
+    """Scores of the query row against its window's K rows, ``lanes`` slots a firing:
+    the ring's read, then the full head's score datapath (``scaled_scores``)."""
+
+    def pipeline_stages(self):
+        return qk_window_stages(self.nm)
 
     def datapath(self, m, seq):
         ring = _Ring(self, m, seq, "k")
-        xs = [self.score(m, seq, row) for row in ring.data]
-        m.d.comb += self.s.payload.eq(Cat(*xs, *ring.valid))
+        # the current Q row, registered from the live token on the row's first firing
+        # (stage 1), then carried with the ring's read
+        q_reg = Signal(self.layout("q").width, name="q_reg")
+        with m.If(seq.fire & seq.use["q"]):
+            m.d.sync += q_reg.eq(self.q.payload)
+        q_cur = P.delay(m, q_reg, RING_STAGES - 1, "q")
+        xs = scaled_scores(m, self.nm, q_cur, ring.data, self.layout("q"), self.layout("k"))
+        oks = [P.delay(m, v, score_stages(self.nm), f"ok{k}") for k, v in enumerate(ring.valid)]
+        self.output(m, seq, "s", Cat(*xs, *oks))
 
 
-class KVWindow(Template):
+class KVWindow(_Pipe):
     """The V row of every slot, from the V ring."""
+
+    def pipeline_stages(self):
+        return RING_STAGES
 
     def datapath(self, m, seq):
         ring = _Ring(self, m, seq, "v")
-        m.d.comb += self.vr.payload.eq(Cat(*ring.data))
+        self.output(m, seq, "vr", Cat(*ring.data))
 
 
 class SoftmaxWindow(OneCycleSoftmax):
@@ -299,11 +367,81 @@ class SoftmaxWindow(OneCycleSoftmax):
                              for k, (x, ok) in enumerate(zip(xs, oks))])
 
 
+# ---------------------------------------------------------------- resource models
+#
+# Of QKWindow / KVWindow, stage by stage, as the full head's (templates.online): the ring
+# a memory with a registered read port per lane (its data register in its mapping), the
+# addressing registered at stage 1, the slots' validity and the Q row carried alongside.
+
+def _ring_cost(m: NodeModel, inst, hw, load: str, keys: bool) -> tuple:
+    """``_Ring`` of port ``load``: one copy of the W-row ring per lane (a read port
+    each), the write pointer, the row and ring-index counters (and their stage-1
+    registers), per lane the slot offset (registered), the ring index (an add, a
+    wrap), with ``keys`` the key's validity (an add, a compare), the row's data
+    register; a padding lane's flag and zeroed row. Returns (numerics, lanes, slots)."""
+    nm = hw.numerics
+    n, kind = nm.seq_len, inst.param("kind", "window")
+    lanes = inst.param("lanes") or 1
+    offs = offsets(inst.param("window"), n, kind)
+    slots = len(offs)
+    width = hw.port_channels(inst.name)[load].layout.width
+    ib, rb = clog2(max(slots, 2)), clog2(n + 1)
+    ob = offset_bits(offs)
+    low = lanes.bit_length() - 1
+    # causal offsets -t, t = group * lanes + k: with lanes a power of two, lane k's low
+    # log2(lanes) bits are those of -k, and the registers of its 0 bits are constants
+    const = (sum(low - bin(-k % lanes).count("1") for k in range(lanes))
+             if kind == "causal" and lanes & (lanes - 1) == 0 else 0)
+    for _ in range(lanes):
+        m.mems.append(Mem(f"{load.upper()} ring", max(slots, 2), width, read="sync"))
+    # the row counter and the keys' validity only when used (the scores' valid bits:
+    # qk_window; Yosys removes them from kv_window)
+    rb = rb if keys else 0
+    m.ffs += ib + rb + ib                               # write pointer, row, base
+    m.logic.add("add", ib, 2).add("cmpc", ib, 2).add("add", rb)
+    m.hold("row, base", rb + ib, 1)
+    padding = lanes - (slots - (-(-slots // lanes) - 1) * lanes) if lanes > 1 else 0
+    m.ffs += ob * lanes - const                         # the offsets (stage 1)
+    for k in range(lanes):
+        m.hold(f"{load} slot {k}", width, READ_STAGES - 1)
+    # the offset (+-half: a constant add), base + offset, its wrap (two constant adds,
+    # two choices), row + offset and its compare with N (>= 0: the sign bit)
+    m.logic.add("addc", ob, lanes).add("add", ib + 1, lanes).add("addc", ib + 1, 2 * lanes)
+    m.logic.add("mux", ib, 2 * lanes)
+    if keys:
+        m.logic.add("add", rb + 1, lanes).add("cmpc", rb + 1, lanes)
+    if padding:
+        m.ffs += padding * (1 + READ_STAGES)            # the pad flag at stage 1, carried
+        m.logic.add("mux", width, padding)
+    return nm, lanes, slots
+
+
+def qk_window_resources(m: NodeModel, inst, hw) -> None:
+    """``QKWindow``: the K ring, the Q row (a register written on the row's first firing)
+    carried to the products' operand registers (RING_STAGES registers in all), the slots'
+    validity carried to the scores, the full head's score datapath (``score_cost``)."""
+    nm, lanes, _ = _ring_cost(m, inst, hw, "k", True)
+    m.hold("q row", hw.port_channels(inst.name)["q"].layout.width, RING_STAGES + 1)
+    for k in range(lanes):
+        m.hold(f"K slot {k}", hw.port_channels(inst.name)["k"].layout.width, 1)
+        m.hold(f"valid {k}", 1, READ_STAGES + score_stages(nm))
+    score_cost(m, nm, lanes)
+    staged_valid(m, qk_window_stages(nm))
+
+
+def kv_window_resources(m: NodeModel, inst, hw) -> None:
+    """``KVWindow``: the V ring, read RING_STAGES stages after the firing."""
+    _ring_cost(m, inst, hw, "v", False)
+    staged_valid(m, RING_STAGES)
+
+
 TEMPLATE_DEFS = (
-    TemplateDef("qk_window", 3, qk_window, qk_window_model, QKWindow, one_cycle_qk_resources,
-                "qk_scores' datapath; ring addressing in the same cycle"),
-    TemplateDef("kv_window", 1, kv_window, kv_window_model, KVWindow, one_cycle_kv_resources,
-                "ring read"),
+    TemplateDef("qk_window", qk_window_latency, qk_window, qk_window_model, QKWindow,
+                qk_window_resources,
+                "slot offsets, ring read (address and data registered), then qk_scores' "
+                "registered score datapath"),
+    TemplateDef("kv_window", kv_window_latency, kv_window, kv_window_model, KVWindow,
+                kv_window_resources, "slot offsets, ring read (address and data registered)"),
     TemplateDef("softmax_window", 1, softmax_window, softmax_window_model, SoftmaxWindow,
                 one_cycle_softmax_resources, "online_softmax_pv's step, masked slots skipped"),
 )

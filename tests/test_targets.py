@@ -157,8 +157,14 @@ LANES4_U280 = {"qk": (72, 384, 4405, 1615), "vstore": (0, 320, 1046, 351),
                "ch_s": (0, 48, 17, 70), "ch_vr": (0, 296, 11, 312)}
 N9_LANES4_U280 = {"qk": (20, 112, 1184, 380), "vstore": (0, 96, 276, 225),
                   "softmax": (60, 96, 9373, 2523), "norm": (16, 64, 2149, 1442)}
+# the window and causal heads' pipelined score and V templates, N = 32, d = 16: window
+# w = 4 in 1 and 3 lanes, causal in 2 lanes (the ring read, then qk_scores' datapath)
+WINDOW_U280 = {"qk": (18, 80, 1582, 413), "vstore": (0, 80, 294, 133)}
+WINDOW_L3_U280 = {"qk": (54, 240, 3604, 1136), "vstore": (0, 240, 810, 312)}
+CAUSAL_L2_U280 = {"qk": (36, 160, 2622, 815), "vstore": (0, 160, 581, 268)}
 #: the pipelined templates, whose LUT model this data checks
-PIPELINED = {"qk_scores", "kv_replay", "online_softmax_pv", "normalize"}
+PIPELINED = {"qk_scores", "kv_replay", "online_softmax_pv", "normalize", "qk_window",
+             "kv_window"}
 
 
 def _against(est, measured):
@@ -232,6 +238,22 @@ def test_estimate_naive_n32_d16_on_u280():
     (("model.seq_len=9", "model.head_dim=4", "model.attention.lanes=4"), N9_LANES4_U280)])
 def test_estimate_lanes_on_u280(sets, measured):
     _against(estimate(hw_of(ONLINE, *sets), "u280"), measured)
+
+
+WINDOW = ("model.attention.kind=window", "model.attention.window=4")
+
+
+@pytest.mark.parametrize("sets, measured", [
+    (WINDOW, WINDOW_U280), (WINDOW + ("model.attention.lanes=3",), WINDOW_L3_U280),
+    (("model.attention.kind=causal", "model.attention.lanes=2"), CAUSAL_L2_U280)])
+def test_estimate_window_templates_on_u280(sets, measured):
+    est = estimate(hw_of(ONLINE, *sets), "u280")
+    _against(est, measured)
+    # one ring of W rows (9; causal 32) per lane, LUT RAM with the data register in FFs
+    rows = 32 if "model.attention.kind=causal" in sets else 9
+    lanes = measured["qk"][0] // 18
+    assert _row(est, "qk").memory == [f"K ring {rows}x128: 10 x RAM32M16 + 128 FF read "
+                                      "register"] * lanes
 
 
 def test_estimate_small_on_lattice():

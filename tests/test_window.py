@@ -152,9 +152,9 @@ def test_causal_row_zero_sees_only_itself():
 @pytest.mark.parametrize("n, d, w", [
     (12, 4, 3),     # masked slots at both ends
     (5, 3, 20),     # a window wider than the sequence (w' = N - 1)
-    (1, 2, 1),      # w' = 0: the row read in the firing that writes it (bypass)
+    (1, 2, 1),      # w' = 0: the row read by the firing that writes it (a cycle later)
     (7, 3, 1),
-    (9, 4, None),   # causal: every row's slot 0 through the bypass
+    (9, 4, None),   # causal: every row's slot 0 likewise
 ])
 def test_rtl_window_head(tmp_path, n, d, w):
     """``attnflow build`` + the cocotb testbench on Verilator, no stalls and a stall
