@@ -108,11 +108,21 @@ class TemplateProc(Proc):
         self.ii = c.ii
         self.t = -c.ii
         self.plan = []
+        ins = [chans[p] for p in c.inputs]
+        outs = [chans[p] for p in c.outputs]
         for ph in c.phases:
-            use = {p: ph.pattern(p) for p in c.inputs + c.outputs}
-            pattern = [(tuple(chans[p] for p in c.inputs if use[p][j]),
-                        tuple(chans[p] for p in c.outputs if use[p][j]))
-                       for j in range(ph.period)]
+            # per firing of the period: the used inputs and outputs; a period repeats a
+            # few combinations, each made once
+            cols = [ph.pattern(p).tolist() for p in c.inputs + c.outputs]
+            made: dict[tuple, tuple] = {}
+            pattern = []
+            for key in (zip(*cols) if cols else [()] * ph.period):
+                got = made.get(key)
+                if got is None:
+                    got = made[key] = (
+                        tuple(ch for ch, u in zip(ins, key) if u),
+                        tuple(ch for ch, u in zip(outs, key[len(ins):]) if u))
+                pattern.append(got)
             self.plan.append((ph.fires, ph.period, pattern))
         self.phase = 0
         self.f = 0
