@@ -205,6 +205,43 @@ def _port_map(contract, port: str) -> _Map:
     return _Map(len(idx), int(idx[0]), 1, idx)
 
 
+def _events(contract) -> np.ndarray | None:
+    """The firings of a template that use a port, with its first and last (increasing),
+    or None when they are more than half its firings. Between two of them a firing only
+    follows the one before by ``ii`` (no port, no bound): the recurrence over these
+    firings alone, with the ramp ``ii * firing``, gives the same times at them, and the
+    others' times are the ramp from the one before. A linear that reads a row once and
+    writes it once over a fold of hundreds of firings keeps two times a row, not all."""
+    F = contract.fires
+    if F < 4:
+        return None
+    used = []
+    for ph in contract.phases:
+        pat = np.zeros(ph.period, bool)
+        for port in contract.inputs + contract.outputs:
+            pat |= ph.pattern(port)
+        used.append(np.tile(pat, ph.fires // ph.period))
+    used = np.concatenate(used)
+    used[0] = used[-1] = True
+    if 2 * int(used.sum()) > F:
+        return None
+    return np.flatnonzero(used)
+
+
+def _event_map(m: _Map, events: np.ndarray) -> _Map:
+    """Map ``m`` (token -> firing) as token -> index in ``events`` (every firing of ``m``
+    is one of them): a progression when the indices are one."""
+    if m.n == 0:
+        return _Map(0)
+    firings = m.idx if m.idx is not None else \
+        m.start + m.step * np.arange(m.n, dtype=np.int64)
+    idx = np.searchsorted(events, firings)
+    steps = np.diff(idx)
+    if m.n == 1 or (steps[0] >= 1 and np.all(steps == steps[0])):
+        return _Map(m.n, int(idx[0]), int(steps[0]) if m.n > 1 else 1)
+    return _Map(m.n, int(idx[0]), 1, idx)
+
+
 class _Ch:
     """A channel's estimated push and pop times (views of the producer's / consumer's
     firing times where the port's map allows) and, per end, the first token changed since
@@ -249,6 +286,7 @@ class _Chain(_Node):
         self.name = name
         self.R = ramp
         self.F = len(ramp)
+        self.fires = self.F         # the process's firings (F: those with a time here)
         self.T = np.full(self.F, _UNKNOWN, dtype=np.int64)
         self.W = np.zeros(self.F, dtype=np.int64)
         self.ins, self.outs = ins, outs
@@ -516,7 +554,7 @@ def _solve(nodes: list[_Node], max_rounds: int | None) -> bool:
         schedule(p)
     period = len(nodes)
     if max_rounds is None:
-        budget = _WORK_PER_FIRING * sum(p.F for p in nodes) + \
+        budget = _WORK_PER_FIRING * sum(getattr(p, "fires", p.F) for p in nodes) + \
             _MIN_ROUNDS * period * _UPDATE_COST
         max_updates = None
     else:
@@ -610,7 +648,10 @@ def _template_stats(p: _Chain, ii: int, empty: dict, full: dict) -> tuple[int, i
         return 0, 0
     t0 = np.empty(F, dtype=np.int64)        # t_{f-1} + ii
     t0[0] = 0
-    np.add(T[:-1], ii, out=t0[1:])
+    if p.fires == F:
+        np.add(T[:-1], ii, out=t0[1:])
+    else:                                   # event firings: + ii per firing between
+        np.add(T[:-1], np.diff(p.R), out=t0[1:])
     m = t0.copy()                           # + the latest visible input
     vis = []
     for e in p.ins:
@@ -624,7 +665,7 @@ def _template_stats(p: _Chain, ii: int, empty: dict, full: dict) -> tuple[int, i
     _book(vis, m, gap, starved, empty)
     np.subtract(T, m, out=gap)              # output waits, from the input-bound time
     # idle cycles from 0 to the last firing: sum of T_f - (T_{f-1} + ii), T_{-1} = -ii
-    blocked = int(T[-1]) + ii - F * ii - starved
+    blocked = int(T[-1]) + ii - p.fires * ii - starved
     vis = []
     for e in p.outs:
         c = e.ch
@@ -720,7 +761,14 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
         for e in ins + outs:
             if e.map.n != e.ch.n:
                 raise ValueError(f"{name}: {e.map.n} tokens on {e.ch.name}, expected {e.ch.n}")
-        node = _Chain(name, _Progression(0, con.ii, con.fires), con.ii, ins, outs)
+        events = _events(con)
+        if events is None:
+            node = _Chain(name, _Progression(0, con.ii, con.fires), con.ii, ins, outs)
+        else:       # times at the event firings only (their ramp: ii * firing)
+            for e in ins + outs:
+                e.map = _event_map(e.map, events)
+            node = _Chain(name, events * con.ii, None, ins, outs)
+            node.fires = con.fires
         for e in outs:
             e.ch.src = (node, e)
         for e in ins:
@@ -804,7 +852,7 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
 
 
 def _finish(p, node: _Node, t_init: int) -> None:
-    p.fires = node.F
+    p.fires = getattr(node, "fires", node.F)
     p.t = int(node.T[-1]) if node.F else t_init
     p.first = int(node.T[0]) if node.F else None
     p.done, p.waiting = True, None
