@@ -68,7 +68,7 @@ from ..mappers.hwgraph import HwGraph
 from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Times, Timing
 from .schedule import Schedule
 
-__all__ = ["run_timing_fast"]
+__all__ = ["kept_firings", "run_timing_fast"]
 
 #: the estimate of a time nothing is known about yet (far below any constraint)
 _UNKNOWN = -(1 << 52)
@@ -205,6 +205,30 @@ def _port_map(contract, port: str) -> _Map:
     return _Map(len(idx), int(idx[0]), 1, idx)
 
 
+def _used(contract) -> list[np.ndarray]:
+    """Per phase: whether each firing of its period uses a port."""
+    out = []
+    for ph in contract.phases:
+        pat = np.zeros(ph.period, bool)
+        for port in contract.inputs + contract.outputs:
+            pat |= ph.pattern(port)
+        out.append(pat)
+    return out
+
+
+def kept_firings(contract) -> int:
+    """How many of a template's firings the engine keeps a time (and a bound) for: its
+    firings, or with :func:`_events` the port-using ones and the first and last
+    (``attnflow.limits`` estimates the engine's memory from it)."""
+    F = contract.fires
+    if F < 4:
+        return F
+    used = _used(contract)
+    n = sum(int(u.sum()) * (ph.fires // ph.period) for u, ph in zip(used, contract.phases))
+    n += (not used[0][0]) + (not used[-1][-1])
+    return n if 2 * n <= F else F
+
+
 def _events(contract) -> np.ndarray | None:
     """The firings of a template that use a port, with its first and last (increasing),
     or None when they are more than half its firings. Between two of them a firing only
@@ -212,19 +236,11 @@ def _events(contract) -> np.ndarray | None:
     firings alone, with the ramp ``ii * firing``, gives the same times at them, and the
     others' times are the ramp from the one before. A linear that reads a row once and
     writes it once over a fold of hundreds of firings keeps two times a row, not all."""
-    F = contract.fires
-    if F < 4:
+    if kept_firings(contract) == contract.fires:
         return None
-    used = []
-    for ph in contract.phases:
-        pat = np.zeros(ph.period, bool)
-        for port in contract.inputs + contract.outputs:
-            pat |= ph.pattern(port)
-        used.append(np.tile(pat, ph.fires // ph.period))
-    used = np.concatenate(used)
+    used = np.concatenate([np.tile(u, ph.fires // ph.period)
+                           for u, ph in zip(_used(contract), contract.phases)])
     used[0] = used[-1] = True
-    if 2 * int(used.sum()) > F:
-        return None
     return np.flatnonzero(used)
 
 
@@ -288,7 +304,9 @@ class _Chain(_Node):
         self.F = len(ramp)
         self.fires = self.F         # the process's firings (F: those with a time here)
         self.T = np.full(self.F, _UNKNOWN, dtype=np.int64)
-        self.W = np.zeros(self.F, dtype=np.int64)
+        # the bounds max(bound - R, 0): between 0 and the final times, int32 (a run past
+        # 2**31 cycles would wrap them, break the final check and fall back)
+        self.W = np.zeros(self.F, dtype=np.int32)
         self.ins, self.outs = ins, outs
         self.upto = 0                   # the firings from here on are not solved yet
         self.L = max(1, self.F if _FIRST_WINDOW is None else _FIRST_WINDOW)   # window
@@ -369,7 +387,7 @@ class _Chain(_Node):
                 work += j1 - j0
                 c.pop_dirty = j1 if j1 < m else c.n
         self.work += work
-        a = np.maximum.accumulate(W[f0:f1])
+        a = np.maximum.accumulate(W[f0:f1], dtype=np.int64)
         if f0 > 0:
             carry = self.T[f0 - 1] - self.R[f0 - 1]
             if carry > a[0]:
@@ -801,6 +819,8 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
     nodes = [n for n, _ in sources] + list(templates.values()) + sinks
     if not _solve(nodes, max_rounds):
         return None
+    for p in nodes:                     # the bounds are done with
+        p.W = None
     for ch in fch.values():             # the gathered estimates, afresh for the checks
         for attr, (node, end) in (("push", ch.src), ("pop", ch.dst)):
             if not getattr(ch, attr + "_view"):
