@@ -372,6 +372,13 @@ def max_occupancy(push: list[int], pop: list[int]) -> int:
     """Peak of :func:`occupancy_series` (from the events: no per-cycle array)."""
     if not len(push):
         return 0
+    push = np.asarray(push, dtype=np.int64)
+    pop = np.asarray(pop, dtype=np.int64)
+    if np.all(push[1:] >= push[:-1]) and np.all(pop[1:] >= pop[:-1]):
+        # in order (a FIFO's): the series rises only at a push, where it is the tokens
+        # pushed up to that cycle less those popped up to it (no sort)
+        held = np.searchsorted(push, push, "right") - np.searchsorted(pop, push, "right")
+        return max(0, int(held.max()))
     return max(0, int(occupancy_events(push, pop)[1].max(initial=0)))
 
 
