@@ -23,6 +23,14 @@ only rise and never pass it. A process is revisited when one of its channels cha
 from the first changed token on, and the earliest pending work goes first. When nothing
 is pending, the estimates are a fixed point at or below the least: the reference's times.
 
+A template whose ports are used at few of its firings (at most half: a linear reads a row
+once and writes it once over a fold of hundreds of firings) is solved at those firings
+and its first and last only (``_events``): a firing between them uses no port, so it
+follows the one before by ``ii`` and bounds nothing; the recurrence over the kept firings
+with the ramp ``ii * firing`` has the same times at them (``kept_firings`` counts them;
+``attnflow.limits`` estimates the engine's memory from it). The bounds are int32 (they
+lie between 0 and the final times) and are dropped once the times are solved.
+
 Two accelerations keep the number of updates small where a critical path crosses back
 and forth between processes (one update per crossing otherwise):
 
