@@ -39,11 +39,12 @@ def group_of(template: str) -> str:
 
 def product_counts(hw) -> dict:
     """{"variable": {group: n}, "constant": n} over the template instances of ``hw``."""
-    from .targets.estimate import template_model
+    from .targets.estimate import template_models
     variable = {g: 0 for g in GROUPS}
     constant = 0
+    models = template_models(hw)
     for inst in hw.instances.values():
-        model = template_model(inst, hw)
+        model = models[inst.name]
         variable[group_of(inst.template)] += sum(m.count for m in model.mults
                                                  if m.const is None)
         constant += sum(m.count for m in model.mults
@@ -55,8 +56,8 @@ def memory_counts(hw) -> dict:
     """{"total", "rom", "ram"} bits of every template and channel memory: ROMs (weights,
     function tables: read-only, built as logic by the resource estimate) and RAMs and
     FIFOs (what the estimate's "memory bits" column counts)."""
-    from .targets.estimate import channel_model, template_model
-    models = [template_model(i, hw) for i in hw.instances.values()]
+    from .targets.estimate import channel_model, template_models
+    models = list(template_models(hw).values())
     models += [channel_model(c) for c in hw.channels.values()]
     rom = sum(m.bits for model in models for m in model.mems if m.rom)
     ram = sum(m.bits for model in models for m in model.mems if not m.rom)

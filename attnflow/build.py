@@ -92,10 +92,11 @@ def node_costs(hw) -> dict:
     """name -> {multipliers, memory_bits} per template instance and channel (multipliers:
     variable products, not constant or shift ones; memory bits: ROMs, RAMs, FIFO storage),
     from the resource models of ``targets.estimate``."""
-    from .targets.estimate import channel_model, template_model
+    from .targets.estimate import channel_model, template_models
     out = {}
-    for name, inst in hw.instances.items():
-        m = template_model(inst, hw)
+    models = template_models(hw)
+    for name in hw.instances:
+        m = models[name]
         out[name] = {"multipliers": sum(x.count for x in m.mults if x.const is None),
                      "memory_bits": sum(x.bits for x in m.mems)}
     for name, c in hw.channels.items():

@@ -48,11 +48,12 @@ DEFAULT_MAX_CYCLES = 10 ** 9
 PROGRESS_EVERY = 5.0
 
 _STAMP = 56          # bytes per token timestamp in the reference engine's lists
-#: the fast timing engine: bytes per firing (its times T and bounds W, int64) and per
+#: the fast timing engine: bytes per firing it keeps (``sim.fast.kept_firings``: its
+#: times T, int64, and bounds W, int32) and per
 #: channel token (the push/pop times of a port that is not a view of T), and how many
 #: copies of the largest channel's values the run holds at once (the stream, its
 #: consumer's arrays; only the input and output streams are kept)
-_FIRING = 16
+_FIRING = 12
 _TOKEN = 8
 _VALUES = 3
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -206,7 +207,8 @@ def check_design(design, limits: Limits, build: bool = False) -> int:
                          f"cycles ({why}); the cycle budget is {show_count(limits.max_cycles)} "
                          f"(raise it with --max-cycles)")
     tokens = {c.name: hw.tokens(c.name) for c in hw.channels.values()}
-    fires = sum(i.contract.fires for i in hw.instances.values())
+    from .sim.fast import kept_firings
+    fires = sum(kept_firings(i.contract) for i in hw.instances.values())
     values = max((t * 8 * _elements(hw.channels[c].layout) for c, t in tokens.items()),
                  default=0)
     sim = fires * _FIRING + sum(tokens.values()) * _TOKEN + values * _VALUES

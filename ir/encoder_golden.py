@@ -63,7 +63,8 @@ STEM = {"attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v", "attn_out": 
 
 @dataclass(frozen=True)
 class QLinear:
-    """A quantized linear layer: numerics plus stored-integer weights (M, K) and bias (M,)."""
+    """A quantized linear layer: numerics plus stored-integer weights (M, K) and bias (M,)
+    (None in a float-only plan: ``layer_plan(quantized=False)``)."""
     numerics: LinearNumerics
     w: np.ndarray
     b: np.ndarray
@@ -135,10 +136,13 @@ class LayerPlan:
         return self.lin[op].rows(h * self.d_head, (h + 1) * self.d_head)
 
 
-def layer_plan(spec, weights: dict, layer: int = 0, formats=None) -> LayerPlan:
+def layer_plan(spec, weights: dict, layer: int = 0, formats=None,
+               quantized: bool = True) -> LayerPlan:
     """The integer datapath of encoder layer ``layer`` of ``spec``: every tensor in its
     format from ``formats`` (``ir.quantize.StackFormats``; None: the spec's, calibrated
-    if it asks), the weights quantized as ``quantization.weights`` says."""
+    if it asks), the weights quantized as ``quantization.weights`` says (``quantized``
+    False: the linears' weight and bias integers are not made, ``w`` and ``b`` are None:
+    plans for the float stack only, the calibration run's)."""
     from ..templates.residual import ResidualNumerics   # the residual numerics live there
     from .quantize import stack_formats
     m, f = spec.model, spec.formats
@@ -159,7 +163,7 @@ def layer_plan(spec, weights: dict, layer: int = 0, formats=None) -> LayerPlan:
     io = {"attn_q": (a_in, attn.q), "attn_k": (a_in, attn.k), "attn_v": (a_in, attn.v),
           "attn_out": (attn.out, t["proj"]), "ffn_up": (f_in, t["up"]),
           "ffn_down": (t["act"], t["down"])}
-    lin = {op: linear_plan(spec, weights, layer, op, *io[op]) for op in OPS}
+    lin = {op: linear_plan(spec, weights, layer, op, *io[op], quantized) for op in OPS}
     prefix = f"layers.{layer}."
     if pre:
         n1 = norm_plan(spec, weights, prefix + "ln1", xin, t["a"])
@@ -183,7 +187,7 @@ def _layer_names(pre: bool) -> tuple[str, ...]:
 
 
 def linear_plan(spec, weights: dict, layer: int, op: str, x: FixedFormat,
-                y: FixedFormat) -> QLinear:
+                y: FixedFormat, quantized: bool = True) -> QLinear:
     """Linear ``op`` of layer ``layer`` from input format ``x`` to ``y``: weights in
     ``formats.weight`` (``quantization.weights: fixed``) or scaled per tensor / per output
     channel (``ir.quantize.weight_scales``), bias at accumulator scale."""
@@ -199,6 +203,8 @@ def linear_plan(spec, weights: dict, layer: int, op: str, x: FixedFormat,
     else:
         num = LinearNumerics(kk, mm, x, FixedFormat(f.weight.bits, 0), y, 1.0, f.acc_bits,
                              w_scales=weight_scales(wf, f.weight.bits, mode))
+    if not quantized:
+        return QLinear(num, None, None, wf, bf)
     return QLinear(num, quantize_weights(wf, num), quantize_bias(bf, num), wf, bf)
 
 
@@ -287,11 +293,13 @@ def random_input(spec, fmt: FixedFormat | None = None) -> np.ndarray:
 
 # ---------------------------------------------------------------- whole encoder
 
-def encoder_plans(spec, weights: dict, formats=None) -> list:
-    """One :class:`LayerPlan` per layer of ``spec`` (``formats``: as ``layer_plan``)."""
+def encoder_plans(spec, weights: dict, formats=None, quantized: bool = True) -> list:
+    """One :class:`LayerPlan` per layer of ``spec`` (``formats``, ``quantized``: as
+    ``layer_plan``)."""
     from .quantize import stack_formats
     formats = formats if formats is not None else stack_formats(spec, weights)
-    return [layer_plan(spec, weights, i, formats) for i in range(spec.model.layers)]
+    return [layer_plan(spec, weights, i, formats, quantized)
+            for i in range(spec.model.layers)]
 
 
 def encoder_golden(plans: list, x_ints, traces: list | None = None,

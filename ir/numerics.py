@@ -65,6 +65,10 @@ def saturate(x, fmt: FixedFormat):
     return min(max(x, fmt.min_int), fmt.max_int)
 
 
+#: float64 holds every integer of magnitude up to 2**53 exactly
+_FLOAT_EXACT = 1 << 53
+
+
 def round_saturate(values, lo: int, hi: int) -> np.ndarray:
     """Floats -> int64, rounded half up and clipped to ``[lo, hi]`` *before* the cast (a
     cast first would turn values at or above 2**63 into the most negative integer).
@@ -72,6 +76,8 @@ def round_saturate(values, lo: int, hi: int) -> np.ndarray:
     x = np.floor(np.asarray(values, dtype=np.float64) + 0.5)
     if np.isnan(x).any():
         raise ValueError("cannot turn NaN into an integer")
+    if -_FLOAT_EXACT < lo and hi < _FLOAT_EXACT:   # bounds exact in float64: clip, then cast
+        return np.clip(x, lo, hi).astype(np.int64)
     high, low = x >= hi, x <= lo      # compared before the cast: exact for 64-bit bounds
     out = np.where(high | low, 0.0, x).astype(np.int64)
     out[high] = hi

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -137,7 +137,7 @@ class LinearNumerics:
         weights: the largest channel's)."""
         return max(self.factors)
 
-    @property
+    @cached_property
     def factors(self) -> tuple[float, ...]:
         """Each output channel's exact real factor."""
         if self.w_scales is None:
@@ -145,25 +145,25 @@ class LinearNumerics:
         return tuple(math.ldexp(float(self.scale) * s, self.y.frac - self.x.frac)
                      for s in self.w_scales)
 
-    @property
+    @cached_property
     def per_channel(self) -> bool:
         """True when the output channels have different multipliers (a mult ROM)."""
         return self.w_scales is not None and len(set(self.w_scales)) > 1
 
-    @property
+    @cached_property
     def mult_shift(self) -> tuple[int, int]:
         if not self.per_channel:
             return mult_shift(self.factor, self.mult_bits)
         return channel_mults(self.factors, self.mult_bits)[1:]
 
-    @property
+    @cached_property
     def mults(self) -> tuple[int, ...]:
         """Each output channel's multiplier (all equal unless :attr:`per_channel`)."""
         if not self.per_channel:
             return (self.mult,) * self.m
         return channel_mults(self.factors, self.mult_bits)[0]
 
-    @property
+    @cached_property
     def mult_max(self) -> int:
         return max(self.mults)
 

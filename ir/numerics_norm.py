@@ -458,8 +458,10 @@ def rmsnorm_float(x, gamma, eps: float = 1e-5) -> np.ndarray:
 def gelu_float(x) -> np.ndarray:
     """Exact GELU, x * (1 + erf(x / sqrt 2)) / 2."""
     x = np.asarray(x, dtype=np.float64)
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    z = (x / math.sqrt(2.0)).ravel().tolist()
+    # math.erf element by element (the same float64 values as before; numpy has no erf)
+    erf = np.fromiter(map(math.erf, z), np.float64, len(z)).reshape(x.shape)
+    return 0.5 * x * (1.0 + erf)
 
 
 def gelu_ibert_float(x) -> np.ndarray:

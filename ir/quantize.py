@@ -112,9 +112,13 @@ def weight_scales(w, bits: int, mode: str) -> tuple[float, ...]:
     """The real step of each output channel's weight integers (``per_tensor``: one for
     all rows): max |W| over the row (tensor) / (2**(bits-1) - 1); 1.0 for an all-zero
     row."""
-    w = np.abs(np.asarray(w, dtype=np.float64))
+    w = np.asarray(w)
+    if w.dtype.kind != "f":
+        w = w.astype(np.float64)
+    w = np.abs(w)           # |.| and max are exact in the array's own float type
     top = (1 << (bits - 1)) - 1
-    peak = w.max(axis=1) if mode == "per_channel" else np.full(len(w), w.max(initial=0.0))
+    peak = (w.max(axis=1) if mode == "per_channel"
+            else np.full(len(w), w.max(initial=0.0))).astype(np.float64)
     return tuple(float(p / top) if p > 0 else 1.0 for p in peak)
 
 
@@ -166,7 +170,8 @@ def calibration_peaks(spec, weights: dict) -> dict[str, float]:
     from .encoder_golden import encoder_plans, final_norm_plan
     from .graph import interpret
     from .stack import stack_graph
-    graph = stack_graph(encoder_plans(spec, weights, fixed_formats(spec)),
+    # float plans: the run reads the float weights only, not their integers
+    graph = stack_graph(encoder_plans(spec, weights, fixed_formats(spec), quantized=False),
                         final_norm_plan(spec, weights, fixed_formats(spec)), spec.name)
     peaks: dict[str, float] = {}
 

@@ -19,6 +19,7 @@ this into per-firing port sets over a phase's :attr:`Phase.period`; the HDL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class Phase:
                                      f"(FIRST/LAST var, or BELOW var k; loops "
                                      f"{', '.join(extents)})")
 
-    @property
+    @cached_property
     def fires(self) -> int:
         n = 1
         for _, e in self.loops:
@@ -92,7 +93,7 @@ class Phase:
     def inner(self) -> int:
         return self.loops[-1][1]
 
-    @property
+    @cached_property
     def period(self) -> int:
         """Firings after which the pattern of used ports repeats: the product of the
         extents from the outermost loop a port condition names to the innermost."""

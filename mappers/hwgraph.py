@@ -159,11 +159,7 @@ class HwGraph:
         if self.frozen:
             index = self.__dict__.get("_ports")
             if index is None:
-                index = {name: {} for name in self.instances}
-                for c in self.channels.values():
-                    for end in (c.src, c.dst):
-                        if end and end[0] in index:
-                            index[end[0]][end[1]] = c
+                index = self._port_index()
                 object.__setattr__(self, "_ports", index)
             return dict(index.get(inst, {}))
         out = {}
@@ -174,9 +170,19 @@ class HwGraph:
                 out[c.dst[1]] = c
         return out
 
+    def _port_index(self) -> dict[str, dict[str, Channel]]:
+        """instance -> port -> channel, every instance's in one pass over the channels."""
+        index = {name: {} for name in self.instances}
+        for c in self.channels.values():
+            for end in (c.src, c.dst):
+                if end and end[0] in index:
+                    index[end[0]][end[1]] = c
+        return index
+
     def validate(self):
+        index = self._port_index()
         for inst in self.instances.values():
-            ports = self.port_channels(inst.name)
+            ports = index[inst.name]
             for p in inst.contract.inputs + inst.contract.outputs:
                 if p not in ports:
                     raise ValueError(f"{inst.name}: port {p} is not connected")

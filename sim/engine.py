@@ -108,11 +108,21 @@ class TemplateProc(Proc):
         self.ii = c.ii
         self.t = -c.ii
         self.plan = []
+        ins = [chans[p] for p in c.inputs]
+        outs = [chans[p] for p in c.outputs]
         for ph in c.phases:
-            use = {p: ph.pattern(p) for p in c.inputs + c.outputs}
-            pattern = [(tuple(chans[p] for p in c.inputs if use[p][j]),
-                        tuple(chans[p] for p in c.outputs if use[p][j]))
-                       for j in range(ph.period)]
+            # per firing of the period: the used inputs and outputs; a period repeats a
+            # few combinations, each made once
+            cols = [ph.pattern(p).tolist() for p in c.inputs + c.outputs]
+            made: dict[tuple, tuple] = {}
+            pattern = []
+            for key in (zip(*cols) if cols else [()] * ph.period):
+                got = made.get(key)
+                if got is None:
+                    got = made[key] = (
+                        tuple(ch for ch, u in zip(ins, key) if u),
+                        tuple(ch for ch, u in zip(outs, key[len(ins):]) if u))
+                pattern.append(got)
             self.plan.append((ph.fires, ph.period, pattern))
         self.phase = 0
         self.f = 0
@@ -362,6 +372,13 @@ def max_occupancy(push: list[int], pop: list[int]) -> int:
     """Peak of :func:`occupancy_series` (from the events: no per-cycle array)."""
     if not len(push):
         return 0
+    push = np.asarray(push, dtype=np.int64)
+    pop = np.asarray(pop, dtype=np.int64)
+    if np.all(push[1:] >= push[:-1]) and np.all(pop[1:] >= pop[:-1]):
+        # in order (a FIFO's): the series rises only at a push, where it is the tokens
+        # pushed up to that cycle less those popped up to it (no sort)
+        held = np.searchsorted(push, push, "right") - np.searchsorted(pop, push, "right")
+        return max(0, int(held.max()))
     return max(0, int(occupancy_events(push, pop)[1].max(initial=0)))
 
 

@@ -23,6 +23,14 @@ only rise and never pass it. A process is revisited when one of its channels cha
 from the first changed token on, and the earliest pending work goes first. When nothing
 is pending, the estimates are a fixed point at or below the least: the reference's times.
 
+A template whose ports are used at few of its firings (at most half: a linear reads a row
+once and writes it once over a fold of hundreds of firings) is solved at those firings
+and its first and last only (``_events``): a firing between them uses no port, so it
+follows the one before by ``ii`` and bounds nothing; the recurrence over the kept firings
+with the ramp ``ii * firing`` has the same times at them (``kept_firings`` counts them;
+``attnflow.limits`` estimates the engine's memory from it). The bounds are int32 (they
+lie between 0 and the final times) and are dropped once the times are solved.
+
 Two accelerations keep the number of updates small where a critical path crosses back
 and forth between processes (one update per crossing otherwise):
 
@@ -68,7 +76,7 @@ from ..mappers.hwgraph import HwGraph
 from .engine import Chan, Proc, SinkProc, SourceProc, TemplateProc, Times, Timing
 from .schedule import Schedule
 
-__all__ = ["run_timing_fast"]
+__all__ = ["kept_firings", "run_timing_fast"]
 
 #: the estimate of a time nothing is known about yet (far below any constraint)
 _UNKNOWN = -(1 << 52)
@@ -205,6 +213,59 @@ def _port_map(contract, port: str) -> _Map:
     return _Map(len(idx), int(idx[0]), 1, idx)
 
 
+def _used(contract) -> list[np.ndarray]:
+    """Per phase: whether each firing of its period uses a port."""
+    out = []
+    for ph in contract.phases:
+        pat = np.zeros(ph.period, bool)
+        for port in contract.inputs + contract.outputs:
+            pat |= ph.pattern(port)
+        out.append(pat)
+    return out
+
+
+def kept_firings(contract) -> int:
+    """How many of a template's firings the engine keeps a time (and a bound) for: its
+    firings, or with :func:`_events` the port-using ones and the first and last
+    (``attnflow.limits`` estimates the engine's memory from it)."""
+    F = contract.fires
+    if F < 4:
+        return F
+    used = _used(contract)
+    n = sum(int(u.sum()) * (ph.fires // ph.period) for u, ph in zip(used, contract.phases))
+    n += (not used[0][0]) + (not used[-1][-1])
+    return n if 2 * n <= F else F
+
+
+def _events(contract) -> np.ndarray | None:
+    """The firings of a template that use a port, with its first and last (increasing),
+    or None when they are more than half its firings. Between two of them a firing only
+    follows the one before by ``ii`` (no port, no bound): the recurrence over these
+    firings alone, with the ramp ``ii * firing``, gives the same times at them, and the
+    others' times are the ramp from the one before. A linear that reads a row once and
+    writes it once over a fold of hundreds of firings keeps two times a row, not all."""
+    if kept_firings(contract) == contract.fires:
+        return None
+    used = np.concatenate([np.tile(u, ph.fires // ph.period)
+                           for u, ph in zip(_used(contract), contract.phases)])
+    used[0] = used[-1] = True
+    return np.flatnonzero(used)
+
+
+def _event_map(m: _Map, events: np.ndarray) -> _Map:
+    """Map ``m`` (token -> firing) as token -> index in ``events`` (every firing of ``m``
+    is one of them): a progression when the indices are one."""
+    if m.n == 0:
+        return _Map(0)
+    firings = m.idx if m.idx is not None else \
+        m.start + m.step * np.arange(m.n, dtype=np.int64)
+    idx = np.searchsorted(events, firings)
+    steps = np.diff(idx)
+    if m.n == 1 or (steps[0] >= 1 and np.all(steps == steps[0])):
+        return _Map(m.n, int(idx[0]), int(steps[0]) if m.n > 1 else 1)
+    return _Map(m.n, int(idx[0]), 1, idx)
+
+
 class _Ch:
     """A channel's estimated push and pop times (views of the producer's / consumer's
     firing times where the port's map allows) and, per end, the first token changed since
@@ -249,8 +310,11 @@ class _Chain(_Node):
         self.name = name
         self.R = ramp
         self.F = len(ramp)
+        self.fires = self.F         # the process's firings (F: those with a time here)
         self.T = np.full(self.F, _UNKNOWN, dtype=np.int64)
-        self.W = np.zeros(self.F, dtype=np.int64)
+        # the bounds max(bound - R, 0): between 0 and the final times, int32 (a run past
+        # 2**31 cycles would wrap them, break the final check and fall back)
+        self.W = np.zeros(self.F, dtype=np.int32)
         self.ins, self.outs = ins, outs
         self.upto = 0                   # the firings from here on are not solved yet
         self.L = max(1, self.F if _FIRST_WINDOW is None else _FIRST_WINDOW)   # window
@@ -331,7 +395,7 @@ class _Chain(_Node):
                 work += j1 - j0
                 c.pop_dirty = j1 if j1 < m else c.n
         self.work += work
-        a = np.maximum.accumulate(W[f0:f1])
+        a = np.maximum.accumulate(W[f0:f1], dtype=np.int64)
         if f0 > 0:
             carry = self.T[f0 - 1] - self.R[f0 - 1]
             if carry > a[0]:
@@ -516,7 +580,7 @@ def _solve(nodes: list[_Node], max_rounds: int | None) -> bool:
         schedule(p)
     period = len(nodes)
     if max_rounds is None:
-        budget = _WORK_PER_FIRING * sum(p.F for p in nodes) + \
+        budget = _WORK_PER_FIRING * sum(getattr(p, "fires", p.F) for p in nodes) + \
             _MIN_ROUNDS * period * _UPDATE_COST
         max_updates = None
     else:
@@ -610,7 +674,10 @@ def _template_stats(p: _Chain, ii: int, empty: dict, full: dict) -> tuple[int, i
         return 0, 0
     t0 = np.empty(F, dtype=np.int64)        # t_{f-1} + ii
     t0[0] = 0
-    np.add(T[:-1], ii, out=t0[1:])
+    if p.fires == F:
+        np.add(T[:-1], ii, out=t0[1:])
+    else:                                   # event firings: + ii per firing between
+        np.add(T[:-1], np.diff(p.R), out=t0[1:])
     m = t0.copy()                           # + the latest visible input
     vis = []
     for e in p.ins:
@@ -624,7 +691,7 @@ def _template_stats(p: _Chain, ii: int, empty: dict, full: dict) -> tuple[int, i
     _book(vis, m, gap, starved, empty)
     np.subtract(T, m, out=gap)              # output waits, from the input-bound time
     # idle cycles from 0 to the last firing: sum of T_f - (T_{f-1} + ii), T_{-1} = -ii
-    blocked = int(T[-1]) + ii - F * ii - starved
+    blocked = int(T[-1]) + ii - p.fires * ii - starved
     vis = []
     for e in p.outs:
         c = e.ch
@@ -720,7 +787,14 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
         for e in ins + outs:
             if e.map.n != e.ch.n:
                 raise ValueError(f"{name}: {e.map.n} tokens on {e.ch.name}, expected {e.ch.n}")
-        node = _Chain(name, _Progression(0, con.ii, con.fires), con.ii, ins, outs)
+        events = _events(con)
+        if events is None:
+            node = _Chain(name, _Progression(0, con.ii, con.fires), con.ii, ins, outs)
+        else:       # times at the event firings only (their ramp: ii * firing)
+            for e in ins + outs:
+                e.map = _event_map(e.map, events)
+            node = _Chain(name, events * con.ii, None, ins, outs)
+            node.fires = con.fires
         for e in outs:
             e.ch.src = (node, e)
         for e in ins:
@@ -753,6 +827,8 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
     nodes = [n for n, _ in sources] + list(templates.values()) + sinks
     if not _solve(nodes, max_rounds):
         return None
+    for p in nodes:                     # the bounds are done with
+        p.W = None
     for ch in fch.values():             # the gathered estimates, afresh for the checks
         for attr, (node, end) in (("push", ch.src), ("pop", ch.dst)):
             if not getattr(ch, attr + "_view"):
@@ -804,7 +880,7 @@ def run_timing_fast(hw: HwGraph, schedule: Schedule, max_rounds: int | None = No
 
 
 def _finish(p, node: _Node, t_init: int) -> None:
-    p.fires = node.F
+    p.fires = getattr(node, "fires", node.F)
     p.t = int(node.T[-1]) if node.F else t_init
     p.first = int(node.T[0]) if node.F else None
     p.done, p.waiting = True, None

@@ -556,6 +556,18 @@ def template_model(inst, hw) -> NodeModel:
     return m
 
 
+def template_models(hw) -> dict[str, NodeModel]:
+    """name -> :func:`template_model` of every instance of ``hw``; a frozen graph keeps
+    them (the report's multiplier, memory and per-node figures all read them: not
+    made again for each). The models are shared: read them, do not change them."""
+    if hw.frozen and "_template_models" in hw.__dict__:
+        return hw.__dict__["_template_models"]
+    models = {name: template_model(inst, hw) for name, inst in hw.instances.items()}
+    if hw.frozen:
+        object.__setattr__(hw, "_template_models", models)
+    return models
+
+
 def channel_model(c, stages: int = 0) -> NodeModel:
     """``hdl.channel.Channel``: a SyncFIFO (storage, two pointers, a level); with a latency
     above 1 (or a single slot), the occupancy and its registered "a slot is free" flag, and

@@ -45,6 +45,7 @@ slot, so the stages never stall and advance every cycle):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
@@ -67,7 +68,12 @@ TEMPLATE = "linear"
 
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    return list(_divisors(n))
+
+
+@lru_cache(maxsize=1024)
+def _divisors(n: int) -> tuple[int, ...]:
+    return tuple(d for d in range(1, n + 1) if n % d == 0)
 
 
 def check_folding(k: int, m: int, pe: int, simd: int) -> None:

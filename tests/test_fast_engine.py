@@ -217,7 +217,7 @@ def random_schedule(hw, rng):
 
 def check_random_graphs(seed, count):
     rng = np.random.default_rng(seed)
-    seen = {"same": 0, "deadlock": 0, "ii>1": 0, "index map": 0}
+    seen = {"same": 0, "deadlock": 0, "ii>1": 0, "index map": 0, "event firings": 0}
     for _ in range(count):
         hw = random_graph(rng)
         sched = random_schedule(hw, rng)
@@ -233,13 +233,17 @@ def check_random_graphs(seed, count):
         seen["index map"] += any(fast._port_map(i.contract, q).idx is not None
                                  for i in hw.instances.values()
                                  for q in i.contract.inputs + i.contract.outputs)
+        # processes timed at their port-using firings only (fast._events)
+        seen["event firings"] += any(fast._events(i.contract) is not None
+                                     for i in hw.instances.values())
     return seen
 
 
 def test_random_graphs_same_as_reference():
     seen = check_random_graphs(1, 300)
     # the sample covers what it is meant to
-    assert seen["deadlock"] >= 5 and seen["ii>1"] >= 50 and seen["index map"] >= 20, seen
+    assert seen["deadlock"] >= 5 and seen["ii>1"] >= 50 and seen["index map"] >= 20 and \
+        seen["event firings"] >= 20, seen
 
 
 def test_random_graphs_same_as_reference_in_small_windows(small_windows):
@@ -285,3 +289,18 @@ def test_lag_closure_is_the_least_solution():
                 v = max(v, want[k - d] + delta)
             want.append(v)
         assert fast._lag_closure(c, d, delta).tolist() == want
+
+
+@pytest.mark.parametrize("which", ["none", "seed1", "harsh"])
+def test_stack_same_as_reference(which):
+    """An encoder stack: its linears, activation and residuals fire over a fold with
+    ports at a row's first and last firing only, timed at those firings (fast._events)."""
+    d = stack_design()
+    assert sum(fast._events(i.contract) is not None for i in d.hw.instances.values()) >= 6
+    assert_same(*check_design(d, which))
+
+
+@functools.lru_cache(maxsize=None)
+def stack_design():
+    path = Path(__file__).resolve().parent.parent / "examples" / "encoder_tiny.yaml"
+    return prepare(load_spec(path, ["model.seq_len=8"]))

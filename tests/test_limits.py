@@ -128,6 +128,18 @@ def test_occupancy_from_events_equals_the_per_cycle_series():
         assert max_occupancy(list(push), list(pop)) == (int(full.max()) if n else 0)
 
 
+def test_max_occupancy_of_events_out_of_order_equals_the_per_cycle_series():
+    # times in order take a search per push; any other order the sorted events
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        push = rng.integers(0, 60, n)
+        pop = rng.integers(0, 90, int(rng.integers(0, n + 1)))
+        assert max_occupancy(push, pop) == max(0, int(occupancy_series(push, pop).max()))
+    assert max_occupancy([0, 1, 2, 3], [4, 5]) == 4
+    assert max_occupancy([3, 0, 1, 2], [5, 4]) == 4
+
+
 def test_occupancy_of_a_huge_gap_costs_tokens_not_cycles():
     # two tokens 1e12 cycles apart: a per-cycle array would need 8 TB
     assert max_occupancy([0, 10 ** 12], [5, 10 ** 12 + 3]) == 1
