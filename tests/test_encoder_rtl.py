@@ -104,13 +104,15 @@ def test_rtl_encoder_layer_matches_simulator(rtl_available, tmp_path, heads):
 
 # ---------------------------------------------------------------- whole examples
 
-def build_and_verify(spec_path, out, overrides=(), stall_seed=1):
+def build_and_verify(spec_path, out, overrides=(), stall_seed=1, stalls=None, inside=None):
     """``attnflow build`` of a bundled example, then its testbench on Verilator with the
     build's own vectors (no stalls) and with a stall schedule harsh enough to matter for
     a folded encoder (outputs leave every B ~ 100 cycles, so mild output backpressure
     never reaches inside): input gaps of up to 64 cycles before half the rows, output
-    ready on 0.4 % of the cycles (a token waits ~250 cycles). Every output token's bits
-    and cycle as simulated. Returns the cycle counts and wall times."""
+    ready on 0.4 % of the cycles (a token waits ~250 cycles); ``stalls`` overrides those
+    ScheduleSpec fields. Backpressure must reach inside: more than 3 templates blocked, or
+    ``inside`` (a template name) among them. Every output token's bits and cycle as
+    simulated. Returns the cycle counts and wall times."""
     import time
     from attnflow.build import build
     from attnflow.ir.spec import ScheduleSpec, load_spec
@@ -125,15 +127,15 @@ def build_and_verify(spec_path, out, overrides=(), stall_seed=1):
     assert tb.ok, f"{spec_path} no stalls: {tb.message} (log {tb.log})"
     assert tb.cycles_simulated == result.output_cycles["y"][-1] + 1
     runs["nostall"] = (result.total_cycles, tb.wall_seconds)
-    stalled = design.simulate(ScheduleSpec(seed=stall_seed, input_gap_prob=0.5,
-                                           input_gap_max=64, output_ready_prob=0.004))
+    harsh = dict(input_gap_prob=0.5, input_gap_max=64, output_ready_prob=0.004) | (stalls or {})
+    stalled = design.simulate(ScheduleSpec(seed=stall_seed, **harsh))
     assert stalled.deadlock is None and stalled.schedule.stalls
     assert np.array_equal(stalled.outputs["y"]["x"], design.golden())
     assert stalled.total_cycles > result.total_cycles + 500     # small pre-norm: 580 -> 1486
     # backpressure reached inside: templates other than the last norm were blocked
     blocked = {p.name: p.blocked for p in stalled.process_stats()
                if p.name in design.hw.instances and p.blocked}
-    assert len(blocked) > 3, blocked
+    assert (inside in blocked) if inside else len(blocked) > 3, blocked
     path = write_testbench(out, vectors(stalled), vectors_name=f"vectors_stall{stall_seed}.json")
     tb = run_testbench(out, vectors=path, timeout=3600)
     assert tb.ok, f"{spec_path} stall seed {stall_seed}: {tb.message} (log {tb.log})"

@@ -279,9 +279,11 @@ def rtl_available():
 def test_rtl_small_window_encoder(rtl_available, tmp_path):
     """A post-norm stack of 2 layers, d_model 16, 2 heads, d_ff 32, N 16, window 3 (7
     slots, balanced period 7): golden == simulator == RTL, bit- and cycle-exact, with
-    and without harsh stalls (which block 4 templates inside)."""
+    and without harsh stalls (inputs full, output ready 0.4 %: backpressure reaches the
+    input fork)."""
     from test_encoder_rtl import build_and_verify
     runs = build_and_verify("examples/encoder_tiny.yaml", tmp_path, [
         "model.d_model=16", "model.d_ff=32", "model.seq_len=16", "model.attention.kind=window",
-        "model.attention.window=3", "hardware.multiplier_budget=null", "inputs.range=1.0"])
+        "model.attention.window=3", "hardware.multiplier_budget=null", "inputs.range=1.0"],
+        stalls={"input_gap_prob": 0.0}, inside="l0_fork_in")   # backpressure up to the input
     assert runs["nostall"][0] == 414     # 306 before qk_window and the linear were pipelined, 256 before the full head
