@@ -177,6 +177,7 @@ def cmd_verify(args) -> int:
     vectors = None
     built = load_spec(out / "spec.yaml")
     sched = built.schedule
+    design = None     # prepared once, when a step needs the design
     if args.inputs and args.stall_seed is None:
         from .verify_inputs import resimulate_on_inputs
         vectors = resimulate_on_inputs(out, args.inputs)
@@ -196,15 +197,17 @@ def cmd_verify(args) -> int:
                                   vectors_name=f"vectors_stall{args.stall_seed}.json").resolve()
         print(f"[attnflow] stall seed {args.stall_seed}: input gap prob {sched.input_gap_prob}, "
               f"output ready prob {sched.output_ready_prob}: {result.total_cycles} cycles simulated")
+    if design is None and (args.axis or args.axis_random is not None or args.variant):
+        from .api import prepare
+        design = prepare(built)
     if args.axis or args.axis_random is not None:
-        vectors = _axis_vectors(out, vectors)
+        vectors = _axis_vectors(out, vectors, design.hw)
     listing = build_dir = None
     if args.variant:
-        from .api import prepare
         from .hdl.variants import emit_variant
         print(f"[attnflow] writing the {args.variant} variant (multipliers as the device's DSP "
               f"primitives, with a simulation model of them) ...", flush=True)
-        listing = emit_variant(prepare(load_spec(out / "spec.yaml")).hw, out, args.variant)
+        listing = emit_variant(design.hw, out, args.variant)
         build_dir = out / "sim_build" / f"{args.simulator}_{args.variant}"
     print(f"[attnflow] building and running the testbench on {args.simulator} ...", flush=True)
     res = run_testbench(out, simulator=args.simulator, vectors=vectors,
@@ -224,15 +227,13 @@ def cmd_verify(args) -> int:
     return EXIT_OK if res.ok else EXIT_FAIL
 
 
-def _axis_vectors(out: Path, vectors) -> Path:
+def _axis_vectors(out: Path, vectors, hw) -> Path:
     """The vectors of this verify (a path, or None: the build's) rewritten for the
     AXI4-Stream wrapper's ports (``build.axis_vectors``), as ``tb/<stem>_axis.json``."""
     import json
-    from .api import prepare
     from .build import axis_vectors
     from .hdl.testbench import write_testbench
     path = Path(vectors) if vectors is not None else out / "tb" / "vectors.json"
-    hw = prepare(load_spec(out / "spec.yaml")).hw
     vec = axis_vectors(json.loads(path.read_text()), hw)
     return write_testbench(out, vec, vectors_name=f"{path.stem}_axis.json").resolve()
 

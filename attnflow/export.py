@@ -29,10 +29,11 @@ import yaml
 
 from . import __version__
 
+from .hdl.tb_files.run_tb import FILE_LIST as _RUNNER_LIST, MEM_LINE  # the reader's format
+
 HDL_SUFFIXES = (".v", ".sv")
 MEM_SUFFIXES = (".hex", ".mem")
-MEM_LINE = "// memory init file: "
-FILE_LIST = "files.f"
+FILE_LIST = _RUNNER_LIST.name
 TCL_SCRIPT = "package_ip.tcl"
 CLOCK_PORT = "clk"
 
