@@ -53,9 +53,39 @@ class Design:
     def accuracy(self) -> dict:
         return self.kind.accuracy(self)
 
-    def stream_inputs(self) -> dict:
-        """The graph input channels' token values."""
-        return {name: {"x": self.inputs[name]} for name in self.hw.inputs}
+    @property
+    def sequences(self) -> int:
+        """Sequences the design runs back to back (``hardware.sequences``)."""
+        return self.hw.sequences
+
+    def sequence_designs(self) -> list:
+        """One design per sequence, in order: this one, then copies whose inputs are drawn
+        with seed ``inputs.seed + s`` (sequence s), every other field the same."""
+        if self.sequences == 1:
+            return [self]
+        if "sequence_designs" not in self.memo:
+            spec = self.spec
+            x_fmt = (self.graph.node("x")["type"].fmt,) if self.kind.stack else ()
+            out = [self]
+            for s in range(1, self.sequences):
+                spec_s = dataclasses.replace(spec, inputs=dataclasses.replace(
+                    spec.inputs, seed=spec.inputs.seed + s, file=None))
+                out.append(dataclasses.replace(
+                    self, inputs=self.kind.inputs(spec_s, self.numerics, *x_fmt)))
+            self.memo["sequence_designs"] = out
+        return self.memo["sequence_designs"]
+
+    def golden_run(self) -> np.ndarray:
+        """The bit-exact output of every sequence, in order (tokens concatenated)."""
+        runs = [d.golden() for d in self.sequence_designs()]
+        return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+    def stream_inputs(self):
+        """The graph input channels' token values: a dict, or a list of them, one per
+        sequence, when the design runs several."""
+        runs = [{name: {"x": d.inputs[name]} for name in self.hw.inputs}
+                for d in self.sequence_designs()]
+        return runs[0] if len(runs) == 1 else runs
 
     def simulate(self, schedule: ScheduleSpec | None = None, order=None,
                  engine: str = "auto") -> SimResult:
@@ -112,7 +142,15 @@ def prepare_encoder(spec: Spec, multiplier_budget: int | None = None) -> Design:
                             f"takes {fold.cycles} cycles on the simulator (Q/K/V folded "
                             f"differently in a window stack); fold attn_q/k/v alike or "
                             f"raise target_cycles")
-    return design
+    return _sequenced(design)
+
+
+def _sequenced(design: Design) -> Design:
+    """The design running ``hardware.sequences`` sequences back to back (its HwGraph's
+    contracts say so, its residual skips deepened: ``mappers.sequences``)."""
+    from .mappers.sequences import with_sequences
+    n = design.spec.hardware.sequences
+    return design if n == 1 else dataclasses.replace(design, hw=with_sequences(design.hw, n))
 
 
 def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design:
@@ -131,7 +169,7 @@ def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design:
     kind.check(spec, goal)
     graph = attention_head_graph(nm, spec.name, spec.model.attention)
     lowered, hw = kind.map(spec, nm, graph, dict(spec.hardware.fifo_depths))
-    return Design(spec, nm, graph, lowered, hw, kind.inputs(spec, nm), kind)
+    return _sequenced(Design(spec, nm, graph, lowered, hw, kind.inputs(spec, nm), kind))
 
 
 def head_lanes(spec: Spec, lowered) -> int:

@@ -33,7 +33,7 @@ def row_period(hw) -> int:
     n = {i.param("N") for i in hw.instances.values() if i.param("N")}
     if len(n) != 1:
         return 1
-    return max(1, max(i.contract.fires for i in hw.instances.values()) // n.pop())
+    return max(1, max(i.contract.fires_per_sequence for i in hw.instances.values()) // n.pop())
 
 
 def stall_schedule(spec, seed: int, period: int = 1) -> ScheduleSpec:
@@ -54,7 +54,7 @@ def stall_schedule(spec, seed: int, period: int = 1) -> ScheduleSpec:
 def check_golden(design: Design, result: SimResult) -> int:
     """Number of output elements where the simulator differs from the golden model."""
     got = result.outputs[design.hw.outputs[0]]["x"]
-    return int(np.count_nonzero(got != design.golden()))
+    return int(np.count_nonzero(got != design.golden_run()))
 
 
 def vectors(result: SimResult) -> dict:
@@ -245,11 +245,51 @@ def sim_summary(design, result: SimResult) -> dict:
     if b and total:
         b["cycles_over_bound"] = total / b["busy"]
     out["bottleneck"] = b
+    if design.sequences > 1 and not result.deadlock:
+        out.update(sequence_fields(design, result, out))
     if not result.deadlock:
         out["golden_mismatches"] = check_golden(design, result)
         out["accuracy"] = design.accuracy()
         if design.kind.stack:
             out["quantization"] = quantization_fields(design)
+    return out
+
+
+def sequence_text(summary: dict) -> str | None:
+    """One line on a back-to-back run (``sequence_fields``), or None for one sequence."""
+    q = summary.get("sequences")
+    if not q:
+        return None
+    return (f"{q['count']} sequences back to back: the first ends in cycle {q['ends'][0]}, "
+            f"then one every {q['interval']} cycles (II; model {q['interval_model']}: "
+            f"{q['interval_text']}); latency per sequence {q['latencies'][0]} (first) .. "
+            f"{q['latencies'][-1]} (last) cycles, first input to last output")
+
+
+def sequence_fields(design, result: SimResult, summary: dict) -> dict:
+    """A design running several sequences back to back (``mappers.sequences``): each
+    sequence's last output cycle and latency (its first input token taken to its last
+    output token, inclusive), the steady-state interval (II) simulated and modelled, and
+    the cycle model of the whole run: one sequence's, plus (S - 1) x II."""
+    from .mappers.sequences import interval_model, sequence_ends, sequence_starts
+    hw, S = design.hw, design.sequences
+    ends = sequence_ends(hw, result.output_cycles)
+    starts = sequence_starts(hw, result.timing)
+    ii, node = interval_model(hw)
+    one = summary.get("expected_cycles")
+    seq = {"count": S, "ends": ends.tolist(), "starts": starts.tolist(),
+           "latencies": (ends - starts + 1).tolist(),
+           "interval": int(ends[-1] - ends[-2]), "intervals": np.diff(ends).tolist(),
+           "interval_model": ii, "interval_node": node,
+           "interval_text": f"{node}'s {hw.instances[node].contract.fires_per_sequence} "
+                            f"firings per sequence x ii {hw.instances[node].contract.ii}"}
+    clock = design.spec.hardware.clock_mhz
+    out = {"sequences": seq,
+           "sequences_per_second": clock * 1e6 / seq["interval"]}
+    if one is not None:
+        out["expected_cycles"] = one + (S - 1) * ii
+        out["expected_text"] = (f"{summary['expected_text']}, for the first sequence; then "
+                                f"{S - 1} x II {ii} ({seq['interval_text']})")
     return out
 
 
@@ -348,7 +388,9 @@ def report_md(summary: dict) -> str:
             f"(expected {s['expected_cycles']}: {s['expected_text']})",
             f"- latency at {s['clock_mhz']:g} MHz{clock_label(s)}: "
             f"{s['latency_us']:.3f} us, "
-            f"{s['sequences_per_second']:.0f} sequences/s (one sequence at a time)",
+            f"{s['sequences_per_second']:.0f} sequences/s"
+            + (" (one sequence at a time)" if "sequences" not in s else " (at the II)"),
+            *([f"- {sequence_text(s)}"] if "sequences" in s else []),
             f"- simulator vs golden model: {s['golden_mismatches']} mismatching output elements",
             f"- integer vs float model: max abs error {acc['max_abs_error']:.3g} "
             f"(output LSB {acc['out_lsb']:.3g}), cosine similarity {acc['cosine']:.6f}",

@@ -115,7 +115,9 @@ def cmd_sim(args) -> int:
                   f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
-            from .build import loss_text
+            from .build import loss_text, sequence_text
+            if sequence_text(summary):
+                print(sequence_text(summary))
             if loss_text(acc):
                 print(f"most loss: {loss_text(acc)}")
             for line in cli_lines(summary):

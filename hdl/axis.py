@@ -17,8 +17,12 @@ the design's cycle-exact behaviour holds at these ports.
 An AXI4-Lite slave ``s_axil_*`` (32-bit data, :data:`AXIL_ADDR_BITS`-bit byte addresses,
 no ``prot``) gives status and counters (:func:`registers`): an ID, a status word
 (running, done), sequences completed (tlast of the first output stream), the cycles of
-the last sequence (from the first input token accepted while idle to the last output
-token of the sequence, both cycles counted) and each stream's tokens moved. Writing
+the last sequence and each stream's tokens moved. CYCLES counts to the sequence's last
+output token (included) from the cycle after the previous sequence's last output token
+when the first input stream had already taken a token of this sequence by then (back to
+back: in steady state this is the interval between sequences, the II), else from this
+sequence's first input token accepted while idle (included; one sequence: its latency
+at the ports). Writing
 STATUS clears the counters; reads and writes of other addresses answer SLVERR. Nothing
 here gates the streams: the design runs without a single AXI4-Lite access.
 """
@@ -43,8 +47,10 @@ def registers(hw: HwGraph) -> list[tuple[int, str, str]]:
             (0x04, "STATUS", "bit 0 running, bit 1 done (a sequence completed); "
                              "a write clears the counters below"),
             (0x08, "SEQUENCES", "sequences completed (tlast of the first output stream)"),
-            (0x0C, "CYCLES", "cycles of the last sequence: first input token accepted "
-                             "while idle through the last output token, both counted")]
+            (0x0C, "CYCLES", "cycles of the last sequence, to its last output token: "
+                             "from the previous sequence's end when this one's input had "
+                             "started by then (back to back: the II), else from its first "
+                             "input token accepted while idle")]
     for i, name in enumerate((*hw.inputs, *hw.outputs)):
         regs.append((0x10 + 4 * i, f"TOKENS_{name.upper()}", f"tokens moved on {name}"))
     if regs[-1][0] >= 1 << AXIL_ADDR_BITS:
@@ -68,7 +74,7 @@ def axis_ports(hw: HwGraph) -> dict[str, dict]:
         p = f"s_axis_{name}" if name in hw.inputs else f"m_axis_{name}"
         ports[name] = {"payload": f"{p}_tdata", "valid": f"{p}_tvalid",
                        "ready": f"{p}_tready", "last": f"{p}_tlast",
-                       "per_sequence": hw.tokens(name)}
+                       "per_sequence": hw.tokens_per_sequence(name)}
     return ports
 
 
@@ -130,26 +136,38 @@ class AxisTop(wiring.Component):
         clear = Signal(name="axil_clear")
         running, done = Signal(name="st_running"), Signal(name="st_done")
         seqs, cycles = Signal(32, name="st_sequences"), Signal(32, name="st_cycles")
-        first_out = hw.outputs[0]
+        first_out, first_in = hw.outputs[0], hw.inputs[0]
         any_in = Signal(name="st_any_in")
         m.d.comb += any_in.eq(Cat(*(self._moved(n) for n in hw.inputs)).any())
         end = self._moved(first_out) & getattr(self, self.ports[first_out]["last"])
         tokens = {n: Signal(32, name=f"st_tokens_{n}") for n in (*hw.inputs, *hw.outputs)}
+        # sequences whose first token the first input took and whose end has not come
+        per_in = self.ports[first_in]["per_sequence"]
+        in_pos = Signal(range(max(per_in, 2)), name="st_in_pos")
+        open_ = Signal(16, name="st_open")
+        began = Signal(name="st_began")
+        m.d.comb += began.eq(self._moved(first_in) & (in_pos == 0))
+        count = Signal(32, name="st_count")
+        count_next = Signal(32, name="st_count_next")
+        m.d.comb += count_next.eq(Mux(any_in & ~running, 1, Mux(running, count + 1, count)))
         with m.If(clear):
-            m.d.sync += [running.eq(0), done.eq(0), seqs.eq(0), cycles.eq(0),
-                         *(t.eq(0) for t in tokens.values())]
+            m.d.sync += [running.eq(0), done.eq(0), seqs.eq(0), cycles.eq(0), count.eq(0),
+                         in_pos.eq(0), open_.eq(0), *(t.eq(0) for t in tokens.values())]
         with m.Else():
             for n, t in tokens.items():
                 with m.If(self._moved(n)):
                     m.d.sync += t.eq(t + 1)
-            start = any_in & ~running
-            with m.If(start):
-                m.d.sync += cycles.eq(1)
-            with m.Elif(running):
-                m.d.sync += cycles.eq(cycles + 1)
+            with m.If(self._moved(first_in)):
+                m.d.sync += in_pos.eq(0 if per_in == 1 else
+                                      Mux(in_pos == per_in - 1, 0, in_pos + 1))
+            m.d.sync += [open_.eq(open_ + began - end), count.eq(count_next)]
             with m.If(end):
-                m.d.sync += [running.eq(0), done.eq(1), seqs.eq(seqs + 1)]
-            with m.Elif(start):
+                m.d.sync += [cycles.eq(count_next), done.eq(1), seqs.eq(seqs + 1)]
+                with m.If(open_ + began > 1):       # the next sequence has begun
+                    m.d.sync += count.eq(0)
+                with m.Else():
+                    m.d.sync += running.eq(0)
+            with m.Elif(any_in & ~running):
                 m.d.sync += running.eq(1)
         values = {0x00: C(AXIL_ID, 32), 0x04: Cat(running, done), 0x08: seqs, 0x0C: cycles}
         for i, n in enumerate((*hw.inputs, *hw.outputs)):

@@ -15,7 +15,10 @@ class Sequencer(Elaboratable):
     """Signals: ``avail[port]`` (in: input valid / output slot free), ``use[port]`` (out:
     the port takes part in this firing), ``fire`` (out), ``in_phase[name]`` (out),
     ``counter[(phase, var)]`` (out), ``first``/``last`` (out: position in the active
-    phase's innermost loop), ``done`` (out: every firing made)."""
+    phase's innermost loop), ``done`` (out: every firing made). With the contract's
+    ``sequences`` S > 1 the last phase's last firing wraps to the first phase (the loop
+    counters are all back at 0 then) until the S-th sequence ends; ``sequence`` (out)
+    counts them."""
 
     def __init__(self, contract: Contract):
         self.contract = c = contract
@@ -31,6 +34,7 @@ class Sequencer(Elaboratable):
         # at least one bit: zero-width signals become [-1:0] vectors, which Verilator rejects
         self.counter = {(ph.name, var): Signal(range(max(extent, 2)), name=f"{ph.name}_{var}")
                         for ph in c.phases for var, extent in ph.loops}
+        self.sequence = Signal(range(max(c.sequences, 2)), name="sequence")
 
     def elaborate(self, platform):
         m = Module()
@@ -87,7 +91,14 @@ class Sequencer(Elaboratable):
                             m.d.sync += ctr.eq(0 if extent == 1 else Mux(at_end, 0, ctr + 1))
                         wrap = wrap & at_end
                     with m.If(wrap):
-                        m.d.sync += self.phase.eq(k + 1)
+                        if k == len(c.phases) - 1 and c.sequences > 1:
+                            with m.If(self.sequence != c.sequences - 1):
+                                m.d.sync += [self.phase.eq(0),
+                                             self.sequence.eq(self.sequence + 1)]
+                            with m.Else():
+                                m.d.sync += self.phase.eq(k + 1)
+                        else:
+                            m.d.sync += self.phase.eq(k + 1)
         return m
 
 

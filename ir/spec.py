@@ -41,6 +41,8 @@ One attention head
     hardware:
       clock_mhz: 200.0        # target clock: number > 0
       fifo_depths: {}         # channel name -> FIFO depth (integer >= 1), overriding the mapper
+      sequences: 1            # sequences the design processes back to back, then stops: integer in 1..4096
+                              # (sequence s > 0 draws its inputs with seed inputs.seed + s)
       target_cycles: null     # kind full, online, no lanes given: the fewest lanes meeting this
       multiplier_budget: null # ... or the fastest lanes within this many multipliers
 
@@ -273,7 +275,9 @@ _ENCODER_FIELDS = ("type", "layers", "d_model", "heads", "d_ff", "seq_len", "att
 _ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
 _FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
 _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
-_HARDWARE_FIELDS = ("clock_mhz", "fifo_depths")
+_HARDWARE_FIELDS = ("clock_mhz", "fifo_depths", "sequences")
+#: most sequences a design runs back to back (the simulator and testbench hold them all)
+MAX_SEQUENCES = 4096
 #: deepest FIFO a spec may ask for (its address counter is a hardware register)
 MAX_FIFO_DEPTH = 2 ** 31
 #: longest idle gap a stall schedule may draw (the testbench counts gaps in 32-bit
@@ -414,6 +418,7 @@ class Folding:
 class HardwareSpec:
     clock_mhz: float = 200.0
     fifo_depths: tuple[tuple[str, int], ...] = ()  # sorted by channel name
+    sequences: int = 1      # sequences run back to back (Contract.sequences)
     # encoder only: hardware.parallelism keys with pe and simd both resolved, sorted by key
     parallelism: tuple[tuple[str, Folding], ...] = ()
     target_cycles: int | None = None
@@ -905,6 +910,7 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
         clock_mhz=c.number(h.get("clock_mhz", HardwareSpec().clock_mhz), "hardware.clock_mhz", 0,
                           lo_open=True),
         fifo_depths=tuple(sorted((depths or {}).items())),
+        sequences=c.integer(h.get("sequences", 1), "hardware.sequences", 1, MAX_SEQUENCES),
         parallelism=_parse_parallelism(c, h.get("parallelism"), model) if encoder else (),
         **optional,
     )
@@ -1082,7 +1088,8 @@ def spec_to_dict(spec: Spec) -> dict:
     encoder = spec.model.type == "encoder"
     formats = {"q": _fmt(f.q), "k": _fmt(f.k), "v": _fmt(f.v), "out": _fmt(f.out),
                "score_frac": f.score_frac, "prob_frac": f.prob_frac}
-    hardware = {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths)}
+    hardware = {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths),
+                **({"sequences": h.sequences} if h.sequences != 1 else {})}
     goals = {"target_cycles": h.target_cycles, "multiplier_budget": h.multiplier_budget}
     hardware.update(goals if encoder else {k: v for k, v in goals.items() if v is not None})
     if encoder:

@@ -148,10 +148,17 @@ class Contract:
     phases: tuple[Phase, ...]
     ii: int = 1
     latency: int = 1
+    #: sequences the template processes back to back: its phases run this many times in
+    #: order, each sequence's firings right after the last one's (no gap, no reset); the
+    #: HDL sequencer wraps to the first phase instead of stopping
+    sequences: int = 1
 
     def __post_init__(self):
         if self.ii < 1 or self.latency < 1:
             raise ValueError(f"{self.template}: ii and latency must be >= 1")
+        if not isinstance(self.sequences, int) or self.sequences < 1:
+            raise ValueError(f"{self.template}: sequences must be an integer >= 1, got "
+                             f"{self.sequences!r}")
         known = set(self.inputs) | set(self.outputs)
         for ph in self.phases:
             for p, _ in ph.ports:
@@ -159,8 +166,19 @@ class Contract:
                     raise ValueError(f"{self.template}: phase {ph.name} uses unknown port {p}")
 
     @property
-    def fires(self) -> int:
+    def run_phases(self) -> tuple[Phase, ...]:
+        """The phases of the whole run in firing order: :attr:`phases` once per sequence
+        (what the simulator's engines step through)."""
+        return self.phases * self.sequences
+
+    @property
+    def fires_per_sequence(self) -> int:
         return sum(ph.fires for ph in self.phases)
+
+    @property
+    def fires(self) -> int:
+        """Firings of the whole run (every sequence)."""
+        return self.fires_per_sequence * self.sequences
 
     def extent(self, phase: str, var: str) -> int:
         """The extent of loop ``var`` in phase ``phase`` (e.g. a row's key groups), for
@@ -173,11 +191,15 @@ class Contract:
     def port_firings(self, port: str) -> np.ndarray:
         """Indices of the firings (over the whole run) that use ``port``, in order."""
         return np.flatnonzero(np.concatenate([
-            np.tile(ph.pattern(port), ph.fires // ph.period) for ph in self.phases]))
+            np.tile(ph.pattern(port), ph.fires // ph.period) for ph in self.run_phases]))
 
-    def tokens(self, port: str) -> int:
-        """How many tokens the port carries over the whole run."""
+    def tokens_per_sequence(self, port: str) -> int:
+        """How many tokens the port carries in one sequence."""
         total = 0
         for ph in self.phases:
             total += int(ph.pattern(port).sum()) * (ph.fires // ph.period)
         return total
+
+    def tokens(self, port: str) -> int:
+        """How many tokens the port carries over the whole run (every sequence)."""
+        return self.tokens_per_sequence(port) * self.sequences

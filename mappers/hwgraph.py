@@ -5,6 +5,7 @@ parameter (channel width, depth, latency; template parameters) once, here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,27 @@ class HwGraph:
             if len(ntok) > 1:
                 raise ValueError(f"channel {c.name}: producer and consumer disagree on "
                                  f"token count {sorted(ntok)}")
+
+    @property
+    def sequences(self) -> int:
+        """Sequences every template processes back to back (``Contract.sequences``)."""
+        return next(iter(self.instances.values())).contract.sequences if self.instances else 1
+
+    def with_sequences(self, sequences: int) -> "HwGraph":
+        """The same graph running ``sequences`` sequences back to back: every contract's
+        ``sequences`` set (frozen like this one); itself when it already does."""
+        if sequences == self.sequences:
+            return self
+        insts = {n: dataclasses.replace(i, contract=dataclasses.replace(
+                     i.contract, sequences=sequences)) for n, i in self.instances.items()}
+        hw = HwGraph(self.name, insts, dict(self.channels), self.numerics, self.variant,
+                     dict(self.depth_notes))
+        return hw.freeze() if self.frozen else hw
+
+    def tokens_per_sequence(self, channel: str) -> int:
+        c = self.channels[channel]
+        end = c.src or c.dst
+        return self.instances[end[0]].contract.tokens_per_sequence(end[1])
 
     def tokens(self, channel: str) -> int:
         c = self.channels[channel]

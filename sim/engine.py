@@ -110,7 +110,7 @@ class TemplateProc(Proc):
         self.plan = []
         ins = [chans[p] for p in c.inputs]
         outs = [chans[p] for p in c.outputs]
-        for ph in c.phases:
+        for ph in c.run_phases:
             # per firing of the period: the used inputs and outputs; a period repeats a
             # few combinations, each made once
             cols = [ph.pattern(p).tolist() for p in c.inputs + c.outputs]

@@ -180,7 +180,7 @@ def _port_map(contract, port: str) -> _Map:
     """Token -> firing map of one port, from the contract's phases."""
     runs = []           # (start, step, count) per phase, or an index array
     base = 0
-    for ph in contract.phases:
+    for ph in contract.run_phases:
         period, reps = ph.period, ph.fires // ph.period
         js = np.flatnonzero(ph.pattern(port))
         if len(js) == period:
@@ -216,7 +216,7 @@ def _port_map(contract, port: str) -> _Map:
 def _used(contract) -> list[np.ndarray]:
     """Per phase: whether each firing of its period uses a port."""
     out = []
-    for ph in contract.phases:
+    for ph in contract.run_phases:
         pat = np.zeros(ph.period, bool)
         for port in contract.inputs + contract.outputs:
             pat |= ph.pattern(port)
@@ -232,7 +232,7 @@ def kept_firings(contract) -> int:
     if F < 4:
         return F
     used = _used(contract)
-    n = sum(int(u.sum()) * (ph.fires // ph.period) for u, ph in zip(used, contract.phases))
+    n = sum(int(u.sum()) * (ph.fires // ph.period) for u, ph in zip(used, contract.run_phases))
     n += (not used[0][0]) + (not used[-1][-1])
     return n if 2 * n <= F else F
 
@@ -247,7 +247,7 @@ def _events(contract) -> np.ndarray | None:
     if kept_firings(contract) == contract.fires:
         return None
     used = np.concatenate([np.tile(u, ph.fires // ph.period)
-                           for u, ph in zip(_used(contract), contract.phases)])
+                           for u, ph in zip(_used(contract), contract.run_phases)])
     used[0] = used[-1] = True
     return np.flatnonzero(used)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..mappers.hwgraph import HwGraph
 from .engine import Deadlock, Timing, max_occupancy, run_timing
 from .fast import run_timing_fast
@@ -126,10 +128,27 @@ def compute_values(hw: HwGraph, inputs: dict, keep_all: bool = True) -> dict:
 ENGINES = ("auto", "reference", "fast")
 
 
-def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None,
+def sequence_values(hw: HwGraph, inputs, keep_all: bool = True) -> dict:
+    """:func:`compute_values` of a graph running ``hw.sequences`` sequences back to back:
+    ``inputs`` one dict per sequence (or one dict when it runs one), each sequence's values
+    computed alone and each channel's tokens concatenated in sequence order."""
+    seqs = [inputs] if isinstance(inputs, dict) else list(inputs)
+    if len(seqs) != hw.sequences:
+        raise ValueError(f"{hw.name} runs {hw.sequences} sequence(s); got inputs for "
+                         f"{len(seqs)}")
+    if len(seqs) == 1:
+        return compute_values(hw, seqs[0], keep_all)
+    one = hw.with_sequences(1)
+    runs = [compute_values(one, x, keep_all) for x in seqs]
+    return {c: {f: np.concatenate([r[c][f] for r in runs]) for f in runs[0][c]}
+            for c in runs[0]}
+
+
+def simulate(hw: HwGraph, inputs, schedule: Schedule, order=None,
              engine: str = "auto", keep_values: bool = True) -> SimResult:
-    """``inputs``: input channel -> {field: array}. Values and times of every token
-    (``keep_values`` False: the values of the input and output channels only).
+    """``inputs``: input channel -> {field: array}, or a list of those, one per sequence
+    of a graph running several back to back (``HwGraph.with_sequences``). Values and times
+    of every token (``keep_values`` False: the values of the input and output channels only).
 
     ``engine``: ``reference`` steps every firing (``sim.engine``); ``fast`` solves whole
     firing-time arrays (``sim.fast``) and gives the identical result, or None when the
@@ -137,7 +156,7 @@ def simulate(hw: HwGraph, inputs: dict, schedule: Schedule, order=None,
     back to the reference, which then also reports any deadlock."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    values = compute_values(hw, inputs, keep_values)
+    values = sequence_values(hw, inputs, keep_values)
     timing = None
     if engine != "reference":
         timing = run_timing_fast(hw, schedule, order=order)

@@ -469,6 +469,10 @@ def _sequencer(model: NodeModel, contract):
             model.ffs += bits
             model.logic.add("add", bits).add("cmpc", bits)
     model.ffs += clog2(len(contract.phases) + 1)
+    if contract.sequences > 1:                          # the sequence counter
+        bits = clog2(contract.sequences)
+        model.ffs += bits
+        model.logic.add("add", bits).add("cmpc", bits)
     ports = len(contract.inputs) + len(contract.outputs)
     model.logic.add("gate", 2 + ports)
     if contract.ii > 1:

@@ -169,7 +169,7 @@ def test_verify_through_the_axis_ports_with_stalls(tmp_path, capsys):
     assert main(["verify", str(out), "--axis-random", "5"]) == 0
     printed = capsys.readouterr().out
     assert ("PASS 4 output tokens: bits and tlast match (cocotbext-axi, random pauses, "
-            "seed 5; cycles not checked); AXI4-Lite: 1 sequence in ") in printed
+            "seed 5; cycles not checked); AXI4-Lite: 1 sequence, the last in ") in printed
     assert "cycles, counters match" in printed
     vec["outputs"][0]["ports"]["per_sequence"] = 3   # the model reused: a run of seconds
     (out / "tb" / "wrong_last.json").write_text(json.dumps(vec))

@@ -1,0 +1,128 @@
+"""Back-to-back sequences (``hardware.sequences``): a design processing a stream of
+sequences, each template starting sequence s + 1 on the cycle after its last firing of
+sequence s (``Contract.sequences``; the HDL sequencer wraps to its first phase).
+
+Nothing else changes between sequences, so every template overlaps the next sequence's
+loads with the tail of the current one on its own; what can still couple two sequences
+is a residual skip (a fork's row kept for the ``residual_add`` after the block): sized
+for one sequence (N rows, or the residual rule capped at N), it blocks the fork from
+pushing sequence s + 1's rows while the block still works on sequence s, and through the
+fork the whole layer. :func:`with_sequences` deepens exactly those channels, to the peak
+they reach when they never block (a run of :data:`SIZING_SEQUENCES` sequences with the
+skips unbounded, on the fast timing engine without stalls). A channel at least as deep
+as its peak in that run never blocks it, so the design then runs that very schedule: the
+steady-state interval between sequences (II) is its slowest template's firings per
+sequence (x ii) wherever that run reaches it; ``interval_model`` states the model and
+the simulator checks it (``attnflow sim`` prints both).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .contracts import LOAD
+from .hwgraph import HwGraph
+
+#: sequences simulated to size the channels (at most; a deep stack's layers reach their
+#: steady state one after the other: 3 left the 2-layer decoder's second skip 1 short)
+SIZING_SEQUENCES = 8
+
+
+def coupling_channels(hw: HwGraph) -> list[str]:
+    """The channels that couple two sequences: from a ``fork`` into a ``residual_add``
+    (the residual skips), and those a template reads only in its ``load`` phase (a
+    whole-sequence K or V store: the next sequence's rows wait in the channel while the
+    store still serves this one, the channel is the second buffer)."""
+    out = []
+    for c in hw.channels.values():
+        if not (c.src and c.dst):
+            continue
+        dst = hw.instances[c.dst[0]]
+        phases = {ph.name for ph in dst.contract.phases
+                  if any(p == c.dst[1] for p, _ in ph.ports)}
+        if (hw.instances[c.src[0]].template == "fork" and dst.template == "residual_add") \
+                or phases == {LOAD}:
+            out.append(c.name)
+    return out
+
+
+def unblocking_depth(push, pop) -> int:
+    """Least depth at which a channel with these enqueue / dequeue cycles never blocks its
+    producer: token k enqueued in cycle t needs token k - depth dequeued by t - 1 (a slot
+    freed in cycle t - 1 is writable in t), so depth > k - (tokens dequeued by t - 1)."""
+    push = np.asarray(push, dtype=np.int64)
+    pop = np.asarray(pop, dtype=np.int64)
+    if not push.size:
+        return 1
+    freed = np.searchsorted(pop, push - 1, "right")
+    return max(1, int((np.arange(push.size) - freed).max()) + 1)
+
+
+def _deepened(hw: HwGraph, depths: dict[str, int], notes: dict[str, str]) -> HwGraph:
+    chans = {n: (dataclasses.replace(c, depth=depths[n]) if n in depths else c)
+             for n, c in hw.channels.items()}
+    out = HwGraph(hw.name, dict(hw.instances), chans, hw.numerics, hw.variant,
+                  {**hw.depth_notes, **notes})
+    return out.freeze() if hw.frozen else out
+
+
+def with_sequences(hw: HwGraph, sequences: int) -> HwGraph:
+    """``hw`` running ``sequences`` sequences back to back, its residual skips deepened
+    to their peak occupancy over :data:`SIZING_SEQUENCES` sequences where each may hold
+    one sequence more than its one-sequence depth (never shallower than that depth)."""
+    from ..sim.fast import run_timing_fast
+    from ..sim.run import run_timing
+    from ..sim.schedule import make_schedule
+    if sequences == 1:
+        return hw.with_sequences(1)
+    skips = coupling_channels(hw)
+    if not skips:
+        return hw.with_sequences(sequences)
+    k = min(sequences, SIZING_SEQUENCES)
+    probe = hw.with_sequences(k)
+    # at most one more sequence than one sequence's depth: a second buffer, no more
+    rows = {n: hw.channels[n].depth + hw.tokens_per_sequence(n) for n in skips}
+    open_ = _deepened(probe, rows, {})
+    sched = make_schedule({c: open_.tokens(c) for c in open_.inputs}, open_.outputs)
+    timing = run_timing_fast(open_, sched) or run_timing(open_, sched)
+    depths, notes = {}, {}
+    for n in skips:
+        ch = timing.chans[n]
+        peak = unblocking_depth(ch.push, ch.pop)
+        one = hw.channels[n].depth
+        if peak > one:
+            depths[n] = peak
+            notes[n] = (f"back-to-back sequences: the peak it reaches unblocked over {k} "
+                        f"sequences ({peak}; one sequence: {one}, "
+                        f"{hw.depth_notes.get(n, '')})")
+    return _deepened(hw, depths, notes).with_sequences(sequences)
+
+
+def interval_model(hw: HwGraph) -> tuple[int, str]:
+    """(cycles between two sequences' last outputs in steady state, the template that
+    sets it): the slowest template's firings per sequence times its ii."""
+    name, inst = max(hw.instances.items(),
+                     key=lambda kv: kv[1].contract.fires_per_sequence * kv[1].contract.ii)
+    return inst.contract.fires_per_sequence * inst.contract.ii, name
+
+
+def sequence_ends(hw: HwGraph, output_cycles: dict) -> np.ndarray:
+    """The cycle of each sequence's last output token (the latest over the outputs)."""
+    ends = None
+    for name in hw.outputs:
+        per = hw.tokens_per_sequence(name)
+        cyc = np.asarray(output_cycles[name], dtype=np.int64)[per - 1::per]
+        ends = cyc if ends is None else np.maximum(ends, cyc)
+    return ends
+
+
+def sequence_starts(hw: HwGraph, timing) -> np.ndarray:
+    """The cycle each sequence's first input token is taken (the earliest over the
+    inputs)."""
+    starts = None
+    for name in hw.inputs:
+        per = hw.tokens_per_sequence(name)
+        cyc = np.asarray(timing.chans[name].pop, dtype=np.int64)[::per]
+        starts = cyc if starts is None else np.minimum(starts, cyc)
+    return starts
