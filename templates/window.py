@@ -271,10 +271,13 @@ class _Ring:
         scoring = Signal(name="scoring")
         m.d.comb += scoring.eq(Cat(*[seq.in_phase[p] for p in phases]).any())
         row_end = seq.fire & seq.last & scoring
-        row = Signal(range(n + 1), name="row")
+        # row wraps to 0 after the last row: the next sequence starts at row 0 (base and
+        # the ring's write pointer both advanced N times, so they stay in step)
+        row = Signal(range(max(n, 2)), name="row")
         base = Signal(range(depth), name="base")
         with m.If(row_end):
-            m.d.sync += [row.eq(row + 1), base.eq(Mux(base == slots - 1, 0, base + 1))]
+            m.d.sync += [row.eq(Mux(row == n - 1, 0, row + 1)),
+                         base.eq(Mux(base == slots - 1, 0, base + 1))]
         # the group of the active scoring phase
         grp = Signal(range(depth), name="group")
         for p in phases:
