@@ -104,6 +104,8 @@ not part of the encoder); the output is the last layer's output. ``name``, ``inp
       target_cycles: null     # integer >= 1: automatic folding aims at this many cycles for the encoder
       multiplier_budget: null # integer >= 1: automatic folding uses at most this many linear +
                               # attention multipliers (mappers.folding.multipliers)
+      target_interval: null   # integer >= 1: ... and at most this many cycles between sequences
+                              # back to back (hardware.sequences; the slowest template's firings)
 
 Encoder layer (``norm_position: post``, BERT, RoBERTa, DistilBERT)::
 
@@ -283,7 +285,7 @@ MAX_FIFO_DEPTH = 2 ** 31
 #: longest idle gap a stall schedule may draw (the testbench counts gaps in 32-bit
 #: cycles; the cycle budget refuses what would run long, this refuses what can't be drawn)
 MAX_GAP = 2 ** 31
-_ENCODER_HARDWARE_FIELDS = ("parallelism",)
+_ENCODER_HARDWARE_FIELDS = ("parallelism", "target_interval")
 #: the design goals: encoders fold their linears to them, one head picks its lanes
 _GOAL_FIELDS = ("target_cycles", "multiplier_budget")
 _LAYER_OP_RE = re.compile(r"layers_(\d+)_(" + "|".join(LINEAR_OPS) + r")")
@@ -423,6 +425,9 @@ class HardwareSpec:
     parallelism: tuple[tuple[str, Folding], ...] = ()
     target_cycles: int | None = None
     multiplier_budget: int | None = None
+    #: encoder only: automatic folding aims at this many cycles between sequences back to
+    #: back (the slowest template's firings per sequence, mappers.sequences)
+    target_interval: int | None = None
 
     def fifo_depth(self, name: str) -> int | None:
         """The depth the spec forces for channel ``name``, or None to let the mapper choose."""
@@ -911,6 +916,8 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
                           lo_open=True),
         fifo_depths=tuple(sorted((depths or {}).items())),
         sequences=c.integer(h.get("sequences", 1), "hardware.sequences", 1, MAX_SEQUENCES),
+        target_interval=None if h.get("target_interval") is None else
+        c.integer(h["target_interval"], "hardware.target_interval", 1),
         parallelism=_parse_parallelism(c, h.get("parallelism"), model) if encoder else (),
         **optional,
     )
@@ -1096,6 +1103,8 @@ def spec_to_dict(spec: Spec) -> dict:
         formats.update(act=_fmt(f.act), weight=_fmt(f.weight), gamma=_fmt(f.gamma),
                        beta=_fmt(f.beta), acc_bits=f.acc_bits)
         hardware.update(parallelism={k: {"pe": v.pe, "simd": v.simd} for k, v in h.parallelism})
+        if h.target_interval is not None:
+            hardware["target_interval"] = h.target_interval
     out = {
         "name": spec.name,
         "model": _model_to_dict(spec.model),

@@ -39,7 +39,7 @@ import numpy as np
 from ..ir.encoder_golden import OPS
 from ..ir.numerics import AttentionNumerics
 from ..ir.spec import HEAD_OPS
-from ..ir.window import row_slots
+from ..ir.window import lookahead, row_slots
 from ..templates import online
 from ..templates.linear import divisors
 from .catalog import latency
@@ -74,7 +74,7 @@ class FoldPlan:
     """The folding of every layer: ``foldings[i][op] = (PE, SIMD)`` (frozen: a changed
     figure is a new plan, ``dataclasses.replace``)."""
     foldings: list
-    mode: str               # spec | balanced | target_cycles | multiplier_budget
+    mode: str               # spec | balanced | target_cycles | target_interval | multiplier_budget
     period: int | None      # the period P of the automatic ops (None: all from the spec)
     auto_ops: list          # (layer, op) folded automatically
     cycles: int             # modelled cycles per sequence (stack_cycles)
@@ -86,6 +86,10 @@ class FoldPlan:
     #: folded differently, "lower bound" (window_stack_cycles), which attnflow.api
     #: replaces by the simulator's count ("simulator")
     cycles_source: str = "model"
+    #: modelled cycles between sequences back to back (:func:`stack_interval`)
+    interval: int | None = None
+    #: the design runs sequences back to back (or aims at an interval): describe says it
+    back_to_back: bool = False
 
     def describe(self) -> str:
         if self.mode == "spec":
@@ -97,8 +101,9 @@ class FoldPlan:
             b += f", {self.lanes} attention lanes{' (auto)' if self.lanes_auto else ''}"
         return (f"folding: {len(self.auto_ops)} linears chosen automatically "
                 f"({self.mode}, period {self.period} cycles per token{b}): model "
-                f"{self.cycles} cycles per sequence, {self.multipliers} linear + attention "
-                f"multipliers")
+                f"{self.cycles} cycles per sequence"
+                + (f" (back to back: one every {self.interval})" if self.back_to_back else "")
+                + f", {self.multipliers} linear + attention multipliers")
 
 
 @dataclass(frozen=True)
@@ -344,6 +349,15 @@ def lanes_for(n: int, period: int) -> int:
     return max(1, -(-n // period))
 
 
+def stack_interval(n: int, layer_fires: list, qk_loads: int) -> int:
+    """Cycles between sequences back to back (``mappers.sequences``): the most firings per
+    sequence of any stage, N rows x its firings per row (``mappers.encoder.layer_fires``),
+    the heads' ``qk`` plus ``qk_loads`` firings that only load K rows (a full head's N,
+    a symmetric window's lookahead fill w', 0 for causal)."""
+    return max(n * f + (qk_loads if op == "qk" else 0)
+               for fl in layer_fires for op, f in fl.items())
+
+
 def plan_folding(spec, multiplier_budget: int | None = None, attn=None) -> FoldPlan:
     """The folding of ``spec``'s encoder: spec entries as given, the rest automatic.
     ``multiplier_budget`` applies when the spec sets none (``prepare_for`` passes the
@@ -353,14 +367,15 @@ def plan_folding(spec, multiplier_budget: int | None = None, attn=None) -> FoldP
     search = _Search(spec, multiplier_budget, attn)
     if not search.auto:
         return search.plan("spec", None, None, *search.at(1, 1, search.fixed_lanes or 1))
-    if search.budget is None and search.target is None:
+    if search.budget is None and search.target is None and search.interval is None:
         lanes = search.fixed_lanes or 1
         g = online.groups(search.keys, lanes)
         return search.plan("balanced", g, g, *search.at(g, g, lanes))
     evals = search.evaluations()
     if search.budget is not None:
         return search.plan("multiplier_budget", *search.within_budget(evals))
-    return search.plan("target_cycles", *search.meeting_target(evals))
+    mode = "target_cycles" if search.target is not None else "target_interval"
+    return search.plan(mode, *search.meeting_target(evals))
 
 
 class _Search:
@@ -385,6 +400,9 @@ class _Search:
                 else:
                     self.fixed[(i, op)] = (f.pe, f.simd)
         self.target = hwspec.target_cycles
+        self.interval = hwspec.target_interval
+        #: back to back, the fastest folding is the one with the shortest interval
+        self.by_interval = hwspec.target_interval is not None or hwspec.sequences > 1
         self.budget = hwspec.multiplier_budget or multiplier_budget
         self.fixed_lanes = att.lanes
         f = spec.formats
@@ -399,7 +417,8 @@ class _Search:
         # lanes follow the period when the spec gives none and a goal asks for speed or
         # a budget: the fewest lanes whose ceil(N / lanes) score groups fit the period
         self.auto_lanes = self.fixed_lanes is None and (self.budget is not None
-                                                        or self.target is not None)
+                                                        or self.target is not None
+                                                        or self.interval is not None)
 
     def at(self, period, barrier, lanes):
         """(folds, cycles, multipliers, lanes) with the auto ops at ``period``, layer 0's
@@ -415,15 +434,18 @@ class _Search:
         ht = head_timing(self.nm, lanes, self.heads.barrier)
         return (folds, stack_cycles(n, model.heads, self.rms, fi, model.norm_position == "pre",
                                     model.final_norm, self.kind, self.window, ht),
-                multipliers(model, folds, lanes), lanes)
+                multipliers(model, folds, lanes), lanes,
+                stack_interval(n, fi, n if self.heads.barrier else
+                               lookahead(self.window, n, self.kind)))
 
-    def plan(self, mode, period, barrier, folds, cyc, mul, lanes) -> FoldPlan:
+    def plan(self, mode, period, barrier, folds, cyc, mul, lanes, interval) -> FoldPlan:
         model = self.model
         alike = all(len({fires(model, op, fl[op]) for op in HEAD_OPS}) == 1 for fl in folds)
         return FoldPlan(folds, mode, period, self.auto, cyc, mul,
                         barrier=barrier if barrier != period else None, lanes=lanes,
                         lanes_auto=self.fixed_lanes is None and lanes > 1,
-                        cycles_source="model" if self.heads.exact(alike) else "lower bound")
+                        cycles_source="model" if self.heads.exact(alike) else "lower bound",
+                        interval=interval, back_to_back=self.by_interval)
 
     def lanes_at(self, p):
         return lanes_for(self.keys, p) if self.auto_lanes else self.fixed_lanes or 1
@@ -435,7 +457,7 @@ class _Search:
         return sorted(periods)
 
     def evaluations(self) -> list:
-        """(period, barrier period, folds, cycles, multipliers, lanes) of every candidate;
+        """(period, barrier period, folds, cycles, multipliers, lanes, interval) of every candidate;
         barrier <= period, searched only when the kind has a K barrier and one of layer
         0's Q/K/V is folded automatically."""
         periods = self.periods()
@@ -456,7 +478,13 @@ class _Search:
                                f"{model.heads} heads x {attention_multipliers(model)}); "
                                f"raise the budget or fold the fixed hardware.parallelism "
                                f"entries further")
-        best = min(ok, key=lambda e: (e[3], e[4], -e[0]))
+        best = min(ok, key=lambda e: ((e[6], e[3]) if self.by_interval else (e[3], e[6]))
+                   + (e[4], -e[0]))
+        if self.interval is not None and best[6] > self.interval:
+            raise FoldingError("hardware.target_interval",
+                               f"{self.interval} cycles between sequences can't be met within "
+                               f"{budget} multipliers: the fastest folding that fits takes "
+                               f"{best[6]} (model); raise the budget or the target")
         if target is not None and best[3] > target:
             raise FoldingError("hardware.target_cycles",
                                f"{target} cycles per sequence can't be met within "
@@ -465,8 +493,19 @@ class _Search:
         return best
 
     def meeting_target(self, evals) -> tuple:
-        """The cheapest candidate meeting the target."""
-        target = self.target
+        """The cheapest candidate meeting the targets (cycles per sequence, interval)."""
+        target, interval = self.target, self.interval
+        if interval is not None:
+            ok = [e for e in evals if e[6] <= interval]
+            if not ok:
+                raise FoldingError("hardware.target_interval",
+                                   f"{interval} cycles between sequences are out of reach: "
+                                   f"the fastest folding takes {min(e[6] for e in evals)} "
+                                   f"(model: its slowest stage's firings per sequence); raise "
+                                   f"target_interval")
+            evals = ok
+            if target is None:
+                return min(ok, key=lambda e: (e[4], e[6], e[3], -e[0]))
         ok = [e for e in evals if e[3] <= target]
         if not ok:
             fastest = min(e[3] for e in evals)

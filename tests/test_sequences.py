@@ -173,3 +173,45 @@ def test_rtl_decoder_over_three_sequences_with_stalls(tmp_path, capsys):
     assert "PASS 24 output tokens: bits and cycles match" in capsys.readouterr().out
     assert main(["verify", str(out), "--axis-random", "5"]) == 0
     assert "AXI4-Lite: 3 sequences, the last in " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [
+    [], ["model.attention.kind=window", "model.attention.window=2"],
+    ["model.attention.kind=window", "model.attention.window=4"],
+    ["model.attention.kind=causal", "model.attention.window=4"],
+    ["model.attention.kind=causal", "model.attention.lanes=3"]])
+def test_the_foldings_interval_model_is_the_contracts(extra):
+    """mappers.folding.stack_interval (from the folds, before mapping) equals the mapped
+    design's slowest template (from the contracts), balanced folding: e.g. a window of
+    w 4 takes 32 rows x 9 slots plus a 4-row fill = 292."""
+    d = prepare(load_spec(ENCODER, ["hardware.parallelism={}",
+                                    "hardware.multiplier_budget=null", *extra]))
+    assert d.folding.interval == interval_model(d.hw)[0]
+    want = {(): 1056, ("window", "2"): 162, ("window", "4"): 292,
+            ("causal", "4"): 160}.get(tuple(e.split("=")[1] for e in extra[:2]))
+    if want is not None:
+        assert d.folding.interval == want
+
+
+def test_target_interval_folds_for_throughput():
+    base = ["hardware.parallelism={}", "hardware.multiplier_budget=null"]
+    fast = prepare(load_spec(ENCODER, [*base, "hardware.target_interval=1100"]))
+    assert (fast.folding.mode, fast.folding.interval, fast.folding.multipliers) == \
+        ("target_interval", 1056, 3588)
+    half = prepare(load_spec(ENCODER, [*base, "hardware.target_interval=2100",
+                                       "hardware.sequences=3"]))
+    assert (half.folding.interval, half.folding.multipliers) == (2048, 2052)
+    assert "(back to back: one every 2048)" in half.folding.describe()
+    r = half.simulate(engine="fast")
+    assert np.diff(_ends(half, r)).tolist() == [2048, 2048]
+    with pytest.raises(SpecError) as e:
+        prepare(load_spec(ENCODER, [*base, "hardware.target_interval=10"]))
+    assert str(e.value).endswith(
+        "hardware.target_interval: 10 cycles between sequences are out of reach: the "
+        "fastest folding takes 64 (model: its slowest stage's firings per sequence); "
+        "raise target_interval")
+    # below one lane's 1056 the attention lanes follow: 2 lanes, 32 K rows + 32 x 16
+    lanes = prepare(load_spec(ENCODER, [*base, "hardware.target_interval=1000"]))
+    assert (lanes.folding.lanes, lanes.folding.interval) == (2, 544)
+    with pytest.raises(SpecError, match="hardware.target_interval"):
+        load_spec("examples/sdpa_online.yaml", ["hardware.target_interval=100"])
