@@ -420,7 +420,6 @@ class Folding:
 class HardwareSpec:
     clock_mhz: float = 200.0
     fifo_depths: tuple[tuple[str, int], ...] = ()  # sorted by channel name
-    sequences: int = 1      # sequences run back to back (Contract.sequences)
     # encoder only: hardware.parallelism keys with pe and simd both resolved, sorted by key
     parallelism: tuple[tuple[str, Folding], ...] = ()
     target_cycles: int | None = None
@@ -428,6 +427,7 @@ class HardwareSpec:
     #: encoder only: automatic folding aims at this many cycles between sequences back to
     #: back (the slowest template's firings per sequence, mappers.sequences)
     target_interval: int | None = None
+    sequences: int = 1      # sequences run back to back (Contract.sequences)
 
     def fifo_depth(self, name: str) -> int | None:
         """The depth the spec forces for channel ``name``, or None to let the mapper choose."""
