@@ -199,9 +199,14 @@ def check_design(design, limits: Limits, build: bool = False) -> int:
     spec, hw = design.spec, design.hw
     sched = spec.schedule
     cycles, field, why = expected_cycles(hw, sched)
+    # what makes the run long: the sequence length, or the sequences run back to back
+    size = (("hardware.sequences", hw.sequences) if hw.sequences > 1 else
+            ("model.seq_len", spec.model.seq_len))
+    if field == "model.seq_len":
+        field = size[0]
     if cycles > limits.max_cycles:
         value = getattr(sched, field.split(".")[1]) if field.startswith("schedule.") \
-            else spec.model.seq_len
+            else size[1]
         raise LimitError(spec.source, field,
                          f"{value!r} makes the simulation take at least {show_count(cycles)} "
                          f"cycles ({why}); the cycle budget is {show_count(limits.max_cycles)} "
@@ -213,7 +218,7 @@ def check_design(design, limits: Limits, build: bool = False) -> int:
                  default=0)
     sim = fires * _FIRING + sum(tokens.values()) * _TOKEN + values * _VALUES
     ready = cycles * (3 if build else 1) if sched.output_ready_prob < 1 else 0
-    _refuse_memory(spec, "model.seq_len", spec.model.seq_len, sim + ready,
+    _refuse_memory(spec, *size, sim + ready,
                    f"simulator state ({show_count(sum(tokens.values()))} channel tokens"
                    + (f", {show_count(cycles)} cycles of ready pattern" if ready else "")
                    + ")", limits)

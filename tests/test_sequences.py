@@ -217,3 +217,14 @@ def test_target_interval_folds_for_throughput():
     assert (lanes.folding.lanes, lanes.folding.interval) == (2, 544)
     with pytest.raises(SpecError, match="hardware.target_interval"):
         load_spec("examples/sdpa_online.yaml", ["hardware.target_interval=100"])
+
+
+def test_too_many_sequences_are_refused_naming_the_field(capsys):
+    from attnflow.cli import main
+    assert main(["sim", "examples/sdpa_online.yaml", "--set", "hardware.sequences=4096",
+                 "--max-cycles", "100000"]) != 0
+    err = capsys.readouterr()
+    assert (err.out + err.err).strip().splitlines()[-1] == (
+        "error: examples/sdpa_online.yaml: hardware.sequences: 4096 makes the simulation "
+        "take at least 4.33e+06 cycles (qk fires 4.33e+06 times); the cycle budget is "
+        "100000 (raise it with --max-cycles)")
