@@ -8,8 +8,9 @@ is a residual skip (a fork's row kept for the ``residual_add`` after the block):
 for one sequence (N rows, or the residual rule capped at N), it blocks the fork from
 pushing sequence s + 1's rows while the block still works on sequence s, and through the
 fork the whole layer. :func:`with_sequences` deepens exactly those channels, to the peak
-they reach when they never block (a run of :data:`SIZING_SEQUENCES` sequences with the
-skips unbounded, on the fast timing engine without stalls). A channel at least as deep
+they reach when they never block (a run of up to :data:`SIZING_SEQUENCES` sequences,
+each channel holding at most one sequence more than alone, on the fast timing engine
+without stalls). A channel at least as deep
 as its peak in that run never blocks it, so the design then runs that very schedule: the
 steady-state interval between sequences (II) is its slowest template's firings per
 sequence (x ii) wherever that run reaches it; ``interval_model`` states the model and
@@ -27,6 +28,9 @@ from .hwgraph import HwGraph
 #: sequences simulated to size the channels (at most; a deep stack's layers reach their
 #: steady state one after the other: 3 left the 2-layer decoder's second skip 1 short)
 SIZING_SEQUENCES = 8
+#: ... and at most this many kept firings (``sim.fast.kept_firings``) in that run, so the
+#: probe of a real-sized model stays a few GB (BERT-base N 128: 2 sequences)
+SIZING_FIRINGS = 50_000_000
 
 
 def coupling_channels(hw: HwGraph) -> list[str]:
@@ -71,7 +75,7 @@ def with_sequences(hw: HwGraph, sequences: int) -> HwGraph:
     """``hw`` running ``sequences`` sequences back to back, its residual skips deepened
     to their peak occupancy over :data:`SIZING_SEQUENCES` sequences where each may hold
     one sequence more than its one-sequence depth (never shallower than that depth)."""
-    from ..sim.fast import run_timing_fast
+    from ..sim.fast import kept_firings, run_timing_fast
     from ..sim.run import run_timing
     from ..sim.schedule import make_schedule
     if sequences == 1:
@@ -79,7 +83,9 @@ def with_sequences(hw: HwGraph, sequences: int) -> HwGraph:
     skips = coupling_channels(hw)
     if not skips:
         return hw.with_sequences(sequences)
-    k = min(sequences, SIZING_SEQUENCES)
+    # fewer sequences for a design whose firings would make the probe large (2 at least)
+    per = sum(kept_firings(i.contract) for i in hw.instances.values())
+    k = min(sequences, max(2, min(SIZING_SEQUENCES, SIZING_FIRINGS // max(per, 1))))
     probe = hw.with_sequences(k)
     # at most one more sequence than one sequence's depth: a second buffer, no more
     rows = {n: hw.channels[n].depth + hw.tokens_per_sequence(n) for n in skips}
