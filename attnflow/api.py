@@ -149,8 +149,10 @@ def _sequenced(design: Design) -> Design:
     """The design running ``hardware.sequences`` sequences back to back (its HwGraph's
     contracts say so, its residual skips deepened: ``mappers.sequences``)."""
     from .mappers.sequences import with_sequences
-    n = design.spec.hardware.sequences
-    return design if n == 1 else dataclasses.replace(design, hw=with_sequences(design.hw, n))
+    n, stream = design.spec.hardware.sequences, design.spec.hardware.stream
+    if n == 1 and not stream:
+        return design
+    return dataclasses.replace(design, hw=with_sequences(design.hw, n, stream))
 
 
 def prepare(spec: Spec | str, multiplier_budget: int | None = None) -> Design:

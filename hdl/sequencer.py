@@ -18,7 +18,7 @@ class Sequencer(Elaboratable):
     phase's innermost loop), ``done`` (out: every firing made). With the contract's
     ``sequences`` S > 1 the last phase's last firing wraps to the first phase (the loop
     counters are all back at 0 then) until the S-th sequence ends; ``sequence`` (out)
-    counts them."""
+    counts them. With the contract's ``stream`` it always wraps (never done)."""
 
     def __init__(self, contract: Contract):
         self.contract = c = contract
@@ -91,7 +91,9 @@ class Sequencer(Elaboratable):
                             m.d.sync += ctr.eq(0 if extent == 1 else Mux(at_end, 0, ctr + 1))
                         wrap = wrap & at_end
                     with m.If(wrap):
-                        if k == len(c.phases) - 1 and c.sequences > 1:
+                        if k == len(c.phases) - 1 and c.stream:
+                            m.d.sync += self.phase.eq(0)
+                        elif k == len(c.phases) - 1 and c.sequences > 1:
                             with m.If(self.sequence != c.sequences - 1):
                                 m.d.sync += [self.phase.eq(0),
                                              self.sequence.eq(self.sequence + 1)]

@@ -43,6 +43,8 @@ One attention head
       fifo_depths: {}         # channel name -> FIFO depth (integer >= 1), overriding the mapper
       sequences: 1            # sequences the design processes back to back, then stops: integer in 1..4096
                               # (sequence s > 0 draws its inputs with seed inputs.seed + s)
+      stream: false           # true: the RTL never stops, it runs sequences as long as inputs come
+                              # (the simulator and testbench run hardware.sequences of them)
       target_cycles: null     # kind full, online, no lanes given: the fewest lanes meeting this
       multiplier_budget: null # ... or the fastest lanes within this many multipliers
 
@@ -277,7 +279,7 @@ _ENCODER_FIELDS = ("type", "layers", "d_model", "heads", "d_ff", "seq_len", "att
 _ENCODER_REQUIRED = ("layers", "d_model", "heads", "d_ff", "seq_len")
 _FORMAT_FIELDS = ("q", "k", "v", "out", "score_frac", "prob_frac")
 _ENCODER_FORMAT_FIELDS = ("act", "weight", "gamma", "beta", "acc_bits")
-_HARDWARE_FIELDS = ("clock_mhz", "fifo_depths", "sequences")
+_HARDWARE_FIELDS = ("clock_mhz", "fifo_depths", "sequences", "stream")
 #: most sequences a design runs back to back (the simulator and testbench hold them all)
 MAX_SEQUENCES = 4096
 #: deepest FIFO a spec may ask for (its address counter is a hardware register)
@@ -428,6 +430,7 @@ class HardwareSpec:
     #: back (the slowest template's firings per sequence, mappers.sequences)
     target_interval: int | None = None
     sequences: int = 1      # sequences run back to back (Contract.sequences)
+    stream: bool = False    # the RTL never stops (Contract.stream); sequences: simulated
 
     def fifo_depth(self, name: str) -> int | None:
         """The depth the spec forces for channel ``name``, or None to let the mapper choose."""
@@ -916,6 +919,7 @@ def _parse(c: _Checker, data: Mapping, base_dir: Path) -> Spec:
                           lo_open=True),
         fifo_depths=tuple(sorted((depths or {}).items())),
         sequences=c.integer(h.get("sequences", 1), "hardware.sequences", 1, MAX_SEQUENCES),
+        stream=c.boolean(h.get("stream", False), "hardware.stream"),
         target_interval=None if h.get("target_interval") is None else
         c.integer(h["target_interval"], "hardware.target_interval", 1),
         parallelism=_parse_parallelism(c, h.get("parallelism"), model) if encoder else (),
@@ -1096,7 +1100,8 @@ def spec_to_dict(spec: Spec) -> dict:
     formats = {"q": _fmt(f.q), "k": _fmt(f.k), "v": _fmt(f.v), "out": _fmt(f.out),
                "score_frac": f.score_frac, "prob_frac": f.prob_frac}
     hardware = {"clock_mhz": h.clock_mhz, "fifo_depths": dict(h.fifo_depths),
-                **({"sequences": h.sequences} if h.sequences != 1 else {})}
+                **({"sequences": h.sequences} if h.sequences != 1 else {}),
+                **({"stream": True} if h.stream else {})}
     goals = {"target_cycles": h.target_cycles, "multiplier_budget": h.multiplier_budget}
     hardware.update(goals if encoder else {k: v for k, v in goals.items() if v is not None})
     if encoder:

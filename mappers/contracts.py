@@ -152,6 +152,9 @@ class Contract:
     #: order, each sequence's firings right after the last one's (no gap, no reset); the
     #: HDL sequencer wraps to the first phase instead of stopping
     sequences: int = 1
+    #: the HDL sequencer never stops: after the last of ``sequences`` it wraps again and
+    #: runs as long as inputs come (the simulator and testbench run ``sequences``)
+    stream: bool = False
 
     def __post_init__(self):
         if self.ii < 1 or self.latency < 1:

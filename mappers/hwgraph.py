@@ -204,13 +204,20 @@ class HwGraph:
         """Sequences every template processes back to back (``Contract.sequences``)."""
         return next(iter(self.instances.values())).contract.sequences if self.instances else 1
 
-    def with_sequences(self, sequences: int) -> "HwGraph":
-        """The same graph running ``sequences`` sequences back to back: every contract's
-        ``sequences`` set (frozen like this one); itself when it already does."""
-        if sequences == self.sequences:
+    @property
+    def stream(self) -> bool:
+        """The RTL runs sequences as long as inputs come (``Contract.stream``)."""
+        return next(iter(self.instances.values())).contract.stream if self.instances else False
+
+    def with_sequences(self, sequences: int, stream: bool = False) -> "HwGraph":
+        """The same graph running ``sequences`` sequences back to back (``stream``: and its
+        RTL never stopping): every contract's ``sequences`` and ``stream`` set (frozen like
+        this one); itself when it already does."""
+        if (sequences, stream) == (self.sequences, self.stream):
             return self
         insts = {n: dataclasses.replace(i, contract=dataclasses.replace(
-                     i.contract, sequences=sequences)) for n, i in self.instances.items()}
+                     i.contract, sequences=sequences, stream=stream))
+                 for n, i in self.instances.items()}
         hw = HwGraph(self.name, insts, dict(self.channels), self.numerics, self.variant,
                      dict(self.depth_notes))
         return hw.freeze() if self.frozen else hw

@@ -71,21 +71,24 @@ def _deepened(hw: HwGraph, depths: dict[str, int], notes: dict[str, str]) -> HwG
     return out.freeze() if hw.frozen else out
 
 
-def with_sequences(hw: HwGraph, sequences: int) -> HwGraph:
+def with_sequences(hw: HwGraph, sequences: int, stream: bool = False) -> HwGraph:
     """``hw`` running ``sequences`` sequences back to back, its residual skips deepened
     to their peak occupancy over :data:`SIZING_SEQUENCES` sequences where each may hold
-    one sequence more than its one-sequence depth (never shallower than that depth)."""
+    one sequence more than its one-sequence depth (never shallower than that depth).
+    ``stream``: the RTL never stops (``Contract.stream``); sized for the steady state
+    (a probe of :data:`SIZING_SEQUENCES` whatever ``sequences``)."""
     from ..sim.fast import kept_firings, run_timing_fast
     from ..sim.run import run_timing
     from ..sim.schedule import make_schedule
-    if sequences == 1:
+    if sequences == 1 and not stream:
         return hw.with_sequences(1)
     skips = coupling_channels(hw)
     if not skips:
-        return hw.with_sequences(sequences)
+        return hw.with_sequences(sequences, stream)
     # fewer sequences for a design whose firings would make the probe large (2 at least)
     per = sum(kept_firings(i.contract) for i in hw.instances.values())
-    k = min(sequences, max(2, min(SIZING_SEQUENCES, SIZING_FIRINGS // max(per, 1))))
+    k = max(2, min(SIZING_SEQUENCES, SIZING_FIRINGS // max(per, 1)))
+    k = k if stream else min(sequences, k)
     probe = hw.with_sequences(k)
     # at most one more sequence than one sequence's depth: a second buffer, no more
     rows = {n: hw.channels[n].depth + hw.tokens_per_sequence(n) for n in skips}
@@ -102,7 +105,7 @@ def with_sequences(hw: HwGraph, sequences: int) -> HwGraph:
             notes[n] = (f"back-to-back sequences: the peak it reaches unblocked over {k} "
                         f"sequences ({peak}; one sequence: {one}, "
                         f"{hw.depth_notes.get(n, '')})")
-    return _deepened(hw, depths, notes).with_sequences(sequences)
+    return _deepened(hw, depths, notes).with_sequences(sequences, stream)
 
 
 def interval_model(hw: HwGraph) -> tuple[int, str]:

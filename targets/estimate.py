@@ -469,7 +469,7 @@ def _sequencer(model: NodeModel, contract):
             model.ffs += bits
             model.logic.add("add", bits).add("cmpc", bits)
     model.ffs += clog2(len(contract.phases) + 1)
-    if contract.sequences > 1:                          # the sequence counter
+    if contract.sequences > 1 and not contract.stream:  # the sequence counter
         bits = clog2(contract.sequences)
         model.ffs += bits
         model.logic.add("add", bits).add("cmpc", bits)

