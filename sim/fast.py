@@ -232,7 +232,8 @@ def kept_firings(contract) -> int:
     if F < 4:
         return F
     used = _used(contract)
-    n = sum(int(u.sum()) * (ph.fires // ph.period) for u, ph in zip(used, contract.run_phases))
+    n = sum(int(u.sum()) * (ph.fires // ph.period)
+            for u, ph in zip(used, contract.run_phases))
     n += (not used[0][0]) + (not used[-1][-1])
     return n if 2 * n <= F else F
 
