@@ -143,7 +143,15 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
       always read its low end (a 2:1 mux per bit, not an F-way chunk select);
     * the results shift into an output register of F - 1 chunks (chunk 0 ends at the low
       end); the row leaves on the last firing as that register plus the last chunk,
-      taken combinationally (as ``linear``)."""
+      taken combinationally (as ``linear``).
+
+    A pipelined ``compute`` (``tpl.stages("y")`` > 0, ``hdl.pipeline``) returns the
+    chunk's results that many cycles after its firing: the output register then shifts
+    with the firing delayed as long, and ``y.data_valid`` is the template's
+    :meth:`~attnflow.hdl.templates.Template.staged_valid`."""
+    stages = tpl.stages("y")
+    if stages:
+        m.d.comb += tpl.y.data_valid.eq(tpl.staged_valid(m, seq, "y"))
     if fires == 1:
         rows = [elems(getattr(tpl, p).payload, tpl.layout(p), "x") for p in ports]
         m.d.comb += tpl.y.payload.eq(Cat(*compute(rows)))
@@ -163,6 +171,11 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
     ys = compute(chunks)
     out = Cat(*ys)
     done = Signal(len(out) * (fires - 1), name="y_done")
-    with m.If(seq.fire):
+    fired = seq.fire
+    for k in range(stages):             # the firing, as late as its results
+        r = Signal(name=f"fire_d{k + 1}")
+        m.d.sync += r.eq(fired)
+        fired = r
+    with m.If(fired):
         m.d.sync += done.eq(Cat(done[len(out):], out))
     m.d.comb += tpl.y.payload.eq(Cat(done, out))
