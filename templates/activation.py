@@ -27,8 +27,8 @@ from ..ir.types import FixedFormat
 from ..mappers.catalog import TemplateDef
 from ..mappers.contracts import Contract
 from ..mappers.hwgraph import Instance, Layout
-from ..targets.estimate import (Mem, Mult, NodeModel, lanes_cost, requant_cost, rescale_cost,
-                                saturate_cost)
+from ..targets.estimate import Mem, NodeModel, lanes_cost, requant_cost, saturate_cost
+from ..targets.pipeline_cost import mul_cost, staged_valid
 from .rows import check_int, check_lanes, check_problems, check_template, row_layout, rows_contract
 
 
@@ -329,64 +329,121 @@ class Activation(Template):
 # ---------------------------------------------------------------- resource model
 
 def activation_resources(m: NodeModel, inst, hw) -> None:
-    """:class:`Activation`: ``gelu_hw`` (ROM or I-BERT polynomial), ``gate_hw``,
-    ``relu_hw`` or ``rescale_hw`` on each lane (all D elements unless folded)."""
+    """:class:`Activation`, stage by stage (:func:`stage_plan`) on each lane (all D
+    elements unless folded): the input register, ``gelu_hw`` (ROM or I-BERT polynomial),
+    ``gate_hw``, ``relu_hw`` or ``rescale_hw`` with their pipeline registers
+    (``targets.pipeline_cost``: the products' operand and partial-product registers, the
+    delayed input), the rounding and saturation registers, the padding, and the firing
+    carried along when folded."""
     p = ActivationParams.of(inst)
     num = p.numerics
     n = lanes_cost(m, inst, hw, p, ("x",))
-    if p.fn == "gelu" and num.kind == "rom":
-        mask = (1 << num.out.bits) - 1
-        words = [w & mask for w in gelu_table(num.x, num.out)]
-        m.mems.append(Mem("GELU ROM", 1 << num.x.bits, num.out.bits, rom=True,
-                          init=tuple(words), copies=n))
+    plan = dict(stage_plan(p.fn, num))
+    ob = num.out.bits
+    if p.fn not in ("relu", "rescale") and num.kind == "rom":
+        table = gelu_table(num.x, num.out) if p.fn == "gelu" else \
+            activation_rom(num.fn, num.x, num.out)
+        mask = (1 << ob) - 1
+        m.mems.append(Mem("GELU ROM" if p.fn == "gelu" else f"{num.fn} ROM", 1 << num.x.bits,
+                          ob, rom=True, read="sync", init=tuple(w & mask for w in table),
+                          copies=n))
+        m.hold("x", num.x.bits * n, IN_STAGES)
     elif p.fn == "gelu":
-        xb = num.x.bits
-        m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
-        requant_cost(m, xb + 1, num.x.frac - num.poly_frac, n)
-        m.logic.add("cmpc", num.ax_bits, n)                            # ax < C
-        m.logic.add("addc", num.mt_bits, n).add("mux", num.mt_bits, n)   # C - ax or 0
-        m.mults.append(Mult("mt*mt", num.mt_bits, False, num.mt_bits, False, n,
-                            split_adders=True))
-        m.logic.add("addc", num.s_bits, n)                             # 2K - mt**2
-        m.logic.add("cmpc", xb, n).add("mux", num.s_bits, n)         # x > 0 ? : x < 0 ? : K
-        mb = num.gate_mult.bit_length()
-        m.mults.append(Mult("s*M", num.s_bits, False, mb, False, n, const=num.gate_mult,
-                            split_adders=True))
-        requant_cost(m, num.s_bits + mb, num.gate_shift, n)
-        m.mults.append(Mult("x*h", xb, True, num.gate_bits, False, n, split_adders=True))
-        w = requant_cost(m, xb + num.gate_bits + 1, num.out_shift, n)
-        saturate_cost(m, w, num.out, n)
+        _gelu_poly_resources(m, num, n)
     elif p.fn in ("relu", "rescale"):
-        if p.fn == "relu":
-            m.logic.add("cmpc", num.x.bits, n).add("mux", num.x.bits, n)   # max(x, 0)
-        rescale_cost(m, num, n)
+        _rescale_resources(m, p.fn, num, n)
     else:
         _gate_resources(m, num, n)
+    m.hold("y", ob * n, plan["pad"])                 # the padding
+    if p.fires > 1:                                     # the firing, to the output row
+        m.hold("fire", 1, ACT_STAGES)
+    staged_valid(m, ACT_STAGES)
+
+
+def _round_saturate(m, width: int, shift: int, out, n: int) -> None:
+    """The rounding of a ``width``-bit product by ``shift`` and the saturation to ``out``,
+    each into its register."""
+    w = requant_cost(m, width, shift, n)
+    m.ffs += n * w
+    saturate_cost(m, w, out, n)
+    m.ffs += n * out.bits
+
+
+def _gelu_poly_resources(m: NodeModel, num, n: int) -> None:
+    """``gelu_hw``'s polynomial: |x| rounded (a register), mt * mt, s * M, x * H (each
+    ``hdl.pipeline.mul`` with its operand registers), the rounding and the saturation;
+    x held until its product."""
+    xb, ms = num.x.bits, P.mul_stages
+    mb = num.gate_mult.bit_length()
+    t_xh = 1 + ms(num.mt_bits, num.mt_bits) + ms(num.s_bits, mb)
+    m.hold("x", xb * n, IN_STAGES + t_xh + 1)          # to x * H's operand register
+    m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
+    requant_cost(m, xb + 1, num.x.frac - num.poly_frac, n)
+    m.ffs += n * num.ax_bits
+    m.logic.add("cmpc", num.ax_bits, n)                            # ax < C
+    m.logic.add("addc", num.mt_bits, n).add("mux", num.mt_bits, n)   # C - ax or 0
+    m.hold("mt", num.mt_bits * n, 1)                   # both operands: one register
+    mul_cost(m, "mt*mt", (num.mt_bits, False), (num.mt_bits, False), n)
+    m.logic.add("addc", num.s_bits, n)                             # 2K - mt**2
+    m.logic.add("cmpc", xb, n).add("mux", num.s_bits, n)         # x > 0 ? : x < 0 ? : K
+    m.hold("s", num.s_bits * n, 1)
+    gs = num.gate_shift
+    mul_cost(m, "s*M", (num.s_bits, False), (mb, False), n, low=max(0, gs - 1),
+             high=gs + num.gate_bits, const=num.gate_mult)
+    requant_cost(m, num.s_bits + mb, gs, n)
+    m.hold("h", num.gate_bits * n, 1)
+    w = mul_cost(m, "x*h", (xb, True), (num.gate_bits, False), n,
+                 low=max(0, num.out_shift - 1))
+    _round_saturate(m, w, num.out_shift, num.out, n)
+
+
+def _rescale_resources(m: NodeModel, fn: str, num, n: int) -> None:
+    """``relu_hw`` / ``rescale_hw``: max(x, 0) (ReLU), x * mult (``mul``, when mult != 1),
+    the rounding and the saturation, each registered."""
+    xb = num.x.bits
+    m.hold("x", xb * n, IN_STAGES + (num.mult != 1 and fn == "rescale"))
+    if fn == "relu":
+        m.logic.add("cmpc", xb, n).add("mux", xb, n)               # max(x, 0)
+        if num.mult != 1:
+            m.hold("x+", xb * n, 1)
+    w = xb
+    if num.mult != 1:
+        w = mul_cost(m, "x*mult", (xb, True), (num.mult.bit_length(), False), n,
+                     low=max(0, num.shift - 1), const=num.mult)
+    _round_saturate(m, w, num.shift, num.out, n)
 
 
 def _gate_resources(m: NodeModel, num, n: int) -> None:
-    """:func:`gate_hw` on n lanes: the ROM of every input pattern, or the clip of the
-    table offset, the gate table (G and D per word), the interpolation t * D and x * H
-    with their requantizations and the saturation."""
-    if num.kind == "rom":
-        mask = (1 << num.out.bits) - 1
-        words = [w & mask for w in activation_rom(num.fn, num.x, num.out)]
-        m.mems.append(Mem(f"{num.fn} ROM", 1 << num.x.bits, num.out.bits, rom=True,
-                          init=tuple(words), copies=n))
-        return
-    xb, gb, db = num.x.bits, num.g_bits, num.d_bits
+    """:func:`gate_hw`'s table on n lanes: the clipped table offset (a register), the
+    gate table's registered read (G and D per word), the interpolation t * D with its
+    rounding into H (a register), x * H, the rounding and the saturation; x held until
+    its product."""
+    xb, gb, db, sh = num.x.bits, num.g_bits, num.d_bits, num.frac_shift
+    ms = P.mul_stages
+    t_xh = 2 + (ms(sh, db) + 1 if sh > 0 else 0)
+    m.hold("x", xb * n, IN_STAGES + t_xh + 1)
     m.logic.add("cmpc", xb, 2 * n).add("mux", num.off_bits, 2 * n)   # clip
     m.logic.add("addc", num.off_bits, n)                             # + R 2**F
-    words = tuple(g | ((d & ((1 << db) - 1)) << gb) for g, d in num.rom_words())
-    m.mems.append(Mem(f"{num.fn} gate table", len(words), gb + db, rom=True, init=words,
-                      copies=n))
-    if num.frac_shift > 0:
-        m.mults.append(Mult("t*D", num.frac_shift, False, db, True, n, split_adders=True))
-        w = requant_cost(m, num.frac_shift + db + 1, num.frac_shift, n)
+    m.ffs += n * num.off_bits
+    if sh > 0:
+        words = tuple(g | ((d & ((1 << db) - 1)) << gb) for g, d in num.rom_words())
+        m.mems.append(Mem(f"{num.fn} gate table", len(words), gb + db, rom=True,
+                          read="sync", init=words, copies=n))
+    else:       # no interpolation: D is never read, and of G every 2**-sh-th word
+        words = tuple(g for g, _ in num.rom_words())[::1 << -sh]
+        m.mems.append(Mem(f"{num.fn} gate table", len(words), gb, rom=True, read="sync",
+                          init=words, copies=n))
+    if sh > 0:
+        m.hold("t", sh * n, 2)                          # the offset's low bits, operand
+        m.hold("D", db * n, 1)
+        w = mul_cost(m, "t*D", (sh, False), (db, True), n, low=sh - 1)
+        w = requant_cost(m, w, sh, n)
+        m.hold("G", gb * n, ms(sh, db))
         m.logic.add("addc", max(w, gb) + 1, n)                       # G + step
-    m.mults.append(Mult("x*h", xb, True, num.h_bits, True, n, split_adders=True))
-    w = requant_cost(m, xb + num.h_bits, num.out_shift, n)
-    saturate_cost(m, w, num.out, n)
+        m.ffs += n * num.h_bits
+    m.hold("h", (num.h_bits if sh > 0 else gb) * n, 1)     # G >= 0: its sign bit is 0
+    w = mul_cost(m, "x*h", (xb, True), (num.h_bits, True), n, low=max(0, num.out_shift - 1))
+    _round_saturate(m, w, num.out_shift, num.out, n)
 
 
 TEMPLATE_DEFS = (
