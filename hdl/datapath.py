@@ -140,7 +140,8 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
 
     * each input row is taken on the row's first firing: chunk 0 from the live payload,
       the rest into a shift register that drops one chunk per later firing, so the lanes
-      always read its low end (a 2:1 mux per bit, not an F-way chunk select);
+      read its low end or the chunk above (a 2:1 mux per bit, not an F-way chunk
+      select; its control registered, see below);
     * the results shift into an output register of F - 1 chunks (chunk 0 ends at the low
       end); the row leaves on the last firing as that register plus the last chunk,
       taken combinationally (as ``linear``).
@@ -157,14 +158,25 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
         m.d.comb += tpl.y.payload.eq(Cat(*compute(rows)))
         return
     chunks = []
+    # the row registers' choice and enable (one per bit of every row) hang on flip-flops,
+    # not on the firing's handshake: they load the live row while the sequencer stands at
+    # a row's first firing (``seq.first``: its state alone), and drop a chunk the cycle
+    # after each later firing (``shift``); a firing that comes before that drop reads the
+    # chunk above
+    shift = Signal(name="x_shift")
+    m.d.sync += shift.eq(seq.fire & ~seq.first)
     for p in ports:
         port, lay = getattr(tpl, p), tpl.layout(p)
         step = lay.width // fires                  # bits of one chunk
         rest = Signal(lay.width - step, name=f"{p}_rest")
-        with m.If(seq.fire):
-            m.d.sync += rest.eq(Mux(seq.first, port.payload[step:], rest >> step))
+        with m.If(seq.first):
+            m.d.sync += rest.eq(port.payload[step:])
+        with m.Elif(shift):
+            m.d.sync += rest.eq(rest >> step)
+        # with 2 firings a later firing is the row's last: no chunk above to read
+        above = rest[step:2 * step] if fires > 2 else rest[:step]
         cur = Signal(step, name=f"{p}_chunk")
-        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], rest[:step]))
+        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], Mux(shift, above, rest[:step])))
         f = lay.fields[0]
         chunks.append([cur[i * f.bits:(i + 1) * f.bits].as_signed()
                        for i in range(f.count // fires)])
