@@ -159,24 +159,26 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
         return
     chunks = []
     # the row registers' choice and enable (one per bit of every row) hang on flip-flops,
-    # not on the firing's handshake: they load the live row while the sequencer stands at
-    # a row's first firing (``seq.first``: its state alone), and drop a chunk the cycle
-    # after each later firing (``shift``); a firing that comes before that drop reads the
-    # chunk above
+    # not on the firing's handshake or the sequencer's counters: they load the live row
+    # while the sequencer stands at a row's first firing (``load``: ``seq.first`` kept in
+    # a register, from the firing's position; after the last row it stays set, and no
+    # firing reads what it loads), and drop a chunk the cycle after each later firing
+    # (``shift``); a firing that comes before that drop reads the chunk above
+    load = Signal(name="x_load", init=1)
     shift = Signal(name="x_shift")
-    m.d.sync += shift.eq(seq.fire & ~seq.first)
+    m.d.sync += [load.eq(Mux(seq.fire, seq.last, load)), shift.eq(seq.fire & ~load)]
     for p in ports:
         port, lay = getattr(tpl, p), tpl.layout(p)
         step = lay.width // fires                  # bits of one chunk
         rest = Signal(lay.width - step, name=f"{p}_rest")
-        with m.If(seq.first):
+        with m.If(load):
             m.d.sync += rest.eq(port.payload[step:])
         with m.Elif(shift):
             m.d.sync += rest.eq(rest >> step)
         # with 2 firings a later firing is the row's last: no chunk above to read
         above = rest[step:2 * step] if fires > 2 else rest[:step]
         cur = Signal(step, name=f"{p}_chunk")
-        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], Mux(shift, above, rest[:step])))
+        m.d.comb += cur.eq(Mux(load, port.payload[:step], Mux(shift, above, rest[:step])))
         f = lay.fields[0]
         chunks.append([cur[i * f.bits:(i + 1) * f.bits].as_signed()
                        for i in range(f.count // fires)])
