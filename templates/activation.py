@@ -141,8 +141,9 @@ def stage_plan(fn: str, num) -> tuple[tuple[str, int], ...]:
     * a ROM (GELU or a gate, every input pattern): the input register, the ROM's
       registered read;
     * I-BERT's GELU: the input register, ``|x|`` rounded (a register), mt * mt
-      (``mul``; mt = C - min(|x|, C) goes into its operand registers), s * M (s, the
-      parabola or its mirror, into the operand registers), x * H (the rounding of H into
+      (``mul``; mt = C - min(|x|, C) goes into its operand registers), s (the parabola
+      or its mirror) in a register of its own when a stage is to spare (inputs up to 18
+      bits), else into s * M's operand registers, s * M, x * H (the rounding of H into
       the operand registers), the rounding, the saturation;
     * a gate table: the input register, the clipped table offset, the table's
       registered read, t * D (``mul``; when the input has bits below the table step),
@@ -158,6 +159,11 @@ def stage_plan(fn: str, num) -> tuple[tuple[str, int], ...]:
                   ("s*M", P.mul_stages(num.s_bits, num.gate_mult.bit_length())),
                   ("x*h", P.mul_stages(num.x.bits, num.gate_bits)), ("round", 1),
                   ("saturate", 1)]
+        if sum(n for _, n in steps) < ACT_STAGES:
+            # a stage to spare: s registered between the two products (the subtraction
+            # and the choice then run from a flip-flop to a flip-flop, not from one
+            # multiplier's output into the next one's input)
+            steps.insert(3, ("s", 1))
     elif fn in ("relu", "rescale"):
         if num.mult != 1:
             steps += [("x*mult", P.mul_stages(num.x.bits, num.mult.bit_length()))]
@@ -217,6 +223,7 @@ def gelu_hw(m, num: GeluNumerics, x, name: str = "gelu"):
         m.d.comb += rp.addr.eq(x.as_unsigned())
         return rp.data.as_signed(), 1
     c, k = num.clip, num.poly_one
+    s_reg = "s" in dict(stage_plan("gelu", num))
     xs = _Line(m, x, f"{name}_x")
     ax = P.reg(m, requant_hw(Mux(x < 0, -x, x), num.x.frac - num.poly_frac), f"{name}_abs",
                unsigned(num.ax_bits))
@@ -224,8 +231,12 @@ def gelu_hw(m, num: GeluNumerics, x, name: str = "gelu"):
     sq = P.mul(m, mt, mt, f"{name}_sq")
     t = 1 + P.mul_stages(len(mt), len(mt))
     xt = xs[t]
-    s = _named(m, Mux(xt > 0, 2 * k - sq, Mux(xt < 0, sq, k)), unsigned(num.s_bits),
-               f"{name}_s")
+    s = Mux(xt > 0, 2 * k - sq, Mux(xt < 0, sq, k))
+    if s_reg:
+        s = P.reg(m, s, f"{name}_s", unsigned(num.s_bits))
+        t += 1
+    else:
+        s = _named(m, s, unsigned(num.s_bits), f"{name}_s")
     sm = P.mul(m, s, Const(num.gate_mult), f"{name}_sm")
     t += P.mul_stages(num.s_bits, num.gate_mult.bit_length())
     h = _named(m, requant_hw(sm, num.gate_shift), unsigned(num.gate_bits), f"{name}_h")
@@ -375,7 +386,8 @@ def _gelu_poly_resources(m: NodeModel, num, n: int) -> None:
     x held until its product."""
     xb, ms = num.x.bits, P.mul_stages
     mb = num.gate_mult.bit_length()
-    t_xh = 1 + ms(num.mt_bits, num.mt_bits) + ms(num.s_bits, mb)
+    s_reg = "s" in dict(stage_plan("gelu", num))
+    t_xh = 1 + ms(num.mt_bits, num.mt_bits) + s_reg + ms(num.s_bits, mb)
     m.hold("x", xb * n, IN_STAGES + t_xh + 1)          # to x * H's operand register
     m.logic.add("addc", xb + 1, n).add("mux", xb + 1, n)         # |x| = x < 0 ? -x : x
     requant_cost(m, xb + 1, num.x.frac - num.poly_frac, n)
@@ -386,7 +398,7 @@ def _gelu_poly_resources(m: NodeModel, num, n: int) -> None:
     mul_cost(m, "mt*mt", (num.mt_bits, False), (num.mt_bits, False), n)
     m.logic.add("addc", num.s_bits, n)                             # 2K - mt**2
     m.logic.add("cmpc", xb, n).add("mux", num.s_bits, n)         # x > 0 ? : x < 0 ? : K
-    m.hold("s", num.s_bits * n, 1)
+    m.hold("s", num.s_bits * n, 1 + s_reg)            # its register, the operand's
     gs = num.gate_shift
     mul_cost(m, "s*M", (num.s_bits, False), (mb, False), n, low=max(0, gs - 1),
              high=gs + num.gate_bits, const=num.gate_mult)
