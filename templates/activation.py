@@ -6,8 +6,12 @@ requantization alone).
 One row in, one row out (the row contract of ``templates.rows``); folded to ``lanes`` <
 D it takes D / lanes firings a row (``hdl.datapath.lane_rows``). The numerics travel in
 the instance params (:class:`ActivationParams`); the model is ``ir.numerics_norm``'s
-golden function, the component its arithmetic in hardware (``gelu_hw``, ``relu_hw``,
-``hdl.datapath.rescale_hw``), bit-exact with it.
+golden function, the component its arithmetic in hardware (``gelu_hw``, ``gate_hw``,
+``relu_hw``, ``rescale_hw``), bit-exact with it, in :data:`ACT_STAGES` registered stages
+(``hdl.pipeline``: every product split into DSP-sized pieces with registered operands and
+partial products, every ROM read registered, rounding and saturation registered; the
+stages advance every cycle, the firing having reserved its output slot): latency
+``ACT_STAGES + 1`` for every instance (:func:`stage_plan` pads the shorter datapaths).
 """
 from __future__ import annotations
 
