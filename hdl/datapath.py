@@ -140,29 +140,56 @@ def lane_rows(tpl, m, seq, ports, fires: int, compute):
 
     * each input row is taken on the row's first firing: chunk 0 from the live payload,
       the rest into a shift register that drops one chunk per later firing, so the lanes
-      always read its low end (a 2:1 mux per bit, not an F-way chunk select);
+      read its low end or the chunk above (a 2:1 mux per bit, not an F-way chunk
+      select; its control registered, see below);
     * the results shift into an output register of F - 1 chunks (chunk 0 ends at the low
       end); the row leaves on the last firing as that register plus the last chunk,
-      taken combinationally (as ``linear``)."""
+      taken combinationally (as ``linear``).
+
+    A pipelined ``compute`` (``tpl.stages("y")`` > 0, ``hdl.pipeline``) returns the
+    chunk's results that many cycles after its firing: the output register then shifts
+    with the firing delayed as long, and ``y.data_valid`` is the template's
+    :meth:`~attnflow.hdl.templates.Template.staged_valid`."""
+    stages = tpl.stages("y")
+    if stages:
+        m.d.comb += tpl.y.data_valid.eq(tpl.staged_valid(m, seq, "y"))
     if fires == 1:
         rows = [elems(getattr(tpl, p).payload, tpl.layout(p), "x") for p in ports]
         m.d.comb += tpl.y.payload.eq(Cat(*compute(rows)))
         return
     chunks = []
+    # the row registers' choice and enable (one per bit of every row) hang on flip-flops,
+    # not on the firing's handshake or the sequencer's counters: they load the live row
+    # while the sequencer stands at a row's first firing (``load``: ``seq.first`` kept in
+    # a register, from the firing's position; after the last row it stays set, and no
+    # firing reads what it loads), and drop a chunk the cycle after each later firing
+    # (``shift``); a firing that comes before that drop reads the chunk above
+    load = Signal(name="x_load", init=1)
+    shift = Signal(name="x_shift")
+    m.d.sync += [load.eq(Mux(seq.fire, seq.last, load)), shift.eq(seq.fire & ~load)]
     for p in ports:
         port, lay = getattr(tpl, p), tpl.layout(p)
         step = lay.width // fires                  # bits of one chunk
         rest = Signal(lay.width - step, name=f"{p}_rest")
-        with m.If(seq.fire):
-            m.d.sync += rest.eq(Mux(seq.first, port.payload[step:], rest >> step))
+        with m.If(load):
+            m.d.sync += rest.eq(port.payload[step:])
+        with m.Elif(shift):
+            m.d.sync += rest.eq(rest >> step)
+        # with 2 firings a later firing is the row's last: no chunk above to read
+        above = rest[step:2 * step] if fires > 2 else rest[:step]
         cur = Signal(step, name=f"{p}_chunk")
-        m.d.comb += cur.eq(Mux(seq.first, port.payload[:step], rest[:step]))
+        m.d.comb += cur.eq(Mux(load, port.payload[:step], Mux(shift, above, rest[:step])))
         f = lay.fields[0]
         chunks.append([cur[i * f.bits:(i + 1) * f.bits].as_signed()
                        for i in range(f.count // fires)])
     ys = compute(chunks)
     out = Cat(*ys)
     done = Signal(len(out) * (fires - 1), name="y_done")
-    with m.If(seq.fire):
+    fired = seq.fire
+    for k in range(stages):             # the firing, as late as its results
+        r = Signal(name=f"fire_d{k + 1}")
+        m.d.sync += r.eq(fired)
+        fired = r
+    with m.If(fired):
         m.d.sync += done.eq(Cat(done[len(out):], out))
     m.d.comb += tpl.y.payload.eq(Cat(done, out))

@@ -532,8 +532,9 @@ def rescale_cost(model: NodeModel, num, count: int) -> int:
 def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
     """``hdl.datapath.lane_rows``: a template folded to D / fires lanes keeps each input
     row but its first chunk in a shift register (a 2:1 mux per bit: load or shift; costed
-    here as a fires-way select, which comes out similar) and shifts the results into
-    fires - 1 chunks of the output row. Returns the lanes (elements computed a firing)."""
+    here as a fires-way select, which comes out similar) with registered load and shift
+    flags, and shifts the results into fires - 1 chunks of the output row. Returns the
+    lanes (elements computed a firing)."""
     fires = getattr(p, "fires", 1)
     lanes = p.dim // fires
     if fires > 1:
@@ -545,6 +546,7 @@ def lanes_cost(m: NodeModel, inst, hw, p, ports) -> int:
             m.logic.add("muxn", lay.width // fires, 1, 2 * fires)
         m.ffs += (fires - 1) * lanes * p.y_layout().fields[0].bits
         m.logic.add("gate", fires - 1)                  # their write enables
+        m.ffs += 2                                      # the row registers' load, shift
     return lanes
 
 

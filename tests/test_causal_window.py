@@ -91,7 +91,7 @@ def test_decoder_stack_with_a_causal_window():
     assert d.folding.period == 4
     r = d.simulate(engine="fast")
     assert np.array_equal(r.outputs["y"]["x"], d.golden())
-    assert r.total_cycles == d.folding.cycles == 302
+    assert r.total_cycles == d.folding.cycles == 326
     for layer in d.accuracy()["layers"]:
         assert layer["cosine"] > 0.999 and layer["max_abs_error"] < 0.15
     x2 = d.x.copy()

@@ -192,18 +192,18 @@ def test_ffn_skip_throttles_below_skip_depth_never_deadlocks():
     assert (fe["ffn_up"], fe["ffn_down"], fe["act"], fe["res2"]) == (32, 32, 32, 16)
     assert hw.instances["act"].contract.fires == N * 32
     p, per = ffn_path(32, 32, 32, 16)
-    assert (p, per) == (1 + 44 + 33 + 44, 32)     # lin_up, act, lin_down: L + F - 1
-    assert hw.channels["skip2"].depth == skip_depth(p, per) == 4
+    assert (p, per) == (1 + 44 + 45 + 44, 32)     # lin_up, act, lin_down: L + F - 1
+    assert hw.channels["skip2"].depth == skip_depth(p, per) == 5
     base = run(hw, x).total_cycles
     totals = {}
-    for depth in (1, 2, 3, 4, 8):
+    for depth in (1, 2, 3, 4, 5, 8):
         res = run(map_encoder_layer(plan, fold, {"skip2": depth}), x)
         assert res.deadlock is None
         assert np.array_equal(res.outputs["y"]["x"], layer_golden(plan, x))
         totals[depth] = res.total_cycles
     print("[skip2] total cycles by depth:", totals)
-    assert totals[4] == totals[8] == base
-    assert totals[1] > totals[2] > totals[3] > totals[4]
+    assert totals[5] == totals[8] == base
+    assert totals[1] > totals[2] > totals[3] > totals[4] > totals[5]
 
 
 @pytest.mark.parametrize("extra", [{"norm": "rmsnorm"}, {"activation": "relu"},

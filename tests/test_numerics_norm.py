@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from attnflow.hdl.datapath import rescale_hw
@@ -34,6 +34,7 @@ from attnflow.ir.numerics_norm import (GELU_GATE_FRAC, GELU_MULT_BITS, GELU_ROM_
                                        rmsnorm_float, rmsnorm_golden, rmsnorm_stats)
 from attnflow.ir.types import FixedFormat
 from attnflow.templates.activation import gelu_hw, relu_hw
+from attnflow.templates.activation import rescale_hw as rescale_pipe
 from attnflow.templates.norm import isqrt_hw, layernorm_row_hw, rmsnorm_row_hw
 
 F = FixedFormat
@@ -379,6 +380,61 @@ def _run_comb(in_fields, out_bits, n_out, build, vectors, out_signed=True):
     return np.array(results, dtype=np.int64)
 
 
+class _Pipe(Elaboratable):
+    """A pipelined DUT: input fields as in :class:`_Comb`; ``build(m, ins)`` returns
+    (Value, stages) pairs, read into the signed signals ``outs``."""
+
+    def __init__(self, in_fields, out_bits, build):
+        self.in_fields, self.out_bits, self.build = in_fields, out_bits, build
+        self.inp = Signal(sum(b for b, _ in in_fields))
+        self.outs, self.stages = [], []
+
+    def elaborate(self, platform):
+        m = Module()
+        ins, off = [], 0
+        for bits, sig in self.in_fields:
+            v = self.inp[off:off + bits]
+            ins.append(v.as_signed() if sig else v)
+            off += bits
+        for k, (v, n) in enumerate(self.build(m, ins)):
+            o = Signal(signed(self.out_bits), name=f"out{k}")
+            m.d.comb += o.eq(v)
+            self.outs.append(o)
+            self.stages.append(n)
+        return m
+
+
+def _run_pipe(in_fields, out_bits, build, vectors):
+    """Drive one input vector a cycle into a :class:`_Pipe` (its registers advance every
+    cycle, as a template's pipeline does) and read each vector's outputs its stages
+    later (all outputs of equal stages)."""
+    dut = _Pipe(in_fields, out_bits, build)
+    got = {}
+
+    def pack(vec):
+        word, off = 0, 0
+        for (bits, _), v in zip(in_fields, vec):
+            word |= (int(v) & ((1 << bits) - 1)) << off
+            off += bits
+        return word
+
+    async def bench(ctx):
+        assert len(set(dut.stages)) == 1, dut.stages
+        n = dut.stages[0]
+        for t in range(len(vectors) + n):
+            if t < len(vectors):
+                ctx.set(dut.inp, pack(vectors[t]))
+            if t >= n:
+                got[t - n] = [ctx.get(o) for o in dut.outs]
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array([got[i] for i in range(len(vectors))], dtype=np.int64)
+
+
 @pytest.mark.parametrize("bits", [1, 7, 16, 32])
 def test_isqrt_hw_matches(bits):
     rng = np.random.default_rng(bits)
@@ -437,7 +493,7 @@ def test_gelu_hw_bit_exact(xf, of, method):
                   rng.integers(-(4 << xf.frac), 4 << xf.frac, 200),
                   [xf.min_int, xf.max_int, 0, 1, -1, num.clip, -num.clip]]
         x = np.clip(x, xf.min_int, xf.max_int)
-    got = _run_comb([(xf.bits, True)], of.bits, 1, lambda m, ins: [gelu_hw(m, num, ins[0])],
+    got = _run_pipe([(xf.bits, True)], of.bits, lambda m, ins: [gelu_hw(m, num, ins[0])],
                     [[v] for v in x])
     assert got[:, 0].tolist() == gelu_golden(x, num).tolist()
 
@@ -450,8 +506,11 @@ def test_relu_and_rescale_hw_bit_exact(xf, of, scale):
     x = np.r_[rng.integers(xf.min_int, xf.max_int + 1, 300), xf.min_int, xf.max_int, 0]
 
     def build(m, ins):
-        return [relu_hw(m, num, ins[0]), rescale_hw(m, num, ins[0], name="rs")]
+        return [relu_hw(m, num, ins[0]), rescale_pipe(m, num, ins[0], name="rs")]
 
-    got = _run_comb([(xf.bits, True)], of.bits, 2, build, [[v] for v in x])
+    got = _run_pipe([(xf.bits, True)], of.bits, build, [[v] for v in x])
     assert got[:, 0].tolist() == relu_golden(x, num).tolist()
     assert got[:, 1].tolist() == rescale_golden(x, num).tolist()
+    comb = _run_comb([(xf.bits, True)], of.bits, 1,
+                     lambda m, ins: [rescale_hw(m, num, ins[0])], [[v] for v in x])
+    assert comb[:, 0].tolist() == rescale_golden(x, num).tolist()

@@ -129,7 +129,7 @@ def test_readme_has_the_commands():
     assert not [c for c in COMMANDS if "SPEC" in c or "[" in c]
     assert len(EXCERPTS["build/demo/report.md"]) == 10
     # the worked example shows its output, checked line by line
-    assert "[attnflow] simulated: 11888 cycles, 0 mismatches against the golden model" in \
+    assert "[attnflow] simulated: 11912 cycles, 0 mismatches against the golden model" in \
         SHOWN["attnflow build examples/encoder_tiny.yaml -o build/demo"]
 
 

@@ -234,7 +234,7 @@ def test_contracts_and_instances():
     assert cases[4].contract().inputs == ("a", "b")
     row_templates = ("layernorm", "rmsnorm", "activation", "residual_add", "fork")
     assert {t: latency(t) for t in row_templates} == {
-        "layernorm": 4, "rmsnorm": 4, "activation": 2, "residual_add": 1, "fork": 1}
+        "layernorm": 4, "rmsnorm": 4, "activation": 14, "residual_add": 1, "fork": 1}
 
 
 def test_validation_one_line_errors():
@@ -267,15 +267,16 @@ def test_validation_one_line_errors():
 
 
 def test_skip_depth_rule():
-    assert skip_depth(7) == 8                 # fork 1 + layernorm 4 + activation 2
+    assert skip_depth(7) == 8                 # a path of 7 cycles at full rate
     assert skip_depth(12, 4) == 4             # ... with a linear folded 4 times
     assert skip_depth(0) == 1 and skip_depth(3, 8) == 1
 
 
 # ---------------------------------------------------------------- simulator: templates alone
 
-def _single(kind, n, d, seed=0):
-    """(instance, inputs ports -> layout, outputs, input values, golden outputs)."""
+def _single(kind, n, d, seed=0, lanes=None):
+    """(instance, inputs ports -> layout, outputs, input values, golden outputs);
+    ``lanes``: an activation's folding."""
     x = rows(n, d, seed=seed + 1)
     if kind in ("layernorm", "rmsnorm"):
         p = ln_params(n, d, rms=kind == "rmsnorm", seed=seed)
@@ -286,10 +287,13 @@ def _single(kind, n, d, seed=0):
                    "activation_gelu_poly": ("gelu", GeluNumerics(F(12, 8), F(10, 6))),
                    "activation_gelu_tanh_table": (
                        "gelu_tanh", GateNumerics("gelu_tanh", S8_4, S8_5, "table")),
+                   # 3 input bits below the table step: interpolated (t * D)
+                   "activation_gelu_tanh_interp": (
+                       "gelu_tanh", GateNumerics("gelu_tanh", F(12, 8), S8_5, "table")),
                    "activation_silu_rom": ("silu", GateNumerics("silu", S8_4, F(6, 3))),
                    "activation_relu": ("relu", RescaleNumerics(S8_4, F(6, 3), 0.8)),
                    "activation_rescale": ("rescale", RescaleNumerics(S8_4, S8_5, 0.37))}[kind]
-        p = ActivationParams(n, d, fn, num)
+        p = ActivationParams(n, d, fn, num, lanes)
         x = rows(n, d, num.x, seed=seed + 1)
         return p.instance("u"), {"x": p.x_layout()}, {"y": p.y_layout()}, {"x": x}, \
             {"y": p.golden(x)}
@@ -303,8 +307,10 @@ def _single(kind, n, d, seed=0):
         {"x": x}, {"y0": x, "y1": x}
 
 
-KINDS = ["layernorm", "rmsnorm", "activation_gelu_rom", "activation_gelu_poly",
-         "activation_gelu_tanh_table", "activation_silu_rom", "activation_relu", "activation_rescale", "residual_add", "fork"]
+ACTIVATION_KINDS = ["activation_gelu_rom", "activation_gelu_poly", "activation_gelu_tanh_table",
+                    "activation_gelu_tanh_interp", "activation_silu_rom", "activation_relu",
+                    "activation_rescale"]
+KINDS = ["layernorm", "rmsnorm", *ACTIVATION_KINDS, "residual_add", "fork"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -341,6 +347,40 @@ def test_sim_alone_with_stalls(kind):
     assert st.starved > 1 and st.blocked > 0, st
     assert run_timing(hw, res.schedule).output_cycles == res.output_cycles
     assert run_timing_fast(hw, res.schedule).output_cycles == res.output_cycles
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("kind", ACTIVATION_KINDS)
+def test_rtl_activation_alone_matches_simulator(rtl_available, tmp_path, kind):
+    """Every activation datapath (ROMs, I-BERT's GELU, gate tables with and without
+    interpolation, ReLU, rescale), pipelined and folded to 2 or 1 lanes of D = 4, on Verilator:
+    every output bit and cycle as simulated (golden), with and without stalls (input
+    gaps starve it, output backpressure fills the y channel and blocks it)."""
+    n, d = 40, 4
+    # 2 firings a row, or 4 (a later firing then reads a chunk not yet shifted down)
+    fires = 4 if kind in ("activation_gelu_poly", "activation_gelu_tanh_interp",
+                          "activation_rescale") else 2
+    inst, ins, outs, xv, gold = _single(kind, n, d, seed=5, lanes=d // fires)
+    name = f"rowop_{kind}"
+    hw = standalone_graph(inst, ins, outs, name=name)
+    emit_verilog(hw, tmp_path / "rtl" / f"{name}.v")
+    stall = dict(gap=0.4, gap_max=3 * fires, ready=0.25 / fires)
+    totals = {}
+    for label, kw in (("nostall", {}), ("stall", stall)):
+        res = run(hw, {"x": {"x": xv["x"]}}, seed=3, **kw)
+        assert np.array_equal(res.outputs["y"]["x"], gold["y"])
+        totals[label] = res.total_cycles
+        if label == "stall":
+            st = next(s for s in res.process_stats() if s.name == "u")
+            assert st.starved > 1 and st.blocked > 0, st
+        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
+        tb = run_testbench(tmp_path, vectors=path, timeout=900)
+        print(f"[rtl] {name} {label}: {res.total_cycles} cycles, "
+              f"testbench {tb.wall_seconds:.1f} s: {tb.message}")
+        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
+        assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
+    # N rows of 2 firings, the input channel's cycle, 13 stages and the y channel's cycle
+    assert totals["nostall"] == n * fires + 1 + 14 < totals["stall"]
 
 
 # ---------------------------------------------------------------- the residual chain
@@ -381,20 +421,20 @@ def chain3(n, d):
 
 
 def test_chain_full_rate_at_the_computed_skip_depth():
-    n, d = 16, 8
+    n, d = 32, 8            # more rows than the skip needs (P + 1): it fills
     block, add = chain1(n, d)
     p, period = path_latency(block)
-    assert (p, period) == (7, 1)
+    assert (p, period) == (19, 1)                # fork 1 + layernorm 4 + activation 14
     depth = skip_depth(p, period)
-    assert depth == 8
+    assert depth == 20
     x = rows(n, d, seed=4)
     gold = chain_golden(x, block, add)
     fill = 1 + latency("fork") + latency("layernorm") + latency("activation") + \
         latency("residual_add")
     res = run(chain_graph(n, d, block, add, depth), {"x": {"x": x}})
     assert np.array_equal(res.outputs["y"]["x"], gold)
-    assert res.total_cycles == n + fill == n + 9
-    assert res.output_cycles["y"] == [9 + i for i in range(n)]
+    assert res.total_cycles == n + fill == n + 21
+    assert res.output_cycles["y"] == [21 + i for i in range(n)]
     skip = next(c for c in res.channel_stats() if c.name == "skip")
     assert skip.max_occupancy == depth - 1 and skip.full_stall == 0   # as the README's L + 1
     short = run(chain_graph(n, d, block, add, depth - 1), {"x": {"x": x}})
@@ -409,8 +449,8 @@ def test_chain_full_rate_at_the_computed_skip_depth():
 
 def test_chain_shallow_skip_throttles_exactly():
     """Every depth below P + 1 runs, slower, with the exact throttled total; depth 1
-    gives one row every P + 1 cycles (8N + 2). No depth deadlocks."""
-    n, d = 16, 4
+    gives one row every P + 1 cycles (20N + 2). No depth deadlocks."""
+    n, d = 32, 4
     block, add = chain1(n, d)
     p, _ = path_latency(block)
     x = rows(n, d, seed=5)
@@ -425,23 +465,23 @@ def test_chain_shallow_skip_throttles_exactly():
         ref = run_timing(hw, res.schedule)
         assert ref.deadlock is None and ref.output_cycles == res.output_cycles
     for depth, total in totals.items():
-        assert total == (throttled_total(n, p, depth) if depth <= p + 1 else n + 9), depth
-    assert totals[1] == (p + 1) * n + 2 == 130
-    assert totals[p] > totals[p + 1] == totals[p + 2] == n + 9
-    print("[chain1 N=16] total cycles by skip depth:", totals)
+        assert total == (throttled_total(n, p, depth) if depth <= p + 1 else n + 21), depth
+    assert totals[1] == (p + 1) * n + 2 == 642
+    assert totals[p] > totals[p + 1] == totals[p + 2] == n + 21
+    print(f"[chain1 N={n}] total cycles by skip depth:", totals)
 
 
 def test_chain_with_folded_linear_skip_depth():
     """A long main path (rmsnorm, GELU poly, linear folded F = 4, ReLU): the skip needs
     ceil((P + 1) / F) rows for full rate; depth 1 only slows it to one row per P + 1."""
-    n, d = 12, 4
+    n, d = 24, 4
     block, add = chain2(n, d)
     lin = block[2]
     fold = lin.fold
     p, period = path_latency(block)
-    assert (fold, period) == (4, 4) and p == 1 + 4 + 2 + (13 + fold - 1) + 2 == 25
+    assert (fold, period) == (4, 4) and p == 1 + 4 + 14 + (13 + fold - 1) + 14 == 49
     depth = skip_depth(p, period)
-    assert depth == 7
+    assert depth == 13
     x = rows(n, d, seed=6)
     gold = chain_golden(x, block, add)
     # fill: x channel, fork, rmsnorm, GELU, linear, ReLU, add
@@ -455,7 +495,7 @@ def test_chain_with_folded_linear_skip_depth():
         totals[k] = res.total_cycles
     assert totals[depth] == totals[depth + 3] == n * fold + fill
     assert totals[depth - 1] > totals[depth]
-    assert totals[1] == (p + 1) * n + 2             # one row per P + 1 = 26 cycles
+    assert totals[1] == (p + 1) * n + 2             # one row per P + 1 = 50 cycles
     # depth 2: two rows per P + 1 cycles, the second F cycles behind the first (N even)
     assert totals[2] == 1 + (n // 2 - 1) * (p + 1) + p + fold + 2
     print(f"[chain2 N={n} F={fold}] total cycles by skip depth:", totals)
@@ -550,9 +590,9 @@ def test_rtl_chain_matches_simulator(rtl_available, tmp_path, which):
         assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
     assert totals["nostall"] < totals["stall"]
     if which == "ln_gelu_rom":
-        assert totals["nostall"] == n + 9
+        assert totals["nostall"] == n + 21
     elif which == "rms_gated_activations":          # fork, rmsnorm, 3 activations, add
         assert totals["nostall"] == n + 1 + sum(latency(t) for t in (
             "fork", "rmsnorm", "activation", "activation", "activation", "residual_add"))
     else:       # pairs of rows every P + 1 cycles, the second row F cycles after the first
-        assert totals["nostall"] == 1 + (n // 2 - 1) * (p + 1) + p + period + 2 == 110  # P = 25
+        assert totals["nostall"] == 1 + (n // 2 - 1) * (p + 1) + p + period + 2 == 206  # P = 49
