@@ -343,6 +343,15 @@ def _pack_rows(rows: np.ndarray, bits: int) -> list[int]:
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return [0] * len(rows)
+    if bits <= 64:
+        # the same bits from each element's little-endian two's-complement bytes
+        le = np.ascontiguousarray(rows, dtype="<i8").view(np.uint8).reshape(*rows.shape, 8)
+        if bits % 8 == 0:
+            packed = np.ascontiguousarray(le[..., :bits // 8]).reshape(len(rows), -1)
+        else:
+            bit_array = np.unpackbits(le, axis=-1, bitorder="little")[..., :bits]
+            packed = np.packbits(bit_array.reshape(len(rows), -1), axis=1, bitorder="little")
+        return [int.from_bytes(row.tobytes(), "little") for row in packed]
     shifts = np.arange(bits, dtype=np.int64)
     # (rows, count, bits) little-endian bits of every element, then bytes of each row
     bit_array = ((rows[..., None] >> shifts) & 1).astype(np.uint8).reshape(len(rows), -1)
