@@ -69,15 +69,19 @@ def saturate(x, fmt: FixedFormat):
 _FLOAT_EXACT = 1 << 53
 
 
-def round_saturate(values, lo: int, hi: int) -> np.ndarray:
-    """Floats -> int64, rounded half up and clipped to ``[lo, hi]`` *before* the cast (a
-    cast first would turn values at or above 2**63 into the most negative integer).
-    The one place a float array becomes integers; NaN is refused (ValueError)."""
-    x = np.floor(np.asarray(values, dtype=np.float64) + 0.5)
-    if np.isnan(x).any():
+def round_saturate(values, lo: int, hi: int, dtype=np.int64) -> np.ndarray:
+    """Floats -> int64 (or ``dtype``, one that holds ``[lo, hi]``), rounded half up and
+    clipped to ``[lo, hi]`` *before* the cast (a cast first would turn values at or above
+    2**63 into the most negative integer). The one place a float array becomes integers;
+    NaN is refused (ValueError)."""
+    x = np.array(values, dtype=np.float64)         # a copy: rounded and clipped in place
+    x += 0.5
+    np.floor(x, out=x)
+    if x.size and np.isnan(x.min()):               # min is NaN when any value is
         raise ValueError("cannot turn NaN into an integer")
     if -_FLOAT_EXACT < lo and hi < _FLOAT_EXACT:   # bounds exact in float64: clip, then cast
-        return np.clip(x, lo, hi).astype(np.int64)
+        out = np.clip(x, lo, hi, out=x).astype(dtype)
+        return out if out.ndim else out[()]
     high, low = x >= hi, x <= lo      # compared before the cast: exact for 64-bit bounds
     out = np.where(high | low, 0.0, x).astype(np.int64)
     out[high] = hi

@@ -227,16 +227,27 @@ def _check_shapes(x, w, b, num: LinearNumerics):
     return x, w, b
 
 
-#: float64 holds every integer below 2**53 exactly
+#: float64 holds every integer below 2**53 exactly, float32 every one below 2**24
 _FLOAT_EXACT = 1 << 53
+_FLOAT32_EXACT = 1 << 24
+
+
+def _peak(a) -> int:
+    """max |a| of an integer array, as a Python int (no overflow at int8's -128)."""
+    a = np.asarray(a)
+    return max(int(a.max(initial=0)), -int(a.min(initial=0)))
 
 
 def exact_matmul(x, w_t, bound: int) -> np.ndarray:
     """``x @ w_t`` of integer arrays, exact, as int64. When every partial sum is below
     ``bound`` in magnitude and ``bound`` < 2**53, the product runs in float64 (BLAS):
     each partial sum is an integer float64 holds exactly, so the result is the integer
-    product whatever the summation order; otherwise in int64 (numpy's integer matmul,
-    no BLAS)."""
+    product whatever the summation order; below 2**24 the same holds in float32 (half
+    the work: 8-bit operands over K up to 1024); otherwise in int64 (numpy's integer
+    matmul, no BLAS). The float32 bound is taken from the operands themselves (K x their
+    largest magnitudes), so an operand outside its format cannot make it inexact."""
+    if bound < _FLOAT_EXACT and _peak(x) * _peak(w_t) * np.shape(x)[-1] < _FLOAT32_EXACT:
+        return (np.asarray(x, np.float32) @ np.asarray(w_t, np.float32)).astype(np.int64)
     if bound < _FLOAT_EXACT:
         return (np.asarray(x, np.float64) @ np.asarray(w_t, np.float64)).astype(np.int64)
     return np.asarray(x, np.int64) @ np.asarray(w_t, np.int64)
@@ -267,11 +278,12 @@ def linear_float(x_ints, w_ints, b_ints, num: LinearNumerics) -> np.ndarray:
 def quantize_weights(w_float, num: LinearNumerics) -> np.ndarray:
     """Float weights (M, K) -> stored integers of ``num.w`` (round half up, saturate), in
     the narrowest numpy integer type that holds the format (int8 for 8-bit weights)."""
-    w = np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k)
     if num.w_scales is not None:
-        w = round_saturate(w / num.steps[:, None], num.w.min_int, num.w.max_int)
-    else:
-        w = quantize(w, num.w)
+        # float32 weights widen exactly inside the division (one float64 array, not two)
+        w = np.divide(np.asarray(w_float).reshape(num.m, num.k), num.steps[:, None],
+                      dtype=np.float64)
+        return round_saturate(w, num.w.min_int, num.w.max_int, int_dtype(num.w))
+    w = quantize(np.asarray(w_float, dtype=np.float64).reshape(num.m, num.k), num.w)
     return w.astype(int_dtype(num.w))
 
 
@@ -343,6 +355,15 @@ def _pack_rows(rows: np.ndarray, bits: int) -> list[int]:
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return [0] * len(rows)
+    if bits <= 64:
+        # the same bits from each element's little-endian two's-complement bytes
+        le = np.ascontiguousarray(rows, dtype="<i8").view(np.uint8).reshape(*rows.shape, 8)
+        if bits % 8 == 0:
+            packed = np.ascontiguousarray(le[..., :bits // 8]).reshape(len(rows), -1)
+        else:
+            bit_array = np.unpackbits(le, axis=-1, bitorder="little")[..., :bits]
+            packed = np.packbits(bit_array.reshape(len(rows), -1), axis=1, bitorder="little")
+        return [int.from_bytes(row.tobytes(), "little") for row in packed]
     shifts = np.arange(bits, dtype=np.int64)
     # (rows, count, bits) little-endian bits of every element, then bytes of each row
     bit_array = ((rows[..., None] >> shifts) & 1).astype(np.uint8).reshape(len(rows), -1)

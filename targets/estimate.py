@@ -50,6 +50,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ir.numerics import LOG2E_MULT, clog2
 from .devices import Device, load_device
 
@@ -341,9 +343,49 @@ def rom_register_bits(words, width: int) -> int:
     words = list(words() if callable(words) else words)
     depth = max(2, len(words))
     words += [0] * (depth - len(words))
-    addr = {tuple((a >> k) & 1 for a in range(depth)) for k in range(clog2(depth))}
-    cols = {tuple((w >> b) & 1 for w in words) for b in range(width)}
-    return len([c for c in cols if len(set(c)) > 1 and c not in addr])
+    nbytes = max(1, (width + 7) // 8)
+    mask = (1 << width) - 1
+    raw = np.frombuffer(b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in words),
+                        dtype=np.uint8).reshape(depth, nbytes)
+    # the columns that need no register: the address bits (distinct, none constant)
+    # and the two constants; among the distinct columns of both, all of these are
+    addr = np.arange(depth, dtype="<u8").view(np.uint8).reshape(depth, 8)
+    special = np.concatenate([_column_matrix(addr, clog2(depth)),
+                              _column_matrix(np.zeros((depth, 1), np.uint8), 1),
+                              _column_matrix(np.ones((depth, 1), np.uint8), 1)])
+    cols = _column_matrix(raw, width)
+    return _distinct_rows(np.concatenate([special, cols])) - len(special)
+
+
+def _column_matrix(raw: np.ndarray, width: int) -> np.ndarray:
+    """Row b: bit b of every word (word 0 first; ``raw``: a word's little-endian bytes a
+    row), packed little-endian into bytes, for b < width: two columns are equal exactly
+    when their rows are (one depth for all)."""
+    by_byte = np.ascontiguousarray(raw.T)            # (byte j, word)
+    # bit k of byte j over the words, packed: column 8 j + k
+    return np.stack([np.packbits((by_byte >> k) & 1, axis=1, bitorder="little")
+                     for k in range(8)], axis=1).reshape(len(by_byte) * 8, -1)[:width]
+
+
+def _distinct_rows(rows: np.ndarray) -> int:
+    """How many distinct rows a 2-D uint8 array has: the rows as uint64 words, ordered by
+    a hash of their words; equal rows then lie together, so adjacent rows that differ
+    count the rest (two different rows with the same hash: sorted by every word)."""
+    if len(rows) == 0:
+        return 0
+    pad = -rows.shape[1] % 8
+    keys = np.ascontiguousarray(np.pad(rows, ((0, 0), (0, pad)))).view(np.uint64)
+    h = keys[:, 0].copy()
+    for j in range(1, keys.shape[1]):
+        h = h * np.uint64(0x9E3779B97F4A7C15) ^ keys[:, j]
+    order = np.argsort(h)
+    hs, ks = h[order], keys[order]
+    same_hash = hs[1:] == hs[:-1]
+    differ = np.any(ks[1:] != ks[:-1], axis=1)
+    if np.any(same_hash & differ):                  # a collision: order by the words
+        ordered = keys[np.lexsort(keys.T[::-1])]
+        return 1 + int(np.any(ordered[1:] != ordered[:-1], axis=1).sum())
+    return 1 + int(differ.sum())
 
 
 def rom_logic_bits(words, width: int) -> int:

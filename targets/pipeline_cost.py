@@ -23,6 +23,7 @@ and naive heads N=32, d=16, module by module, register by register:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..hdl import pipeline as P
 from .estimate import Mult, NodeModel
@@ -92,12 +93,22 @@ def tree_cost(model: NodeModel, leaves: list, count: int = 1, low: int = 0,
     bits [low, high) are read: its registers (and the leaves' own when
     ``registered_leaves``) and its adders (``per_stage`` levels a stage). Returns the
     sum's span."""
+    ffs, adds, span = _tree_figures(tuple(leaves), registered_leaves, per_stage, low, high)
+    model.ffs += ffs * count
+    model.logic.add("add", adds, count)
+    return span
+
+
+@lru_cache(maxsize=4096)
+def _tree_figures(leaves: tuple, registered_leaves: bool, per_stage: int, low: int,
+                  high: int | None) -> tuple[int, int, Span]:
+    """(register bits, adder bits, span) of one tree (:func:`tree_cost`): a function of
+    its arguments only, so the same tree (every PE row of every linear of a shape) is
+    walked once."""
     root = _tree(list(leaves), registered_leaves, per_stage)
     high = root.span.hi if high is None else high
     ffs, adds = _live(root, low, high)
-    model.ffs += ffs * count
-    model.logic.add("add", adds, count)
-    return root.span
+    return ffs, adds, root.span
 
 
 def pieces_of(bits: int, signed: bool) -> list[tuple[int, bool, int]]:

@@ -18,7 +18,7 @@ from attnflow.mappers.encoder import map_encoder_layer
 from attnflow.templates.linear import LinearParams
 from attnflow.targets import estimate
 from attnflow.mappers.catalog import facet
-from attnflow.targets.estimate import Logic, rom_logic_bits, template_model
+from attnflow.targets.estimate import Logic, rom_logic_bits, rom_register_bits, template_model
 
 FOLD = {op: (4, 4) for op in OPS}
 
@@ -218,6 +218,23 @@ def test_rom_logic_bits():
     assert rom_logic_bits([3, 4, 4, 3], 3) == 1
     # a 1-word ROM is padded to 2 words (templates.linear._rom): its non-zero bits follow addr
     assert rom_logic_bits([5], 3) == 0
+
+
+def test_rom_register_bits():
+    # bits 0 and 1 copy the address bits, bit 2 is constant: no register
+    assert rom_register_bits([0, 1, 2, 3], 3) == 0
+    # bit 0 = bit 1 = 1,0,0,1 (one register), bit 2 its inverse 0,1,1,0 (a register of its own)
+    assert rom_register_bits([3, 4, 4, 3], 3) == 2
+    # an inverted address bit (1,0,1,0) is a register; a 1-word ROM pads to 2 words:
+    # [5, 0]: bits 0 and 2 are both 1,0 (the inverted address: one register)
+    assert rom_register_bits([1, 0, 1, 0], 1) == 1
+    assert rom_register_bits([5], 3) == 1
+    # [6, 1]: bit 0 is 0,1 (the address), bits 1 and 2 are 1,0 (one register)
+    assert rom_register_bits(lambda: [6, 1], 3) == 1
+    # columns wider than a byte, beyond 64 words: column b of word i is bit b % 5 of i * 7
+    # (never an address bit: i * 7 mod 2 ** (k + 1) differs from i's bit k somewhere)
+    words = [sum((((i * 7) >> (b % 5)) & 1) << b for b in range(40)) for i in range(100)]
+    assert rom_register_bits(words, 40) == 5 - 1      # bit 0 of i * 7 is address bit 0
 
 
 def test_logic_kinds():
