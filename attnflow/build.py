@@ -284,7 +284,7 @@ def sequence_fields(design, result: SimResult, summary: dict) -> dict:
            "interval_text": f"{node}'s {hw.instances[node].contract.fires_per_sequence} "
                             f"firings per sequence x ii {hw.instances[node].contract.ii}"}
     clock = design.spec.hardware.clock_mhz
-    out = {"sequences": seq,
+    out = {"sequences": seq, "latency_us": (int(ends[0]) + 1) / clock,
            "sequences_per_second": clock * 1e6 / seq["interval"]}
     if one is not None:
         out["expected_cycles"] = one + (S - 1) * ii
@@ -386,7 +386,8 @@ def report_md(summary: dict) -> str:
         lines += [
             f"- total cycles (reset to last output): **{s['total_cycles']}** "
             f"(expected {s['expected_cycles']}: {s['expected_text']})",
-            f"- latency at {s['clock_mhz']:g} MHz{clock_label(s)}: "
+            f"- latency{' of the first sequence' if 'sequences' in s else ''} at "
+            f"{s['clock_mhz']:g} MHz{clock_label(s)}: "
             f"{s['latency_us']:.3f} us, "
             f"{s['sequences_per_second']:.0f} sequences/s"
             + (" (one sequence at a time)" if "sequences" not in s else " (at the II)"),

@@ -112,7 +112,9 @@ def cmd_sim(args) -> int:
             acc = summary["accuracy"]
             print(f"total cycles {summary['total_cycles']} (expected "
                   f"{summary['expected_cycles']}), "
-                  f"{summary['latency_us']:.3f} us at {summary['clock_mhz']:g} MHz; "
+                  f"{summary['latency_us']:.3f} us"
+                  f"{' the first sequence' if 'sequences' in summary else ''} at "
+                  f"{summary['clock_mhz']:g} MHz; "
                   f"golden mismatches {summary['golden_mismatches']}; "
                   f"vs float: max abs err {acc['max_abs_error']:.3g}, cosine {acc['cosine']:.6f}")
             from .build import loss_text, sequence_text

@@ -77,6 +77,12 @@ def test_head_sequences_follow_at_its_firings_per_sequence():
     q = summary["sequences"]
     assert (q["interval"], q["interval_model"], q["latencies"]) == (72, 72, [127, 127, 127])
     assert summary["expected_cycles"] == summary["total_cycles"] == 272
+    # at 200 MHz: the first sequence's 128 cycles, then one sequence every 72
+    assert summary["latency_us"] == 128 / 200
+    assert summary["sequences_per_second"] == 200e6 / 72
+    from attnflow.accounting import apply
+    costs = apply(summary, d, fast)          # the report's one accounting says the same
+    assert (costs["latency_us"], costs["sequences_per_second"]) == (128 / 200, 200e6 / 72)
 
 
 def test_stalls_keep_every_sequence_exact():
