@@ -215,11 +215,15 @@ class HwGraph:
         this one); itself when it already does."""
         if (sequences, stream) == (self.sequences, self.stream):
             return self
-        insts = {n: dataclasses.replace(i, contract=dataclasses.replace(
-                     i.contract, sequences=sequences, stream=stream))
-                 for n, i in self.instances.items()}
-        hw = HwGraph(self.name, insts, dict(self.channels), self.numerics, self.variant,
-                     dict(self.depth_notes))
+        return self.derived(instances={n: dataclasses.replace(i, contract=dataclasses.replace(
+            i.contract, sequences=sequences, stream=stream)) for n, i in self.instances.items()})
+
+    def derived(self, instances=None, channels=None, depth_notes=None) -> "HwGraph":
+        """A copy with the given tables replaced (the rest shared), frozen (validated)
+        like this one."""
+        hw = HwGraph(self.name, dict(self.instances if instances is None else instances),
+                     dict(self.channels if channels is None else channels), self.numerics,
+                     self.variant, dict(self.depth_notes if depth_notes is None else depth_notes))
         return hw.freeze() if self.frozen else hw
 
     def tokens_per_sequence(self, channel: str) -> int:

@@ -7,14 +7,15 @@ loads with the tail of the current one on its own; what can still couple two seq
 is a residual skip (a fork's row kept for the ``residual_add`` after the block): sized
 for one sequence (N rows, or the residual rule capped at N), it blocks the fork from
 pushing sequence s + 1's rows while the block still works on sequence s, and through the
-fork the whole layer. :func:`with_sequences` deepens exactly those channels, to the peak
-they reach when they never block (a run of up to :data:`SIZING_SEQUENCES` sequences,
-each channel holding at most one sequence more than alone, on the fast timing engine
-without stalls). A channel at least as deep
-as its peak in that run never blocks it, so the design then runs that very schedule: the
-steady-state interval between sequences (II) is its slowest template's firings per
-sequence (x ii) wherever that run reaches it; ``interval_model`` states the model and
-the simulator checks it (``attnflow sim`` prints both).
+fork the whole layer; so does a K or V channel a store reads only in its load phase.
+:func:`with_sequences` deepens exactly those channels (:func:`coupling_channels`) to
+:func:`unblocking_depth` in a probe run (up to :data:`SIZING_SEQUENCES` sequences, each
+channel holding at most one sequence more than alone, fast timing engine, no stalls):
+at that depth a channel never blocks where it did not block in the probe, so the design
+runs the probe's schedule. The steady-state interval between sequences (II) is then its
+slowest template's firings per sequence (x ii) wherever the probe reaches it;
+``interval_model`` states the model and the simulator checks it (``attnflow sim``
+prints both).
 """
 from __future__ import annotations
 
@@ -64,17 +65,15 @@ def unblocking_depth(push, pop) -> int:
 
 
 def _deepened(hw: HwGraph, depths: dict[str, int], notes: dict[str, str]) -> HwGraph:
-    chans = {n: (dataclasses.replace(c, depth=depths[n]) if n in depths else c)
-             for n, c in hw.channels.items()}
-    out = HwGraph(hw.name, dict(hw.instances), chans, hw.numerics, hw.variant,
-                  {**hw.depth_notes, **notes})
-    return out.freeze() if hw.frozen else out
+    return hw.derived(channels={n: (dataclasses.replace(c, depth=depths[n]) if n in depths
+                                    else c) for n, c in hw.channels.items()},
+                      depth_notes={**hw.depth_notes, **notes})
 
 
 def with_sequences(hw: HwGraph, sequences: int, stream: bool = False) -> HwGraph:
-    """``hw`` running ``sequences`` sequences back to back, its residual skips deepened
-    to their peak occupancy over :data:`SIZING_SEQUENCES` sequences where each may hold
-    one sequence more than its one-sequence depth (never shallower than that depth).
+    """``hw`` running ``sequences`` sequences back to back, its coupling channels
+    deepened to their unblocking depth in the probe (see the module docstring; never
+    shallower than the one-sequence depth).
     ``stream``: the RTL never stops (``Contract.stream``); sized for the steady state
     (a probe of :data:`SIZING_SEQUENCES` whatever ``sequences``)."""
     from ..sim.fast import kept_firings, run_timing_fast
@@ -82,8 +81,8 @@ def with_sequences(hw: HwGraph, sequences: int, stream: bool = False) -> HwGraph
     from ..sim.schedule import make_schedule
     if sequences == 1 and not stream:
         return hw.with_sequences(1)
-    skips = coupling_channels(hw)
-    if not skips:
+    coupled = coupling_channels(hw)
+    if not coupled:
         return hw.with_sequences(sequences, stream)
     # fewer sequences for a design whose firings would make the probe large (2 at least)
     per = sum(kept_firings(i.contract) for i in hw.instances.values())
@@ -91,19 +90,19 @@ def with_sequences(hw: HwGraph, sequences: int, stream: bool = False) -> HwGraph
     k = k if stream else min(sequences, k)
     probe = hw.with_sequences(k)
     # at most one more sequence than one sequence's depth: a second buffer, no more
-    rows = {n: hw.channels[n].depth + hw.tokens_per_sequence(n) for n in skips}
-    open_ = _deepened(probe, rows, {})
+    caps = {n: hw.channels[n].depth + hw.tokens_per_sequence(n) for n in coupled}
+    open_ = _deepened(probe, caps, {})
     sched = make_schedule({c: open_.tokens(c) for c in open_.inputs}, open_.outputs)
     timing = run_timing_fast(open_, sched) or run_timing(open_, sched)
     depths, notes = {}, {}
-    for n in skips:
+    for n in coupled:
         ch = timing.chans[n]
-        peak = unblocking_depth(ch.push, ch.pop)
+        need = unblocking_depth(ch.push, ch.pop)
         one = hw.channels[n].depth
-        if peak > one:
-            depths[n] = peak
-            notes[n] = (f"back-to-back sequences: the peak it reaches unblocked over {k} "
-                        f"sequences ({peak}; one sequence: {one}, "
+        if need > one:
+            depths[n] = need
+            notes[n] = (f"back-to-back sequences: {need}, the depth at which it never blocks "
+                        f"in a {k}-sequence probe (one sequence: {one}, "
                         f"{hw.depth_notes.get(n, '')})")
     return _deepened(hw, depths, notes).with_sequences(sequences, stream)
 
