@@ -111,17 +111,23 @@ def bound(summary: dict, result) -> dict | None:
             "fraction": top / total}
 
 
+def pace(summary: dict, total: int, mhz: float) -> dict:
+    """``latency_us`` and ``sequences_per_second`` at ``mhz``: one sequence's ``total``
+    cycles, or back to back (``summary["sequences"]``) the first sequence's latency and
+    one sequence per interval (II)."""
+    seq = summary.get("sequences")
+    first = seq["ends"][0] + 1 if seq else total
+    every = seq["interval"] if seq else total
+    return {"latency_us": first / mhz if first else None,
+            "sequences_per_second": mhz * 1e6 / every if every else None}
+
+
 def accounting(design, result, summary: dict, device=None, measured=None) -> dict:
     """The ``costs`` entry of sim.json (see the module docstring)."""
     counts = product_counts(design.hw)
     var = counts["variable"]
     folding = design.folding
     clk = clock(design.spec, device, measured)
-    total = result.total_cycles
-    # back to back: the first sequence's latency, and one sequence per interval (II)
-    seq = summary.get("sequences")
-    first = seq["ends"][0] + 1 if seq else total
-    every = seq["interval"] if seq else total
     out = {
         "variable_products": {"total": sum(var.values()), **var},
         "budgeted_products": var["linear"] + var["attention"],
@@ -131,8 +137,7 @@ def accounting(design, result, summary: dict, device=None, measured=None) -> dic
         "memory_bits": memory_counts(design.hw),
         "dsp": dsp_counts(design.hw, device) if device is not None else None,
         "clock": clk,
-        "latency_us": first / clk["mhz"] if first else None,
-        "sequences_per_second": clk["mhz"] * 1e6 / every if every else None,
+        **pace(summary, result.total_cycles, clk["mhz"]),
         "bound": bound(summary, result),
     }
     return out

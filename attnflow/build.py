@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .accounting import apply as apply_accounting
+from .accounting import apply as apply_accounting, pace
 from .api import Design, prepare_for, resolved_spec
 from .hdl.axis import axis_name, axis_ports, registers as axis_registers
 from .hdl.emit import emit_axis_wrapper, emit_verilog, write_rtl
@@ -229,9 +229,7 @@ def sim_summary(design, result: SimResult) -> dict:
            "schedule": dataclasses.asdict(design.spec.schedule),
            "notes": design_notes(spec) + weight_notes(design) + input_notes(design),
            "deadlock": result.deadlock.describe() if result.deadlock else None,
-           "total_cycles": total, "clock_mhz": clock,
-           "latency_us": total / clock if total else None,
-           "sequences_per_second": clock * 1e6 / total if total else None}
+           "total_cycles": total, "clock_mhz": clock, **pace({}, total, clock)}
     costs = node_costs(design.hw)
     out["multipliers"] = sum(c["multipliers"] for c in costs.values())
     out["memory_bits"] = sum(c["memory_bits"] for c in costs.values())
@@ -247,6 +245,7 @@ def sim_summary(design, result: SimResult) -> dict:
     out["bottleneck"] = b
     if design.sequences > 1 and not result.deadlock:
         out.update(sequence_fields(design, result, out))
+        out.update(pace(out, total, clock))
     if not result.deadlock:
         out["golden_mismatches"] = check_golden(design, result)
         out["accuracy"] = design.accuracy()
@@ -283,9 +282,7 @@ def sequence_fields(design, result: SimResult, summary: dict) -> dict:
            "interval_model": ii, "interval_node": node,
            "interval_text": f"{node}'s {hw.instances[node].contract.fires_per_sequence} "
                             f"firings per sequence x ii {hw.instances[node].contract.ii}"}
-    clock = design.spec.hardware.clock_mhz
-    out = {"sequences": seq, "latency_us": (int(ends[0]) + 1) / clock,
-           "sequences_per_second": clock * 1e6 / seq["interval"]}
+    out = {"sequences": seq}
     if one is not None:
         out["expected_cycles"] = one + (S - 1) * ii
         out["expected_text"] = (f"{summary['expected_text']}, for the first sequence; then "
