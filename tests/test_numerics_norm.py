@@ -330,6 +330,16 @@ def test_relu_and_rescale():
 
 # ---------------------------------------------------------------- hardware bit-exactness
 
+def _fields(inp, in_fields):
+    """The (bits, signed) fields of the flat input Signal ``inp``, as Values in order."""
+    ins, off = [], 0
+    for bits, sig in in_fields:
+        v = inp[off:off + bits]
+        ins.append(v.as_signed() if sig else v)
+        off += bits
+    return ins
+
+
 class _Comb(Elaboratable):
     """A combinational DUT: one flat input Signal ``inp`` (the fields ``in_fields``, each
     (bits, signed)), one flat output Signal ``out`` (``n_out`` fields of ``out_bits``).
@@ -342,11 +352,7 @@ class _Comb(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        ins, off = [], 0
-        for bits, sig in self.in_fields:
-            v = self.inp[off:off + bits]
-            ins.append(v.as_signed() if sig else v)
-            off += bits
+        ins = _fields(self.inp, self.in_fields)
         outs = self.build(m, ins)
         m.d.comb += self.out.eq(Cat(*[o[:self.out_bits] for o in outs]))
         return m
@@ -391,11 +397,7 @@ class _Pipe(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        ins, off = [], 0
-        for bits, sig in self.in_fields:
-            v = self.inp[off:off + bits]
-            ins.append(v.as_signed() if sig else v)
-            off += bits
+        ins = _fields(self.inp, self.in_fields)
         for k, (v, n) in enumerate(self.build(m, ins)):
             o = Signal(signed(self.out_bits), name=f"out{k}")
             m.d.comb += o.eq(v)
