@@ -37,6 +37,22 @@ def verify_head_rtl(spec, tmp_path, min_period: int = 1):
     return result, stalled
 
 
+def rtl_run_matches(tmp_path, result, label: str, what: str, output: str = "y"):
+    """The testbench of ``result``'s vectors (``tb/vectors_<label>.json`` in the build
+    folder ``tmp_path``, whose ``rtl/`` holds the design) on Verilator: every output
+    token's bits and cycle as simulated; one Verilator build serves every label. ``what``
+    names the design in the printed line and the failure. Returns the TestbenchResult."""
+    from attnflow.build import vectors
+    from attnflow.hdl.testbench import run_testbench, write_testbench
+    path = write_testbench(tmp_path, vectors(result), vectors_name=f"vectors_{label}.json")
+    tb = run_testbench(tmp_path, vectors=path, timeout=900)
+    print(f"[rtl] {what} {label}: {result.total_cycles} cycles, "
+          f"testbench {tb.wall_seconds:.1f} s: {tb.message}")
+    assert tb.ok, f"{what} {label}: {tb.message} (log {tb.log})"
+    assert tb.cycles_simulated == result.output_cycles[output][-1] + 1
+    return tb
+
+
 def engine_runs(design, schedule=None) -> list:
     """The design simulated on both engines (``reference``, ``fast``) under ``schedule``
     (None: the spec's): each run must finish without deadlock and its output must equal

@@ -25,6 +25,8 @@ from attnflow.mappers.encoder import expected_cycles, layer_inputs, map_encoder_
 from attnflow.sim.run import simulate
 from attnflow.sim.schedule import make_schedule
 
+from helpers import rtl_run_matches
+
 N, D, DFF = 8, 16, 32
 FOLD = {op: (4, 4) for op in OPS}
 
@@ -91,13 +93,7 @@ def test_rtl_encoder_layer_matches_simulator(rtl_available, tmp_path, heads):
             att = np.concatenate([res.values[f"o{h}"]["x"] for h in range(heads)], axis=1)
             assert np.array_equal(res.values["att"]["x"], att)
         totals[label] = res.total_cycles
-        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
-        # the same sim_build folder for both runs: Verilator builds once
-        tb = run_testbench(tmp_path, vectors=path, timeout=900)
-        print(f"[rtl] {name} {label}: {res.total_cycles} cycles, testbench "
-              f"{tb.wall_seconds:.1f} s: {tb.message}")
-        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
-        assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
+        rtl_run_matches(tmp_path, res, label, name)
     assert totals["nostall"] == expected_cycles(hw)["total"]
     assert totals["nostall"] < totals["stall"]
 

@@ -19,10 +19,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from attnflow.build import vectors
 from attnflow.hdl.emit import emit_verilog
 from attnflow.hdl.tb_files.run_tb import verilator_root
-from attnflow.hdl.testbench import run_testbench, write_testbench
 from attnflow.ir.numerics_linear import (LinearNumerics, bias_rom, linear_acc, linear_float,
                                          linear_golden, quantize_bias, quantize_weights,
                                          unpack_weight_rom, weight_rom)
@@ -36,6 +34,8 @@ from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
 from attnflow.sim.run import simulate
 from attnflow.sim.schedule import make_schedule
+
+from helpers import rtl_run_matches
 
 S8_4, S8_6, S8_7 = FixedFormat(8, 4), FixedFormat(8, 6), FixedFormat(8, 7)
 LATENCY = latency("linear")
@@ -374,12 +374,7 @@ def test_rtl_matches_simulator(rtl_available, tmp_path, k, m, pe, simd, scale, y
         lin = next(p for p in res.process_stats() if p.name == "lin")
         if label == "stall":
             assert lin.starved > 1 and lin.blocked > 0, lin
-        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
-        tb = run_testbench(tmp_path, vectors=path, timeout=900)
-        print(f"[rtl] {name} {label}: {res.total_cycles} cycles, "
-              f"testbench {tb.wall_seconds:.1f} s: {tb.message}")
-        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
-        assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
+        rtl_run_matches(tmp_path, res, label, name)
     assert totals["nostall"] == n * params.fold + FILL < totals["stall"]
 
 
@@ -444,9 +439,6 @@ def test_rtl_per_channel_matches_simulator(rtl_available, tmp_path):
     for label, kw in (("nostall", {}), ("stall", stall)):
         res = simulate(hw, {"x": {"x": xi}}, make_schedule({"x": n}, ["y"], 3, **kw))
         assert np.array_equal(res.outputs["y"]["x"], y)
-        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
-        tb = run_testbench(tmp_path, vectors=path, timeout=900)
-        print(f"[rtl] {name} {label}: {res.total_cycles} cycles: {tb.message}")
-        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
+        rtl_run_matches(tmp_path, res, label, name)
         if label == "nostall":
             assert res.total_cycles == n * F + FILL

@@ -29,10 +29,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from attnflow.build import vectors
 from attnflow.hdl.emit import emit_verilog
 from attnflow.hdl.tb_files.run_tb import verilator_root
-from attnflow.hdl.testbench import run_testbench, write_testbench
 from attnflow.ir.numerics_act import GateNumerics
 from attnflow.ir.numerics_linear import LinearNumerics, linear_golden
 from attnflow.ir.numerics_norm import GeluNumerics, LayerNormNumerics, RescaleNumerics
@@ -53,6 +51,8 @@ from attnflow.sim.engine import run_timing
 from attnflow.sim.fast import run_timing_fast
 from attnflow.sim.run import simulate
 from attnflow.sim.schedule import make_schedule
+
+from helpers import rtl_run_matches
 
 F = FixedFormat
 S8_4, S8_5, S8_6 = F(8, 4), F(8, 5), F(8, 6)
@@ -373,12 +373,7 @@ def test_rtl_activation_alone_matches_simulator(rtl_available, tmp_path, kind):
         if label == "stall":
             st = next(s for s in res.process_stats() if s.name == "u")
             assert st.starved > 1 and st.blocked > 0, st
-        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
-        tb = run_testbench(tmp_path, vectors=path, timeout=900)
-        print(f"[rtl] {name} {label}: {res.total_cycles} cycles, "
-              f"testbench {tb.wall_seconds:.1f} s: {tb.message}")
-        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
-        assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
+        rtl_run_matches(tmp_path, res, label, name)
     # N rows of 2 firings, the input channel's cycle, 13 stages and the y channel's cycle
     assert totals["nostall"] == n * fires + 1 + 14 < totals["stall"]
 
@@ -582,12 +577,7 @@ def test_rtl_chain_matches_simulator(rtl_available, tmp_path, which):
         assert res.deadlock is None
         assert np.array_equal(res.outputs["y"]["x"], gold)
         totals[label] = res.total_cycles
-        path = write_testbench(tmp_path, vectors(res), vectors_name=f"vectors_{label}.json")
-        tb = run_testbench(tmp_path, vectors=path, timeout=900)
-        print(f"[rtl] {name} skip {depth} {label}: {res.total_cycles} cycles, "
-              f"testbench {tb.wall_seconds:.1f} s: {tb.message}")
-        assert tb.ok, f"{name} {label}: {tb.message} (log {tb.log})"
-        assert tb.cycles_simulated == res.output_cycles["y"][-1] + 1
+        rtl_run_matches(tmp_path, res, label, f"{name} skip {depth}")
     assert totals["nostall"] < totals["stall"]
     if which == "ln_gelu_rom":
         assert totals["nostall"] == n + 21
